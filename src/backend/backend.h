@@ -1,0 +1,101 @@
+/* backend.h: the one ops table every storage backend fills in.
+ *
+ * Backends are mechanism only: they create, copy, remove and describe
+ * storage objects and store the metadata blob the core gives them *with*
+ * the object (a sidecar file, ZFS user properties).  They never decide
+ * policy (what may be destroyed, what is visible) and never print.
+ *
+ * Capabilities (caps) are queries and are kept apart from operations: the
+ * core uses them to pick a path or to refuse clearly.
+ *
+ * Crash safety contract: operations that make a new volume (vol_create,
+ * vol_copy) commit by storing the metadata last (or atomically with the
+ * data).  After a crash the core asks vol_get() whether the volume was
+ * committed and calls vol_discard() to remove a partial one.  vol_destroy,
+ * vol_resize and vol_revert must be safe to run again after a crash at any
+ * point (the core re-runs them).  Each step between storage changes calls
+ * zl_fault(op, step) so tests can kill the process there.
+ */
+#ifndef ZL_BACKEND_H
+#define ZL_BACKEND_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct zl_sr;
+
+/* Capability bits */
+#define ZL_CAP_REFLINK       (1u << 0) /* snapshots/clones share data instantly */
+#define ZL_CAP_THICK         (1u << 1) /* space can be reserved */
+#define ZL_CAP_CLONES_PIN    (1u << 2) /* a snapshot with clones cannot be removed */
+#define ZL_CAP_SPARSE        (1u << 3) /* thin volumes allocate on write */
+
+struct zl_vol_info {
+  int64_t virtual_size;
+  int64_t physical_utilisation;
+};
+
+enum zl_copy_kind { ZL_COPY_SNAPSHOT, ZL_COPY_CLONE };
+
+typedef int (*zl_vol_cb)(void *opaque, const char *key, json_t *meta,
+                         const struct zl_vol_info *info);
+
+struct zl_backend {
+  const char *name;        /* "file" */
+  const char *sr_type;     /* "file-live": the SMAPIv3 SR type and plugin suffix */
+  const char *title;       /* Plugin.Query name */
+  const char *description; /* Plugin.Query description */
+  int64_t size_granularity;
+
+  json_t *(*config_help)(void);      /* device-config key -> description */
+  json_t *(*features)(void);         /* extra SMAPIv3 feature strings */
+  unsigned (*caps)(struct zl_sr *sr); /* ZL_CAP_* for an open SR */
+  bool (*sr_key_valid)(const char *sr_key);
+
+  /* SR.create, storage part: validate config (canonicalising it in place),
+   * refuse nested SRs, make the storage and an empty private area.  May be
+   * re-run on a half-created SR (no sr.json yet).  *sr_key: malloc()ed. */
+  int (*sr_prepare)(const char *uuid, json_t *config, char **sr_key);
+  /* SR.attach: the key of the SR config describes (it must exist). */
+  int (*sr_locate)(const json_t *config, char **sr_key);
+  /* Open: validate sr->key, set sr->dirfd/privfd/be_data. */
+  int (*sr_open)(struct zl_sr *sr);
+  void (*sr_close)(struct zl_sr *sr);
+  /* Remove the storage of an SR that holds no volumes; the core has already
+   * removed its own files from the private area. */
+  int (*sr_remove)(struct zl_sr *sr);
+  int (*sr_space)(struct zl_sr *sr, int64_t *total, int64_t *free);
+  /* Append {"sr_key"?, "configuration", "uuid"?, "can_create", "reason"}
+   * objects to results for the place config describes. */
+  int (*sr_probe)(const json_t *config, json_t *results);
+  /* A short description of what this SR can do ("reflink=yes fs=btrfs"). */
+  char *(*sr_summary)(struct zl_sr *sr);
+
+  /* Volumes */
+  int (*vol_list)(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
+  /* ENOENT (kind NO_VOLUME) if the volume does not exist or was never
+   * committed.  meta: new reference, may be NULL if not wanted. */
+  int (*vol_get)(struct zl_sr *sr, const char *key, json_t **meta,
+                 struct zl_vol_info *info);
+  int (*vol_create)(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+                    const json_t *meta);
+  int (*vol_copy)(struct zl_sr *sr, const char *src, const char *dst,
+                  enum zl_copy_kind kind, bool thick, const json_t *meta);
+  int (*vol_discard)(struct zl_sr *sr, const char *key);
+  int (*vol_destroy)(struct zl_sr *sr, const char *key);
+  int (*vol_resize)(struct zl_sr *sr, const char *key, int64_t size, bool thick);
+  int (*vol_revert)(struct zl_sr *sr, const char *key, const char *snap, bool thick);
+  int (*vol_set_meta)(struct zl_sr *sr, const char *key, const json_t *meta);
+  int (*vol_open)(struct zl_sr *sr, const char *key, int flags);
+  /* Number of objects that keep key's storage alive (clones of a snapshot);
+   * NULL when the backend has no such dependencies. */
+  int (*vol_dependents)(struct zl_sr *sr, const char *key);
+};
+
+/* registry.c */
+const struct zl_backend *zl_backend_find(const char *sr_type);
+
+extern const struct zl_backend zl_backend_file;
+
+#endif

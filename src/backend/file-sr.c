@@ -1,0 +1,512 @@
+/* file-sr.c: SRs of the file backend, and its ops table. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "backend/file.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+
+#define SR_PATH_MAX 1024
+
+/* Never an SR in or below these (Ganeti's forbidden file-storage paths,
+ * plus the root itself). */
+static const char *const forbidden[] = {
+  "/boot", "/dev", "/etc", "/home", "/proc", "/root", "/sys",
+  "/bin", "/lib", "/lib32", "/lib64", "/sbin",
+  "/usr/bin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/sbin",
+  "/usr/local/bin", "/usr/local/lib", "/usr/local/lib32", "/usr/local/lib64",
+  "/usr/local/sbin", NULL,
+};
+
+static bool
+path_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '/' || c == '.' || c == '_' || c == '-' || c == '+' || c == '@' ||
+         c == ',' || c == '=';
+}
+
+/* Absolute, canonical in form (no "//", no "." or ".." components, no
+ * trailing '/'), from a safe alphabet.  Symlinks are resolved separately. */
+bool
+file_sr_key_valid(const char *key)
+{
+  size_t len = key ? strlen(key) : 0;
+
+  if (len < 2 || len > SR_PATH_MAX || key[0] != '/' || key[len - 1] == '/')
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    if (!path_char(key[i]))
+      return false;
+    if (key[i] == '/') {
+      const char *c = key + i + 1;
+      if (*c == '/' || (c[0] == '.' && (c[1] == '/' || c[1] == '\0')) ||
+          (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0')))
+        return false;
+    }
+  }
+  return true;
+}
+
+static const char *
+forbidden_prefix(const char *path)
+{
+  for (const char *const *f = forbidden; *f; f++) {
+    size_t n = strlen(*f);
+    if (strncmp(path, *f, n) == 0 && (path[n] == '\0' || path[n] == '/'))
+      return *f;
+  }
+  return NULL;
+}
+
+static int
+config_path(const json_t *config, const char **path)
+{
+  *path = json_string_value(json_object_get(config, "path"));
+  if (!*path) {
+    zl_error(EINVAL, "device-config:path is required (the directory to keep volumes in)");
+    return -1;
+  }
+  if (!file_sr_key_valid(*path)) {
+    zl_error(EINVAL,
+             "device-config:path '%s' must be an absolute path without '.', '..' or "
+             "'//' components, made of letters, digits and '/._-+@,='",
+             *path);
+    return -1;
+  }
+  return 0;
+}
+
+static bool
+is_sr_dir(int parentfd, const char *dir)
+{
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/" ZL_PRIV_DIR "/" ZL_SR_INFO, dir);
+  return faccessat(parentfd, p, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* The SR at an ancestor of canon, if any (into out). */
+static bool
+ancestor_sr(const char *canon, char *out, size_t outlen)
+{
+  char p[PATH_MAX];
+
+  snprintf(p, sizeof p, "%s", canon);
+  for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+    *slash = '\0';
+    if (is_sr_dir(AT_FDCWD, p[0] ? p : "/")) {
+      snprintf(out, outlen, "%s", p[0] ? p : "/");
+      return true;
+    }
+    if (!p[0])
+      break;
+  }
+  return false;
+}
+
+/* An SR below dirfd, up to depth levels down (bounded work). */
+static bool
+descendant_sr(int dirfd, int depth, char *out, size_t outlen, int *budget)
+{
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd == -1 || !(d = fdopendir(fd))) {
+    if (fd >= 0)
+      close(fd);
+    return false;
+  }
+  while ((de = readdir(d)) && (*budget)-- > 0) {
+    if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+      continue;
+    if (is_sr_dir(dirfd, de->d_name)) {
+      snprintf(out, outlen, "%s", de->d_name);
+      return true;
+    }
+    if (depth > 1) {
+      CLEANUP_CLOSE int sub =
+          openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+      if (sub >= 0 && descendant_sr(sub, depth - 1, out, outlen, budget))
+        return true;
+    }
+  }
+  return false;
+}
+
+/* Canonical form of path: realpath of it, or of its parent + last name
+ * when it does not exist yet (*exists tells which). */
+static int
+canonical(const char *path, char *out, bool *exists)
+{
+  char parent[PATH_MAX], rp[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+
+  if (realpath(path, out)) {
+    *exists = true;
+    return 0;
+  }
+  if (errno != ENOENT) {
+    zl_error(errno, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  *exists = false;
+  snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
+  if (!realpath(parent[0] ? parent : "/", rp)) {
+    zl_error_kind(ZL_ERR_INVALID, errno, "parent directory of %s: %s", path,
+                  strerror(errno));
+    return -1;
+  }
+  snprintf(out, PATH_MAX, "%s%s", strcmp(rp, "/") ? rp : "", slash);
+  return 0;
+}
+
+/* Why an SR cannot be made at canon, or NULL if it can. */
+static const char *
+why_not(const char *canon, bool exists, char *why, size_t len)
+{
+  char other[PATH_MAX];
+  const char *f = forbidden_prefix(canon);
+  int budget = 20000;
+
+  if (strcmp(canon, "/") == 0 || f) {
+    snprintf(why, len, "%s is a system directory (%s)", canon, f ? f : "/");
+    return why;
+  }
+  if (!file_sr_key_valid(canon)) {
+    snprintf(why, len, "%s resolves to a path with characters SR paths may not have",
+             canon);
+    return why;
+  }
+  if (ancestor_sr(canon, other, sizeof other)) {
+    snprintf(why, len, "%s is inside the SR at %s (nested SRs are refused)", canon, other);
+    return why;
+  }
+  if (exists) {
+    struct stat st;
+    CLEANUP_CLOSE int fd = -1;
+    if (stat(canon, &st) == -1 || !S_ISDIR(st.st_mode)) {
+      snprintf(why, len, "%s is not a directory", canon);
+      return why;
+    }
+    if (is_sr_dir(AT_FDCWD, canon)) {
+      snprintf(why, len, "there is already an SR at %s", canon);
+      return why;
+    }
+    fd = open(canon, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0 && descendant_sr(fd, 2, other, sizeof other, &budget)) {
+      snprintf(why, len, "%s contains the SR %s/%s (nested SRs are refused)", canon,
+               canon, other);
+      return why;
+    }
+  }
+  return NULL;
+}
+
+static int
+file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
+{
+  const char *path;
+  char canon[PATH_MAX], why[PATH_MAX + 128];
+  bool exists, made = false;
+  CLEANUP_CLOSE int dfd = -1;
+  (void)uuid;
+
+  if (config_path(config, &path) == -1 || canonical(path, canon, &exists) == -1)
+    return -1;
+  if (why_not(canon, exists, why, sizeof why)) {
+    zl_error_kind(strstr(why, "already an SR") ? ZL_ERR_EXISTS : ZL_ERR_INVALID,
+                  strstr(why, "already an SR") ? EEXIST : EINVAL, "cannot create an SR: %s",
+                  why);
+    return -1;
+  }
+  if (!exists) {
+    if (mkdir(canon, 0700) == -1 && errno != EEXIST) {
+      zl_error(errno, "cannot create %s: %s", canon, strerror(errno));
+      return -1;
+    }
+    made = true;
+  }
+  dfd = open(canon, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (dfd == -1) {
+    zl_error(errno, "%s: %s", canon, strerror(errno));
+    return -1;
+  }
+  if (mkdirat(dfd, ZL_PRIV_DIR, 0700) == -1 && errno != EEXIST) {
+    zl_error(errno, "cannot create %s/" ZL_PRIV_DIR ": %s", canon, strerror(errno));
+    return -1;
+  }
+  if (made) {
+    CLEANUP_CLOSE int pfd = openat(dfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd == -1 || zl_write_file_atomic(pfd, FILE_MADE_DIR, "", 0, false) == -1) {
+      zl_error(errno, "cannot mark %s as made by us", canon);
+      return -1;
+    }
+  }
+  json_object_set_new(config, "path", json_string(canon));
+  if (!(*sr_key = strdup(canon))) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+file_sr_locate(const json_t *config, char **sr_key)
+{
+  const char *path;
+  char canon[PATH_MAX];
+
+  if (config_path(config, &path) == -1)
+    return -1;
+  if (!realpath(path, canon)) {
+    zl_error_kind(ZL_ERR_NO_SR, errno, "no SR at %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (!(*sr_key = strdup(canon))) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+file_sr_open(struct zl_sr *sr)
+{
+  struct file_sr *f = calloc(1, sizeof *f);
+
+  if (!f) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  f->reflink = -1;
+  sr->be_data = f;
+  sr->dirfd = open(sr->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (sr->dirfd == -1) {
+    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  sr->privfd = openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (sr->privfd == -1) {
+    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static void
+file_sr_close(struct zl_sr *sr)
+{
+  free(sr->be_data);
+  sr->be_data = NULL;
+}
+
+static int
+remove_dir_contents(int dfd, const char *sub)
+{
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+  int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+  if (fd == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (!(d = fdopendir(fd))) {
+    close(fd);
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+      unlinkat(dirfd(d), de->d_name, 0);
+  }
+  return unlinkat(dfd, sub, AT_REMOVEDIR) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+static int
+file_sr_remove(struct zl_sr *sr)
+{
+  bool made = faccessat(sr->privfd, FILE_MADE_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+
+  if (remove_dir_contents(sr->privfd, "journal") == -1 ||
+      remove_dir_contents(sr->privfd, "locks") == -1) {
+    zl_error(errno, "SR %s: cannot clear the private area: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  if (remove_dir_contents(sr->dirfd, ZL_PRIV_DIR) == -1) {
+    zl_error(errno, "SR %s: cannot remove " ZL_PRIV_DIR ": %s", sr->key, strerror(errno));
+    return -1;
+  }
+  if (made && rmdir(sr->key) == -1)
+    zl_info("SR %s: directory left in place: %s", sr->key, strerror(errno));
+  return 0;
+}
+
+static int
+file_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
+{
+  struct statvfs v;
+
+  if (fstatvfs(sr->dirfd, &v) == -1) {
+    zl_error(errno, "SR %s: statvfs: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  *total = (int64_t)v.f_blocks * (int64_t)v.f_frsize;
+  *free_ = (int64_t)v.f_bavail * (int64_t)v.f_frsize;
+  return 0;
+}
+
+/* Does the filesystem under the SR share extents (FICLONE)? */
+static bool
+probe_reflink(struct zl_sr *sr)
+{
+  struct file_sr *f = sr->be_data;
+  char a[NAME_MAX + 1], b[NAME_MAX + 1];
+
+  if (f->reflink >= 0)
+    return f->reflink;
+  zl_tmp_name(a, sizeof a, "probe-a");
+  zl_tmp_name(b, sizeof b, "probe-b");
+  int fa = openat(sr->privfd, a, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  int fb = openat(sr->privfd, b, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  f->reflink = fa >= 0 && fb >= 0 && zl_pwrite_all(fa, "x", 1, 0) == 0 &&
+               zl_reflink(fa, fb) == 0;
+  if (fa >= 0)
+    close(fa), unlinkat(sr->privfd, a, 0);
+  if (fb >= 0)
+    close(fb), unlinkat(sr->privfd, b, 0);
+  zl_error_clear();
+  return f->reflink;
+}
+
+static unsigned
+file_caps(struct zl_sr *sr)
+{
+  return ZL_CAP_THICK | ZL_CAP_SPARSE | (probe_reflink(sr) ? ZL_CAP_REFLINK : 0);
+}
+
+static const char *
+fs_name(long type)
+{
+  switch ((unsigned long)type) {
+  case BTRFS_SUPER_MAGIC: return "btrfs";
+  case XFS_SUPER_MAGIC: return "xfs";
+  case EXT4_SUPER_MAGIC: return "ext4";
+  case TMPFS_MAGIC: return "tmpfs";
+  case NFS_SUPER_MAGIC: return "nfs";
+  case 0x65735546: return "fuse";
+  case 0x2fc12fc1: return "zfs";
+  case 0x01021997: return "v9fs";
+  case OVERLAYFS_SUPER_MAGIC: return "overlay";
+  default: return "other";
+  }
+}
+
+static char *
+file_sr_summary(struct zl_sr *sr)
+{
+  struct statfs s;
+  char *out = NULL;
+  const char *fs = fstatfs(sr->dirfd, &s) == 0 ? fs_name(s.f_type) : "unknown";
+
+  if (asprintf(&out, "filesystem=%s reflink=%s", fs, probe_reflink(sr) ? "yes" : "no") < 0)
+    return NULL;
+  return out;
+}
+
+static int
+file_sr_probe(const json_t *config, json_t *results)
+{
+  const char *path;
+  char canon[PATH_MAX], why[PATH_MAX + 128];
+  bool exists;
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+  int budget = 10000;
+
+  if (config_path(config, &path) == -1 || canonical(path, canon, &exists) == -1)
+    return -1;
+  if (exists && is_sr_dir(AT_FDCWD, canon))
+    json_array_append_new(results, json_pack("{s:s, s:{s:s}}", "sr_key", canon,
+                                             "configuration", "path", canon));
+  if (exists && (d = opendir(canon))) {
+    while ((de = readdir(d)) && budget-- > 0) {
+      char sub[PATH_MAX];
+      if (de->d_name[0] == '.' || de->d_type != DT_DIR ||
+          !is_sr_dir(dirfd(d), de->d_name))
+        continue;
+      snprintf(sub, sizeof sub, "%s%s/%s", strcmp(canon, "/") ? canon : "", "",
+               de->d_name);
+      if (file_sr_key_valid(sub))
+        json_array_append_new(results, json_pack("{s:s, s:{s:s}}", "sr_key", sub,
+                                                 "configuration", "path", sub));
+    }
+  }
+  const char *no = why_not(canon, exists, why, sizeof why);
+  json_array_append_new(results,
+                        json_pack("{s:{s:s}, s:b, s:s}", "configuration", "path", canon,
+                                  "can_create", no == NULL, "reason",
+                                  no ? no : (exists ? "an SR can be created in this "
+                                                      "directory"
+                                                    : "the directory will be created")));
+  return 0;
+}
+
+static json_t *
+file_config_help(void)
+{
+  return json_pack("{s:s, s:s}", "path",
+                   "absolute path of the directory that holds the volumes (created if "
+                   "missing; any local or shared filesystem)",
+                   "provisioning",
+                   "thin (sparse files, the default) or thick (space reserved with "
+                   "fallocate)");
+}
+
+static json_t *
+file_features(void)
+{
+  return json_pack("[s, s]", "THIN_PROVISIONING", "LARGE_VDI");
+}
+
+const struct zl_backend zl_backend_file = {
+  .name = "file",
+  .sr_type = "file-live",
+  .title = "zfs-live file SR",
+  .description = "VM disks as raw sparse files in a directory on any filesystem; "
+                 "reflink snapshots and clones where the filesystem can (btrfs, XFS), "
+                 "hole-preserving copies elsewhere",
+  .size_granularity = 1 << 20,
+  .config_help = file_config_help,
+  .features = file_features,
+  .caps = file_caps,
+  .sr_key_valid = file_sr_key_valid,
+  .sr_prepare = file_sr_prepare,
+  .sr_locate = file_sr_locate,
+  .sr_open = file_sr_open,
+  .sr_close = file_sr_close,
+  .sr_remove = file_sr_remove,
+  .sr_space = file_sr_space,
+  .sr_probe = file_sr_probe,
+  .sr_summary = file_sr_summary,
+  .vol_list = file_vol_list,
+  .vol_get = file_vol_get,
+  .vol_create = file_vol_create,
+  .vol_copy = file_vol_copy,
+  .vol_discard = file_vol_discard,
+  .vol_destroy = file_vol_destroy,
+  .vol_resize = file_vol_resize,
+  .vol_revert = file_vol_revert,
+  .vol_set_meta = file_vol_set_meta,
+  .vol_open = file_vol_open,
+  .vol_dependents = NULL, /* copies and reflinks are independent files */
+};

@@ -1,0 +1,80 @@
+/* registry.c: backends found by SR type; one table. */
+#include <string.h>
+#include <strings.h>
+
+#include "backend.h"
+#include "core/core.h"
+
+static const struct zl_backend *const backends[] = {
+  &zl_backend_file,
+};
+
+#define N_BACKENDS (sizeof backends / sizeof backends[0])
+
+const struct zl_backend *
+zl_backend_find(const char *sr_type)
+{
+  if (!sr_type)
+    return NULL;
+  for (size_t i = 0; i < N_BACKENDS; i++) {
+    if (strcasecmp(backends[i]->sr_type, sr_type) == 0)
+      return backends[i];
+  }
+  return NULL;
+}
+
+const char *const *
+zl_sr_types(void)
+{
+  static const char *types[N_BACKENDS + 1];
+
+  if (!types[0]) {
+    for (size_t i = 0; i < N_BACKENDS; i++)
+      types[i] = backends[i]->sr_type;
+  }
+  return types;
+}
+
+bool
+zl_sr_type_known(const char *type)
+{
+  return zl_backend_find(type) != NULL;
+}
+
+const char *
+zl_sr_type_title(const char *type)
+{
+  const struct zl_backend *be = zl_backend_find(type);
+  return be ? be->title : NULL;
+}
+
+const char *
+zl_sr_type_description(const char *type)
+{
+  const struct zl_backend *be = zl_backend_find(type);
+  return be ? be->description : NULL;
+}
+
+json_t *
+zl_sr_type_config_help(const char *type)
+{
+  const struct zl_backend *be = zl_backend_find(type);
+  return be ? be->config_help() : json_object();
+}
+
+json_t *
+zl_sr_type_features(const char *type)
+{
+  const struct zl_backend *be = zl_backend_find(type);
+  return be && be->features ? be->features() : json_array();
+}
+
+const char *
+zl_sr_type_of_key(const char *sr_key)
+{
+  for (size_t i = 0; i < N_BACKENDS; i++) {
+    if (backends[i]->sr_key_valid(sr_key))
+      return backends[i]->sr_type;
+  }
+  return NULL;
+}

@@ -1,0 +1,63 @@
+/* cli.h: the operator's command line.  Private header, by source file. */
+#ifndef ZL_CLI_H
+#define ZL_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* cli.c */
+extern bool cli_json; /* --json given */
+/* Report the current error (util/error.h) on stderr; returns 1. */
+int cli_fail(void);
+/* Usage error: message on stderr; returns 2. */
+int cli_usage(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "10G", "512MiB", "4096" -> bytes.  -1 with error set if malformed. */
+int cli_parse_size(const char *s, int64_t *out);
+/* Human form "10.0 GiB". */
+void cli_human(int64_t bytes, char *buf, size_t len);
+/* Print a JSON value on stdout. */
+int cli_print_json(json_t *j);
+/* Open the SR named by key (type guessed when NULL). */
+struct zl_sr *cli_open_sr(const char *type, const char *key);
+/* Parse common options: consumes --json and --type T; returns remaining
+ * argc with argv compacted. */
+int cli_common_opts(int argc, char **argv, const char **type);
+
+/* Remove "--flag VALUE" / "--flag=VALUE" from argv: 1 found, 0 not, -1
+ * without a value.  cli_flag removes a bare "--flag". */
+int cli_take(int *argc, char **argv, const char *flag, const char **value);
+bool cli_flag(int *argc, char **argv, const char *flag);
+/* -1 (error set) if an unknown "--option" remains. */
+int cli_no_more_options(int argc, char **argv);
+
+/* sr.c, vol.c, misc.c: subcommands (rows of commands.c) */
+int cli_sr_create(int argc, char **argv);
+int cli_sr_probe(int argc, char **argv);
+int cli_sr_stat(int argc, char **argv);
+int cli_sr_destroy(int argc, char **argv);
+int cli_sr_set_name(int argc, char **argv);
+int cli_sr_set_description(int argc, char **argv);
+int cli_vol_list(struct zl_sr *sr);
+int cli_vol_create(int argc, char **argv);
+int cli_vol_list_cmd(int argc, char **argv);
+int cli_vol_stat(int argc, char **argv);
+int cli_vol_snapshot(int argc, char **argv);
+int cli_vol_clone(int argc, char **argv);
+int cli_vol_destroy(int argc, char **argv);
+int cli_vol_resize(int argc, char **argv);
+int cli_vol_revert(int argc, char **argv);
+int cli_vol_rename(int argc, char **argv);
+int cli_vol_set_description(int argc, char **argv);
+int cli_vol_set(int argc, char **argv);
+int cli_vol_unset(int argc, char **argv);
+int cli_vol_write(int argc, char **argv);
+int cli_vol_read(int argc, char **argv);
+int cli_fault_points(int argc, char **argv);
+int cli_install_layout(int argc, char **argv);
+int cli_version(int argc, char **argv);
+int cli_help(int argc, char **argv);
+
+#endif

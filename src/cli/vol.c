@@ -1,0 +1,387 @@
+/* vol.c: `zfs-live vol ...` */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "smapi/smapi.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+
+#define VOL_USAGE                                                                        \
+  "zfs-live vol create SR --name N --size SIZE [--description D] [--key K]\n"            \
+  "                       [--thin|--thick] [--sharable]\n"                               \
+  "       zfs-live vol list SR | vol stat SR KEY | vol destroy SR KEY\n"                 \
+  "       zfs-live vol snapshot SR KEY [--key NEW] | vol clone SR KEY [--key NEW]\n"     \
+  "       zfs-live vol resize SR KEY SIZE | vol revert SR KEY --to SNAPSHOT\n"           \
+  "       zfs-live vol rename SR KEY NAME | vol set-description SR KEY TEXT\n"           \
+  "       zfs-live vol set SR KEY K V | vol unset SR KEY K\n"                            \
+  "       zfs-live vol write SR KEY [--offset N] < data\n"                               \
+  "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"                   \
+  "  (SIZE: bytes or with K, M, G, T; --json for JSON output)"
+
+static int
+show(struct zl_sr *sr, struct zl_volume *v)
+{
+  char vs[32], pu[32];
+
+  if (cli_json)
+    return cli_print_json(smapi_volume(v, zl_sr_type(sr), zl_sr_key(sr)));
+  cli_human(v->virtual_size, vs, sizeof vs);
+  cli_human(v->physical_utilisation, pu, sizeof pu);
+  printf("key          %s\nname         %s\ndescription  %s\nkind         %s%s%s\n"
+         "size         %s (%lld bytes)\nallocated    %s\nprovisioning %s\ncreated      %s\n",
+         v->key, v->name, v->description,
+         v->read_only ? "snapshot" : (v->clone_of ? "clone" : "volume"),
+         v->snapshot_of ? " of " : (v->clone_of ? " of " : ""),
+         v->snapshot_of ? v->snapshot_of : (v->clone_of ? v->clone_of : ""), vs,
+         (long long)v->virtual_size, pu, v->provisioning == ZL_PROV_THICK ? "thick" : "thin",
+         v->created ? v->created : "-");
+  if (json_object_size(v->keys)) {
+    const char *k;
+    json_t *val;
+    printf("keys\n");
+    json_object_foreach(v->keys, k, val) printf("  %s = %s\n", k, json_string_value(val));
+  }
+  return 0;
+}
+
+int
+cli_vol_list(struct zl_sr *sr)
+{
+  struct zl_volume *v;
+  size_t n;
+
+  if (zl_sr_ls(sr, &v, &n) == -1)
+    return cli_fail();
+  if (cli_json) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+      json_array_append_new(arr, smapi_volume(&v[i], zl_sr_type(sr), zl_sr_key(sr)));
+    zl_volume_list_free(v, n);
+    return cli_print_json(arr);
+  }
+  printf("%-36s  %-9s  %10s  %10s  %s\n", "KEY", "KIND", "SIZE", "ALLOCATED", "NAME");
+  for (size_t i = 0; i < n; i++) {
+    char vs[32], pu[32];
+    cli_human(v[i].virtual_size, vs, sizeof vs);
+    cli_human(v[i].physical_utilisation, pu, sizeof pu);
+    printf("%-36s  %-9s  %10s  %10s  %s\n", v[i].key,
+           v[i].read_only ? "snapshot" : (v[i].clone_of ? "clone" : "volume"), vs, pu,
+           v[i].name);
+  }
+  zl_volume_list_free(v, n);
+  return 0;
+}
+
+static int
+vol_create(struct zl_sr *sr, int argc, char **argv)
+{
+  struct zl_create_args a = { .name = NULL, .description = "",
+                              .provisioning = ZL_PROV_DEFAULT };
+  const char *size = NULL;
+  struct zl_volume v;
+
+  if (cli_take(&argc, argv, "--name", &a.name) == -1 ||
+      cli_take(&argc, argv, "--size", &size) == -1 ||
+      cli_take(&argc, argv, "--description", &a.description) == -1 ||
+      cli_take(&argc, argv, "--key", &a.key) == -1)
+    return cli_fail();
+  if (cli_flag(&argc, argv, "--thick"))
+    a.provisioning = ZL_PROV_THICK;
+  if (cli_flag(&argc, argv, "--thin"))
+    a.provisioning = ZL_PROV_THIN;
+  a.sharable = cli_flag(&argc, argv, "--sharable");
+  if (cli_no_more_options(argc, argv) == -1)
+    return cli_fail();
+  if (!a.name || !size || argc != 0)
+    return cli_usage(VOL_USAGE, "vol create needs --name and --size");
+  if (cli_parse_size(size, &a.size) == -1 || zl_vol_create(sr, &a, &v) == -1)
+    return cli_fail();
+  int r = show(sr, &v);
+  zl_volume_free(&v);
+  return r;
+}
+
+static int
+vol_copy(struct zl_sr *sr, int argc, char **argv, bool snapshot)
+{
+  const char *new_key = NULL;
+  struct zl_volume v;
+
+  if (cli_take(&argc, argv, "--key", &new_key) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
+    return cli_fail();
+  if (argc != 1)
+    return cli_usage(VOL_USAGE, "vol %s SR KEY", snapshot ? "snapshot" : "clone");
+  if ((snapshot ? zl_vol_snapshot : zl_vol_clone)(sr, argv[0], new_key, &v) == -1)
+    return cli_fail();
+  int r = show(sr, &v);
+  zl_volume_free(&v);
+  return r;
+}
+
+static int
+vol_write(struct zl_sr *sr, int argc, char **argv)
+{
+  const char *off_s = "0";
+  int64_t off;
+  static char buf[1 << 20];
+
+  if (cli_take(&argc, argv, "--offset", &off_s) == -1 ||
+      cli_no_more_options(argc, argv) == -1 || cli_parse_size(off_s, &off) == -1)
+    return cli_fail();
+  if (argc != 1)
+    return cli_usage(VOL_USAGE, "vol write SR KEY [--offset N] < data");
+  int fd = zl_vol_open(sr, argv[0], O_RDWR);
+  if (fd == -1)
+    return cli_fail();
+  off_t end = lseek(fd, 0, SEEK_END);
+  for (;;) {
+    ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      zl_error(errno, "read stdin: %s", strerror(errno));
+      close(fd);
+      return cli_fail();
+    }
+    if (n == 0)
+      break;
+    if (off + n > end) {
+      zl_error_kind(ZL_ERR_SIZE, ENOSPC,
+                    "write past the end of volume %s (%lld bytes); resize it first",
+                    argv[0], (long long)end);
+      close(fd);
+      return cli_fail();
+    }
+    if (zl_pwrite_all(fd, buf, (size_t)n, off) == -1) {
+      close(fd);
+      return cli_fail();
+    }
+    off += n;
+  }
+  if (fsync(fd) == -1) {
+    zl_error(errno, "fsync: %s", strerror(errno));
+    close(fd);
+    return cli_fail();
+  }
+  close(fd);
+  return 0;
+}
+
+static int
+vol_read(struct zl_sr *sr, int argc, char **argv)
+{
+  const char *off_s = "0", *len_s = NULL;
+  int64_t off, len;
+  static char buf[1 << 20];
+
+  if (cli_take(&argc, argv, "--offset", &off_s) == -1 ||
+      cli_take(&argc, argv, "--length", &len_s) == -1 ||
+      cli_no_more_options(argc, argv) == -1 || cli_parse_size(off_s, &off) == -1 ||
+      (len_s && cli_parse_size(len_s, &len) == -1))
+    return cli_fail();
+  if (argc != 1)
+    return cli_usage(VOL_USAGE, "vol read SR KEY [--offset N] [--length N]");
+  int fd = zl_vol_open(sr, argv[0], O_RDONLY);
+  if (fd == -1)
+    return cli_fail();
+  off_t end = lseek(fd, 0, SEEK_END);
+  if (!len_s || off + len > end)
+    len = end > off ? end - off : 0;
+  while (len > 0) {
+    size_t chunk = len > (int64_t)sizeof buf ? sizeof buf : (size_t)len;
+    if (zl_pread_all(fd, buf, chunk, off) == -1 || fwrite(buf, 1, chunk, stdout) != chunk) {
+      if (!ferror(stdout))
+        zl_error_prefix("volume %s: ", argv[0]);
+      else
+        zl_error(errno, "write stdout: %s", strerror(errno));
+      close(fd);
+      return cli_fail();
+    }
+    off += (int64_t)chunk;
+    len -= (int64_t)chunk;
+  }
+  close(fd);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* Common prologue: options, then "SR" and want more arguments.  On success
+ * *srp is open and argv[0..want-1] are the arguments after SR. */
+static int
+begin(int *argc, char ***argv, int want, struct zl_sr **srp)
+{
+  const char *type = NULL;
+
+  *argc = cli_common_opts(*argc, *argv, &type);
+  if (cli_no_more_options(*argc, *argv) == -1)
+    return cli_fail();
+  if (*argc != want + 1)
+    return cli_usage(VOL_USAGE, "wrong number of arguments");
+  if (!(*srp = cli_open_sr(type, (*argv)[0])))
+    return cli_fail();
+  (*argc)--, (*argv)++;
+  return 0;
+}
+
+/* Like begin, but leaves options for the handler (it takes its own). */
+static int
+begin_opts(int *argc, char ***argv, struct zl_sr **srp)
+{
+  const char *type = NULL;
+
+  *argc = cli_common_opts(*argc, *argv, &type);
+  if (*argc < 1 || strncmp((*argv)[0], "--", 2) == 0)
+    return cli_usage(VOL_USAGE, "missing SR");
+  if (!(*srp = cli_open_sr(type, (*argv)[0])))
+    return cli_fail();
+  (*argc)--, (*argv)++;
+  return 0;
+}
+
+static int
+done(struct zl_sr *sr, int r)
+{
+  zl_sr_close(sr);
+  return r;
+}
+
+#define TRY(call) ((call) == -1 ? cli_fail() : 0)
+
+int
+cli_vol_create(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin_opts(&argc, &argv, &sr);
+  return r ? r : done(sr, vol_create(sr, argc, argv));
+}
+
+int
+cli_vol_list_cmd(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 0, &sr);
+  return r ? r : done(sr, cli_vol_list(sr));
+}
+
+int
+cli_vol_stat(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  struct zl_volume v;
+  int r = begin(&argc, &argv, 1, &sr);
+
+  if (r)
+    return r;
+  if (zl_vol_stat(sr, argv[0], &v) == -1)
+    return done(sr, cli_fail());
+  r = show(sr, &v);
+  zl_volume_free(&v);
+  return done(sr, r);
+}
+
+int
+cli_vol_snapshot(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin_opts(&argc, &argv, &sr);
+  return r ? r : done(sr, vol_copy(sr, argc, argv, true));
+}
+
+int
+cli_vol_clone(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin_opts(&argc, &argv, &sr);
+  return r ? r : done(sr, vol_copy(sr, argc, argv, false));
+}
+
+int
+cli_vol_destroy(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 1, &sr);
+  return r ? r : done(sr, TRY(zl_vol_destroy(sr, argv[0])));
+}
+
+int
+cli_vol_resize(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int64_t size;
+  int r = begin(&argc, &argv, 2, &sr);
+
+  if (r)
+    return r;
+  if (cli_parse_size(argv[1], &size) == -1)
+    return done(sr, cli_fail());
+  return done(sr, TRY(zl_vol_resize(sr, argv[0], size)));
+}
+
+int
+cli_vol_revert(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  const char *to = NULL;
+  int r = begin_opts(&argc, &argv, &sr);
+
+  if (r)
+    return r;
+  if (cli_take(&argc, argv, "--to", &to) == -1 || cli_no_more_options(argc, argv) == -1)
+    return done(sr, cli_fail());
+  if (!to || argc != 1)
+    return done(sr, cli_usage(VOL_USAGE, "vol revert SR KEY --to SNAPSHOT"));
+  return done(sr, TRY(zl_vol_revert(sr, to, argv[0])));
+}
+
+int
+cli_vol_rename(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 2, &sr);
+  return r ? r : done(sr, TRY(zl_vol_set_name(sr, argv[0], argv[1])));
+}
+
+int
+cli_vol_set_description(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 2, &sr);
+  return r ? r : done(sr, TRY(zl_vol_set_description(sr, argv[0], argv[1])));
+}
+
+int
+cli_vol_set(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 3, &sr);
+  return r ? r : done(sr, TRY(zl_vol_set(sr, argv[0], argv[1], argv[2])));
+}
+
+int
+cli_vol_unset(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 2, &sr);
+  return r ? r : done(sr, TRY(zl_vol_unset(sr, argv[0], argv[1])));
+}
+
+int
+cli_vol_write(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin_opts(&argc, &argv, &sr);
+  return r ? r : done(sr, vol_write(sr, argc, argv));
+}
+
+int
+cli_vol_read(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin_opts(&argc, &argv, &sr);
+  return r ? r : done(sr, vol_read(sr, argc, argv));
+}

@@ -1,0 +1,75 @@
+/* commands.c: the dispatch table (see commands.h). */
+#include <string.h>
+#include <strings.h>
+
+#include "cli/cli.h"
+#include "commands.h"
+#include "smapi/smapi.h"
+
+#define V IN_VOLUME
+#define C IN_CLI
+
+const struct command commands[] = {
+  /* name, where, SMAPIv3 handler, CLI handler, feature, summary */
+  { "Plugin.Query", V, smapi_plugin_query, NULL, NULL, NULL },
+  { "Plugin.diagnostics", V, smapi_plugin_diagnostics, NULL, NULL, NULL },
+  { "SR.probe", V, smapi_sr_probe, NULL, "SR_PROBE", NULL },
+  { "SR.create", V, smapi_sr_create, NULL, NULL, NULL },
+  { "SR.attach", V, smapi_sr_attach, NULL, NULL, NULL },
+  { "SR.detach", V, smapi_sr_detach, NULL, NULL, NULL },
+  { "SR.destroy", V, smapi_sr_destroy, NULL, NULL, NULL },
+  { "SR.stat", V, smapi_sr_stat_m, NULL, NULL, NULL },
+  { "SR.set_name", V, smapi_sr_set_name, NULL, NULL, NULL },
+  { "SR.set_description", V, smapi_sr_set_description, NULL, NULL, NULL },
+  { "SR.ls", V, smapi_sr_ls, NULL, NULL, NULL },
+  { "Volume.create", V, smapi_vol_create, NULL, "VDI_CREATE", NULL },
+  { "Volume.snapshot", V, smapi_vol_snapshot, NULL, "VDI_SNAPSHOT", NULL },
+  { "Volume.clone", V, smapi_vol_clone, NULL, "VDI_CLONE", NULL },
+  { "Volume.destroy", V, smapi_vol_destroy, NULL, "VDI_DESTROY", NULL },
+  { "Volume.set_name", V, smapi_vol_set_name, NULL, NULL, NULL },
+  { "Volume.set_description", V, smapi_vol_set_description, NULL, NULL, NULL },
+  { "Volume.set", V, smapi_vol_set, NULL, NULL, NULL },
+  { "Volume.unset", V, smapi_vol_unset, NULL, NULL, NULL },
+  { "Volume.resize", V, smapi_vol_resize, NULL, "VDI_RESIZE", NULL },
+  { "Volume.stat", V, smapi_vol_stat, NULL, NULL, NULL },
+  { "Volume.revert", V, smapi_vol_revert, NULL, "VDI_REVERT", NULL },
+
+  { "sr create", C, NULL, cli_sr_create, NULL, "create an SR (--type, --path)" },
+  { "sr probe", C, NULL, cli_sr_probe, NULL, "look for SRs at a place (--type, --path)" },
+  { "sr stat", C, NULL, cli_sr_stat, NULL, "show an SR" },
+  { "sr ls", C, NULL, cli_vol_list_cmd, NULL, "list an SR's volumes" },
+  { "sr set-name", C, NULL, cli_sr_set_name, NULL, "rename an SR" },
+  { "sr set-description", C, NULL, cli_sr_set_description, NULL, "describe an SR" },
+  { "sr destroy", C, NULL, cli_sr_destroy, NULL, "destroy an empty SR" },
+  { "vol create", C, NULL, cli_vol_create, NULL, "create a volume (--name, --size)" },
+  { "vol list", C, NULL, cli_vol_list_cmd, NULL, "list volumes" },
+  { "vol stat", C, NULL, cli_vol_stat, NULL, "show a volume" },
+  { "vol snapshot", C, NULL, cli_vol_snapshot, NULL, "snapshot a volume (read-only)" },
+  { "vol clone", C, NULL, cli_vol_clone, NULL, "clone a volume (writable)" },
+  { "vol destroy", C, NULL, cli_vol_destroy, NULL, "destroy a volume" },
+  { "vol resize", C, NULL, cli_vol_resize, NULL, "grow a volume" },
+  { "vol revert", C, NULL, cli_vol_revert, NULL, "revert a volume to a snapshot (--to)" },
+  { "vol rename", C, NULL, cli_vol_rename, NULL, "set a volume's name" },
+  { "vol set-description", C, NULL, cli_vol_set_description, NULL,
+    "set a volume's description" },
+  { "vol set", C, NULL, cli_vol_set, NULL, "set a key (as XAPI's Volume.set)" },
+  { "vol unset", C, NULL, cli_vol_unset, NULL, "remove a key" },
+  { "vol write", C, NULL, cli_vol_write, NULL, "write stdin into a volume (--offset)" },
+  { "vol read", C, NULL, cli_vol_read, NULL, "read a volume to stdout" },
+  { "fault-points", C, NULL, cli_fault_points, NULL, "list fault-injection points" },
+  { "install-layout", C, NULL, cli_install_layout, NULL,
+    "list the plugin links to install" },
+  { "version", C, NULL, cli_version, NULL, "print the version" },
+  { "help", C, NULL, cli_help, NULL, "this list" },
+  { NULL, 0, NULL, NULL, NULL, NULL },
+};
+
+const struct command *
+command_find(const char *name, unsigned where)
+{
+  for (const struct command *c = commands; c->name; c++) {
+    if ((c->where & where) && strcasecmp(c->name, name) == 0)
+      return c;
+  }
+  return NULL;
+}

@@ -1,0 +1,160 @@
+/* core.h: the meaning of things — SRs, volumes, snapshots, clones, keys,
+ * provisioning, locking and recovery — independent of who calls (SMAPIv3,
+ * Ganeti, CLI) and of the storage behind (file, zfs).
+ *
+ * Error convention: functions return -1 (or NULL) with errno set and a
+ * thread-local message (util/error.h).  Nothing here prints.
+ *
+ * Front ends validate the *shape* of their input (types, presence); the core
+ * validates the *meaning* (key syntax, sizes, names, read-only rules) so that
+ * every front end gets the same answers.
+ */
+#ifndef ZL_CORE_H
+#define ZL_CORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct zl_sr; /* an open SR: see zl_sr_open */
+
+enum zl_provisioning { ZL_PROV_DEFAULT = -1, ZL_PROV_THIN = 0, ZL_PROV_THICK = 1 };
+
+/* A volume as the user sees it.  All strings owned; free with
+ * zl_volume_free. */
+struct zl_volume {
+  char *key;                    /* unique in the SR; the VDI location */
+  char *uuid;
+  char *name;
+  char *description;
+  bool read_only;               /* snapshots are read-only */
+  bool sharable;
+  enum zl_provisioning provisioning;
+  int64_t virtual_size;         /* bytes, from the storage */
+  int64_t physical_utilisation; /* bytes allocated, from the storage */
+  char *snapshot_of;            /* key this is a snapshot of, or NULL */
+  char *clone_of;               /* key this was cloned from, or NULL */
+  char *created;                /* RFC 3339 UTC */
+  json_t *keys;                 /* the SMAPIv3 "keys" map, exactly as set */
+};
+
+void zl_volume_free(struct zl_volume *v); /* frees members, not v */
+void zl_volume_list_free(struct zl_volume *v, size_t n);
+
+struct zl_sr_stat {
+  char *sr;         /* the SR key */
+  char *type;       /* "file-live", "zfs-live" */
+  char *uuid;
+  char *name;
+  char *description;
+  int64_t total_space;
+  int64_t free_space;
+  enum zl_provisioning provisioning; /* SR default */
+  bool healthy;
+  char *health_msg; /* capability summary or what is wrong */
+};
+void zl_sr_stat_free(struct zl_sr_stat *s);
+
+/* --- SR types and backends (backend/registry.c) -------------------------- */
+
+/* The SR types this binary knows, NULL-terminated ("file-live", ...). */
+const char *const *zl_sr_types(void);
+bool zl_sr_type_known(const char *type);
+/* Human-readable title, description, device-config keys of a type. */
+const char *zl_sr_type_title(const char *type);
+const char *zl_sr_type_description(const char *type);
+json_t *zl_sr_type_config_help(const char *type); /* new reference */
+/* Feature strings this SR type supports beyond the per-method ones. */
+json_t *zl_sr_type_features(const char *type); /* new reference */
+/* Guess the SR type from an SR key ("/dir" -> file-live). NULL if none. */
+const char *zl_sr_type_of_key(const char *sr_key);
+
+/* --- SR lifecycle (core/sr.c) --------------------------------------------- */
+
+/* Create an SR of type with this uuid from device-config.  On success
+ * *config_out (new reference) is the configuration to keep (canonical
+ * paths, sr_uuid added).  Refuses nested SRs and an SR already there. */
+int zl_sr_create(const char *type, const char *uuid, const json_t *config,
+                 const char *name, const char *description, json_t **config_out);
+
+/* Find the SR that config describes; returns its key (malloc()ed). */
+char *zl_sr_attach(const char *type, const json_t *config);
+
+/* Idempotent: an unknown SR succeeds. */
+int zl_sr_detach(const char *type, const char *sr_key);
+
+/* Probe: an array of {sr_key?, configuration, complete, uuid?, reason} found
+ * at or below config's location, plus whether a new SR can be created. */
+json_t *zl_sr_probe(const char *type, const json_t *config);
+
+/* Open an existing SR.  type may be NULL (guessed from the key).  Runs crash
+ * recovery for the SR first if an earlier call died part-way. */
+struct zl_sr *zl_sr_open(const char *type, const char *sr_key);
+void zl_sr_close(struct zl_sr *sr);
+
+const char *zl_sr_key(const struct zl_sr *sr);
+const char *zl_sr_type(const struct zl_sr *sr);
+
+/* Destroy: every volume must already be destroyed by the user (hidden ones
+ * awaiting collection are removed here).  The handle stays valid only for
+ * zl_sr_close. */
+int zl_sr_destroy(struct zl_sr *sr);
+int zl_sr_stat(struct zl_sr *sr, struct zl_sr_stat *out);
+int zl_sr_set_name(struct zl_sr *sr, const char *name);
+int zl_sr_set_description(struct zl_sr *sr, const char *description);
+
+/* Every volume the user can see, sorted by key. */
+int zl_sr_ls(struct zl_sr *sr, struct zl_volume **vols, size_t *n);
+
+/* --- volumes (core/volume.c, core/snapshot.c) ----------------------------- */
+
+struct zl_create_args {
+  const char *key; /* NULL: a new uuid */
+  const char *name;
+  const char *description;
+  int64_t size; /* minimum; rounded up to the backend's granularity */
+  bool sharable;
+  enum zl_provisioning provisioning; /* ZL_PROV_DEFAULT: the SR's */
+};
+
+int zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume *out);
+/* new_key NULL: a new uuid. */
+int zl_vol_snapshot(struct zl_sr *sr, const char *key, const char *new_key,
+                    struct zl_volume *out);
+int zl_vol_clone(struct zl_sr *sr, const char *key, const char *new_key,
+                 struct zl_volume *out);
+/* Idempotent: a missing key succeeds. */
+int zl_vol_destroy(struct zl_sr *sr, const char *key);
+int zl_vol_stat(struct zl_sr *sr, const char *key, struct zl_volume *out);
+/* Grow only; new_size is rounded up. */
+int zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size);
+/* key takes snapshot's content (snapshot must be a snapshot of key). */
+int zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key);
+int zl_vol_set_name(struct zl_sr *sr, const char *key, const char *name);
+int zl_vol_set_description(struct zl_sr *sr, const char *key, const char *description);
+/* The SMAPIv3 keys map. */
+int zl_vol_set(struct zl_sr *sr, const char *key, const char *k, const char *v);
+int zl_vol_unset(struct zl_sr *sr, const char *key, const char *k);
+
+/* Open the volume's data for I/O (O_RDONLY or O_RDWR); writes to read-only
+ * volumes are refused.  Returns an fd (O_CLOEXEC) or -1. */
+int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
+
+/* --- validation (core/names.c) --------------------------------------------- */
+
+bool zl_key_valid(const char *key);       /* no error set */
+int zl_check_key(const char *key);        /* -1 with a clear error */
+int zl_check_name(const char *name, const char *what);
+int zl_check_description(const char *d, const char *what);
+int zl_check_keys_entry(const char *k, const char *v); /* v NULL: for unset */
+int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
+
+/* --- fault injection (core/fault.c) ---------------------------------------- */
+
+/* If ZFS_LIVE_FAULT is "<op>:<step>", die by SIGKILL here. */
+void zl_fault(const char *op, const char *step);
+/* The registered points, NULL-terminated "op:step" strings. */
+const char *const *zl_fault_points(void);
+
+#endif

@@ -1,0 +1,63 @@
+/* fault.c: named fault-injection points.
+ *
+ * ZFS_LIVE_FAULT=<op>:<step> makes the process kill itself with SIGKILL when
+ * it reaches that point, exactly as an OOM kill or a power cut of the
+ * process would.  Tests use it to prove that every step of every multi-step
+ * change is recovered by the next call.  Every point is listed here (and in
+ * `zfs-live fault-points`), so a test can iterate over all of them.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "util/log.h"
+
+static const char *const points[] = {
+  /* op:step                  reached when ... */
+  "sr-create:prepared",    /* storage and private area made, no sr.json yet */
+  "sr-destroy:unmarked",   /* sr.json removed, private area still there */
+  "create:journaled",      /* intent recorded, nothing created */
+  "create:data",           /* data object made, metadata not yet stored */
+  "create:committed",      /* volume complete, intent not yet removed */
+  "snapshot:journaled",
+  "snapshot:data",
+  "snapshot:committed",
+  "clone:journaled",
+  "clone:data",
+  "clone:committed",
+  "destroy:journaled",     /* intent recorded, nothing removed */
+  "destroy:unlisted",      /* metadata removed, data still there */
+  "destroy:removed",       /* data removed, intent not yet removed */
+  "destroy:hidden",        /* a snapshot with dependents marked hidden */
+  "resize:journaled",
+  "resize:reserved",       /* space reserved (thick), size not yet changed */
+  "resize:committed",
+  "revert:journaled",
+  "revert:copied",         /* snapshot data copied beside the volume */
+  "revert:swapped",        /* the copy replaced the volume */
+  NULL,
+};
+
+const char *const *
+zl_fault_points(void)
+{
+  return points;
+}
+
+void
+zl_fault(const char *op, const char *step)
+{
+  const char *want = getenv("ZFS_LIVE_FAULT");
+  size_t oplen = strlen(op);
+
+  if (!want || !*want)
+    return;
+  if (strncmp(want, op, oplen) != 0 || want[oplen] != ':' ||
+      strcmp(want + oplen + 1, step) != 0)
+    return;
+  zl_warn("fault injection: killing the process at %s:%s", op, step);
+  kill(getpid(), SIGKILL);
+  _exit(137); /* not reached */
+}

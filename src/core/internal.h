@@ -1,0 +1,89 @@
+/* internal.h: core-private declarations, grouped by source file so that the
+ * header is also a map of the core.  Front ends include core.h only;
+ * backends include backend.h and this file for struct zl_sr.
+ */
+#ifndef ZL_CORE_INTERNAL_H
+#define ZL_CORE_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "backend/backend.h"
+#include "core/core.h"
+
+/* An open SR.
+ *
+ * Lock order (see lock.c): the SR lock (lockfd) before any volume lock;
+ * volume locks in strcmp() order of their keys.  Holding the SR lock
+ * exclusively excludes every other change to the SR, so code under LOCK_EX
+ * takes no volume locks.
+ */
+struct zl_sr {
+  const struct zl_backend *be;
+  char *key;       /* the SR key: what SR.attach returned */
+  int dirfd;       /* backend's main directory of the SR, or -1 */
+  int privfd;      /* the private area: sr.json, lock, locks/, journal/ */
+  int lockfd;      /* privfd/lock, opened on first use */
+  int lock_mode;   /* 0, LOCK_SH or LOCK_EX as currently held */
+  json_t *info;    /* sr.json: uuid, name, description, type, provisioning */
+  void *be_data;   /* backend-private */
+};
+
+#define ZL_SR_INFO   "sr.json"
+#define ZL_PRIV_DIR  ".zfs-live"
+#define ZL_META_MAX  (4u << 20) /* largest metadata object we read */
+
+/* sr.c */
+bool zl_sr_thick_default(const struct zl_sr *sr);
+
+/* lock.c */
+int zl_sr_lock(struct zl_sr *sr, int mode); /* LOCK_EX also runs recovery */
+void zl_sr_unlock(struct zl_sr *sr);
+struct zl_vol_lock {
+  int fd;
+};
+int zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l);
+void zl_vol_unlock(struct zl_vol_lock *l);
+void zl_vol_lock_forget(struct zl_sr *sr, const char *key); /* under LOCK_EX */
+
+/* journal.c: intent records, one file per operation in progress, held
+ * under flock by its owner for its lifetime so that a dead owner is
+ * recognised without pids or timeouts. */
+struct zl_intent {
+  int fd;
+  char name[64];
+  struct zl_sr *sr;
+};
+/* record: {"op": ..., ...}; not stolen. */
+int zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in);
+void zl_intent_end(struct zl_intent *in);
+/* Any record whose owner is dead?  1 yes, 0 no, -1 error. */
+int zl_intent_any_dead(struct zl_sr *sr);
+/* Under LOCK_EX: complete or roll back every dead record. */
+int zl_recover(struct zl_sr *sr);
+
+/* meta.c: the metadata object stored with each volume. */
+json_t *zl_meta_new(const char *key, const char *uuid, const char *name,
+                    const char *description, bool sharable, bool read_only,
+                    enum zl_provisioning prov, const char *snapshot_of,
+                    const char *clone_of);
+int zl_meta_to_volume(const char *key, const json_t *meta,
+                      const struct zl_vol_info *info, struct zl_volume *out);
+bool zl_meta_hidden(const json_t *meta);
+bool zl_meta_read_only(const json_t *meta);
+bool zl_meta_thick(const json_t *meta);
+const char *zl_meta_str(const json_t *meta, const char *field); /* or NULL */
+
+/* volume.c */
+/* Fetch meta and info of a visible volume; ENOENT/NO_VOLUME otherwise. */
+int zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta,
+                  struct zl_vol_info *info);
+
+/* snapshot.c */
+/* Under LOCK_EX: remove key's storage (journaled), then collect hidden
+ * ancestors that nothing depends on any more. */
+int zl_vol_remove_unlocked(struct zl_sr *sr, const char *key);
+/* Under LOCK_EX: destroy hidden volumes without dependents. */
+int zl_collect_hidden(struct zl_sr *sr);
+
+#endif

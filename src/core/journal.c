@@ -1,0 +1,285 @@
+/* journal.c: intent records and crash recovery.
+ *
+ * Before the first storage change of a multi-step operation, the owner
+ * writes journal/<id> = {"op": ..., "key": ..., ...} and holds an exclusive
+ * flock on it until the operation is complete, then unlinks it.  A record
+ * whose flock can be taken therefore belongs to a dead process.  The record
+ * is written under a temporary name, locked, then renamed into place, so a
+ * record is never seen unlocked by a live owner.
+ *
+ * Recovery (under the SR lock, LOCK_EX, so no live operation can be
+ * running) completes or rolls back each dead record:
+ *   create/snapshot/clone  committed (vol_get finds it) -> keep; else discard
+ *   destroy                re-run the removal (it is idempotent), collect
+ *   resize                 re-run the grow to the recorded size
+ *   revert                 re-run the revert from the recorded snapshot
+ * Records that cannot be understood are renamed "bad.<id>" and reported,
+ * never acted on.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+#define JOURNAL "journal"
+
+static int
+journal_dir(struct zl_sr *sr, bool create)
+{
+  int fd;
+
+  if (create && mkdirat(sr->privfd, JOURNAL, 0700) == -1 && errno != EEXIST) {
+    zl_error(errno, "SR %s: cannot make the journal directory: %s", sr->key,
+             strerror(errno));
+    return -1;
+  }
+  fd = openat(sr->privfd, JOURNAL, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd == -1 && !(errno == ENOENT && !create))
+    zl_error(errno, "SR %s: cannot open the journal: %s", sr->key, strerror(errno));
+  return fd;
+}
+
+int
+zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
+{
+  char id[ZL_UUID_LEN + 1], tmp[NAME_MAX + 1];
+  CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_FREE char *text = NULL;
+
+  in->fd = -1;
+  in->sr = sr;
+  if ((dfd = journal_dir(sr, true)) == -1 || zl_uuid_generate(id) == -1)
+    return -1;
+  snprintf(in->name, sizeof in->name, "%s", id);
+  zl_tmp_name(tmp, sizeof tmp, id);
+
+  text = json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS);
+  if (!text) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  in->fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (in->fd == -1) {
+    zl_error(errno, "journal: create %s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  if (flock(in->fd, LOCK_EX | LOCK_NB) == -1) {
+    zl_error(errno, "journal: lock %s: %s", tmp, strerror(errno));
+    goto fail;
+  }
+  /* Not fsync()ed: the record guards against the death of the process.  A
+   * power cut can lose it, which leaves at worst an unlisted partial object
+   * that SR.ls reports and never deletes by itself. */
+  if (zl_pwrite_all(in->fd, text, strlen(text), 0) == -1)
+    goto fail;
+  if (renameat(dfd, tmp, dfd, id) == -1) {
+    zl_error(errno, "journal: rename %s: %s", tmp, strerror(errno));
+    goto fail;
+  }
+  return 0;
+
+fail:
+  unlinkat(dfd, tmp, 0);
+  close(in->fd);
+  in->fd = -1;
+  return -1;
+}
+
+void
+zl_intent_end(struct zl_intent *in)
+{
+  char path[NAME_MAX + 16];
+
+  if (in->fd < 0)
+    return;
+  snprintf(path, sizeof path, JOURNAL "/%s", in->name);
+  if (unlinkat(in->sr->privfd, path, 0) == -1)
+    zl_warn("journal: cannot remove %s: %s", path, strerror(errno));
+  close(in->fd);
+  in->fd = -1;
+}
+
+/* Try to lock dfd/name.  Returns an fd holding the lock (owner dead), -1
+ * with errno EWOULDBLOCK if the owner lives, -1 otherwise. */
+static int
+try_dead(int dfd, const char *name)
+{
+  int fd = openat(dfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+
+  if (fd == -1)
+    return -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+int
+zl_intent_any_dead(struct zl_sr *sr)
+{
+  CLEANUP_CLOSE int dfd = journal_dir(sr, false);
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+
+  if (dfd == -1)
+    return errno == ENOENT ? 0 : -1;
+  int dup_fd = dup(dfd);
+  if (dup_fd == -1 || !(d = fdopendir(dup_fd))) {
+    if (dup_fd >= 0)
+      close(dup_fd);
+    zl_error(errno, "journal: %s", strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.' && (!de->d_name[1] || de->d_name[1] == '.'))
+      continue;
+    if (strncmp(de->d_name, "bad.", 4) == 0)
+      continue;
+    int fd = try_dead(dfd, de->d_name);
+    if (fd >= 0) {
+      close(fd);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static int
+recover_new_volume(struct zl_sr *sr, const char *key)
+{
+  if (sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+    zl_info("recovery: volume %s was complete; keeping it", key);
+    return 0;
+  }
+  if (errno != ENOENT)
+    return -1;
+  zl_info("recovery: volume %s was not complete; removing what was made", key);
+  return sr->be->vol_discard(sr, key);
+}
+
+static int
+recover_record(struct zl_sr *sr, const json_t *rec)
+{
+  const char *op = zl_meta_str(rec, "op");
+  const char *key = zl_meta_str(rec, "key");
+
+  if (!op || !key || !zl_key_valid(key)) {
+    zl_error(EINVAL, "record has no valid op and key");
+    return -1;
+  }
+  if (!strcmp(op, "create") || !strcmp(op, "snapshot") || !strcmp(op, "clone"))
+    return recover_new_volume(sr, key);
+
+  if (!strcmp(op, "destroy")) {
+    zl_info("recovery: finishing the destruction of %s", key);
+    return zl_vol_remove_unlocked(sr, key);
+  }
+
+  if (!strcmp(op, "resize")) {
+    json_t *size = json_object_get(rec, "size");
+    struct zl_vol_info info;
+    if (!json_is_integer(size)) {
+      zl_error(EINVAL, "resize record without a size");
+      return -1;
+    }
+    if (sr->be->vol_get(sr, key, NULL, &info) == -1)
+      return errno == ENOENT ? 0 : -1;
+    int64_t want = json_integer_value(size);
+    if (info.virtual_size > want)
+      want = info.virtual_size;
+    zl_info("recovery: finishing the resize of %s to %lld", key, (long long)want);
+    return sr->be->vol_resize(sr, key, want, json_is_true(json_object_get(rec, "thick")));
+  }
+
+  if (!strcmp(op, "revert")) {
+    const char *snap = zl_meta_str(rec, "snapshot");
+    if (!snap || !zl_key_valid(snap)) {
+      zl_error(EINVAL, "revert record without a snapshot");
+      return -1;
+    }
+    if (sr->be->vol_get(sr, key, NULL, NULL) == -1 ||
+        sr->be->vol_get(sr, snap, NULL, NULL) == -1) {
+      if (errno != ENOENT)
+        return -1;
+      zl_warn("recovery: revert of %s from %s: one of them is gone; nothing to redo",
+              key, snap);
+      return 0;
+    }
+    zl_info("recovery: finishing the revert of %s to %s", key, snap);
+    return sr->be->vol_revert(sr, key, snap,
+                              json_is_true(json_object_get(rec, "thick")));
+  }
+
+  zl_error(EINVAL, "unknown operation '%s'", op);
+  return -1;
+}
+
+int
+zl_recover(struct zl_sr *sr)
+{
+  CLEANUP_CLOSE int dfd = journal_dir(sr, false);
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+
+  if (dfd == -1)
+    return errno == ENOENT ? 0 : -1;
+  int dup_fd = dup(dfd);
+  if (dup_fd == -1 || !(d = fdopendir(dup_fd))) {
+    if (dup_fd >= 0)
+      close(dup_fd);
+    zl_error(errno, "journal: %s", strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    const char *name = de->d_name;
+    char bad[NAME_MAX + 1];
+
+    if (name[0] == '.' && (!name[1] || name[1] == '.'))
+      continue;
+    if (strncmp(name, "bad.", 4) == 0)
+      continue;
+    CLEANUP_CLOSE int fd = try_dead(dfd, name);
+    if (fd == -1)
+      continue; /* owner alive (cannot be under LOCK_EX) or already gone */
+    if (name[0] == '.') {
+      /* a record that never got its name: nothing was done yet */
+      unlinkat(dfd, name, 0);
+      continue;
+    }
+    CLEANUP_JSON json_t *rec = zl_json_load_at(dfd, name, 65536);
+    if (rec && recover_record(sr, rec) == 0) {
+      unlinkat(dfd, name, 0);
+      continue;
+    }
+    if (rec && errno != EINVAL) {
+      /* A storage failure (no space, busy): leave the record for the next
+       * call to try again, and let this call go on: what a record
+       * describes is consistent enough to use (old or new size, an
+       * unlisted partial object), and blocking the SR would be worse. */
+      zl_warn("SR %s: recovery of %s failed, will retry: %s", sr->key, name,
+              zl_error_msg());
+      continue;
+    }
+    zl_err("SR %s: journal record %s cannot be recovered (%s); kept as bad.%s",
+           sr->key, name, zl_error_msg(), name);
+    snprintf(bad, sizeof bad, "bad.%s", name);
+    renameat(dfd, name, dfd, bad);
+  }
+  return 0;
+}

@@ -1,0 +1,146 @@
+/* lock.c: SR and volume locks.
+ *
+ * Locks are flock(2) locks on files in the SR's private area, so they are
+ * released when a process dies and they work across hosts on NFSv4.
+ *
+ *   SR lock, LOCK_EX   changes to the set of volumes: create, snapshot,
+ *                      clone, destroy, revert; SR.destroy; SR renames;
+ *                      crash recovery.  Excludes every other change, so
+ *                      code holding it takes no volume locks.
+ *   SR lock, LOCK_SH   changes to one volume (resize, set, unset, names),
+ *                      together with that volume's lock.
+ *   no lock            reads (stat, ls, SR.stat): every change is published
+ *                      atomically (rename(2), or one storage operation).
+ *
+ * Order: the SR lock first, then volume locks in strcmp() order of keys.
+ * Taking LOCK_EX first completes or rolls back what dead callers left (see
+ * journal.c), so every change starts from a consistent SR.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/error.h"
+#include "util/log.h"
+
+static int
+flock_retry(int fd, int op)
+{
+  while (flock(fd, op) == -1) {
+    if (errno != EINTR)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+open_lockfile(struct zl_sr *sr)
+{
+  if (sr->lockfd >= 0)
+    return 0;
+  sr->lockfd = openat(sr->privfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (sr->lockfd == -1) {
+    zl_error(errno, "SR %s: cannot open its lock file: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int
+zl_sr_lock(struct zl_sr *sr, int mode)
+{
+  if (open_lockfile(sr) == -1)
+    return -1;
+  if (flock_retry(sr->lockfd, mode) == -1) {
+    zl_error(errno, "SR %s: lock: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  sr->lock_mode = mode;
+
+  /* The SR may have been destroyed while we waited. */
+  if (faccessat(sr->privfd, ZL_SR_INFO, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "SR %s no longer exists", sr->key);
+    zl_error_subject(sr->key);
+    zl_sr_unlock(sr);
+    return -1;
+  }
+
+  if (mode == LOCK_EX)
+    return zl_recover(sr) == -1 ? (zl_sr_unlock(sr), -1) : 0;
+
+  /* Shared: a dead caller's leftovers must be dealt with before we change
+   * anything.  Only an exclusive holder may recover, so trade up. */
+  int dead = zl_intent_any_dead(sr);
+  if (dead == -1) {
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  if (dead) {
+    if (flock_retry(sr->lockfd, LOCK_EX) == -1 || zl_recover(sr) == -1 ||
+        flock_retry(sr->lockfd, LOCK_SH) == -1) {
+      zl_sr_unlock(sr);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+void
+zl_sr_unlock(struct zl_sr *sr)
+{
+  if (sr->lockfd >= 0 && sr->lock_mode)
+    flock(sr->lockfd, LOCK_UN);
+  sr->lock_mode = 0;
+}
+
+int
+zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l)
+{
+  char name[NAME_MAX + 1];
+
+  l->fd = -1;
+  if (mkdirat(sr->privfd, "locks", 0700) == -1 && errno != EEXIST) {
+    zl_error(errno, "SR %s: cannot make the locks directory: %s", sr->key,
+             strerror(errno));
+    return -1;
+  }
+  snprintf(name, sizeof name, "locks/%s", key);
+  l->fd = openat(sr->privfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (l->fd == -1) {
+    zl_error(errno, "volume %s: cannot open its lock file: %s", key, strerror(errno));
+    return -1;
+  }
+  if (flock_retry(l->fd, LOCK_EX) == -1) {
+    zl_error(errno, "volume %s: lock: %s", key, strerror(errno));
+    close(l->fd);
+    l->fd = -1;
+    return -1;
+  }
+  return 0;
+}
+
+void
+zl_vol_unlock(struct zl_vol_lock *l)
+{
+  if (l->fd >= 0) {
+    flock(l->fd, LOCK_UN);
+    close(l->fd);
+  }
+  l->fd = -1;
+}
+
+void
+zl_vol_lock_forget(struct zl_sr *sr, const char *key)
+{
+  char name[NAME_MAX + 1];
+
+  snprintf(name, sizeof name, "locks/%s", key);
+  if (unlinkat(sr->privfd, name, 0) == -1 && errno != ENOENT)
+    zl_warn("volume %s: cannot remove its lock file: %s", key, strerror(errno));
+}

@@ -1,0 +1,147 @@
+/* meta.c: the metadata object the core keeps with each volume.
+ *
+ * Schema (format 1), stored by the backend with the volume's storage:
+ *   {"format": 1, "key": k, "uuid": u, "name": n, "description": d,
+ *    "sharable": bool, "read_only": bool, "provisioning": "thin"|"thick",
+ *    "snapshot_of": k?, "clone_of": k?, "created": "RFC 3339",
+ *    "hidden": bool?, "keys": {string: string}}
+ * Sizes are not stored: the storage is the source of truth for them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/internal.h"
+#include "util/error.h"
+#include "util/json.h"
+
+#define META_FORMAT 1
+
+static void
+now_rfc3339(char *buf, size_t len)
+{
+  time_t t = time(NULL);
+  struct tm tm;
+
+  gmtime_r(&t, &tm);
+  strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+json_t *
+zl_meta_new(const char *key, const char *uuid, const char *name,
+            const char *description, bool sharable, bool read_only,
+            enum zl_provisioning prov, const char *snapshot_of, const char *clone_of)
+{
+  char created[32];
+  json_t *m;
+
+  now_rfc3339(created, sizeof created);
+  m = json_pack("{s:i, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:{}}", "format",
+                META_FORMAT, "key", key, "uuid", uuid, "name", name, "description",
+                description, "sharable", sharable, "read_only", read_only,
+                "provisioning", prov == ZL_PROV_THICK ? "thick" : "thin", "created",
+                created, "keys");
+  if (!m) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (snapshot_of)
+    json_object_set_new(m, "snapshot_of", json_string(snapshot_of));
+  if (clone_of)
+    json_object_set_new(m, "clone_of", json_string(clone_of));
+  return m;
+}
+
+const char *
+zl_meta_str(const json_t *meta, const char *field)
+{
+  return json_string_value(json_object_get(meta, field));
+}
+
+bool
+zl_meta_hidden(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, "hidden"));
+}
+
+bool
+zl_meta_read_only(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, "read_only"));
+}
+
+bool
+zl_meta_thick(const json_t *meta)
+{
+  const char *p = zl_meta_str(meta, "provisioning");
+  return p && strcmp(p, "thick") == 0;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+  return s ? strdup(s) : NULL;
+}
+
+int
+zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info *info,
+                  struct zl_volume *out)
+{
+  json_t *fmt = json_object_get(meta, "format");
+  json_t *keys = json_object_get(meta, "keys");
+  const char *name = zl_meta_str(meta, "name");
+  const char *uuid = zl_meta_str(meta, "uuid");
+
+  memset(out, 0, sizeof *out);
+  if (!json_is_integer(fmt) || json_integer_value(fmt) != META_FORMAT || !name ||
+      !uuid || !zl_json_is_strmap(keys)) {
+    zl_error(EINVAL, "volume %s: metadata is not in format %d", key, META_FORMAT);
+    return -1;
+  }
+  out->key = strdup(key);
+  out->uuid = strdup(uuid);
+  out->name = strdup(name);
+  out->description = dup_or_null(zl_meta_str(meta, "description"));
+  if (!out->description)
+    out->description = strdup("");
+  out->read_only = zl_meta_read_only(meta);
+  out->sharable = json_is_true(json_object_get(meta, "sharable"));
+  out->provisioning = zl_meta_thick(meta) ? ZL_PROV_THICK : ZL_PROV_THIN;
+  out->virtual_size = info->virtual_size;
+  out->physical_utilisation = info->physical_utilisation;
+  out->snapshot_of = dup_or_null(zl_meta_str(meta, "snapshot_of"));
+  out->clone_of = dup_or_null(zl_meta_str(meta, "clone_of"));
+  out->created = dup_or_null(zl_meta_str(meta, "created"));
+  out->keys = json_deep_copy(keys);
+  if (!out->key || !out->uuid || !out->name || !out->description || !out->keys) {
+    zl_volume_free(out);
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+void
+zl_volume_free(struct zl_volume *v)
+{
+  if (!v)
+    return;
+  free(v->key);
+  free(v->uuid);
+  free(v->name);
+  free(v->description);
+  free(v->snapshot_of);
+  free(v->clone_of);
+  free(v->created);
+  json_decref(v->keys);
+  memset(v, 0, sizeof *v);
+}
+
+void
+zl_volume_list_free(struct zl_volume *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    zl_volume_free(&v[i]);
+  free(v);
+}

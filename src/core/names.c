@@ -1,0 +1,162 @@
+/* names.c: what a key, a name or a size may be.
+ *
+ * Volume keys become file and dataset names, so they are restricted to a
+ * portable, shell- and URI-safe alphabet: they start with a letter or digit
+ * (never '.', so temporary files and "..", never '-', so never an option)
+ * and contain only letters, digits and "._+-"; at most ZL_KEY_MAX bytes.
+ *
+ * Display names and descriptions are data: they are stored and returned
+ * byte for byte and never reach a path, a command line or a shell.  Names
+ * must be one line (no control characters); descriptions may contain
+ * newlines and tabs but no other control characters.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "util/error.h"
+
+#define ZL_KEY_MAX   200
+#define ZL_NAME_MAX  1024
+#define ZL_DESC_MAX  16384
+#define ZL_K_MAX     255
+#define ZL_V_MAX     65536
+
+static bool
+key_char(char c, bool first)
+{
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+    return true;
+  return !first && (c == '.' || c == '_' || c == '+' || c == '-');
+}
+
+bool
+zl_key_valid(const char *key)
+{
+  size_t len = key ? strlen(key) : 0;
+
+  if (len == 0 || len > ZL_KEY_MAX)
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    if (!key_char(key[i], i == 0))
+      return false;
+  }
+  return true;
+}
+
+int
+zl_check_key(const char *key)
+{
+  if (!zl_key_valid(key)) {
+    zl_error_kind(ZL_ERR_INVALID, EINVAL,
+                  "invalid volume key '%.64s%s': a key is 1 to %d characters of "
+                  "letters, digits and '._+-', starting with a letter or digit",
+                  key ? key : "", key && strlen(key) > 64 ? "..." : "", ZL_KEY_MAX);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+check_text(const char *s, const char *what, size_t max, bool multiline)
+{
+  size_t len = strlen(s);
+
+  if (len > max) {
+    zl_error(EINVAL, "%s is too long (%zu bytes, at most %zu)", what, len, max);
+    return -1;
+  }
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (multiline && (c == '\n' || c == '\t'))
+      continue;
+    if (c < 0x20 || c == 0x7f) {
+      zl_error(EINVAL, "%s contains a control character (0x%02x at byte %zu)", what, c,
+               i);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int
+zl_check_name(const char *name, const char *what)
+{
+  return check_text(name, what, ZL_NAME_MAX, false);
+}
+
+int
+zl_check_description(const char *d, const char *what)
+{
+  return check_text(d, what, ZL_DESC_MAX, true);
+}
+
+/* The keys XAPI's storage daemon sets itself (reference smapiv3.md §1.11). */
+static const char *const reserved_keys[] = {
+  "vdi-type", "content_id", "snapshot_time", "is_a_snapshot", "snapshot_of",
+  "clone-on-boot", NULL,
+};
+/* Families: "_sm_config_<k>" (sm-config) and "tags<tag>". */
+static const char *const key_prefixes[] = { "_sm_config_", "tags", NULL };
+
+int
+zl_check_keys_entry(const char *k, const char *v)
+{
+  bool known = false;
+
+  if (!*k) {
+    zl_error(EINVAL, "key name is empty");
+    return -1;
+  }
+  if (check_text(k, "key name", ZL_K_MAX, false) == -1)
+    return -1;
+  for (const char *const *r = reserved_keys; *r && !known; r++)
+    known = strcmp(k, *r) == 0;
+  for (const char *const *p = key_prefixes; *p && !known; p++)
+    known = strncmp(k, *p, strlen(*p)) == 0 && k[strlen(*p)] != '\0';
+  if (!known) {
+    zl_error(EINVAL,
+             "unknown key '%s': the keys that can be set are vdi-type, content_id, "
+             "snapshot_time, is_a_snapshot, snapshot_of, clone-on-boot, "
+             "_sm_config_<name> and tags<tag>",
+             k);
+    return -1;
+  }
+  if (!v)
+    return 0;
+  if (strlen(v) > ZL_V_MAX) {
+    zl_error(EINVAL, "value of '%s' is too long (at most %d bytes)", k, ZL_V_MAX);
+    return -1;
+  }
+  if (strcmp(k, "is_a_snapshot") == 0 && strcmp(v, "true") != 0 &&
+      strcmp(v, "false") != 0) {
+    zl_error(EINVAL, "is_a_snapshot must be \"true\" or \"false\", not '%s'", v);
+    return -1;
+  }
+  if (strcmp(k, "vdi-type") == 0) {
+    for (const char *p = v; *p; p++) {
+      if (!((*p >= 'a' && *p <= 'z') || *p == '_' || *p == '-')) {
+        zl_error(EINVAL, "vdi-type '%s' is not a VDI type (lower-case letters and '_')",
+                 v);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+int
+zl_round_size(int64_t size, int64_t gran, int64_t *out)
+{
+  if (size < 0) {
+    zl_error_kind(ZL_ERR_SIZE, EINVAL, "size %lld is negative", (long long)size);
+    return -1;
+  }
+  if (size > INT64_MAX - (gran - 1)) {
+    zl_error_kind(ZL_ERR_SIZE, EFBIG, "size %lld is too large", (long long)size);
+    return -1;
+  }
+  *out = (size + gran - 1) / gran * gran;
+  return 0;
+}

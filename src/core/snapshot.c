@@ -1,0 +1,269 @@
+/* snapshot.c: snapshots, clones, revert and destroy.
+ *
+ * Destroy and dependents.  Some storage cannot remove a snapshot while
+ * clones made from it exist (ZFS: a clone's origin).  The user must still
+ * be able to destroy such a snapshot, and must never see volumes they did
+ * not ask for.  So:
+ *   - a volume with dependents (backend vol_dependents() > 0) is *hidden*:
+ *     its metadata gets "hidden": true, it disappears from SR.ls and stat,
+ *     destroying it again succeeds, and its storage stays;
+ *   - whenever something is removed, hidden volumes that nothing depends on
+ *     any more are collected (removed for real), repeatedly, so a chain of
+ *     hidden ancestors goes away with its last dependent.
+ * On storage without such dependencies (reflink or copies) nothing is ever
+ * hidden.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+static int
+copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
+            enum zl_copy_kind kind, struct zl_volume *out)
+{
+  const char *op = kind == ZL_COPY_SNAPSHOT ? "snapshot" : "clone";
+  char uuid[ZL_UUID_LEN + 1];
+  struct zl_intent in;
+  CLEANUP_JSON json_t *src = NULL;
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_JSON json_t *rec = NULL;
+
+  if (zl_check_key(key) == -1 || (new_key && zl_check_key(new_key) == -1) ||
+      zl_uuid_generate(uuid) == -1)
+    return -1;
+  if (!new_key)
+    new_key = uuid;
+
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &src, NULL) == -1)
+    goto fail;
+  if (sr->be->vol_get(sr, new_key, NULL, NULL) == 0) {
+    zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", new_key,
+                  sr->key);
+    goto fail;
+  }
+  bool thick = zl_meta_thick(src);
+  meta = zl_meta_new(new_key, uuid, zl_meta_str(src, "name"),
+                     zl_meta_str(src, "description") ? zl_meta_str(src, "description")
+                                                     : "",
+                     json_is_true(json_object_get(src, "sharable")),
+                     kind == ZL_COPY_SNAPSHOT, thick ? ZL_PROV_THICK : ZL_PROV_THIN,
+                     kind == ZL_COPY_SNAPSHOT ? key : NULL,
+                     kind == ZL_COPY_CLONE ? key : NULL);
+  rec = json_pack("{s:s, s:s, s:s}", "op", op, "key", new_key, "source", key);
+  if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
+    goto fail;
+  zl_fault(op, "journaled");
+  if (sr->be->vol_copy(sr, key, new_key, kind, thick, meta) == -1) {
+    zl_error_prefix("%s of volume %s: ", op, key);
+    if (sr->be->vol_discard(sr, new_key) == 0)
+      zl_intent_end(&in);
+    else
+      close(in.fd);
+    goto fail;
+  }
+  zl_fault(op, "committed");
+  zl_intent_end(&in);
+  zl_sr_unlock(sr);
+  zl_info("%s of volume %s is %s", op, key, new_key);
+  return zl_vol_stat(sr, new_key, out);
+
+fail:
+  zl_sr_unlock(sr);
+  return -1;
+}
+
+int
+zl_vol_snapshot(struct zl_sr *sr, const char *key, const char *new_key,
+                struct zl_volume *out)
+{
+  return copy_volume(sr, key, new_key, ZL_COPY_SNAPSHOT, out);
+}
+
+int
+zl_vol_clone(struct zl_sr *sr, const char *key, const char *new_key,
+             struct zl_volume *out)
+{
+  return copy_volume(sr, key, new_key, ZL_COPY_CLONE, out);
+}
+
+int
+zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key)
+{
+  struct zl_intent in;
+  CLEANUP_JSON json_t *vol = NULL;
+  CLEANUP_JSON json_t *snap = NULL;
+  CLEANUP_JSON json_t *rec = NULL;
+
+  if (zl_check_key(key) == -1 || zl_check_key(snapshot) == -1)
+    return -1;
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &vol, NULL) == -1 ||
+      zl_vol_lookup(sr, snapshot, &snap, NULL) == -1)
+    goto fail;
+  if (zl_meta_read_only(vol)) {
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a snapshot; it cannot be reverted",
+                  key);
+    goto fail;
+  }
+  const char *of = zl_meta_str(snap, "snapshot_of");
+  if (!zl_meta_read_only(snap) || !of || strcmp(of, key) != 0) {
+    zl_error(EINVAL, "volume %s is not a snapshot of %s", snapshot, key);
+    goto fail;
+  }
+  bool thick = zl_meta_thick(vol);
+  rec = json_pack("{s:s, s:s, s:s, s:b}", "op", "revert", "key", key, "snapshot",
+                  snapshot, "thick", thick);
+  if (!rec || zl_intent_begin(sr, rec, &in) == -1)
+    goto fail;
+  zl_fault("revert", "journaled");
+  if (sr->be->vol_revert(sr, key, snapshot, thick) == -1) {
+    /* backends leave the volume as it was when they fail */
+    zl_error_prefix("revert volume %s to %s: ", key, snapshot);
+    zl_intent_end(&in);
+    goto fail;
+  }
+  zl_intent_end(&in);
+  zl_sr_unlock(sr);
+  zl_info("reverted volume %s to snapshot %s", key, snapshot);
+  return 0;
+
+fail:
+  zl_sr_unlock(sr);
+  return -1;
+}
+
+static int
+remove_one(struct zl_sr *sr, const char *key)
+{
+  struct zl_intent in;
+  CLEANUP_JSON json_t *rec = json_pack("{s:s, s:s}", "op", "destroy", "key", key);
+
+  if (!rec || zl_intent_begin(sr, rec, &in) == -1)
+    return -1;
+  zl_fault("destroy", "journaled");
+  if (sr->be->vol_destroy(sr, key) == -1) {
+    zl_error_prefix("destroy volume %s: ", key);
+    close(in.fd); /* the next call finishes the destruction */
+    return -1;
+  }
+  zl_vol_lock_forget(sr, key);
+  zl_intent_end(&in);
+  return 0;
+}
+
+int
+zl_vol_remove_unlocked(struct zl_sr *sr, const char *key)
+{
+  if (remove_one(sr, key) == -1)
+    return -1;
+  return zl_collect_hidden(sr);
+}
+
+struct hidden_ctx {
+  char **keys;
+  size_t n;
+};
+
+static int
+hidden_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *info)
+{
+  struct hidden_ctx *c = opaque;
+  (void)info;
+  if (!zl_meta_hidden(meta))
+    return 0;
+  char **nk = realloc(c->keys, (c->n + 1) * sizeof *nk);
+  if (!nk || !(nk[c->n] = strdup(key))) {
+    if (nk)
+      c->keys = nk;
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  c->keys = nk;
+  c->n++;
+  return 0;
+}
+
+int
+zl_collect_hidden(struct zl_sr *sr)
+{
+  if (!sr->be->vol_dependents)
+    return 0; /* nothing can ever be hidden */
+
+  for (;;) {
+    struct hidden_ctx c = { 0 };
+    size_t removed = 0;
+    int r = sr->be->vol_list(sr, hidden_cb, &c);
+
+    for (size_t i = 0; r == 0 && i < c.n; i++) {
+      int deps = sr->be->vol_dependents(sr, c.keys[i]);
+      if (deps == -1) {
+        r = -1;
+      } else if (deps == 0) {
+        zl_info("collecting hidden volume %s: nothing depends on it any more", c.keys[i]);
+        if (remove_one(sr, c.keys[i]) == -1)
+          r = -1;
+        else
+          removed++;
+      }
+    }
+    for (size_t i = 0; i < c.n; i++)
+      free(c.keys[i]);
+    free(c.keys);
+    if (r == -1)
+      return -1;
+    if (removed == 0)
+      return 0;
+  }
+}
+
+int
+zl_vol_destroy(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  int r = -1;
+
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (sr->be->vol_get(sr, key, &meta, NULL) == -1) {
+    if (errno == ENOENT) {
+      zl_info("destroy of volume %s: already gone", key);
+      r = 0;
+    }
+    goto out;
+  }
+  if (zl_meta_hidden(meta)) {
+    r = 0;
+    goto out;
+  }
+  int deps = sr->be->vol_dependents ? sr->be->vol_dependents(sr, key) : 0;
+  if (deps == -1)
+    goto out;
+  if (deps > 0) {
+    json_object_set_new(meta, "hidden", json_true());
+    r = sr->be->vol_set_meta(sr, key, meta);
+    if (r == 0)
+      zl_info("volume %s hidden: %d clone%s still depend on it; removed with the last",
+              key, deps, deps == 1 ? "" : "s");
+    zl_fault("destroy", "hidden");
+    goto out;
+  }
+  r = zl_vol_remove_unlocked(sr, key);
+  if (r == 0)
+    zl_info("destroyed volume %s", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}

@@ -1,0 +1,523 @@
+/* sr.c: SR lifecycle: create, attach, detach, probe, open, destroy, stat,
+ * names, listing.
+ *
+ * The core keeps one file per SR in the private area the backend provides:
+ * sr.json = {"format": 1, "uuid", "type", "name", "description",
+ * "provisioning", "created"}.  Its presence is what makes the SR exist:
+ * SR.create writes it last and SR.destroy removes it first.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+/* device-config keys every SR type understands */
+static const char *const common_config[] = { "provisioning", NULL };
+/* keys toolstacks add on their own, accepted and ignored */
+static const char *const ignored_config[] = { "SRmaster", "sr_uuid", NULL };
+
+static bool
+in_list(const char *const *l, const char *s)
+{
+  for (; *l; l++) {
+    if (strcmp(*l, s) == 0)
+      return true;
+  }
+  return false;
+}
+
+static const struct zl_backend *
+backend_or_error(const char *type)
+{
+  const struct zl_backend *be = zl_backend_find(type);
+
+  if (!be) {
+    zl_error_kind(ZL_ERR_INVALID, EINVAL, "unknown SR type '%s'", type ? type : "");
+    return NULL;
+  }
+  return be;
+}
+
+/* Check the keys of a device-config against what the type understands. */
+static int
+check_config(const struct zl_backend *be, const json_t *config)
+{
+  CLEANUP_JSON json_t *help = be->config_help();
+  const char *k;
+  json_t *v;
+
+  if (!zl_json_is_strmap(config)) {
+    zl_error(EINVAL, "configuration must be an object of strings");
+    return -1;
+  }
+  json_object_foreach((json_t *)config, k, v) {
+    if (json_object_get(help, k) || in_list(common_config, k) ||
+        in_list(ignored_config, k))
+      continue;
+    char known[512] = "";
+    const char *hk;
+    json_t *hv;
+    json_object_foreach(help, hk, hv) {
+      strncat(known, hk, sizeof known - strlen(known) - 3);
+      strncat(known, ", ", sizeof known - strlen(known) - 1);
+    }
+    strncat(known, "provisioning", sizeof known - strlen(known) - 1);
+    zl_error(EINVAL, "unknown device-config key '%s' for an SR of type %s (known: %s)",
+             k, be->sr_type, known);
+    return -1;
+  }
+  const char *prov = json_string_value(json_object_get(config, "provisioning"));
+  if (prov && strcmp(prov, "thin") != 0 && strcmp(prov, "thick") != 0) {
+    zl_error(EINVAL, "device-config provisioning must be 'thin' or 'thick', not '%s'",
+             prov);
+    return -1;
+  }
+  return 0;
+}
+
+static struct zl_sr *
+sr_new(const struct zl_backend *be, const char *key)
+{
+  struct zl_sr *sr = calloc(1, sizeof *sr);
+
+  if (!sr || !(sr->key = strdup(key))) {
+    free(sr);
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  sr->be = be;
+  sr->dirfd = sr->privfd = sr->lockfd = -1;
+  return sr;
+}
+
+void
+zl_sr_close(struct zl_sr *sr)
+{
+  if (!sr)
+    return;
+  zl_sr_unlock(sr);
+  if (sr->be && sr->be_data)
+    sr->be->sr_close(sr);
+  if (sr->lockfd >= 0)
+    close(sr->lockfd);
+  if (sr->privfd >= 0)
+    close(sr->privfd);
+  if (sr->dirfd >= 0)
+    close(sr->dirfd);
+  json_decref(sr->info);
+  free(sr->key);
+  free(sr);
+}
+
+/* Open storage and private area, without requiring sr.json. */
+static struct zl_sr *
+sr_open_storage(const struct zl_backend *be, const char *key)
+{
+  struct zl_sr *sr;
+
+  if (!be->sr_key_valid(key)) {
+    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "'%s' is not a valid %s SR", key, be->sr_type);
+    zl_error_subject(key);
+    return NULL;
+  }
+  if (!(sr = sr_new(be, key)))
+    return NULL;
+  if (be->sr_open(sr) == -1) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", be->sr_type, key);
+    zl_error_subject(key);
+    zl_sr_close(sr);
+    return NULL;
+  }
+  return sr;
+}
+
+static int
+sr_load_info(struct zl_sr *sr)
+{
+  json_decref(sr->info);
+  sr->info = zl_json_load_at(sr->privfd, ZL_SR_INFO, 1 << 20);
+  if (!sr->info) {
+    if (errno == ENOENT)
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", sr->be->sr_type,
+                    sr->key);
+    zl_error_subject(sr->key);
+    return -1;
+  }
+  const char *type = zl_meta_str(sr->info, "type");
+  if (!type || strcmp(type, sr->be->sr_type) != 0) {
+    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "%s is a %s SR, not a %s SR", sr->key,
+                  type ? type : "corrupt", sr->be->sr_type);
+    zl_error_subject(sr->key);
+    return -1;
+  }
+  return 0;
+}
+
+struct zl_sr *
+zl_sr_open(const char *type, const char *sr_key)
+{
+  const struct zl_backend *be;
+  struct zl_sr *sr;
+
+  if (!type && !(type = zl_sr_type_of_key(sr_key))) {
+    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "'%s' does not name an SR of any known type",
+                  sr_key);
+    zl_error_subject(sr_key);
+    return NULL;
+  }
+  if (!(be = backend_or_error(type)) || !(sr = sr_open_storage(be, sr_key)))
+    return NULL;
+  if (sr_load_info(sr) == -1) {
+    zl_sr_close(sr);
+    return NULL;
+  }
+  /* Recovery runs at the start of the next call on the SR. */
+  int dead = zl_intent_any_dead(sr);
+  if (dead == 1 && zl_sr_lock(sr, LOCK_EX) == 0)
+    zl_sr_unlock(sr);
+  else if (dead == 1 || dead == -1)
+    zl_warn("SR %s: recovery could not complete: %s", sr_key, zl_error_msg());
+  return sr;
+}
+
+const char *
+zl_sr_key(const struct zl_sr *sr)
+{
+  return sr->key;
+}
+
+const char *
+zl_sr_type(const struct zl_sr *sr)
+{
+  return sr->be->sr_type;
+}
+
+bool
+zl_sr_thick_default(const struct zl_sr *sr)
+{
+  const char *p = zl_meta_str(sr->info, "provisioning");
+  return p && strcmp(p, "thick") == 0;
+}
+
+int
+zl_sr_create(const char *type, const char *uuid, const json_t *config, const char *name,
+             const char *description, json_t **config_out)
+{
+  const struct zl_backend *be = backend_or_error(type);
+  CLEANUP_JSON json_t *cfg = NULL;
+  CLEANUP_JSON json_t *info = NULL;
+  CLEANUP_FREE char *key = NULL;
+  char created[32];
+  struct stat st;
+  time_t now = time(NULL);
+  struct tm tm;
+
+  if (!be)
+    return -1;
+  if (!zl_uuid_valid(uuid)) {
+    zl_error(EINVAL, "SR uuid '%s' is not a UUID", uuid);
+    return -1;
+  }
+  if (zl_check_name(name, "SR name") == -1 ||
+      zl_check_description(description, "SR description") == -1 ||
+      check_config(be, config) == -1)
+    return -1;
+  if (!(cfg = json_deep_copy(config))) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  json_object_del(cfg, "sr_uuid");
+  json_object_del(cfg, "SRmaster");
+  if (be->sr_prepare(uuid, cfg, &key) == -1)
+    return -1;
+
+  struct zl_sr *sr = sr_open_storage(be, key);
+  if (!sr)
+    return -1;
+  zl_fault("sr-create", "prepared");
+  if (fstatat(sr->privfd, ZL_SR_INFO, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    zl_error_kind(ZL_ERR_EXISTS, EEXIST, "there is already an SR at %s", key);
+    zl_sr_close(sr);
+    return -1;
+  }
+  const char *prov = json_string_value(json_object_get(cfg, "provisioning"));
+  gmtime_r(&now, &tm);
+  strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  info = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "format", 1, "uuid", uuid,
+                   "type", be->sr_type, "name", name, "description", description,
+                   "provisioning", prov ? prov : "thin", "created", created);
+  int r = info ? zl_json_save_at(sr->privfd, ZL_SR_INFO, info, true) : -1;
+  zl_sr_close(sr);
+  if (r == -1)
+    return -1;
+  json_object_set_new(cfg, "sr_uuid", json_string(uuid));
+  zl_info("created %s SR %s (%s) at %s", be->sr_type, uuid, name, key);
+  *config_out = TAKE_PTR(cfg);
+  return 0;
+}
+
+char *
+zl_sr_attach(const char *type, const json_t *config)
+{
+  const struct zl_backend *be = backend_or_error(type);
+  char *key = NULL;
+
+  if (!be || check_config(be, config) == -1 || be->sr_locate(config, &key) == -1)
+    return NULL;
+  struct zl_sr *sr = zl_sr_open(type, key);
+  if (!sr) {
+    free(key);
+    return NULL;
+  }
+  zl_sr_close(sr);
+  return key;
+}
+
+int
+zl_sr_detach(const char *type, const char *sr_key)
+{
+  const struct zl_backend *be = zl_backend_find(type);
+
+  /* Idempotent by contract: an SR we do not know is detached already.
+   * Nothing is cached per attachment yet, so there is nothing to release. */
+  if (!be || !be->sr_key_valid(sr_key))
+    zl_debug("detach of unknown SR '%s': nothing to do", sr_key);
+  return 0;
+}
+
+json_t *
+zl_sr_probe(const char *type, const json_t *config)
+{
+  const struct zl_backend *be = backend_or_error(type);
+  CLEANUP_JSON json_t *raw = NULL;
+  json_t *out, *e;
+  size_t i;
+
+  if (!be || check_config(be, config) == -1)
+    return NULL;
+  if (!(raw = json_array()) || !(out = json_array())) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (be->sr_probe(config, raw) == -1) {
+    json_decref(out);
+    return NULL;
+  }
+  /* Existing SRs: complete, with sr_uuid in the configuration and the SR
+   * key for the caller to stat.  The place itself: a hint saying whether a
+   * new SR can be created there (never complete, never an sr_uuid). */
+  json_array_foreach(raw, i, e) {
+    const char *key = zl_meta_str(e, "sr_key");
+    json_t *cfg = json_deep_copy(json_object_get(e, "configuration"));
+    if (key) {
+      struct zl_sr *sr = zl_sr_open(type, key);
+      if (!sr) {
+        zl_warn("probe: skipping %s: %s", key, zl_error_msg());
+        json_decref(cfg);
+        continue;
+      }
+      json_object_set_new(cfg, "sr_uuid", json_string(zl_meta_str(sr->info, "uuid")));
+      json_array_append_new(out, json_pack("{s:o, s:b, s:s, s:{}}", "configuration", cfg,
+                                           "complete", 1, "sr", key, "extra_info"));
+      zl_sr_close(sr);
+    } else {
+      bool can = json_is_true(json_object_get(e, "can_create"));
+      const char *why = zl_meta_str(e, "reason");
+      json_array_append_new(out, json_pack("{s:o, s:b, s:{s:s, s:s}}", "configuration",
+                                           cfg, "complete", 0, "extra_info", "can_create",
+                                           can ? "true" : "false", "reason",
+                                           why ? why : ""));
+    }
+  }
+  return out;
+}
+
+struct ls_ctx {
+  struct zl_volume *v;
+  size_t n, cap;
+  bool hidden_too;
+  int failed;
+};
+
+static int
+ls_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *info)
+{
+  struct ls_ctx *c = opaque;
+
+  if (zl_meta_hidden(meta) && !c->hidden_too)
+    return 0;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    struct zl_volume *nv = realloc(c->v, cap * sizeof *nv);
+    if (!nv) {
+      zl_error(ENOMEM, "out of memory");
+      return -1;
+    }
+    c->v = nv;
+    c->cap = cap;
+  }
+  if (zl_meta_to_volume(key, meta, info, &c->v[c->n]) == -1) {
+    zl_warn("SR listing: skipping volume %s: %s", key, zl_error_msg());
+    return 0;
+  }
+  c->n++;
+  return 0;
+}
+
+static int
+cmp_key(const void *a, const void *b)
+{
+  return strcmp(((const struct zl_volume *)a)->key, ((const struct zl_volume *)b)->key);
+}
+
+int
+zl_sr_ls(struct zl_sr *sr, struct zl_volume **vols, size_t *n)
+{
+  struct ls_ctx c = { 0 };
+
+  if (sr->be->vol_list(sr, ls_cb, &c) == -1) {
+    zl_volume_list_free(c.v, c.n);
+    return -1;
+  }
+  if (c.n)
+    qsort(c.v, c.n, sizeof *c.v, cmp_key);
+  *vols = c.v;
+  *n = c.n;
+  return 0;
+}
+
+static int
+save_info(struct zl_sr *sr, const char *field, const char *value)
+{
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  int r = sr_load_info(sr);
+  if (r == 0) {
+    json_object_set_new(sr->info, field, json_string(value));
+    r = zl_json_save_at(sr->privfd, ZL_SR_INFO, sr->info, true);
+  }
+  zl_sr_unlock(sr);
+  return r;
+}
+
+int
+zl_sr_set_name(struct zl_sr *sr, const char *name)
+{
+  if (zl_check_name(name, "SR name") == -1)
+    return -1;
+  return save_info(sr, "name", name);
+}
+
+int
+zl_sr_set_description(struct zl_sr *sr, const char *description)
+{
+  if (zl_check_description(description, "SR description") == -1)
+    return -1;
+  return save_info(sr, "description", description);
+}
+
+static char *
+xstrdup(const char *s)
+{
+  return strdup(s ? s : "");
+}
+
+int
+zl_sr_stat(struct zl_sr *sr, struct zl_sr_stat *out)
+{
+  memset(out, 0, sizeof *out);
+  if (sr->be->sr_space(sr, &out->total_space, &out->free_space) == -1)
+    return -1;
+  out->sr = xstrdup(sr->key);
+  out->type = xstrdup(sr->be->sr_type);
+  out->uuid = xstrdup(zl_meta_str(sr->info, "uuid"));
+  out->name = xstrdup(zl_meta_str(sr->info, "name"));
+  out->description = xstrdup(zl_meta_str(sr->info, "description"));
+  out->provisioning = zl_sr_thick_default(sr) ? ZL_PROV_THICK : ZL_PROV_THIN;
+  out->healthy = true;
+  out->health_msg = sr->be->sr_summary ? sr->be->sr_summary(sr) : xstrdup("");
+  if (!out->sr || !out->type || !out->uuid || !out->name || !out->description ||
+      !out->health_msg) {
+    zl_sr_stat_free(out);
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+void
+zl_sr_stat_free(struct zl_sr_stat *s)
+{
+  free(s->sr);
+  free(s->type);
+  free(s->uuid);
+  free(s->name);
+  free(s->description);
+  free(s->health_msg);
+  memset(s, 0, sizeof *s);
+}
+
+struct any_ctx {
+  size_t visible, hidden;
+  char first[256];
+};
+
+static int
+any_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *info)
+{
+  struct any_ctx *c = opaque;
+  (void)info;
+  if (zl_meta_hidden(meta)) {
+    c->hidden++;
+  } else if (c->visible++ == 0) {
+    snprintf(c->first, sizeof c->first, "%s", key);
+  }
+  return 0;
+}
+
+int
+zl_sr_destroy(struct zl_sr *sr)
+{
+  struct any_ctx c = { 0 };
+
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (sr->be->vol_list(sr, any_cb, &c) == -1)
+    goto fail;
+  if (c.visible) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "SR %s still holds %zu volume%s (%s%s); destroy them first", sr->key,
+                  c.visible, c.visible == 1 ? "" : "s", c.first,
+                  c.visible > 1 ? ", ..." : "");
+    goto fail;
+  }
+  if (c.hidden && zl_collect_hidden(sr) == -1)
+    goto fail;
+  /* Unmark first: from here on the SR does not exist for anyone. */
+  if (unlinkat(sr->privfd, ZL_SR_INFO, 0) == -1 && errno != ENOENT) {
+    zl_error(errno, "SR %s: cannot remove %s: %s", sr->key, ZL_SR_INFO, strerror(errno));
+    goto fail;
+  }
+  zl_fault("sr-destroy", "unmarked");
+  if (sr->be->sr_remove(sr) == -1)
+    goto fail;
+  zl_info("destroyed SR %s", sr->key);
+  zl_sr_unlock(sr);
+  return 0;
+
+fail:
+  zl_sr_unlock(sr);
+  return -1;
+}

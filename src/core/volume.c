@@ -1,0 +1,265 @@
+/* volume.c: create, stat, names, keys, resize and I/O access of volumes.
+ * Snapshots, clones, revert and destroy are in snapshot.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+int
+zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_info *info)
+{
+  json_t *m = NULL;
+
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (sr->be->vol_get(sr, key, &m, info) == -1) {
+    if (errno == ENOENT)
+      zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
+                    sr->key);
+    zl_error_subject(key);
+    return -1;
+  }
+  if (zl_meta_hidden(m)) {
+    json_decref(m);
+    zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
+                  sr->key);
+    zl_error_subject(key);
+    return -1;
+  }
+  if (meta)
+    *meta = m;
+  else
+    json_decref(m);
+  return 0;
+}
+
+int
+zl_vol_stat(struct zl_sr *sr, const char *key, struct zl_volume *out)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  struct zl_vol_info info;
+
+  if (zl_vol_lookup(sr, key, &meta, &info) == -1)
+    return -1;
+  return zl_meta_to_volume(key, meta, &info, out);
+}
+
+int
+zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume *out)
+{
+  char uuid[ZL_UUID_LEN + 1];
+  const char *key = a->key;
+  int64_t size;
+  bool thick;
+  struct zl_intent in;
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_JSON json_t *rec = NULL;
+
+  if (zl_check_name(a->name, "volume name") == -1 ||
+      zl_check_description(a->description, "volume description") == -1 ||
+      zl_round_size(a->size, sr->be->size_granularity, &size) == -1)
+    return -1;
+  if (key && zl_check_key(key) == -1)
+    return -1;
+  thick = a->provisioning == ZL_PROV_DEFAULT ? zl_sr_thick_default(sr)
+                                             : a->provisioning == ZL_PROV_THICK;
+  if (thick && !(sr->be->caps(sr) & ZL_CAP_THICK)) {
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
+                  "SR %s cannot reserve space (thick provisioning) on this storage",
+                  sr->key);
+    return -1;
+  }
+  if (zl_uuid_generate(uuid) == -1)
+    return -1;
+  if (!key)
+    key = uuid;
+
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+    zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
+                  sr->key);
+    goto fail;
+  }
+  meta = zl_meta_new(key, uuid, a->name, a->description, a->sharable, false,
+                     thick ? ZL_PROV_THICK : ZL_PROV_THIN, NULL, NULL);
+  rec = json_pack("{s:s, s:s}", "op", "create", "key", key);
+  if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
+    goto fail;
+  zl_fault("create", "journaled");
+  if (sr->be->vol_create(sr, key, size, thick, meta) == -1) {
+    zl_error_prefix("create volume %s: ", key);
+    if (sr->be->vol_discard(sr, key) == 0)
+      zl_intent_end(&in);
+    else
+      close(in.fd); /* leave the record: the next call cleans up */
+    goto fail;
+  }
+  zl_fault("create", "committed");
+  zl_intent_end(&in);
+  zl_sr_unlock(sr);
+  zl_info("created volume %s (%lld bytes, %s) in SR %s", key, (long long)size,
+          thick ? "thick" : "thin", sr->key);
+  return zl_vol_stat(sr, key, out);
+
+fail:
+  zl_sr_unlock(sr);
+  return -1;
+}
+
+/* Lock the SR shared and one volume exclusively, then fetch its metadata. */
+static int
+lock_one(struct zl_sr *sr, const char *key, struct zl_vol_lock *l, json_t **meta,
+         struct zl_vol_info *info)
+{
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (zl_sr_lock(sr, LOCK_SH) == -1)
+    return -1;
+  if (zl_vol_lock(sr, key, l) == -1) {
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  if (zl_vol_lookup(sr, key, meta, info) == -1) {
+    zl_vol_unlock(l);
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+unlock_one(struct zl_sr *sr, struct zl_vol_lock *l)
+{
+  zl_vol_unlock(l);
+  zl_sr_unlock(sr);
+}
+
+/* Read-modify-write of one metadata field (value NULL deletes). */
+static int
+update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *field,
+            const char *value)
+{
+  struct zl_vol_lock l;
+  CLEANUP_JSON json_t *meta = NULL;
+  int r;
+
+  if (lock_one(sr, key, &l, &meta, NULL) == -1)
+    return -1;
+  json_t *target = obj ? json_object_get(meta, obj) : meta;
+  if (value)
+    json_object_set_new(target, field, json_string(value));
+  else
+    json_object_del(target, field);
+  r = sr->be->vol_set_meta(sr, key, meta);
+  unlock_one(sr, &l);
+  return r;
+}
+
+int
+zl_vol_set_name(struct zl_sr *sr, const char *key, const char *name)
+{
+  if (zl_check_name(name, "volume name") == -1)
+    return -1;
+  return update_meta(sr, key, NULL, "name", name);
+}
+
+int
+zl_vol_set_description(struct zl_sr *sr, const char *key, const char *description)
+{
+  if (zl_check_description(description, "volume description") == -1)
+    return -1;
+  return update_meta(sr, key, NULL, "description", description);
+}
+
+int
+zl_vol_set(struct zl_sr *sr, const char *key, const char *k, const char *v)
+{
+  if (zl_check_keys_entry(k, v) == -1)
+    return -1;
+  return update_meta(sr, key, "keys", k, v);
+}
+
+int
+zl_vol_unset(struct zl_sr *sr, const char *key, const char *k)
+{
+  if (zl_check_keys_entry(k, NULL) == -1)
+    return -1;
+  return update_meta(sr, key, "keys", k, NULL);
+}
+
+int
+zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
+{
+  struct zl_vol_lock l;
+  struct zl_vol_info info;
+  struct zl_intent in;
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_JSON json_t *rec = NULL;
+  int64_t size;
+  bool thick;
+
+  if (zl_round_size(new_size, sr->be->size_granularity, &size) == -1)
+    return -1;
+  if (lock_one(sr, key, &l, &meta, &info) == -1)
+    return -1;
+  if (zl_meta_read_only(meta)) {
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a snapshot and cannot be resized",
+                  key);
+    goto fail;
+  }
+  if (size < info.virtual_size) {
+    zl_error_kind(ZL_ERR_SIZE, EINVAL,
+                  "shrinking not allowed: volume %s is %lld bytes, asked for %lld", key,
+                  (long long)info.virtual_size, (long long)new_size);
+    goto fail;
+  }
+  if (size == info.virtual_size) {
+    unlock_one(sr, &l);
+    return 0;
+  }
+  thick = zl_meta_thick(meta);
+  rec = json_pack("{s:s, s:s, s:I, s:b}", "op", "resize", "key", key, "size",
+                  (json_int_t)size, "thick", thick);
+  if (!rec || zl_intent_begin(sr, rec, &in) == -1)
+    goto fail;
+  zl_fault("resize", "journaled");
+  if (sr->be->vol_resize(sr, key, size, thick) == -1) {
+    /* backends leave the old size when they fail */
+    zl_error_prefix("resize volume %s: ", key);
+    zl_intent_end(&in);
+    goto fail;
+  }
+  zl_fault("resize", "committed");
+  zl_intent_end(&in);
+  unlock_one(sr, &l);
+  zl_info("resized volume %s from %lld to %lld bytes", key, (long long)info.virtual_size,
+          (long long)size);
+  return 0;
+
+fail:
+  unlock_one(sr, &l);
+  return -1;
+}
+
+int
+zl_vol_open(struct zl_sr *sr, const char *key, int flags)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  if ((flags & O_ACCMODE) != O_RDONLY && zl_meta_read_only(meta)) {
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a read-only snapshot", key);
+    return -1;
+  }
+  return sr->be->vol_open(sr, key, flags);
+}

@@ -1,0 +1,36 @@
+/* plugin.c: Plugin.Query and Plugin.diagnostics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/utsname.h>
+
+#include "smapi/smapi.h"
+#include "util/error.h"
+
+json_t *
+smapi_plugin_query(struct smapi_call *c)
+{
+  return smapi_query(c->kind, c->sr_type);
+}
+
+json_t *
+smapi_plugin_diagnostics(struct smapi_call *c)
+{
+  struct utsname u;
+  char *text = NULL;
+  json_t *j;
+
+  if (uname(&u) == -1)
+    u.release[0] = u.machine[0] = '\0';
+  if (asprintf(&text,
+               "zfs-live %s\nplugin: %s (%s)\nhost: %s %s %s\n"
+               "SR types in this binary: file-live\n",
+               ZL_VERSION_STRING, c->sr_type ? c->sr_type : "-",
+               c->kind == PLUGIN_DATAPATH ? "datapath" : "volume", u.sysname, u.release,
+               u.machine) < 0) {
+    zl_error(12, "out of memory");
+    return NULL;
+  }
+  j = json_string(text);
+  free(text);
+  return j;
+}

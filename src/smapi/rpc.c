@@ -1,0 +1,186 @@
+/* rpc.c: the SMAPIv3 script calling convention (reference smapiv3.md §1.5-1.7).
+ *
+ *   argv   [<plugin dir>/<Method>, "--json"]
+ *   stdin  one JSON object of named parameters, read to EOF
+ *   stdout exactly one JSON value: the result (null for unit), or on
+ *          failure the error object {code, params, backtrace} and exit 1
+ *   logs   syslog LOCAL2 and stderr, never stdout
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smapi/smapi.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+
+#define STDIN_MAX (16u << 20)
+
+static int
+read_stdin(char **bufp, size_t *lenp)
+{
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+
+  if (!buf) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  for (;;) {
+    if (len == cap) {
+      if (cap >= STDIN_MAX) {
+        free(buf);
+        zl_error(EFBIG, "parameters on stdin are larger than %u bytes", STDIN_MAX);
+        return -1;
+      }
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        zl_error(ENOMEM, "out of memory");
+        return -1;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      zl_error(errno, "read parameters from stdin: %s", strerror(errno));
+      free(buf);
+      return -1;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+  }
+  *bufp = buf;
+  *lenp = len;
+  return 0;
+}
+
+/* The one place where errors become SMAPIv3 error objects. */
+json_t *
+smapi_error_object(void)
+{
+  enum zl_errkind kind = zl_error_get_kind();
+  const char *msg = zl_error_msg();
+  const char *code = "SR_BACKEND_FAILURE";
+  json_t *params;
+
+  switch (kind) {
+  case ZL_ERR_ACTIVE_ELSEWHERE:
+    /* xapi redirects the operation when params are exactly this pair */
+    params = json_pack("[s, s]", "Activated_on_another_host", zl_error_get_subject());
+    break;
+  case ZL_ERR_SIZE:
+    code = "SR_BACKEND_FAILURE_79";
+    params = json_pack("[s, s]", "VDI Invalid size", msg);
+    break;
+  case ZL_ERR_BUSY:
+    code = "SR_BACKEND_FAILURE_24";
+    params = json_pack("[s, s]", "VDIInUse", msg);
+    break;
+  default:
+    params = json_pack("[s, s]", zl_errkind_name(kind == ZL_ERR_NONE ? ZL_ERR_INTERNAL
+                                                                      : kind),
+                       msg);
+    break;
+  }
+  return json_pack("{s:s, s:o, s:{s:s, s:[], s:[]}}", "code", code, "params", params,
+                   "backtrace", "error", msg, "files", "lines");
+}
+
+static int
+emit(json_t *value)
+{
+  if (json_dumpf(value, stdout, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
+      fputc('\n', stdout) == EOF || fflush(stdout) == EOF) {
+    zl_err("cannot write the reply to stdout: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static double
+now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int
+smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type)
+{
+  CLEANUP_FREE char *input = NULL;
+  CLEANUP_JSON json_t *params = NULL;
+  CLEANUP_JSON json_t *result = NULL;
+  json_error_t jerr;
+  size_t len;
+  double t0 = now_ms();
+  struct smapi_call call = { .method = cmd->name, .kind = kind, .sr_type = sr_type };
+
+  zl_log_set_tag(cmd->name);
+  if (read_stdin(&input, &len) == 0) {
+    params = json_loadb(input, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!params)
+      zl_error(EINVAL, "malformed JSON on stdin: %s (line %d, column %d)", jerr.text,
+               jerr.line, jerr.column);
+    else if (!json_is_object(params))
+      zl_error(EINVAL, "parameters on stdin must be a JSON object");
+    else if (zl_json_string(params, "dbg", "parameter", &call.dbg) == 0) {
+      call.params = params;
+      zl_debug("dbg=%s params=%s", call.dbg, input);
+      result = cmd->smapi(&call);
+    }
+  }
+
+  if (result) {
+    zl_info("ok in %.1f ms", now_ms() - t0);
+    return emit(result) == 0 ? 0 : 1;
+  }
+  zl_err("failed in %.1f ms: %s", now_ms() - t0, zl_error_msg());
+  CLEANUP_JSON json_t *err = smapi_error_object();
+  emit(err);
+  return 1;
+}
+
+int
+smapi_str(struct smapi_call *c, const char *name, const char **out)
+{
+  return zl_json_string(c->params, name, "parameter", out);
+}
+
+int
+smapi_int(struct smapi_call *c, const char *name, int64_t *out)
+{
+  return zl_json_int64(c->params, name, "parameter", out);
+}
+
+int
+smapi_bool(struct smapi_call *c, const char *name, bool *out)
+{
+  return zl_json_bool(c->params, name, "parameter", out);
+}
+
+int
+smapi_map(struct smapi_call *c, const char *name, json_t **out)
+{
+  return zl_json_strmap(c->params, name, "parameter", out);
+}
+
+struct zl_sr *
+smapi_open_sr(struct smapi_call *c)
+{
+  const char *sr;
+
+  if (smapi_str(c, "sr", &sr) == -1)
+    return NULL;
+  return zl_sr_open(c->sr_type, sr);
+}

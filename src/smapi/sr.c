@@ -1,0 +1,161 @@
+/* sr.c: the SR.* methods.  Translate, call the core, render. */
+#include <stdlib.h>
+
+#include "smapi/smapi.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+
+json_t *
+smapi_sr_probe(struct smapi_call *c)
+{
+  json_t *config, *found, *e, *out;
+  size_t i;
+
+  if (smapi_map(c, "configuration", &config) == -1 ||
+      !(found = zl_sr_probe(c->sr_type, config)))
+    return NULL;
+  out = json_array();
+  json_array_foreach(found, i, e) {
+    const char *key = json_string_value(json_object_get(e, "sr"));
+    json_t *r = json_pack("{s:O, s:O, s:O}", "configuration",
+                          json_object_get(e, "configuration"), "complete",
+                          json_object_get(e, "complete"), "extra_info",
+                          json_object_get(e, "extra_info"));
+    if (key) {
+      struct zl_sr *sr = zl_sr_open(c->sr_type, key);
+      struct zl_sr_stat st;
+      if (sr && zl_sr_stat(sr, &st) == 0) {
+        json_object_set_new(r, "sr", smapi_sr_stat(&st));
+        zl_sr_stat_free(&st);
+      } else {
+        /* a complete result needs its sr: report it as a hint instead */
+        json_object_set_new(r, "complete", json_false());
+        json_object_del(json_object_get(r, "configuration"), "sr_uuid");
+      }
+      zl_sr_close(sr);
+    }
+    json_array_append_new(out, r);
+  }
+  json_decref(found);
+  return out;
+}
+
+json_t *
+smapi_sr_create(struct smapi_call *c)
+{
+  const char *uuid, *name, *description;
+  json_t *config, *out = NULL;
+
+  if (smapi_str(c, "uuid", &uuid) == -1 || smapi_map(c, "configuration", &config) == -1 ||
+      smapi_str(c, "name", &name) == -1 || smapi_str(c, "description", &description) == -1)
+    return NULL;
+  if (zl_sr_create(c->sr_type, uuid, config, name, description, &out) == -1)
+    return NULL;
+  return out;
+}
+
+json_t *
+smapi_sr_attach(struct smapi_call *c)
+{
+  json_t *config;
+  CLEANUP_FREE char *key = NULL;
+
+  if (smapi_map(c, "configuration", &config) == -1 ||
+      !(key = zl_sr_attach(c->sr_type, config)))
+    return NULL;
+  return json_string(key);
+}
+
+json_t *
+smapi_sr_detach(struct smapi_call *c)
+{
+  const char *sr;
+
+  if (smapi_str(c, "sr", &sr) == -1 || zl_sr_detach(c->sr_type, sr) == -1)
+    return NULL;
+  return json_null();
+}
+
+json_t *
+smapi_sr_destroy(struct smapi_call *c)
+{
+  struct zl_sr *sr = smapi_open_sr(c);
+  int r;
+
+  if (!sr)
+    return NULL;
+  r = zl_sr_destroy(sr);
+  zl_sr_close(sr);
+  return r == 0 ? json_null() : NULL;
+}
+
+json_t *
+smapi_sr_stat_m(struct smapi_call *c)
+{
+  struct zl_sr *sr = smapi_open_sr(c);
+  struct zl_sr_stat st;
+  json_t *j = NULL;
+
+  if (!sr)
+    return NULL;
+  if (zl_sr_stat(sr, &st) == 0) {
+    j = smapi_sr_stat(&st);
+    zl_sr_stat_free(&st);
+  }
+  zl_sr_close(sr);
+  return j;
+}
+
+static json_t *
+set_field(struct smapi_call *c, const char *param,
+          int (*fn)(struct zl_sr *, const char *))
+{
+  const char *value;
+  struct zl_sr *sr;
+  int r;
+
+  if (smapi_str(c, param, &value) == -1 || !(sr = smapi_open_sr(c)))
+    return NULL;
+  r = fn(sr, value);
+  zl_sr_close(sr);
+  return r == 0 ? json_null() : NULL;
+}
+
+json_t *
+smapi_sr_set_name(struct smapi_call *c)
+{
+  return set_field(c, "new_name", zl_sr_set_name);
+}
+
+json_t *
+smapi_sr_set_description(struct smapi_call *c)
+{
+  return set_field(c, "new_description", zl_sr_set_description);
+}
+
+json_t *
+smapi_sr_ls(struct smapi_call *c)
+{
+  struct zl_sr *sr = smapi_open_sr(c);
+  struct zl_volume *v = NULL;
+  size_t n = 0;
+  json_t *arr = NULL;
+
+  if (!sr)
+    return NULL;
+  if (zl_sr_ls(sr, &v, &n) == 0) {
+    arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+      json_t *rec = smapi_volume(&v[i], zl_sr_type(sr), zl_sr_key(sr));
+      if (!rec || json_array_append_new(arr, rec) == -1) {
+        json_decref(arr);
+        arr = NULL;
+        zl_error(12, "out of memory");
+      }
+    }
+    zl_volume_list_free(v, n);
+  }
+  zl_sr_close(sr);
+  return arr;
+}

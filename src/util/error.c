@@ -1,0 +1,151 @@
+/* error.c: thread-local error state (see error.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+
+#define MSG_MAX 2048
+
+static _Thread_local struct {
+  int errnum;
+  enum zl_errkind kind;
+  char msg[MSG_MAX];
+  char subject[512];
+} err;
+
+static enum zl_errkind
+kind_of_errno(int errnum)
+{
+  switch (errnum) {
+  case 0:
+    return ZL_ERR_NONE;
+  case EINVAL:
+  case ENAMETOOLONG:
+  case ERANGE:
+    return ZL_ERR_INVALID;
+  case EEXIST:
+  case ENOTEMPTY:
+    return ZL_ERR_EXISTS;
+  case EBUSY:
+  case ETXTBSY:
+  case EWOULDBLOCK:
+    return ZL_ERR_BUSY;
+  case ENOSPC:
+  case EDQUOT:
+    return ZL_ERR_NO_SPACE;
+  case EROFS:
+  case EPERM:
+    return ZL_ERR_READ_ONLY;
+  case EFBIG:
+  case EOVERFLOW:
+    return ZL_ERR_SIZE;
+  case ENOTSUP:
+  case ENOSYS:
+    return ZL_ERR_UNSUPPORTED;
+  default:
+    return ZL_ERR_INTERNAL;
+  }
+}
+
+static void
+set_v(enum zl_errkind kind, int errnum, const char *fmt, va_list ap)
+{
+  vsnprintf(err.msg, sizeof err.msg, fmt, ap);
+  err.errnum = errnum;
+  err.kind = kind;
+  err.subject[0] = '\0';
+  errno = errnum;
+}
+
+void
+zl_error(int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  set_v(kind_of_errno(errnum), errnum, fmt, ap);
+  va_end(ap);
+}
+
+void
+zl_error_kind(enum zl_errkind kind, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  set_v(kind, errnum, fmt, ap);
+  va_end(ap);
+}
+
+void
+zl_error_prefix(const char *fmt, ...)
+{
+  char prefix[MSG_MAX], old[MSG_MAX];
+  va_list ap;
+  int saved = errno;
+
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, err.msg, sizeof old);
+  snprintf(err.msg, sizeof err.msg, "%s%s", prefix, old);
+  errno = saved;
+}
+
+void
+zl_error_subject(const char *subject)
+{
+  snprintf(err.subject, sizeof err.subject, "%s", subject ? subject : "");
+}
+
+const char *
+zl_error_msg(void)
+{
+  return err.msg[0] ? err.msg : "unknown error";
+}
+
+int
+zl_error_errno(void)
+{
+  return err.errnum;
+}
+
+enum zl_errkind
+zl_error_get_kind(void)
+{
+  return err.kind;
+}
+
+const char *
+zl_error_get_subject(void)
+{
+  return err.subject;
+}
+
+void
+zl_error_clear(void)
+{
+  err.errnum = 0;
+  err.kind = ZL_ERR_NONE;
+  err.msg[0] = '\0';
+  err.subject[0] = '\0';
+}
+
+const char *
+zl_errkind_name(enum zl_errkind kind)
+{
+  switch (kind) {
+  case ZL_ERR_NONE: return "None";
+  case ZL_ERR_INTERNAL: return "Internal_error";
+  case ZL_ERR_INVALID: return "Invalid_argument";
+  case ZL_ERR_NO_VOLUME: return "Volume_does_not_exist";
+  case ZL_ERR_NO_SR: return "SR_does_not_exist";
+  case ZL_ERR_EXISTS: return "Already_exists";
+  case ZL_ERR_BUSY: return "Busy";
+  case ZL_ERR_NO_SPACE: return "No_space";
+  case ZL_ERR_READ_ONLY: return "Read_only";
+  case ZL_ERR_SIZE: return "Invalid_size";
+  case ZL_ERR_UNSUPPORTED: return "Unimplemented";
+  case ZL_ERR_ACTIVE_ELSEWHERE: return "Activated_on_another_host";
+  }
+  return "Internal_error";
+}

@@ -1,0 +1,293 @@
+/* fsutil.c: see fsutil.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "error.h"
+#include "fsutil.h"
+
+void
+zl_tmp_name(char *out, size_t outlen, const char *base)
+{
+  unsigned int r = 0;
+
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+    r = (unsigned int)rand();
+  snprintf(out, outlen, ".%s.tmp.%d.%08x", base, (int)getpid(), r);
+}
+
+int
+zl_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+  const char *p = buf;
+
+  while (len > 0) {
+    ssize_t n = pwrite(fd, p, len, off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      zl_error(errno, "write: %s", strerror(errno));
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+    off += n;
+  }
+  return 0;
+}
+
+int
+zl_pread_all(int fd, void *buf, size_t len, off_t off)
+{
+  char *p = buf;
+
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      zl_error(errno, "read: %s", strerror(errno));
+      return -1;
+    }
+    if (n == 0) {
+      zl_error(EIO, "read: unexpected end of file");
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+    off += n;
+  }
+  return 0;
+}
+
+int
+zl_fsync_dir(int dirfd)
+{
+  if (fsync(dirfd) == -1 && errno != EINVAL && errno != EROFS) {
+    zl_error(errno, "fsync directory: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int
+zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
+                     bool durable)
+{
+  char tmp[NAME_MAX + 1];
+  CLEANUP_CLOSE int fd = -1;
+
+  zl_tmp_name(tmp, sizeof tmp, name);
+  fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd == -1) {
+    zl_error(errno, "create %s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  if (zl_pwrite_all(fd, buf, len, 0) == -1)
+    goto fail;
+  if (durable && fdatasync(fd) == -1) {
+    zl_error(errno, "fsync %s: %s", tmp, strerror(errno));
+    goto fail;
+  }
+  if (renameat(dirfd, tmp, dirfd, name) == -1) {
+    zl_error(errno, "rename %s to %s: %s", tmp, name, strerror(errno));
+    goto fail;
+  }
+  if (durable && zl_fsync_dir(dirfd) == -1)
+    return -1;
+  return 0;
+
+fail:;
+  int saved = errno;
+  unlinkat(dirfd, tmp, 0);
+  errno = saved;
+  return -1;
+}
+
+int
+zl_read_file_at(int dirfd, const char *name, size_t max, char **bufp, size_t *lenp)
+{
+  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_FREE char *buf = NULL;
+  struct stat st;
+  size_t len = 0, cap;
+
+  fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd == -1) {
+    zl_error(errno, "open %s: %s", name, strerror(errno));
+    return -1;
+  }
+  if (fstat(fd, &st) == -1) {
+    zl_error(errno, "stat %s: %s", name, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    zl_error(EINVAL, "%s is not a regular file", name);
+    return -1;
+  }
+  if ((uint64_t)st.st_size > max) {
+    zl_error(EFBIG, "%s is larger than %zu bytes", name, max);
+    return -1;
+  }
+  cap = (size_t)st.st_size + 1;
+  buf = malloc(cap);
+  if (!buf) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  for (;;) {
+    ssize_t n = read(fd, buf + len, cap - len - 1);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      zl_error(errno, "read %s: %s", name, strerror(errno));
+      return -1;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+    if (len == cap - 1) {
+      if (cap > max) {
+        zl_error(EFBIG, "%s is larger than %zu bytes", name, max);
+        return -1;
+      }
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        zl_error(ENOMEM, "out of memory");
+        return -1;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  buf[len] = '\0';
+  *bufp = TAKE_PTR(buf);
+  if (lenp)
+    *lenp = len;
+  return 0;
+}
+
+int
+zl_reflink(int in, int out)
+{
+  if (ioctl(out, FICLONE, in) == 0)
+    return 0;
+  return -1;
+}
+
+static bool
+cfr_unsupported(int e)
+{
+  return e == EXDEV || e == ENOSYS || e == EOPNOTSUPP || e == EINVAL || e == EBADF;
+}
+
+/* Copy [off, off+len) from in to out at the same offset. */
+#define COPY_BUF (1 << 20)
+
+static int
+copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp)
+{
+
+  while (len > 0) {
+    if (*use_cfr) {
+      loff_t io = off, oo = off;
+      ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)len, 0);
+      if (n > 0) {
+        off += n;
+        len -= n;
+        continue;
+      }
+      if (n == 0) {
+        zl_error(EIO, "copy: source shrank during copy");
+        return -1;
+      }
+      if (errno == EINTR)
+        continue;
+      if (!cfr_unsupported(errno)) {
+        zl_error(errno, "copy_file_range: %s", strerror(errno));
+        return -1;
+      }
+      *use_cfr = false;
+    }
+    if (!*bufp && !(*bufp = malloc(COPY_BUF))) {
+      zl_error(ENOMEM, "out of memory");
+      return -1;
+    }
+    size_t chunk = len > COPY_BUF ? COPY_BUF : (size_t)len;
+    if (zl_pread_all(in, *bufp, chunk, off) == -1)
+      return -1;
+    if (zl_pwrite_all(out, *bufp, chunk, off) == -1)
+      return -1;
+    off += (off_t)chunk;
+    len -= (off_t)chunk;
+  }
+  return 0;
+}
+
+int
+zl_copy_sparse(int in, int out, off_t size, uint64_t *copied)
+{
+  bool use_cfr = true;
+  off_t pos = 0;
+  uint64_t total = 0;
+  CLEANUP_FREE char *buf = NULL;
+
+  if (ftruncate(out, 0) == -1 || ftruncate(out, size) == -1) {
+    zl_error(errno, "truncate copy: %s", strerror(errno));
+    return -1;
+  }
+  while (pos < size) {
+    off_t data = lseek(in, pos, SEEK_DATA);
+    if (data == -1) {
+      if (errno == ENXIO) /* only a hole remains */
+        break;
+      if (errno == EINVAL) { /* no SEEK_DATA support: copy all */
+        data = pos;
+      } else {
+        zl_error(errno, "seek data: %s", strerror(errno));
+        return -1;
+      }
+    }
+    if (data >= size)
+      break;
+    off_t hole = lseek(in, data, SEEK_HOLE);
+    if (hole == -1)
+      hole = size;
+    if (hole > size)
+      hole = size;
+    if (copy_range(in, out, data, hole - data, &use_cfr, &buf) == -1)
+      return -1;
+    total += (uint64_t)(hole - data);
+    pos = hole;
+  }
+  if (copied)
+    *copied = total;
+  return 0;
+}
+
+int
+zl_clone_or_copy(int in, int out, off_t size, bool *reflinked)
+{
+  if (zl_reflink(in, out) == 0) {
+    if (reflinked)
+      *reflinked = true;
+    return 0;
+  }
+  if (errno != EOPNOTSUPP && errno != EXDEV && errno != EINVAL && errno != ENOTTY &&
+      errno != ENOSYS) {
+    zl_error(errno, "reflink: %s", strerror(errno));
+    return -1;
+  }
+  if (reflinked)
+    *reflinked = false;
+  return zl_copy_sparse(in, out, size, NULL);
+}

@@ -1,0 +1,50 @@
+/* fsutil.h: small filesystem helpers with error.h reporting.
+ *
+ * All paths are relative to a directory fd (openat family) so that callers
+ * stay confined to a directory they opened once.  All fds are O_CLOEXEC.
+ */
+#ifndef ZL_FSUTIL_H
+#define ZL_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Write buf to dirfd/name atomically: a temporary file in the same directory,
+ * then renameat().  With durable, the file and the directory are fsync()ed so
+ * the new content survives power loss.  Returns 0 or -1 (error set). */
+int zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
+                         bool durable);
+
+/* Read the whole of dirfd/name (at most max bytes, else EFBIG) into a
+ * NUL-terminated malloc()ed buffer.  Returns 0 or -1 with errno (ENOENT when
+ * missing; the error message is set in all cases). */
+int zl_read_file_at(int dirfd, const char *name, size_t max, char **buf, size_t *len);
+
+int zl_fsync_dir(int dirfd);
+
+/* Full read/write, retrying on EINTR and short transfers. */
+int zl_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+int zl_pread_all(int fd, void *buf, size_t len, off_t off); /* short file -> EIO */
+
+/* Share the extents of in with out (FICLONE).  Returns 0, or -1 with errno
+ * EOPNOTSUPP/EXDEV/EINVAL/ENOTTY when the filesystem cannot reflink (no error
+ * message is set in that case: the caller falls back). */
+int zl_reflink(int in, int out);
+
+/* Copy in to out preserving holes: only the data segments (SEEK_DATA /
+ * SEEK_HOLE) are copied, with copy_file_range() where it works and
+ * read/write otherwise; out ends up exactly size bytes long.  *copied (may
+ * be NULL) receives the number of data bytes copied. */
+int zl_copy_sparse(int in, int out, off_t size, uint64_t *copied);
+
+/* Reflink when possible, else zl_copy_sparse.  *reflinked (may be NULL)
+ * tells which happened. */
+int zl_clone_or_copy(int in, int out, off_t size, bool *reflinked);
+
+/* A unique temporary name for dirfd: ".<base>.tmp.<pid>.<random>".  Names
+ * starting with '.' are never volume keys. */
+void zl_tmp_name(char *out, size_t outlen, const char *base);
+
+#endif

@@ -1,0 +1,33 @@
+/* json.h: jansson helpers shared by the core and the front ends. */
+#ifndef ZL_JSON_H
+#define ZL_JSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Load one JSON value from dirfd/name (at most max bytes).  NULL with errno
+ * ENOENT if missing, EINVAL if malformed (error message set). */
+json_t *zl_json_load_at(int dirfd, const char *name, size_t max);
+
+/* Save compactly and atomically (fsutil.h's zl_write_file_atomic). */
+int zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable);
+
+/* Typed field access for objects that came from outside (stdin, files).
+ * Each returns 0 and stores the value, or -1 with an EINVAL error naming
+ * what: "<what> 'name' is missing" / "... must be a string".
+ * With optional, a missing field stores the default and returns 0. */
+int zl_json_string(const json_t *obj, const char *name, const char *what,
+                   const char **out);
+int zl_json_string_opt(const json_t *obj, const char *name, const char *what,
+                       const char *dflt, const char **out);
+int zl_json_int64(const json_t *obj, const char *name, const char *what, int64_t *out);
+int zl_json_bool(const json_t *obj, const char *name, const char *what, bool *out);
+int zl_json_bool_opt(const json_t *obj, const char *name, const char *what,
+                     bool dflt, bool *out);
+/* An object whose values are all strings (a (string * string) list). */
+int zl_json_strmap(const json_t *obj, const char *name, const char *what,
+                   json_t **out /* borrowed */);
+int zl_json_is_strmap(const json_t *j);
+
+#endif
