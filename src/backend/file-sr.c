@@ -78,6 +78,10 @@ config_path(const json_t *config, const char **path)
     zl_error(EINVAL, "device-config:path is required (the directory to keep volumes in)");
     return -1;
   }
+  if (strcmp(*path, "/") == 0) {
+    zl_error(EINVAL, "device-config:path '/' is a system directory");
+    return -1;
+  }
   if (!file_sr_key_valid(*path)) {
     zl_error(EINVAL,
              "device-config:path '%s' must be an absolute path without '.', '..' or "

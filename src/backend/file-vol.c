@@ -116,8 +116,11 @@ report_orphans(struct zl_sr *sr, char **imgs, size_t nimg, char **metas, size_t 
 {
   size_t j = 0;
 
+  if (nimg == 0)
+    return;
   qsort(imgs, nimg, sizeof *imgs, cmp_str);
-  qsort(metas, nmeta, sizeof *metas, cmp_str);
+  if (nmeta)
+    qsort(metas, nmeta, sizeof *metas, cmp_str);
   for (size_t i = 0; i < nimg; i++) {
     while (j < nmeta && strcmp(metas[j], imgs[i]) < 0)
       j++;

@@ -1,0 +1,60 @@
+# zfs-live: the front door.  Meson and Ninja do the building.
+#
+#   make            optimised build/zfs-live (release with debug info, -Werror)
+#   make check      install test packages, ASan+UBSan build, every test
+#   make demo       the main job on the embedded default (a file SR)
+#   make install    DESTDIR=... PREFIX=/usr
+#   make bench      benchmarks against the named peers (bench/)
+
+PREFIX ?= /usr
+DESTDIR ?=
+BUILD ?= build
+ASAN ?= build-asan
+PYTEST ?= /usr/bin/python3 -m pytest
+
+.PHONY: all check unit integration demo demo-clean install bench clean
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(BUILD)/build.ninja:
+	scripts/deps.sh build
+	meson setup $(BUILD) --buildtype=debugoptimized -Dwerror=true --prefix=$(PREFIX)
+
+$(ASAN)/build.ninja:
+	scripts/deps.sh test
+	meson setup $(ASAN) --buildtype=debug -Dwerror=true -Db_sanitize=address,undefined \
+	  -Db_lundef=false -Dtests=enabled
+
+check:
+	scripts/deps.sh test
+	$(MAKE) unit integration
+
+unit: $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	meson test -C $(ASAN) --print-errorlogs
+
+# The integration tests drive the *installed* plugin links of the ASan build.
+integration: $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	rm -rf $(ASAN)/root
+	scripts/install.sh $(ASAN)/zfs-live $(CURDIR)/$(ASAN)/root /usr
+	ZFS_LIVE_ROOT=$(CURDIR)/$(ASAN)/root $(PYTEST) -q tests/integration
+
+demo: all
+	scripts/demo.sh $(BUILD)/zfs-live
+
+demo-clean: all
+	scripts/demo.sh --clean $(BUILD)/zfs-live
+
+install: all
+	scripts/install.sh $(BUILD)/zfs-live "$(DESTDIR)" $(PREFIX)
+
+bench: all
+	scripts/deps.sh bench
+	rm -rf $(BUILD)/root
+	scripts/install.sh $(BUILD)/zfs-live $(CURDIR)/$(BUILD)/root /usr
+	/usr/bin/python3 bench/smapi.py --root $(CURDIR)/$(BUILD)/root
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

@@ -1,0 +1,40 @@
+#!/bin/sh
+# install.sh: install zfs-live under DESTDIR/PREFIX.
+#   scripts/install.sh BINARY [DESTDIR] [PREFIX]
+# The XAPI plugin directories are made of symlinks to the one binary, one
+# per implemented method, as listed by `zfs-live install-layout` (generated
+# from the dispatch table).  Links for methods no longer implemented are
+# removed, so a link never advertises a missing feature.
+set -eu
+
+binary=$1
+destdir=${2:-}
+prefix=${3:-/usr}
+top=$(cd "$(dirname "$0")/.." && pwd)
+
+libexec="$destdir$prefix/libexec"
+root="$libexec/xapi-storage-script"
+
+install -d "$libexec/zfs-live" "$destdir$prefix/sbin"
+install -m 0755 "$binary" "$libexec/zfs-live/zfs-live.new"
+mv -f "$libexec/zfs-live/zfs-live.new" "$libexec/zfs-live/zfs-live"
+ln -sfn ../libexec/zfs-live/zfs-live "$destdir$prefix/sbin/zfs-live"
+
+layout=$("$libexec/zfs-live/zfs-live" install-layout)
+for dir in $(printf '%s\n' "$layout" | sed 's|/[^/]*$||' | sort -u); do
+  install -d "$root/$dir"
+  # drop links we made that the layout no longer has
+  for link in "$root/$dir"/*; do
+    [ -L "$link" ] || continue
+    printf '%s\n' "$layout" | grep -qx "$dir/$(basename "$link")" || rm -f "$link"
+  done
+done
+printf '%s\n' "$layout" | while read -r entry; do
+  ln -sfn ../../../zfs-live/zfs-live "$root/$entry"
+done
+
+install -D -m 0644 "$top/docs/zfs-live.8" "$destdir$prefix/share/man/man8/zfs-live.8"
+install -d "$destdir$prefix/share/doc/zfs-live"
+install -m 0644 "$top/README.md" "$top/LICENSE" "$top/docs/design.md" \
+  "$destdir$prefix/share/doc/zfs-live/"
+echo "installed zfs-live into ${destdir:-/}${destdir:+ }($prefix)"
