@@ -1,0 +1,197 @@
+"""Bad input: each gets the error object, a non-zero exit, and leaves the SR
+exactly as it was (directory contents, metadata bytes and SR.ls)."""
+import json
+import os
+
+import pytest
+
+import v5
+
+MiB = 1 << 20
+
+ODD_NAMES = ["a\nb", 'quote"d', "../../etc/passwd", "..", ".", "/etc/passwd", "$(id)",
+             "`id`", "a;b", "a b", "a|b", "-rf", "", "x" * 300, "a/b", "\u00e9t\u00e9",
+             "key\x00nul"]
+
+
+@pytest.fixture
+def loaded(sr):
+    v = sr.create(size=2 * MiB, name="victim")
+    sr.call("Volume.set", key=v["key"], k="vdi-type", v="user")
+    s = sr.call("Volume.snapshot", key=v["key"])
+    return sr, v["key"], s["key"]
+
+
+def expect_refused(sr, method, params=None, raw=None, kind=None):
+    before = sr.state()
+    err = sr.plugin.err(method, params, raw=raw)
+    if kind:
+        assert err["params"][0] == kind, err
+    assert sr.state() == before, "the SR changed"
+    return err
+
+
+def base(sr, **kw):
+    p = {"dbg": "bad", "sr": sr.key}
+    p.update(kw)
+    return p
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"str"', b"null", b"{} {}",
+                                 b'{"dbg":"x","dbg":"y"}', b"\xff\xfe", b'{"dbg": x}'])
+def test_malformed_json(loaded, raw):
+    sr, key, _ = loaded
+    err = expect_refused(sr, "Volume.stat", raw=raw)
+    assert err["params"][0] == "Invalid_argument"
+
+
+@pytest.mark.parametrize("method,params,missing", [
+    ("Volume.create", {"name": "n", "description": "", "sharable": False}, "size"),
+    ("Volume.create", {"name": "n", "size": MiB, "sharable": False}, "description"),
+    ("Volume.create", {"description": "", "size": MiB, "sharable": False}, "name"),
+    ("Volume.create", {"name": "n", "description": "", "size": MiB}, "sharable"),
+    ("Volume.resize", {}, "new_size"),
+    ("Volume.set", {"k": "vdi-type"}, "v"),
+    ("Volume.set", {"v": "x"}, "k"),
+    ("Volume.set_name", {}, "new_name"),
+    ("Volume.revert", {}, "snapshot"),
+    ("Volume.stat", {}, "key"),
+])
+def test_missing_params(loaded, method, params, missing):
+    sr, key, _ = loaded
+    p = base(sr, **params)
+    if method != "Volume.create" and missing != "key":
+        p["key"] = key
+    err = expect_refused(sr, method, p, kind="Invalid_argument")
+    assert f"'{missing}' is missing" in err["backtrace"]["error"]
+
+
+def test_missing_sr_and_dbg(loaded):
+    sr, key, _ = loaded
+    expect_refused(sr, "Volume.stat", {"dbg": "x", "key": key}, kind="Invalid_argument")
+    expect_refused(sr, "Volume.stat", {"sr": sr.key, "key": key}, kind="Invalid_argument")
+    expect_refused(sr, "SR.create", {"dbg": "x", "configuration": {"path": "/tmp/q"},
+                                     "name": "n", "description": ""})
+
+
+@pytest.mark.parametrize("field,value", [
+    ("size", "1048576"), ("size", 1.5), ("size", True), ("size", None), ("size", [1]),
+    ("sharable", "false"), ("sharable", 0), ("name", 5), ("name", None),
+    ("description", {"a": 1}),
+])
+def test_wrong_types_in_create(loaded, field, value):
+    sr, _, _ = loaded
+    p = base(sr, name="n", description="", size=MiB, sharable=False)
+    p[field] = value
+    err = expect_refused(sr, "Volume.create", p, kind="Invalid_argument")
+    assert field in err["backtrace"]["error"]
+
+
+def test_wrong_types_elsewhere(loaded):
+    sr, key, _ = loaded
+    expect_refused(sr, "Volume.stat", base(sr, key=7), kind="Invalid_argument")
+    expect_refused(sr, "Volume.stat", {"dbg": "x", "sr": 7, "key": key})
+    expect_refused(sr, "Volume.resize", base(sr, key=key, new_size="9"))
+    expect_refused(sr, "Volume.set", base(sr, key=key, k="vdi-type", v=1))
+    expect_refused(sr, "SR.attach", {"dbg": "x", "configuration": {"path": 5}})
+    expect_refused(sr, "SR.attach", {"dbg": "x", "configuration": "path=/x"})
+
+
+def test_unknown_sr(loaded, tmp_path):
+    sr, key, _ = loaded
+    for bad in (str(tmp_path / "nope"), str(tmp_path), "/", "relative/path", "",
+                sr.key + "/../" + os.path.basename(sr.key), sr.key + "/"):
+        err = expect_refused(sr, "Volume.stat", {"dbg": "x", "sr": bad, "key": key})
+        assert err["params"][0] == "SR_does_not_exist", (bad, err)
+    expect_refused(sr, "Volume.create", {"dbg": "x", "sr": str(tmp_path / "nope"),
+                                         "name": "n", "description": "", "size": 1,
+                                         "sharable": False}, kind="SR_does_not_exist")
+    assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize("bad", ODD_NAMES)
+def test_odd_keys(loaded, bad):
+    sr, key, snap = loaded
+    if "\x00" in bad:  # a NUL inside a JSON string: refused by the parser
+        raw = ('{"dbg":"x","sr":%s,"key":"key\\u0000nul"}' % json.dumps(sr.key)).encode()
+        expect_refused(sr, "Volume.destroy", raw=raw)
+        return
+    for method, extra in (("Volume.stat", {}), ("Volume.destroy", {}),
+                          ("Volume.snapshot", {}), ("Volume.clone", {}),
+                          ("Volume.resize", {"new_size": 8 * MiB}),
+                          ("Volume.set", {"k": "vdi-type", "v": "user"}),
+                          ("Volume.set_name", {"new_name": "x"})):
+        err = expect_refused(sr, method, base(sr, key=bad, **extra))
+        assert err["params"][0] in ("Invalid_argument", "Volume_does_not_exist"), err
+    expect_refused(sr, "Volume.revert", base(sr, key=key, snapshot=bad))
+    expect_refused(sr, "Volume.revert", base(sr, key=bad, snapshot=snap))
+
+
+def test_unknown_keys_do_not_exist(loaded):
+    sr, _, _ = loaded
+    for m in ("Volume.stat", "Volume.snapshot", "Volume.clone", "Volume.set_name"):
+        expect_refused(sr, m, base(sr, key="0a0a0a0a-0000-4000-8000-000000000000",
+                                   new_name="x"), kind="Volume_does_not_exist")
+
+
+@pytest.mark.parametrize("size", [-1, -(2 ** 63), 2 ** 63 - 1, 2 ** 63, 2 ** 64 + 5,
+                                  10 ** 30])
+def test_negative_and_overflowing_sizes(loaded, size):
+    sr, key, _ = loaded
+    raw_create = ('{"dbg":"x","sr":%s,"name":"n","description":"","size":%d,'
+                  '"sharable":false}' % (json.dumps(sr.key), size)).encode()
+    expect_refused(sr, "Volume.create", raw=raw_create)
+    raw_resize = ('{"dbg":"x","sr":%s,"key":"%s","new_size":%d}'
+                  % (json.dumps(sr.key), key, size)).encode()
+    expect_refused(sr, "Volume.resize", raw=raw_resize)
+
+
+def test_names_with_control_characters(loaded):
+    sr, key, _ = loaded
+    for bad in ("two\nlines", "tab\there", "bell\x07", "del\x7f"):
+        expect_refused(sr, "Volume.create", base(sr, name=bad, description="", size=MiB,
+                                                 sharable=False), kind="Invalid_argument")
+        expect_refused(sr, "Volume.set_name", base(sr, key=key, new_name=bad))
+        expect_refused(sr, "SR.set_name", base(sr, new_name=bad))
+    expect_refused(sr, "Volume.set_description", base(sr, key=key, new_description="\x1b[31m"))
+
+
+@pytest.mark.parametrize("k", ["unknown", "../../x", "vdi-type\n", "a\x01b", "", "tags",
+                               "_sm_config_", "$(reboot)", "x" * 300, "VDI-TYPE",
+                               " vdi-type"])
+def test_unknown_set_keys(loaded, k):
+    sr, key, _ = loaded
+    err = expect_refused(sr, "Volume.set", base(sr, key=key, k=k, v="v"),
+                         kind="Invalid_argument")
+    assert err["backtrace"]["error"]
+    expect_refused(sr, "Volume.unset", base(sr, key=key, k=k), kind="Invalid_argument")
+
+
+def test_bad_values_for_known_keys(loaded):
+    sr, key, _ = loaded
+    expect_refused(sr, "Volume.set", base(sr, key=key, k="is_a_snapshot", v="yes"))
+    expect_refused(sr, "Volume.set", base(sr, key=key, k="vdi-type", v="User Disk"))
+    expect_refused(sr, "Volume.set", base(sr, key=key, k="content_id", v="x" * 70000))
+
+
+def test_bad_sr_create(loaded, tmp_path):
+    sr, _, _ = loaded
+    for cfg in ({}, {"path": "relative"}, {"path": str(tmp_path) + "/a/../b"},
+                {"path": str(tmp_path / "x y")}, {"path": str(tmp_path / "a|b")},
+                {"path": str(tmp_path / "no/such/parent")},
+                {"path": str(tmp_path / "t"), "provisioning": "fat"}):
+        err = expect_refused(sr, "SR.create", {"dbg": "x", "uuid": "8d1f0c1e-1111-4222-8333-444455556666",
+                                               "configuration": cfg, "name": "n",
+                                               "description": ""})
+        assert err["backtrace"]["error"]
+    expect_refused(sr, "SR.create", {"dbg": "x", "uuid": "not-a-uuid", "name": "n",
+                                     "configuration": {"path": str(tmp_path / "u")},
+                                     "description": ""})
+    assert sorted(os.listdir(tmp_path)) == ["sr"]
+
+
+def test_wrong_operations(loaded):
+    sr, key, snap = loaded
+    expect_refused(sr, "Volume.revert", base(sr, key=snap, snapshot=snap))
+    expect_refused(sr, "Volume.resize", base(sr, key=snap, new_size=8 * MiB))
+    expect_refused(sr, "Volume.revert", base(sr, key=key, snapshot=key))
