@@ -170,7 +170,9 @@ class SR:
 
     def check_consistent(self):
         """No partial objects: every image has metadata and vice versa, no
-        temporaries, no pending intent records; every listed volume stats."""
+        temporaries, no pending intent records; every listed volume stats.
+        The listing is the "next call" that runs recovery."""
+        listed = self.ls()
         names = os.listdir(self.path)
         imgs = {n[:-4] for n in names if n.endswith(".img") and not n.startswith(".")}
         metas = {n[:-10] for n in names if n.endswith(".meta.json") and not n.startswith(".")}
@@ -180,7 +182,6 @@ class SR:
         jdir = os.path.join(self.path, ".zfs-live/journal")
         pending = os.listdir(jdir) if os.path.isdir(jdir) else []
         assert not pending, f"unrecovered intent records: {pending}"
-        listed = self.ls()
         assert {v["key"] for v in listed} == metas
         for v in listed:
             assert v5.volume(self.call("Volume.stat", key=v["key"])) == v
