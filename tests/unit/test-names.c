@@ -1,1 +1,96 @@
-int main(void){return 0;}
+/* test-names.c: what a key, a name, a keys entry and a size may be. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "util/error.h"
+
+static void
+test_keys(void **state)
+{
+  (void)state;
+  const char *good[] = { "a", "0", "3f2a9c1e-1111-4222-8333-444455556666",
+                         "inst1.ext.disk0", "inst1.ext.disk0.snap", "A_b+c-d", NULL };
+  const char *bad[] = { "", ".", "..", ".hidden", "-rf", "_x", "a/b", "../etc", "a b",
+                        "a\nb", "a|b", "a:b", "a;b", "$(x)", "\xc3\xa9", "a\"b", NULL };
+  for (const char **p = good; *p; p++)
+    assert_true(zl_key_valid(*p));
+  for (const char **p = bad; *p; p++)
+    assert_false(zl_key_valid(*p));
+  char long_key[202];
+  memset(long_key, 'k', 201);
+  long_key[201] = '\0';
+  assert_false(zl_key_valid(long_key));
+  long_key[200] = '\0';
+  assert_true(zl_key_valid(long_key));
+  assert_int_equal(zl_check_key("../x"), -1);
+  assert_int_equal(zl_error_get_kind(), ZL_ERR_INVALID);
+  assert_non_null(strstr(zl_error_msg(), "invalid volume key"));
+}
+
+static void
+test_names(void **state)
+{
+  (void)state;
+  assert_int_equal(zl_check_name("Bob's \"disk\" $(x) ../y", "name"), 0);
+  assert_int_equal(zl_check_name("\xe2\x9c\x93 unicode", "name"), 0);
+  assert_int_equal(zl_check_name("two\nlines", "name"), -1);
+  assert_non_null(strstr(zl_error_msg(), "control character (0x0a"));
+  assert_int_equal(zl_check_name("del\x7f", "name"), -1);
+  assert_int_equal(zl_check_description("a\nb\tc", "d"), 0);
+  assert_int_equal(zl_check_description("esc\x1b", "d"), -1);
+}
+
+static void
+test_keys_entries(void **state)
+{
+  (void)state;
+  assert_int_equal(zl_check_keys_entry("vdi-type", "user"), 0);
+  assert_int_equal(zl_check_keys_entry("clone-on-boot", "k"), 0);
+  assert_int_equal(zl_check_keys_entry("_sm_config_host_OpaqueRef:x", "RW"), 0);
+  assert_int_equal(zl_check_keys_entry("tags anything at all", "t"), 0);
+  assert_int_equal(zl_check_keys_entry("tags", "t"), -1);
+  assert_int_equal(zl_check_keys_entry("_sm_config_", "t"), -1);
+  assert_int_equal(zl_check_keys_entry("unknown", "t"), -1);
+  assert_non_null(strstr(zl_error_msg(), "unknown key 'unknown'"));
+  assert_int_equal(zl_check_keys_entry("is_a_snapshot", "maybe"), -1);
+  assert_int_equal(zl_check_keys_entry("vdi-type", "Bad Type"), -1);
+  assert_int_equal(zl_check_keys_entry("tagsa\nb", "t"), -1);
+  assert_int_equal(zl_check_keys_entry("unknown", NULL), -1);
+  assert_int_equal(zl_check_keys_entry("tagsx", NULL), 0);
+}
+
+static void
+test_round_size(void **state)
+{
+  int64_t out;
+  (void)state;
+  assert_int_equal(zl_round_size(0, 1 << 20, &out), 0);
+  assert_int_equal(out, 0);
+  assert_int_equal(zl_round_size(1, 1 << 20, &out), 0);
+  assert_int_equal(out, 1 << 20);
+  assert_int_equal(zl_round_size(1 << 20, 1 << 20, &out), 0);
+  assert_int_equal(out, 1 << 20);
+  assert_int_equal(zl_round_size(-1, 1 << 20, &out), -1);
+  assert_int_equal(zl_error_get_kind(), ZL_ERR_SIZE);
+  assert_int_equal(zl_round_size(INT64_MAX, 1 << 20, &out), -1);
+  assert_int_equal(zl_error_get_kind(), ZL_ERR_SIZE);
+  assert_int_equal(zl_round_size(INT64_MAX - (1 << 20) + 1, 1 << 20, &out), 0);
+  assert_true(out > 0 && out % (1 << 20) == 0);
+}
+
+int
+main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_keys),
+    cmocka_unit_test(test_names),
+    cmocka_unit_test(test_keys_entries),
+    cmocka_unit_test(test_round_size),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
