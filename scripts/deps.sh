@@ -10,7 +10,7 @@ set -eu
 build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev"
 test_pkgs="libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount"
-bench_pkgs="hyperfine"
+bench_pkgs=""
 
 case "${1:-build}" in
   build) want="$build_pkgs" ;;
