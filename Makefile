@@ -12,7 +12,7 @@ BUILD ?= build
 ASAN ?= build-asan
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check unit integration demo demo-clean install bench clean
+.PHONY: all check format format-check unit integration demo demo-clean install bench clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -28,7 +28,17 @@ $(ASAN)/build.ninja:
 
 check:
 	scripts/deps.sh test
-	$(MAKE) unit integration
+	$(MAKE) format-check unit integration
+
+SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 2>/dev/null || \
+            find src tests/unit -name '*.[ch]')
+
+format:
+	clang-format -i $(SOURCES)
+
+# .clang-format is the style; this keeps it enforced.
+format-check:
+	clang-format --dry-run --Werror $(SOURCES)
 
 unit: $(ASAN)/build.ninja
 	ninja -C $(ASAN)

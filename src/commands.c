@@ -9,6 +9,7 @@
 #define V IN_VOLUME
 #define C IN_CLI
 
+/* clang-format off */
 const struct command commands[] = {
   /* name, where, SMAPIv3 handler, CLI handler, feature, summary */
   { "Plugin.Query", V, smapi_plugin_query, NULL, NULL, NULL },
@@ -62,7 +63,7 @@ const struct command commands[] = {
   { "version", C, NULL, cli_version, NULL, "print the version" },
   { "help", C, NULL, cli_help, NULL, "this list" },
   { NULL, 0, NULL, NULL, NULL, NULL },
-};
+};/* clang-format on */
 
 const struct command *
 command_find(const char *name, unsigned where)

@@ -15,10 +15,10 @@ enum plugin_kind { PLUGIN_NONE = 0, PLUGIN_VOLUME = 1, PLUGIN_DATAPATH = 2 };
 
 /* One SMAPIv3 call. */
 struct smapi_call {
-  const char *method;     /* the table's name, e.g. "Volume.create" */
-  enum plugin_kind kind;  /* which plugin directory it was invoked from */
-  const char *sr_type;    /* volume plugins: "file-live", ... */
-  json_t *params;         /* the named parameters (an object) */
+  const char *method;    /* the table's name, e.g. "Volume.create" */
+  enum plugin_kind kind; /* which plugin directory it was invoked from */
+  const char *sr_type;   /* volume plugins: "file-live", ... */
+  json_t *params;        /* the named parameters (an object) */
   const char *dbg;
 };
 

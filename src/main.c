@@ -63,8 +63,8 @@ smapi_main(int argc, char **argv, const char *method)
              "%s must be run from a plugin directory (volume/" VOLUME_DIR_PREFIX
              "<type>/ or datapath/<scheme>/), not as %s",
              method, argv[0]);
-  } else if (!(cmd = command_find(method, kind == PLUGIN_VOLUME ? IN_VOLUME
-                                                                 : IN_DATAPATH))) {
+  } else if (!(cmd = command_find(method,
+                                  kind == PLUGIN_VOLUME ? IN_VOLUME : IN_DATAPATH))) {
     zl_error_kind(ZL_ERR_UNSUPPORTED, ENOSYS, "%s is not implemented by this plugin",
                   method);
   } else if (kind == PLUGIN_VOLUME && !zl_sr_type_known(type)) {

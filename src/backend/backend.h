@@ -26,10 +26,10 @@
 struct zl_sr;
 
 /* Capability bits */
-#define ZL_CAP_REFLINK       (1u << 0) /* snapshots/clones share data instantly */
-#define ZL_CAP_THICK         (1u << 1) /* space can be reserved */
-#define ZL_CAP_CLONES_PIN    (1u << 2) /* a snapshot with clones cannot be removed */
-#define ZL_CAP_SPARSE        (1u << 3) /* thin volumes allocate on write */
+#define ZL_CAP_REFLINK    (1u << 0) /* snapshots/clones share data instantly */
+#define ZL_CAP_THICK      (1u << 1) /* space can be reserved */
+#define ZL_CAP_CLONES_PIN (1u << 2) /* a snapshot with clones cannot be removed */
+#define ZL_CAP_SPARSE     (1u << 3) /* thin volumes allocate on write */
 
 struct zl_vol_info {
   int64_t virtual_size;
@@ -48,8 +48,8 @@ struct zl_backend {
   const char *description; /* Plugin.Query description */
   int64_t size_granularity;
 
-  json_t *(*config_help)(void);      /* device-config key -> description */
-  json_t *(*features)(void);         /* extra SMAPIv3 feature strings */
+  json_t *(*config_help)(void);       /* device-config key -> description */
+  json_t *(*features)(void);          /* extra SMAPIv3 feature strings */
   unsigned (*caps)(struct zl_sr *sr); /* ZL_CAP_* for an open SR */
   bool (*sr_key_valid)(const char *sr_key);
 

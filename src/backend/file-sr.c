@@ -22,11 +22,29 @@
 /* Never an SR in or below these (Ganeti's forbidden file-storage paths,
  * plus the root itself). */
 static const char *const forbidden[] = {
-  "/boot", "/dev", "/etc", "/home", "/proc", "/root", "/sys",
-  "/bin", "/lib", "/lib32", "/lib64", "/sbin",
-  "/usr/bin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/sbin",
-  "/usr/local/bin", "/usr/local/lib", "/usr/local/lib32", "/usr/local/lib64",
-  "/usr/local/sbin", NULL,
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/proc",
+    "/root",
+    "/sys",
+    "/bin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/sbin",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/usr/local/lib32",
+    "/usr/local/lib64",
+    "/usr/local/sbin",
+    NULL,
 };
 
 static bool
@@ -194,7 +212,8 @@ why_not(const char *canon, bool exists, char *why, size_t len)
     return why;
   }
   if (ancestor_sr(canon, other, sizeof other)) {
-    snprintf(why, len, "%s is inside the SR at %s (nested SRs are refused)", canon, other);
+    snprintf(why, len, "%s is inside the SR at %s (nested SRs are refused)", canon,
+             other);
     return why;
   }
   if (exists) {
@@ -231,8 +250,8 @@ file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     return -1;
   if (why_not(canon, exists, why, sizeof why)) {
     zl_error_kind(strstr(why, "already an SR") ? ZL_ERR_EXISTS : ZL_ERR_INVALID,
-                  strstr(why, "already an SR") ? EEXIST : EINVAL, "cannot create an SR: %s",
-                  why);
+                  strstr(why, "already an SR") ? EEXIST : EINVAL,
+                  "cannot create an SR: %s", why);
     return -1;
   }
   if (!exists) {
@@ -301,7 +320,8 @@ file_sr_open(struct zl_sr *sr)
     zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
     return -1;
   }
-  sr->privfd = openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  sr->privfd =
+      openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (sr->privfd == -1) {
     zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
     return -1;
@@ -382,8 +402,8 @@ probe_reflink(struct zl_sr *sr)
   zl_tmp_name(b, sizeof b, "probe-b");
   int fa = openat(sr->privfd, a, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   int fb = openat(sr->privfd, b, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  f->reflink = fa >= 0 && fb >= 0 && zl_pwrite_all(fa, "x", 1, 0) == 0 &&
-               zl_reflink(fa, fb) == 0;
+  f->reflink =
+      fa >= 0 && fb >= 0 && zl_pwrite_all(fa, "x", 1, 0) == 0 && zl_reflink(fa, fb) == 0;
   if (fa >= 0)
     close(fa), unlinkat(sr->privfd, a, 0);
   if (fb >= 0)
@@ -402,16 +422,26 @@ static const char *
 fs_name(long type)
 {
   switch ((unsigned long)type) {
-  case BTRFS_SUPER_MAGIC: return "btrfs";
-  case XFS_SUPER_MAGIC: return "xfs";
-  case EXT4_SUPER_MAGIC: return "ext4";
-  case TMPFS_MAGIC: return "tmpfs";
-  case NFS_SUPER_MAGIC: return "nfs";
-  case 0x65735546: return "fuse";
-  case 0x2fc12fc1: return "zfs";
-  case 0x01021997: return "v9fs";
-  case OVERLAYFS_SUPER_MAGIC: return "overlay";
-  default: return "other";
+  case BTRFS_SUPER_MAGIC:
+    return "btrfs";
+  case XFS_SUPER_MAGIC:
+    return "xfs";
+  case EXT4_SUPER_MAGIC:
+    return "ext4";
+  case TMPFS_MAGIC:
+    return "tmpfs";
+  case NFS_SUPER_MAGIC:
+    return "nfs";
+  case 0x65735546:
+    return "fuse";
+  case 0x2fc12fc1:
+    return "zfs";
+  case 0x01021997:
+    return "v9fs";
+  case OVERLAYFS_SUPER_MAGIC:
+    return "overlay";
+  default:
+    return "other";
   }
 }
 
@@ -422,7 +452,8 @@ file_sr_summary(struct zl_sr *sr)
   char *out = NULL;
   const char *fs = fstatfs(sr->dirfd, &s) == 0 ? fs_name(s.f_type) : "unknown";
 
-  if (asprintf(&out, "filesystem=%s reflink=%s", fs, probe_reflink(sr) ? "yes" : "no") < 0)
+  if (asprintf(&out, "filesystem=%s reflink=%s", fs, probe_reflink(sr) ? "yes" : "no") <
+      0)
     return NULL;
   return out;
 }
@@ -459,9 +490,10 @@ file_sr_probe(const json_t *config, json_t *results)
   json_array_append_new(results,
                         json_pack("{s:{s:s}, s:b, s:s}", "configuration", "path", canon,
                                   "can_create", no == NULL, "reason",
-                                  no ? no : (exists ? "an SR can be created in this "
-                                                      "directory"
-                                                    : "the directory will be created")));
+                                  no ? no
+                                     : (exists ? "an SR can be created in this "
+                                                 "directory"
+                                               : "the directory will be created")));
   return 0;
 }
 
@@ -483,34 +515,34 @@ file_features(void)
 }
 
 const struct zl_backend zl_backend_file = {
-  .name = "file",
-  .sr_type = "file-live",
-  .title = "zfs-live file SR",
-  .description = "VM disks as raw sparse files in a directory on any filesystem; "
-                 "reflink snapshots and clones where the filesystem can (btrfs, XFS), "
-                 "hole-preserving copies elsewhere",
-  .size_granularity = 1 << 20,
-  .config_help = file_config_help,
-  .features = file_features,
-  .caps = file_caps,
-  .sr_key_valid = file_sr_key_valid,
-  .sr_prepare = file_sr_prepare,
-  .sr_locate = file_sr_locate,
-  .sr_open = file_sr_open,
-  .sr_close = file_sr_close,
-  .sr_remove = file_sr_remove,
-  .sr_space = file_sr_space,
-  .sr_probe = file_sr_probe,
-  .sr_summary = file_sr_summary,
-  .vol_list = file_vol_list,
-  .vol_get = file_vol_get,
-  .vol_create = file_vol_create,
-  .vol_copy = file_vol_copy,
-  .vol_discard = file_vol_discard,
-  .vol_destroy = file_vol_destroy,
-  .vol_resize = file_vol_resize,
-  .vol_revert = file_vol_revert,
-  .vol_set_meta = file_vol_set_meta,
-  .vol_open = file_vol_open,
-  .vol_dependents = NULL, /* copies and reflinks are independent files */
+    .name = "file",
+    .sr_type = "file-live",
+    .title = "zfs-live file SR",
+    .description = "VM disks as raw sparse files in a directory on any filesystem; "
+                   "reflink snapshots and clones where the filesystem can (btrfs, XFS), "
+                   "hole-preserving copies elsewhere",
+    .size_granularity = 1 << 20,
+    .config_help = file_config_help,
+    .features = file_features,
+    .caps = file_caps,
+    .sr_key_valid = file_sr_key_valid,
+    .sr_prepare = file_sr_prepare,
+    .sr_locate = file_sr_locate,
+    .sr_open = file_sr_open,
+    .sr_close = file_sr_close,
+    .sr_remove = file_sr_remove,
+    .sr_space = file_sr_space,
+    .sr_probe = file_sr_probe,
+    .sr_summary = file_sr_summary,
+    .vol_list = file_vol_list,
+    .vol_get = file_vol_get,
+    .vol_create = file_vol_create,
+    .vol_copy = file_vol_copy,
+    .vol_discard = file_vol_discard,
+    .vol_destroy = file_vol_destroy,
+    .vol_resize = file_vol_resize,
+    .vol_revert = file_vol_revert,
+    .vol_set_meta = file_vol_set_meta,
+    .vol_open = file_vol_open,
+    .vol_dependents = NULL, /* copies and reflinks are independent files */
 };

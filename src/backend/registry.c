@@ -6,7 +6,7 @@
 #include "core/core.h"
 
 static const struct zl_backend *const backends[] = {
-  &zl_backend_file,
+    &zl_backend_file,
 };
 
 #define N_BACKENDS (sizeof backends / sizeof backends[0])

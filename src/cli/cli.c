@@ -47,7 +47,8 @@ cli_parse_size(const char *s, int64_t *out)
   if (*end) {
     static const char *const units = "KMGTP";
     const char *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
-    if (!u || (end[1] && strcasecmp(end + 1, "iB") != 0 && strcasecmp(end + 1, "B") != 0)) {
+    if (!u ||
+        (end[1] && strcasecmp(end + 1, "iB") != 0 && strcasecmp(end + 1, "B") != 0)) {
       zl_error(EINVAL, "'%s' is not a size (unknown unit '%s')", s, end);
       return -1;
     }
@@ -65,7 +66,7 @@ cli_parse_size(const char *s, int64_t *out)
 void
 cli_human(int64_t bytes, char *buf, size_t len)
 {
-  static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+  static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   double v = (double)bytes;
   int i = 0;
 

@@ -13,7 +13,8 @@ extern bool cli_json; /* --json given */
 /* Report the current error (util/error.h) on stderr; returns 1. */
 int cli_fail(void);
 /* Usage error: message on stderr; returns 2. */
-int cli_usage(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_usage(const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* "10G", "512MiB", "4096" -> bytes.  -1 with error set if malformed. */
 int cli_parse_size(const char *s, int64_t *out);
 /* Human form "10.0 GiB". */

@@ -11,7 +11,7 @@
 
 #define SR_USAGE                                                                         \
   "zfs-live sr create --type TYPE --path DIR [--name N] [--description D]\n"             \
-  "                   [--uuid UUID] [--provisioning thin|thick]\n"                        \
+  "                   [--uuid UUID] [--provisioning thin|thick]\n"                       \
   "       zfs-live sr probe --type TYPE --path DIR\n"                                    \
   "       zfs-live sr stat SR | sr ls SR | sr destroy SR\n"                              \
   "       zfs-live sr set-name SR NAME | sr set-description SR TEXT\n"                   \
@@ -60,7 +60,8 @@ sr_probe(int argc, char **argv, const char *type)
   json_t *found, *e;
   size_t i;
 
-  if (cli_take(&argc, argv, "--path", &path) == -1 || cli_no_more_options(argc, argv) == -1)
+  if (cli_take(&argc, argv, "--path", &path) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (!type || !path || argc != 0)
     return cli_usage(SR_USAGE, "sr probe needs --type and --path");
@@ -71,19 +72,21 @@ sr_probe(int argc, char **argv, const char *type)
     return cli_fail();
   if (cli_json)
     return cli_print_json(found);
-  json_array_foreach(found, i, e) {
+  json_array_foreach(found, i, e)
+  {
     json_t *cfg = json_object_get(e, "configuration");
     if (json_is_true(json_object_get(e, "complete")))
       printf("SR %s at %s\n", json_string_value(json_object_get(cfg, "sr_uuid")),
              json_string_value(json_object_get(e, "sr")));
     else
-      printf("%s: %s\n",
-             strcmp(json_string_value(json_object_get(json_object_get(e, "extra_info"),
-                                                      "can_create")),
-                    "true") == 0
-                 ? "can create"
-                 : "cannot create",
-             json_string_value(json_object_get(json_object_get(e, "extra_info"), "reason")));
+      printf(
+          "%s: %s\n",
+          strcmp(json_string_value(
+                     json_object_get(json_object_get(e, "extra_info"), "can_create")),
+                 "true") == 0
+              ? "can create"
+              : "cannot create",
+          json_string_value(json_object_get(json_object_get(e, "extra_info"), "reason")));
   }
   json_decref(found);
   return 0;
@@ -107,10 +110,11 @@ sr_stat(struct zl_sr *sr)
   }
   cli_human(st.total_space, total, sizeof total);
   cli_human(st.free_space, free_, sizeof free_);
-  printf("SR           %s\ntype         %s\nuuid         %s\nname         %s\n"
-         "description  %s\nspace        %s free of %s\nprovisioning %s\nhealth       %s\n",
-         st.sr, st.type, st.uuid, st.name, st.description, free_, total,
-         st.provisioning == ZL_PROV_THICK ? "thick" : "thin", st.health_msg);
+  printf(
+      "SR           %s\ntype         %s\nuuid         %s\nname         %s\n"
+      "description  %s\nspace        %s free of %s\nprovisioning %s\nhealth       %s\n",
+      st.sr, st.type, st.uuid, st.name, st.description, free_, total,
+      st.provisioning == ZL_PROV_THICK ? "thick" : "thin", st.health_msg);
   zl_sr_stat_free(&st);
   return 0;
 }

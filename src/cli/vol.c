@@ -32,14 +32,15 @@ show(struct zl_sr *sr, struct zl_volume *v)
     return cli_print_json(smapi_volume(v, zl_sr_type(sr), zl_sr_key(sr)));
   cli_human(v->virtual_size, vs, sizeof vs);
   cli_human(v->physical_utilisation, pu, sizeof pu);
-  printf("key          %s\nname         %s\ndescription  %s\nkind         %s%s%s\n"
-         "size         %s (%lld bytes)\nallocated    %s\nprovisioning %s\ncreated      %s\n",
-         v->key, v->name, v->description,
-         v->read_only ? "snapshot" : (v->clone_of ? "clone" : "volume"),
-         v->snapshot_of ? " of " : (v->clone_of ? " of " : ""),
-         v->snapshot_of ? v->snapshot_of : (v->clone_of ? v->clone_of : ""), vs,
-         (long long)v->virtual_size, pu, v->provisioning == ZL_PROV_THICK ? "thick" : "thin",
-         v->created ? v->created : "-");
+  printf(
+      "key          %s\nname         %s\ndescription  %s\nkind         %s%s%s\n"
+      "size         %s (%lld bytes)\nallocated    %s\nprovisioning %s\ncreated      %s\n",
+      v->key, v->name, v->description,
+      v->read_only ? "snapshot" : (v->clone_of ? "clone" : "volume"),
+      v->snapshot_of ? " of " : (v->clone_of ? " of " : ""),
+      v->snapshot_of ? v->snapshot_of : (v->clone_of ? v->clone_of : ""), vs,
+      (long long)v->virtual_size, pu, v->provisioning == ZL_PROV_THICK ? "thick" : "thin",
+      v->created ? v->created : "-");
   if (json_object_size(v->keys)) {
     const char *k;
     json_t *val;
@@ -80,8 +81,8 @@ cli_vol_list(struct zl_sr *sr)
 static int
 vol_create(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_create_args a = { .name = NULL, .description = "",
-                              .provisioning = ZL_PROV_DEFAULT };
+  struct zl_create_args a = {
+      .name = NULL, .description = "", .provisioning = ZL_PROV_DEFAULT};
   const char *size = NULL;
   struct zl_volume v;
 
@@ -195,7 +196,8 @@ vol_read(struct zl_sr *sr, int argc, char **argv)
     len = end > off ? end - off : 0;
   while (len > 0) {
     size_t chunk = len > (int64_t)sizeof buf ? sizeof buf : (size_t)len;
-    if (zl_pread_all(fd, buf, chunk, off) == -1 || fwrite(buf, 1, chunk, stdout) != chunk) {
+    if (zl_pread_all(fd, buf, chunk, off) == -1 ||
+        fwrite(buf, 1, chunk, stdout) != chunk) {
       if (!ferror(stdout))
         zl_error_prefix("volume %s: ", argv[0]);
       else

@@ -24,11 +24,11 @@ enum zl_provisioning { ZL_PROV_DEFAULT = -1, ZL_PROV_THIN = 0, ZL_PROV_THICK = 1
 /* A volume as the user sees it.  All strings owned; free with
  * zl_volume_free. */
 struct zl_volume {
-  char *key;                    /* unique in the SR; the VDI location */
+  char *key; /* unique in the SR; the VDI location */
   char *uuid;
   char *name;
   char *description;
-  bool read_only;               /* snapshots are read-only */
+  bool read_only; /* snapshots are read-only */
   bool sharable;
   enum zl_provisioning provisioning;
   int64_t virtual_size;         /* bytes, from the storage */
@@ -43,8 +43,8 @@ void zl_volume_free(struct zl_volume *v); /* frees members, not v */
 void zl_volume_list_free(struct zl_volume *v, size_t n);
 
 struct zl_sr_stat {
-  char *sr;         /* the SR key */
-  char *type;       /* "file-live", "zfs-live" */
+  char *sr;   /* the SR key */
+  char *type; /* "file-live", "zfs-live" */
   char *uuid;
   char *name;
   char *description;
@@ -118,7 +118,8 @@ struct zl_create_args {
   enum zl_provisioning provisioning; /* ZL_PROV_DEFAULT: the SR's */
 };
 
-int zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume *out);
+int zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a,
+                  struct zl_volume *out);
 /* new_key NULL: a new uuid. */
 int zl_vol_snapshot(struct zl_sr *sr, const char *key, const char *new_key,
                     struct zl_volume *out);
@@ -143,8 +144,8 @@ int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
 
 /* --- validation (core/names.c) --------------------------------------------- */
 
-bool zl_key_valid(const char *key);       /* no error set */
-int zl_check_key(const char *key);        /* -1 with a clear error */
+bool zl_key_valid(const char *key); /* no error set */
+int zl_check_key(const char *key);  /* -1 with a clear error */
 int zl_check_name(const char *name, const char *what);
 int zl_check_description(const char *d, const char *what);
 int zl_check_keys_entry(const char *k, const char *v); /* v NULL: for unset */

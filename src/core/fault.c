@@ -14,6 +14,7 @@
 #include "core/core.h"
 #include "util/log.h"
 
+/* clang-format off */
 static const char *const points[] = {
   /* op:step                  reached when ... */
   "sr-create:prepared",    /* storage and private area made, no sr.json yet */
@@ -38,7 +39,7 @@ static const char *const points[] = {
   "revert:copied",         /* snapshot data copied beside the volume */
   "revert:swapped",        /* the copy replaced the volume */
   NULL,
-};
+};/* clang-format on */
 
 const char *const *
 zl_fault_points(void)

@@ -20,18 +20,18 @@
  */
 struct zl_sr {
   const struct zl_backend *be;
-  char *key;       /* the SR key: what SR.attach returned */
-  int dirfd;       /* backend's main directory of the SR, or -1 */
-  int privfd;      /* the private area: sr.json, lock, locks/, journal/ */
-  int lockfd;      /* privfd/lock, opened on first use */
-  int lock_mode;   /* 0, LOCK_SH or LOCK_EX as currently held */
-  json_t *info;    /* sr.json: uuid, name, description, type, provisioning */
-  void *be_data;   /* backend-private */
+  char *key;     /* the SR key: what SR.attach returned */
+  int dirfd;     /* backend's main directory of the SR, or -1 */
+  int privfd;    /* the private area: sr.json, lock, locks/, journal/ */
+  int lockfd;    /* privfd/lock, opened on first use */
+  int lock_mode; /* 0, LOCK_SH or LOCK_EX as currently held */
+  json_t *info;  /* sr.json: uuid, name, description, type, provisioning */
+  void *be_data; /* backend-private */
 };
 
-#define ZL_SR_INFO   "sr.json"
-#define ZL_PRIV_DIR  ".zfs-live"
-#define ZL_META_MAX  (4u << 20) /* largest metadata object we read */
+#define ZL_SR_INFO  "sr.json"
+#define ZL_PRIV_DIR ".zfs-live"
+#define ZL_META_MAX (4u << 20) /* largest metadata object we read */
 
 /* sr.c */
 bool zl_sr_thick_default(const struct zl_sr *sr);
@@ -67,8 +67,8 @@ json_t *zl_meta_new(const char *key, const char *uuid, const char *name,
                     const char *description, bool sharable, bool read_only,
                     enum zl_provisioning prov, const char *snapshot_of,
                     const char *clone_of);
-int zl_meta_to_volume(const char *key, const json_t *meta,
-                      const struct zl_vol_info *info, struct zl_volume *out);
+int zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info *info,
+                      struct zl_volume *out);
 bool zl_meta_hidden(const json_t *meta);
 bool zl_meta_read_only(const json_t *meta);
 bool zl_meta_thick(const json_t *meta);

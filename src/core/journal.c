@@ -217,13 +217,12 @@ recover_record(struct zl_sr *sr, const json_t *rec)
         sr->be->vol_get(sr, snap, NULL, NULL) == -1) {
       if (errno != ENOENT)
         return -1;
-      zl_warn("recovery: revert of %s from %s: one of them is gone; nothing to redo",
-              key, snap);
+      zl_warn("recovery: revert of %s from %s: one of them is gone; nothing to redo", key,
+              snap);
       return 0;
     }
     zl_info("recovery: finishing the revert of %s to %s", key, snap);
-    return sr->be->vol_revert(sr, key, snap,
-                              json_is_true(json_object_get(rec, "thick")));
+    return sr->be->vol_revert(sr, key, snap, json_is_true(json_object_get(rec, "thick")));
   }
 
   zl_error(EINVAL, "unknown operation '%s'", op);
@@ -276,8 +275,8 @@ zl_recover(struct zl_sr *sr)
               zl_error_msg());
       continue;
     }
-    zl_err("SR %s: journal record %s cannot be recovered (%s); kept as bad.%s",
-           sr->key, name, zl_error_msg(), name);
+    zl_err("SR %s: journal record %s cannot be recovered (%s); kept as bad.%s", sr->key,
+           name, zl_error_msg(), name);
     snprintf(bad, sizeof bad, "bad.%s", name);
     renameat(dfd, name, dfd, bad);
   }

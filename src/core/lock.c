@@ -44,7 +44,8 @@ open_lockfile(struct zl_sr *sr)
 {
   if (sr->lockfd >= 0)
     return 0;
-  sr->lockfd = openat(sr->privfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  sr->lockfd =
+      openat(sr->privfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (sr->lockfd == -1) {
     zl_error(errno, "SR %s: cannot open its lock file: %s", sr->key, strerror(errno));
     return -1;

@@ -29,9 +29,9 @@ now_rfc3339(char *buf, size_t len)
 }
 
 json_t *
-zl_meta_new(const char *key, const char *uuid, const char *name,
-            const char *description, bool sharable, bool read_only,
-            enum zl_provisioning prov, const char *snapshot_of, const char *clone_of)
+zl_meta_new(const char *key, const char *uuid, const char *name, const char *description,
+            bool sharable, bool read_only, enum zl_provisioning prov,
+            const char *snapshot_of, const char *clone_of)
 {
   char created[32];
   json_t *m;
@@ -39,9 +39,8 @@ zl_meta_new(const char *key, const char *uuid, const char *name,
   now_rfc3339(created, sizeof created);
   m = json_pack("{s:i, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:{}}", "format",
                 META_FORMAT, "key", key, "uuid", uuid, "name", name, "description",
-                description, "sharable", sharable, "read_only", read_only,
-                "provisioning", prov == ZL_PROV_THICK ? "thick" : "thin", "created",
-                created, "keys");
+                description, "sharable", sharable, "read_only", read_only, "provisioning",
+                prov == ZL_PROV_THICK ? "thick" : "thin", "created", created, "keys");
   if (!m) {
     zl_error(ENOMEM, "out of memory");
     return NULL;
@@ -94,8 +93,8 @@ zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info 
   const char *uuid = zl_meta_str(meta, "uuid");
 
   memset(out, 0, sizeof *out);
-  if (!json_is_integer(fmt) || json_integer_value(fmt) != META_FORMAT || !name ||
-      !uuid || !zl_json_is_strmap(keys)) {
+  if (!json_is_integer(fmt) || json_integer_value(fmt) != META_FORMAT || !name || !uuid ||
+      !zl_json_is_strmap(keys)) {
     zl_error(EINVAL, "volume %s: metadata is not in format %d", key, META_FORMAT);
     return -1;
   }

@@ -17,11 +17,11 @@
 #include "core/core.h"
 #include "util/error.h"
 
-#define ZL_KEY_MAX   200
-#define ZL_NAME_MAX  1024
-#define ZL_DESC_MAX  16384
-#define ZL_K_MAX     255
-#define ZL_V_MAX     65536
+#define ZL_KEY_MAX  200
+#define ZL_NAME_MAX 1024
+#define ZL_DESC_MAX 16384
+#define ZL_K_MAX    255
+#define ZL_V_MAX    65536
 
 static bool
 key_char(char c, bool first)
@@ -94,11 +94,11 @@ zl_check_description(const char *d, const char *what)
 
 /* The keys XAPI's storage daemon sets itself (reference smapiv3.md §1.11). */
 static const char *const reserved_keys[] = {
-  "vdi-type", "content_id", "snapshot_time", "is_a_snapshot", "snapshot_of",
-  "clone-on-boot", NULL,
+    "vdi-type",      "content_id", "snapshot_time", "is_a_snapshot", "snapshot_of",
+    "clone-on-boot", NULL,
 };
 /* Families: "_sm_config_<k>" (sm-config) and "tags<tag>". */
-static const char *const key_prefixes[] = { "_sm_config_", "tags", NULL };
+static const char *const key_prefixes[] = {"_sm_config_", "tags", NULL};
 
 int
 zl_check_keys_entry(const char *k, const char *v)

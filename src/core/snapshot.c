@@ -52,13 +52,12 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
     goto fail;
   }
   bool thick = zl_meta_thick(src);
-  meta = zl_meta_new(new_key, uuid, zl_meta_str(src, "name"),
-                     zl_meta_str(src, "description") ? zl_meta_str(src, "description")
-                                                     : "",
-                     json_is_true(json_object_get(src, "sharable")),
-                     kind == ZL_COPY_SNAPSHOT, thick ? ZL_PROV_THICK : ZL_PROV_THIN,
-                     kind == ZL_COPY_SNAPSHOT ? key : NULL,
-                     kind == ZL_COPY_CLONE ? key : NULL);
+  meta = zl_meta_new(
+      new_key, uuid, zl_meta_str(src, "name"),
+      zl_meta_str(src, "description") ? zl_meta_str(src, "description") : "",
+      json_is_true(json_object_get(src, "sharable")), kind == ZL_COPY_SNAPSHOT,
+      thick ? ZL_PROV_THICK : ZL_PROV_THIN, kind == ZL_COPY_SNAPSHOT ? key : NULL,
+      kind == ZL_COPY_CLONE ? key : NULL);
   rec = json_pack("{s:s, s:s, s:s}", "op", op, "key", new_key, "source", key);
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
@@ -112,8 +111,8 @@ zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key)
       zl_vol_lookup(sr, snapshot, &snap, NULL) == -1)
     goto fail;
   if (zl_meta_read_only(vol)) {
-    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a snapshot; it cannot be reverted",
-                  key);
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS,
+                  "volume %s is a snapshot; it cannot be reverted", key);
     goto fail;
   }
   const char *of = zl_meta_str(snap, "snapshot_of");
@@ -201,7 +200,7 @@ zl_collect_hidden(struct zl_sr *sr)
     return 0; /* nothing can ever be hidden */
 
   for (;;) {
-    struct hidden_ctx c = { 0 };
+    struct hidden_ctx c = {0};
     size_t removed = 0;
     int r = sr->be->vol_list(sr, hidden_cb, &c);
 

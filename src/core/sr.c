@@ -23,9 +23,9 @@
 #include "util/uuid.h"
 
 /* device-config keys every SR type understands */
-static const char *const common_config[] = { "provisioning", NULL };
+static const char *const common_config[] = {"provisioning", NULL};
 /* keys toolstacks add on their own, accepted and ignored */
-static const char *const ignored_config[] = { "SRmaster", "sr_uuid", NULL };
+static const char *const ignored_config[] = {"SRmaster", "sr_uuid", NULL};
 
 static bool
 in_list(const char *const *l, const char *s)
@@ -61,20 +61,22 @@ check_config(const struct zl_backend *be, const json_t *config)
     zl_error(EINVAL, "configuration must be an object of strings");
     return -1;
   }
-  json_object_foreach((json_t *)config, k, v) {
+  json_object_foreach((json_t *)config, k, v)
+  {
     if (json_object_get(help, k) || in_list(common_config, k) ||
         in_list(ignored_config, k))
       continue;
     char known[512] = "";
     const char *hk;
     json_t *hv;
-    json_object_foreach(help, hk, hv) {
+    json_object_foreach(help, hk, hv)
+    {
       strncat(known, hk, sizeof known - strlen(known) - 3);
       strncat(known, ", ", sizeof known - strlen(known) - 1);
     }
     strncat(known, "provisioning", sizeof known - strlen(known) - 1);
-    zl_error(EINVAL, "unknown device-config key '%s' for an SR of type %s (known: %s)",
-             k, be->sr_type, known);
+    zl_error(EINVAL, "unknown device-config key '%s' for an SR of type %s (known: %s)", k,
+             be->sr_type, known);
     return -1;
   }
   const char *prov = json_string_value(json_object_get(config, "provisioning"));
@@ -318,7 +320,8 @@ zl_sr_probe(const char *type, const json_t *config)
   /* Existing SRs: complete, with sr_uuid in the configuration and the SR
    * key for the caller to stat.  The place itself: a hint saying whether a
    * new SR can be created there (never complete, never an sr_uuid). */
-  json_array_foreach(raw, i, e) {
+  json_array_foreach(raw, i, e)
+  {
     const char *key = zl_meta_str(e, "sr_key");
     json_t *cfg = json_deep_copy(json_object_get(e, "configuration"));
     if (key) {
@@ -335,10 +338,10 @@ zl_sr_probe(const char *type, const json_t *config)
     } else {
       bool can = json_is_true(json_object_get(e, "can_create"));
       const char *why = zl_meta_str(e, "reason");
-      json_array_append_new(out, json_pack("{s:o, s:b, s:{s:s, s:s}}", "configuration",
-                                           cfg, "complete", 0, "extra_info", "can_create",
-                                           can ? "true" : "false", "reason",
-                                           why ? why : ""));
+      json_array_append_new(out,
+                            json_pack("{s:o, s:b, s:{s:s, s:s}}", "configuration", cfg,
+                                      "complete", 0, "extra_info", "can_create",
+                                      can ? "true" : "false", "reason", why ? why : ""));
     }
   }
   return out;
@@ -385,7 +388,7 @@ cmp_key(const void *a, const void *b)
 int
 zl_sr_ls(struct zl_sr *sr, struct zl_volume **vols, size_t *n)
 {
-  struct ls_ctx c = { 0 };
+  struct ls_ctx c = {0};
 
   if (sr->be->vol_list(sr, ls_cb, &c) == -1) {
     zl_volume_list_free(c.v, c.n);
@@ -490,7 +493,7 @@ any_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *in
 int
 zl_sr_destroy(struct zl_sr *sr)
 {
-  struct any_ctx c = { 0 };
+  struct any_ctx c = {0};
 
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;

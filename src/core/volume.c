@@ -212,8 +212,8 @@ zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
   if (lock_one(sr, key, &l, &meta, &info) == -1)
     return -1;
   if (zl_meta_read_only(meta)) {
-    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a snapshot and cannot be resized",
-                  key);
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS,
+                  "volume %s is a snapshot and cannot be resized", key);
     goto fail;
   }
   if (size < info.virtual_size) {

@@ -87,9 +87,8 @@ smapi_error_object(void)
     params = json_pack("[s, s]", "VDIInUse", msg);
     break;
   default:
-    params = json_pack("[s, s]", zl_errkind_name(kind == ZL_ERR_NONE ? ZL_ERR_INTERNAL
-                                                                      : kind),
-                       msg);
+    params = json_pack(
+        "[s, s]", zl_errkind_name(kind == ZL_ERR_NONE ? ZL_ERR_INTERNAL : kind), msg);
     break;
   }
   return json_pack("{s:s, s:o, s:{s:s, s:[], s:[]}}", "code", code, "params", params,
@@ -124,7 +123,7 @@ smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type)
   json_error_t jerr;
   size_t len;
   double t0 = now_ms();
-  struct smapi_call call = { .method = cmd->name, .kind = kind, .sr_type = sr_type };
+  struct smapi_call call = {.method = cmd->name, .kind = kind, .sr_type = sr_type};
 
   zl_log_set_tag(cmd->name);
   if (read_stdin(&input, &len) == 0) {

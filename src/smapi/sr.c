@@ -16,12 +16,13 @@ smapi_sr_probe(struct smapi_call *c)
       !(found = zl_sr_probe(c->sr_type, config)))
     return NULL;
   out = json_array();
-  json_array_foreach(found, i, e) {
+  json_array_foreach(found, i, e)
+  {
     const char *key = json_string_value(json_object_get(e, "sr"));
-    json_t *r = json_pack("{s:O, s:O, s:O}", "configuration",
-                          json_object_get(e, "configuration"), "complete",
-                          json_object_get(e, "complete"), "extra_info",
-                          json_object_get(e, "extra_info"));
+    json_t *r =
+        json_pack("{s:O, s:O, s:O}", "configuration", json_object_get(e, "configuration"),
+                  "complete", json_object_get(e, "complete"), "extra_info",
+                  json_object_get(e, "extra_info"));
     if (key) {
       struct zl_sr *sr = zl_sr_open(c->sr_type, key);
       struct zl_sr_stat st;
@@ -48,7 +49,8 @@ smapi_sr_create(struct smapi_call *c)
   json_t *config, *out = NULL;
 
   if (smapi_str(c, "uuid", &uuid) == -1 || smapi_map(c, "configuration", &config) == -1 ||
-      smapi_str(c, "name", &name) == -1 || smapi_str(c, "description", &description) == -1)
+      smapi_str(c, "name", &name) == -1 ||
+      smapi_str(c, "description", &description) == -1)
     return NULL;
   if (zl_sr_create(c->sr_type, uuid, config, name, description, &out) == -1)
     return NULL;

@@ -71,7 +71,7 @@ smapi_query(enum plugin_kind kind, const char *sr_type)
   return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:[]}", "plugin",
                    sr_type, "name", zl_sr_type_title(sr_type), "description",
                    zl_sr_type_description(sr_type), "vendor", VENDOR, "copyright",
-                   COPYRIGHT, "version", ZL_VERSION_STRING, "required_api_version",
-                   "5.0", "features", features, "configuration",
-                   zl_sr_type_config_help(sr_type), "required_cluster_stack");
+                   COPYRIGHT, "version", ZL_VERSION_STRING, "required_api_version", "5.0",
+                   "features", features, "configuration", zl_sr_type_config_help(sr_type),
+                   "required_cluster_stack");
 }

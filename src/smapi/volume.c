@@ -32,14 +32,14 @@ render(struct zl_sr *sr, struct zl_volume *v, int r)
 json_t *
 smapi_vol_create(struct smapi_call *c)
 {
-  struct zl_create_args a = { .provisioning = ZL_PROV_DEFAULT };
+  struct zl_create_args a = {.provisioning = ZL_PROV_DEFAULT};
   struct zl_volume v;
   struct zl_sr *sr;
 
   if (smapi_str(c, "name", &a.name) == -1 ||
       smapi_str(c, "description", &a.description) == -1 ||
-      smapi_int(c, "size", &a.size) == -1 || smapi_bool(c, "sharable", &a.sharable) == -1 ||
-      !(sr = smapi_open_sr(c)))
+      smapi_int(c, "size", &a.size) == -1 ||
+      smapi_bool(c, "sharable", &a.sharable) == -1 || !(sr = smapi_open_sr(c)))
     return NULL;
   return render(sr, &v, zl_vol_create(sr, &a, &v));
 }

@@ -130,6 +130,7 @@ zl_error_clear(void)
   err.subject[0] = '\0';
 }
 
+/* clang-format off */
 const char *
 zl_errkind_name(enum zl_errkind kind)
 {
@@ -149,3 +150,4 @@ zl_errkind_name(enum zl_errkind kind)
   }
   return "Internal_error";
 }
+/* clang-format on */

@@ -18,16 +18,16 @@
 
 enum zl_errkind {
   ZL_ERR_NONE = 0,
-  ZL_ERR_INTERNAL,       /* a bug or an unexpected system failure */
-  ZL_ERR_INVALID,        /* bad input from the caller */
-  ZL_ERR_NO_VOLUME,      /* the volume key names nothing */
-  ZL_ERR_NO_SR,          /* the SR key/configuration names no SR */
-  ZL_ERR_EXISTS,         /* the object being created already exists */
-  ZL_ERR_BUSY,           /* in use */
-  ZL_ERR_NO_SPACE,       /* out of space */
-  ZL_ERR_READ_ONLY,      /* write to a read-only volume (snapshot) */
-  ZL_ERR_SIZE,           /* invalid size (negative, shrink, too large) */
-  ZL_ERR_UNSUPPORTED,    /* feature not available on this host/SR */
+  ZL_ERR_INTERNAL,         /* a bug or an unexpected system failure */
+  ZL_ERR_INVALID,          /* bad input from the caller */
+  ZL_ERR_NO_VOLUME,        /* the volume key names nothing */
+  ZL_ERR_NO_SR,            /* the SR key/configuration names no SR */
+  ZL_ERR_EXISTS,           /* the object being created already exists */
+  ZL_ERR_BUSY,             /* in use */
+  ZL_ERR_NO_SPACE,         /* out of space */
+  ZL_ERR_READ_ONLY,        /* write to a read-only volume (snapshot) */
+  ZL_ERR_SIZE,             /* invalid size (negative, shrink, too large) */
+  ZL_ERR_UNSUPPORTED,      /* feature not available on this host/SR */
   ZL_ERR_ACTIVE_ELSEWHERE, /* activated on another host; subject = host uuid */
 };
 

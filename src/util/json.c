@@ -122,7 +122,8 @@ zl_json_is_strmap(const json_t *j)
 
   if (!json_is_object(j))
     return 0;
-  json_object_foreach((json_t *)j, k, v) {
+  json_object_foreach((json_t *)j, k, v)
+  {
     if (!json_is_string(v))
       return 0;
   }

@@ -23,8 +23,8 @@ int zl_json_string_opt(const json_t *obj, const char *name, const char *what,
                        const char *dflt, const char **out);
 int zl_json_int64(const json_t *obj, const char *name, const char *what, int64_t *out);
 int zl_json_bool(const json_t *obj, const char *name, const char *what, bool *out);
-int zl_json_bool_opt(const json_t *obj, const char *name, const char *what,
-                     bool dflt, bool *out);
+int zl_json_bool_opt(const json_t *obj, const char *name, const char *what, bool dflt,
+                     bool *out);
 /* An object whose values are all strings (a (string * string) list). */
 int zl_json_strmap(const json_t *obj, const char *name, const char *what,
                    json_t **out /* borrowed */);

@@ -48,7 +48,7 @@ dep_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *in
 static int
 pinning_dependents(struct zl_sr *sr, const char *key)
 {
-  struct dep_ctx c = { key, 0 };
+  struct dep_ctx c = {key, 0};
   if (zl_backend_file.vol_list(sr, dep_cb, &c) == -1)
     return -1;
   return c.n;
@@ -103,8 +103,8 @@ teardown(void **state)
 static char *
 make(struct zl_sr *sr, const char *name)
 {
-  struct zl_create_args a = { .name = name, .description = "", .size = 1 << 20,
-                              .provisioning = ZL_PROV_DEFAULT };
+  struct zl_create_args a = {
+      .name = name, .description = "", .size = 1 << 20, .provisioning = ZL_PROV_DEFAULT};
   struct zl_volume v;
   assert_int_equal(zl_vol_create(sr, &a, &v), 0);
   char *k = strdup(v.key);
@@ -149,7 +149,7 @@ test_hide_and_collect(void **state)
   assert_true(has_files(s.key));
   assert_int_equal(zl_vol_stat(sr, s.key, &tmp), -1);
   assert_int_equal(zl_error_get_kind(), ZL_ERR_NO_VOLUME);
-  assert_int_equal(zl_vol_destroy(sr, s.key), 0); /* again: fine */
+  assert_int_equal(zl_vol_destroy(sr, s.key), 0);            /* again: fine */
   assert_int_equal(zl_vol_clone(sr, s.key, NULL, &tmp), -1); /* not usable */
 
   /* the volume has a (hidden) snapshot: hidden too; no volume invented */
@@ -243,8 +243,11 @@ static void
 test_create_with_given_key_refuses_duplicates(void **state)
 {
   struct zl_sr *sr = open_sr();
-  struct zl_create_args a = { .key = "inst1.ext.disk0", .name = "g", .description = "",
-                              .size = 1, .provisioning = ZL_PROV_THIN };
+  struct zl_create_args a = {.key = "inst1.ext.disk0",
+                             .name = "g",
+                             .description = "",
+                             .size = 1,
+                             .provisioning = ZL_PROV_THIN};
   struct zl_volume v;
   (void)state;
   assert_int_equal(zl_vol_create(sr, &a, &v), 0);
@@ -265,11 +268,11 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_hide_and_collect),
-    cmocka_unit_test(test_sr_destroy_collects_hidden_but_refuses_visible),
-    cmocka_unit_test(test_dead_record_is_recovered_at_open),
-    cmocka_unit_test(test_unknown_record_is_kept_aside),
-    cmocka_unit_test(test_create_with_given_key_refuses_duplicates),
+      cmocka_unit_test(test_hide_and_collect),
+      cmocka_unit_test(test_sr_destroy_collects_hidden_but_refuses_visible),
+      cmocka_unit_test(test_dead_record_is_recovered_at_open),
+      cmocka_unit_test(test_unknown_record_is_kept_aside),
+      cmocka_unit_test(test_create_with_given_key_refuses_duplicates),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

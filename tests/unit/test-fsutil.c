@@ -37,7 +37,7 @@ teardown(void **state)
   (void)state;
   close(dfd);
   /* remove what the tests made, then the directory */
-  const char *names[] = { "a", "big", "src", "dst", NULL };
+  const char *names[] = {"a", "big", "src", "dst", NULL};
   for (const char **n = names; *n; n++)
     unlinkat(dfd, *n, 0);
   snprintf(cmd, sizeof cmd, "%s", dir);
@@ -96,7 +96,8 @@ test_copy_sparse_keeps_holes(void **state)
   assert_int_equal(ftruncate(src, size), 0);
   memset(block, 0x5a, sizeof block);
   assert_int_equal(zl_pwrite_all(src, block, sizeof block, 8 << 20), 0);
-  assert_int_equal(zl_pwrite_all(src, block, sizeof block, size - (off_t)sizeof block), 0);
+  assert_int_equal(zl_pwrite_all(src, block, sizeof block, size - (off_t)sizeof block),
+                   0);
 
   assert_int_equal(zl_copy_sparse(src, dst, size, &copied), 0);
   struct stat st;
@@ -135,10 +136,10 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_atomic_write_and_read),
-    cmocka_unit_test(test_read_limits),
-    cmocka_unit_test(test_copy_sparse_keeps_holes),
-    cmocka_unit_test(test_uuid),
+      cmocka_unit_test(test_atomic_write_and_read),
+      cmocka_unit_test(test_read_limits),
+      cmocka_unit_test(test_copy_sparse_keeps_holes),
+      cmocka_unit_test(test_uuid),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,10 +13,16 @@ static void
 test_keys(void **state)
 {
   (void)state;
-  const char *good[] = { "a", "0", "3f2a9c1e-1111-4222-8333-444455556666",
-                         "inst1.ext.disk0", "inst1.ext.disk0.snap", "A_b+c-d", NULL };
-  const char *bad[] = { "", ".", "..", ".hidden", "-rf", "_x", "a/b", "../etc", "a b",
-                        "a\nb", "a|b", "a:b", "a;b", "$(x)", "\xc3\xa9", "a\"b", NULL };
+  const char *good[] = {"a",
+                        "0",
+                        "3f2a9c1e-1111-4222-8333-444455556666",
+                        "inst1.ext.disk0",
+                        "inst1.ext.disk0.snap",
+                        "A_b+c-d",
+                        NULL};
+  const char *bad[] = {"",    ".",      "..",       ".hidden", "-rf", "_x",
+                       "a/b", "../etc", "a b",      "a\nb",    "a|b", "a:b",
+                       "a;b", "$(x)",   "\xc3\xa9", "a\"b",    NULL};
   for (const char **p = good; *p; p++)
     assert_true(zl_key_valid(*p));
   for (const char **p = bad; *p; p++)
@@ -87,10 +93,10 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_keys),
-    cmocka_unit_test(test_names),
-    cmocka_unit_test(test_keys_entries),
-    cmocka_unit_test(test_round_size),
+      cmocka_unit_test(test_keys),
+      cmocka_unit_test(test_names),
+      cmocka_unit_test(test_keys_entries),
+      cmocka_unit_test(test_round_size),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

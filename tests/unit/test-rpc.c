@@ -56,9 +56,14 @@ test_volume_record(void **state)
   (void)state;
   char k1[] = "k1", u1[] = "u1", n[] = "n", empty[] = "";
   struct zl_volume v = {
-    .key = k1, .uuid = u1, .name = n, .description = empty,
-    .read_only = true, .virtual_size = INT64_MAX, .physical_utilisation = 0,
-    .keys = json_pack("{s:s}", "vdi-type", "user"),
+      .key = k1,
+      .uuid = u1,
+      .name = n,
+      .description = empty,
+      .read_only = true,
+      .virtual_size = INT64_MAX,
+      .physical_utilisation = 0,
+      .keys = json_pack("{s:s}", "vdi-type", "user"),
   };
   json_t *r = smapi_volume(&v, "file-live", "/srv/sr");
   assert_non_null(r);
@@ -83,7 +88,8 @@ test_query_features_come_from_the_table(void **state)
   size_t i;
   json_t *x;
   int snapshot = 0, revert = 0, cbt = 0;
-  json_array_foreach(f, i, x) {
+  json_array_foreach(f, i, x)
+  {
     snapshot += !strcmp(json_string_value(x), "VDI_SNAPSHOT");
     revert += !strcmp(json_string_value(x), "VDI_REVERT");
     cbt += !strcmp(json_string_value(x), "VDI_CONFIG_CBT");
@@ -92,7 +98,8 @@ test_query_features_come_from_the_table(void **state)
   assert_int_equal(revert, 1);
   assert_int_equal(cbt, 0);
   assert_string_equal(json_string_value(json_object_get(q, "plugin")), "file-live");
-  assert_string_equal(json_string_value(json_object_get(q, "required_api_version")), "5.0");
+  assert_string_equal(json_string_value(json_object_get(q, "required_api_version")),
+                      "5.0");
   assert_true(zl_json_is_strmap(json_object_get(q, "configuration")));
   json_decref(q);
 }
@@ -120,10 +127,10 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_error_objects),
-    cmocka_unit_test(test_volume_record),
-    cmocka_unit_test(test_query_features_come_from_the_table),
-    cmocka_unit_test(test_param_errors_name_the_parameter),
+      cmocka_unit_test(test_error_objects),
+      cmocka_unit_test(test_volume_record),
+      cmocka_unit_test(test_query_features_come_from_the_table),
+      cmocka_unit_test(test_param_errors_name_the_parameter),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
