@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "core/core.h"
+#include "core/lock.h"
 
 /* An open SR.
  *
@@ -36,15 +37,7 @@ struct zl_sr {
 /* sr.c */
 bool zl_sr_thick_default(const struct zl_sr *sr);
 
-/* lock.c */
-int zl_sr_lock(struct zl_sr *sr, int mode); /* LOCK_EX also runs recovery */
-void zl_sr_unlock(struct zl_sr *sr);
-struct zl_vol_lock {
-  int fd;
-};
-int zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l);
-void zl_vol_unlock(struct zl_vol_lock *l);
-void zl_vol_lock_forget(struct zl_sr *sr, const char *key); /* under LOCK_EX */
+/* lock.c: see core/lock.h */
 
 /* journal.c: intent records, one file per operation in progress, held
  * under flock by its owner for its lifetime so that a dead owner is

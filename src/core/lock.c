@@ -1,21 +1,4 @@
-/* lock.c: SR and volume locks.
- *
- * Locks are flock(2) locks on files in the SR's private area, so they are
- * released when a process dies and they work across hosts on NFSv4.
- *
- *   SR lock, LOCK_EX   changes to the set of volumes: create, snapshot,
- *                      clone, destroy, revert; SR.destroy; SR renames;
- *                      crash recovery.  Excludes every other change, so
- *                      code holding it takes no volume locks.
- *   SR lock, LOCK_SH   changes to one volume (resize, set, unset, names),
- *                      together with that volume's lock.
- *   no lock            reads (stat, ls, SR.stat): every change is published
- *                      atomically (rename(2), or one storage operation).
- *
- * Order: the SR lock first, then volume locks in strcmp() order of keys.
- * Taking LOCK_EX first completes or rolls back what dead callers left (see
- * journal.c), so every change starts from a consistent SR.
- */
+/* lock.c: SR and volume locks; the rules and the order are in core/lock.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

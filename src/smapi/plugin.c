@@ -1,6 +1,8 @@
 /* plugin.c: Plugin.Query and Plugin.diagnostics. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/utsname.h>
 
 #include "smapi/smapi.h"
@@ -21,13 +23,18 @@ smapi_plugin_diagnostics(struct smapi_call *c)
 
   if (uname(&u) == -1)
     u.release[0] = u.machine[0] = '\0';
+  char types[256] = "";
+  for (const char *const *t = zl_sr_types(); *t; t++) {
+    strncat(types, *t, sizeof types - strlen(types) - 2);
+    strncat(types, " ", sizeof types - strlen(types) - 1);
+  }
   if (asprintf(&text,
                "zfs-live %s\nplugin: %s (%s)\nhost: %s %s %s\n"
-               "SR types in this binary: file-live\n",
+               "SR types in this binary: %s\n",
                ZL_VERSION_STRING, c->sr_type ? c->sr_type : "-",
                c->kind == PLUGIN_DATAPATH ? "datapath" : "volume", u.sysname, u.release,
-               u.machine) < 0) {
-    zl_error(12, "out of memory");
+               u.machine, types) < 0) {
+    zl_error(ENOMEM, "out of memory");
     return NULL;
   }
   j = json_string(text);

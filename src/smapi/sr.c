@@ -1,4 +1,5 @@
 /* sr.c: the SR.* methods.  Translate, call the core, render. */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "smapi/smapi.h"
@@ -153,7 +154,7 @@ smapi_sr_ls(struct smapi_call *c)
       if (!rec || json_array_append_new(arr, rec) == -1) {
         json_decref(arr);
         arr = NULL;
-        zl_error(12, "out of memory");
+        zl_error(ENOMEM, "out of memory");
       }
     }
     zl_volume_list_free(v, n);

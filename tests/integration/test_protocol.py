@@ -60,11 +60,7 @@ def test_query(plugin):
 def test_query_under_lower_case_name(plugin, tmp_path):
     """The daemon calls Plugin.query and finds Plugin.Query case-insensitively;
     the binary must accept whatever case the link has."""
-    d = tmp_path / "volume" / "org.xen.xapi.storage.file-live"
-    d.mkdir(parents=True)
-    os.symlink(os.path.realpath(plugin.path("Plugin.Query")), d / "plugin.query")
-    out = subprocess.run([str(d / "plugin.query"), "--json"], input=b'{"dbg":"x"}',
-                         capture_output=True, cwd="/")
+    out = run_as(plugin, tmp_path, "file-live", "plugin.query")
     assert out.returncode == 0
     assert v5.query(json.loads(out.stdout))["plugin"] == "file-live"
 
@@ -105,22 +101,23 @@ def test_params_arrive_without_trailing_newline_or_with_one(plugin, sr):
         v5.sr_stat(res.value())
 
 
-def test_method_not_in_this_plugin_is_an_error_object(plugin, tmp_path):
-    d = tmp_path / "volume" / "org.xen.xapi.storage.file-live"
+def run_as(plugin, tmp_path, sr_type, method):
+    """Run the binary under a link <tmp>/volume/org.xen.xapi.storage.<type>/<method>."""
+    d = tmp_path / "volume" / f"org.xen.xapi.storage.{sr_type}"
     d.mkdir(parents=True)
-    os.symlink(os.path.realpath(plugin.path("Plugin.Query")), d / "Volume.compose")
-    out = subprocess.run([str(d / "Volume.compose"), "--json"], input=b'{"dbg":"x"}',
-                         capture_output=True)
+    os.symlink(os.path.realpath(plugin.path("Plugin.Query")), d / method)
+    return subprocess.run([str(d / method), "--json"], input=b'{"dbg":"x"}',
+                          capture_output=True, cwd="/")
+
+
+def test_method_not_in_this_plugin_is_an_error_object(plugin, tmp_path):
+    out = run_as(plugin, tmp_path, "file-live", "Volume.compose")
     assert out.returncode != 0
     err = v5.error(json.loads(out.stdout))
     assert "not implemented" in err["backtrace"]["error"]
 
 
 def test_unknown_plugin_type_is_an_error_object(plugin, tmp_path):
-    d = tmp_path / "volume" / "org.xen.xapi.storage.nosuch"
-    d.mkdir(parents=True)
-    os.symlink(os.path.realpath(plugin.path("Plugin.Query")), d / "Plugin.Query")
-    out = subprocess.run([str(d / "Plugin.Query"), "--json"], input=b'{"dbg":"x"}',
-                         capture_output=True)
+    out = run_as(plugin, tmp_path, "nosuch", "Plugin.Query")
     assert out.returncode != 0
     assert "unknown SR type" in v5.error(json.loads(out.stdout))["backtrace"]["error"]
