@@ -8,7 +8,7 @@
 set -eu
 
 build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev"
-test_pkgs="clang-format libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
+test_pkgs="clang-format zfs-fuse libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount"
 bench_pkgs=""
 

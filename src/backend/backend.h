@@ -36,6 +36,11 @@ struct zl_vol_info {
   int64_t physical_utilisation;
 };
 
+/* vol_get/vol_list may add "_storage" to the metadata they return: facts
+ * the storage reports (provisioning, tunables with their sources) that the
+ * core passes through to callers and never stores. */
+#define ZL_META_STORAGE "_storage"
+
 enum zl_copy_kind { ZL_COPY_SNAPSHOT, ZL_COPY_CLONE };
 
 typedef int (*zl_vol_cb)(void *opaque, const char *key, json_t *meta,
@@ -78,10 +83,14 @@ struct zl_backend {
    * committed.  meta: new reference, may be NULL if not wanted. */
   int (*vol_get)(struct zl_sr *sr, const char *key, json_t **meta,
                  struct zl_vol_info *info);
+  /* Make a volume; *out receives its size and allocation as made (so the
+   * caller need not ask the storage again). */
   int (*vol_create)(struct zl_sr *sr, const char *key, int64_t size, bool thick,
-                    const json_t *meta);
+                    const json_t *meta, struct zl_vol_info *out);
+  /* Snapshot or clone src (whose facts the caller has: src_info) as dst. */
   int (*vol_copy)(struct zl_sr *sr, const char *src, const char *dst,
-                  enum zl_copy_kind kind, bool thick, const json_t *meta);
+                  enum zl_copy_kind kind, bool thick, const json_t *meta,
+                  const struct zl_vol_info *src_info, struct zl_vol_info *out);
   int (*vol_discard)(struct zl_sr *sr, const char *key);
   int (*vol_destroy)(struct zl_sr *sr, const char *key);
   int (*vol_resize)(struct zl_sr *sr, const char *key, int64_t size, bool thick);
@@ -91,11 +100,18 @@ struct zl_backend {
   /* Number of objects that keep key's storage alive (clones of a snapshot);
    * NULL when the backend has no such dependencies. */
   int (*vol_dependents)(struct zl_sr *sr, const char *key);
+  /* A per-volume storage tunable set through the keys map as
+   * "_sm_config_<prop>" (value NULL: back to the SR's default).  Returns 1
+   * if prop is a tunable of this backend and was applied, 0 if it is not a
+   * tunable (the key is then only stored), -1 on error (invalid value:
+   * nothing changed).  NULL: no tunables. */
+  int (*vol_tune)(struct zl_sr *sr, const char *key, const char *prop, const char *value);
 };
 
 /* registry.c */
 const struct zl_backend *zl_backend_find(const char *sr_type);
 
 extern const struct zl_backend zl_backend_file;
+extern const struct zl_backend zl_backend_zfs;
 
 #endif

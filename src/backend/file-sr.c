@@ -47,36 +47,6 @@ static const char *const forbidden[] = {
     NULL,
 };
 
-static bool
-path_char(char c)
-{
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '/' || c == '.' || c == '_' || c == '-' || c == '+' || c == '@' ||
-         c == ',' || c == '=';
-}
-
-/* Absolute, canonical in form (no "//", no "." or ".." components, no
- * trailing '/'), from a safe alphabet.  Symlinks are resolved separately. */
-bool
-file_sr_key_valid(const char *key)
-{
-  size_t len = key ? strlen(key) : 0;
-
-  if (len < 2 || len > SR_PATH_MAX || key[0] != '/' || key[len - 1] == '/')
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    if (!path_char(key[i]))
-      return false;
-    if (key[i] == '/') {
-      const char *c = key + i + 1;
-      if (*c == '/' || (c[0] == '.' && (c[1] == '/' || c[1] == '\0')) ||
-          (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0')))
-        return false;
-    }
-  }
-  return true;
-}
-
 static const char *
 forbidden_prefix(const char *path)
 {
@@ -100,7 +70,7 @@ config_path(const json_t *config, const char **path)
     zl_error(EINVAL, "device-config:path '/' is a system directory");
     return -1;
   }
-  if (!file_sr_key_valid(*path)) {
+  if (!zl_path_key_valid(*path)) {
     zl_error(EINVAL,
              "device-config:path '%s' must be an absolute path without '.', '..' or "
              "'//' components, made of letters, digits and '/._-+@,='",
@@ -206,7 +176,7 @@ why_not(const char *canon, bool exists, char *why, size_t len)
     snprintf(why, len, "%s is a system directory (%s)", canon, f ? f : "/");
     return why;
   }
-  if (!file_sr_key_valid(canon)) {
+  if (!zl_path_key_valid(canon)) {
     snprintf(why, len, "%s resolves to a path with characters SR paths may not have",
              canon);
     return why;
@@ -481,7 +451,7 @@ file_sr_probe(const json_t *config, json_t *results)
         continue;
       snprintf(sub, sizeof sub, "%s%s/%s", strcmp(canon, "/") ? canon : "", "",
                de->d_name);
-      if (file_sr_key_valid(sub))
+      if (zl_path_key_valid(sub))
         json_array_append_new(results, json_pack("{s:s, s:{s:s}}", "sr_key", sub,
                                                  "configuration", "path", sub));
     }
@@ -525,7 +495,7 @@ const struct zl_backend zl_backend_file = {
     .config_help = file_config_help,
     .features = file_features,
     .caps = file_caps,
-    .sr_key_valid = file_sr_key_valid,
+    .sr_key_valid = zl_path_key_valid,
     .sr_prepare = file_sr_prepare,
     .sr_locate = file_sr_locate,
     .sr_open = file_sr_open,

@@ -251,8 +251,9 @@ sync_data(int fd, const char *key)
 
 int
 file_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
-                const json_t *meta)
+                const json_t *meta, struct zl_vol_info *out)
 {
+  struct stat st;
   char img[NAME_MAX + 1];
   CLEANUP_CLOSE int fd = -1;
 
@@ -269,15 +270,18 @@ file_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
   }
   if (thick && reserve(fd, size, false, key) == -1)
     return -1;
-  if (sync_data(fd, key) == -1)
+  if (sync_data(fd, key) == -1 || fstat(fd, &st) == -1)
     return -1;
+  out->virtual_size = st.st_size;
+  out->physical_utilisation = (int64_t)st.st_blocks * 512;
   zl_fault("create", "data");
   return write_meta(sr, key, meta);
 }
 
 int
 file_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_kind kind,
-              bool thick, const json_t *meta)
+              bool thick, const json_t *meta, const struct zl_vol_info *src_info,
+              struct zl_vol_info *info)
 {
   char in_name[NAME_MAX + 1], out_name[NAME_MAX + 1];
   CLEANUP_CLOSE int in = -1;
@@ -302,8 +306,11 @@ file_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_k
     return -1;
   if (thick && reserve(out, st.st_size, false, dst) == -1)
     return -1;
-  if (sync_data(out, dst) == -1)
+  if (sync_data(out, dst) == -1 || fstat(out, &st) == -1)
     return -1;
+  (void)src_info;
+  info->virtual_size = st.st_size;
+  info->physical_utilisation = (int64_t)st.st_blocks * 512;
   zl_debug("%s %s -> %s by %s", kind == ZL_COPY_SNAPSHOT ? "snapshot" : "clone", src, dst,
            reflinked ? "reflink" : "sparse copy");
   zl_fault(kind == ZL_COPY_SNAPSHOT ? "snapshot" : "clone", "data");
@@ -421,6 +428,8 @@ file_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
   file_img_name(in_name, sizeof in_name, snap);
   file_img_name(img, sizeof img, key);
   revert_tmp_name(tmp, sizeof tmp, key);
+  if (file_vol_get(sr, key, NULL, NULL) == -1) /* never resurrect a destroyed one */
+    return -1;
   in = openat(sr->dirfd, in_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (in == -1 || fstat(in, &st) == -1) {
     zl_error(errno, "%s: %s", in_name, strerror(errno));

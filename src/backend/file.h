@@ -26,9 +26,6 @@ struct file_sr {
   int reflink; /* -1 not probed, 0 no, 1 yes */
 };
 
-/* file-sr.c */
-bool file_sr_key_valid(const char *key);
-
 /* file-vol.c: names of a volume's files */
 void file_img_name(char *buf, size_t len, const char *key);
 void file_meta_name(char *buf, size_t len, const char *key);
@@ -36,9 +33,10 @@ int file_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
 int file_vol_get(struct zl_sr *sr, const char *key, json_t **meta,
                  struct zl_vol_info *info);
 int file_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
-                    const json_t *meta);
+                    const json_t *meta, struct zl_vol_info *out);
 int file_vol_copy(struct zl_sr *sr, const char *src, const char *dst,
-                  enum zl_copy_kind kind, bool thick, const json_t *meta);
+                  enum zl_copy_kind kind, bool thick, const json_t *meta,
+                  const struct zl_vol_info *src_info, struct zl_vol_info *out);
 int file_vol_discard(struct zl_sr *sr, const char *key);
 int file_vol_destroy(struct zl_sr *sr, const char *key);
 int file_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick);

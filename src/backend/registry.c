@@ -7,6 +7,7 @@
 
 static const struct zl_backend *const backends[] = {
     &zl_backend_file,
+    &zl_backend_zfs,
 };
 
 #define N_BACKENDS (sizeof backends / sizeof backends[0])
@@ -72,8 +73,10 @@ zl_sr_type_features(const char *type)
 const char *
 zl_sr_type_of_key(const char *sr_key)
 {
+  /* Several types key SRs by path: the SR's own sr.json tells which. */
   for (size_t i = 0; i < N_BACKENDS; i++) {
-    if (backends[i]->sr_key_valid(sr_key))
+    if (backends[i]->sr_key_valid(sr_key) &&
+        zl_sr_key_type_is(sr_key, backends[i]->sr_type))
       return backends[i]->sr_type;
   }
   return NULL;

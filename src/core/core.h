@@ -37,6 +37,8 @@ struct zl_volume {
   char *clone_of;               /* key this was cloned from, or NULL */
   char *created;                /* RFC 3339 UTC */
   json_t *keys;                 /* the SMAPIv3 "keys" map, exactly as set */
+  json_t *storage;              /* facts from the storage (tunables and their
+                                 * sources, layout), or NULL */
 };
 
 void zl_volume_free(struct zl_volume *v); /* frees members, not v */
@@ -150,6 +152,11 @@ int zl_check_name(const char *name, const char *what);
 int zl_check_description(const char *d, const char *what);
 int zl_check_keys_entry(const char *k, const char *v); /* v NULL: for unset */
 int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
+/* Absolute, canonical in form, from a safe alphabet (file and zfs SR keys). */
+bool zl_path_key_valid(const char *key);
+/* Does the SR at path key say it is of this type?  (True if there is no
+ * SR there at all: the caller will find out.) */
+bool zl_sr_key_type_is(const char *key, const char *type);
 
 /* --- fault injection (core/fault.c) ---------------------------------------- */
 

@@ -113,6 +113,7 @@ zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info 
   out->clone_of = dup_or_null(zl_meta_str(meta, "clone_of"));
   out->created = dup_or_null(zl_meta_str(meta, "created"));
   out->keys = json_deep_copy(keys);
+  out->storage = json_deep_copy(json_object_get(meta, ZL_META_STORAGE));
   if (!out->key || !out->uuid || !out->name || !out->description || !out->keys) {
     zl_volume_free(out);
     zl_error(ENOMEM, "out of memory");
@@ -134,6 +135,7 @@ zl_volume_free(struct zl_volume *v)
   free(v->clone_of);
   free(v->created);
   json_decref(v->keys);
+  json_decref(v->storage);
   memset(v, 0, sizeof *v);
 }
 

@@ -44,9 +44,10 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
 
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
-  if (zl_vol_lookup(sr, key, &src, NULL) == -1)
+  struct zl_vol_info src_info, info;
+  if (zl_vol_lookup(sr, key, &src, &src_info) == -1)
     goto fail;
-  if (sr->be->vol_get(sr, new_key, NULL, NULL) == 0) {
+  if (new_key != uuid && sr->be->vol_get(sr, new_key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", new_key,
                   sr->key);
     goto fail;
@@ -62,19 +63,22 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
   zl_fault(op, "journaled");
-  if (sr->be->vol_copy(sr, key, new_key, kind, thick, meta) == -1) {
+  if (sr->be->vol_copy(sr, key, new_key, kind, thick, meta, &src_info, &info) == -1) {
     zl_error_prefix("%s of volume %s: ", op, key);
+    struct zl_error_saved saved;
+    zl_error_save(&saved);
     if (sr->be->vol_discard(sr, new_key) == 0)
       zl_intent_end(&in);
     else
-      close(in.fd);
+      close(in.fd); /* leave the record: the next call cleans up */
+    zl_error_restore(&saved);
     goto fail;
   }
   zl_fault(op, "committed");
   zl_intent_end(&in);
   zl_sr_unlock(sr);
   zl_info("%s of volume %s is %s", op, key, new_key);
-  return zl_vol_stat(sr, new_key, out);
+  return zl_meta_to_volume(new_key, meta, &info, out);
 
 fail:
   zl_sr_unlock(sr);
@@ -252,6 +256,7 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
     goto out;
   if (deps > 0) {
     json_object_set_new(meta, "hidden", json_true());
+    json_object_del(meta, ZL_META_STORAGE);
     r = sr->be->vol_set_meta(sr, key, meta);
     if (r == 0)
       zl_info("volume %s hidden: %d clone%s still depend on it; removed with the last",

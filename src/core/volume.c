@@ -84,7 +84,8 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
 
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
-  if (sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+  /* a new uuid cannot collide; a key the caller chose (Ganeti) might */
+  if (a->key && sr->be->vol_get(sr, key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
                   sr->key);
     goto fail;
@@ -95,12 +96,16 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
   zl_fault("create", "journaled");
-  if (sr->be->vol_create(sr, key, size, thick, meta) == -1) {
+  struct zl_vol_info info;
+  if (sr->be->vol_create(sr, key, size, thick, meta, &info) == -1) {
     zl_error_prefix("create volume %s: ", key);
+    struct zl_error_saved saved;
+    zl_error_save(&saved);
     if (sr->be->vol_discard(sr, key) == 0)
       zl_intent_end(&in);
     else
       close(in.fd); /* leave the record: the next call cleans up */
+    zl_error_restore(&saved);
     goto fail;
   }
   zl_fault("create", "committed");
@@ -108,7 +113,7 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
   zl_sr_unlock(sr);
   zl_info("created volume %s (%lld bytes, %s) in SR %s", key, (long long)size,
           thick ? "thick" : "thin", sr->key);
-  return zl_vol_stat(sr, key, out);
+  return zl_meta_to_volume(key, meta, &info, out);
 
 fail:
   zl_sr_unlock(sr);
@@ -143,6 +148,8 @@ unlock_one(struct zl_sr *sr, struct zl_vol_lock *l)
   zl_sr_unlock(sr);
 }
 
+#define SM_CONFIG "_sm_config_"
+
 /* Read-modify-write of one metadata field (value NULL deletes). */
 static int
 update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *field,
@@ -154,11 +161,18 @@ update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *fiel
 
   if (lock_one(sr, key, &l, &meta, NULL) == -1)
     return -1;
+  /* a storage tunable is applied to the storage first; the key records it */
+  if (obj && strncmp(field, SM_CONFIG, strlen(SM_CONFIG)) == 0 && sr->be->vol_tune &&
+      sr->be->vol_tune(sr, key, field + strlen(SM_CONFIG), value) == -1) {
+    unlock_one(sr, &l);
+    return -1;
+  }
   json_t *target = obj ? json_object_get(meta, obj) : meta;
   if (value)
     json_object_set_new(target, field, json_string(value));
   else
     json_object_del(target, field);
+  json_object_del(meta, ZL_META_STORAGE);
   r = sr->be->vol_set_meta(sr, key, meta);
   unlock_one(sr, &l);
   return r;

@@ -38,6 +38,12 @@ smapi_volume(const struct zl_volume *v, const char *sr_type, const char *sr_key)
                 (json_int_t)v->physical_utilisation, "uri", uri, "keys", v->keys,
                 "volume_type", "Data", "cbt_enabled", 0);
   free(uri);
+  /* Extra fields: xapi ignores fields the v5 record does not have; the
+   * CLI and operators read them. */
+  if (j && v->storage)
+    json_object_set(j, "storage", v->storage);
+  json_object_set_new(j, "provisioning",
+                      json_string(v->provisioning == ZL_PROV_THICK ? "thick" : "thin"));
   return j;
 }
 

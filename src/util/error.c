@@ -130,6 +130,25 @@ zl_error_clear(void)
   err.subject[0] = '\0';
 }
 
+void
+zl_error_save(struct zl_error_saved *s)
+{
+  s->errnum = err.errnum;
+  s->kind = err.kind;
+  memcpy(s->msg, err.msg, sizeof s->msg);
+  memcpy(s->subject, err.subject, sizeof s->subject);
+}
+
+void
+zl_error_restore(const struct zl_error_saved *s)
+{
+  err.errnum = s->errnum;
+  err.kind = s->kind;
+  memcpy(err.msg, s->msg, sizeof err.msg);
+  memcpy(err.subject, s->subject, sizeof err.subject);
+  errno = s->errnum;
+}
+
 /* clang-format off */
 const char *
 zl_errkind_name(enum zl_errkind kind)

@@ -57,4 +57,15 @@ const char *zl_errkind_name(enum zl_errkind kind);
 /* Forget the current error. */
 void zl_error_clear(void);
 
+/* Keep the current error across cleanup that may set its own:
+ *   struct zl_error_saved s; zl_error_save(&s); cleanup(); zl_error_restore(&s); */
+struct zl_error_saved {
+  int errnum;
+  enum zl_errkind kind;
+  char msg[2048];
+  char subject[512];
+};
+void zl_error_save(struct zl_error_saved *s);
+void zl_error_restore(const struct zl_error_saved *s);
+
 #endif

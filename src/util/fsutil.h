@@ -11,8 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Write buf to dirfd/name atomically: a temporary file in the same directory,
- * then renameat().  With durable, the file and the directory are fsync()ed so
+/* Write buf to dirfd/name (a name, not a path) atomically: a temporary file in the same
+ * directory, then renameat().  With durable, the file and the directory are fsync()ed so
  * the new content survives power loss.  Returns 0 or -1 (error set). */
 int zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
                          bool durable);

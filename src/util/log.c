@@ -20,7 +20,7 @@ zl_log_init(const char *ident, int stderr_min)
   const char *d = getenv("ZFS_LIVE_DEBUG");
 
   debug_enabled = d && *d && strcmp(d, "0") != 0;
-  stderr_level = stderr_min;
+  stderr_level = debug_enabled && stderr_min >= 0 ? LOG_DEBUG : stderr_min;
   openlog(ident, LOG_PID | LOG_NDELAY, LOG_LOCAL2);
   opened = true;
 }
@@ -29,6 +29,12 @@ void
 zl_log_set_tag(const char *t)
 {
   snprintf(tag, sizeof tag, "%s", t ? t : "");
+}
+
+bool
+zl_log_enabled(int level)
+{
+  return level != LOG_DEBUG || debug_enabled;
 }
 
 void

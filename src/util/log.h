@@ -7,6 +7,7 @@
 #ifndef ZL_LOG_H
 #define ZL_LOG_H
 
+#include <stdbool.h>
 #include <syslog.h>
 
 /* stderr_min: the least severe level also copied to stderr (LOG_DEBUG = all,
@@ -15,6 +16,9 @@ void zl_log_init(const char *ident, int stderr_min);
 
 /* Attach a per-call tag (e.g. the method name) to every following line. */
 void zl_log_set_tag(const char *tag);
+
+/* Would a line of this level be written anywhere? */
+bool zl_log_enabled(int level);
 
 void zl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -126,15 +126,27 @@ def cli(*args, check=True, input=None, env=None):
     return proc
 
 
-class SR:
-    """A file-live SR made through the plugin, with helpers."""
+def zfs_cmd(*args, check=True):
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, (args, proc.stderr)
+    return proc
 
-    def __init__(self, plugin, path):
+
+class SR:
+    """An SR made through the plugin, with helpers that do not depend on how
+    its backend stores volumes."""
+
+    # after which fault-injection step a new volume is committed
+    COMMITS_AT = {"create": {"committed"}, "snapshot": {"committed"},
+                  "clone": {"committed"}}
+
+    def __init__(self, plugin, config):
         self.plugin = plugin
         self.uuid = str(uuidlib.uuid4())
-        cfg = plugin.ok("SR.create", uuid=self.uuid, configuration={"path": path},
-                        name="test SR", description="")
-        self.key = plugin.ok("SR.attach", configuration=cfg)
+        self.config = plugin.ok("SR.create", uuid=self.uuid, configuration=config,
+                                name="test SR", description="")
+        self.key = plugin.ok("SR.attach", configuration=self.config)
         self.path = self.key
 
     def call(self, method, **params):
@@ -146,6 +158,37 @@ class SR:
 
     def ls(self):
         return [v5.volume(v) for v in self.call("SR.ls")]
+
+    def read(self, key, offset=0, length=None):
+        args = ["vol", "read", self.key, key, "--offset", str(offset)]
+        if length is not None:
+            args += ["--length", str(length)]
+        return cli(*args).stdout
+
+    def write(self, key, data, offset=0):
+        return cli("vol", "write", self.key, key, "--offset", str(offset), input=data)
+
+    def digest(self, key):
+        import hashlib
+        return hashlib.sha256(self.read(key)).hexdigest()
+
+    def journal(self):
+        jdir = os.path.join(self.path, ".zfs-live/journal")
+        return os.listdir(jdir) if os.path.isdir(jdir) else []
+
+    def check_stats(self, listed):
+        for v in listed:
+            got = v5.volume(self.call("Volume.stat", key=v["key"]))
+            # allocation may move as the storage settles; everything else not
+            got.pop("physical_utilisation")
+            want = dict(v)
+            want.pop("physical_utilisation")
+            assert got == want
+
+
+class FileSR(SR):
+    def __init__(self, plugin, path):
+        super().__init__(plugin, {"path": path})
 
     def img(self, key):
         return os.path.join(self.path, key + ".img")
@@ -179,19 +222,150 @@ class SR:
         assert imgs == metas, f"images without metadata or metadata without image: {imgs ^ metas}"
         temps = [n for n in names if n.startswith(".") and n != ".zfs-live"]
         assert not temps, f"leftover temporaries: {temps}"
-        jdir = os.path.join(self.path, ".zfs-live/journal")
-        pending = os.listdir(jdir) if os.path.isdir(jdir) else []
-        assert not pending, f"unrecovered intent records: {pending}"
+        assert not self.journal(), f"unrecovered intent records: {self.journal()}"
         assert {v["key"] for v in listed} == metas
+        self.check_stats(listed)
         for v in listed:
-            assert v5.volume(self.call("Volume.stat", key=v["key"])) == v
             assert os.path.getsize(self.img(v["key"])) == v["virtual_size"]
         return listed
 
 
+META_PROPS = ",".join(["zfs-live:meta"] + [f"zfs-live:meta.{i}" for i in range(1, 8)])
+
+
+class ZfsSR(SR):
+    """A zfs-live SR (dataset layout here: zfs-fuse has no zvols)."""
+
+    COMMITS_AT = {"create": {"committed"}, "snapshot": {"data", "committed"},
+                  "clone": {"data", "committed"}}
+
+    def __init__(self, plugin, dataset_path, **extra):
+        super().__init__(plugin, dict({"path": dataset_path}, **extra))
+        self.dataset = f"{dataset_path}/{self.uuid}"
+
+    def objects(self):
+        """{zfs name: {prop: value}} of everything in the SR dataset."""
+        out = zfs_cmd("zfs", "get", "-Hpr", "-o", "name,property,value",
+                      "type,origin,volsize,refreservation,compression," + META_PROPS,
+                      self.dataset).stdout
+        objs = {}
+        for line in out.splitlines():
+            name, prop, value = line.split("\t")
+            objs.setdefault(name, {})[prop] = value
+        return objs
+
+    @staticmethod
+    def meta_of(props):
+        v0 = props.get("zfs-live:meta", "-")
+        if v0 == "-":
+            return None
+        head, _, rest = v0.partition(":")  # v1:<n>:<sum>:<text>
+        n = int(rest.split(":")[0])
+        text = rest.split(":", 2)[2] + "".join(props[f"zfs-live:meta.{i}"]
+                                               for i in range(1, n))
+        return json.loads(text)
+
+    def state(self):
+        objs = self.objects()
+        return ({k: v for k, v in objs.items()}, sorted(os.listdir(os.path.join(
+            self.path, ".zfs-live"))), self.journal(),
+            sorted(json.dumps(v, sort_keys=True) for v in self.ls()))
+
+    def check_consistent(self):
+        listed = self.ls()
+        assert not self.journal(), f"unrecovered intent records: {self.journal()}"
+        objs = self.objects()
+        visible, hidden = set(), set()
+        clones = {n.rsplit("/", 1)[1] for n in objs if "@" not in n}
+        snaps = {n.split("@", 1)[1] for n in objs if "@" in n}
+        for name, props in objs.items():
+            if name == self.dataset:
+                continue
+            rel = name[len(self.dataset) + 1:]
+            last = rel.split("@", 1)[1] if "@" in rel else rel
+            assert not last.startswith("_zl-rv-"), f"revert left half done: {name}"
+            if last.startswith("_zl-ro-"):
+                assert last[len("_zl-ro-"):] in snaps, f"stray read clone {name}"
+                continue
+            if last.startswith("_zl-origin-"):
+                assert last[len("_zl-origin-"):] in clones, f"stray clone origin {name}"
+                continue
+            meta = self.meta_of(props)
+            assert meta is not None, f"object without metadata (partial): {name}"
+            assert meta["key"] == last, f"{name} carries the metadata of {meta['key']}"
+            (hidden if meta.get("hidden") else visible).add(last)
+            if props["type"] == "filesystem":
+                assert os.path.isfile(os.path.join(self.path, rel, "disk.img")), name
+        assert {v["key"] for v in listed} == visible
+        self.check_stats(listed)
+        return listed
+
+
+ZFS_POOL = {}
+
+
+def zfs_pool(tmp_path_factory):
+    """One zfs-fuse pool for the session, on a sparse file."""
+    if ZFS_POOL:
+        return ZFS_POOL["name"]
+    need(shutil.which("zfs-fuse") is not None and shutil.which("zpool") is not None,
+         "zfs-fuse is not installed")
+    need(os.geteuid() == 0, "zfs-fuse needs root")
+    if zfs_cmd("zpool", "list", "-H", check=False).returncode != 0:
+        # no daemon serving: start one (it daemonizes), wait for its socket
+        subprocess.run(["zfs-fuse", "--pidfile", "/run/zfs-fuse.pid"], check=True)
+        for _ in range(100):
+            if zfs_cmd("zpool", "list", "-H", check=False).returncode == 0:
+                break
+            import time
+            time.sleep(0.1)
+    where = tmp_path_factory.mktemp("zpool")
+    img = str(where / "pool.img")
+    with open(img, "wb") as f:
+        f.truncate(4 << 30)
+    name = f"zlt{os.getpid()}"
+    zfs_cmd("zpool", "create", name, img)
+    ZFS_POOL.update(name=name, img=img)
+    return name
+
+
+def zfs_pool_cleanup():
+    if ZFS_POOL:
+        zfs_cmd("zpool", "destroy", "-f", ZFS_POOL["name"], check=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    zfs_pool_cleanup()
+
+
+@pytest.fixture(scope="session")
+def zpool(installed, tmp_path_factory):
+    return zfs_pool(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def zplugin(installed):
+    p = Plugin("zfs-live")
+    assert os.path.islink(p.path("SR.create"))
+    return p
+
+
+SR_TYPES = ["file-live", "zfs-live"]
+
+
+@pytest.fixture(params=SR_TYPES)
+def sr(request, plugin, tmp_path, tmp_path_factory):
+    """A fresh SR of each type: the volume suite runs against both."""
+    if request.param == "file-live":
+        return FileSR(plugin, str(tmp_path / "sr"))
+    pool = zfs_pool(tmp_path_factory)
+    zp = Plugin("zfs-live")
+    return ZfsSR(zp, f"{pool}/t{uuidlib.uuid4().hex[:8]}")
+
+
 @pytest.fixture
-def sr(plugin, tmp_path):
-    return SR(plugin, str(tmp_path / "sr"))
+def file_sr(plugin, tmp_path):
+    return FileSR(plugin, str(tmp_path / "sr"))
 
 
 # --- real filesystems on loop devices ----------------------------------------

@@ -2,6 +2,7 @@
 exactly as it was (directory contents, metadata bytes and SR.ls)."""
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -174,8 +175,8 @@ def test_bad_values_for_known_keys(loaded):
     expect_refused(sr, "Volume.set", base(sr, key=key, k="content_id", v="x" * 70000))
 
 
-def test_bad_sr_create(loaded, tmp_path):
-    sr, _, _ = loaded
+def test_bad_sr_create(file_sr, tmp_path):
+    sr = file_sr
     for cfg in ({}, {"path": "relative"}, {"path": str(tmp_path) + "/a/../b"},
                 {"path": str(tmp_path / "x y")}, {"path": str(tmp_path / "a|b")},
                 {"path": str(tmp_path / "no/such/parent")},
@@ -188,6 +189,30 @@ def test_bad_sr_create(loaded, tmp_path):
                                      "configuration": {"path": str(tmp_path / "u")},
                                      "description": ""})
     assert sorted(os.listdir(tmp_path)) == ["sr"]
+
+
+def test_bad_zfs_sr_create(zplugin, zpool):
+    def refused(cfg):
+        err = zplugin.err("SR.create", {"dbg": "x", "uuid": "8d1f0c1e-1111-4222-8333-444455556666",
+                                        "configuration": cfg, "name": "n", "description": ""})
+        return err["backtrace"]["error"]
+    before = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", zpool],
+                            capture_output=True, text=True).stdout
+    assert "path is required" in refused({})
+    assert "not a ZFS pool or dataset name" in refused({"path": "/abs/path"})
+    assert "not a ZFS pool or dataset name" in refused({"path": zpool + "//x"})
+    assert "no ZFS pool" in refused({"path": "nosuchpool/x"})
+    assert "lz4" not in refused({"path": zpool, "compression": "lz4"}).split("supported:")[1]
+    assert "supported: on, off" in refused({"path": zpool, "compression": "fast"})
+    assert "sync is not a property" in refused({"path": zpool, "sync": "always"})
+    assert "copies must be" in refused({"path": zpool, "copies": "4"})
+    assert "layout=zvol needs zvols" in refused({"path": zpool, "layout": "zvol"})
+    assert "layout must be" in refused({"path": zpool, "layout": "lvm"})
+    assert "block size" in refused({"path": zpool, "volblocksize": "12K"})
+    assert "unknown device-config key" in refused({"path": zpool, "compresion": "on"})
+    after = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", zpool],
+                           capture_output=True, text=True).stdout
+    assert before == after
 
 
 def test_wrong_operations(loaded):

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from conftest import SR, cli
+from conftest import FileSR as SR, cli
 
 MiB = 1 << 20
 REFLINK = {"btrfs": True, "xfs": True, "ext4": False}

@@ -70,7 +70,8 @@ def test_diagnostics_is_a_string(plugin):
     assert type(d) is str and "zfs-live" in d
 
 
-def test_stdout_is_exactly_one_value_and_logs_go_elsewhere(plugin, sr):
+def test_stdout_is_exactly_one_value_and_logs_go_elsewhere(plugin, file_sr):
+    sr = file_sr
     res = plugin.run("Volume.create", {"dbg": "x", "sr": sr.key, "name": "n",
                                        "description": "", "size": 1 << 20,
                                        "sharable": False})
@@ -81,19 +82,22 @@ def test_stdout_is_exactly_one_value_and_logs_go_elsewhere(plugin, sr):
     assert b"zfs-live" in res.stderr  # the log line went to stderr
 
 
-def test_unit_methods_print_null(plugin, sr):
+def test_unit_methods_print_null(plugin, file_sr):
+    sr = file_sr
     v = sr.create()
     res = plugin.run("Volume.set_name", {"dbg": "x", "sr": sr.key, "key": v["key"],
                                          "new_name": "x"})
     assert res.rc == 0 and res.stdout.strip() == b"null"
 
 
-def test_dbg_may_carry_a_newline_and_trace_context(plugin, sr):
+def test_dbg_may_carry_a_newline_and_trace_context(plugin, file_sr):
+    sr = file_sr
     dbg = 'OpaqueRef:1\n{"traceparent":"00-abc-def-01"}'
     assert plugin.ok("SR.stat", sr=sr.key, dbg=dbg)["sr"] == sr.key
 
 
-def test_params_arrive_without_trailing_newline_or_with_one(plugin, sr):
+def test_params_arrive_without_trailing_newline_or_with_one(plugin, file_sr):
+    sr = file_sr
     for raw in (json.dumps({"dbg": "x", "sr": sr.key}).encode(),
                 json.dumps({"dbg": "x", "sr": sr.key}).encode() + b"\n"):
         res = plugin.run("SR.stat", None, raw=raw)

@@ -4,7 +4,7 @@ import os
 import uuid
 
 import v5
-from conftest import SR
+from conftest import FileSR as SR
 
 
 def test_create_attach_stat(plugin, tmp_path):
@@ -40,32 +40,32 @@ def test_destroy_removes_a_directory_it_made(plugin, tmp_path):
     assert not os.path.exists(s.path)
 
 
-def test_destroy_refuses_while_volumes_exist(sr, plugin):
-    v = sr.create()
-    err = plugin.err("SR.destroy", {"dbg": "x", "sr": sr.key})
+def test_destroy_refuses_while_volumes_exist(file_sr, plugin):
+    v = file_sr.create()
+    err = plugin.err("SR.destroy", {"dbg": "x", "sr": file_sr.key})
     assert "still holds 1 volume" in err["backtrace"]["error"]
-    assert sr.ls()[0]["key"] == v["key"]
+    assert file_sr.ls()[0]["key"] == v["key"]
 
 
-def test_detach_is_idempotent_and_unknown_sr_succeeds(plugin, sr):
-    assert plugin.ok("SR.detach", sr=sr.key) is None
-    assert plugin.ok("SR.detach", sr=sr.key) is None
+def test_detach_is_idempotent_and_unknown_sr_succeeds(plugin, file_sr):
+    assert plugin.ok("SR.detach", sr=file_sr.key) is None
+    assert plugin.ok("SR.detach", sr=file_sr.key) is None
     assert plugin.ok("SR.detach", sr="/nonexistent/sr") is None
     assert plugin.ok("SR.detach", sr="not even a path") is None
 
 
-def test_set_name_and_description_round_trip(plugin, sr):
+def test_set_name_and_description_round_trip(plugin, file_sr):
     name = 'Bob\'s "disks" & more; $(x) `y` ../z'
     desc = "line one\nline two\twith tab"
-    plugin.ok("SR.set_name", sr=sr.key, new_name=name)
-    plugin.ok("SR.set_description", sr=sr.key, new_description=desc)
-    st = plugin.ok("SR.stat", sr=sr.key)
+    plugin.ok("SR.set_name", sr=file_sr.key, new_name=name)
+    plugin.ok("SR.set_description", sr=file_sr.key, new_description=desc)
+    st = plugin.ok("SR.stat", sr=file_sr.key)
     assert st["name"] == name and st["description"] == desc
 
 
-def test_second_create_at_same_place_is_refused(plugin, sr):
+def test_second_create_at_same_place_is_refused(plugin, file_sr):
     err = plugin.err("SR.create", {"dbg": "x", "uuid": str(uuid.uuid4()),
-                                   "configuration": {"path": sr.path}, "name": "n",
+                                   "configuration": {"path": file_sr.path}, "name": "n",
                                    "description": ""})
     assert "already an SR" in err["backtrace"]["error"]
 

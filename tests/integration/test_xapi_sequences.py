@@ -2,17 +2,25 @@
 (reference smapiv3.md section 1.10), replayed in order."""
 import uuid
 
+import pytest
+
 import v5
-from conftest import cli
+from conftest import cli, zfs_pool, Plugin
 
 MiB = 1 << 20
 
 
-def test_sr_lifecycle_as_xapi_drives_it(plugin, tmp_path):
+@pytest.mark.parametrize("sr_type", ["file-live", "zfs-live"])
+def test_sr_lifecycle_as_xapi_drives_it(plugin, tmp_path, tmp_path_factory, sr_type):
     # SR.create -> returned configuration becomes device_config -> PBD.plug
     u = str(uuid.uuid4())
-    cfg = plugin.ok("SR.create", uuid=u, configuration={"path": str(tmp_path / "sr")},
-                    name="Local file SR", description="")
+    if sr_type == "file-live":
+        config = {"path": str(tmp_path / "sr")}
+    else:
+        plugin = Plugin("zfs-live")
+        config = {"path": f"{zfs_pool(tmp_path_factory)}/x{uuid.uuid4().hex[:8]}"}
+    cfg = plugin.ok("SR.create", uuid=u, configuration=config,
+                    name="Local SR", description="")
     sr = plugin.ok("SR.attach", configuration=cfg)
     v5.sr_stat(plugin.ok("SR.stat", sr=sr))
     # SR.scan: SR.stat then SR.ls

@@ -1,0 +1,299 @@
+/* zfs-data.c: reaching a volume's data (files, zvol devices, snapshots),
+ * revert, and the internal objects of the ZFS backend.
+ *
+ * Revert.  `zfs rollback` when the snapshot is the newest of the volume's
+ * dataset.  Otherwise a clone swap keeps every newer snapshot:
+ *   1. clone <vol>@<snap> as _zl-rv-<key>, carrying the volume's metadata
+ *      and zfs-live:revert-old=<old> (the name the old dataset will take)
+ *   2. rename <key> -> <old>, and mark <old> as a hidden volume of its own
+ *      (it holds the snapshots; it is collected when nothing needs it)
+ *   3. rename _zl-rv-<key> -> <key>: the volume has the snapshot's content,
+ *      its key, name and keys
+ * Re-running after a crash at any step finishes the job: the state of the
+ * three names says which step was reached.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/zfs.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+static int
+run(struct zargv *a, const char *what)
+{
+  int rc = zrun(a, what, NULL);
+  za_free(a);
+  return rc;
+}
+
+/* Wait for a zvol's device link (created asynchronously by udev). */
+static int
+open_zvol(const char *dev, int flags)
+{
+  for (int i = 0; i < 200; i++) {
+    int fd = open(dev, flags | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT)
+      return fd;
+    struct timespec ts = { 0, 100 * 1000000L };
+    nanosleep(&ts, NULL);
+  }
+  errno = ENOENT;
+  return -1;
+}
+
+int
+zfs_vol_open(struct zl_sr *sr, const char *key, int flags)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char name[600], path[PATH_MAX], parent[256];
+  bool snap;
+  int fd;
+
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  if (snap && z->layout == LAYOUT_DATASET && z->caps.dot_zfs &&
+      zfs_index_read(sr, key, parent, sizeof parent) == 0) {
+    snprintf(path, sizeof path, "%s/.zfs/snapshot/%s/" ZFS_DISK, parent, key);
+    fd = openat(sr->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0)
+      return fd;
+  }
+  if (snap) {
+    /* read through an internal read-only clone (made once, kept until the
+     * snapshot goes) */
+    char ro[600];
+    snprintf(ro, sizeof ro, "%s/" ZFS_RO_PREFIX "%s", z->dataset, key);
+    struct zargv a;
+    struct zprop p = { "readonly", "on" };
+    zcmd_clone(&a, &z->caps, name, ro, &p, 1);
+    if (run(&a, "make a read clone") == -1 && errno != EEXIST)
+      return -1;
+    zl_error_clear();
+    if (z->layout == LAYOUT_ZVOL) {
+      snprintf(path, sizeof path, "/dev/zvol/%s", ro);
+      fd = open_zvol(path, O_RDONLY);
+    } else {
+      snprintf(path, sizeof path, ZFS_RO_PREFIX "%s/" ZFS_DISK, key);
+      fd = openat(sr->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+  } else if (z->layout == LAYOUT_ZVOL) {
+    snprintf(path, sizeof path, "/dev/zvol/%s", name);
+    fd = open_zvol(path, flags);
+  } else {
+    snprintf(path, sizeof path, "%s/" ZFS_DISK, key);
+    fd = openat(sr->dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW);
+  }
+  if (fd == -1)
+    zl_error(errno, "volume %s: %s: %s", key, path, strerror(errno));
+  return fd;
+}
+
+/* --- revert ------------------------------------------------------------------ */
+
+static int
+exists(struct zfs_sr *z, const char *name, json_t **objp)
+{
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { name, NULL };
+
+  if (zget(&z->caps, false, ZFS_REVERT_OLD ",origin,type", targets, &objs, "revert") == 0) {
+    if (objp)
+      *objp = json_incref(json_object_get(objs, name));
+    return 1;
+  }
+  return errno == ENOENT ? (zl_error_clear(), 0) : -1;
+}
+
+static int
+rename_ds(struct zfs_sr *z, const char *from, const char *to)
+{
+  struct zargv a;
+
+  if (z->layout == LAYOUT_DATASET) {
+    zcmd_mount(&a, &z->caps, from, false);
+    zrun(&a, "unmount", NULL);
+    za_free(&a);
+    zl_error_clear();
+  }
+  zcmd_rename(&a, &z->caps, from, to);
+  if (run(&a, "rename") == -1)
+    return -1;
+  if (z->layout == LAYOUT_DATASET) {
+    zcmd_mount(&a, &z->caps, to, true);
+    if (run(&a, "mount") == -1 && !strstr(zl_error_msg(), "already mounted"))
+      return -1;
+    zl_error_clear();
+  }
+  return 0;
+}
+
+/* Step 2 after the rename: the old dataset becomes a hidden volume named
+ * after itself, and the index follows its snapshots. */
+static int
+retire_old(struct zl_sr *sr, const char *key, const char *old)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char oldname[600];
+  CLEANUP_JSON json_t *objs = NULL;
+  char uuid[ZL_UUID_LEN + 1];
+
+  snprintf(oldname, sizeof oldname, "%s/%s", z->dataset, old);
+  const char *targets[] = { oldname, NULL };
+  if (zget(&z->caps, true, zfs_meta_prop_list(), targets, &objs, "revert") == -1)
+    return -1;
+  json_t *meta = zfs_meta_decode(json_object_get(objs, oldname), oldname);
+  if (!meta)
+    return -1;
+  if (zl_uuid_generate(uuid) == -1) {
+    json_decref(meta);
+    return -1;
+  }
+  json_object_set_new(meta, "key", json_string(old));
+  json_object_set_new(meta, "uuid", json_string(uuid));
+  json_object_set_new(meta, "hidden", json_true());
+  json_object_set_new(meta, "reverted_from", json_string(key));
+  int rc = zfs_vol_set_meta(sr, old, meta); /* not a snapshot: <sr>/<old> */
+  json_decref(meta);
+  if (rc == -1)
+    return -1;
+  /* snapshots that moved with the dataset */
+  const char *n;
+  json_t *o;
+  json_object_foreach(objs, n, o) {
+    const char *at = strchr(n, '@');
+    char parent[256];
+    if (at && strncmp(at + 1, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) != 0 &&
+        zfs_index_read(sr, at + 1, parent, sizeof parent) == 0 && strcmp(parent, old) != 0)
+      zfs_index_write(sr, at + 1, old);
+  }
+  zl_error_clear();
+  return 0;
+}
+
+int
+zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char vol[600], rv[600], snapname[600], oldname[600], old[256], parent[256];
+  bool is_snap;
+  CLEANUP_JSON json_t *rvobj = NULL;
+  struct zargv a;
+
+  snprintf(vol, sizeof vol, "%s/%s", z->dataset, key);
+  snprintf(rv, sizeof rv, "%s/" ZFS_RV_PREFIX "%s", z->dataset, key);
+  zfs_name_of(sr, snap, snapname, sizeof snapname, &is_snap);
+  if (!is_snap || zfs_index_read(sr, snap, parent, sizeof parent) == -1) {
+    zl_error(EINVAL, "%s is not a snapshot", snap);
+    return -1;
+  }
+
+  /* where a previous attempt stopped */
+  int has_rv = exists(z, rv, &rvobj), has_vol = exists(z, vol, NULL);
+  if (has_rv == -1 || has_vol == -1)
+    return -1;
+  if (has_rv) {
+    const char *o = zfs_obj_value(rvobj, ZFS_REVERT_OLD);
+    snprintf(old, sizeof old, "%s", o ? o : "");
+    snprintf(oldname, sizeof oldname, "%s/%s", z->dataset, old);
+    int has_old = old[0] ? exists(z, oldname, NULL) : 0;
+    if (has_old == -1)
+      return -1;
+    if (!has_vol && has_old) /* stopped after step 2: finish */
+      goto finish;
+    if (zfs_destroy_object(z, rv) == -1) /* stopped before step 2: again */
+      return -1;
+  } else if (!has_vol) {
+    zl_error(ENOENT, "volume %s does not exist", key);
+    return -1;
+  }
+
+  /* the newest snapshot of the volume's own dataset: a rollback */
+  if (strcmp(parent, key) == 0) {
+    zcmd_rollback(&a, &z->caps, snapname);
+    if (run(&a, "rollback") == 0) {
+      zl_fault("revert", "copied");
+      zl_fault("revert", "swapped");
+      return 0;
+    }
+    if (!strstr(zl_error_msg(), "more recent snapshots"))
+      return -1;
+    zl_error_clear();
+  }
+
+  /* otherwise the clone swap */
+  CLEANUP_JSON json_t *meta = NULL;
+  struct zl_vol_info info;
+  if (zfs_vol_get(sr, key, &meta, &info) == -1)
+    return -1;
+  char hex[ZL_UUID_LEN + 1];
+  if (zl_uuid_generate(hex) == -1)
+    return -1;
+  snprintf(old, sizeof old, "%.180s.r%.8s", key, hex);
+  snprintf(oldname, sizeof oldname, "%s/%s", z->dataset, old);
+  {
+    struct zprop props[ZFS_META_CHUNKS + 2];
+    int n;
+    CLEANUP_FREE char *buf = NULL;
+    char refres[32];
+    if (zfs_meta_encode(meta, props, &n, &buf) == -1)
+      return -1;
+    props[n++] = (struct zprop){ ZFS_REVERT_OLD, old };
+    if (thick) {
+      snprintf(refres, sizeof refres, "%lld",
+               (long long)zfs_thick_reservation(info.virtual_size, z->blocksize,
+                                                z->copies));
+      props[n++] = (struct zprop){ "refreservation", refres };
+    }
+    zcmd_clone(&a, &z->caps, snapname, rv, props, n);
+    if (run(&a, "clone for revert") == -1)
+      return -1;
+  }
+  zl_fault("revert", "copied");
+  if (rename_ds(z, vol, oldname) == -1)
+    return -1;
+
+finish:
+  if (retire_old(sr, key, old) == -1 || rename_ds(z, rv, vol) == -1)
+    return -1;
+  zcmd_inherit(&a, &z->caps, vol, ZFS_REVERT_OLD);
+  if (run(&a, "finish revert") == -1)
+    return -1;
+  zl_fault("revert", "swapped");
+  return 0;
+}
+
+/* --- internal objects -------------------------------------------------------- */
+
+int
+zfs_sr_clear_internal(struct zl_sr *sr)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { z->dataset, NULL };
+  const char *n;
+  json_t *o;
+
+  if (zget(&z->caps, true, "origin", targets, &objs, "SR contents") == -1)
+    return errno == ENOENT ? 0 : -1;
+  /* clones (read clones, reverts in progress) before any snapshot */
+  for (int pass = 0; pass < 2; pass++) {
+    json_object_foreach(objs, n, o) {
+      bool is_snap = strchr(n, '@') != NULL;
+      if ((pass == 0) == is_snap || strcmp(n, z->dataset) == 0)
+        continue;
+      if (zfs_destroy_object(z, n) == -1)
+        zl_warn("SR %s: cannot remove %s: %s", sr->key, n, zl_error_msg());
+    }
+  }
+  zl_error_clear();
+  return 0;
+}

@@ -1,0 +1,266 @@
+/* zfs-run.c: run built commands; read `zfs get` output; encode the
+ * metadata object as user properties. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/zfs.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+
+static bool
+busy(const struct zl_exec_result *r)
+{
+  return strstr(r->err, "dataset is busy") || strstr(r->err, "resource busy") ||
+         strstr(r->err, "Device or resource busy");
+}
+
+int
+zrun(struct zargv *a, const char *what, struct zl_exec_result *res)
+{
+  struct zl_exec_result local;
+  struct zl_exec_result *r = res ? res : &local;
+  bool retryable = a->n > 1 && (strcmp(a->v[1], "destroy") == 0 ||
+                                strcmp(a->v[1], "rename") == 0 ||
+                                strcmp(a->v[1], "umount") == 0);
+
+  /* zfs-fuse and udev keep datasets busy for a moment after use (zfs.md
+   * §4, §7): retry "busy" for up to ~3 s, for destructive verbs only. */
+  for (int attempt = 0;; attempt++) {
+    if (zl_exec(a->v, NULL, r) == -1)
+      return -1;
+    if (r->status == 0) {
+      if (!res)
+        zl_exec_result_free(r);
+      return 0;
+    }
+    if (!retryable || !busy(r) || attempt >= 12)
+      break;
+    zl_exec_result_free(r);
+    struct timespec ts = { 0, (long)(25 + attempt * 25) * 1000000L };
+    nanosleep(&ts, NULL);
+  }
+  int e = strstr(r->err, "does not exist") ? ENOENT
+          : busy(r)                        ? EBUSY
+          : strstr(r->err, "out of space") ? ENOSPC
+          : strstr(r->err, "already exists") ? EEXIST
+                                             : EIO;
+  zl_error(e, "%s: %s", what, zl_exec_reason(r));
+  if (!res)
+    zl_exec_result_free(r);
+  return -1;
+}
+
+json_t *
+zfs_parse_get(const char *out)
+{
+  json_t *objs = json_object();
+  const char *line = out;
+
+  while (objs && line && *line) {
+    const char *nl = strchr(line, '\n');
+    size_t len = nl ? (size_t)(nl - line) : strlen(line);
+    /* name \t property \t value \t source; the value may be empty but never
+     * holds a tab (our metadata is JSON with escapes) */
+    const char *t1 = memchr(line, '\t', len);
+    const char *t2 = t1 ? memchr(t1 + 1, '\t', len - (size_t)(t1 + 1 - line)) : NULL;
+    const char *t3 = NULL;
+    for (const char *p = line + len; t2 && p > t2; p--) {
+      if (p[-1] == '\t') {
+        t3 = p - 1;
+        break;
+      }
+    }
+    if (t1 && t2 && t3 && t3 > t2) {
+      CLEANUP_FREE char *name = strndup(line, (size_t)(t1 - line));
+      CLEANUP_FREE char *prop = strndup(t1 + 1, (size_t)(t2 - t1 - 1));
+      json_t *o = json_object_get(objs, name);
+      if (!o) {
+        o = json_object();
+        json_object_set_new(objs, name, o);
+      }
+      json_object_set_new(o, prop,
+                          json_pack("[s#, s#]", t2 + 1, (int)(t3 - t2 - 1), t3 + 1,
+                                    (int)(line + len - t3 - 1)));
+    }
+    line = nl ? nl + 1 : NULL;
+  }
+  return objs;
+}
+
+const char *
+zfs_obj_value(const json_t *obj, const char *prop)
+{
+  const char *v = json_string_value(json_array_get(json_object_get(obj, prop), 0));
+  return v && strcmp(v, "-") != 0 ? v : NULL;
+}
+
+const char *
+zfs_obj_source(const json_t *obj, const char *prop)
+{
+  return json_string_value(json_array_get(json_object_get(obj, prop), 1));
+}
+
+/* --- metadata as user properties -------------------------------------------
+ *
+ * zfs-live:meta   = "v1:<chunks>:<fnv64 hex>:" + chunk 0 of the JSON text
+ * zfs-live:meta.N = chunk N (N = 1 .. chunks-1)
+ * User property values are limited to 8 KiB, so big objects (long XAPI
+ * keys) are split.  Written in one command where ZFS takes several -o, and
+ * otherwise chunk 0 last: the header's count and checksum tell a reader
+ * whether the chunks belong together. */
+
+static uint64_t
+fnv64(const char *s, size_t n)
+{
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static const char *const meta_names[ZFS_META_CHUNKS] = {
+  ZFS_META_PROP,        ZFS_META_PROP ".1", ZFS_META_PROP ".2", ZFS_META_PROP ".3",
+  ZFS_META_PROP ".4",   ZFS_META_PROP ".5", ZFS_META_PROP ".6", ZFS_META_PROP ".7",
+};
+
+const char *
+zfs_meta_prop_list(void)
+{
+  return ZFS_META_PROP "," ZFS_META_PROP ".1," ZFS_META_PROP ".2," ZFS_META_PROP
+                       ".3," ZFS_META_PROP ".4," ZFS_META_PROP ".5," ZFS_META_PROP
+                       ".6," ZFS_META_PROP ".7";
+}
+
+int
+zfs_meta_encode(const json_t *meta, struct zprop *props, int *nprops, char **bufp)
+{
+  CLEANUP_JSON json_t *copy = json_deep_copy(meta);
+  CLEANUP_FREE char *text = NULL;
+  size_t len, nchunks;
+  char head[64];
+
+  if (!copy) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  json_object_del(copy, "_storage"); /* reported, never stored */
+  text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+  if (!text) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  len = strlen(text);
+  nchunks = len / ZFS_META_CHUNK + 1;
+  if (nchunks > ZFS_META_CHUNKS) {
+    zl_error(EFBIG, "volume metadata is %zu bytes; ZFS user properties hold at most %d",
+             len, ZFS_META_CHUNKS * ZFS_META_CHUNK - 64);
+    return -1;
+  }
+  int hn = snprintf(head, sizeof head, "v1:%zu:%016llx:", nchunks,
+                    (unsigned long long)fnv64(text, len));
+  /* one buffer: every chunk NUL-terminated, chunk 0 with its header */
+  char *buf = malloc(len + (size_t)hn + nchunks + 1);
+  if (!buf) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  char *p = buf;
+  *nprops = 0;
+  for (size_t i = 0; i < nchunks; i++) {
+    size_t off = i * ZFS_META_CHUNK;
+    size_t n = len - off < ZFS_META_CHUNK ? len - off : ZFS_META_CHUNK;
+    props[*nprops].name = meta_names[i];
+    props[*nprops].value = p;
+    (*nprops)++;
+    if (i == 0) {
+      memcpy(p, head, (size_t)hn);
+      p += hn;
+    }
+    memcpy(p, text + off, n);
+    p += n;
+    *p++ = '\0';
+  }
+  *bufp = buf;
+  return 0;
+}
+
+json_t *
+zfs_meta_decode(const json_t *obj, const char *name)
+{
+  const char *v0 = zfs_obj_value(obj, ZFS_META_PROP);
+  unsigned nchunks;
+  unsigned long long sum;
+  int used = 0;
+  CLEANUP_FREE char *text = NULL;
+  json_error_t jerr;
+
+  if (!v0)
+    return NULL; /* not a volume of ours */
+  if (sscanf(v0, "v1:%u:%16llx:%n", &nchunks, &sum, &used) != 2 || used == 0 ||
+      nchunks < 1 || nchunks > ZFS_META_CHUNKS) {
+    zl_error(EINVAL, "%s: metadata property is not in format v1", name);
+    return NULL;
+  }
+  size_t cap = strlen(v0) + 1;
+  for (unsigned i = 1; i < nchunks; i++) {
+    const char *vi = zfs_obj_value(obj, meta_names[i]);
+    cap += vi ? strlen(vi) : 0;
+  }
+  if (!(text = malloc(cap))) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  strcpy(text, v0 + used);
+  for (unsigned i = 1; i < nchunks; i++) {
+    const char *vi = zfs_obj_value(obj, meta_names[i]);
+    if (!vi) {
+      zl_error(EINVAL, "%s: metadata chunk %u of %u is missing", name, i, nchunks);
+      return NULL;
+    }
+    strcat(text, vi);
+  }
+  if (fnv64(text, strlen(text)) != sum) {
+    zl_error(EINVAL, "%s: metadata chunks do not match their checksum", name);
+    return NULL;
+  }
+  json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    zl_error(EINVAL, "%s: metadata is not a JSON object: %s", name, jerr.text);
+    return NULL;
+  }
+  return j;
+}
+
+int
+zget(const struct zfs_caps *c, bool recursive, const char *props,
+     const char *const *targets, json_t **objs, const char *what)
+{
+  struct zargv a;
+  struct zl_exec_result r;
+
+  *objs = NULL;
+  zcmd_get(&a, c, recursive, props, targets);
+  int rc = zl_exec(a.v, NULL, &r);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
+  *objs = zfs_parse_get(r.out);
+  if (r.status != 0) {
+    zl_error(strstr(r.err, "does not exist") ? ENOENT : EIO, "%s: %s", what,
+             zl_exec_reason(&r));
+    rc = -1;
+  }
+  zl_exec_result_free(&r);
+  if (!*objs) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return rc;
+}

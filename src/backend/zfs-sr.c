@@ -1,0 +1,603 @@
+/* zfs-sr.c: SRs of the ZFS backend, and its ops table.  See zfs.h for the
+ * layout.  Pools belong to the operator: they are never created, imported
+ * or exported here. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/zfs.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/json.h"
+#include "util/log.h"
+
+/* <pool>[/<parent>...]: ZFS's component alphabet, no snapshots, no '//'. */
+static bool
+dataset_name_valid(const char *s)
+{
+  size_t len = s ? strlen(s) : 0;
+
+  if (len == 0 || len > 200 || s[0] == '/' || s[len - 1] == '/')
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == ':' || c == '/';
+    if (!ok || (c == '/' && s[i + 1] == '/'))
+      return false;
+  }
+  return !(s[0] >= '0' && s[0] <= '9') || strchr(s, '/'); /* pools start alpha */
+}
+
+static int
+config_path(const json_t *config, const char **path)
+{
+  *path = json_string_value(json_object_get(config, "path"));
+  if (!*path) {
+    zl_error(EINVAL, "device-config:path is required: <pool>[/<parent dataset>]");
+    return -1;
+  }
+  if (!dataset_name_valid(*path)) {
+    zl_error(EINVAL, "device-config:path '%s' is not a ZFS pool or dataset name", *path);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+pool_of(const char *path, char *pool, size_t len)
+{
+  snprintf(pool, len, "%.*s", (int)strcspn(path, "/"), path);
+}
+
+/* Is the pool imported?  If not, say whether it could be imported. */
+static int
+check_pool(const char *pool)
+{
+  struct zargv a;
+  struct zl_exec_result r;
+  int rc;
+
+  zcmd_pool_list(&a, pool);
+  rc = zl_exec(a.v, NULL, &r);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
+  rc = r.status;
+  zl_exec_result_free(&r);
+  if (rc == 0)
+    return 0;
+  zcmd_pool_importable(&a);
+  rc = zl_exec(a.v, NULL, &r);
+  za_free(&a);
+  char want[300];
+  snprintf(want, sizeof want, "pool: %s\n", pool);
+  bool importable = rc == 0 && strstr(r.out, want);
+  zl_exec_result_free(&r);
+  if (importable)
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT,
+                  "pool %s is not imported; zfs-live never imports pools: run "
+                  "`zpool import %s` first",
+                  pool, pool);
+  else
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "there is no ZFS pool %s on this host", pool);
+  return -1;
+}
+
+/* The SR marker of a dataset: set there, not inherited (user properties
+ * are inherited by every volume of the SR). */
+static const char *
+sr_marker(const json_t *o)
+{
+  const char *src = zfs_obj_source(o, ZFS_SR_PROP);
+  return src && strcmp(src, "local") == 0 ? zfs_obj_value(o, ZFS_SR_PROP) : NULL;
+}
+
+static int
+save_state(int privfd, const struct zfs_sr *z, const char *identity)
+{
+  CLEANUP_JSON json_t *s =
+      json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:s}", "format", 1, "dataset", z->dataset,
+                "pool", z->pool, "layout", z->layout == LAYOUT_ZVOL ? "zvol" : "dataset",
+                "blocksize", (json_int_t)z->blocksize, "caps", zfs_caps_to_json(&z->caps),
+                "identity", identity ? identity : "");
+  if (s)
+    json_object_set_new(s, "copies", json_integer(z->copies));
+  if (!s) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return zl_json_save_at(privfd, ZFS_STATE, s, true);
+}
+
+static const char *const sr_tunables[] = { "compression", "copies", "sync", "primarycache",
+                                           "secondarycache", "logbias", NULL };
+
+static int
+zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
+{
+  const char *path, *layout = json_string_value(json_object_get(config, "layout"));
+  const char *vbs = json_string_value(json_object_get(config, "volblocksize"));
+  char pool[256], ds[512], mnt[512];
+  struct zfs_sr z = { 0 };
+  struct zprop props[16];
+  const char *copies_default = json_string_value(json_object_get(config, "copies"));
+  int n = 0;
+  CLEANUP_JSON json_t *objs = NULL;
+  CLEANUP_FREE char *identity = NULL;
+
+  if (config_path(config, &path) == -1)
+    return -1;
+  pool_of(path, pool, sizeof pool);
+  if (check_pool(pool) == -1 || zfs_caps_probe(pool, &z.caps) == -1)
+    return -1;
+
+  /* layout: what was asked, or zvols where the host has them */
+  if (!layout)
+    z.layout = z.caps.zvols ? LAYOUT_ZVOL : LAYOUT_DATASET;
+  else if (strcmp(layout, "zvol") == 0)
+    z.layout = LAYOUT_ZVOL;
+  else if (strcmp(layout, "dataset") == 0)
+    z.layout = LAYOUT_DATASET;
+  else {
+    zl_error(EINVAL, "device-config:layout must be zvol or dataset, not '%s'", layout);
+    return -1;
+  }
+  if (z.layout == LAYOUT_ZVOL && !z.caps.zvols) {
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
+                  "layout=zvol needs zvols (OpenZFS with /dev/zfs); this host runs %s %s: "
+                  "use layout=dataset",
+                  z.caps.flavour == ZFS_FUSE ? "zfs-fuse" : "ZFS", z.caps.version);
+    return -1;
+  }
+  z.blocksize = z.caps.default_volblocksize;
+  if (vbs && (zfs_tunable_check(&z.caps, "volblocksize", vbs, true) == -1 ||
+              zfs_parse_blocksize(vbs, &z.blocksize) == -1))
+    return -1;
+
+  /* SR-wide tunables live on the SR dataset; volumes inherit them */
+  const char *compression = json_string_value(json_object_get(config, "compression"));
+  if (!compression)
+    compression = zfs_default_compression(&z.caps);
+  if (zfs_tunable_check(&z.caps, "compression", compression, true) == -1)
+    return -1;
+  props[n++] = (struct zprop){ ZFS_SR_PROP, uuid };
+  props[n++] = (struct zprop){ "compression", compression };
+  for (const char *const *t = sr_tunables + 1; *t; t++) {
+    const char *v = json_string_value(json_object_get(config, *t));
+    if (!v)
+      continue;
+    if (zfs_tunable_check(&z.caps, *t, v, true) == -1)
+      return -1;
+    props[n++] = (struct zprop){ *t, v };
+  }
+
+  /* nested SRs: none at or below path, none above it */
+  snprintf(ds, sizeof ds, "%s/%s", path, uuid);
+  {
+    char anc[512];
+    const char *targets[34];
+    int nt = 0;
+    snprintf(anc, sizeof anc, "%s", path);
+    targets[nt++] = path;
+    char *copies = strdup(path), *slash;
+    while (copies && (slash = strrchr(copies, '/')) && nt < 32) {
+      *slash = '\0';
+      targets[nt++] = strdup(copies);
+    }
+    targets[nt] = NULL;
+    json_t *up = NULL;
+    int rc = zget(&z.caps, false, ZFS_SR_PROP, targets, &up, "look for SRs above");
+    for (int i = 1; i < nt; i++)
+      free((char *)targets[i]);
+    free(copies);
+    if (rc == -1 && errno != ENOENT)
+      return -1;
+    const char *name;
+    json_t *o;
+    json_object_foreach(up, name, o) {
+      const char *v = sr_marker(o);
+      if (v) {
+        json_decref(up);
+        zl_error(EINVAL, "cannot create an SR in %s: it is inside the SR %s (nested SRs "
+                 "are refused)", path, name);
+        return -1;
+      }
+    }
+    json_decref(up);
+    const char *below[] = { path, NULL };
+    if (zget(&z.caps, true, ZFS_SR_PROP, below, &objs, "look for SRs below") == -1) {
+      if (errno != ENOENT)
+        return -1;
+      /* the parent does not exist yet: make it (not mounted) */
+      struct zargv a;
+      zcmd_create_parent(&a, &z.caps, path);
+      rc = zrun(&a, "create the parent dataset", NULL);
+      za_free(&a);
+      if (rc == -1)
+        return -1;
+    }
+    json_object_foreach(objs, name, o) {
+      const char *v = sr_marker(o);
+      if (!v || strchr(name, '@'))
+        continue;
+      if (strcmp(name, ds) == 0 && strcmp(v, uuid) == 0)
+        continue; /* our own half-made SR: carry on */
+      zl_error_kind(strcmp(name, ds) == 0 ? ZL_ERR_EXISTS : ZL_ERR_INVALID,
+                    strcmp(name, ds) == 0 ? EEXIST : EINVAL,
+                    "cannot create an SR in %s: the SR %s is there (nested SRs are "
+                    "refused)", path, name);
+      return -1;
+    }
+  }
+
+  snprintf(mnt, sizeof mnt, ZFS_MOUNT_BASE "/%s", uuid);
+  if (!json_object_get(objs, ds)) {
+    struct zargv a;
+    zcmd_create_sr(&a, &z.caps, ds, mnt, props, n);
+    int rc = zrun(&a, "create the SR dataset", NULL);
+    za_free(&a);
+    if (rc == -1)
+      return -1;
+  }
+  CLEANUP_CLOSE int dfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd == -1) {
+    zl_error(errno, "SR dataset %s is not mounted at %s: %s", ds, mnt, strerror(errno));
+    return -1;
+  }
+  if (mkdirat(dfd, ZL_PRIV_DIR, 0700) == -1 && errno != EEXIST) {
+    zl_error(errno, "%s/" ZL_PRIV_DIR ": %s", mnt, strerror(errno));
+    return -1;
+  }
+  CLEANUP_CLOSE int pfd = openat(dfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  z.dataset = ds;
+  z.pool = pool;
+  z.copies = copies_default ? atoi(copies_default) : 1;
+  identity = zfs_tools_identity();
+  if (pfd == -1 || save_state(pfd, &z, identity) == -1)
+    return -1;
+  json_object_set_new(config, "layout",
+                      json_string(z.layout == LAYOUT_ZVOL ? "zvol" : "dataset"));
+  if (!(*sr_key = strdup(mnt))) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+/* Find the SR dataset config describes, mount it if needed, return its
+ * mountpoint. */
+static int
+zfs_sr_locate(const json_t *config, char **sr_key)
+{
+  const char *path, *uuid = json_string_value(json_object_get(config, "sr_uuid"));
+  char pool[256], ds[512];
+  CLEANUP_JSON json_t *objs = NULL;
+
+  if (config_path(config, &path) == -1)
+    return -1;
+  pool_of(path, pool, sizeof pool);
+  if (check_pool(pool) == -1)
+    return -1;
+  struct zfs_caps c = { .flavour = ZFS_FUSE }; /* the most portable command line */
+  const char *targets[] = { path, NULL };
+  if (zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs,
+           "look for the SR") == -1) {
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s: %s", path, zl_error_msg());
+    return -1;
+  }
+  const char *name, *found = NULL;
+  json_t *o, *fo = NULL;
+  json_object_foreach(objs, name, o) {
+    const char *v = sr_marker(o);
+    if (!v || strchr(name, '@') || (uuid && strcmp(v, uuid) != 0))
+      continue;
+    if (found) {
+      zl_error(EINVAL, "several SRs in %s: give device-config:sr_uuid", path);
+      return -1;
+    }
+    found = name, fo = o;
+  }
+  if (!found) {
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR%s%s in %s", uuid ? " " : "", uuid ? uuid : "",
+                  path);
+    return -1;
+  }
+  snprintf(ds, sizeof ds, "%s", found);
+  const char *mnt = zfs_obj_value(fo, "mountpoint");
+  if (!mnt || mnt[0] != '/') {
+    zl_error(EINVAL, "SR dataset %s has no mountpoint", ds);
+    return -1;
+  }
+  const char *mounted = zfs_obj_value(fo, "mounted");
+  if (!mounted || strcmp(mounted, "yes") != 0) {
+    struct zargv a;
+    zcmd_mount(&a, &c, ds, true);
+    int rc = zrun(&a, "mount the SR dataset", NULL);
+    za_free(&a);
+    if (rc == -1)
+      return -1;
+  }
+  if (!(*sr_key = strdup(mnt))) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+static void
+zfs_sr_close(struct zl_sr *sr)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  if (!z)
+    return;
+  free(z->dataset);
+  free(z->pool);
+  free(z);
+  sr->be_data = NULL;
+}
+
+static int
+zfs_sr_open(struct zl_sr *sr)
+{
+  struct zfs_sr *z = calloc(1, sizeof *z);
+  CLEANUP_JSON json_t *st = NULL;
+  CLEANUP_FREE char *identity = NULL;
+
+  if (!z) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  sr->be_data = z;
+  sr->dirfd = open(sr->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (sr->dirfd == -1) {
+    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  sr->privfd = openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (sr->privfd == -1) {
+    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  if (!(st = zl_json_load_at(sr->privfd, ZFS_STATE, 1 << 20)))
+    return -1;
+  const char *ds = json_string_value(json_object_get(st, "dataset"));
+  const char *pool = json_string_value(json_object_get(st, "pool"));
+  const char *layout = json_string_value(json_object_get(st, "layout"));
+  if (!ds || !pool || !layout ||
+      zfs_caps_from_json(json_object_get(st, "caps"), &z->caps) == -1) {
+    zl_error(EINVAL, "SR %s: " ZFS_STATE " is malformed", sr->key);
+    return -1;
+  }
+  z->dataset = strdup(ds);
+  z->pool = strdup(pool);
+  z->layout = strcmp(layout, "zvol") == 0 ? LAYOUT_ZVOL : LAYOUT_DATASET;
+  z->blocksize = json_integer_value(json_object_get(st, "blocksize"));
+  z->copies = (int)json_integer_value(json_object_get(st, "copies"));
+  if (z->copies < 1)
+    z->copies = 1;
+
+  /* the tools changed (upgrade): probe again, keep the decision cached */
+  identity = zfs_tools_identity();
+  const char *was = json_string_value(json_object_get(st, "identity"));
+  if (identity && (!was || strcmp(was, identity) != 0)) {
+    struct zfs_caps c;
+    if (zfs_caps_probe(z->pool, &c) == 0) {
+      zl_info("SR %s: ZFS tools changed; capabilities probed again (%s %s)", sr->key,
+              c.flavour == ZFS_FUSE ? "zfs-fuse" : "OpenZFS", c.version);
+      z->caps = c;
+      if (save_state(sr->privfd, z, identity) == -1)
+        zl_warn("SR %s: cannot cache capabilities: %s", sr->key, zl_error_msg());
+    }
+    zl_error_clear();
+  }
+  return z->dataset && z->pool ? 0 : (zl_error(ENOMEM, "out of memory"), -1);
+}
+
+static int
+zfs_sr_remove(struct zl_sr *sr)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  struct zargv a;
+  int rc;
+
+  if (zfs_sr_clear_internal(sr) == -1)
+    return -1;
+  /* the private area lives on the dataset: clear it, then the dataset */
+  const char *files[] = { "lock", ZFS_STATE, NULL };
+  for (const char **f = files; *f; f++)
+    unlinkat(sr->privfd, *f, 0);
+  const char *dirs[] = { "journal", "locks", "snapidx", NULL };
+  for (const char **d = dirs; *d; d++) {
+    CLEANUP_CLOSE int fd = openat(sr->privfd, *d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CLEANUP_DIR DIR *dir = fd >= 0 ? fdopendir(dup(fd)) : NULL;
+    struct dirent *de;
+    while (dir && (de = readdir(dir)))
+      unlinkat(fd, de->d_name, 0);
+    unlinkat(sr->privfd, *d, AT_REMOVEDIR);
+  }
+  unlinkat(sr->dirfd, ZL_PRIV_DIR, AT_REMOVEDIR);
+  close(sr->privfd);
+  close(sr->dirfd);
+  if (sr->lockfd >= 0)
+    close(sr->lockfd);
+  sr->privfd = sr->dirfd = sr->lockfd = -1;
+  sr->lock_mode = 0;
+
+  zcmd_mount(&a, &z->caps, z->dataset, false);
+  zrun(&a, "unmount the SR dataset", NULL);
+  za_free(&a);
+  zl_error_clear();
+  za_init(&a, "zfs");
+  za_add(&a, "destroy");
+  za_add(&a, "-r");
+  za_add(&a, z->dataset);
+  rc = zrun(&a, "destroy the SR dataset", NULL);
+  za_free(&a);
+  if (rc == 0)
+    rmdir(sr->key);
+  return rc;
+}
+
+static int
+zfs_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { z->dataset, NULL };
+
+  if (zget(&z->caps, false, "used,available,quota", targets, &objs, "SR space") == -1)
+    return -1;
+  json_t *o = json_object_get(objs, z->dataset);
+  const char *u = zfs_obj_value(o, "used"), *av = zfs_obj_value(o, "available");
+  const char *q = zfs_obj_value(o, "quota");
+  if (!u || !av) {
+    zl_error(EIO, "SR %s: zfs did not report used/available", sr->key);
+    return -1;
+  }
+  int64_t used = strtoll(u, NULL, 10), avail = strtoll(av, NULL, 10);
+  int64_t quota = q ? strtoll(q, NULL, 10) : 0;
+  *total = quota > 0 ? quota : used + avail;
+  *free_ = avail;
+  return 0;
+}
+
+static int
+zfs_sr_probe(const json_t *config, json_t *results)
+{
+  const char *path;
+  char pool[256];
+  CLEANUP_JSON json_t *objs = NULL;
+  struct zfs_caps c = { .flavour = ZFS_FUSE };
+
+  if (config_path(config, &path) == -1)
+    return -1;
+  pool_of(path, pool, sizeof pool);
+  if (check_pool(pool) == -1) {
+    /* report, never import */
+    json_array_append_new(results, json_pack("{s:{s:s}, s:b, s:s}", "configuration",
+                                             "path", path, "can_create", 0, "reason",
+                                             zl_error_msg()));
+    zl_error_clear();
+    return 0;
+  }
+  const char *targets[] = { path, NULL };
+  bool exists = zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs,
+                     "probe") == 0;
+  zl_error_clear();
+  const char *name;
+  json_t *o;
+  char why[600] = "";
+  json_object_foreach(objs, name, o) {
+    const char *v = sr_marker(o);
+    const char *m = zfs_obj_value(o, "mountpoint");
+    if (!v || strchr(name, '@'))
+      continue;
+    snprintf(why, sizeof why, "the SR %s is in %s (nested SRs are refused)", name, path);
+    const char *mounted = zfs_obj_value(o, "mounted");
+    if (m && mounted && strcmp(mounted, "yes") == 0)
+      json_array_append_new(results,
+                            json_pack("{s:s, s:{s:s}}", "sr_key", m, "configuration",
+                                      "path", path));
+    else
+      json_array_append_new(results,
+                            json_pack("{s:{s:s, s:s}, s:b, s:s}", "configuration", "path",
+                                      path, "sr_uuid", v, "can_create", 0, "reason",
+                                      "an SR is here but not mounted: attach it"));
+  }
+  json_array_append_new(results,
+                        json_pack("{s:{s:s}, s:b, s:s}", "configuration", "path", path,
+                                  "can_create", why[0] == 0, "reason",
+                                  why[0]  ? why
+                                  : exists ? "an SR can be created in this dataset"
+                                           : "the dataset will be created"));
+  return 0;
+}
+
+static char *
+zfs_sr_summary(struct zl_sr *sr)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  const struct zfs_caps *c = &z->caps;
+  char *out = NULL;
+
+  if (asprintf(&out, "zfs=%s-%s pool=%s pool_version=%d layout=%s blocksize=%lld lz4=%s "
+               "zstd=%s lzc=%s",
+               c->flavour == ZFS_FUSE ? "zfs-fuse" : "openzfs", c->version, z->pool,
+               c->pool_version, z->layout == LAYOUT_ZVOL ? "zvol" : "dataset",
+               (long long)z->blocksize, c->lz4 ? "yes" : "no", c->zstd ? "yes" : "no",
+               zfs_lzc_available() ? "yes" : "no") < 0)
+    return NULL;
+  return out;
+}
+
+static unsigned
+zfs_caps_bits(struct zl_sr *sr)
+{
+  (void)sr;
+  return ZL_CAP_REFLINK | ZL_CAP_THICK | ZL_CAP_CLONES_PIN | ZL_CAP_SPARSE;
+}
+
+static json_t *
+zfs_config_help(void)
+{
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "path",
+                   "<pool>[/<parent dataset>]: where the SR's dataset is made (the pool "
+                   "must be imported)",
+                   "layout", "zvol (a raw zvol per volume; OpenZFS) or dataset (a "
+                   "filesystem per volume holding one raw file); default: zvol where "
+                   "the host has zvols",
+                   "provisioning", "thin (sparse, the default) or thick (refreservation)",
+                   "compression", "SR default; lz4 where available, else on",
+                   "copies", "SR default: 1, 2 or 3", "sync",
+                   "SR default: standard, always or disabled (OpenZFS)", "primarycache",
+                   "SR default: all, none or metadata", "secondarycache",
+                   "SR default: all, none or metadata", "logbias",
+                   "SR default: latency or throughput", "volblocksize",
+                   "block size of new volumes (power of two, 512 to 128K or 1M)");
+}
+
+static json_t *
+zfs_features(void)
+{
+  return json_pack("[s, s]", "THIN_PROVISIONING", "LARGE_VDI");
+}
+
+const struct zl_backend zl_backend_zfs = {
+  .name = "zfs",
+  .sr_type = "zfs-live",
+  .title = "zfs-live ZFS SR",
+  .description = "VM disks as ZFS zvols (or datasets holding one raw file where zvols "
+                 "are unavailable); instant ZFS snapshots and clones, per-disk "
+                 "compression and tuning, thin or thick",
+  .size_granularity = 1 << 20,
+  .config_help = zfs_config_help,
+  .features = zfs_features,
+  .caps = zfs_caps_bits,
+  .sr_key_valid = zl_path_key_valid,
+  .sr_prepare = zfs_sr_prepare,
+  .sr_locate = zfs_sr_locate,
+  .sr_open = zfs_sr_open,
+  .sr_close = zfs_sr_close,
+  .sr_remove = zfs_sr_remove,
+  .sr_space = zfs_sr_space,
+  .sr_probe = zfs_sr_probe,
+  .sr_summary = zfs_sr_summary,
+  .vol_list = zfs_vol_list,
+  .vol_get = zfs_vol_get,
+  .vol_create = zfs_vol_create,
+  .vol_copy = zfs_vol_copy,
+  .vol_discard = zfs_vol_discard,
+  .vol_destroy = zfs_vol_destroy,
+  .vol_resize = zfs_vol_resize,
+  .vol_revert = zfs_vol_revert,
+  .vol_set_meta = zfs_vol_set_meta,
+  .vol_open = zfs_vol_open,
+  .vol_dependents = zfs_vol_dependents,
+  .vol_tune = zfs_vol_tune,
+};

@@ -1,0 +1,674 @@
+/* zfs-vol.c: volumes of the ZFS backend: listing, create, snapshot and
+ * clone, destroy, metadata, dependents, tunables.  Revert, data access and
+ * internal objects are in zfs-data.c.  See zfs.h for the layout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/zfs.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/json.h"
+#include "util/log.h"
+
+#define SNAPIDX "snapidx"
+
+/* --- naming ---------------------------------------------------------------- */
+
+/* The snapshot index: snapidx/<key> holds the dataset component the
+ * snapshot belongs to.  A cache: when wrong, a scan finds the snapshot and
+ * the entry is rewritten. */
+int
+zfs_index_read(struct zl_sr *sr, const char *key, char *parent, size_t len)
+{
+  char name[NAME_MAX + 1];
+  CLEANUP_FREE char *buf = NULL;
+
+  snprintf(name, sizeof name, SNAPIDX "/%s", key);
+  if (zl_read_file_at(sr->privfd, name, 512, &buf, NULL) == -1)
+    return -1;
+  snprintf(parent, len, "%.*s", (int)strcspn(buf, "\n"), buf);
+  return parent[0] ? 0 : (errno = ENOENT, -1);
+}
+
+int
+zfs_index_write(struct zl_sr *sr, const char *key, const char *parent)
+{
+  CLEANUP_CLOSE int dfd = -1;
+
+  if (mkdirat(sr->privfd, SNAPIDX, 0700) == -1 && errno != EEXIST) {
+    zl_error(errno, "snapshot index: %s", strerror(errno));
+    return -1;
+  }
+  dfd = openat(sr->privfd, SNAPIDX, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (dfd == -1) {
+    zl_error(errno, "snapshot index: %s", strerror(errno));
+    return -1;
+  }
+  return zl_write_file_atomic(dfd, key, parent, strlen(parent), false);
+}
+
+void
+zfs_index_remove(struct zl_sr *sr, const char *key)
+{
+  char name[NAME_MAX + 1];
+
+  snprintf(name, sizeof name, SNAPIDX "/%s", key);
+  unlinkat(sr->privfd, name, 0);
+}
+
+/* The ZFS name of key: <sr>/<parent>@<key> for a snapshot in the index,
+ * <sr>/<key> otherwise.  *is_snap tells which. */
+void
+zfs_name_of(struct zl_sr *sr, const char *key, char *out, size_t len, bool *is_snap)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char parent[256];
+
+  if (zfs_index_read(sr, key, parent, sizeof parent) == 0) {
+    snprintf(out, len, "%s/%s@%s", z->dataset, parent, key);
+    *is_snap = true;
+  } else {
+    snprintf(out, len, "%s/%s", z->dataset, key);
+    *is_snap = false;
+  }
+  zl_error_clear();
+}
+
+/* The part of a ZFS name after the SR dataset: "<comp>" or "<comp>@<snap>". */
+static const char *
+rel_name(const struct zfs_sr *z, const char *name)
+{
+  size_t n = strlen(z->dataset);
+  return strncmp(name, z->dataset, n) == 0 && name[n] == '/' ? name + n + 1 : NULL;
+}
+
+static const char *
+props_to_get(const struct zfs_sr *z)
+{
+  static char buf[768];
+  snprintf(buf, sizeof buf,
+           "type,used,volsize,refreservation,origin,compression,copies,primarycache,"
+           "secondarycache,logbias,recordsize,volblocksize%s,%s",
+           z->caps.sync_prop ? ",sync" : "", zfs_meta_prop_list());
+  return buf;
+}
+
+static int64_t
+num(const json_t *o, const char *prop)
+{
+  const char *v = zfs_obj_value(o, prop);
+  return v ? strtoll(v, NULL, 10) : 0;
+}
+
+/* The size of a dataset-layout volume: its file. */
+static int
+file_size(struct zl_sr *sr, const char *comp, int64_t *size)
+{
+  char path[PATH_MAX];
+  struct stat st;
+
+  snprintf(path, sizeof path, "%s/" ZFS_DISK, comp);
+  if (fstatat(sr->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode)) {
+    zl_error(errno ? errno : EINVAL, "%s/%s: %s", sr->key, path, strerror(errno));
+    return -1;
+  }
+  *size = st.st_size;
+  return 0;
+}
+
+/* Build meta (with the storage facts) and info for one object.  Returns 0,
+ * 1 if the object is not a committed volume of ours (skip it), -1 on error. */
+static int
+describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
+         struct zl_vol_info *info)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  const char *rel = rel_name(z, name);
+  const char *type = zfs_obj_value(o, "type");
+  const char *at;
+
+  *metap = NULL;
+  if (!rel || !type || strncmp(rel, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) == 0)
+    return 1;
+  json_t *meta = zfs_meta_decode(o, name);
+  if (!meta)
+    return zl_error_errno() == EINVAL ? (zl_warn("%s", zl_error_msg()), 1) : 1;
+  const char *key = json_string_value(json_object_get(meta, "key"));
+  at = strchr(rel, '@');
+  /* the object's own name must be its key (a revert in progress renames) */
+  if (!key || strcmp(at ? at + 1 : rel, key) != 0 || (!at && strchr(rel, '/'))) {
+    json_decref(meta);
+    return 1;
+  }
+  bool snap = strcmp(type, "snapshot") == 0;
+  info->physical_utilisation = num(o, "used");
+  if (strcmp(type, "volume") == 0 || (snap && zfs_obj_value(o, "volsize"))) {
+    info->virtual_size = num(o, "volsize");
+  } else if (snap) {
+    json_t *s = json_object_get(meta, "size");
+    info->virtual_size = json_is_integer(s) ? json_integer_value(s) : 0;
+  } else if (file_size(sr, rel, &info->virtual_size) == -1) {
+    json_decref(meta); /* no disk.img: a create that did not finish */
+    return 1;
+  }
+  static const char *const tun[] = { "compression", "copies", "sync", "primarycache",
+                                     "secondarycache", "logbias", NULL };
+  json_t *t = json_object();
+  for (const char *const *p = tun; *p; p++) {
+    const char *v = zfs_obj_value(o, *p), *src = zfs_obj_source(o, *p);
+    if (v)
+      json_object_set_new(t, *p, json_pack("{s:s, s:s}", "value", v, "source",
+                                           src && strncmp(src, "inherited", 9) == 0
+                                               ? "inherited"
+                                               : (src ? src : "-")));
+  }
+  const char *bs = zfs_obj_value(o, strcmp(type, "volume") == 0 ? "volblocksize"
+                                                                 : "recordsize");
+  if (bs)
+    json_object_set_new(t, "volblocksize", json_pack("{s:s, s:s}", "value", bs, "source",
+                                                     "creation"));
+  int64_t refres = num(o, "refreservation");
+  json_object_set_new(meta, ZL_META_STORAGE,
+                      json_pack("{s:s, s:s, s:s, s:I, s:o}", "object", name, "layout",
+                                z->layout == LAYOUT_ZVOL ? "zvol" : "dataset",
+                                "provisioning", refres > 0 ? "thick" : "thin",
+                                "refreservation", (json_int_t)refres, "tunables", t));
+  *metap = meta;
+  return 0;
+}
+
+int
+zfs_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { z->dataset, NULL };
+  const char *name;
+  json_t *o;
+
+  if (zget(&z->caps, true, props_to_get(z), targets, &objs, "list the SR") == -1)
+    return -1;
+  json_object_foreach(objs, name, o) {
+    json_t *meta;
+    struct zl_vol_info info;
+    int r = describe(sr, name, o, &meta, &info);
+    if (r == -1)
+      return -1;
+    if (r == 1)
+      continue;
+    const char *key = json_string_value(json_object_get(meta, "key"));
+    r = cb(opaque, key, meta, &info);
+    json_decref(meta);
+    if (r == -1)
+      return -1;
+  }
+  return 0;
+}
+
+/* Find a snapshot by key when the index is missing or wrong. */
+static int
+find_snapshot(struct zl_sr *sr, const char *key, json_t **objp, char *name, size_t len)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { z->dataset, NULL };
+  const char *n;
+  json_t *o;
+
+  if (zget(&z->caps, true, props_to_get(z), targets, &objs, "look for a snapshot") == -1)
+    return -1;
+  json_object_foreach(objs, n, o) {
+    const char *at = strchr(n, '@');
+    if (at && strcmp(at + 1, key) == 0) {
+      const char *rel = rel_name(z, n);
+      char parent[256];
+      snprintf(parent, sizeof parent, "%.*s", rel ? (int)(at - rel) : 0, rel ? rel : "");
+      zfs_index_write(sr, key, parent); /* repair the cache */
+      snprintf(name, len, "%s", n);
+      *objp = json_incref(o);
+      return 0;
+    }
+  }
+  zl_error(ENOENT, "no snapshot %s in %s", key, z->dataset);
+  return -1;
+}
+
+int
+zfs_vol_get(struct zl_sr *sr, const char *key, json_t **metap, struct zl_vol_info *infop)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char name[600];
+  bool snap;
+  CLEANUP_JSON json_t *objs = NULL;
+  CLEANUP_JSON json_t *o = NULL;
+  struct zl_vol_info info;
+  json_t *meta;
+
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  const char *targets[] = { name, NULL };
+  if (zget(&z->caps, false, props_to_get(z), targets, &objs, "stat") == 0) {
+    o = json_incref(json_object_get(objs, name));
+  } else if (errno != ENOENT) {
+    return -1;
+  } else if (snap && find_snapshot(sr, key, &o, name, sizeof name) == -1) {
+    zfs_index_remove(sr, key);
+    return -1;
+  }
+  if (!o) {
+    zl_error(ENOENT, "volume %s does not exist", key);
+    return -1;
+  }
+  if (describe(sr, name, o, &meta, &info) != 0) {
+    zl_error(ENOENT, "volume %s does not exist (or was never completed)", key);
+    return -1;
+  }
+  if (infop)
+    *infop = info;
+  if (metap)
+    *metap = meta;
+  else
+    json_decref(meta);
+  return 0;
+}
+
+/* --- making volumes ---------------------------------------------------------- */
+
+static int
+make_disk_file(struct zl_sr *sr, const char *key, int64_t size)
+{
+  char path[PATH_MAX];
+  CLEANUP_CLOSE int fd = -1;
+
+  snprintf(path, sizeof path, "%s/" ZFS_DISK, key);
+  fd = openat(sr->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd == -1) {
+    zl_error(errno, "%s/%s: %s (is the volume's dataset mounted?)", sr->key, path,
+             strerror(errno));
+    return -1;
+  }
+  if (ftruncate(fd, size) == -1 || fsync(fd) == -1) {
+    zl_error(errno, "%s/%s: %s", sr->key, path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int
+zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+               const json_t *meta, struct zl_vol_info *out)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  struct zprop props[ZFS_META_CHUNKS];
+  int n;
+  CLEANUP_FREE char *buf = NULL;
+  char ds[600];
+  struct zargv a;
+
+  if (zfs_meta_encode(meta, props, &n, &buf) == -1)
+    return -1;
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, key);
+  zcmd_create_volume(&a, &z->caps, z->layout, ds, size, z->blocksize, thick, z->copies,
+                     props, n);
+  int rc = zrun(&a, "create", NULL);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
+  zl_fault("create", "data");
+  /* as made: thin allocates nothing yet; thick reserves (reported by stat) */
+  out->virtual_size = size;
+  out->physical_utilisation = 0;
+  if (z->layout == LAYOUT_DATASET)
+    return make_disk_file(sr, key, size); /* the commit: describe() needs it */
+  return 0;
+}
+
+static int
+snapshot_cmd(struct zfs_sr *z, const char *snap, const struct zprop *props, int n)
+{
+  if (zfs_lzc_available())
+    return zfs_lzc_snapshot(snap, props, n);
+  struct zargv a;
+  zcmd_snapshot(&a, &z->caps, snap, props, n);
+  int rc = zrun(&a, "snapshot", NULL);
+  za_free(&a);
+  return rc;
+}
+
+/* Data written through the file must reach ZFS before a snapshot. */
+static void
+flush_file(struct zl_sr *sr, const char *comp)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/" ZFS_DISK, comp);
+  int fd = openat(sr->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+int
+zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_kind kind,
+             bool thick, const json_t *meta, const struct zl_vol_info *src_info,
+             struct zl_vol_info *out)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  const char *op = kind == ZL_COPY_SNAPSHOT ? "snapshot" : "clone";
+  char srcname[600], origin[700], ds[600];
+  bool src_snap;
+  struct zprop props[ZFS_META_CHUNKS + 2];
+  int n;
+  CLEANUP_FREE char *buf = NULL;
+  CLEANUP_JSON json_t *m = json_deep_copy(meta);
+  const struct zl_vol_info info = *src_info;
+
+  zfs_name_of(sr, src, srcname, sizeof srcname, &src_snap);
+  /* a new snapshot or clone shares all its data: it has used nothing yet */
+  out->virtual_size = src_info->virtual_size;
+  out->physical_utilisation = 0;
+  if (kind == ZL_COPY_SNAPSHOT) {
+    if (src_snap) {
+      zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
+                    "%s is a snapshot; ZFS cannot snapshot a snapshot (clone it first)",
+                    src);
+      return -1;
+    }
+    if (z->layout == LAYOUT_DATASET) {
+      /* a snapshot's file cannot be stat()ed everywhere (no .zfs on
+       * zfs-fuse): its size, immutable, is recorded with it */
+      json_object_set_new(m, "size", json_integer(info.virtual_size));
+      flush_file(sr, src);
+    }
+    if (zfs_meta_encode(m, props, &n, &buf) == -1 || zfs_index_write(sr, dst, src) == -1)
+      return -1;
+    snprintf(origin, sizeof origin, "%s@%s", srcname, dst);
+    if (snapshot_cmd(z, origin, props, n) == -1)
+      return -1;
+    zl_fault(op, "data");
+    return 0;
+  }
+
+  /* clone: of a snapshot directly; of a writable volume through an internal
+   * snapshot that goes when the clone goes */
+  if (src_snap) {
+    snprintf(origin, sizeof origin, "%s", srcname);
+  } else {
+    if (z->layout == LAYOUT_DATASET)
+      flush_file(sr, src);
+    snprintf(origin, sizeof origin, "%s@" ZFS_ORIGIN_PREFIX "%s", srcname, dst);
+    if (snapshot_cmd(z, origin, NULL, 0) == -1)
+      return -1;
+  }
+  if (zfs_meta_encode(m, props, &n, &buf) == -1)
+    return -1;
+  char refres[64];
+  if (thick) {
+    if (z->layout == LAYOUT_ZVOL && z->caps.refres_auto)
+      snprintf(refres, sizeof refres, "auto");
+    else
+      snprintf(refres, sizeof refres, "%lld",
+               (long long)zfs_thick_reservation(info.virtual_size, z->blocksize,
+                                                z->copies));
+    props[n++] = (struct zprop){ "refreservation", refres };
+  }
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, dst);
+  struct zargv a;
+  zcmd_clone(&a, &z->caps, origin, ds, props, n);
+  int rc = zrun(&a, "clone", NULL);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
+  zl_fault(op, "data");
+  return 0;
+}
+
+/* --- removing volumes -------------------------------------------------------- */
+
+/* Destroy one ZFS object, unmounting a filesystem first; gone is fine. */
+int
+zfs_destroy_object(struct zfs_sr *z, const char *name)
+{
+  struct zargv a;
+  int rc;
+
+  if (strchr(name, '@') && zfs_lzc_available())
+    return zfs_lzc_destroy_snapshot(name);
+  if (!strchr(name, '@') && z->layout == LAYOUT_DATASET) {
+    zcmd_mount(&a, &z->caps, name, false);
+    zrun(&a, "unmount", NULL); /* "not mounted" is fine */
+    za_free(&a);
+    zl_error_clear();
+  }
+  zcmd_destroy(&a, &z->caps, name);
+  rc = zrun(&a, "destroy", NULL);
+  za_free(&a);
+  if (rc == -1 && errno == ENOENT) {
+    zl_error_clear();
+    return 0;
+  }
+  return rc;
+}
+
+/* The internal origin snapshot of clone key, wherever it is ("" if none). */
+static int
+find_origin_snapshot(struct zfs_sr *z, const char *key, char *out, size_t len)
+{
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { z->dataset, NULL };
+  char want[300];
+  const char *n;
+  json_t *o;
+
+  out[0] = '\0';
+  if (zget(&z->caps, true, "type", targets, &objs, "look for origins") == -1)
+    return -1;
+  snprintf(want, sizeof want, "@" ZFS_ORIGIN_PREFIX "%s", key);
+  json_object_foreach(objs, n, o) {
+    const char *at = strchr(n, '@');
+    if (at && strcmp(at, want) == 0)
+      snprintf(out, len, "%s", n);
+  }
+  return 0;
+}
+
+int
+zfs_vol_discard(struct zl_sr *sr, const char *key)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char name[600], origin[700];
+  bool snap;
+
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  if (zfs_destroy_object(z, name) == -1)
+    return -1;
+  if (snap) {
+    zfs_index_remove(sr, key);
+    return 0;
+  }
+  if (find_origin_snapshot(z, key, origin, sizeof origin) == -1)
+    return -1;
+  return origin[0] ? zfs_destroy_object(z, origin) : 0;
+}
+
+int
+zfs_vol_destroy(struct zl_sr *sr, const char *key)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char name[600], origin[700] = "", ro[600];
+  bool snap;
+
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  if (snap) {
+    /* the read-only clone a snapshot may have been read through goes first */
+    snprintf(ro, sizeof ro, "%s/" ZFS_RO_PREFIX "%s", z->dataset, key);
+    if (zfs_destroy_object(z, ro) == -1)
+      return -1;
+    zl_fault("destroy", "unlisted");
+    if (zfs_destroy_object(z, name) == -1)
+      return -1;
+    zl_fault("destroy", "removed");
+    zfs_index_remove(sr, key);
+    return 0;
+  }
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = { name, NULL };
+  if (zget(&z->caps, false, "origin", targets, &objs, "destroy") == 0) {
+    const char *org = zfs_obj_value(json_object_get(objs, name), "origin");
+    char want[300];
+    snprintf(want, sizeof want, "@" ZFS_ORIGIN_PREFIX "%s", key);
+    if (org && strlen(org) > strlen(want) &&
+        strcmp(org + strlen(org) - strlen(want), want) == 0)
+      snprintf(origin, sizeof origin, "%s", org);
+  } else if (errno == ENOENT) {
+    /* already gone (a re-run after a crash): its origin may remain */
+    if (find_origin_snapshot(z, key, origin, sizeof origin) == -1)
+      return -1;
+  } else {
+    return -1;
+  }
+  zl_fault("destroy", "unlisted");
+  if (zfs_destroy_object(z, name) == -1)
+    return -1;
+  if (origin[0] && zfs_destroy_object(z, origin) == -1)
+    return -1;
+  zl_fault("destroy", "removed");
+  return 0;
+}
+
+/* --- metadata, size, dependents, tunables ------------------------------------ */
+
+int
+zfs_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  struct zprop props[ZFS_META_CHUNKS];
+  int n;
+  CLEANUP_FREE char *buf = NULL;
+  char name[600];
+  bool snap;
+
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  if (zfs_meta_encode(meta, props, &n, &buf) == -1)
+    return -1;
+  /* chunk 0 (header, count, checksum) last: readers never see a mix */
+  for (int i = n - 1; i >= 0; i--) {
+    struct zargv a;
+    zcmd_set(&a, &z->caps, name, props[i].name, props[i].value);
+    int rc = zrun(&a, "store metadata", NULL);
+    za_free(&a);
+    if (rc == -1)
+      return -1;
+  }
+  return 0;
+}
+
+int
+zfs_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char ds[600], path[PATH_MAX];
+  struct zl_vol_info info;
+  struct zargv a;
+  int rc;
+
+  if (zfs_vol_get(sr, key, NULL, &info) == -1)
+    return -1;
+  if (size < info.virtual_size) {
+    zl_error_kind(ZL_ERR_SIZE, EINVAL, "volume %s is larger than %lld bytes", key,
+                  (long long)size);
+    return -1;
+  }
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, key);
+  if (z->layout == LAYOUT_ZVOL) {
+    zl_fault("resize", "reserved");
+    zcmd_volsize(&a, &z->caps, ds, size); /* libzfs keeps a thick reservation */
+    rc = zrun(&a, "resize", NULL);
+    za_free(&a);
+    return rc;
+  }
+  if (thick) { /* reserve first: a failure leaves the old size */
+    char v[32];
+    snprintf(v, sizeof v, "%lld",
+             (long long)zfs_thick_reservation(size, z->blocksize, z->copies));
+    zcmd_set(&a, &z->caps, ds, "refreservation", v);
+    rc = zrun(&a, "reserve space", NULL);
+    za_free(&a);
+    if (rc == -1)
+      return -1;
+  }
+  zl_fault("resize", "reserved");
+  snprintf(path, sizeof path, "%s/%s/" ZFS_DISK, sr->key, key);
+  if (truncate(path, size) == -1) {
+    zl_error(errno, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int
+zfs_vol_dependents(struct zl_sr *sr, const char *key)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char name[600];
+  bool snap;
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *n;
+  json_t *o;
+  int count = 0;
+
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  const char *targets[] = { snap ? z->dataset : name, NULL };
+  /* a snapshot is kept by its clones (not by the internal read clone); a
+   * volume by its snapshots (user ones, hidden ones, clone origins) */
+  if (zget(&z->caps, true, "origin", targets, &objs, "dependents") == -1)
+    return errno == ENOENT ? 0 : -1;
+  json_object_foreach(objs, n, o) {
+    const char *rel = rel_name(z, n);
+    if (snap) {
+      const char *org = zfs_obj_value(o, "origin");
+      if (org && strcmp(org, name) == 0 && rel &&
+          strncmp(rel, ZFS_RO_PREFIX, strlen(ZFS_RO_PREFIX)) != 0)
+        count++;
+    } else if (strncmp(n, name, strlen(name)) == 0 && n[strlen(name)] == '@') {
+      count++;
+    }
+  }
+  return count;
+}
+
+int
+zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char name[600];
+  bool snap;
+  struct zargv a;
+  int rc;
+
+  if (!zfs_is_tunable(prop))
+    return 0;
+  if (value && zfs_tunable_check(&z->caps, prop, value, false) == -1)
+    return -1;
+  if (!value && strcmp(prop, "volblocksize") == 0)
+    return zfs_tunable_check(&z->caps, prop, "x", false);
+  zfs_name_of(sr, key, name, sizeof name, &snap);
+  if (snap) {
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "%s is a snapshot: its tunables are those of "
+                  "the volume when it was taken", key);
+    return -1;
+  }
+  if (value)
+    zcmd_set(&a, &z->caps, name, prop, value);
+  else
+    zcmd_inherit(&a, &z->caps, name, prop);
+  rc = zrun(&a, value ? "set a tunable" : "reset a tunable", NULL);
+  za_free(&a);
+  return rc == 0 ? 1 : -1;
+}

@@ -1,0 +1,226 @@
+/* exec.c: see exec.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "exec.h"
+#include "log.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define OUTPUT_MAX   (256u << 20)
+
+static unsigned count;
+
+unsigned
+zl_exec_count(void)
+{
+  return count;
+}
+
+void
+zl_exec_result_free(struct zl_exec_result *res)
+{
+  free(res->out);
+  free(res->err);
+  res->out = res->err = NULL;
+  res->outlen = res->errlen = 0;
+}
+
+const char *
+zl_exec_reason(const struct zl_exec_result *res)
+{
+  static _Thread_local char buf[512];
+  const char *e = res->err ? res->err : "";
+  size_t n = strcspn(e, "\n");
+
+  if (n == 0)
+    snprintf(buf, sizeof buf, "exit status %d", res->status);
+  else
+    snprintf(buf, sizeof buf, "%.*s", (int)n, e);
+  return buf;
+}
+
+/* In the child: exec name through PATH; returns only on failure. */
+static void
+exec_path(const char *const *argv)
+{
+  const char *name = argv[0];
+  const char *path = getenv("PATH");
+  char full[4096];
+
+  if (strchr(name, '/')) {
+    execv(name, (char *const *)argv);
+    return;
+  }
+  if (!path || !*path)
+    path = DEFAULT_PATH;
+  while (*path) {
+    size_t n = strcspn(path, ":");
+    snprintf(full, sizeof full, "%.*s/%s", (int)(n ? n : 1), n ? path : ".", name);
+    execv(full, (char *const *)argv);
+    path += n + (path[n] == ':');
+  }
+}
+
+static int
+append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
+{
+  if (*len + n + 1 > *cap) {
+    size_t nc = *cap ? *cap : 4096;
+    while (nc < *len + n + 1)
+      nc *= 2;
+    if (nc > OUTPUT_MAX)
+      return -1;
+    char *nb = realloc(*buf, nc);
+    if (!nb)
+      return -1;
+    *buf = nb;
+    *cap = nc;
+  }
+  memcpy(*buf + *len, data, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+  return 0;
+}
+
+int
+zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *res)
+{
+  int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+  size_t outcap = 0, errcap = 0, inlen = stdin_data ? strlen(stdin_data) : 0, inoff = 0;
+  struct timespec t0, t1;
+  pid_t pid;
+  int wstatus;
+
+  memset(res, 0, sizeof *res);
+  if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
+      pipe2(err, O_CLOEXEC) == -1) {
+    zl_error(errno, "%s: pipe: %s", argv[0], strerror(errno));
+    goto fail_fds;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pid = fork();
+  if (pid == -1) {
+    zl_error(errno, "%s: fork: %s", argv[0], strerror(errno));
+    goto fail_fds;
+  }
+  if (pid == 0) {
+    /* child: stdio from the pipes, nothing else inherited */
+    signal(SIGPIPE, SIG_DFL);
+    if (dup2(in[0], 0) == -1 || dup2(out[1], 1) == -1 || dup2(err[1], 2) == -1)
+      _exit(126);
+    closefrom(3);
+    exec_path(argv);
+    dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  in[0] = out[1] = err[1] = -1;
+  if (inlen == 0) {
+    close(in[1]);
+    in[1] = -1;
+  } else {
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+  }
+  count++;
+
+  struct pollfd p[3];
+  for (;;) {
+    int n = 0, iout = -1, ierr = -1, iin = -1;
+    if (out[0] >= 0)
+      iout = n, p[n++] = (struct pollfd){ .fd = out[0], .events = POLLIN };
+    if (err[0] >= 0)
+      ierr = n, p[n++] = (struct pollfd){ .fd = err[0], .events = POLLIN };
+    if (in[1] >= 0)
+      iin = n, p[n++] = (struct pollfd){ .fd = in[1], .events = POLLOUT };
+    if (n == 0)
+      break;
+    if (poll(p, (nfds_t)n, -1) == -1) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    char buf[65536];
+    for (int k = 0; k < 2; k++) {
+      int idx = k == 0 ? iout : ierr;
+      int *fd = k == 0 ? &out[0] : &err[0];
+      if (idx < 0 || !(p[idx].revents & (POLLIN | POLLHUP | POLLERR)))
+        continue;
+      ssize_t r = read(*fd, buf, sizeof buf);
+      if (r > 0) {
+        int a = k == 0 ? append(&res->out, &res->outlen, &outcap, buf, (size_t)r)
+                       : append(&res->err, &res->errlen, &errcap, buf, (size_t)r);
+        if (a == -1) { /* too much output: stop reading, the child gets EPIPE */
+          close(*fd);
+          *fd = -1;
+        }
+      } else if (r == 0 || errno != EINTR) {
+        close(*fd);
+        *fd = -1;
+      }
+    }
+    if (iin >= 0 && (p[iin].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t w = write(in[1], stdin_data + inoff, inlen - inoff);
+      if (w > 0)
+        inoff += (size_t)w;
+      if (w < 0 ? errno != EAGAIN && errno != EINTR : inoff == inlen) {
+        close(in[1]);
+        in[1] = -1;
+      }
+    }
+  }
+  while (waitpid(pid, &wstatus, 0) == -1) {
+    if (errno != EINTR) {
+      zl_error(errno, "%s: waitpid: %s", argv[0], strerror(errno));
+      zl_exec_result_free(res);
+      return -1;
+    }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  res->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  if (!res->out && append(&res->out, &res->outlen, &outcap, "", 0) == -1)
+    goto oom;
+  if (!res->err && append(&res->err, &res->errlen, &errcap, "", 0) == -1)
+    goto oom;
+  if (res->status == 127 && strstr(res->err, "cannot run ")) {
+    zl_error(ENOENT, "%s is not installed (not found in PATH)", argv[0]);
+    zl_exec_result_free(res);
+    return -1;
+  }
+  if (zl_log_enabled(LOG_DEBUG)) {
+    char line[1024] = "";
+    for (const char *const *a = argv; *a && strlen(line) < sizeof line - 64; a++) {
+      strncat(line, *a, sizeof line - strlen(line) - 2);
+      strncat(line, " ", sizeof line - strlen(line) - 1);
+    }
+    zl_debug("exec: %s-> %d in %.1f ms", line, res->status,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+  }
+  return 0;
+
+oom:
+  zl_exec_result_free(res);
+  zl_error(ENOMEM, "out of memory");
+  return -1;
+
+fail_fds:
+  for (int i = 0; i < 2; i++) {
+    if (in[i] >= 0)
+      close(in[i]);
+    if (out[i] >= 0)
+      close(out[i]);
+    if (err[i] >= 0)
+      close(err[i]);
+  }
+  return -1;
+}

@@ -1,0 +1,34 @@
+/* exec.h: the one way this program runs another program.
+ *
+ * argv-based (never a shell), the program found through PATH (a default
+ * system PATH when unset), stdin from a buffer or /dev/null, stdout and
+ * stderr captured, no descriptor of ours inherited.  Blocks until the child
+ * exits.  Used for zfs/zpool; every call is logged at debug level with its
+ * duration.
+ */
+#ifndef ZL_EXEC_H
+#define ZL_EXEC_H
+
+#include <stddef.h>
+
+struct zl_exec_result {
+  int status;   /* exit status 0..255, or 128 + signal number */
+  char *out;    /* captured stdout, NUL-terminated (owned) */
+  size_t outlen;
+  char *err;    /* captured stderr, NUL-terminated (owned) */
+  size_t errlen;
+};
+
+/* Run argv.  Returns 0 when the program ran (whatever its exit status: look
+ * at res->status), -1 with the error set when it could not be run.
+ * stdin_data may be NULL. */
+int zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *res);
+void zl_exec_result_free(struct zl_exec_result *res);
+
+/* The first line of res->err (or "exit status N"), for error messages. */
+const char *zl_exec_reason(const struct zl_exec_result *res);
+
+/* How many programs this process has run (for budgets and logs). */
+unsigned zl_exec_count(void);
+
+#endif
