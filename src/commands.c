@@ -57,6 +57,7 @@ const struct command commands[] = {
   { "vol unset", C, NULL, cli_vol_unset, NULL, "remove a key" },
   { "vol write", C, NULL, cli_vol_write, NULL, "write stdin into a volume (--offset)" },
   { "vol read", C, NULL, cli_vol_read, NULL, "read a volume to stdout" },
+  { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)" },
   { "fault-points", C, NULL, cli_fault_points, NULL, "list fault-injection points" },
   { "install-layout", C, NULL, cli_install_layout, NULL,
     "list the plugin links to install" },

@@ -106,6 +106,9 @@ struct zl_backend {
    * tunable (the key is then only stored), -1 on error (invalid value:
    * nothing changed).  NULL: no tunables. */
   int (*vol_tune)(struct zl_sr *sr, const char *key, const char *prop, const char *value);
+  /* What this host offers this backend (for `zfs-live doctor`): a JSON
+   * object, arg naming a place to look (a pool); NULL: nothing to report. */
+  json_t *(*host_report)(const char *arg);
 };
 
 /* registry.c */

@@ -81,3 +81,21 @@ zl_sr_type_of_key(const char *sr_key)
   }
   return NULL;
 }
+
+json_t *
+zl_host_report(const char *arg)
+{
+  json_t *out = json_object();
+
+  for (size_t i = 0; out && i < N_BACKENDS; i++) {
+    if (!backends[i]->host_report)
+      continue;
+    json_t *rep = backends[i]->host_report(arg);
+    if (!rep) {
+      json_decref(out);
+      return NULL;
+    }
+    json_object_set_new(out, backends[i]->sr_type, rep);
+  }
+  return out;
+}

@@ -81,10 +81,10 @@ zfs_caps_decide(const struct zfs_probe *p, struct zfs_caps *c)
   if (oz && p->features_out && !strstr(p->features_out, "feature@"))
     c->pool_version = 28; /* a legacy (pre-feature-flag) pool on OpenZFS */
   c->zvols = oz && p->dev_zfs;
-  c->list_p = oz;                 /* 0.6.3+ */
-  c->get_t = oz;                  /* 0.6.x+; zfs-fuse rejects -t */
+  c->list_p = oz; /* 0.6.3+ */
+  c->get_t = oz;  /* 0.6.x+; zfs-fuse rejects -t */
   c->json = at_least(c, 2, 3);
-  c->send_c = oz;                 /* 0.7+ (0.8 is the oldest row we take) */
+  c->send_c = oz; /* 0.7+ (0.8 is the oldest row we take) */
   c->send_L = oz;
   c->send_e = oz;
   c->recv_s = oz;
@@ -112,7 +112,7 @@ zfs_tools_identity(void)
 {
   const char *path = getenv("PATH");
   char full[4096], *out = NULL, mod[64] = "";
-  struct stat st = { 0 };
+  struct stat st = {0};
   CLEANUP_FREE char *sys = NULL;
 
   if (!path || !*path)
@@ -143,12 +143,12 @@ run_capture(struct zl_exec_result *r, const char *const *argv)
 int
 zfs_caps_probe(const char *pool, struct zfs_caps *c)
 {
-  struct zl_exec_result v = { 0 }, u = { 0 }, f = { 0 };
+  struct zl_exec_result v = {0}, u = {0}, f = {0};
   CLEANUP_FREE char *sys = NULL;
-  struct zfs_probe p = { 0 };
+  struct zfs_probe p = {0};
   int r;
 
-  const char *ver[] = { "zfs", "version", NULL };
+  const char *ver[] = {"zfs", "version", NULL};
   if (run_capture(&v, ver) == -1)
     return -1;
   p.version_rc = v.status;
@@ -157,12 +157,12 @@ zfs_caps_probe(const char *pool, struct zfs_caps *c)
     p.sys_version = sys;
   zl_error_clear();
   if (v.status != 0 && !sys) {
-    const char *up[] = { "zpool", "upgrade", "-v", NULL };
+    const char *up[] = {"zpool", "upgrade", "-v", NULL};
     if (run_capture(&u, up) == 0)
       p.upgrade_out = u.out;
   }
   if (pool && (v.status == 0 || sys)) {
-    const char *fa[] = { "zpool", "get", "-H", "-o", "property,value", "all", pool, NULL };
+    const char *fa[] = {"zpool", "get", "-H", "-o", "property,value", "all", pool, NULL};
     if (run_capture(&f, fa) == 0 && f.status == 0)
       p.features_out = f.out;
   }
@@ -175,10 +175,11 @@ zfs_caps_probe(const char *pool, struct zfs_caps *c)
 }
 
 #define CAP_FIELDS(X)                                                                    \
-  X(zvols) X(list_p) X(get_t) X(json) X(send_c) X(send_L) X(send_e) X(recv_s)            \
-  X(recv_o) X(rename_u) X(create_u) X(snapshot_multi) X(set_multi) X(sync_prop)          \
-  X(snapdev) X(refres_auto) X(dot_zfs) X(bookmarks) X(lz4) X(zstd) X(large_blocks)       \
-  X(block_cloning)
+  X(zvols)                                                                               \
+  X(list_p) X(get_t) X(json) X(send_c) X(send_L) X(send_e) X(recv_s) X(recv_o)           \
+      X(rename_u) X(create_u) X(snapshot_multi) X(set_multi) X(sync_prop) X(snapdev)     \
+          X(refres_auto) X(dot_zfs) X(bookmarks) X(lz4) X(zstd) X(large_blocks)          \
+              X(block_cloning)
 
 json_t *
 zfs_caps_to_json(const struct zfs_caps *c)
@@ -208,7 +209,8 @@ zfs_caps_from_json(const json_t *j, struct zfs_caps *c)
   }
   c->flavour = strcmp(fl, "openzfs") == 0 ? ZFS_OPENZFS : ZFS_FUSE;
   c->pool_version = (int)json_integer_value(json_object_get(j, "pool_version"));
-  c->default_volblocksize = json_integer_value(json_object_get(j, "default_volblocksize"));
+  c->default_volblocksize =
+      json_integer_value(json_object_get(j, "default_volblocksize"));
 #define FROM(f) c->f = json_is_true(json_object_get(j, #f));
   CAP_FIELDS(FROM)
 #undef FROM
@@ -217,9 +219,9 @@ zfs_caps_from_json(const json_t *j, struct zfs_caps *c)
 
 /* --- tunables ------------------------------------------------------------- */
 
-static const char *const tunables[] = { "compression", "copies", "sync", "primarycache",
-                                        "secondarycache", "logbias", "volblocksize",
-                                        NULL };
+static const char *const tunables[] = {
+    "compression",    "copies",  "sync",         "primarycache",
+    "secondarycache", "logbias", "volblocksize", NULL};
 
 bool
 zfs_is_tunable(const char *prop)
@@ -244,14 +246,15 @@ one_of(const char *v, const char *const *set)
 static void
 compression_values(const struct zfs_caps *c, char *buf, size_t len)
 {
-  snprintf(buf, len, "on, off, lzjb, gzip, gzip-1..gzip-9, zle%s%s", c->lz4 ? ", lz4" : "",
+  snprintf(buf, len, "on, off, lzjb, gzip, gzip-1..gzip-9, zle%s%s",
+           c->lz4 ? ", lz4" : "",
            c->zstd ? ", zstd, zstd-1..zstd-19, zstd-fast, zstd-fast-N" : "");
 }
 
 static bool
 compression_ok(const struct zfs_caps *c, const char *v)
 {
-  static const char *const base[] = { "on", "off", "lzjb", "gzip", "zle", NULL };
+  static const char *const base[] = {"on", "off", "lzjb", "gzip", "zle", NULL};
   int n;
   char end;
 
@@ -301,24 +304,26 @@ int
 zfs_tunable_check(const struct zfs_caps *c, const char *prop, const char *value,
                   bool at_create)
 {
-  static const char *const cache[] = { "all", "none", "metadata", NULL };
-  static const char *const bias[] = { "latency", "throughput", NULL };
-  static const char *const syncv[] = { "standard", "always", "disabled", NULL };
-  static const char *const copies[] = { "1", "2", "3", NULL };
+  static const char *const cache[] = {"all", "none", "metadata", NULL};
+  static const char *const bias[] = {"latency", "throughput", NULL};
+  static const char *const syncv[] = {"standard", "always", "disabled", NULL};
+  static const char *const copies[] = {"1", "2", "3", NULL};
   char vals[256];
   const char *host = c->flavour == ZFS_FUSE ? "zfs-fuse (pool version 23)" : "this ZFS";
 
   if (!zfs_is_tunable(prop)) {
-    zl_error(EINVAL, "'%s' is not a ZFS tunable of zfs-live (compression, copies, sync, "
-             "primarycache, secondarycache, logbias, volblocksize)", prop);
+    zl_error(EINVAL,
+             "'%s' is not a ZFS tunable of zfs-live (compression, copies, sync, "
+             "primarycache, secondarycache, logbias, volblocksize)",
+             prop);
     return -1;
   }
   if (strcmp(prop, "compression") == 0) {
     if (compression_ok(c, value))
       return 0;
     compression_values(c, vals, sizeof vals);
-    zl_error(EINVAL, "compression '%s' is not supported by %s; supported: %s", value, host,
-             vals);
+    zl_error(EINVAL, "compression '%s' is not supported by %s; supported: %s", value,
+             host, vals);
     return -1;
   }
   if (strcmp(prop, "copies") == 0) {
@@ -352,15 +357,17 @@ zfs_tunable_check(const struct zfs_caps *c, const char *prop, const char *value,
   /* volblocksize */
   if (!at_create) {
     zl_error(EINVAL, "volblocksize is fixed when a volume is created; it cannot be "
-             "changed (create a new volume and copy the data)");
+                     "changed (create a new volume and copy the data)");
     return -1;
   }
   int64_t bs;
   if (zfs_parse_blocksize(value, &bs) == -1)
     return -1;
   if (bs > (128 << 10) && !c->large_blocks) {
-    zl_error(EINVAL, "volblocksize %s needs the large_blocks pool feature; at most 128K "
-             "on %s", value, host);
+    zl_error(EINVAL,
+             "volblocksize %s needs the large_blocks pool feature; at most 128K "
+             "on %s",
+             value, host);
     return -1;
   }
   return 0;

@@ -106,8 +106,8 @@ zcmd_create_parent(struct zargv *a, const struct zfs_caps *c, const char *ds)
 
 void
 zcmd_create_volume(struct zargv *a, const struct zfs_caps *c, enum zfs_layout l,
-                   const char *ds, int64_t size, int64_t blocksize, bool thick, int copies,
-                   const struct zprop *props, int nprops)
+                   const char *ds, int64_t size, int64_t blocksize, bool thick,
+                   int copies, const struct zprop *props, int nprops)
 {
   (void)c;
   za_init(a, "zfs");

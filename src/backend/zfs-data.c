@@ -11,6 +11,13 @@
  *      its key, name and keys
  * Re-running after a crash at any step finishes the job: the state of the
  * three names says which step was reached.
+ *
+ * zfs-fuse refuses to rename a dataset while a clone of one of its
+ * snapshots is mounted.  Our own clone is unmounted first; if the user's
+ * clones (running VMs) still keep the dataset busy, the revert copies the
+ * snapshot's data instead (dataset layout: holes preserved, the file
+ * replaced by rename inside the volume's dataset), which keeps every
+ * snapshot too, at the cost of the data copied.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +32,7 @@
 #include "backend/zfs.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/uuid.h"
 
@@ -44,7 +52,7 @@ open_zvol(const char *dev, int flags)
     int fd = open(dev, flags | O_CLOEXEC);
     if (fd >= 0 || errno != ENOENT)
       return fd;
-    struct timespec ts = { 0, 100 * 1000000L };
+    struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
   }
   errno = ENOENT;
@@ -73,7 +81,7 @@ zfs_vol_open(struct zl_sr *sr, const char *key, int flags)
     char ro[600];
     snprintf(ro, sizeof ro, "%s/" ZFS_RO_PREFIX "%s", z->dataset, key);
     struct zargv a;
-    struct zprop p = { "readonly", "on" };
+    struct zprop p = {"readonly", "on"};
     zcmd_clone(&a, &z->caps, name, ro, &p, 1);
     if (run(&a, "make a read clone") == -1 && errno != EEXIST)
       return -1;
@@ -103,9 +111,10 @@ static int
 exists(struct zfs_sr *z, const char *name, json_t **objp)
 {
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { name, NULL };
+  const char *targets[] = {name, NULL};
 
-  if (zget(&z->caps, false, ZFS_REVERT_OLD ",origin,type", targets, &objs, "revert") == 0) {
+  if (zget(&z->caps, false, ZFS_REVERT_OLD ",origin,type", targets, &objs, "revert") ==
+      0) {
     if (objp)
       *objp = json_incref(json_object_get(objs, name));
     return 1;
@@ -136,6 +145,55 @@ rename_ds(struct zfs_sr *z, const char *from, const char *to)
   return 0;
 }
 
+/* The fallback: copy the snapshot's data over the volume's file. */
+static int
+revert_by_copy(struct zl_sr *sr, const char *key, const char *snap, bool thick)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char tmp[PATH_MAX], img[PATH_MAX];
+  struct stat st;
+  CLEANUP_CLOSE int in = -1;
+  CLEANUP_CLOSE int out = -1;
+
+  if (z->layout != LAYOUT_DATASET) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY, "volume %s is busy: cannot revert it now", key);
+    return -1;
+  }
+  if ((in = zfs_vol_open(sr, snap, O_RDONLY)) == -1 || fstat(in, &st) == -1)
+    return -1;
+  snprintf(tmp, sizeof tmp, "%s/." ZFS_DISK ".revert", key);
+  snprintf(img, sizeof img, "%s/" ZFS_DISK, key);
+  out = openat(sr->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (out == -1) {
+    zl_error(errno, "%s/%s: %s", sr->key, tmp, strerror(errno));
+    return -1;
+  }
+  if (zl_copy_sparse(in, out, st.st_size, NULL) == -1 || fsync(out) == -1)
+    goto fail;
+  zl_fault("revert", "copied");
+  if (thick) {
+    char v[32], ds[600];
+    struct zargv a;
+    snprintf(ds, sizeof ds, "%s/%s", z->dataset, key);
+    snprintf(v, sizeof v, "%lld",
+             (long long)zfs_thick_reservation(st.st_size, z->blocksize, z->copies));
+    zcmd_set(&a, &z->caps, ds, "refreservation", v);
+    if (run(&a, "reserve space") == -1)
+      goto fail;
+  }
+  if (renameat(sr->dirfd, tmp, sr->dirfd, img) == -1) {
+    zl_error(errno, "replace %s/%s: %s", sr->key, img, strerror(errno));
+    goto fail;
+  }
+  zl_fault("revert", "swapped");
+  return 0;
+fail:;
+  int e = errno;
+  unlinkat(sr->dirfd, tmp, 0);
+  errno = e;
+  return -1;
+}
+
 /* Step 2 after the rename: the old dataset becomes a hidden volume named
  * after itself, and the index follows its snapshots. */
 static int
@@ -147,7 +205,7 @@ retire_old(struct zl_sr *sr, const char *key, const char *old)
   char uuid[ZL_UUID_LEN + 1];
 
   snprintf(oldname, sizeof oldname, "%s/%s", z->dataset, old);
-  const char *targets[] = { oldname, NULL };
+  const char *targets[] = {oldname, NULL};
   if (zget(&z->caps, true, zfs_meta_prop_list(), targets, &objs, "revert") == -1)
     return -1;
   json_t *meta = zfs_meta_decode(json_object_get(objs, oldname), oldname);
@@ -168,11 +226,13 @@ retire_old(struct zl_sr *sr, const char *key, const char *old)
   /* snapshots that moved with the dataset */
   const char *n;
   json_t *o;
-  json_object_foreach(objs, n, o) {
+  json_object_foreach(objs, n, o)
+  {
     const char *at = strchr(n, '@');
     char parent[256];
     if (at && strncmp(at + 1, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) != 0 &&
-        zfs_index_read(sr, at + 1, parent, sizeof parent) == 0 && strcmp(parent, old) != 0)
+        zfs_index_read(sr, at + 1, parent, sizeof parent) == 0 &&
+        strcmp(parent, old) != 0)
       zfs_index_write(sr, at + 1, old);
   }
   zl_error_clear();
@@ -246,20 +306,35 @@ zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     char refres[32];
     if (zfs_meta_encode(meta, props, &n, &buf) == -1)
       return -1;
-    props[n++] = (struct zprop){ ZFS_REVERT_OLD, old };
+    props[n++] = (struct zprop){ZFS_REVERT_OLD, old};
     if (thick) {
-      snprintf(refres, sizeof refres, "%lld",
-               (long long)zfs_thick_reservation(info.virtual_size, z->blocksize,
-                                                z->copies));
-      props[n++] = (struct zprop){ "refreservation", refres };
+      snprintf(
+          refres, sizeof refres, "%lld",
+          (long long)zfs_thick_reservation(info.virtual_size, z->blocksize, z->copies));
+      props[n++] = (struct zprop){"refreservation", refres};
     }
     zcmd_clone(&a, &z->caps, snapname, rv, props, n);
     if (run(&a, "clone for revert") == -1)
       return -1;
   }
+  if (z->layout == LAYOUT_DATASET) { /* a mounted clone keeps vol busy */
+    zcmd_mount(&a, &z->caps, rv, false);
+    zrun(&a, "unmount", NULL);
+    za_free(&a);
+    zl_error_clear();
+  }
   zl_fault("revert", "copied");
-  if (rename_ds(z, vol, oldname) == -1)
-    return -1;
+  if (rename_ds(z, vol, oldname) == -1) {
+    if (errno != EBUSY)
+      return -1;
+    zl_info("revert of %s: the volume is busy (clones of its snapshots are in use); "
+            "copying the snapshot's data instead of swapping",
+            key);
+    zl_error_clear();
+    if (zfs_destroy_object(z, rv) == -1)
+      return -1;
+    return revert_by_copy(sr, key, snap, thick);
+  }
 
 finish:
   if (retire_old(sr, key, old) == -1 || rename_ds(z, rv, vol) == -1)
@@ -278,7 +353,7 @@ zfs_sr_clear_internal(struct zl_sr *sr)
 {
   struct zfs_sr *z = zfs_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { z->dataset, NULL };
+  const char *targets[] = {z->dataset, NULL};
   const char *n;
   json_t *o;
 
@@ -286,7 +361,8 @@ zfs_sr_clear_internal(struct zl_sr *sr)
     return errno == ENOENT ? 0 : -1;
   /* clones (read clones, reverts in progress) before any snapshot */
   for (int pass = 0; pass < 2; pass++) {
-    json_object_foreach(objs, n, o) {
+    json_object_foreach(objs, n, o)
+    {
       bool is_snap = strchr(n, '@') != NULL;
       if ((pass == 0) == is_snap || strcmp(n, z->dataset) == 0)
         continue;

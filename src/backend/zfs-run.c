@@ -23,9 +23,9 @@ zrun(struct zargv *a, const char *what, struct zl_exec_result *res)
 {
   struct zl_exec_result local;
   struct zl_exec_result *r = res ? res : &local;
-  bool retryable = a->n > 1 && (strcmp(a->v[1], "destroy") == 0 ||
-                                strcmp(a->v[1], "rename") == 0 ||
-                                strcmp(a->v[1], "umount") == 0);
+  bool retryable =
+      a->n > 1 && (strcmp(a->v[1], "destroy") == 0 || strcmp(a->v[1], "rename") == 0 ||
+                   strcmp(a->v[1], "umount") == 0);
 
   /* zfs-fuse and udev keep datasets busy for a moment after use (zfs.md
    * §4, §7): retry "busy" for up to ~3 s, for destructive verbs only. */
@@ -40,12 +40,12 @@ zrun(struct zargv *a, const char *what, struct zl_exec_result *res)
     if (!retryable || !busy(r) || attempt >= 12)
       break;
     zl_exec_result_free(r);
-    struct timespec ts = { 0, (long)(25 + attempt * 25) * 1000000L };
+    struct timespec ts = {0, (long)(25 + attempt * 25) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  int e = strstr(r->err, "does not exist") ? ENOENT
-          : busy(r)                        ? EBUSY
-          : strstr(r->err, "out of space") ? ENOSPC
+  int e = strstr(r->err, "does not exist")   ? ENOENT
+          : busy(r)                          ? EBUSY
+          : strstr(r->err, "out of space")   ? ENOSPC
           : strstr(r->err, "already exists") ? EEXIST
                                              : EIO;
   zl_error(e, "%s: %s", what, zl_exec_reason(r));
@@ -125,8 +125,8 @@ fnv64(const char *s, size_t n)
 }
 
 static const char *const meta_names[ZFS_META_CHUNKS] = {
-  ZFS_META_PROP,        ZFS_META_PROP ".1", ZFS_META_PROP ".2", ZFS_META_PROP ".3",
-  ZFS_META_PROP ".4",   ZFS_META_PROP ".5", ZFS_META_PROP ".6", ZFS_META_PROP ".7",
+    ZFS_META_PROP,      ZFS_META_PROP ".1", ZFS_META_PROP ".2", ZFS_META_PROP ".3",
+    ZFS_META_PROP ".4", ZFS_META_PROP ".5", ZFS_META_PROP ".6", ZFS_META_PROP ".7",
 };
 
 const char *

@@ -26,8 +26,9 @@ dataset_name_valid(const char *s)
     return false;
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.' || c == ':' || c == '/';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' || c == ':' ||
+              c == '/';
     if (!ok || (c == '/' && s[i + 1] == '/'))
       return false;
   }
@@ -115,8 +116,8 @@ save_state(int privfd, const struct zfs_sr *z, const char *identity)
   return zl_json_save_at(privfd, ZFS_STATE, s, true);
 }
 
-static const char *const sr_tunables[] = { "compression", "copies", "sync", "primarycache",
-                                           "secondarycache", "logbias", NULL };
+static const char *const sr_tunables[] = {
+    "compression", "copies", "sync", "primarycache", "secondarycache", "logbias", NULL};
 
 static int
 zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
@@ -124,7 +125,7 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
   const char *path, *layout = json_string_value(json_object_get(config, "layout"));
   const char *vbs = json_string_value(json_object_get(config, "volblocksize"));
   char pool[256], ds[512], mnt[512];
-  struct zfs_sr z = { 0 };
+  struct zfs_sr z = {0};
   struct zprop props[16];
   const char *copies_default = json_string_value(json_object_get(config, "copies"));
   int n = 0;
@@ -149,10 +150,11 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     return -1;
   }
   if (z.layout == LAYOUT_ZVOL && !z.caps.zvols) {
-    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
-                  "layout=zvol needs zvols (OpenZFS with /dev/zfs); this host runs %s %s: "
-                  "use layout=dataset",
-                  z.caps.flavour == ZFS_FUSE ? "zfs-fuse" : "ZFS", z.caps.version);
+    zl_error_kind(
+        ZL_ERR_UNSUPPORTED, ENOTSUP,
+        "layout=zvol needs zvols (OpenZFS with /dev/zfs); this host runs %s %s: "
+        "use layout=dataset",
+        z.caps.flavour == ZFS_FUSE ? "zfs-fuse" : "ZFS", z.caps.version);
     return -1;
   }
   z.blocksize = z.caps.default_volblocksize;
@@ -166,15 +168,15 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     compression = zfs_default_compression(&z.caps);
   if (zfs_tunable_check(&z.caps, "compression", compression, true) == -1)
     return -1;
-  props[n++] = (struct zprop){ ZFS_SR_PROP, uuid };
-  props[n++] = (struct zprop){ "compression", compression };
+  props[n++] = (struct zprop){ZFS_SR_PROP, uuid};
+  props[n++] = (struct zprop){"compression", compression};
   for (const char *const *t = sr_tunables + 1; *t; t++) {
     const char *v = json_string_value(json_object_get(config, *t));
     if (!v)
       continue;
     if (zfs_tunable_check(&z.caps, *t, v, true) == -1)
       return -1;
-    props[n++] = (struct zprop){ *t, v };
+    props[n++] = (struct zprop){*t, v};
   }
 
   /* nested SRs: none at or below path, none above it */
@@ -200,17 +202,20 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
       return -1;
     const char *name;
     json_t *o;
-    json_object_foreach(up, name, o) {
+    json_object_foreach(up, name, o)
+    {
       const char *v = sr_marker(o);
       if (v) {
+        zl_error(EINVAL,
+                 "cannot create an SR in %s: it is inside the SR %s (nested SRs "
+                 "are refused)",
+                 path, name);
         json_decref(up);
-        zl_error(EINVAL, "cannot create an SR in %s: it is inside the SR %s (nested SRs "
-                 "are refused)", path, name);
         return -1;
       }
     }
     json_decref(up);
-    const char *below[] = { path, NULL };
+    const char *below[] = {path, NULL};
     if (zget(&z.caps, true, ZFS_SR_PROP, below, &objs, "look for SRs below") == -1) {
       if (errno != ENOENT)
         return -1;
@@ -222,7 +227,8 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
       if (rc == -1)
         return -1;
     }
-    json_object_foreach(objs, name, o) {
+    json_object_foreach(objs, name, o)
+    {
       const char *v = sr_marker(o);
       if (!v || strchr(name, '@'))
         continue;
@@ -231,7 +237,8 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
       zl_error_kind(strcmp(name, ds) == 0 ? ZL_ERR_EXISTS : ZL_ERR_INVALID,
                     strcmp(name, ds) == 0 ? EEXIST : EINVAL,
                     "cannot create an SR in %s: the SR %s is there (nested SRs are "
-                    "refused)", path, name);
+                    "refused)",
+                    path, name);
       return -1;
     }
   }
@@ -284,8 +291,8 @@ zfs_sr_locate(const json_t *config, char **sr_key)
   pool_of(path, pool, sizeof pool);
   if (check_pool(pool) == -1)
     return -1;
-  struct zfs_caps c = { .flavour = ZFS_FUSE }; /* the most portable command line */
-  const char *targets[] = { path, NULL };
+  struct zfs_caps c = {.flavour = ZFS_FUSE}; /* the most portable command line */
+  const char *targets[] = {path, NULL};
   if (zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs,
            "look for the SR") == -1) {
     zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s: %s", path, zl_error_msg());
@@ -293,7 +300,8 @@ zfs_sr_locate(const json_t *config, char **sr_key)
   }
   const char *name, *found = NULL;
   json_t *o, *fo = NULL;
-  json_object_foreach(objs, name, o) {
+  json_object_foreach(objs, name, o)
+  {
     const char *v = sr_marker(o);
     if (!v || strchr(name, '@') || (uuid && strcmp(v, uuid) != 0))
       continue;
@@ -304,8 +312,8 @@ zfs_sr_locate(const json_t *config, char **sr_key)
     found = name, fo = o;
   }
   if (!found) {
-    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR%s%s in %s", uuid ? " " : "", uuid ? uuid : "",
-                  path);
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR%s%s in %s", uuid ? " " : "",
+                  uuid ? uuid : "", path);
     return -1;
   }
   snprintf(ds, sizeof ds, "%s", found);
@@ -359,7 +367,8 @@ zfs_sr_open(struct zl_sr *sr)
     zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
     return -1;
   }
-  sr->privfd = openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  sr->privfd =
+      openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (sr->privfd == -1) {
     zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
     return -1;
@@ -409,10 +418,10 @@ zfs_sr_remove(struct zl_sr *sr)
   if (zfs_sr_clear_internal(sr) == -1)
     return -1;
   /* the private area lives on the dataset: clear it, then the dataset */
-  const char *files[] = { "lock", ZFS_STATE, NULL };
+  const char *files[] = {"lock", ZFS_STATE, NULL};
   for (const char **f = files; *f; f++)
     unlinkat(sr->privfd, *f, 0);
-  const char *dirs[] = { "journal", "locks", "snapidx", NULL };
+  const char *dirs[] = {"journal", "locks", "snapidx", NULL};
   for (const char **d = dirs; *d; d++) {
     CLEANUP_CLOSE int fd = openat(sr->privfd, *d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     CLEANUP_DIR DIR *dir = fd >= 0 ? fdopendir(dup(fd)) : NULL;
@@ -449,7 +458,7 @@ zfs_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
 {
   struct zfs_sr *z = zfs_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { z->dataset, NULL };
+  const char *targets[] = {z->dataset, NULL};
 
   if (zget(&z->caps, false, "used,available,quota", targets, &objs, "SR space") == -1)
     return -1;
@@ -473,27 +482,28 @@ zfs_sr_probe(const json_t *config, json_t *results)
   const char *path;
   char pool[256];
   CLEANUP_JSON json_t *objs = NULL;
-  struct zfs_caps c = { .flavour = ZFS_FUSE };
+  struct zfs_caps c = {.flavour = ZFS_FUSE};
 
   if (config_path(config, &path) == -1)
     return -1;
   pool_of(path, pool, sizeof pool);
   if (check_pool(pool) == -1) {
     /* report, never import */
-    json_array_append_new(results, json_pack("{s:{s:s}, s:b, s:s}", "configuration",
-                                             "path", path, "can_create", 0, "reason",
-                                             zl_error_msg()));
+    json_array_append_new(results,
+                          json_pack("{s:{s:s}, s:b, s:s}", "configuration", "path", path,
+                                    "can_create", 0, "reason", zl_error_msg()));
     zl_error_clear();
     return 0;
   }
-  const char *targets[] = { path, NULL };
-  bool exists = zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs,
-                     "probe") == 0;
+  const char *targets[] = {path, NULL};
+  bool exists =
+      zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs, "probe") == 0;
   zl_error_clear();
   const char *name;
   json_t *o;
   char why[600] = "";
-  json_object_foreach(objs, name, o) {
+  json_object_foreach(objs, name, o)
+  {
     const char *v = sr_marker(o);
     const char *m = zfs_obj_value(o, "mountpoint");
     if (!v || strchr(name, '@'))
@@ -501,9 +511,8 @@ zfs_sr_probe(const json_t *config, json_t *results)
     snprintf(why, sizeof why, "the SR %s is in %s (nested SRs are refused)", name, path);
     const char *mounted = zfs_obj_value(o, "mounted");
     if (m && mounted && strcmp(mounted, "yes") == 0)
-      json_array_append_new(results,
-                            json_pack("{s:s, s:{s:s}}", "sr_key", m, "configuration",
-                                      "path", path));
+      json_array_append_new(results, json_pack("{s:s, s:{s:s}}", "sr_key", m,
+                                               "configuration", "path", path));
     else
       json_array_append_new(results,
                             json_pack("{s:{s:s, s:s}, s:b, s:s}", "configuration", "path",
@@ -513,7 +522,7 @@ zfs_sr_probe(const json_t *config, json_t *results)
   json_array_append_new(results,
                         json_pack("{s:{s:s}, s:b, s:s}", "configuration", "path", path,
                                   "can_create", why[0] == 0, "reason",
-                                  why[0]  ? why
+                                  why[0]   ? why
                                   : exists ? "an SR can be created in this dataset"
                                            : "the dataset will be created"));
   return 0;
@@ -526,7 +535,8 @@ zfs_sr_summary(struct zl_sr *sr)
   const struct zfs_caps *c = &z->caps;
   char *out = NULL;
 
-  if (asprintf(&out, "zfs=%s-%s pool=%s pool_version=%d layout=%s blocksize=%lld lz4=%s "
+  if (asprintf(&out,
+               "zfs=%s-%s pool=%s pool_version=%d layout=%s blocksize=%lld lz4=%s "
                "zstd=%s lzc=%s",
                c->flavour == ZFS_FUSE ? "zfs-fuse" : "openzfs", c->version, z->pool,
                c->pool_version, z->layout == LAYOUT_ZVOL ? "zvol" : "dataset",
@@ -549,12 +559,13 @@ zfs_config_help(void)
   return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "path",
                    "<pool>[/<parent dataset>]: where the SR's dataset is made (the pool "
                    "must be imported)",
-                   "layout", "zvol (a raw zvol per volume; OpenZFS) or dataset (a "
+                   "layout",
+                   "zvol (a raw zvol per volume; OpenZFS) or dataset (a "
                    "filesystem per volume holding one raw file); default: zvol where "
                    "the host has zvols",
                    "provisioning", "thin (sparse, the default) or thick (refreservation)",
-                   "compression", "SR default; lz4 where available, else on",
-                   "copies", "SR default: 1, 2 or 3", "sync",
+                   "compression", "SR default; lz4 where available, else on", "copies",
+                   "SR default: 1, 2 or 3", "sync",
                    "SR default: standard, always or disabled (OpenZFS)", "primarycache",
                    "SR default: all, none or metadata", "secondarycache",
                    "SR default: all, none or metadata", "logbias",
@@ -568,36 +579,90 @@ zfs_features(void)
   return json_pack("[s, s]", "THIN_PROVISIONING", "LARGE_VDI");
 }
 
+/* What each capability decides, for the operator. */
+static const struct {
+  const char *name, *use;
+} cap_rows[] = {
+    {"zvols", "layout=zvol (the default layout when available)"},
+    {"list_p", "zfs list -p (exact numbers; zfs get -Hp is used either way)"},
+    {"get_t", "zfs get -t (list only datasets, volumes, snapshots)"},
+    {"json", "zfs ... -j JSON output (2.3+; not needed)"},
+    {"send_c", "zfs send -c (compressed streams for copies and CBT)"},
+    {"send_L", "zfs send -L (large blocks)"},
+    {"recv_s", "zfs receive -s (resumable copies)"},
+    {"rename_u", "zfs rename -u (rename without remount)"},
+    {"create_u", "zfs create -u (create without mounting)"},
+    {"snapshot_multi", "several snapshots in one command"},
+    {"set_multi", "several properties in one zfs set"},
+    {"sync_prop", "the sync tunable"},
+    {"snapdev", "snapdev=visible (snapshot devices)"},
+    {"refres_auto", "refreservation=auto (thick clones)"},
+    {"dot_zfs", ".zfs/snapshot (read snapshots in place; else a read clone)"},
+    {"bookmarks", "zfs bookmark (CBT baselines without pinning space)"},
+    {"lz4", "compression=lz4 (the default; else on = lzjb)"},
+    {"zstd", "compression=zstd"},
+    {"large_blocks", "block sizes above 128K"},
+    {"block_cloning", "block cloning of files (dataset layout copies)"},
+};
+
+static json_t *
+zfs_host_report(const char *pool)
+{
+  struct zfs_caps c;
+  json_t *caps, *rows = json_array();
+
+  if (zfs_caps_probe(pool, &c) == -1) {
+    if (errno == ENOENT) /* no zfs at all on this host */
+      return json_pack("{s:b, s:s}", "present", 0, "reason", zl_error_msg());
+    return json_pack("{s:b, s:s}", "present", 0, "reason", zl_error_msg());
+  }
+  caps = zfs_caps_to_json(&c);
+  for (size_t i = 0; i < sizeof cap_rows / sizeof cap_rows[0]; i++)
+    json_array_append_new(
+        rows, json_pack("{s:s, s:O, s:s}", "capability", cap_rows[i].name, "value",
+                        json_object_get(caps, cap_rows[i].name), "use", cap_rows[i].use));
+  json_t *r = json_pack("{s:b, s:s, s:s, s:i, s:I, s:s, s:b, s:o, s:o}", "present", 1,
+                        "flavour", c.flavour == ZFS_FUSE ? "zfs-fuse" : "openzfs",
+                        "version", c.version, "pool_version", c.pool_version,
+                        "default_volblocksize", (json_int_t)c.default_volblocksize,
+                        "default_compression", zfs_default_compression(&c), "lzc",
+                        zfs_lzc_available(), "capabilities", rows, "raw", caps);
+  if (pool)
+    json_object_set_new(r, "pool", json_string(pool));
+  return r;
+}
+
 const struct zl_backend zl_backend_zfs = {
-  .name = "zfs",
-  .sr_type = "zfs-live",
-  .title = "zfs-live ZFS SR",
-  .description = "VM disks as ZFS zvols (or datasets holding one raw file where zvols "
-                 "are unavailable); instant ZFS snapshots and clones, per-disk "
-                 "compression and tuning, thin or thick",
-  .size_granularity = 1 << 20,
-  .config_help = zfs_config_help,
-  .features = zfs_features,
-  .caps = zfs_caps_bits,
-  .sr_key_valid = zl_path_key_valid,
-  .sr_prepare = zfs_sr_prepare,
-  .sr_locate = zfs_sr_locate,
-  .sr_open = zfs_sr_open,
-  .sr_close = zfs_sr_close,
-  .sr_remove = zfs_sr_remove,
-  .sr_space = zfs_sr_space,
-  .sr_probe = zfs_sr_probe,
-  .sr_summary = zfs_sr_summary,
-  .vol_list = zfs_vol_list,
-  .vol_get = zfs_vol_get,
-  .vol_create = zfs_vol_create,
-  .vol_copy = zfs_vol_copy,
-  .vol_discard = zfs_vol_discard,
-  .vol_destroy = zfs_vol_destroy,
-  .vol_resize = zfs_vol_resize,
-  .vol_revert = zfs_vol_revert,
-  .vol_set_meta = zfs_vol_set_meta,
-  .vol_open = zfs_vol_open,
-  .vol_dependents = zfs_vol_dependents,
-  .vol_tune = zfs_vol_tune,
+    .name = "zfs",
+    .sr_type = "zfs-live",
+    .title = "zfs-live ZFS SR",
+    .description = "VM disks as ZFS zvols (or datasets holding one raw file where zvols "
+                   "are unavailable); instant ZFS snapshots and clones, per-disk "
+                   "compression and tuning, thin or thick",
+    .size_granularity = 1 << 20,
+    .config_help = zfs_config_help,
+    .features = zfs_features,
+    .caps = zfs_caps_bits,
+    .sr_key_valid = zl_path_key_valid,
+    .sr_prepare = zfs_sr_prepare,
+    .sr_locate = zfs_sr_locate,
+    .sr_open = zfs_sr_open,
+    .sr_close = zfs_sr_close,
+    .sr_remove = zfs_sr_remove,
+    .sr_space = zfs_sr_space,
+    .sr_probe = zfs_sr_probe,
+    .sr_summary = zfs_sr_summary,
+    .vol_list = zfs_vol_list,
+    .vol_get = zfs_vol_get,
+    .vol_create = zfs_vol_create,
+    .vol_copy = zfs_vol_copy,
+    .vol_discard = zfs_vol_discard,
+    .vol_destroy = zfs_vol_destroy,
+    .vol_resize = zfs_vol_resize,
+    .vol_revert = zfs_vol_revert,
+    .vol_set_meta = zfs_vol_set_meta,
+    .vol_open = zfs_vol_open,
+    .vol_dependents = zfs_vol_dependents,
+    .vol_tune = zfs_vol_tune,
+    .host_report = zfs_host_report,
 };

@@ -158,22 +158,23 @@ describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
     json_decref(meta); /* no disk.img: a create that did not finish */
     return 1;
   }
-  static const char *const tun[] = { "compression", "copies", "sync", "primarycache",
-                                     "secondarycache", "logbias", NULL };
+  static const char *const tun[] = {"compression",    "copies",  "sync", "primarycache",
+                                    "secondarycache", "logbias", NULL};
   json_t *t = json_object();
   for (const char *const *p = tun; *p; p++) {
     const char *v = zfs_obj_value(o, *p), *src = zfs_obj_source(o, *p);
     if (v)
-      json_object_set_new(t, *p, json_pack("{s:s, s:s}", "value", v, "source",
-                                           src && strncmp(src, "inherited", 9) == 0
-                                               ? "inherited"
-                                               : (src ? src : "-")));
+      json_object_set_new(t, *p,
+                          json_pack("{s:s, s:s}", "value", v, "source",
+                                    src && strncmp(src, "inherited", 9) == 0
+                                        ? "inherited"
+                                        : (src ? src : "-")));
   }
-  const char *bs = zfs_obj_value(o, strcmp(type, "volume") == 0 ? "volblocksize"
-                                                                 : "recordsize");
+  const char *bs =
+      zfs_obj_value(o, strcmp(type, "volume") == 0 ? "volblocksize" : "recordsize");
   if (bs)
-    json_object_set_new(t, "volblocksize", json_pack("{s:s, s:s}", "value", bs, "source",
-                                                     "creation"));
+    json_object_set_new(t, "volblocksize",
+                        json_pack("{s:s, s:s}", "value", bs, "source", "creation"));
   int64_t refres = num(o, "refreservation");
   json_object_set_new(meta, ZL_META_STORAGE,
                       json_pack("{s:s, s:s, s:s, s:I, s:o}", "object", name, "layout",
@@ -189,13 +190,14 @@ zfs_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
 {
   struct zfs_sr *z = zfs_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { z->dataset, NULL };
+  const char *targets[] = {z->dataset, NULL};
   const char *name;
   json_t *o;
 
   if (zget(&z->caps, true, props_to_get(z), targets, &objs, "list the SR") == -1)
     return -1;
-  json_object_foreach(objs, name, o) {
+  json_object_foreach(objs, name, o)
+  {
     json_t *meta;
     struct zl_vol_info info;
     int r = describe(sr, name, o, &meta, &info);
@@ -218,13 +220,14 @@ find_snapshot(struct zl_sr *sr, const char *key, json_t **objp, char *name, size
 {
   struct zfs_sr *z = zfs_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { z->dataset, NULL };
+  const char *targets[] = {z->dataset, NULL};
   const char *n;
   json_t *o;
 
   if (zget(&z->caps, true, props_to_get(z), targets, &objs, "look for a snapshot") == -1)
     return -1;
-  json_object_foreach(objs, n, o) {
+  json_object_foreach(objs, n, o)
+  {
     const char *at = strchr(n, '@');
     if (at && strcmp(at + 1, key) == 0) {
       const char *rel = rel_name(z, n);
@@ -252,7 +255,7 @@ zfs_vol_get(struct zl_sr *sr, const char *key, json_t **metap, struct zl_vol_inf
   json_t *meta;
 
   zfs_name_of(sr, key, name, sizeof name, &snap);
-  const char *targets[] = { name, NULL };
+  const char *targets[] = {name, NULL};
   if (zget(&z->caps, false, props_to_get(z), targets, &objs, "stat") == 0) {
     o = json_incref(json_object_get(objs, name));
   } else if (errno != ENOENT) {
@@ -413,10 +416,10 @@ zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_ki
     if (z->layout == LAYOUT_ZVOL && z->caps.refres_auto)
       snprintf(refres, sizeof refres, "auto");
     else
-      snprintf(refres, sizeof refres, "%lld",
-               (long long)zfs_thick_reservation(info.virtual_size, z->blocksize,
-                                                z->copies));
-    props[n++] = (struct zprop){ "refreservation", refres };
+      snprintf(
+          refres, sizeof refres, "%lld",
+          (long long)zfs_thick_reservation(info.virtual_size, z->blocksize, z->copies));
+    props[n++] = (struct zprop){"refreservation", refres};
   }
   snprintf(ds, sizeof ds, "%s/%s", z->dataset, dst);
   struct zargv a;
@@ -461,7 +464,7 @@ static int
 find_origin_snapshot(struct zfs_sr *z, const char *key, char *out, size_t len)
 {
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { z->dataset, NULL };
+  const char *targets[] = {z->dataset, NULL};
   char want[300];
   const char *n;
   json_t *o;
@@ -470,7 +473,8 @@ find_origin_snapshot(struct zfs_sr *z, const char *key, char *out, size_t len)
   if (zget(&z->caps, true, "type", targets, &objs, "look for origins") == -1)
     return -1;
   snprintf(want, sizeof want, "@" ZFS_ORIGIN_PREFIX "%s", key);
-  json_object_foreach(objs, n, o) {
+  json_object_foreach(objs, n, o)
+  {
     const char *at = strchr(n, '@');
     if (at && strcmp(at, want) == 0)
       snprintf(out, len, "%s", n);
@@ -518,7 +522,7 @@ zfs_vol_destroy(struct zl_sr *sr, const char *key)
     return 0;
   }
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = { name, NULL };
+  const char *targets[] = {name, NULL};
   if (zget(&z->caps, false, "origin", targets, &objs, "destroy") == 0) {
     const char *org = zfs_obj_value(json_object_get(objs, name), "origin");
     char want[300];
@@ -624,12 +628,13 @@ zfs_vol_dependents(struct zl_sr *sr, const char *key)
   int count = 0;
 
   zfs_name_of(sr, key, name, sizeof name, &snap);
-  const char *targets[] = { snap ? z->dataset : name, NULL };
+  const char *targets[] = {snap ? z->dataset : name, NULL};
   /* a snapshot is kept by its clones (not by the internal read clone); a
    * volume by its snapshots (user ones, hidden ones, clone origins) */
   if (zget(&z->caps, true, "origin", targets, &objs, "dependents") == -1)
     return errno == ENOENT ? 0 : -1;
-  json_object_foreach(objs, n, o) {
+  json_object_foreach(objs, n, o)
+  {
     const char *rel = rel_name(z, n);
     if (snap) {
       const char *org = zfs_obj_value(o, "origin");
@@ -660,8 +665,10 @@ zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *va
     return zfs_tunable_check(&z->caps, prop, "x", false);
   zfs_name_of(sr, key, name, sizeof name, &snap);
   if (snap) {
-    zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "%s is a snapshot: its tunables are those of "
-                  "the volume when it was taken", key);
+    zl_error_kind(ZL_ERR_READ_ONLY, EROFS,
+                  "%s is a snapshot: its tunables are those of "
+                  "the volume when it was taken",
+                  key);
     return -1;
   }
   if (value)

@@ -31,18 +31,18 @@
 #include "core/internal.h"
 #include "util/exec.h"
 
-#define ZFS_SR_PROP        "zfs-live:sr"
-#define ZFS_META_PROP      "zfs-live:meta"
-#define ZFS_META_CHUNKS    8
-#define ZFS_META_CHUNK     7900
-#define ZFS_REVERT_OLD     "zfs-live:revert-old"
-#define ZFS_INTERNAL       "_zl-"
-#define ZFS_ORIGIN_PREFIX  "_zl-origin-"
-#define ZFS_RO_PREFIX      "_zl-ro-"
-#define ZFS_RV_PREFIX      "_zl-rv-"
-#define ZFS_DISK           "disk.img"
-#define ZFS_MOUNT_BASE     "/run/sr-mount"
-#define ZFS_STATE          "zfs.json"
+#define ZFS_SR_PROP       "zfs-live:sr"
+#define ZFS_META_PROP     "zfs-live:meta"
+#define ZFS_META_CHUNKS   8
+#define ZFS_META_CHUNK    7900
+#define ZFS_REVERT_OLD    "zfs-live:revert-old"
+#define ZFS_INTERNAL      "_zl-"
+#define ZFS_ORIGIN_PREFIX "_zl-origin-"
+#define ZFS_RO_PREFIX     "_zl-ro-"
+#define ZFS_RV_PREFIX     "_zl-rv-"
+#define ZFS_DISK          "disk.img"
+#define ZFS_MOUNT_BASE    "/run/sr-mount"
+#define ZFS_STATE         "zfs.json"
 
 /* --- zfs-caps.c: what the host's ZFS can do ------------------------------ */
 
@@ -52,17 +52,17 @@ struct zfs_caps {
   enum zfs_flavour flavour;
   char version[32]; /* "2.2.2", or "0.7.0" for zfs-fuse */
   int major, minor, patch;
-  int pool_version;           /* 23 (zfs-fuse), 5000 (feature flags) */
-  bool zvols;                 /* zfs create -V works (/dev/zfs present) */
-  bool list_p;                /* zfs list -p */
-  bool get_t;                 /* zfs get -t type */
-  bool json;                  /* -j output (2.3+) */
+  int pool_version; /* 23 (zfs-fuse), 5000 (feature flags) */
+  bool zvols;       /* zfs create -V works (/dev/zfs present) */
+  bool list_p;      /* zfs list -p */
+  bool get_t;       /* zfs get -t type */
+  bool json;        /* -j output (2.3+) */
   bool send_c, send_L, send_e;
   bool recv_s, recv_o;
-  bool rename_u;              /* 2.0+ */
-  bool create_u;              /* 2.1+ */
-  bool snapshot_multi;        /* several snapshots in one command */
-  bool set_multi;             /* zfs set a=1 b=2 */
+  bool rename_u;       /* 2.0+ */
+  bool create_u;       /* 2.1+ */
+  bool snapshot_multi; /* several snapshots in one command */
+  bool set_multi;      /* zfs set a=1 b=2 */
   bool sync_prop, snapdev, refres_auto, dot_zfs, bookmarks;
   /* pool features */
   bool lz4, zstd, large_blocks, block_cloning;
@@ -71,12 +71,12 @@ struct zfs_caps {
 
 /* Raw outputs of the probe commands: what zfs_caps_decide() reads. */
 struct zfs_probe {
-  int version_rc;               /* `zfs version` */
+  int version_rc; /* `zfs version` */
   const char *version_out;
-  const char *sys_version;      /* /sys/module/zfs/version or NULL */
-  const char *upgrade_out;      /* `zpool upgrade -v` */
-  const char *features_out;     /* `zpool get -H -o property,value all POOL` */
-  bool dev_zfs;                 /* /dev/zfs exists */
+  const char *sys_version;  /* /sys/module/zfs/version or NULL */
+  const char *upgrade_out;  /* `zpool upgrade -v` */
+  const char *features_out; /* `zpool get -H -o property,value all POOL` */
+  bool dev_zfs;             /* /dev/zfs exists */
 };
 
 /* Decide capabilities from probe outputs (pure: unit-tested per version). */
@@ -138,13 +138,14 @@ void zcmd_snapshot(struct zargv *a, const struct zfs_caps *c, const char *snap,
 void zcmd_clone(struct zargv *a, const struct zfs_caps *c, const char *origin,
                 const char *ds, const struct zprop *props, int nprops);
 void zcmd_destroy(struct zargv *a, const struct zfs_caps *c, const char *name);
-void zcmd_get(struct zargv *a, const struct zfs_caps *c, bool recursive, const char *props,
-              const char *const *targets);
+void zcmd_get(struct zargv *a, const struct zfs_caps *c, bool recursive,
+              const char *props, const char *const *targets);
 void zcmd_set(struct zargv *a, const struct zfs_caps *c, const char *ds, const char *prop,
               const char *value);
 void zcmd_inherit(struct zargv *a, const struct zfs_caps *c, const char *ds,
                   const char *prop);
-void zcmd_volsize(struct zargv *a, const struct zfs_caps *c, const char *ds, int64_t size);
+void zcmd_volsize(struct zargv *a, const struct zfs_caps *c, const char *ds,
+                  int64_t size);
 void zcmd_rollback(struct zargv *a, const struct zfs_caps *c, const char *snap);
 void zcmd_rename(struct zargv *a, const struct zfs_caps *c, const char *from,
                  const char *to);
@@ -186,11 +187,11 @@ int zfs_lzc_destroy_snapshot(const char *snap);
 /* --- zfs-sr.c / zfs-vol.c ----------------------------------------------------- */
 
 struct zfs_sr {
-  char *dataset;             /* <path>/<sr-uuid> */
+  char *dataset; /* <path>/<sr-uuid> */
   char *pool;
   enum zfs_layout layout;
-  int64_t blocksize;         /* volblocksize / recordsize of new volumes */
-  int copies;                /* the SR's copies (thick reservations) */
+  int64_t blocksize; /* volblocksize / recordsize of new volumes */
+  int copies;        /* the SR's copies (thick reservations) */
   struct zfs_caps caps;
 };
 

@@ -57,6 +57,7 @@ int cli_vol_unset(int argc, char **argv);
 int cli_vol_write(int argc, char **argv);
 int cli_vol_read(int argc, char **argv);
 int cli_fault_points(int argc, char **argv);
+int cli_doctor(int argc, char **argv);
 int cli_install_layout(int argc, char **argv);
 int cli_version(int argc, char **argv);
 int cli_help(int argc, char **argv);

@@ -46,11 +46,21 @@ sr_create(int argc, char **argv, const char *type)
   json_decref(config);
   if (r == -1)
     return cli_fail();
-  if (cli_json)
-    return cli_print_json(json_pack("{s:s, s:o}", "uuid", uuid, "configuration", out));
-  printf("%s\n", json_string_value(json_object_get(out, "path")));
-  json_decref(out);
-  return 0;
+  /* the key later commands take: a directory, or a ZFS SR's mountpoint */
+  char *key = zl_sr_attach(type, out);
+  if (!key) {
+    json_decref(out);
+    return cli_fail();
+  }
+  if (cli_json) {
+    r = cli_print_json(
+        json_pack("{s:s, s:s, s:o}", "sr", key, "uuid", uuid, "configuration", out));
+  } else {
+    printf("%s\n", key);
+    json_decref(out);
+  }
+  free(key);
+  return r;
 }
 
 static int

@@ -72,6 +72,10 @@ json_t *zl_sr_type_features(const char *type); /* new reference */
 /* Guess the SR type from an SR key ("/dir" -> file-live). NULL if none. */
 const char *zl_sr_type_of_key(const char *sr_key);
 
+/* What this host offers each SR type: {type: report} (for doctor).  arg
+ * names a place to look (a ZFS pool), or NULL. */
+json_t *zl_host_report(const char *arg);
+
 /* --- SR lifecycle (core/sr.c) --------------------------------------------- */
 
 /* Create an SR of type with this uuid from device-config.  On success

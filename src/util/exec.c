@@ -94,7 +94,7 @@ append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
 int
 zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *res)
 {
-  int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   size_t outcap = 0, errcap = 0, inlen = stdin_data ? strlen(stdin_data) : 0, inoff = 0;
   struct timespec t0, t1;
   pid_t pid;
@@ -138,11 +138,11 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
   for (;;) {
     int n = 0, iout = -1, ierr = -1, iin = -1;
     if (out[0] >= 0)
-      iout = n, p[n++] = (struct pollfd){ .fd = out[0], .events = POLLIN };
+      iout = n, p[n++] = (struct pollfd){.fd = out[0], .events = POLLIN};
     if (err[0] >= 0)
-      ierr = n, p[n++] = (struct pollfd){ .fd = err[0], .events = POLLIN };
+      ierr = n, p[n++] = (struct pollfd){.fd = err[0], .events = POLLIN};
     if (in[1] >= 0)
-      iin = n, p[n++] = (struct pollfd){ .fd = in[1], .events = POLLOUT };
+      iin = n, p[n++] = (struct pollfd){.fd = in[1], .events = POLLOUT};
     if (n == 0)
       break;
     if (poll(p, (nfds_t)n, -1) == -1) {
@@ -204,7 +204,8 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
       strncat(line, " ", sizeof line - strlen(line) - 1);
     }
     zl_debug("exec: %s-> %d in %.1f ms", line, res->status,
-             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
   }
   return 0;
 

@@ -12,10 +12,10 @@
 #include <stddef.h>
 
 struct zl_exec_result {
-  int status;   /* exit status 0..255, or 128 + signal number */
-  char *out;    /* captured stdout, NUL-terminated (owned) */
+  int status; /* exit status 0..255, or 128 + signal number */
+  char *out;  /* captured stdout, NUL-terminated (owned) */
   size_t outlen;
-  char *err;    /* captured stderr, NUL-terminated (owned) */
+  char *err; /* captured stderr, NUL-terminated (owned) */
   size_t errlen;
 };
 

@@ -20,7 +20,7 @@
 #include "util/error.h"
 
 #define FEATURES_08                                                                      \
-  "size\t1073741824\nfeature@async_destroy\tenabled\nfeature@lz4_compress\tactive\n"    \
+  "size\t1073741824\nfeature@async_destroy\tenabled\nfeature@lz4_compress\tactive\n"     \
   "feature@bookmarks\tenabled\nfeature@large_blocks\tenabled\n"
 #define FEATURES_20 FEATURES_08 "feature@zstd_compress\tenabled\n"
 #define FEATURES_22 FEATURES_20 "feature@block_cloning\tenabled\n"
@@ -35,28 +35,135 @@ struct row {
 };
 
 static const struct row rows[] = {
-  { "OpenZFS 0.8", { 0, "zfs-0.8.6-1\nzfs-kmod-0.8.6-1\n", NULL, NULL, FEATURES_08, true },
-    ZFS_OPENZFS, true, true, true, false, false, false, false, true, true, true, 8192 },
-  { "OpenZFS 2.0", { 0, "zfs-2.0.7-1\nzfs-kmod-2.0.7-1\n", NULL, NULL, FEATURES_20, true },
-    ZFS_OPENZFS, true, true, true, true, false, false, true, true, true, true, 8192 },
-  { "OpenZFS 2.1", { 0, "zfs-2.1.15-1\nzfs-kmod-2.1.15-1\n", NULL, NULL, FEATURES_20, true },
-    ZFS_OPENZFS, true, true, true, true, true, false, true, true, true, true, 8192 },
-  { "OpenZFS 2.2", { 0, "zfs-2.2.2-1\nzfs-kmod-2.2.2-1\n", NULL, NULL, FEATURES_22, true },
-    ZFS_OPENZFS, true, true, true, true, true, false, true, true, true, true, 16384 },
-  { "OpenZFS 2.3", { 0, "zfs-2.3.1-1\nzfs-kmod-2.3.1-1\n", NULL, NULL, FEATURES_22, true },
-    ZFS_OPENZFS, true, true, true, true, true, true, true, true, true, true, 16384 },
-  { "OpenZFS 2.4", { 0, "zfs-2.4.4-1\nzfs-kmod-2.4.4-1\n", NULL, NULL, FEATURES_22, true },
-    ZFS_OPENZFS, true, true, true, true, true, true, true, true, true, true, 16384 },
-  /* module loaded but an old userland without `zfs version` */
-  { "OpenZFS 0.8 via sysfs", { 2, "unrecognized command", "0.8.3-1\n", NULL, FEATURES_08, true },
-    ZFS_OPENZFS, true, true, true, false, false, false, false, true, true, true, 8192 },
-  /* OpenZFS userland in a container without /dev/zfs: no zvols */
-  { "OpenZFS 2.2, no /dev/zfs", { 0, "zfs-2.2.2-1\n", NULL, NULL, FEATURES_22, false },
-    ZFS_OPENZFS, false, true, true, true, true, false, true, true, true, true, 16384 },
-  { "zfs-fuse 0.7 (pool v23)",
-    { 2, "unrecognized command 'version'\n", NULL,
-      "This system is currently running ZFS pool version 23.\n", NULL, false },
-    ZFS_FUSE, false, false, false, false, false, false, false, false, false, false, 8192 },
+    {"OpenZFS 0.8",
+     {0, "zfs-0.8.6-1\nzfs-kmod-0.8.6-1\n", NULL, NULL, FEATURES_08, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     false,
+     false,
+     false,
+     false,
+     true,
+     true,
+     true,
+     8192},
+    {"OpenZFS 2.0",
+     {0, "zfs-2.0.7-1\nzfs-kmod-2.0.7-1\n", NULL, NULL, FEATURES_20, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     true,
+     false,
+     false,
+     true,
+     true,
+     true,
+     true,
+     8192},
+    {"OpenZFS 2.1",
+     {0, "zfs-2.1.15-1\nzfs-kmod-2.1.15-1\n", NULL, NULL, FEATURES_20, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     true,
+     true,
+     false,
+     true,
+     true,
+     true,
+     true,
+     8192},
+    {"OpenZFS 2.2",
+     {0, "zfs-2.2.2-1\nzfs-kmod-2.2.2-1\n", NULL, NULL, FEATURES_22, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     true,
+     true,
+     false,
+     true,
+     true,
+     true,
+     true,
+     16384},
+    {"OpenZFS 2.3",
+     {0, "zfs-2.3.1-1\nzfs-kmod-2.3.1-1\n", NULL, NULL, FEATURES_22, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     16384},
+    {"OpenZFS 2.4",
+     {0, "zfs-2.4.4-1\nzfs-kmod-2.4.4-1\n", NULL, NULL, FEATURES_22, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     true,
+     16384},
+    /* module loaded but an old userland without `zfs version` */
+    {"OpenZFS 0.8 via sysfs",
+     {2, "unrecognized command", "0.8.3-1\n", NULL, FEATURES_08, true},
+     ZFS_OPENZFS,
+     true,
+     true,
+     true,
+     false,
+     false,
+     false,
+     false,
+     true,
+     true,
+     true,
+     8192},
+    /* OpenZFS userland in a container without /dev/zfs: no zvols */
+    {"OpenZFS 2.2, no /dev/zfs",
+     {0, "zfs-2.2.2-1\n", NULL, NULL, FEATURES_22, false},
+     ZFS_OPENZFS,
+     false,
+     true,
+     true,
+     true,
+     true,
+     false,
+     true,
+     true,
+     true,
+     true,
+     16384},
+    {"zfs-fuse 0.7 (pool v23)",
+     {2, "unrecognized command 'version'\n", NULL,
+      "This system is currently running ZFS pool version 23.\n", NULL, false},
+     ZFS_FUSE,
+     false,
+     false,
+     false,
+     false,
+     false,
+     false,
+     false,
+     false,
+     false,
+     false,
+     8192},
 };
 
 static void
@@ -92,7 +199,7 @@ test_decisions_per_row(void **state)
 static void
 test_unknown_zfs_is_refused(void **state)
 {
-  struct zfs_probe p = { 127, "", NULL, "", NULL, false };
+  struct zfs_probe p = {127, "", NULL, "", NULL, false};
   struct zfs_caps c;
   (void)state;
   assert_int_equal(zfs_caps_decide(&p, &c), -1);
@@ -102,7 +209,7 @@ test_unknown_zfs_is_refused(void **state)
 static struct zfs_caps
 caps_of(const char *name)
 {
-  struct zfs_caps c = { 0 };
+  struct zfs_caps c = {0};
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     if (strcmp(rows[i].name, name) == 0) {
       assert_int_equal(zfs_caps_decide(&rows[i].probe, &c), 0);
@@ -174,9 +281,9 @@ test_command_lines(void **state)
   const struct zfs_caps fuse_c = caps_of("zfs-fuse 0.7 (pool v23)"), *fuse = &fuse_c;
   const struct zfs_caps z22_c = caps_of("OpenZFS 2.2"), *z22 = &z22_c;
   struct zargv a;
-  struct zprop meta[] = { { "zfs-live:meta", "v1:1:0:{}" } };
-  struct zprop comp[] = { { "zfs-live:sr", "U" }, { "compression", "lz4" } };
-  const char *one[] = { "tank/sr/k", NULL };
+  struct zprop meta[] = {{"zfs-live:meta", "v1:1:0:{}"}};
+  struct zprop comp[] = {{"zfs-live:sr", "U"}, {"compression", "lz4"}};
+  const char *one[] = {"tank/sr/k", NULL};
 
   zcmd_create_sr(&a, z22, "tank/sr/U", "/run/sr-mount/U", comp, 2);
   expect(&a, "zfs create -o mountpoint=/run/sr-mount/U -o zfs-live:sr=U "
@@ -185,7 +292,8 @@ test_command_lines(void **state)
   expect(&a, "zfs create -p -o mountpoint=none tank/vms");
 
   /* zvol layout: thin is sparse, thick lets ZFS compute refreservation */
-  zcmd_create_volume(&a, z22, LAYOUT_ZVOL, "tank/sr/k", 1 << 30, 16384, false, 1, meta, 1);
+  zcmd_create_volume(&a, z22, LAYOUT_ZVOL, "tank/sr/k", 1 << 30, 16384, false, 1, meta,
+                     1);
   expect(&a, "zfs create -s -b 16384 -V 1073741824 -o zfs-live:meta=v1:1:0:{} tank/sr/k");
   zcmd_create_volume(&a, z22, LAYOUT_ZVOL, "tank/sr/k", 1 << 30, 16384, true, 1, meta, 1);
   expect(&a, "zfs create -b 16384 -V 1073741824 -o zfs-live:meta=v1:1:0:{} tank/sr/k");
@@ -261,9 +369,9 @@ test_metadata_properties(void **state)
   struct zprop props[ZFS_META_CHUNKS];
   int n;
   char *buf = NULL;
-  json_t *meta = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "key", "k", "name",
-                           "tab\there \xc3\xa9", "keys", "vdi-type", "user", "_storage",
-                           "x", "not stored");
+  json_t *meta =
+      json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "key", "k", "name", "tab\there \xc3\xa9",
+                "keys", "vdi-type", "user", "_storage", "x", "not stored");
 
   assert_int_equal(zfs_meta_encode(meta, props, &n, &buf), 0);
   assert_int_equal(n, 1);
@@ -272,7 +380,8 @@ test_metadata_properties(void **state)
   assert_null(strstr(props[0].value, "_storage"));
   /* what `zfs get -Hp -o name,property,value,source` prints for it */
   char out[10000];
-  snprintf(out, sizeof out, "tank/sr/k\tzfs-live:meta\t%s\tlocal\ntank/sr/k\tused\t4096\t-\n",
+  snprintf(out, sizeof out,
+           "tank/sr/k\tzfs-live:meta\t%s\tlocal\ntank/sr/k\tused\t4096\t-\n",
            props[0].value);
   json_t *objs = zfs_parse_get(out);
   json_t *o = json_object_get(objs, "tank/sr/k");
@@ -319,12 +428,12 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_decisions_per_row),
-    cmocka_unit_test(test_unknown_zfs_is_refused),
-    cmocka_unit_test(test_tunables_per_row),
-    cmocka_unit_test(test_command_lines),
-    cmocka_unit_test(test_thick_reservation),
-    cmocka_unit_test(test_metadata_properties),
+      cmocka_unit_test(test_decisions_per_row),
+      cmocka_unit_test(test_unknown_zfs_is_refused),
+      cmocka_unit_test(test_tunables_per_row),
+      cmocka_unit_test(test_command_lines),
+      cmocka_unit_test(test_thick_reservation),
+      cmocka_unit_test(test_metadata_properties),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
