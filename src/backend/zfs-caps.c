@@ -174,12 +174,13 @@ zfs_caps_probe(const char *pool, struct zfs_caps *c)
   return r;
 }
 
+/* clang-format off */
 #define CAP_FIELDS(X)                                                                    \
-  X(zvols)                                                                               \
-  X(list_p) X(get_t) X(json) X(send_c) X(send_L) X(send_e) X(recv_s) X(recv_o)           \
-      X(rename_u) X(create_u) X(snapshot_multi) X(set_multi) X(sync_prop) X(snapdev)     \
-          X(refres_auto) X(dot_zfs) X(bookmarks) X(lz4) X(zstd) X(large_blocks)          \
-              X(block_cloning)
+  X(zvols) X(list_p) X(get_t) X(json) X(send_c) X(send_L) X(send_e) X(recv_s)            \
+  X(recv_o) X(rename_u) X(create_u) X(snapshot_multi) X(set_multi) X(sync_prop)          \
+  X(snapdev) X(refres_auto) X(dot_zfs) X(bookmarks) X(lz4) X(zstd) X(large_blocks)       \
+  X(block_cloning)
+/* clang-format on */
 
 json_t *
 zfs_caps_to_json(const struct zfs_caps *c)

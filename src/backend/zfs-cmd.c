@@ -125,7 +125,11 @@ zcmd_create_volume(struct zargv *a, const struct zfs_caps *c, enum zfs_layout l,
   } else {
     /* One raw file per filesystem: its recordsize is the block size, and
      * thick means a refreservation covering the file as ZFS would for a
-     * zvol of that size. */
+     * zvol of that size.  Mounted on first use; the size is a property. */
+    za_add(a, "-o");
+    za_add(a, "canmount=noauto");
+    za_add(a, "-o");
+    za_addf(a, ZFS_SIZE_PROP "=%lld", (long long)size);
     za_add(a, "-o");
     za_addf(a, "recordsize=%lld", (long long)blocksize);
     za_add(a, "-o");

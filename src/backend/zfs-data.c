@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,27 +60,100 @@ open_zvol(const char *dev, int flags)
   return -1;
 }
 
+bool
+zfs_is_mounted(struct zl_sr *sr, const char *comp)
+{
+  struct stat sr_st, st;
+
+  return fstat(sr->dirfd, &sr_st) == 0 &&
+         fstatat(sr->dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+         st.st_dev != sr_st.st_dev;
+}
+
+static int
+mount_comp(struct zl_sr *sr, const char *comp)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  char ds[600];
+  struct zargv a;
+
+  if (zfs_is_mounted(sr, comp))
+    return 0;
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, comp);
+  zcmd_mount(&a, &z->caps, ds, true);
+  if (run(&a, "mount") == -1 && !strstr(zl_error_msg(), "already mounted"))
+    return -1;
+  zl_error_clear();
+  return 0;
+}
+
+/* A file never made holds zeros: an anonymous sparse file of that size. */
+static int
+zeros(const char *key, int64_t size)
+{
+  int fd = memfd_create("zfs-live-zeros", MFD_CLOEXEC);
+
+  if (fd == -1 || ftruncate(fd, size) == -1) {
+    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The dataset layout's file in mounted dataset comp: made (sparse) on the
+ * first writable open, grown to size if a resize came first; read as
+ * zeros when it was never made. */
+static int
+open_file(struct zl_sr *sr, const char *key, const char *comp, int64_t size, int flags)
+{
+  char path[PATH_MAX];
+  bool rw = (flags & O_ACCMODE) != O_RDONLY;
+  struct stat st;
+
+  snprintf(path, sizeof path, "%s/" ZFS_DISK, comp);
+  int fd =
+      openat(sr->dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW | (rw ? O_CREAT : 0), 0600);
+  if (fd == -1 && errno == ENOENT && !rw)
+    return zeros(key, size);
+  if (fd == -1) {
+    zl_error(errno, "volume %s: %s/%s: %s", key, sr->key, path, strerror(errno));
+    return -1;
+  }
+  if (rw && fstat(fd, &st) == 0 && st.st_size < size && ftruncate(fd, size) == -1) {
+    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 int
 zfs_vol_open(struct zl_sr *sr, const char *key, int flags)
 {
   struct zfs_sr *z = zfs_of(sr);
   char name[600], path[PATH_MAX], parent[256];
   bool snap;
+  struct zl_vol_info info;
   int fd;
 
   zfs_name_of(sr, key, name, sizeof name, &snap);
+  if (z->layout == LAYOUT_DATASET && zfs_vol_get(sr, key, NULL, &info) == -1)
+    return -1;
   if (snap && z->layout == LAYOUT_DATASET && z->caps.dot_zfs &&
-      zfs_index_read(sr, key, parent, sizeof parent) == 0) {
-    snprintf(path, sizeof path, "%s/.zfs/snapshot/%s/" ZFS_DISK, parent, key);
-    fd = openat(sr->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0)
-      return fd;
+      zfs_index_read(sr, key, parent, sizeof parent) == 0 &&
+      mount_comp(sr, parent) == 0) {
+    snprintf(path, sizeof path, "%s/.zfs/snapshot/%s", parent, key);
+    return open_file(sr, key, path, info.virtual_size, O_RDONLY);
   }
+  zl_error_clear();
   if (snap) {
     /* read through an internal read-only clone (made once, kept until the
      * snapshot goes) */
-    char ro[600];
-    snprintf(ro, sizeof ro, "%s/" ZFS_RO_PREFIX "%s", z->dataset, key);
+    char ro[600], rocomp[300];
+    snprintf(rocomp, sizeof rocomp, ZFS_RO_PREFIX "%s", key);
+    snprintf(ro, sizeof ro, "%s/%s", z->dataset, rocomp);
     struct zargv a;
     struct zprop p = {"readonly", "on"};
     zcmd_clone(&a, &z->caps, name, ro, &p, 1);
@@ -90,15 +164,16 @@ zfs_vol_open(struct zl_sr *sr, const char *key, int flags)
       snprintf(path, sizeof path, "/dev/zvol/%s", ro);
       fd = open_zvol(path, O_RDONLY);
     } else {
-      snprintf(path, sizeof path, ZFS_RO_PREFIX "%s/" ZFS_DISK, key);
-      fd = openat(sr->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      return mount_comp(sr, rocomp) == 0
+                 ? open_file(sr, key, rocomp, info.virtual_size, O_RDONLY)
+                 : -1;
     }
   } else if (z->layout == LAYOUT_ZVOL) {
     snprintf(path, sizeof path, "/dev/zvol/%s", name);
     fd = open_zvol(path, flags);
   } else {
-    snprintf(path, sizeof path, "%s/" ZFS_DISK, key);
-    fd = openat(sr->dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW);
+    return mount_comp(sr, key) == 0 ? open_file(sr, key, key, info.virtual_size, flags)
+                                    : -1;
   }
   if (fd == -1)
     zl_error(errno, "volume %s: %s: %s", key, path, strerror(errno));
@@ -122,6 +197,8 @@ exists(struct zfs_sr *z, const char *name, json_t **objp)
   return errno == ENOENT ? (zl_error_clear(), 0) : -1;
 }
 
+/* Rename a dataset (unmounted: zfs-fuse renames only those); it is mounted
+ * again on its next use. */
 static int
 rename_ds(struct zfs_sr *z, const char *from, const char *to)
 {
@@ -134,15 +211,23 @@ rename_ds(struct zfs_sr *z, const char *from, const char *to)
     zl_error_clear();
   }
   zcmd_rename(&a, &z->caps, from, to);
-  if (run(&a, "rename") == -1)
-    return -1;
-  if (z->layout == LAYOUT_DATASET) {
-    zcmd_mount(&a, &z->caps, to, true);
-    if (run(&a, "mount") == -1 && !strstr(zl_error_msg(), "already mounted"))
-      return -1;
-    zl_error_clear();
-  }
-  return 0;
+  return run(&a, "rename");
+}
+
+/* Dataset layout: the volume's size is a property; set it to what the
+ * volume now holds. */
+static int
+set_size(struct zfs_sr *z, const char *key, int64_t size)
+{
+  char ds[600], v[32];
+  struct zargv a;
+
+  if (z->layout != LAYOUT_DATASET)
+    return 0;
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, key);
+  snprintf(v, sizeof v, "%lld", (long long)size);
+  zcmd_set(&a, &z->caps, ds, ZFS_SIZE_PROP, v);
+  return run(&a, "set the size");
 }
 
 /* The fallback: copy the snapshot's data over the volume's file. */
@@ -159,7 +244,8 @@ revert_by_copy(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     zl_error_kind(ZL_ERR_BUSY, EBUSY, "volume %s is busy: cannot revert it now", key);
     return -1;
   }
-  if ((in = zfs_vol_open(sr, snap, O_RDONLY)) == -1 || fstat(in, &st) == -1)
+  if ((in = zfs_vol_open(sr, snap, O_RDONLY)) == -1 || fstat(in, &st) == -1 ||
+      mount_comp(sr, key) == -1)
     return -1;
   snprintf(tmp, sizeof tmp, "%s/." ZFS_DISK ".revert", key);
   snprintf(img, sizeof img, "%s/" ZFS_DISK, key);
@@ -185,6 +271,8 @@ revert_by_copy(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     zl_error(errno, "replace %s/%s: %s", sr->key, img, strerror(errno));
     goto fail;
   }
+  if (set_size(z, key, st.st_size) == -1)
+    return -1;
   zl_fault("revert", "swapped");
   return 0;
 fail:;
@@ -276,11 +364,19 @@ zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     return -1;
   }
 
-  /* the newest snapshot of the volume's own dataset: a rollback */
+  /* the snapshot's size (recorded with it in the dataset layout) */
+  struct zl_vol_info sinfo;
+  if (zfs_vol_get(sr, snap, NULL, &sinfo) == -1)
+    return -1;
+
+  /* the newest snapshot of the volume's own dataset: a rollback (which
+   * does not roll properties back: the size follows) */
   if (strcmp(parent, key) == 0) {
     zcmd_rollback(&a, &z->caps, snapname);
     if (run(&a, "rollback") == 0) {
       zl_fault("revert", "copied");
+      if (set_size(z, key, sinfo.virtual_size) == -1)
+        return -1;
       zl_fault("revert", "swapped");
       return 0;
     }
@@ -300,30 +396,29 @@ zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
   snprintf(old, sizeof old, "%.180s.r%.8s", key, hex);
   snprintf(oldname, sizeof oldname, "%s/%s", z->dataset, old);
   {
-    struct zprop props[ZFS_META_CHUNKS + 2];
+    struct zprop props[ZFS_META_CHUNKS + 4];
     int n;
     CLEANUP_FREE char *buf = NULL;
-    char refres[32];
+    char refres[32], size[32];
     if (zfs_meta_encode(meta, props, &n, &buf) == -1)
       return -1;
     props[n++] = (struct zprop){ZFS_REVERT_OLD, old};
+    if (z->layout == LAYOUT_DATASET) { /* mounted on first use, like any volume */
+      snprintf(size, sizeof size, "%lld", (long long)sinfo.virtual_size);
+      props[n++] = (struct zprop){ZFS_SIZE_PROP, size};
+      props[n++] = (struct zprop){"canmount", "noauto"};
+    }
     if (thick) {
       snprintf(
           refres, sizeof refres, "%lld",
-          (long long)zfs_thick_reservation(info.virtual_size, z->blocksize, z->copies));
+          (long long)zfs_thick_reservation(sinfo.virtual_size, z->blocksize, z->copies));
       props[n++] = (struct zprop){"refreservation", refres};
     }
     zcmd_clone(&a, &z->caps, snapname, rv, props, n);
     if (run(&a, "clone for revert") == -1)
       return -1;
   }
-  if (z->layout == LAYOUT_DATASET) { /* a mounted clone keeps vol busy */
-    zcmd_mount(&a, &z->caps, rv, false);
-    zrun(&a, "unmount", NULL);
-    za_free(&a);
-    zl_error_clear();
-  }
-  zl_fault("revert", "copied");
+  zl_fault("revert", "copied"); /* the clone is not mounted (canmount=noauto) */
   if (rename_ds(z, vol, oldname) == -1) {
     if (errno != EBUSY)
       return -1;

@@ -95,7 +95,7 @@ props_to_get(const struct zfs_sr *z)
   static char buf[768];
   snprintf(buf, sizeof buf,
            "type,used,volsize,refreservation,origin,compression,copies,primarycache,"
-           "secondarycache,logbias,recordsize,volblocksize%s,%s",
+           "secondarycache,logbias,recordsize,volblocksize," ZFS_SIZE_PROP "%s,%s",
            z->caps.sync_prop ? ",sync" : "", zfs_meta_prop_list());
   return buf;
 }
@@ -107,20 +107,13 @@ num(const json_t *o, const char *prop)
   return v ? strtoll(v, NULL, 10) : 0;
 }
 
-/* The size of a dataset-layout volume: its file. */
-static int
-file_size(struct zl_sr *sr, const char *comp, int64_t *size)
+/* Set on this object (or received with it by zfs receive -p), not
+ * inherited from a parent. */
+static bool
+own_value(const json_t *o, const char *prop)
 {
-  char path[PATH_MAX];
-  struct stat st;
-
-  snprintf(path, sizeof path, "%s/" ZFS_DISK, comp);
-  if (fstatat(sr->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == -1 || !S_ISREG(st.st_mode)) {
-    zl_error(errno ? errno : EINVAL, "%s/%s: %s", sr->key, path, strerror(errno));
-    return -1;
-  }
-  *size = st.st_size;
-  return 0;
+  const char *src = zfs_obj_source(o, prop);
+  return src && (strcmp(src, "local") == 0 || strcmp(src, "received") == 0);
 }
 
 /* Build meta (with the storage facts) and info for one object.  Returns 0,
@@ -154,8 +147,10 @@ describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
   } else if (snap) {
     json_t *s = json_object_get(meta, "size");
     info->virtual_size = json_is_integer(s) ? json_integer_value(s) : 0;
-  } else if (file_size(sr, rel, &info->virtual_size) == -1) {
-    json_decref(meta); /* no disk.img: a create that did not finish */
+  } else if (zfs_obj_value(o, ZFS_SIZE_PROP) && own_value(o, ZFS_SIZE_PROP)) {
+    info->virtual_size = num(o, ZFS_SIZE_PROP);
+  } else {
+    json_decref(meta); /* not made by this version's create */
     return 1;
   }
   static const char *const tun[] = {"compression",    "copies",  "sync", "primarycache",
@@ -283,26 +278,6 @@ zfs_vol_get(struct zl_sr *sr, const char *key, json_t **metap, struct zl_vol_inf
 
 /* --- making volumes ---------------------------------------------------------- */
 
-static int
-make_disk_file(struct zl_sr *sr, const char *key, int64_t size)
-{
-  char path[PATH_MAX];
-  CLEANUP_CLOSE int fd = -1;
-
-  snprintf(path, sizeof path, "%s/" ZFS_DISK, key);
-  fd = openat(sr->dirfd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd == -1) {
-    zl_error(errno, "%s/%s: %s (is the volume's dataset mounted?)", sr->key, path,
-             strerror(errno));
-    return -1;
-  }
-  if (ftruncate(fd, size) == -1 || fsync(fd) == -1) {
-    zl_error(errno, "%s/%s: %s", sr->key, path, strerror(errno));
-    return -1;
-  }
-  return 0;
-}
-
 int
 zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
                const json_t *meta, struct zl_vol_info *out)
@@ -324,11 +299,10 @@ zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
   if (rc == -1)
     return -1;
   zl_fault("create", "data");
-  /* as made: thin allocates nothing yet; thick reserves (reported by stat) */
+  /* as made: thin allocates nothing yet; thick reserves (reported by stat);
+   * the dataset layout's file is made when the data is first opened */
   out->virtual_size = size;
   out->physical_utilisation = 0;
-  if (z->layout == LAYOUT_DATASET)
-    return make_disk_file(sr, key, size); /* the commit: describe() needs it */
   return 0;
 }
 
@@ -344,7 +318,8 @@ snapshot_cmd(struct zfs_sr *z, const char *snap, const struct zprop *props, int 
   return rc;
 }
 
-/* Data written through the file must reach ZFS before a snapshot. */
+/* Data written through the file must reach ZFS before a snapshot (a
+ * volume never opened has no file, or is not mounted: nothing to do). */
 static void
 flush_file(struct zl_sr *sr, const char *comp)
 {
@@ -366,7 +341,7 @@ zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_ki
   const char *op = kind == ZL_COPY_SNAPSHOT ? "snapshot" : "clone";
   char srcname[600], origin[700], ds[600];
   bool src_snap;
-  struct zprop props[ZFS_META_CHUNKS + 2];
+  struct zprop props[ZFS_META_CHUNKS + 4];
   int n;
   CLEANUP_FREE char *buf = NULL;
   CLEANUP_JSON json_t *m = json_deep_copy(meta);
@@ -411,7 +386,12 @@ zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_ki
   }
   if (zfs_meta_encode(m, props, &n, &buf) == -1)
     return -1;
-  char refres[64];
+  char refres[64], size[32];
+  if (z->layout == LAYOUT_DATASET) { /* a clone keeps no local property */
+    snprintf(size, sizeof size, "%lld", (long long)info.virtual_size);
+    props[n++] = (struct zprop){ZFS_SIZE_PROP, size};
+    props[n++] = (struct zprop){"canmount", "noauto"};
+  }
   if (thick) {
     if (z->layout == LAYOUT_ZVOL && z->caps.refres_auto)
       snprintf(refres, sizeof refres, "auto");
@@ -608,8 +588,18 @@ zfs_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
       return -1;
   }
   zl_fault("resize", "reserved");
+  char v[32];
+  snprintf(v, sizeof v, "%lld", (long long)size);
+  zcmd_set(&a, &z->caps, ds, ZFS_SIZE_PROP, v); /* the size is this property */
+  rc = zrun(&a, "resize", NULL);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
+  /* a made file grows now (opening it would grow it too) */
   snprintf(path, sizeof path, "%s/%s/" ZFS_DISK, sr->key, key);
-  if (truncate(path, size) == -1) {
+  struct stat st;
+  if (zfs_is_mounted(sr, key) && stat(path, &st) == 0 && st.st_size < size &&
+      truncate(path, size) == -1) {
     zl_error(errno, "%s: %s", path, strerror(errno));
     return -1;
   }

@@ -10,7 +10,13 @@
  *                                     its dataset, a cache)
  *   <sr>/<key>                        a volume: a zvol (layout=zvol), or a
  *                                     filesystem holding one raw sparse file
- *                                     disk.img (layout=dataset)
+ *                                     disk.img (layout=dataset), made with
+ *                                     canmount=noauto and zfs-live:size: it
+ *                                     is mounted, and its file made, when
+ *                                     its data is first opened (a file never
+ *                                     made reads as zeros), so thousands of
+ *                                     volumes need no mounts (zfs-fuse stops
+ *                                     at about 1,000)
  *   <sr>/<vol>@<key>                  a snapshot volume
  *   <sr>/<vol>@_zl-origin-<clone>     internal: origin of a clone of a
  *                                     writable volume (clone-on-boot)
@@ -36,6 +42,7 @@
 #define ZFS_META_CHUNKS   8
 #define ZFS_META_CHUNK    7900
 #define ZFS_REVERT_OLD    "zfs-live:revert-old"
+#define ZFS_SIZE_PROP     "zfs-live:size" /* dataset layout: the volume size */
 #define ZFS_INTERNAL      "_zl-"
 #define ZFS_ORIGIN_PREFIX "_zl-origin-"
 #define ZFS_RO_PREFIX     "_zl-ro-"
@@ -224,6 +231,8 @@ int zfs_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick);
 int zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick);
 int zfs_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta);
 int zfs_vol_open(struct zl_sr *sr, const char *key, int flags);
+/* zfs-data.c: is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
+bool zfs_is_mounted(struct zl_sr *sr, const char *comp);
 int zfs_vol_dependents(struct zl_sr *sr, const char *key);
 int zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value);
 /* Remove internal objects left in the SR (before the SR dataset goes). */

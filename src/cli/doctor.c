@@ -14,7 +14,8 @@ cli_doctor(int argc, char **argv)
   json_t *rep;
 
   argc = cli_common_opts(argc, argv, &type);
-  if (cli_take(&argc, argv, "--pool", &pool) == -1 || cli_no_more_options(argc, argv) == -1)
+  if (cli_take(&argc, argv, "--pool", &pool) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 0)
     return cli_usage("zfs-live doctor [--pool POOL] [--json]", "unexpected argument");
@@ -26,7 +27,8 @@ cli_doctor(int argc, char **argv)
   printf("zfs-live %s\n", ZL_VERSION_STRING);
   const char *t;
   json_t *r;
-  json_object_foreach(rep, t, r) {
+  json_object_foreach(rep, t, r)
+  {
     if (!json_is_true(json_object_get(r, "present"))) {
       printf("\n%s: not available: %s\n", t,
              json_string_value(json_object_get(r, "reason")));
@@ -36,9 +38,11 @@ cli_doctor(int argc, char **argv)
            json_string_value(json_object_get(r, "flavour")),
            json_string_value(json_object_get(r, "version")),
            (long long)json_integer_value(json_object_get(r, "pool_version")),
-           json_object_get(r, "pool") ? ", pool " : " (no pool given: --pool for "
-                                                    "pool features)",
-           json_object_get(r, "pool") ? json_string_value(json_object_get(r, "pool")) : "");
+           json_object_get(r, "pool") ? ", pool "
+                                      : " (no pool given: --pool for "
+                                        "pool features)",
+           json_object_get(r, "pool") ? json_string_value(json_object_get(r, "pool"))
+                                      : "");
     printf("  default compression %s, default volblocksize %lld, libzfs_core %s\n\n",
            json_string_value(json_object_get(r, "default_compression")),
            (long long)json_integer_value(json_object_get(r, "default_volblocksize")),
@@ -46,7 +50,8 @@ cli_doctor(int argc, char **argv)
     printf("  %-16s %-5s  %s\n", "CAPABILITY", "HOST", "USED FOR");
     size_t i;
     json_t *row;
-    json_array_foreach(json_object_get(r, "capabilities"), i, row) {
+    json_array_foreach(json_object_get(r, "capabilities"), i, row)
+    {
       printf("  %-16s %-5s  %s\n", json_string_value(json_object_get(row, "capability")),
              json_is_true(json_object_get(row, "value")) ? "yes" : "no",
              json_string_value(json_object_get(row, "use")));

@@ -236,7 +236,8 @@ META_PROPS = ",".join(["zfs-live:meta"] + [f"zfs-live:meta.{i}" for i in range(1
 class ZfsSR(SR):
     """A zfs-live SR (dataset layout here: zfs-fuse has no zvols)."""
 
-    COMMITS_AT = {"create": {"committed"}, "snapshot": {"data", "committed"},
+    # ZFS stores data and metadata in one command: committed from "data" on
+    COMMITS_AT = {"create": {"data", "committed"}, "snapshot": {"data", "committed"},
                   "clone": {"data", "committed"}}
 
     def __init__(self, plugin, dataset_path, **extra):
@@ -246,7 +247,8 @@ class ZfsSR(SR):
     def objects(self):
         """{zfs name: {prop: value}} of everything in the SR dataset."""
         out = zfs_cmd("zfs", "get", "-Hpr", "-o", "name,property,value",
-                      "type,origin,volsize,refreservation,compression," + META_PROPS,
+                      "type,origin,volsize,refreservation,compression,zfs-live:size," +
+                      META_PROPS,
                       self.dataset).stdout
         objs = {}
         for line in out.splitlines():
@@ -295,7 +297,10 @@ class ZfsSR(SR):
             assert meta["key"] == last, f"{name} carries the metadata of {meta['key']}"
             (hidden if meta.get("hidden") else visible).add(last)
             if props["type"] == "filesystem":
-                assert os.path.isfile(os.path.join(self.path, rel, "disk.img")), name
+                assert props["zfs-live:size"] != "-", f"{name} has no size"
+                disk = os.path.join(self.path, rel, "disk.img")
+                if os.path.isfile(disk):  # made on first use
+                    assert os.path.getsize(disk) == int(props["zfs-live:size"]), name
         assert {v["key"] for v in listed} == visible
         self.check_stats(listed)
         return listed

@@ -300,11 +300,13 @@ test_command_lines(void **state)
   /* dataset layout: recordsize as block size, refreservation explicit */
   zcmd_create_volume(&a, fuse, LAYOUT_DATASET, "tank/sr/k", 1 << 30, 8192, false, 1, meta,
                      1);
-  expect(&a, "zfs create -o recordsize=8192 -o refreservation=none "
-             "-o zfs-live:meta=v1:1:0:{} tank/sr/k");
+  expect(&a, "zfs create -o canmount=noauto -o zfs-live:size=1073741824 "
+             "-o recordsize=8192 -o refreservation=none -o zfs-live:meta=v1:1:0:{} "
+             "tank/sr/k");
   zcmd_create_volume(&a, fuse, LAYOUT_DATASET, "tank/sr/k", 1 << 30, 8192, true, 1, meta,
                      1);
-  expect(&a, "zfs create -o recordsize=8192 -o refreservation=1109393408 "
+  expect(&a, "zfs create -o canmount=noauto -o zfs-live:size=1073741824 "
+             "-o recordsize=8192 -o refreservation=1109393408 "
              "-o zfs-live:meta=v1:1:0:{} tank/sr/k");
 
   zcmd_snapshot(&a, fuse, "tank/sr/k@s", meta, 1);
