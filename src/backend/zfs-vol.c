@@ -278,13 +278,47 @@ zfs_vol_get(struct zl_sr *sr, const char *key, json_t **metap, struct zl_vol_inf
 
 /* --- making volumes ---------------------------------------------------------- */
 
+/* Create through libzfs_core: 1 if done, 0 if the CLI must do it, -1 on
+ * error.  Thick zvols stay on the CLI: libzfs sizes their reservation from
+ * the pool's layout. */
+static int
+create_lzc(struct zfs_sr *z, const char *ds, int64_t size, bool thick,
+           const struct zprop *meta, int nmeta)
+{
+  struct zprop p[ZFS_META_CHUNKS + 6];
+  char s_size[32], s_bs[32], s_res[32];
+  int n = 0;
+
+  if (!zfs_lzc_available() || (z->layout == LAYOUT_ZVOL && thick))
+    return 0;
+  snprintf(s_size, sizeof s_size, "%lld", (long long)size);
+  snprintf(s_bs, sizeof s_bs, "%lld", (long long)z->blocksize);
+  if (z->layout == LAYOUT_ZVOL) {
+    p[n++] = (struct zprop){"volsize", s_size};
+    p[n++] = (struct zprop){"volblocksize", s_bs};
+  } else {
+    snprintf(s_res, sizeof s_res, "%lld",
+             thick ? (long long)zfs_thick_reservation(size, z->blocksize, z->copies)
+                   : 0LL);
+    p[n++] = (struct zprop){"canmount", "noauto"};
+    p[n++] = (struct zprop){ZFS_SIZE_PROP, s_size};
+    p[n++] = (struct zprop){"recordsize", s_bs};
+    p[n++] = (struct zprop){"refreservation", s_res};
+  }
+  for (int i = 0; i < nmeta; i++)
+    p[n++] = meta[i];
+  if (zfs_lzc_create(ds, z->layout == LAYOUT_ZVOL, p, n) == 0)
+    return 1;
+  return errno == ENOTSUP ? 0 : -1;
+}
+
 int
 zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
                const json_t *meta, struct zl_vol_info *out)
 {
   struct zfs_sr *z = zfs_of(sr);
   struct zprop props[ZFS_META_CHUNKS];
-  int n;
+  int n, rc;
   CLEANUP_FREE char *buf = NULL;
   char ds[600];
   struct zargv a;
@@ -292,10 +326,13 @@ zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
   if (zfs_meta_encode(meta, props, &n, &buf) == -1)
     return -1;
   snprintf(ds, sizeof ds, "%s/%s", z->dataset, key);
-  zcmd_create_volume(&a, &z->caps, z->layout, ds, size, z->blocksize, thick, z->copies,
-                     props, n);
-  int rc = zrun(&a, "create", NULL);
-  za_free(&a);
+  rc = create_lzc(z, ds, size, thick, props, n);
+  if (rc == 0) {
+    zcmd_create_volume(&a, &z->caps, z->layout, ds, size, z->blocksize, thick, z->copies,
+                       props, n);
+    rc = zrun(&a, "create", NULL) == 0 ? 1 : -1;
+    za_free(&a);
+  }
   if (rc == -1)
     return -1;
   zl_fault("create", "data");
@@ -402,10 +439,13 @@ zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_ki
     props[n++] = (struct zprop){"refreservation", refres};
   }
   snprintf(ds, sizeof ds, "%s/%s", z->dataset, dst);
-  struct zargv a;
-  zcmd_clone(&a, &z->caps, origin, ds, props, n);
-  int rc = zrun(&a, "clone", NULL);
-  za_free(&a);
+  int rc = zfs_lzc_available() ? zfs_lzc_clone(ds, origin, props, n) : -1;
+  if (rc == -1 && (!zfs_lzc_available() || errno == ENOTSUP)) {
+    struct zargv a;
+    zcmd_clone(&a, &z->caps, origin, ds, props, n);
+    rc = zrun(&a, "clone", NULL);
+    za_free(&a);
+  }
   if (rc == -1)
     return -1;
   zl_fault(op, "data");
@@ -423,6 +463,9 @@ zfs_destroy_object(struct zfs_sr *z, const char *name)
 
   if (strchr(name, '@') && zfs_lzc_available())
     return zfs_lzc_destroy_snapshot(name);
+  if (zfs_lzc_available() && zfs_lzc_destroy(name) == 0)
+    return 0; /* a mounted filesystem is busy for lzc: the CLI unmounts it */
+  zl_error_clear();
   if (!strchr(name, '@') && z->layout == LAYOUT_DATASET) {
     zcmd_mount(&a, &z->caps, name, false);
     zrun(&a, "unmount", NULL); /* "not mounted" is fine */

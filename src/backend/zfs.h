@@ -188,6 +188,14 @@ int zget(const struct zfs_caps *c, bool recursive, const char *props,
 /* --- zfs-lzc.c: libzfs_core through dlopen (OpenZFS only) ----------------- */
 
 bool zfs_lzc_available(void);
+/* Load from dir (NULL: the system's libraries); 0 if usable.  Tests load a
+ * stand-in library this way. */
+int zfs_lzc_load_from(const char *dir);
+/* -1 with errno ENOTSUP when a property cannot be given to the kernel
+ * (a name libzfs would translate): the caller then uses the CLI. */
+int zfs_lzc_create(const char *name, bool zvol, const struct zprop *props, int n);
+int zfs_lzc_clone(const char *name, const char *origin, const struct zprop *props, int n);
+int zfs_lzc_destroy(const char *name);
 int zfs_lzc_snapshot(const char *snap, const struct zprop *props, int nprops);
 int zfs_lzc_destroy_snapshot(const char *snap);
 

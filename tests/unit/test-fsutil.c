@@ -33,15 +33,13 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-  char cmd[128];
   (void)state;
-  close(dfd);
   /* remove what the tests made, then the directory */
   const char *names[] = {"a", "big", "src", "dst", NULL};
   for (const char **n = names; *n; n++)
     unlinkat(dfd, *n, 0);
-  snprintf(cmd, sizeof cmd, "%s", dir);
-  return rmdir(cmd);
+  close(dfd);
+  return rmdir(dir);
 }
 
 static void
