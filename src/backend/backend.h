@@ -64,7 +64,9 @@ struct zl_backend {
   int (*sr_prepare)(const char *uuid, json_t *config, char **sr_key);
   /* SR.attach: the key of the SR config describes (it must exist). */
   int (*sr_locate)(const json_t *config, char **sr_key);
-  /* Open: validate sr->key, set sr->dirfd/privfd/be_data. */
+  /* Open: validate sr->key, set sr->dirfd/privfd/be_data, and sr->statefd
+   * if runtime state (locks, intent records) is to live elsewhere than the
+   * private area (host-local storage may keep it in /run). */
   int (*sr_open)(struct zl_sr *sr);
   void (*sr_close)(struct zl_sr *sr);
   /* Remove the storage of an SR that holds no volumes; the core has already

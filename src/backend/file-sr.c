@@ -331,8 +331,8 @@ file_sr_remove(struct zl_sr *sr)
 {
   bool made = faccessat(sr->privfd, FILE_MADE_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 
-  if (remove_dir_contents(sr->privfd, "journal") == -1 ||
-      remove_dir_contents(sr->privfd, "locks") == -1) {
+  if (remove_dir_contents(sr->statefd, "journal") == -1 ||
+      remove_dir_contents(sr->statefd, "locks") == -1) {
     zl_error(errno, "SR %s: cannot clear the private area: %s", sr->key, strerror(errno));
     return -1;
   }

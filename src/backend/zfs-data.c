@@ -468,3 +468,71 @@ zfs_sr_clear_internal(struct zl_sr *sr)
   zl_error_clear();
   return 0;
 }
+
+/* --- after a reboot ------------------------------------------------------------ */
+
+int
+zfs_boot_recovery(struct zl_sr *sr)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = {z->dataset, NULL};
+  const char *n;
+  json_t *o;
+  size_t dl = strlen(z->dataset);
+
+  if (zget(&z->caps, true, "type,origin," ZFS_REVERT_OLD, targets, &objs, "recovery") ==
+      -1)
+    return -1;
+  /* the snapshot index, first: the rest looks snapshots up through it */
+  json_object_foreach(objs, n, o)
+  {
+    const char *at = strchr(n, '@');
+    if (at && strncmp(n, z->dataset, dl) == 0 && n[dl] == '/' &&
+        strncmp(at + 1, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) != 0) {
+      char parent[256];
+      snprintf(parent, sizeof parent, "%.*s", (int)(at - n - dl - 1), n + dl + 1);
+      zfs_index_write(sr, at + 1, parent);
+    }
+  }
+  json_object_foreach(objs, n, o)
+  {
+    if (strncmp(n, z->dataset, dl) != 0 || n[dl] != '/')
+      continue;
+    const char *rel = n + dl + 1, *at = strchr(rel, '@');
+    char other[700];
+    if (at && strncmp(at + 1, ZFS_ORIGIN_PREFIX, strlen(ZFS_ORIGIN_PREFIX)) == 0) {
+      /* the origin of a clone of a writable volume: orphaned if the clone
+       * is gone (a destroy cut off between its two steps) */
+      snprintf(other, sizeof other, "%s/%s", z->dataset,
+               at + 1 + strlen(ZFS_ORIGIN_PREFIX));
+      if (!json_object_get(objs, other)) {
+        zl_info("recovery: removing orphaned %s", n);
+        zfs_destroy_object(z, n);
+      }
+    } else if (!at && strncmp(rel, ZFS_RO_PREFIX, strlen(ZFS_RO_PREFIX)) == 0) {
+      const char *org = zfs_obj_value(o, "origin");
+      if (!org || !json_object_get(objs, org)) {
+        zl_info("recovery: removing orphaned %s", n);
+        zfs_destroy_object(z, n);
+      }
+    } else if (!at && strncmp(rel, ZFS_RV_PREFIX, strlen(ZFS_RV_PREFIX)) == 0) {
+      /* a revert cut off: undo it if the volume is still there, else
+       * finish it (the clone says where the old dataset went) */
+      const char *key = rel + strlen(ZFS_RV_PREFIX);
+      const char *org = zfs_obj_value(o, "origin");
+      const char *snap = org ? strchr(org, '@') : NULL;
+      snprintf(other, sizeof other, "%s/%s", z->dataset, key);
+      if (json_object_get(objs, other) || !snap) {
+        zl_info("recovery: undoing the revert of %s that a restart cut off", key);
+        zfs_destroy_object(z, n);
+      } else {
+        zl_info("recovery: finishing the revert of %s that a restart cut off", key);
+        if (zfs_vol_revert(sr, key, snap + 1, false) == -1)
+          zl_warn("recovery: revert of %s: %s", key, zl_error_msg());
+      }
+    }
+  }
+  zl_error_clear();
+  return 0;
+}

@@ -1,8 +1,10 @@
 /* zfs-sr.c: SRs of the ZFS backend, and its ops table.  See zfs.h for the
  * layout.  Pools belong to the operator: they are never created, imported
  * or exported here. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,12 +352,69 @@ zfs_sr_close(struct zl_sr *sr)
   sr->be_data = NULL;
 }
 
+/* /run/zfs-live/sr/<key with '/' as "%2F">: made if missing; *fresh tells
+ * whether it was (first use since boot). */
+static int
+open_state_dir(const char *key, bool *fresh)
+{
+  char path[PATH_MAX], *p = path + snprintf(path, sizeof path, ZFS_RUN_DIR "/");
+
+  for (const char *k = key; *k && p < path + sizeof path - 4; k++) {
+    if (*k == '/')
+      p += sprintf(p, "%%2F");
+    else
+      *p++ = *k;
+  }
+  *p = '\0';
+  const char *const parents[] = {"/run/zfs-live", ZFS_RUN_DIR, NULL};
+  for (const char *const *d = parents; *d; d++) {
+    if (mkdir(*d, 0700) == -1 && errno != EEXIST) {
+      zl_error(errno, "%s: %s", *d, strerror(errno));
+      return -1;
+    }
+  }
+  *fresh = mkdir(path, 0700) == 0;
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd == -1)
+    zl_error(errno, "%s: %s", path, strerror(errno));
+  return fd;
+}
+
+static int
+load_state(struct zfs_sr *z, const json_t *st, const char *key)
+{
+  const char *ds = json_string_value(json_object_get(st, "dataset"));
+  const char *pool = json_string_value(json_object_get(st, "pool"));
+  const char *layout = json_string_value(json_object_get(st, "layout"));
+
+  if (!ds || !pool || !layout ||
+      zfs_caps_from_json(json_object_get(st, "caps"), &z->caps) == -1) {
+    zl_error(EINVAL, "SR %s: " ZFS_STATE " is malformed", key);
+    return -1;
+  }
+  free(z->dataset);
+  free(z->pool);
+  z->dataset = strdup(ds);
+  z->pool = strdup(pool);
+  z->layout = strcmp(layout, "zvol") == 0 ? LAYOUT_ZVOL : LAYOUT_DATASET;
+  z->blocksize = json_integer_value(json_object_get(st, "blocksize"));
+  z->copies = (int)json_integer_value(json_object_get(st, "copies"));
+  if (z->copies < 1)
+    z->copies = 1;
+  if (!z->dataset || !z->pool) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 static int
 zfs_sr_open(struct zl_sr *sr)
 {
   struct zfs_sr *z = calloc(1, sizeof *z);
   CLEANUP_JSON json_t *st = NULL;
   CLEANUP_FREE char *identity = NULL;
+  bool fresh;
 
   if (!z) {
     zl_error(ENOMEM, "out of memory");
@@ -373,23 +432,25 @@ zfs_sr_open(struct zl_sr *sr)
     zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
     return -1;
   }
-  if (!(st = zl_json_load_at(sr->privfd, ZFS_STATE, 1 << 20)))
+  /* runtime state is host-local, in /run; its zfs.json is a copy of the
+   * one kept on the dataset */
+  if ((sr->statefd = open_state_dir(sr->key, &fresh)) == -1)
     return -1;
-  const char *ds = json_string_value(json_object_get(st, "dataset"));
-  const char *pool = json_string_value(json_object_get(st, "pool"));
-  const char *layout = json_string_value(json_object_get(st, "layout"));
-  if (!ds || !pool || !layout ||
-      zfs_caps_from_json(json_object_get(st, "caps"), &z->caps) == -1) {
-    zl_error(EINVAL, "SR %s: " ZFS_STATE " is malformed", sr->key);
+  st = fresh ? NULL : zl_json_load_at(sr->statefd, ZFS_STATE, 1 << 20);
+  if (!st) {
+    zl_error_clear();
+    if (!(st = zl_json_load_at(sr->privfd, ZFS_STATE, 1 << 20)) ||
+        load_state(z, st, sr->key) == -1)
+      return -1;
+    /* first use since boot: what a reboot cut off is in the ZFS objects */
+    if (zfs_boot_recovery(sr) == -1)
+      zl_warn("SR %s: recovery after restart incomplete: %s", sr->key, zl_error_msg());
+    zl_error_clear();
+    if (zl_json_save_at(sr->statefd, ZFS_STATE, st, false) == -1)
+      return -1;
+  } else if (load_state(z, st, sr->key) == -1) {
     return -1;
   }
-  z->dataset = strdup(ds);
-  z->pool = strdup(pool);
-  z->layout = strcmp(layout, "zvol") == 0 ? LAYOUT_ZVOL : LAYOUT_DATASET;
-  z->blocksize = json_integer_value(json_object_get(st, "blocksize"));
-  z->copies = (int)json_integer_value(json_object_get(st, "copies"));
-  if (z->copies < 1)
-    z->copies = 1;
 
   /* the tools changed (upgrade): probe again, keep the decision cached */
   identity = zfs_tools_identity();
@@ -400,12 +461,28 @@ zfs_sr_open(struct zl_sr *sr)
       zl_info("SR %s: ZFS tools changed; capabilities probed again (%s %s)", sr->key,
               c.flavour == ZFS_FUSE ? "zfs-fuse" : "OpenZFS", c.version);
       z->caps = c;
-      if (save_state(sr->privfd, z, identity) == -1)
+      if (save_state(sr->privfd, z, identity) == -1 ||
+          save_state(sr->statefd, z, identity) == -1)
         zl_warn("SR %s: cannot cache capabilities: %s", sr->key, zl_error_msg());
     }
     zl_error_clear();
   }
-  return z->dataset && z->pool ? 0 : (zl_error(ENOMEM, "out of memory"), -1);
+  return 0;
+}
+
+static void
+clear_dir(int parent, const char *name)
+{
+  CLEANUP_CLOSE int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CLEANUP_DIR DIR *dir = fd >= 0 ? fdopendir(dup(fd)) : NULL;
+  struct dirent *de;
+
+  while (dir && (de = readdir(dir))) {
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+        unlinkat(fd, de->d_name, 0) == -1 && errno == EISDIR)
+      clear_dir(fd, de->d_name);
+  }
+  unlinkat(parent, name, AT_REMOVEDIR);
 }
 
 static int
@@ -414,28 +491,30 @@ zfs_sr_remove(struct zl_sr *sr)
   struct zfs_sr *z = zfs_of(sr);
   struct zargv a;
   int rc;
+  char state[PATH_MAX];
 
   if (zfs_sr_clear_internal(sr) == -1)
     return -1;
-  /* the private area lives on the dataset: clear it, then the dataset */
-  const char *files[] = {"lock", ZFS_STATE, NULL};
-  for (const char **f = files; *f; f++)
-    unlinkat(sr->privfd, *f, 0);
-  const char *dirs[] = {"journal", "locks", "snapidx", NULL};
-  for (const char **d = dirs; *d; d++) {
-    CLEANUP_CLOSE int fd = openat(sr->privfd, *d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    CLEANUP_DIR DIR *dir = fd >= 0 ? fdopendir(dup(fd)) : NULL;
-    struct dirent *de;
-    while (dir && (de = readdir(dir)))
-      unlinkat(fd, de->d_name, 0);
-    unlinkat(sr->privfd, *d, AT_REMOVEDIR);
+  /* runtime state, then the private area on the dataset, then the dataset */
+  snprintf(state, sizeof state, "/proc/self/fd/%d", sr->statefd);
+  char real[PATH_MAX];
+  ssize_t n = readlink(state, real, sizeof real - 1);
+  if (n > 0) {
+    real[n] = '\0';
+    const char *base = strrchr(real, '/');
+    int run = open(ZFS_RUN_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (run >= 0 && base) {
+      clear_dir(run, base + 1);
+      close(run);
+    }
   }
-  unlinkat(sr->dirfd, ZL_PRIV_DIR, AT_REMOVEDIR);
+  clear_dir(sr->dirfd, ZL_PRIV_DIR);
   close(sr->privfd);
+  close(sr->statefd);
   close(sr->dirfd);
   if (sr->lockfd >= 0)
     close(sr->lockfd);
-  sr->privfd = sr->dirfd = sr->lockfd = -1;
+  sr->privfd = sr->statefd = sr->dirfd = sr->lockfd = -1;
   sr->lock_mode = 0;
 
   zcmd_mount(&a, &z->caps, z->dataset, false);

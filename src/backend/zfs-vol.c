@@ -31,7 +31,7 @@ zfs_index_read(struct zl_sr *sr, const char *key, char *parent, size_t len)
   CLEANUP_FREE char *buf = NULL;
 
   snprintf(name, sizeof name, SNAPIDX "/%s", key);
-  if (zl_read_file_at(sr->privfd, name, 512, &buf, NULL) == -1)
+  if (zl_read_file_at(sr->statefd, name, 512, &buf, NULL) == -1)
     return -1;
   snprintf(parent, len, "%.*s", (int)strcspn(buf, "\n"), buf);
   return parent[0] ? 0 : (errno = ENOENT, -1);
@@ -42,11 +42,11 @@ zfs_index_write(struct zl_sr *sr, const char *key, const char *parent)
 {
   CLEANUP_CLOSE int dfd = -1;
 
-  if (mkdirat(sr->privfd, SNAPIDX, 0700) == -1 && errno != EEXIST) {
+  if (mkdirat(sr->statefd, SNAPIDX, 0700) == -1 && errno != EEXIST) {
     zl_error(errno, "snapshot index: %s", strerror(errno));
     return -1;
   }
-  dfd = openat(sr->privfd, SNAPIDX, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  dfd = openat(sr->statefd, SNAPIDX, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (dfd == -1) {
     zl_error(errno, "snapshot index: %s", strerror(errno));
     return -1;
@@ -60,7 +60,7 @@ zfs_index_remove(struct zl_sr *sr, const char *key)
   char name[NAME_MAX + 1];
 
   snprintf(name, sizeof name, SNAPIDX "/%s", key);
-  unlinkat(sr->privfd, name, 0);
+  unlinkat(sr->statefd, name, 0);
 }
 
 /* The ZFS name of key: <sr>/<parent>@<key> for a snapshot in the index,

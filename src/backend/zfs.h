@@ -5,9 +5,14 @@
  *                                     mounted at /run/sr-mount/<sr-uuid>
  *                                     (the SR key is that mountpoint)
  *   <mnt>/.zfs-live/                  private area: sr.json (core),
- *                                     zfs.json (this backend), locks,
- *                                     journal, snapidx/<key> (snapshot ->
- *                                     its dataset, a cache)
+ *                                     zfs.json (this backend)
+ *   /run/zfs-live/sr/<key, escaped>/  runtime state (pools are host-local):
+ *                                     locks, journal, zfs.json (a copy),
+ *                                     snapidx/<key> (snapshot -> its
+ *                                     dataset, a cache).  After a reboot it
+ *                                     is made again, and what a call cut
+ *                                     off by the reboot left is found in
+ *                                     the ZFS objects (zfs_boot_recovery)
  *   <sr>/<key>                        a volume: a zvol (layout=zvol), or a
  *                                     filesystem holding one raw sparse file
  *                                     disk.img (layout=dataset), made with
@@ -50,6 +55,7 @@
 #define ZFS_DISK          "disk.img"
 #define ZFS_MOUNT_BASE    "/run/sr-mount"
 #define ZFS_STATE         "zfs.json"
+#define ZFS_RUN_DIR       "/run/zfs-live/sr"
 
 /* --- zfs-caps.c: what the host's ZFS can do ------------------------------ */
 
@@ -245,5 +251,9 @@ int zfs_vol_dependents(struct zl_sr *sr, const char *key);
 int zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value);
 /* Remove internal objects left in the SR (before the SR dataset goes). */
 int zfs_sr_clear_internal(struct zl_sr *sr);
+/* After a reboot (runtime state gone): finish or undo what the ZFS objects
+ * say was cut off, remove orphaned internal objects, rebuild the snapshot
+ * index.  One zfs process when there is nothing to do. */
+int zfs_boot_recovery(struct zl_sr *sr);
 
 #endif

@@ -23,8 +23,10 @@ struct zl_sr {
   const struct zl_backend *be;
   char *key;     /* the SR key: what SR.attach returned */
   int dirfd;     /* backend's main directory of the SR, or -1 */
-  int privfd;    /* the private area: sr.json, lock, locks/, journal/ */
-  int lockfd;    /* privfd/lock, opened on first use */
+  int privfd;    /* the private area on the storage: sr.json */
+  int statefd;   /* runtime state: lock, locks/, journal/ (the private area
+                  * itself unless the backend keeps it host-local) */
+  int lockfd;    /* statefd/lock, opened on first use */
   int lock_mode; /* 0, LOCK_SH or LOCK_EX as currently held */
   json_t *info;  /* sr.json: uuid, name, description, type, provisioning */
   void *be_data; /* backend-private */

@@ -41,12 +41,12 @@ journal_dir(struct zl_sr *sr, bool create)
 {
   int fd;
 
-  if (create && mkdirat(sr->privfd, JOURNAL, 0700) == -1 && errno != EEXIST) {
+  if (create && mkdirat(sr->statefd, JOURNAL, 0700) == -1 && errno != EEXIST) {
     zl_error(errno, "SR %s: cannot make the journal directory: %s", sr->key,
              strerror(errno));
     return -1;
   }
-  fd = openat(sr->privfd, JOURNAL, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  fd = openat(sr->statefd, JOURNAL, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1 && !(errno == ENOENT && !create))
     zl_error(errno, "SR %s: cannot open the journal: %s", sr->key, strerror(errno));
   return fd;
@@ -106,7 +106,7 @@ zl_intent_end(struct zl_intent *in)
   if (in->fd < 0)
     return;
   snprintf(path, sizeof path, JOURNAL "/%s", in->name);
-  if (unlinkat(in->sr->privfd, path, 0) == -1)
+  if (unlinkat(in->sr->statefd, path, 0) == -1)
     zl_warn("journal: cannot remove %s: %s", path, strerror(errno));
   close(in->fd);
   in->fd = -1;

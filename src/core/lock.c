@@ -28,7 +28,7 @@ open_lockfile(struct zl_sr *sr)
   if (sr->lockfd >= 0)
     return 0;
   sr->lockfd =
-      openat(sr->privfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+      openat(sr->statefd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (sr->lockfd == -1) {
     zl_error(errno, "SR %s: cannot open its lock file: %s", sr->key, strerror(errno));
     return -1;
@@ -48,7 +48,7 @@ zl_sr_lock(struct zl_sr *sr, int mode)
   sr->lock_mode = mode;
 
   /* The SR may have been destroyed while we waited. */
-  if (faccessat(sr->privfd, ZL_SR_INFO, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+  if (faccessat(sr->statefd, ZL_SR_INFO, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
     zl_error_kind(ZL_ERR_NO_SR, ENOENT, "SR %s no longer exists", sr->key);
     zl_error_subject(sr->key);
     zl_sr_unlock(sr);
@@ -89,13 +89,13 @@ zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l)
   char name[NAME_MAX + 1];
 
   l->fd = -1;
-  if (mkdirat(sr->privfd, "locks", 0700) == -1 && errno != EEXIST) {
+  if (mkdirat(sr->statefd, "locks", 0700) == -1 && errno != EEXIST) {
     zl_error(errno, "SR %s: cannot make the locks directory: %s", sr->key,
              strerror(errno));
     return -1;
   }
   snprintf(name, sizeof name, "locks/%s", key);
-  l->fd = openat(sr->privfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  l->fd = openat(sr->statefd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (l->fd == -1) {
     zl_error(errno, "volume %s: cannot open its lock file: %s", key, strerror(errno));
     return -1;
@@ -125,6 +125,6 @@ zl_vol_lock_forget(struct zl_sr *sr, const char *key)
   char name[NAME_MAX + 1];
 
   snprintf(name, sizeof name, "locks/%s", key);
-  if (unlinkat(sr->privfd, name, 0) == -1 && errno != ENOENT)
+  if (unlinkat(sr->statefd, name, 0) == -1 && errno != ENOENT)
     zl_warn("volume %s: cannot remove its lock file: %s", key, strerror(errno));
 }

@@ -99,7 +99,7 @@ sr_new(const struct zl_backend *be, const char *key)
     return NULL;
   }
   sr->be = be;
-  sr->dirfd = sr->privfd = sr->lockfd = -1;
+  sr->dirfd = sr->privfd = sr->statefd = sr->lockfd = -1;
   return sr;
 }
 
@@ -115,6 +115,8 @@ zl_sr_close(struct zl_sr *sr)
     close(sr->lockfd);
   if (sr->privfd >= 0)
     close(sr->privfd);
+  if (sr->statefd >= 0)
+    close(sr->statefd);
   if (sr->dirfd >= 0)
     close(sr->dirfd);
   json_decref(sr->info);
@@ -142,14 +144,46 @@ sr_open_storage(const struct zl_backend *be, const char *key)
     zl_sr_close(sr);
     return NULL;
   }
+  if (sr->statefd < 0 && (sr->statefd = fcntl(sr->privfd, F_DUPFD_CLOEXEC, 0)) == -1) {
+    zl_error(errno, "SR %s: %s", key, strerror(errno));
+    zl_sr_close(sr);
+    return NULL;
+  }
   return sr;
+}
+
+/* Where runtime state lives apart from the private area (host-local
+ * backends), sr.json is copied there: every call reads it, and reading the
+ * storage's copy can cost a round trip (FUSE) where the runtime copy does
+ * not.  Changes write the storage's copy first, then the runtime one. */
+static bool
+state_apart(const struct zl_sr *sr)
+{
+  struct stat a, b;
+  return fstat(sr->privfd, &a) == 0 && fstat(sr->statefd, &b) == 0 &&
+         (a.st_dev != b.st_dev || a.st_ino != b.st_ino);
+}
+
+static int
+save_info_file(struct zl_sr *sr, const json_t *info)
+{
+  if (zl_json_save_at(sr->privfd, ZL_SR_INFO, info, true) == -1)
+    return -1;
+  if (state_apart(sr) && zl_json_save_at(sr->statefd, ZL_SR_INFO, info, false) == -1)
+    return -1;
+  return 0;
 }
 
 static int
 sr_load_info(struct zl_sr *sr)
 {
   json_decref(sr->info);
-  sr->info = zl_json_load_at(sr->privfd, ZL_SR_INFO, 1 << 20);
+  sr->info = zl_json_load_at(sr->statefd, ZL_SR_INFO, 1 << 20);
+  if (!sr->info && state_apart(sr)) {
+    sr->info = zl_json_load_at(sr->privfd, ZL_SR_INFO, 1 << 20);
+    if (sr->info && zl_json_save_at(sr->statefd, ZL_SR_INFO, sr->info, false) == -1)
+      zl_warn("SR %s: cannot cache %s: %s", sr->key, ZL_SR_INFO, zl_error_msg());
+  }
   if (!sr->info) {
     if (errno == ENOENT)
       zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", sr->be->sr_type,
@@ -260,7 +294,7 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   info = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "format", 1, "uuid", uuid,
                    "type", be->sr_type, "name", name, "description", description,
                    "provisioning", prov ? prov : "thin", "created", created);
-  int r = info ? zl_json_save_at(sr->privfd, ZL_SR_INFO, info, true) : -1;
+  int r = info ? save_info_file(sr, info) : -1;
   zl_sr_close(sr);
   if (r == -1)
     return -1;
@@ -409,7 +443,7 @@ save_info(struct zl_sr *sr, const char *field, const char *value)
   int r = sr_load_info(sr);
   if (r == 0) {
     json_object_set_new(sr->info, field, json_string(value));
-    r = zl_json_save_at(sr->privfd, ZL_SR_INFO, sr->info, true);
+    r = save_info_file(sr, sr->info);
   }
   zl_sr_unlock(sr);
   return r;
@@ -509,7 +543,8 @@ zl_sr_destroy(struct zl_sr *sr)
   if (c.hidden && zl_collect_hidden(sr) == -1)
     goto fail;
   /* Unmark first: from here on the SR does not exist for anyone. */
-  if (unlinkat(sr->privfd, ZL_SR_INFO, 0) == -1 && errno != ENOENT) {
+  if ((unlinkat(sr->privfd, ZL_SR_INFO, 0) == -1 && errno != ENOENT) ||
+      (unlinkat(sr->statefd, ZL_SR_INFO, 0) == -1 && errno != ENOENT)) {
     zl_error(errno, "SR %s: cannot remove %s: %s", sr->key, ZL_SR_INFO, strerror(errno));
     goto fail;
   }

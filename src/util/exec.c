@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +18,8 @@
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define OUTPUT_MAX   (256u << 20)
+
+extern char **environ;
 
 static unsigned count;
 
@@ -48,26 +52,79 @@ zl_exec_reason(const struct zl_exec_result *res)
   return buf;
 }
 
-/* In the child: exec name through PATH; returns only on failure. */
-static void
-exec_path(const char *const *argv)
+/* The executable for name: itself if it has a '/', else the first
+ * executable regular file in PATH (a system default when unset).  Looked
+ * up with access(), not by trying to spawn: a failed posix_spawn still
+ * costs a process.  Remembered for the life of the process, per name and
+ * PATH. */
+static const char *
+resolve(const char *name, char *buf, size_t len)
 {
-  const char *name = argv[0];
+  static _Thread_local struct {
+    char name[64], path[4096], env[4096];
+  } cache[4];
   const char *path = getenv("PATH");
-  char full[4096];
+  struct stat st;
 
-  if (strchr(name, '/')) {
-    execv(name, (char *const *)argv);
-    return;
-  }
+  if (strchr(name, '/'))
+    return name;
   if (!path || !*path)
     path = DEFAULT_PATH;
-  while (*path) {
-    size_t n = strcspn(path, ":");
-    snprintf(full, sizeof full, "%.*s/%s", (int)(n ? n : 1), n ? path : ".", name);
-    execv(full, (char *const *)argv);
-    path += n + (path[n] == ':');
+  for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
+    if (strcmp(cache[i].name, name) == 0 && strcmp(cache[i].env, path) == 0)
+      return snprintf(buf, len, "%s", cache[i].path), buf;
   }
+  for (const char *p = path; *p;) {
+    size_t n = strcspn(p, ":");
+    snprintf(buf, len, "%.*s/%s", (int)(n ? n : 1), n ? p : ".", name);
+    if (access(buf, X_OK) == 0 && stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+      for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++) {
+        if (!cache[i].name[0]) {
+          snprintf(cache[i].name, sizeof cache[i].name, "%s", name);
+          snprintf(cache[i].path, sizeof cache[i].path, "%s", buf);
+          snprintf(cache[i].env, sizeof cache[i].env, "%s", path);
+          break;
+        }
+      }
+      return buf;
+    }
+    p += n + (p[n] == ':');
+  }
+  return NULL;
+}
+
+/* Spawn argv with fds 0-2 from the pipes and nothing else inherited,
+ * searching PATH (a system default when unset).  posix_spawn uses
+ * vfork semantics: no copy of our address space, and exec failures come
+ * back here as errors. */
+static int
+spawn(const char *const *argv, int in, int out, int err, pid_t *pid)
+{
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, dfl;
+  char full[4096];
+  int r = ENOENT;
+
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in, 0);
+  posix_spawn_file_actions_adddup2(&fa, out, 1);
+  posix_spawn_file_actions_adddup2(&fa, err, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  posix_spawnattr_init(&attr);
+  sigemptyset(&none);
+  sigemptyset(&dfl);
+  sigaddset(&dfl, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &dfl);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  const char *prog = resolve(argv[0], full, sizeof full);
+  if (prog)
+    r = posix_spawn(pid, prog, &fa, &attr, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return r;
 }
 
 static int
@@ -107,20 +164,13 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
     goto fail_fds;
   }
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  pid = fork();
-  if (pid == -1) {
-    zl_error(errno, "%s: fork: %s", argv[0], strerror(errno));
+  int sr = spawn(argv, in[0], out[1], err[1], &pid);
+  if (sr != 0) {
+    if (sr == ENOENT)
+      zl_error(ENOENT, "%s is not installed (not found in PATH)", argv[0]);
+    else
+      zl_error(sr, "cannot run %s: %s", argv[0], strerror(sr));
     goto fail_fds;
-  }
-  if (pid == 0) {
-    /* child: stdio from the pipes, nothing else inherited */
-    signal(SIGPIPE, SIG_DFL);
-    if (dup2(in[0], 0) == -1 || dup2(out[1], 1) == -1 || dup2(err[1], 2) == -1)
-      _exit(126);
-    closefrom(3);
-    exec_path(argv);
-    dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
   }
   close(in[0]);
   close(out[1]);
@@ -192,11 +242,6 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
     goto oom;
   if (!res->err && append(&res->err, &res->errlen, &errcap, "", 0) == -1)
     goto oom;
-  if (res->status == 127 && strstr(res->err, "cannot run ")) {
-    zl_error(ENOENT, "%s is not installed (not found in PATH)", argv[0]);
-    zl_exec_result_free(res);
-    return -1;
-  }
   if (zl_log_enabled(LOG_DEBUG)) {
     char line[1024] = "";
     for (const char *const *a = argv; *a && strlen(line) < sizeof line - 64; a++) {

@@ -172,8 +172,15 @@ class SR:
         import hashlib
         return hashlib.sha256(self.read(key)).hexdigest()
 
+    def state_dir(self):
+        """Where the SR keeps locks and intent records."""
+        return os.path.join(self.path, ".zfs-live")
+
+    def journal_dir(self):
+        return os.path.join(self.state_dir(), "journal")
+
     def journal(self):
-        jdir = os.path.join(self.path, ".zfs-live/journal")
+        jdir = self.journal_dir()
         return os.listdir(jdir) if os.path.isdir(jdir) else []
 
     def check_stats(self, listed):
@@ -244,6 +251,10 @@ class ZfsSR(SR):
         super().__init__(plugin, dict({"path": dataset_path}, **extra))
         self.dataset = f"{dataset_path}/{self.uuid}"
 
+    def state_dir(self):
+        # pools are host-local: runtime state lives in /run
+        return "/run/zfs-live/sr/" + self.key.replace("/", "%2F")
+
     def objects(self):
         """{zfs name: {prop: value}} of everything in the SR dataset."""
         out = zfs_cmd("zfs", "get", "-Hpr", "-o", "name,property,value",
@@ -272,6 +283,9 @@ class ZfsSR(SR):
         return ({k: v for k, v in objs.items()}, sorted(os.listdir(os.path.join(
             self.path, ".zfs-live"))), self.journal(),
             sorted(json.dumps(v, sort_keys=True) for v in self.ls()))
+
+    def check_state_dir(self):
+        assert os.path.isdir(self.journal_dir()) or not self.journal()
 
     def check_consistent(self):
         listed = self.ls()

@@ -172,7 +172,7 @@ def test_a_live_operation_is_never_rolled_back(world):
     import json
     import os
     sr, v, s, by, doomed = world
-    jdir = os.path.join(sr.path, ".zfs-live/journal")
+    jdir = sr.journal_dir()
     os.makedirs(jdir, exist_ok=True)
     rec = os.path.join(jdir, "11111111-2222-4333-8444-555555555555")
     with open(rec, "w") as f:

@@ -40,9 +40,8 @@ test_load_and_marshal(void **state)
   assert_true(zfs_lzc_available());
 
   struct zprop props[] = {
-    {"volsize", "1073741824"},    {"volblocksize", "16384"},
-    {"canmount", "noauto"},       {"refreservation", "none"},
-    {"zfs-live:meta", "v1:1:0:{}"},
+      {"volsize", "1073741824"},  {"volblocksize", "16384"},      {"canmount", "noauto"},
+      {"refreservation", "none"}, {"zfs-live:meta", "v1:1:0:{}"},
   };
   assert_int_equal(zfs_lzc_create("tank/sr/k", true, props, 5), 0);
   char *log = take_log();
@@ -92,8 +91,8 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_load_and_marshal),
-    cmocka_unit_test(test_missing_library_means_cli),
+      cmocka_unit_test(test_load_and_marshal),
+      cmocka_unit_test(test_missing_library_means_cli),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

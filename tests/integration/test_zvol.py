@@ -1,0 +1,80 @@
+"""The zvol layout on real OpenZFS.  These run automatically on a host
+with /dev/zfs (the OpenZFS kernel module); elsewhere (zfs-fuse, this CI)
+they are reported as skipped: zvols need the kernel module.  The command
+lines and capability decisions they rely on are unit-tested per version
+row in tests/unit/test-zfs.c."""
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import Plugin, ZfsSR, zfs_cmd
+
+MiB = 1 << 20
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/dev/zfs"),
+    reason="no /dev/zfs: the zvol layout needs the OpenZFS kernel module (not run here)")
+
+
+@pytest.fixture(scope="module")
+def opool(tmp_path_factory, installed):
+    img = str(tmp_path_factory.mktemp("ozfs") / "pool.img")
+    with open(img, "wb") as f:
+        f.truncate(4 << 30)
+    name = f"zlz{os.getpid()}"
+    zfs_cmd("zpool", "create", name, img)
+    yield name
+    zfs_cmd("zpool", "destroy", "-f", name, check=False)
+
+
+@pytest.fixture
+def vsr(opool):
+    return ZfsSR(Plugin("zfs-live"), f"{opool}/v{uuid.uuid4().hex[:6]}", layout="zvol")
+
+
+def prop(name, p):
+    return zfs_cmd("zfs", "get", "-Hp", "-o", "value", p, name).stdout.strip()
+
+
+def test_thin_and_thick_zvols(vsr, opool):
+    v = vsr.create(size=64 * MiB)
+    ds = f"{vsr.dataset}/{v['key']}"
+    assert prop(ds, "type") == "volume" and prop(ds, "refreservation") == "0"
+    assert int(prop(ds, "volsize")) == 64 * MiB
+    thick = ZfsSR(Plugin("zfs-live"), f"{opool}/t{uuid.uuid4().hex[:6]}", layout="zvol",
+                  provisioning="thick")
+    t = thick.create(size=64 * MiB)
+    tds = f"{thick.dataset}/{t['key']}"
+    r1 = int(prop(tds, "refreservation"))
+    assert r1 >= 64 * MiB
+    thick.call("Volume.resize", key=t["key"], new_size=128 * MiB)
+    assert int(prop(tds, "refreservation")) > r1
+
+
+def test_data_snapshots_clones_revert_on_zvols(vsr):
+    v = vsr.create(size=16 * MiB)
+    vsr.write(v["key"], b"first")
+    s = vsr.call("Volume.snapshot", key=v["key"])
+    vsr.write(v["key"], b"later")
+    assert vsr.read(s["key"], 0, 5) == b"first"
+    c = vsr.call("Volume.clone", key=s["key"])
+    assert vsr.read(c["key"], 0, 5) == b"first"
+    vsr.call("Volume.revert", key=v["key"], snapshot=s["key"])
+    assert vsr.read(v["key"], 0, 5) == b"first"
+    err = vsr.plugin.err("Volume.resize", {"dbg": "x", "sr": vsr.key, "key": v["key"],
+                                           "new_size": MiB})
+    assert err["code"] == "SR_BACKEND_FAILURE_79"
+    for k in (s["key"], v["key"], c["key"]):
+        vsr.call("Volume.destroy", key=k)
+    assert vsr.check_consistent() == []
+
+
+def test_device_is_a_block_device(vsr):
+    v = vsr.create(size=8 * MiB)
+    dev = f"/dev/zvol/{vsr.dataset}/{v['key']}"
+    vsr.write(v["key"], b"x")  # waits for the udev link
+    import stat
+    assert stat.S_ISBLK(os.stat(dev).st_mode)
+    subprocess.run(["udevadm", "settle"], check=False)
