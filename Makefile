@@ -65,6 +65,7 @@ bench: all
 	rm -rf $(BUILD)/root
 	scripts/install.sh $(BUILD)/zfs-live $(CURDIR)/$(BUILD)/root /usr
 	/usr/bin/python3 bench/smapi.py --root $(CURDIR)/$(BUILD)/root
+	scripts/zpool-scratch.sh /usr/bin/python3 bench/zfs.py --root $(CURDIR)/$(BUILD)/root
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

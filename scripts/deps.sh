@@ -10,7 +10,7 @@ set -eu
 build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev"
 test_pkgs="clang-format zfs-fuse libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount"
-bench_pkgs=""
+bench_pkgs="zfs-fuse"
 
 case "${1:-build}" in
   build) want="$build_pkgs" ;;
