@@ -220,9 +220,9 @@ zfs_caps_from_json(const json_t *j, struct zfs_caps *c)
 
 /* --- tunables ------------------------------------------------------------- */
 
-static const char *const tunables[] = {
-    "compression",    "copies",  "sync",         "primarycache",
-    "secondarycache", "logbias", "volblocksize", NULL};
+static const char *const tunables[] = {"compression",  "copies",         "sync",
+                                       "primarycache", "secondarycache", "logbias",
+                                       "volblocksize", "recordsize",     NULL};
 
 bool
 zfs_is_tunable(const char *prop)
@@ -355,10 +355,12 @@ zfs_tunable_check(const struct zfs_caps *c, const char *prop, const char *value,
     zl_error(EINVAL, "logbias must be latency or throughput, not '%s'", value);
     return -1;
   }
-  /* volblocksize */
+  /* volblocksize (recordsize: the same, for the dataset layout's file) */
   if (!at_create) {
-    zl_error(EINVAL, "volblocksize is fixed when a volume is created; it cannot be "
-                     "changed (create a new volume and copy the data)");
+    zl_error(EINVAL,
+             "%s is fixed when a volume is created; it cannot be changed (create a new "
+             "volume and copy the data)",
+             prop);
     return -1;
   }
   int64_t bs;

@@ -694,7 +694,7 @@ zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *va
     return 0;
   if (value && zfs_tunable_check(&z->caps, prop, value, false) == -1)
     return -1;
-  if (!value && strcmp(prop, "volblocksize") == 0)
+  if (!value && (strcmp(prop, "volblocksize") == 0 || strcmp(prop, "recordsize") == 0))
     return zfs_tunable_check(&z->caps, prop, "x", false);
   zfs_name_of(sr, key, name, sizeof name, &snap);
   if (snap) {

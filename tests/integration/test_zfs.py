@@ -116,6 +116,9 @@ def test_sr_defaults_and_per_volume_tunables(zplugin, zpool):
                                       "k": "_sm_config_volblocksize", "v": "16K"})
     assert "fixed when a volume is created" in err["backtrace"]["error"]
     err = s.plugin.err("Volume.set", {"dbg": "x", "sr": s.key, "key": v["key"],
+                                      "k": "_sm_config_recordsize", "v": "16K"})
+    assert "recordsize is fixed when a volume is created" in err["backtrace"]["error"]
+    err = s.plugin.err("Volume.set", {"dbg": "x", "sr": s.key, "key": v["key"],
                                       "k": "_sm_config_sync", "v": "always"})
     assert "zfs-fuse" in err["backtrace"]["error"]
     assert s.state() == before
