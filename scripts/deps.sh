@@ -7,7 +7,7 @@
 # Runs apt-get as root, or through sudo when not root.
 set -eu
 
-build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev"
+build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev libgnutls28-dev liburing-dev"
 test_pkgs="clang-format zfs-fuse libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount"
 bench_pkgs="zfs-fuse"

@@ -21,6 +21,7 @@
   "       zfs-live vol set SR KEY K V | vol unset SR KEY K\n"                            \
   "       zfs-live vol write SR KEY [--offset N] < data\n"                               \
   "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"                   \
+  "       zfs-live vol export SR KEY [--readonly] | vol unexport SR KEY\n"               \
   "  (SIZE: bytes or with K, M, G, T; --json for JSON output)"
 
 static int
@@ -386,4 +387,36 @@ cli_vol_read(int argc, char **argv)
   struct zl_sr *sr;
   int r = begin_opts(&argc, &argv, &sr);
   return r ? r : done(sr, vol_read(sr, argc, argv));
+}
+
+int
+cli_vol_export(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  const char *type = NULL;
+  bool ro;
+
+  argc = cli_common_opts(argc, argv, &type);
+  ro = cli_flag(&argc, argv, "--readonly");
+  if (cli_no_more_options(argc, argv) == -1)
+    return cli_fail();
+  if (argc != 2)
+    return cli_usage(VOL_USAGE, "vol export SR KEY [--readonly]");
+  if (!(sr = cli_open_sr(type, argv[0])))
+    return cli_fail();
+  char *name = zl_vol_export(sr, argv[1], ro);
+  zl_sr_close(sr);
+  if (!name)
+    return cli_fail();
+  printf("nbd+unix:///%s?socket=%s\n", name, nbd_default_socket());
+  free(name);
+  return 0;
+}
+
+int
+cli_vol_unexport(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 1, &sr);
+  return r ? r : done(sr, TRY(zl_vol_unexport(sr, argv[0])));
 }

@@ -148,6 +148,34 @@ int zl_vol_unset(struct zl_sr *sr, const char *key, const char *k);
  * volumes are refused.  Returns an fd (O_CLOEXEC) or -1. */
 int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
 
+/* --- the export registry (core/exports.c) --------------------------------- */
+
+/* The runtime directory ($ZFS_LIVE_RUN or /run/zfs-live) and an fd on one of
+ * its subdirectories (made when create). */
+const char *zl_run_dir(void);
+int zl_run_subdir(const char *sub, bool create);
+
+struct zl_export_info {
+  char *name;
+  char *sr_type;
+  char *sr_key;
+  char *vol_key;
+  bool readonly;
+};
+bool zl_export_name_valid(const char *name);
+char *zl_export_name(struct zl_sr *sr, const char *key); /* "<sr uuid>/<key>" */
+int zl_export_register(const struct zl_export_info *e);
+int zl_export_unregister(const char *name);
+int zl_export_lookup(const char *name, struct zl_export_info *out); /* ENOENT */
+void zl_export_info_free(struct zl_export_info *e);
+char **zl_export_names(void); /* NULL-terminated, malloc()ed */
+
+/* Attach key as an NBD export of this host's server (read-only for
+ * snapshots or when asked); returns the export name (malloc()ed). */
+char *zl_vol_export(struct zl_sr *sr, const char *key, bool readonly);
+/* Idempotent: a volume not exported succeeds. */
+int zl_vol_unexport(struct zl_sr *sr, const char *key);
+
 /* --- validation (core/names.c) --------------------------------------------- */
 
 bool zl_key_valid(const char *key); /* no error set */

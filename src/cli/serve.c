@@ -1,0 +1,87 @@
+/* serve.c: `zfs-live serve`: the NBD server (src/nbd). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/core.h"
+#include "nbd/nbd.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define SERVE_USAGE                                                                      \
+  "zfs-live serve [--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"         \
+  "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"              \
+  "                [--pidfile FILE] [--no-uring]"
+
+static int
+parse_tls(const char *v, enum tls_mode *m)
+{
+  if (!strcmp(v, "off"))
+    *m = TLS_OFF;
+  else if (!strcmp(v, "on"))
+    *m = TLS_ON;
+  else if (!strcmp(v, "require"))
+    *m = TLS_REQUIRE;
+  else
+    return -1;
+  return 0;
+}
+
+/* The default socket: <run>/nbd.sock. */
+const char *
+nbd_default_socket(void)
+{
+  static char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/nbd.sock", zl_run_dir());
+  return path;
+}
+
+int
+cli_serve(int argc, char **argv)
+{
+  struct nbd_config cfg = {.tls_unix = TLS_ON, .tls_tcp = TLS_REQUIRE,
+                           .threads_io_depth = 256};
+  const char *tls = NULL, *sock = NULL, *type = NULL;
+  char pid[PATH_MAX];
+
+  argc = cli_common_opts(argc, argv, &type);
+  if (cli_take(&argc, argv, "--socket", &sock) == -1 ||
+      cli_take(&argc, argv, "--tcp", &cfg.tcp) == -1 ||
+      cli_take(&argc, argv, "--tls", &tls) == -1 ||
+      cli_take(&argc, argv, "--tls-psk", &cfg.tls_psk) == -1 ||
+      cli_take(&argc, argv, "--tls-certificates", &cfg.tls_certs) == -1 ||
+      cli_take(&argc, argv, "--pidfile", &cfg.pidfile) == -1)
+    return cli_fail();
+  cfg.daemon = cli_flag(&argc, argv, "--daemon");
+  cfg.no_uring = cli_flag(&argc, argv, "--no-uring");
+  if (cli_no_more_options(argc, argv) == -1)
+    return cli_fail();
+  if (argc)
+    return cli_usage(SERVE_USAGE, "unexpected argument '%s'", argv[0]);
+  if (tls) {
+    enum tls_mode m;
+    if (parse_tls(tls, &m) == -1)
+      return cli_usage(SERVE_USAGE, "--tls must be off, on or require");
+    /* on: TLS offered (STARTTLS) but not demanded; Unix sockets never
+     * demand it unless asked */
+    cfg.tls_tcp = m;
+    cfg.tls_unix = m == TLS_REQUIRE ? TLS_REQUIRE : m;
+  }
+  int rfd = zl_run_subdir("exports", true); /* also makes the run dir */
+  if (rfd == -1)
+    return cli_fail();
+  close(rfd);
+  cfg.socket_path = sock ? (sock[0] ? sock : NULL) : nbd_default_socket();
+  if (!cfg.pidfile && cfg.daemon) {
+    snprintf(pid, sizeof pid, "%s/nbd.pid", zl_run_dir());
+    cfg.pidfile = pid;
+  }
+  zl_log_init("zfs-live-nbd", LOG_INFO);
+  if (nbd_serve(&cfg) == -1)
+    return cli_fail();
+  return 0;
+}

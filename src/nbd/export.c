@@ -1,0 +1,143 @@
+/* export.c: the exports this server has open.  An export is a volume
+ * attached through Datapath.attach (core/exports.c); all connections to it
+ * share one file descriptor, which is what makes multi-conn safe. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "nbd/nbd.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define MAX_OPEN 4096
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nbd_export *open_exports[MAX_OPEN];
+
+static struct nbd_export *
+open_export(const struct zl_export_info *info)
+{
+  struct zl_sr *sr = zl_sr_open(info->sr_type, info->sr_key);
+  struct stat st;
+  int fd;
+
+  if (!sr)
+    return NULL;
+  fd = zl_vol_open(sr, info->vol_key, info->readonly ? O_RDONLY : O_RDWR);
+  zl_sr_close(sr);
+  if (fd == -1)
+    return NULL;
+  struct nbd_export *e = calloc(1, sizeof *e);
+  if (!e || fstat(fd, &st) == -1) {
+    free(e);
+    close(fd);
+    zl_error(errno ? errno : ENOMEM, "export %s: %s", info->name, strerror(errno));
+    return NULL;
+  }
+  e->fd = fd;
+  e->readonly = info->readonly;
+  e->blockdev = S_ISBLK(st.st_mode);
+  e->size = st.st_size;
+  if (e->blockdev) {
+    uint64_t sz;
+    if (ioctl(fd, BLKGETSIZE64, &sz) == 0)
+      e->size = (int64_t)sz;
+  }
+  e->can_zero_range = e->can_punch = true;
+  e->name = strdup(info->name);
+  e->sr_type = strdup(info->sr_type);
+  e->sr_key = strdup(info->sr_key);
+  e->vol_key = strdup(info->vol_key);
+  atomic_init(&e->refs, 1);
+  return e;
+}
+
+static void
+free_export(struct nbd_export *e)
+{
+  close(e->fd);
+  free(e->name);
+  free(e->sr_type);
+  free(e->sr_key);
+  free(e->vol_key);
+  free(e);
+}
+
+struct nbd_export *
+nbd_export_get(const char *name)
+{
+  struct zl_export_info info;
+  struct nbd_export *e = NULL;
+
+  /* the registry decides, every time: a detached volume is not exported */
+  if (zl_export_lookup(name, &info) == -1)
+    return NULL;
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < MAX_OPEN; i++) {
+    struct nbd_export *x = open_exports[i];
+    if (x && strcmp(x->name, name) == 0 && strcmp(x->sr_key, info.sr_key) == 0 &&
+        strcmp(x->vol_key, info.vol_key) == 0 && x->readonly == info.readonly) {
+      atomic_fetch_add(&x->refs, 1);
+      e = x;
+      break;
+    }
+  }
+  if (!e && (e = open_export(&info))) {
+    int i = 0;
+    while (i < MAX_OPEN && open_exports[i])
+      i++;
+    if (i < MAX_OPEN) {
+      open_exports[i] = e;
+    } else {
+      free_export(e);
+      e = NULL;
+      zl_error(EMFILE, "too many open exports");
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  zl_export_info_free(&info);
+  return e;
+}
+
+void
+nbd_export_put(struct nbd_export *e)
+{
+  if (!e)
+    return;
+  pthread_mutex_lock(&lock);
+  if (atomic_fetch_sub(&e->refs, 1) == 1) {
+    for (int i = 0; i < MAX_OPEN; i++) {
+      if (open_exports[i] == e)
+        open_exports[i] = NULL;
+    }
+    free_export(e);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+char **
+nbd_export_list(void)
+{
+  return zl_export_names();
+}
+
+uint16_t
+nbd_export_tflags(const struct nbd_export *e, bool structured)
+{
+  uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+               NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
+  if (e->readonly)
+    f |= NBD_FLAG_READ_ONLY;
+  else
+    f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+  if (structured)
+    f |= NBD_FLAG_SEND_DF;
+  return f;
+}

@@ -1,0 +1,368 @@
+/* handshake.c: fixed newstyle negotiation (reference nbd.md §1.2-1.4). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "nbd/nbd.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#define CTX_BASE_ALLOCATION "base:allocation"
+#define CTX_ID_BASE_ALLOCATION 1
+
+static int
+reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data, uint32_t len)
+{
+  uint8_t h[20];
+  struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
+
+  put64(h, NBD_REP_MAGIC);
+  put32(h + 8, opt);
+  put32(h + 12, type);
+  put32(h + 16, len);
+  return nbd_writev_full(&c->st, iov, len ? 2 : 1);
+}
+
+static int
+reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int
+reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
+{
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    n = 0;
+  if ((size_t)n >= sizeof msg)
+    n = sizeof msg - 1;
+  zl_debug("option %u refused: %s", opt, msg);
+  return reply(c, opt, err, msg, (uint32_t)n);
+}
+
+/* Read an option's payload (bounded); swallow what is too big. */
+static uint8_t *
+read_payload(struct nbd_conn *c, uint32_t len, bool *too_big)
+{
+  *too_big = len > NBD_MAX_OPTION;
+  uint8_t *buf = malloc(*too_big ? 65536 : (size_t)len + 1);
+  if (!buf)
+    return NULL;
+  uint32_t left = len;
+  while (left) {
+    uint32_t chunk = *too_big ? (left > 65536 ? 65536 : left) : left;
+    if (nbd_read_full(&c->st, *too_big ? buf : buf + (len - left), chunk) == -1) {
+      free(buf);
+      return NULL;
+    }
+    left -= chunk;
+  }
+  if (!*too_big)
+    buf[len] = '\0';
+  return buf;
+}
+
+static int
+send_info_export(struct nbd_conn *c, uint32_t opt, const struct nbd_export *e)
+{
+  uint8_t b[12];
+  put16(b, NBD_INFO_EXPORT);
+  put64(b + 2, (uint64_t)e->size);
+  put16(b + 10, nbd_export_tflags(e, c->structured));
+  return reply(c, opt, NBD_REP_INFO, b, sizeof b);
+}
+
+static int
+send_info_block_size(struct nbd_conn *c, uint32_t opt)
+{
+  uint8_t b[14];
+  put16(b, NBD_INFO_BLOCK_SIZE);
+  put32(b + 2, NBD_MIN_BLOCK);
+  put32(b + 6, NBD_PREF_BLOCK);
+  put32(b + 10, NBD_MAX_PAYLOAD);
+  return reply(c, opt, NBD_REP_INFO, b, sizeof b);
+}
+
+static int
+send_info_string(struct nbd_conn *c, uint32_t opt, uint16_t type, const char *s)
+{
+  size_t n = strlen(s);
+  uint8_t *b = malloc(n + 2);
+  if (!b)
+    return -1;
+  put16(b, type);
+  memcpy(b + 2, s, n);
+  int r = reply(c, opt, NBD_REP_INFO, b, (uint32_t)(n + 2));
+  free(b);
+  return r;
+}
+
+/* NBD_OPT_INFO / NBD_OPT_GO.  Returns 1 when GO succeeded. */
+static int
+opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
+            char **meta_export)
+{
+  if (len < 6)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "option too short");
+  uint32_t namelen = be32(p);
+  if (namelen > len - 6 || namelen > NBD_MAX_STRING)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "export name length is wrong");
+  uint16_t nreq = be16(p + 4 + namelen);
+  if ((uint64_t)4 + namelen + 2 + 2u * nreq != len)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "option length is wrong");
+  char name[NBD_MAX_STRING + 1];
+  memcpy(name, p + 4, namelen);
+  name[namelen] = '\0';
+  if (memchr(name, 0, namelen))
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "NUL in the export name");
+
+  struct nbd_export *e = nbd_export_get(name);
+  if (!e)
+    return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
+  int r = send_info_export(c, opt, e);
+  if (r == 0)
+    r = send_info_block_size(c, opt);
+  for (uint16_t i = 0; r == 0 && i < nreq; i++) {
+    uint16_t what = be16(p + 4 + namelen + 2 + 2 * i);
+    if (what == NBD_INFO_NAME)
+      r = send_info_string(c, opt, NBD_INFO_NAME, name);
+    else if (what == NBD_INFO_DESCRIPTION) {
+      char d[1024];
+      snprintf(d, sizeof d, "zfs-live volume %s of %s SR %s", e->vol_key, e->sr_type,
+               e->sr_key);
+      r = send_info_string(c, opt, NBD_INFO_DESCRIPTION, d);
+    }
+  }
+  if (r == 0)
+    r = reply(c, opt, NBD_REP_ACK, NULL, 0);
+  if (r == -1 || opt == NBD_OPT_INFO) {
+    nbd_export_put(e);
+    return r;
+  }
+  /* contexts chosen for another export do not carry over */
+  if (*meta_export && strcmp(*meta_export, name) != 0)
+    c->meta_base_allocation = 0;
+  c->exp = e;
+  return 1;
+}
+
+/* LIST_META_CONTEXT / SET_META_CONTEXT */
+static int
+opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
+         char **meta_export)
+{
+  bool set = opt == NBD_OPT_SET_META_CONTEXT;
+
+  if (set && !c->structured)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID,
+                       "structured replies must be negotiated first");
+  if (len < 8)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "option too short");
+  uint32_t namelen = be32(p);
+  if (namelen > len - 8 || namelen > NBD_MAX_STRING)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "export name length is wrong");
+  char name[NBD_MAX_STRING + 1];
+  memcpy(name, p + 4, namelen);
+  name[namelen] = '\0';
+  uint32_t nq = be32(p + 4 + namelen);
+  const uint8_t *q = p + 8 + namelen, *end = p + len;
+  bool base = false;
+
+  /* validate every query before answering anything */
+  for (uint32_t i = 0; i < nq; i++) {
+    if (end - q < 4 || be32(q) > (uint32_t)(end - q - 4) || be32(q) > NBD_MAX_STRING)
+      return reply_error(c, opt, NBD_REP_ERR_INVALID, "query %u is malformed", i);
+    uint32_t ql = be32(q);
+    const char *s = (const char *)q + 4;
+    if (ql == strlen(CTX_BASE_ALLOCATION) && memcmp(s, CTX_BASE_ALLOCATION, ql) == 0)
+      base = true;
+    else if (!set && ql == 5 && memcmp(s, "base:", 5) == 0)
+      base = true; /* LIST wildcard */
+    q += 4 + ql;
+  }
+  if (q != end)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
+  if (nq == 0 && !set)
+    base = true; /* LIST with no query lists everything */
+
+  struct nbd_export *e = nbd_export_get(name);
+  if (!e)
+    return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
+  nbd_export_put(e);
+  if (set) {
+    c->meta_base_allocation = base ? CTX_ID_BASE_ALLOCATION : 0;
+    free(*meta_export);
+    *meta_export = strdup(name);
+  }
+  if (base) {
+    uint8_t b[4 + sizeof CTX_BASE_ALLOCATION];
+    put32(b, set ? CTX_ID_BASE_ALLOCATION : 0);
+    memcpy(b + 4, CTX_BASE_ALLOCATION, sizeof CTX_BASE_ALLOCATION - 1);
+    if (reply(c, opt, NBD_REP_META_CONTEXT, b, (uint32_t)sizeof b - 1) == -1)
+      return -1;
+  }
+  return reply(c, opt, NBD_REP_ACK, NULL, 0);
+}
+
+static int
+opt_list(struct nbd_conn *c, uint32_t opt)
+{
+  char **names = nbd_export_list();
+  int r = 0;
+
+  for (char **n = names; r == 0 && n && *n; n++) {
+    size_t l = strlen(*n);
+    uint8_t *b = malloc(l + 4);
+    if (!b)
+      break;
+    put32(b, (uint32_t)l);
+    memcpy(b + 4, *n, l);
+    r = reply(c, opt, NBD_REP_SERVER, b, (uint32_t)(l + 4));
+    free(b);
+  }
+  for (char **n = names; n && *n; n++)
+    free(*n);
+  free(names);
+  return r == 0 ? reply(c, opt, NBD_REP_ACK, NULL, 0) : -1;
+}
+
+/* NBD_OPT_EXPORT_NAME: no reply header, size + flags (+ 124 zeroes); a name
+ * that cannot be served can only be refused by hanging up. */
+static int
+opt_export_name(struct nbd_conn *c, const uint8_t *p, uint32_t len)
+{
+  char name[NBD_MAX_STRING + 1];
+  uint8_t b[8 + 2 + 124] = {0};
+
+  if (len > NBD_MAX_STRING)
+    return -1;
+  memcpy(name, p, len);
+  name[len] = '\0';
+  struct nbd_export *e = nbd_export_get(name);
+  if (!e) {
+    zl_info("NBD_OPT_EXPORT_NAME %s: %s: disconnecting", name, zl_error_msg());
+    return -1;
+  }
+  put64(b, (uint64_t)e->size);
+  put16(b + 8, nbd_export_tflags(e, c->structured));
+  if (nbd_write_full(&c->st, b, c->no_zeroes ? 10 : sizeof b) == -1) {
+    nbd_export_put(e);
+    return -1;
+  }
+  c->exp = e;
+  return 1;
+}
+
+int
+nbd_handshake(struct nbd_conn *c)
+{
+  uint8_t hello[18], cflags[4];
+  char *meta_export = NULL;
+  int result = -1;
+
+  put64(hello, NBD_MAGIC);
+  put64(hello + 8, NBD_IHAVEOPT);
+  put16(hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+  if (nbd_write_full(&c->st, hello, sizeof hello) == -1 ||
+      nbd_read_full(&c->st, cflags, sizeof cflags) == -1)
+    return -1;
+  uint32_t cf = be32(cflags);
+  if (cf & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
+    zl_info("client flags 0x%x unknown: disconnecting", cf);
+    return -1;
+  }
+  c->no_zeroes = cf & NBD_FLAG_C_NO_ZEROES;
+
+  for (;;) {
+    uint8_t h[16];
+    bool too_big;
+    if (nbd_read_full(&c->st, h, sizeof h) == -1)
+      break;
+    if (be64(h) != NBD_IHAVEOPT) {
+      zl_info("bad option magic: disconnecting");
+      break;
+    }
+    uint32_t opt = be32(h + 8), len = be32(h + 12);
+    uint8_t *p = read_payload(c, len, &too_big);
+    if (!p)
+      break;
+    int r;
+    bool tls_missing = c->tls == TLS_REQUIRE && !c->st.session;
+    if (atomic_load(&nbd_shutting_down) && opt != NBD_OPT_ABORT) {
+      r = reply_error(c, opt, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
+    } else if (too_big) {
+      r = opt == NBD_OPT_EXPORT_NAME
+              ? -1
+              : reply_error(c, opt, NBD_REP_ERR_TOO_BIG, "option payload too large");
+    } else if (tls_missing && opt == NBD_OPT_EXPORT_NAME) {
+      r = -1; /* FORCEDTLS: a plain EXPORT_NAME is answered by hanging up */
+    } else if (tls_missing && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+      r = reply_error(c, opt, NBD_REP_ERR_TLS_REQD, "TLS is required: use STARTTLS");
+    } else {
+      switch (opt) {
+      case NBD_OPT_EXPORT_NAME:
+        r = opt_export_name(c, p, len);
+        break;
+      case NBD_OPT_ABORT:
+        reply(c, opt, NBD_REP_ACK, NULL, 0); /* the client may already be gone */
+        r = -1;
+        break;
+      case NBD_OPT_LIST:
+        r = len ? reply_error(c, opt, NBD_REP_ERR_INVALID, "LIST takes no data")
+                : opt_list(c, opt);
+        break;
+      case NBD_OPT_STARTTLS:
+        if (len)
+          r = reply_error(c, opt, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+        else if (c->st.session)
+          r = reply_error(c, opt, NBD_REP_ERR_INVALID, "TLS is already on");
+        else if (c->tls == TLS_OFF || !nbd_tls_configured(c->creds))
+          r = reply_error(c, opt, NBD_REP_ERR_POLICY, "TLS is not configured here");
+        else if ((r = reply(c, opt, NBD_REP_ACK, NULL, 0)) == 0) {
+          r = nbd_stream_starttls(&c->st, c->creds);
+          if (r == 0) { /* everything negotiated before is forgotten */
+            c->structured = false;
+            c->meta_base_allocation = 0;
+          } else {
+            zl_info("%s", zl_error_msg());
+          }
+        }
+        break;
+      case NBD_OPT_INFO:
+      case NBD_OPT_GO:
+        r = opt_info_go(c, opt, p, len, &meta_export);
+        break;
+      case NBD_OPT_STRUCTURED_REPLY:
+        if (len) {
+          r = reply_error(c, opt, NBD_REP_ERR_INVALID, "STRUCTURED_REPLY takes no data");
+        } else {
+          c->structured = true;
+          r = reply(c, opt, NBD_REP_ACK, NULL, 0);
+        }
+        break;
+      case NBD_OPT_LIST_META_CONTEXT:
+      case NBD_OPT_SET_META_CONTEXT:
+        r = opt_meta(c, opt, p, len, &meta_export);
+        break;
+      default:
+        r = reply_error(c, opt, NBD_REP_ERR_UNSUP, "option %u is not supported", opt);
+        break;
+      }
+    }
+    free(p);
+    if (r == 1) {
+      result = 0;
+      break;
+    }
+    if (r == -1)
+      break;
+  }
+  free(meta_export);
+  return result;
+}

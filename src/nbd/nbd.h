@@ -1,0 +1,165 @@
+/* nbd.h: the NBD server (`zfs-live serve`).  Private header, grouped by
+ * source file.
+ *
+ * Threads: the main thread accepts connections and handles signals; each
+ * connection has one thread that negotiates (handshake.c) and then runs
+ * the transmission loop (transmission.c): it reads every request that has
+ * arrived, runs their I/O together (io.c: io_uring, or pread/pwrite), and
+ * sends all replies with one write.  Connections to the same export share
+ * one file descriptor (export.c), so the page cache, FLUSH and FUA are
+ * shared: multi-conn is safe.
+ */
+#ifndef ZL_NBD_H
+#define ZL_NBD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "nbd/protocol.h"
+
+enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
+
+struct nbd_config {
+  const char *socket_path;    /* Unix socket, NULL: none */
+  const char *tcp;            /* "host:port" or ":port", NULL: none */
+  enum tls_mode tls_unix, tls_tcp;
+  const char *tls_psk;        /* psktool file */
+  const char *tls_certs;      /* dir with server-cert.pem, server-key.pem [ca-cert.pem] */
+  bool daemon;
+  const char *pidfile;
+  int threads_io_depth;       /* io_uring entries per connection */
+  bool no_uring;              /* testing: the pread/pwrite engine */
+};
+
+/* tls.c */
+struct nbd_tls;             /* credentials (shared) */
+struct nbd_tls *nbd_tls_new(const struct nbd_config *cfg);
+void nbd_tls_free(struct nbd_tls *t);
+bool nbd_tls_configured(const struct nbd_tls *t);
+
+/* A connection's byte stream: plain socket or TLS session. */
+struct nbd_stream {
+  int fd;
+  void *session; /* gnutls_session_t when TLS is up */
+  bool corked;
+};
+/* Start TLS on the stream (after NBD_OPT_STARTTLS was acked). */
+int nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t);
+/* Read exactly len bytes (0) or fail (-1: EOF, error). */
+int nbd_read_full(struct nbd_stream *s, void *buf, size_t len);
+/* Read what is available, at least 1 byte: >0, 0 at EOF, -1 on error. */
+ssize_t nbd_read_some(struct nbd_stream *s, void *buf, size_t max);
+/* Write everything (several buffers); -1 on error. */
+int nbd_writev_full(struct nbd_stream *s, struct iovec *iov, int n);
+int nbd_write_full(struct nbd_stream *s, const void *buf, size_t len);
+void nbd_stream_close(struct nbd_stream *s);
+
+/* export.c */
+struct nbd_export {
+  char *name;
+  int fd;
+  int64_t size;
+  bool readonly;
+  bool blockdev;
+  bool can_zero_range, can_punch; /* fallocate modes; learned as used */
+  atomic_int refs;
+  char *sr_type, *sr_key, *vol_key;
+};
+/* Look an attached export up by name and take a reference; NULL (with an
+ * error message) if no attached volume has that name. */
+struct nbd_export *nbd_export_get(const char *name);
+void nbd_export_put(struct nbd_export *e);
+/* Names of the attached exports (NULL-terminated, malloc()ed). */
+char **nbd_export_list(void);
+uint16_t nbd_export_tflags(const struct nbd_export *e, bool structured);
+
+/* handshake.c */
+struct nbd_conn {
+  struct nbd_stream st;
+  bool tcp;
+  enum tls_mode tls;
+  struct nbd_tls *creds;
+  bool structured;
+  bool no_zeroes;
+  uint32_t meta_base_allocation; /* context id, 0: not selected */
+  struct nbd_export *exp;
+  const struct nbd_config *cfg;
+};
+/* Negotiate; 0: transmission may start (c->exp set), -1: close. */
+int nbd_handshake(struct nbd_conn *c);
+
+/* transmission.c */
+void nbd_transmission(struct nbd_conn *c);
+
+/* io.c: the I/O engine of one connection */
+struct nbd_io;
+struct nbd_io *nbd_io_new(unsigned depth, bool no_uring);
+void nbd_io_free(struct nbd_io *io);
+enum io_op { IO_READ, IO_WRITE, IO_FSYNC, IO_FALLOC, IO_FADVISE, IO_NONE };
+struct io_req {
+  enum io_op op;
+  int fd;
+  void *buf;
+  uint64_t off, len;
+  int mode;       /* fallocate mode; for IO_WRITE: RWF_DSYNC (FUA) */
+  bool barrier;   /* run after every earlier request of the batch */
+  int result;     /* 0 or -errno */
+};
+/* Run n requests (in parallel where the engine can); every result set. */
+void nbd_io_run(struct nbd_io *io, struct io_req *r, size_t n);
+
+/* server.c */
+extern atomic_bool nbd_shutting_down;
+int nbd_serve(const struct nbd_config *cfg);
+/* errno -> NBD error */
+uint32_t nbd_errno(int e);
+
+/* context.c: base:allocation */
+/* Fill up to max (length, flags) extent pairs for [off, off+len); returns
+ * the number, or -1 with errno. */
+int nbd_extents(const struct nbd_export *e, uint64_t off, uint64_t len, bool one,
+                uint32_t *pairs, int max);
+
+static inline uint16_t
+be16(const void *p)
+{
+  const uint8_t *b = p;
+  return (uint16_t)(b[0] << 8 | b[1]);
+}
+static inline uint32_t
+be32(const void *p)
+{
+  const uint8_t *b = p;
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+static inline uint64_t
+be64(const void *p)
+{
+  return (uint64_t)be32(p) << 32 | be32((const uint8_t *)p + 4);
+}
+static inline void
+put16(void *p, uint16_t v)
+{
+  uint8_t *b = p;
+  b[0] = (uint8_t)(v >> 8), b[1] = (uint8_t)v;
+}
+static inline void
+put32(void *p, uint32_t v)
+{
+  uint8_t *b = p;
+  b[0] = (uint8_t)(v >> 24), b[1] = (uint8_t)(v >> 16), b[2] = (uint8_t)(v >> 8),
+  b[3] = (uint8_t)v;
+}
+static inline void
+put64(void *p, uint64_t v)
+{
+  put32(p, (uint32_t)(v >> 32));
+  put32((uint8_t *)p + 4, (uint32_t)v);
+}
+
+#endif

@@ -1,0 +1,372 @@
+/* server.c: listeners, connections, signals, daemon mode.
+ *
+ *   SIGTERM/SIGINT  graceful shutdown: stop accepting, let every connection
+ *                   finish the round in flight (new requests: ESHUTDOWN),
+ *                   then exit.  Attached exports stay in the registry: the
+ *                   next server serves them.
+ *   SIGHUP          reload: TLS credentials read again; connections and
+ *                   exports untouched (exports are looked up per connection).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nbd/nbd.h"
+#include "util/error.h"
+#include "util/log.h"
+
+atomic_bool nbd_shutting_down;
+
+#define MAX_LISTEN 8
+#define MAX_CONNS  1024
+
+struct listener {
+  int fd;
+  bool tcp;
+};
+
+static struct {
+  pthread_mutex_t lock;
+  int fds[MAX_CONNS];
+  int n;
+  pthread_cond_t done;
+} conns = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, PTHREAD_COND_INITIALIZER};
+
+static struct nbd_tls *_Atomic creds;
+
+struct conn_arg {
+  int fd;
+  bool tcp;
+  const struct nbd_config *cfg;
+};
+
+static void
+conn_track(int fd, bool add)
+{
+  pthread_mutex_lock(&conns.lock);
+  if (add) {
+    if (conns.n < MAX_CONNS)
+      conns.fds[conns.n++] = fd;
+  } else {
+    for (int i = 0; i < conns.n; i++) {
+      if (conns.fds[i] == fd) {
+        conns.fds[i] = conns.fds[--conns.n];
+        break;
+      }
+    }
+    pthread_cond_broadcast(&conns.done);
+  }
+  pthread_mutex_unlock(&conns.lock);
+}
+
+static void *
+conn_thread(void *arg)
+{
+  struct conn_arg a = *(struct conn_arg *)arg;
+  struct nbd_conn c = {.st = {.fd = a.fd}, .tcp = a.tcp, .cfg = a.cfg};
+
+  free(arg);
+  c.tls = a.tcp ? a.cfg->tls_tcp : a.cfg->tls_unix;
+  c.creds = atomic_load(&creds);
+  zl_log_set_tag("nbd");
+  if (nbd_handshake(&c) == 0) {
+    zl_debug("transmission: export %s", c.exp->name);
+    nbd_transmission(&c);
+  }
+  nbd_export_put(c.exp);
+  conn_track(a.fd, false);
+  nbd_stream_close(&c.st);
+  return NULL;
+}
+
+static int
+listen_unix(const char *path)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int fd;
+
+  if (strlen(path) >= sizeof sa.sun_path) {
+    zl_error(ENAMETOOLONG, "socket path %s is too long", path);
+    return -1;
+  }
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd == -1) {
+    zl_error(errno, "socket: %s", strerror(errno));
+    return -1;
+  }
+  /* a stale socket from a dead server: remove it, but never a live one */
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    close(fd);
+    zl_error(EADDRINUSE, "an NBD server already listens on %s", path);
+    return -1;
+  }
+  unlink(path);
+  mode_t old = umask(0177); /* 0600 */
+  int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  umask(old);
+  if (r == -1 || listen(fd, 128) == -1) {
+    zl_error(errno, "listen on %s: %s", path, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int
+listen_tcp(const char *spec, struct listener *out, int max)
+{
+  char host[256] = "", port[32];
+  const char *colon = strrchr(spec, ':');
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res, *a;
+  int n = 0;
+
+  if (!colon || !colon[1]) {
+    zl_error(EINVAL, "--tcp %s: want [HOST]:PORT", spec);
+    return -1;
+  }
+  snprintf(host, sizeof host, "%.*s", (int)(colon - spec), spec);
+  snprintf(port, sizeof port, "%s", colon + 1);
+  if (host[0] == '[') { /* [::1] */
+    memmove(host, host + 1, strlen(host));
+    host[strcspn(host, "]")] = '\0';
+  }
+  int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+  if (r != 0) {
+    zl_error(EINVAL, "--tcp %s: %s", spec, gai_strerror(r));
+    return -1;
+  }
+  for (a = res; a && n < max; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol), one = 1;
+    if (fd == -1)
+      continue;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->ai_family == AF_INET6)
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == -1 || listen(fd, 128) == -1) {
+      zl_error(errno, "listen on %s: %s", spec, strerror(errno));
+      close(fd);
+      continue;
+    }
+    out[n++] = (struct listener){fd, true};
+  }
+  freeaddrinfo(res);
+  return n ? n : -1;
+}
+
+/* systemd socket activation (LISTEN_PID/LISTEN_FDS): the fds from 3 on. */
+static int
+listen_activated(struct listener *out, int max)
+{
+  const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  int n = 0;
+
+  if (!pid || !fds || atoi(pid) != getpid())
+    return 0;
+  for (int i = 0; i < atoi(fds) && n < max; i++) {
+    int fd = 3 + i;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+      out[n++] = (struct listener){fd, ss.ss_family != AF_UNIX};
+  }
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  return n;
+}
+
+static void
+tune_socket(int fd, bool tcp)
+{
+  int one = 1, buf = 4 << 20;
+  if (tcp)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+}
+
+/* Detach from the caller: fork, new session, stdio on /dev/null; the
+ * parent returns once the child listens (ready != 0 read from the pipe). */
+static int
+daemonize(const struct nbd_config *cfg, int *ready_fd)
+{
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) == -1)
+    return -1;
+  pid_t pid = fork();
+  if (pid == -1)
+    return -1;
+  if (pid > 0) {
+    char ok = 0;
+    close(p[1]);
+    ssize_t n = read(p[0], &ok, 1);
+    _exit(n == 1 && ok == 1 ? 0 : 1);
+  }
+  close(p[0]);
+  setsid();
+  if (chdir("/") == -1) { /* ignore */
+  }
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    close(null);
+  }
+  zl_log_init("zfs-live-nbd", -1); /* syslog only from now on */
+  if (cfg->pidfile) {
+    FILE *f = fopen(cfg->pidfile, "we");
+    if (f) {
+      fprintf(f, "%d\n", (int)getpid());
+      fclose(f);
+    }
+  }
+  *ready_fd = p[1];
+  return 0;
+}
+
+static void
+shutdown_connections(void)
+{
+  struct timespec until;
+  pthread_mutex_lock(&conns.lock);
+  for (int i = 0; i < conns.n; i++)
+    shutdown(conns.fds[i], SHUT_RD); /* the round in flight still completes */
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 30;
+  while (conns.n > 0) {
+    if (pthread_cond_timedwait(&conns.done, &conns.lock, &until) == ETIMEDOUT)
+      break;
+  }
+  pthread_mutex_unlock(&conns.lock);
+}
+
+int
+nbd_serve(const struct nbd_config *cfg)
+{
+  struct listener ls[MAX_LISTEN];
+  int nl = listen_activated(ls, MAX_LISTEN), ready = -1;
+  sigset_t sigs;
+
+  struct nbd_tls *t = nbd_tls_new(cfg);
+  if (!t)
+    return -1;
+  if (cfg->tcp && cfg->tls_tcp == TLS_REQUIRE && !nbd_tls_configured(t)) {
+    zl_error(EINVAL, "TLS is required on TCP: give --tls-psk or --tls-certificates "
+                     "(or --tls=off to allow plain TCP)");
+    nbd_tls_free(t);
+    return -1;
+  }
+  atomic_store(&creds, t);
+  if (nl == 0 && cfg->socket_path) {
+    int fd = listen_unix(cfg->socket_path);
+    if (fd == -1)
+      return -1;
+    ls[nl++] = (struct listener){fd, false};
+  }
+  if (nl < MAX_LISTEN && cfg->tcp && !getenv("LISTEN_FDS")) {
+    int n = listen_tcp(cfg->tcp, ls + nl, MAX_LISTEN - nl);
+    if (n == -1)
+      return -1;
+    nl += n;
+  }
+  if (nl == 0) {
+    zl_error(EINVAL, "nothing to listen on");
+    return -1;
+  }
+  if (cfg->daemon && daemonize(cfg, &ready) == -1) {
+    zl_error(errno, "daemonize: %s", strerror(errno));
+    return -1;
+  }
+
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  sigaddset(&sigs, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  zl_info("serving NBD on %d listener%s%s%s", nl, nl == 1 ? "" : "s",
+          cfg->socket_path ? ", unix " : "", cfg->socket_path ? cfg->socket_path : "");
+  if (ready >= 0) {
+    char ok = 1;
+    if (write(ready, &ok, 1) != 1) { /* the caller is gone: serve anyway */
+    }
+    close(ready);
+  }
+
+  struct pollfd p[MAX_LISTEN + 1];
+  for (;;) {
+    for (int i = 0; i < nl; i++)
+      p[i] = (struct pollfd){.fd = ls[i].fd, .events = POLLIN};
+    p[nl] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    if (poll(p, (nfds_t)nl + 1, -1) == -1 && errno != EINTR)
+      break;
+    if (p[nl].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (read(sfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+          struct nbd_tls *nt = nbd_tls_new(cfg);
+          if (nt) {
+            atomic_store(&creds, nt); /* the old ones stay with old sessions */
+            zl_info("reloaded: TLS credentials read again");
+          } else {
+            zl_warn("reload failed, keeping the old credentials: %s", zl_error_msg());
+          }
+        } else if (si.ssi_signo != SIGPIPE) {
+          zl_info("shutting down (signal %u): finishing requests in flight",
+                  si.ssi_signo);
+          break;
+        }
+      }
+    }
+    for (int i = 0; i < nl; i++) {
+      if (!(p[i].revents & POLLIN))
+        continue;
+      int fd = accept4(ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
+      if (fd == -1)
+        continue;
+      tune_socket(fd, ls[i].tcp);
+      struct conn_arg *a = malloc(sizeof *a);
+      pthread_t th;
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+      if (!a) {
+        close(fd);
+        continue;
+      }
+      *a = (struct conn_arg){fd, ls[i].tcp, cfg};
+      conn_track(fd, true);
+      if (pthread_create(&th, &attr, conn_thread, a) != 0) {
+        conn_track(fd, false);
+        close(fd);
+        free(a);
+      }
+      pthread_attr_destroy(&attr);
+    }
+  }
+  atomic_store(&nbd_shutting_down, true);
+  for (int i = 0; i < nl; i++)
+    close(ls[i].fd);
+  if (cfg->socket_path)
+    unlink(cfg->socket_path);
+  shutdown_connections();
+  if (cfg->pidfile)
+    unlink(cfg->pidfile);
+  zl_info("stopped");
+  return 0;
+}

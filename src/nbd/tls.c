@@ -1,0 +1,234 @@
+/* tls.c: the connection's byte stream, plain or TLS (GnuTLS; PSK and
+ * X.509).  With TLS, replies are corked so a batch leaves in full-size
+ * records instead of one record per reply. */
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nbd/nbd.h"
+#include "util/error.h"
+#include "util/log.h"
+
+struct nbd_tls {
+  gnutls_psk_server_credentials_t psk;
+  gnutls_certificate_credentials_t x509;
+  gnutls_priority_t prio;
+};
+
+struct nbd_tls *
+nbd_tls_new(const struct nbd_config *cfg)
+{
+  struct nbd_tls *t = calloc(1, sizeof *t);
+  int r;
+
+  if (!t) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (!cfg->tls_psk && !cfg->tls_certs)
+    return t;
+  if (cfg->tls_psk) {
+    if ((r = gnutls_psk_allocate_server_credentials(&t->psk)) < 0 ||
+        (r = gnutls_psk_set_server_credentials_file(t->psk, cfg->tls_psk)) < 0) {
+      zl_error(EINVAL, "TLS PSK file %s: %s", cfg->tls_psk, gnutls_strerror(r));
+      goto fail;
+    }
+  }
+  if (cfg->tls_certs) {
+    char cert[4096], key[4096], ca[4096];
+    snprintf(cert, sizeof cert, "%s/server-cert.pem", cfg->tls_certs);
+    snprintf(key, sizeof key, "%s/server-key.pem", cfg->tls_certs);
+    snprintf(ca, sizeof ca, "%s/ca-cert.pem", cfg->tls_certs);
+    if ((r = gnutls_certificate_allocate_credentials(&t->x509)) < 0 ||
+        (r = gnutls_certificate_set_x509_key_file(t->x509, cert, key,
+                                                  GNUTLS_X509_FMT_PEM)) < 0) {
+      zl_error(EINVAL, "TLS certificates in %s: %s", cfg->tls_certs, gnutls_strerror(r));
+      goto fail;
+    }
+    if (access(ca, R_OK) == 0 &&
+        gnutls_certificate_set_x509_trust_file(t->x509, ca, GNUTLS_X509_FMT_PEM) < 0)
+      zl_warn("TLS: cannot load %s", ca);
+  }
+  /* AES-GCM first: with AES-NI it is the cheapest to run */
+  if ((r = gnutls_priority_init(&t->prio,
+                                t->psk ? "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK:-VERS-TLS1.0:"
+                                         "-VERS-TLS1.1"
+                                       : "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1",
+                                NULL)) < 0) {
+    zl_error(EINVAL, "TLS priorities: %s", gnutls_strerror(r));
+    goto fail;
+  }
+  return t;
+fail:
+  nbd_tls_free(t);
+  return NULL;
+}
+
+void
+nbd_tls_free(struct nbd_tls *t)
+{
+  if (!t)
+    return;
+  if (t->psk)
+    gnutls_psk_free_server_credentials(t->psk);
+  if (t->x509)
+    gnutls_certificate_free_credentials(t->x509);
+  if (t->prio)
+    gnutls_priority_deinit(t->prio);
+  free(t);
+}
+
+bool
+nbd_tls_configured(const struct nbd_tls *t)
+{
+  return t && (t->psk || t->x509);
+}
+
+int
+nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t)
+{
+  gnutls_session_t sess;
+  int r;
+
+  if ((r = gnutls_init(&sess, GNUTLS_SERVER | GNUTLS_NO_SIGNAL)) < 0) {
+    zl_error(ENOMEM, "TLS: %s", gnutls_strerror(r));
+    return -1;
+  }
+  gnutls_priority_set(sess, t->prio);
+  if (t->psk)
+    gnutls_credentials_set(sess, GNUTLS_CRD_PSK, t->psk);
+  if (t->x509) {
+    gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, t->x509);
+    gnutls_certificate_server_set_request(sess, GNUTLS_CERT_IGNORE);
+  }
+  gnutls_transport_set_int(sess, s->fd);
+  gnutls_handshake_set_timeout(sess, 10000);
+  do {
+    r = gnutls_handshake(sess);
+  } while (r < 0 && !gnutls_error_is_fatal(r));
+  if (r < 0) {
+    zl_error(EPROTO, "TLS handshake: %s", gnutls_strerror(r));
+    gnutls_deinit(sess);
+    return -1;
+  }
+  s->session = sess;
+  return 0;
+}
+
+ssize_t
+nbd_read_some(struct nbd_stream *s, void *buf, size_t max)
+{
+  for (;;) {
+    ssize_t n = s->session ? gnutls_record_recv(s->session, buf, max)
+                           : recv(s->fd, buf, max, 0);
+    if (n >= 0)
+      return n;
+    if (s->session) {
+      if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
+        continue;
+      if (n == GNUTLS_E_PREMATURE_TERMINATION)
+        return 0;
+      errno = EPROTO;
+      return -1;
+    }
+    if (errno != EINTR)
+      return -1;
+  }
+}
+
+int
+nbd_read_full(struct nbd_stream *s, void *buf, size_t len)
+{
+  char *p = buf;
+  while (len > 0) {
+    ssize_t n = nbd_read_some(s, p, len);
+    if (n <= 0)
+      return -1;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int
+tls_write(struct nbd_stream *s, const void *buf, size_t len)
+{
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = gnutls_record_send(s->session, p, len);
+    if (n < 0) {
+      if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
+        continue;
+      errno = EPIPE;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int
+nbd_writev_full(struct nbd_stream *s, struct iovec *iov, int n)
+{
+  if (s->session) {
+    /* cork: the batch leaves in full records */
+    gnutls_record_cork(s->session);
+    for (int i = 0; i < n; i++) {
+      if (iov[i].iov_len && tls_write(s, iov[i].iov_base, iov[i].iov_len) == -1)
+        return -1;
+    }
+    int r;
+    do {
+      r = gnutls_record_uncork(s->session, GNUTLS_RECORD_WAIT);
+    } while (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN);
+    if (r < 0) {
+      errno = EPIPE;
+      return -1;
+    }
+    return 0;
+  }
+  while (n > 0) {
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)(n > IOV_MAX ? IOV_MAX : n)};
+    ssize_t w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++, n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
+
+int
+nbd_write_full(struct nbd_stream *s, const void *buf, size_t len)
+{
+  struct iovec iov = {(void *)buf, len};
+  return nbd_writev_full(s, &iov, 1);
+}
+
+void
+nbd_stream_close(struct nbd_stream *s)
+{
+  if (s->session) {
+    gnutls_bye(s->session, GNUTLS_SHUT_WR);
+    gnutls_deinit(s->session);
+    s->session = NULL;
+  }
+  if (s->fd >= 0)
+    close(s->fd);
+  s->fd = -1;
+}

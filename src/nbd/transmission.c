@@ -1,0 +1,455 @@
+/* transmission.c: the request loop of one connection.
+ *
+ * Each round reads every request that has arrived (one recv into a 4 MiB
+ * buffer; write payloads are used where they lie), checks them, runs their
+ * I/O as one batch (io.c), and sends every reply with one writev — so a
+ * client with 32 requests in flight costs a handful of system calls per
+ * round, not several per request.  Replies may go in any order the protocol
+ * allows; here they follow the requests.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nbd/nbd.h"
+#include "util/log.h"
+
+#define RBUF_SIZE    (4u << 20)
+#define MAX_BATCH    256
+#define ARENA_MAX    (64u << 20) /* read data held for one batch */
+#define MAX_EXTENTS  1024
+#define HDR          28
+
+struct req {
+  uint16_t flags, type;
+  uint64_t cookie, off;
+  uint32_t len;
+  const uint8_t *payload;
+  uint8_t *data;
+  size_t data_off; /* into the arena, which may move while parsing */
+  uint32_t error;
+  int io, io_fua; /* indexes into the io batch, -1: none */
+  int nextents;
+  uint32_t *extents;
+  uint8_t hdr[40];
+};
+
+struct tx {
+  struct nbd_conn *c;
+  struct nbd_io *io;
+  uint8_t *rbuf;
+  size_t rlen, rpos;
+  uint8_t *arena;
+  size_t arena_cap, arena_used;
+  uint8_t *big; /* a write payload too large for rbuf */
+  size_t big_cap;
+  struct req reqs[MAX_BATCH];
+  struct io_req ios[2 * MAX_BATCH];
+  struct iovec iov[4 * MAX_BATCH];
+  uint32_t extents[MAX_BATCH > 64 ? 64 : MAX_BATCH][2 * MAX_EXTENTS];
+  uint8_t zeroes[65536];
+};
+
+uint32_t
+nbd_errno(int e)
+{
+  switch (e) {
+  case 0:
+    return 0;
+  case EPERM:
+  case EROFS:
+    return NBD_EPERM;
+  case ENOMEM:
+    return NBD_ENOMEM;
+  case ENOSPC:
+  case EDQUOT:
+  case EFBIG:
+    return NBD_ENOSPC;
+  case EOVERFLOW:
+    return NBD_EOVERFLOW;
+  case ENOTSUP:
+    return NBD_ENOTSUP;
+  case ESHUTDOWN:
+    return NBD_ESHUTDOWN;
+  case EINVAL:
+    return NBD_EINVAL;
+  default:
+    return NBD_EIO;
+  }
+}
+
+/* Validate one request against the export; 0 or an NBD error. */
+static uint32_t
+check(const struct nbd_conn *c, const struct req *r)
+{
+  const struct nbd_export *e = c->exp;
+  uint16_t ok = NBD_CMD_FLAG_FUA;
+  uint64_t end = r->off + r->len;
+  bool past = end < r->off || end > (uint64_t)e->size;
+
+  switch (r->type) {
+  case NBD_CMD_READ:
+    ok |= c->structured ? NBD_CMD_FLAG_DF : 0;
+    break;
+  case NBD_CMD_WRITE_ZEROES:
+    ok |= NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    ok |= NBD_CMD_FLAG_REQ_ONE;
+    break;
+  case NBD_CMD_WRITE:
+  case NBD_CMD_FLUSH:
+  case NBD_CMD_TRIM:
+  case NBD_CMD_CACHE:
+    break;
+  default:
+    return NBD_EINVAL;
+  }
+  if (r->flags & ~ok)
+    return NBD_EINVAL;
+  switch (r->type) {
+  case NBD_CMD_WRITE:
+  case NBD_CMD_TRIM:
+  case NBD_CMD_WRITE_ZEROES:
+    if (e->readonly)
+      return NBD_EPERM;
+    if (past)
+      return r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC
+                                                                           : NBD_EINVAL;
+    return 0;
+  case NBD_CMD_FLUSH:
+    return r->off || r->len ? NBD_EINVAL : 0;
+  case NBD_CMD_BLOCK_STATUS:
+    if (!c->meta_base_allocation)
+      return NBD_EINVAL;
+    return past || r->len == 0 ? NBD_EINVAL : 0;
+  default: /* READ, CACHE */
+    if (r->type == NBD_CMD_READ && r->len > NBD_MAX_PAYLOAD)
+      return NBD_EOVERFLOW;
+    return past ? NBD_EINVAL : 0;
+  }
+}
+
+static int
+need_bytes(struct tx *t, size_t want)
+{
+  while (t->rlen - t->rpos < want) {
+    if (t->rpos && t->rpos + want > RBUF_SIZE) { /* no room left at the end */
+      memmove(t->rbuf, t->rbuf + t->rpos, t->rlen - t->rpos);
+      t->rlen -= t->rpos;
+      t->rpos = 0;
+    }
+    ssize_t n = nbd_read_some(&t->c->st, t->rbuf + t->rlen, RBUF_SIZE - t->rlen);
+    if (n <= 0)
+      return -1;
+    t->rlen += (size_t)n;
+  }
+  return 0;
+}
+
+/* Make room for the round's read data; pointers are set after. */
+static int
+arena_reserve(struct tx *t, size_t total)
+{
+  if (total <= t->arena_cap)
+    return 0;
+  size_t cap = t->arena_cap ? t->arena_cap : (1u << 20);
+  while (cap < total)
+    cap *= 2;
+  uint8_t *a = realloc(t->arena, cap);
+  if (!a)
+    return -1;
+  t->arena = a;
+  t->arena_cap = cap;
+  return 0;
+}
+
+/* Zero a range by writing zeroes (when fallocate cannot). */
+static int
+write_zeroes(struct tx *t, int fd, uint64_t off, uint64_t len)
+{
+  while (len) {
+    size_t n = len > sizeof t->zeroes ? sizeof t->zeroes : (size_t)len;
+    ssize_t w = pwrite(fd, t->zeroes, n, (off_t)off);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    off += (uint64_t)w;
+    len -= (uint64_t)w;
+  }
+  return 0;
+}
+
+/* Parse the requests available (at least one, reading as needed).
+ * Returns the number, 0 at EOF/protocol error. *disc: a DISC was seen. */
+static size_t
+parse(struct tx *t, bool *disc)
+{
+  size_t nb = 0, nstatus = 0;
+
+  t->arena_used = 0;
+  if (need_bytes(t, HDR) == -1)
+    return 0;
+  while (nb < MAX_BATCH && t->rlen - t->rpos >= HDR) {
+    const uint8_t *h = t->rbuf + t->rpos;
+    struct req *r = &t->reqs[nb];
+    if (be32(h) != NBD_REQUEST_MAGIC) {
+      zl_info("bad request magic: disconnecting");
+      return 0;
+    }
+    memset(r, 0, offsetof(struct req, hdr));
+    r->flags = be16(h + 4);
+    r->type = be16(h + 6);
+    r->cookie = be64(h + 8);
+    r->off = be64(h + 16);
+    r->len = be32(h + 24);
+    r->io = r->io_fua = -1;
+    if (r->type == NBD_CMD_WRITE) {
+      if (r->len > NBD_MAX_PAYLOAD) {
+        zl_info("write of %u bytes is over the limit: disconnecting", r->len);
+        return 0;
+      }
+      if (t->rlen - t->rpos - HDR < r->len) {
+        if (nb > 0)
+          break; /* run what we have; the payload is on its way */
+        if ((size_t)HDR + r->len <= RBUF_SIZE) {
+          if (need_bytes(t, HDR + (size_t)r->len) == -1)
+            return 0;
+          h = t->rbuf + t->rpos;
+        } else {
+          if (t->big_cap < r->len) {
+            free(t->big);
+            if (!(t->big = malloc(r->len)))
+              return 0;
+            t->big_cap = r->len;
+          }
+          size_t have = t->rlen - t->rpos - HDR;
+          memcpy(t->big, h + HDR, have);
+          if (nbd_read_full(&t->c->st, t->big + have, r->len - have) == -1)
+            return 0;
+          r->payload = t->big;
+          t->rlen = t->rpos = 0;
+          r->error = check(t->c, r);
+          nb++;
+          break;
+        }
+      }
+      r->payload = h + HDR;
+      t->rpos += HDR + r->len;
+    } else {
+      if (r->type == NBD_CMD_READ && r->len <= NBD_MAX_PAYLOAD && nb > 0 &&
+          t->arena_used + r->len > ARENA_MAX)
+        break; /* enough read data held for this round */
+      if (r->type == NBD_CMD_BLOCK_STATUS && nstatus == 64)
+        break; /* extent buffers for this round are used up */
+      nstatus += r->type == NBD_CMD_BLOCK_STATUS;
+      t->rpos += HDR;
+    }
+    if (r->type == NBD_CMD_DISC) {
+      *disc = true;
+      break;
+    }
+    r->error = check(t->c, r);
+    if (atomic_load(&nbd_shutting_down))
+      r->error = NBD_ESHUTDOWN;
+    if (!r->error && r->type == NBD_CMD_READ && r->len) {
+      r->data_off = t->arena_used;
+      t->arena_used += r->len;
+    }
+    nb++;
+  }
+  /* the round's read buffers, now that their total is known */
+  bool room = arena_reserve(t, t->arena_used) == 0;
+  for (size_t i = 0; i < nb; i++) {
+    struct req *r = &t->reqs[i];
+    if (!r->error && r->type == NBD_CMD_READ && r->len) {
+      if (room)
+        r->data = t->arena + r->data_off;
+      else
+        r->error = NBD_ENOMEM;
+    }
+  }
+  return nb;
+}
+
+static void
+execute(struct tx *t, size_t nb)
+{
+  const struct nbd_export *e = t->c->exp;
+  size_t ni = 0, bs = 0;
+
+  for (size_t i = 0; i < nb; i++) {
+    struct req *r = &t->reqs[i];
+    if (r->error || r->type == NBD_CMD_DISC)
+      continue;
+    struct io_req *q = &t->ios[ni];
+    memset(q, 0, sizeof *q);
+    q->fd = e->fd;
+    q->off = r->off;
+    q->len = r->len;
+    switch (r->type) {
+    case NBD_CMD_READ:
+      if (!r->len)
+        continue;
+      q->op = IO_READ;
+      q->buf = r->data;
+      break;
+    case NBD_CMD_WRITE:
+      q->op = IO_WRITE;
+      q->buf = (void *)r->payload;
+      q->mode = r->flags & NBD_CMD_FLAG_FUA ? RWF_DSYNC : 0;
+      break;
+    case NBD_CMD_FLUSH:
+      q->op = IO_FSYNC;
+      q->barrier = true; /* covers every write before it */
+      break;
+    case NBD_CMD_TRIM:
+      q->op = IO_FALLOC;
+      q->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+      break;
+    case NBD_CMD_WRITE_ZEROES:
+      q->op = IO_FALLOC;
+      q->mode = r->flags & NBD_CMD_FLAG_NO_HOLE
+                    ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
+                    : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+      break;
+    case NBD_CMD_CACHE:
+      q->op = IO_FADVISE;
+      break;
+    case NBD_CMD_BLOCK_STATUS: {
+      r->extents = t->extents[bs++]; /* parse() keeps bs < 64 */
+      int n = nbd_extents(e, r->off, r->len, r->flags & NBD_CMD_FLAG_REQ_ONE, r->extents,
+                          MAX_EXTENTS);
+      if (n < 0)
+        r->error = nbd_errno(errno);
+      r->nextents = n;
+      continue;
+    }
+    default:
+      continue;
+    }
+    r->io = (int)ni++;
+    /* FUA on trim/zero: durable before the reply */
+    if ((r->flags & NBD_CMD_FLAG_FUA) &&
+        (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES)) {
+      memset(&t->ios[ni], 0, sizeof t->ios[ni]);
+      t->ios[ni] = (struct io_req){.op = IO_FSYNC, .fd = e->fd, .barrier = true};
+      r->io_fua = (int)ni++;
+    }
+  }
+  nbd_io_run(t->io, t->ios, ni);
+
+  for (size_t i = 0; i < nb; i++) {
+    struct req *r = &t->reqs[i];
+    if (r->io < 0 || r->error)
+      continue;
+    int res = t->ios[r->io].result;
+    if (res == -EOPNOTSUPP || res == -ENOTSUP) {
+      if (r->type == NBD_CMD_WRITE_ZEROES) {
+        if (r->flags & NBD_CMD_FLAG_FAST_ZERO)
+          res = -ENOTSUP; /* not faster than writing: say so, fast */
+        else
+          res = write_zeroes(t, e->fd, r->off, r->len);
+      } else if (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_CACHE) {
+        res = 0; /* hints */
+      }
+    }
+    if (res == 0 && r->io_fua >= 0)
+      res = t->ios[r->io_fua].result;
+    r->error = nbd_errno(-res);
+  }
+}
+
+/* Build all replies into iovecs and send them at once. */
+static int
+send_replies(struct tx *t, size_t nb)
+{
+  const bool sr = t->c->structured;
+  int n = 0;
+
+  for (size_t i = 0; i < nb; i++) {
+    struct req *r = &t->reqs[i];
+    uint8_t *h = r->hdr;
+    if (r->type == NBD_CMD_DISC)
+      continue;
+    bool read = r->type == NBD_CMD_READ, bstat = r->type == NBD_CMD_BLOCK_STATUS;
+    if (!sr || (!read && !bstat && !r->error) || (!sr && r->error)) {
+      put32(h, NBD_SIMPLE_MAGIC);
+      put32(h + 4, r->error);
+      put64(h + 8, r->cookie);
+      t->iov[n++] = (struct iovec){h, 16};
+      if (read && !r->error && r->len)
+        t->iov[n++] = (struct iovec){r->data, r->len};
+      continue;
+    }
+    put32(h, NBD_STRUCTURED_MAGIC);
+    put16(h + 4, NBD_REPLY_FLAG_DONE);
+    put64(h + 8, r->cookie);
+    if (r->error) {
+      put16(h + 6, NBD_REPLY_TYPE_ERROR);
+      put32(h + 16, 6);
+      put32(h + 20, r->error);
+      put16(h + 24, 0);
+      t->iov[n++] = (struct iovec){h, 26};
+    } else if (read && r->len) {
+      put16(h + 6, NBD_REPLY_TYPE_OFFSET_DATA);
+      put32(h + 16, 8 + r->len);
+      put64(h + 20, r->off);
+      t->iov[n++] = (struct iovec){h, 28};
+      t->iov[n++] = (struct iovec){r->data, r->len};
+    } else if (read) {
+      put16(h + 6, NBD_REPLY_TYPE_NONE);
+      put32(h + 16, 0);
+      t->iov[n++] = (struct iovec){h, 20};
+    } else { /* block status: one context */
+      put16(h + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
+      put32(h + 16, 4 + 8 * (uint32_t)r->nextents);
+      put32(h + 20, t->c->meta_base_allocation);
+      for (int k = 0; k < 2 * r->nextents; k++)
+        r->extents[k] = __builtin_bswap32(r->extents[k]);
+      t->iov[n++] = (struct iovec){h, 24};
+      t->iov[n++] = (struct iovec){r->extents, 8 * (size_t)r->nextents};
+    }
+  }
+  return n ? nbd_writev_full(&t->c->st, t->iov, n) : 0;
+}
+
+void
+nbd_transmission(struct nbd_conn *c)
+{
+  struct tx *t = calloc(1, sizeof *t);
+
+  if (!t || !(t->rbuf = malloc(RBUF_SIZE)) ||
+      !(t->io = nbd_io_new((unsigned)c->cfg->threads_io_depth, c->cfg->no_uring))) {
+    zl_err("connection: out of memory");
+    goto out;
+  }
+  t->c = c;
+  for (;;) {
+    bool disc = false;
+    size_t nb = parse(t, &disc);
+    if (nb) {
+      execute(t, nb);
+      if (send_replies(t, nb) == -1)
+        break;
+    }
+    if (disc || !nb)
+      break;
+    if (t->rpos == t->rlen)
+      t->rpos = t->rlen = 0;
+  }
+out:
+  if (t) {
+    nbd_io_free(t->io);
+    free(t->rbuf);
+    free(t->arena);
+    free(t->big);
+    free(t);
+  }
+}
