@@ -13,8 +13,8 @@
 #include "util/log.h"
 
 #define SERVE_USAGE                                                                      \
-  "zfs-live serve [--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"         \
-  "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"              \
+  "zfs-live serve [--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"          \
+  "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"               \
   "                [--pidfile FILE] [--no-uring]"
 
 static int
@@ -43,8 +43,8 @@ nbd_default_socket(void)
 int
 cli_serve(int argc, char **argv)
 {
-  struct nbd_config cfg = {.tls_unix = TLS_ON, .tls_tcp = TLS_REQUIRE,
-                           .threads_io_depth = 256};
+  struct nbd_config cfg = {
+      .tls_unix = TLS_ON, .tls_tcp = TLS_REQUIRE, .threads_io_depth = 256};
   const char *tls = NULL, *sock = NULL, *type = NULL;
   char pid[PATH_MAX];
 

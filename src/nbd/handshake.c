@@ -10,7 +10,7 @@
 #include "util/error.h"
 #include "util/log.h"
 
-#define CTX_BASE_ALLOCATION "base:allocation"
+#define CTX_BASE_ALLOCATION    "base:allocation"
 #define CTX_ID_BASE_ALLOCATION 1
 
 static int
@@ -26,9 +26,8 @@ reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data, uint32_
   return nbd_writev_full(&c->st, iov, len ? 2 : 1);
 }
 
-static int
-reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static int reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
 
 static int
 reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)

@@ -25,19 +25,19 @@
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
 
 struct nbd_config {
-  const char *socket_path;    /* Unix socket, NULL: none */
-  const char *tcp;            /* "host:port" or ":port", NULL: none */
+  const char *socket_path; /* Unix socket, NULL: none */
+  const char *tcp;         /* "host:port" or ":port", NULL: none */
   enum tls_mode tls_unix, tls_tcp;
-  const char *tls_psk;        /* psktool file */
-  const char *tls_certs;      /* dir with server-cert.pem, server-key.pem [ca-cert.pem] */
+  const char *tls_psk;   /* psktool file */
+  const char *tls_certs; /* dir with server-cert.pem, server-key.pem [ca-cert.pem] */
   bool daemon;
   const char *pidfile;
-  int threads_io_depth;       /* io_uring entries per connection */
-  bool no_uring;              /* testing: the pread/pwrite engine */
+  int threads_io_depth; /* io_uring entries per connection */
+  bool no_uring;        /* testing: the pread/pwrite engine */
 };
 
 /* tls.c */
-struct nbd_tls;             /* credentials (shared) */
+struct nbd_tls; /* credentials (shared) */
 struct nbd_tls *nbd_tls_new(const struct nbd_config *cfg);
 void nbd_tls_free(struct nbd_tls *t);
 bool nbd_tls_configured(const struct nbd_tls *t);
@@ -106,9 +106,9 @@ struct io_req {
   int fd;
   void *buf;
   uint64_t off, len;
-  int mode;       /* fallocate mode; for IO_WRITE: RWF_DSYNC (FUA) */
-  bool barrier;   /* run after every earlier request of the batch */
-  int result;     /* 0 or -errno */
+  int mode;     /* fallocate mode; for IO_WRITE: RWF_DSYNC (FUA) */
+  bool barrier; /* run after every earlier request of the batch */
+  int result;   /* 0 or -errno */
 };
 /* Run n requests (in parallel where the engine can); every result set. */
 void nbd_io_run(struct nbd_io *io, struct io_req *r, size_t n);

@@ -31,20 +31,20 @@
 #define NBD_OPT_SET_META_CONTEXT  10
 
 /* option replies */
-#define NBD_REP_ACK          1
-#define NBD_REP_SERVER       2
-#define NBD_REP_INFO         3
-#define NBD_REP_META_CONTEXT 4
-#define NBD_REP_ERR(n)       ((1u << 31) + (n))
-#define NBD_REP_ERR_UNSUP    NBD_REP_ERR(1)
-#define NBD_REP_ERR_POLICY   NBD_REP_ERR(2)
-#define NBD_REP_ERR_INVALID  NBD_REP_ERR(3)
-#define NBD_REP_ERR_PLATFORM NBD_REP_ERR(4)
-#define NBD_REP_ERR_TLS_REQD NBD_REP_ERR(5)
-#define NBD_REP_ERR_UNKNOWN  NBD_REP_ERR(6)
-#define NBD_REP_ERR_SHUTDOWN NBD_REP_ERR(7)
+#define NBD_REP_ACK                 1
+#define NBD_REP_SERVER              2
+#define NBD_REP_INFO                3
+#define NBD_REP_META_CONTEXT        4
+#define NBD_REP_ERR(n)              ((1u << 31) + (n))
+#define NBD_REP_ERR_UNSUP           NBD_REP_ERR(1)
+#define NBD_REP_ERR_POLICY          NBD_REP_ERR(2)
+#define NBD_REP_ERR_INVALID         NBD_REP_ERR(3)
+#define NBD_REP_ERR_PLATFORM        NBD_REP_ERR(4)
+#define NBD_REP_ERR_TLS_REQD        NBD_REP_ERR(5)
+#define NBD_REP_ERR_UNKNOWN         NBD_REP_ERR(6)
+#define NBD_REP_ERR_SHUTDOWN        NBD_REP_ERR(7)
 #define NBD_REP_ERR_BLOCK_SIZE_REQD NBD_REP_ERR(8)
-#define NBD_REP_ERR_TOO_BIG  NBD_REP_ERR(9)
+#define NBD_REP_ERR_TOO_BIG         NBD_REP_ERR(9)
 
 /* NBD_REP_INFO types */
 #define NBD_INFO_EXPORT      0
@@ -83,13 +83,13 @@
 #define NBD_CMD_FLAG_FAST_ZERO (1u << 4)
 
 /* structured reply chunk types */
-#define NBD_REPLY_FLAG_DONE          (1u << 0)
-#define NBD_REPLY_TYPE_NONE          0
-#define NBD_REPLY_TYPE_OFFSET_DATA   1
-#define NBD_REPLY_TYPE_OFFSET_HOLE   2
-#define NBD_REPLY_TYPE_BLOCK_STATUS  5
-#define NBD_REPLY_TYPE_ERROR         ((1u << 15) + 1)
-#define NBD_REPLY_TYPE_ERROR_OFFSET  ((1u << 15) + 2)
+#define NBD_REPLY_FLAG_DONE         (1u << 0)
+#define NBD_REPLY_TYPE_NONE         0
+#define NBD_REPLY_TYPE_OFFSET_DATA  1
+#define NBD_REPLY_TYPE_OFFSET_HOLE  2
+#define NBD_REPLY_TYPE_BLOCK_STATUS 5
+#define NBD_REPLY_TYPE_ERROR        ((1u << 15) + 1)
+#define NBD_REPLY_TYPE_ERROR_OFFSET ((1u << 15) + 2)
 
 /* errors */
 #define NBD_EPERM     1
@@ -106,10 +106,10 @@
 #define NBD_STATE_ZERO 2u
 
 /* our limits */
-#define NBD_MAX_STRING   4096        /* names, messages */
-#define NBD_MAX_OPTION   (64u << 10) /* option payload */
-#define NBD_MAX_PAYLOAD  (32u << 20) /* largest READ/WRITE we take */
-#define NBD_MIN_BLOCK    1u
-#define NBD_PREF_BLOCK   4096u
+#define NBD_MAX_STRING  4096        /* names, messages */
+#define NBD_MAX_OPTION  (64u << 10) /* option payload */
+#define NBD_MAX_PAYLOAD (32u << 20) /* largest READ/WRITE we take */
+#define NBD_MIN_BLOCK   1u
+#define NBD_PREF_BLOCK  4096u
 
 #endif

@@ -20,6 +20,24 @@ struct nbd_tls {
   gnutls_priority_t prio;
 };
 
+static bool
+cpu_has_aes(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("aes");
+#else
+  FILE *f = fopen("/proc/cpuinfo", "re");
+  char line[4096];
+  bool aes = false;
+  while (f && !aes && fgets(line, sizeof line, f))
+    aes = (!strncmp(line, "Features", 8) || !strncmp(line, "flags", 5)) &&
+          strstr(line, " aes");
+  if (f)
+    fclose(f);
+  return aes;
+#endif
+}
+
 struct nbd_tls *
 nbd_tls_new(const struct nbd_config *cfg)
 {
@@ -54,12 +72,19 @@ nbd_tls_new(const struct nbd_config *cfg)
         gnutls_certificate_set_x509_trust_file(t->x509, ca, GNUTLS_X509_FMT_PEM) < 0)
       zl_warn("TLS: cannot load %s", ca);
   }
-  /* AES-GCM first: with AES-NI it is the cheapest to run */
-  if ((r = gnutls_priority_init(&t->prio,
-                                t->psk ? "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK:-VERS-TLS1.0:"
-                                         "-VERS-TLS1.1"
-                                       : "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1",
-                                NULL)) < 0) {
+  /* The cipher decides the throughput: with AES instructions AES-GCM runs
+   * about 15x faster than ChaCha20-Poly1305 (gnutls-cli --benchmark-ciphers:
+   * 4.6 vs 0.3 GB/s here), and clients often offer ChaCha first, so the
+   * server's order wins.  Without AES instructions ChaCha is the fast one
+   * and the default order stands. */
+  char prio[512];
+  snprintf(prio, sizeof prio, "NORMAL%s:-VERS-TLS1.0:-VERS-TLS1.1%s",
+           t->psk ? ":+ECDHE-PSK:+DHE-PSK:+PSK" : "",
+           cpu_has_aes() ? ":%SERVER_PRECEDENCE:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"
+                           "+CHACHA20-POLY1305:+AES-128-CCM:+AES-256-CCM:+AES-128-CBC:"
+                           "+AES-256-CBC"
+                         : "");
+  if ((r = gnutls_priority_init(&t->prio, prio, NULL)) < 0) {
     zl_error(EINVAL, "TLS priorities: %s", gnutls_strerror(r));
     goto fail;
   }
@@ -117,6 +142,11 @@ nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t)
     return -1;
   }
   s->session = sess;
+  if (zl_log_enabled(LOG_DEBUG)) {
+    char *d = gnutls_session_get_desc(sess);
+    zl_debug("TLS session: %s", d ? d : "?");
+    gnutls_free(d);
+  }
   return 0;
 }
 
@@ -124,8 +154,8 @@ ssize_t
 nbd_read_some(struct nbd_stream *s, void *buf, size_t max)
 {
   for (;;) {
-    ssize_t n = s->session ? gnutls_record_recv(s->session, buf, max)
-                           : recv(s->fd, buf, max, 0);
+    ssize_t n =
+        s->session ? gnutls_record_recv(s->session, buf, max) : recv(s->fd, buf, max, 0);
     if (n >= 0)
       return n;
     if (s->session) {

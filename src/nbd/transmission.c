@@ -18,11 +18,11 @@
 #include "nbd/nbd.h"
 #include "util/log.h"
 
-#define RBUF_SIZE    (4u << 20)
-#define MAX_BATCH    256
-#define ARENA_MAX    (64u << 20) /* read data held for one batch */
-#define MAX_EXTENTS  1024
-#define HDR          28
+#define RBUF_SIZE   (4u << 20)
+#define MAX_BATCH   256
+#define ARENA_MAX   (64u << 20) /* read data held for one batch */
+#define MAX_EXTENTS 1024
+#define HDR         28
 
 struct req {
   uint16_t flags, type;
@@ -119,7 +119,7 @@ check(const struct nbd_conn *c, const struct req *r)
       return NBD_EPERM;
     if (past)
       return r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC
-                                                                           : NBD_EINVAL;
+                                                                         : NBD_EINVAL;
     return 0;
   case NBD_CMD_FLUSH:
     return r->off || r->len ? NBD_EINVAL : 0;
