@@ -7,13 +7,14 @@
 #include "smapi/smapi.h"
 
 #define V IN_VOLUME
+#define D IN_DATAPATH
 #define C IN_CLI
 
 /* clang-format off */
 const struct command commands[] = {
   /* name, where, SMAPIv3 handler, CLI handler, feature, summary */
-  { "Plugin.Query", V, smapi_plugin_query, NULL, NULL, NULL },
-  { "Plugin.diagnostics", V, smapi_plugin_diagnostics, NULL, NULL, NULL },
+  { "Plugin.Query", V | D, smapi_plugin_query, NULL, NULL, NULL },
+  { "Plugin.diagnostics", V | D, smapi_plugin_diagnostics, NULL, NULL, NULL },
   { "SR.probe", V, smapi_sr_probe, NULL, "SR_PROBE", NULL },
   { "SR.create", V, smapi_sr_create, NULL, NULL, NULL },
   { "SR.attach", V, smapi_sr_attach, NULL, NULL, NULL },
@@ -34,6 +35,14 @@ const struct command commands[] = {
   { "Volume.resize", V, smapi_vol_resize, NULL, "VDI_RESIZE", NULL },
   { "Volume.stat", V, smapi_vol_stat, NULL, NULL, NULL },
   { "Volume.revert", V, smapi_vol_revert, NULL, "VDI_REVERT", NULL },
+
+  { "Datapath.open", D, smapi_dp_open, NULL, "NONPERSISTENT", NULL },
+  { "Datapath.attach", D, smapi_dp_attach, NULL, NULL, NULL },
+  { "Datapath.activate", D, smapi_dp_activate, NULL, NULL, NULL },
+  { "Datapath.activate_readonly", D, smapi_dp_activate_readonly, NULL, NULL, NULL },
+  { "Datapath.deactivate", D, smapi_dp_deactivate, NULL, NULL, NULL },
+  { "Datapath.detach", D, smapi_dp_detach, NULL, NULL, NULL },
+  { "Datapath.close", D, smapi_dp_close, NULL, NULL, NULL },
 
   { "sr create", C, NULL, cli_sr_create, NULL, "create an SR (--type, --path)" },
   { "sr probe", C, NULL, cli_sr_probe, NULL, "look for SRs at a place (--type, --path)" },

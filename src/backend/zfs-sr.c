@@ -357,8 +357,13 @@ zfs_sr_close(struct zl_sr *sr)
 static int
 open_state_dir(const char *key, bool *fresh)
 {
-  char path[PATH_MAX], *p = path + snprintf(path, sizeof path, ZFS_RUN_DIR "/");
+  char path[PATH_MAX], *p;
+  int sub = zl_run_subdir("sr", true); /* <run>/sr */
 
+  if (sub == -1)
+    return -1;
+  close(sub);
+  p = path + snprintf(path, sizeof path, "%s/sr/", zl_run_dir());
   for (const char *k = key; *k && p < path + sizeof path - 4; k++) {
     if (*k == '/')
       p += sprintf(p, "%%2F");
@@ -366,13 +371,6 @@ open_state_dir(const char *key, bool *fresh)
       *p++ = *k;
   }
   *p = '\0';
-  const char *const parents[] = {"/run/zfs-live", ZFS_RUN_DIR, NULL};
-  for (const char *const *d = parents; *d; d++) {
-    if (mkdir(*d, 0700) == -1 && errno != EEXIST) {
-      zl_error(errno, "%s: %s", *d, strerror(errno));
-      return -1;
-    }
-  }
   *fresh = mkdir(path, 0700) == 0;
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1)
@@ -502,7 +500,7 @@ zfs_sr_remove(struct zl_sr *sr)
   if (n > 0) {
     real[n] = '\0';
     const char *base = strrchr(real, '/');
-    int run = open(ZFS_RUN_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int run = zl_run_subdir("sr", false);
     if (run >= 0 && base) {
       clear_dir(run, base + 1);
       close(run);

@@ -6,7 +6,8 @@
  *                                     (the SR key is that mountpoint)
  *   <mnt>/.zfs-live/                  private area: sr.json (core),
  *                                     zfs.json (this backend)
- *   /run/zfs-live/sr/<key, escaped>/  runtime state (pools are host-local):
+ *   <run>/sr/<key, escaped>/         runtime state (pools are host-local;
+ *                                     <run> is /run/zfs-live or $ZFS_LIVE_RUN):
  *                                     locks, journal, zfs.json (a copy),
  *                                     snapidx/<key> (snapshot -> its
  *                                     dataset, a cache).  After a reboot it
@@ -55,7 +56,6 @@
 #define ZFS_DISK          "disk.img"
 #define ZFS_MOUNT_BASE    "/run/sr-mount"
 #define ZFS_STATE         "zfs.json"
-#define ZFS_RUN_DIR       "/run/zfs-live/sr"
 
 /* --- zfs-caps.c: what the host's ZFS can do ------------------------------ */
 

@@ -176,6 +176,28 @@ char *zl_vol_export(struct zl_sr *sr, const char *key, bool readonly);
 /* Idempotent: a volume not exported succeeds. */
 int zl_vol_unexport(struct zl_sr *sr, const char *key);
 
+/* --- data path on this host (core/datapath.c) ----------------------------- */
+
+const char *zl_host_uuid(void);
+const char *zl_nbd_socket(void); /* <run>/nbd.sock */
+
+struct zl_attach_result {
+  char *export_name;  /* NBD export (malloc()ed) */
+  char nbd_socket[256];
+  char blockdev[128]; /* "" when the host cannot give one */
+  bool direct_io;
+  bool readonly;
+};
+int zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
+                 struct zl_attach_result *out);
+void zl_attach_result_free(struct zl_attach_result *r);
+int zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain);
+/* ZL_ERR_ACTIVE_ELSEWHERE (subject: the host) when another host holds it. */
+int zl_dp_activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly);
+int zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain);
+int zl_dp_open(struct zl_sr *sr, const char *key, bool persistent);
+int zl_dp_close(struct zl_sr *sr, const char *key);
+
 /* --- validation (core/names.c) --------------------------------------------- */
 
 bool zl_key_valid(const char *key); /* no error set */

@@ -74,7 +74,19 @@ const char *zl_meta_str(const json_t *meta, const char *field); /* or NULL */
 int zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta,
                   struct zl_vol_info *info);
 
+/* Read-modify-write a volume's metadata under its lock: fn returns 1 if it
+ * changed meta (then stored), 0 if not, -1 on error (error set). */
+typedef int (*zl_meta_fn)(json_t *meta, void *arg);
+int zl_vol_update(struct zl_sr *sr, const char *key, zl_meta_fn fn, void *arg);
+
 /* snapshot.c */
+/* A snapshot only the core sees (hidden from the first moment), e.g. the
+ * reset point of a non-persistent disk. */
+int zl_vol_snapshot_hidden(struct zl_sr *sr, const char *key, char **new_key);
+/* Revert key to snap even when snap is hidden, and remove a hidden
+ * volume outright (under their own locks). */
+int zl_vol_revert_any(struct zl_sr *sr, const char *snapshot, const char *key);
+int zl_vol_remove(struct zl_sr *sr, const char *key);
 /* Under LOCK_EX: remove key's storage (journaled), then collect hidden
  * ancestors that nothing depends on any more. */
 int zl_vol_remove_unlocked(struct zl_sr *sr, const char *key);

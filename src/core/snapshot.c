@@ -27,7 +27,7 @@
 
 static int
 copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
-            enum zl_copy_kind kind, struct zl_volume *out)
+            enum zl_copy_kind kind, bool hidden, struct zl_volume *out)
 {
   const char *op = kind == ZL_COPY_SNAPSHOT ? "snapshot" : "clone";
   char uuid[ZL_UUID_LEN + 1];
@@ -59,6 +59,8 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
       json_is_true(json_object_get(src, "sharable")), kind == ZL_COPY_SNAPSHOT,
       thick ? ZL_PROV_THICK : ZL_PROV_THIN, kind == ZL_COPY_SNAPSHOT ? key : NULL,
       kind == ZL_COPY_CLONE ? key : NULL);
+  if (hidden)
+    json_object_set_new(meta, "hidden", json_true());
   rec = json_pack("{s:s, s:s, s:s}", "op", op, "key", new_key, "source", key);
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
@@ -89,18 +91,73 @@ int
 zl_vol_snapshot(struct zl_sr *sr, const char *key, const char *new_key,
                 struct zl_volume *out)
 {
-  return copy_volume(sr, key, new_key, ZL_COPY_SNAPSHOT, out);
+  return copy_volume(sr, key, new_key, ZL_COPY_SNAPSHOT, false, out);
 }
 
 int
 zl_vol_clone(struct zl_sr *sr, const char *key, const char *new_key,
              struct zl_volume *out)
 {
-  return copy_volume(sr, key, new_key, ZL_COPY_CLONE, out);
+  return copy_volume(sr, key, new_key, ZL_COPY_CLONE, false, out);
 }
 
 int
+zl_vol_snapshot_hidden(struct zl_sr *sr, const char *key, char **new_key)
+{
+  struct zl_volume v;
+
+  if (copy_volume(sr, key, NULL, ZL_COPY_SNAPSHOT, true, &v) == -1)
+    return -1;
+  *new_key = TAKE_PTR(v.key);
+  zl_volume_free(&v);
+  return 0;
+}
+
+/* Find snapshot's metadata, hidden or not. */
+static int
+lookup_any(struct zl_sr *sr, const char *key, json_t **meta)
+{
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (sr->be->vol_get(sr, key, meta, NULL) == -1) {
+    if (errno == ENOENT)
+      zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
+                    sr->key);
+    return -1;
+  }
+  return 0;
+}
+
+static int revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any);
+
+int
 zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key)
+{
+  return revert(sr, snapshot, key, false);
+}
+
+int
+zl_vol_revert_any(struct zl_sr *sr, const char *snapshot, const char *key)
+{
+  return revert(sr, snapshot, key, true);
+}
+
+int
+zl_vol_remove(struct zl_sr *sr, const char *key)
+{
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  int r = 0;
+  if (sr->be->vol_get(sr, key, NULL, NULL) == 0)
+    r = zl_vol_remove_unlocked(sr, key);
+  else if (errno != ENOENT)
+    r = -1;
+  zl_sr_unlock(sr);
+  return r;
+}
+
+static int
+revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
 {
   struct zl_intent in;
   CLEANUP_JSON json_t *vol = NULL;
@@ -112,7 +169,8 @@ zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key)
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
   if (zl_vol_lookup(sr, key, &vol, NULL) == -1 ||
-      zl_vol_lookup(sr, snapshot, &snap, NULL) == -1)
+      (any ? lookup_any(sr, snapshot, &snap) : zl_vol_lookup(sr, snapshot, &snap, NULL)) ==
+          -1)
     goto fail;
   if (zl_meta_read_only(vol)) {
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS,

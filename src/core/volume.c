@@ -179,6 +179,24 @@ update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *fiel
 }
 
 int
+zl_vol_update(struct zl_sr *sr, const char *key, zl_meta_fn fn, void *arg)
+{
+  struct zl_vol_lock l;
+  CLEANUP_JSON json_t *meta = NULL;
+  int r;
+
+  if (lock_one(sr, key, &l, &meta, NULL) == -1)
+    return -1;
+  r = fn(meta, arg);
+  if (r == 1) { /* changed: store it */
+    json_object_del(meta, ZL_META_STORAGE);
+    r = sr->be->vol_set_meta(sr, key, meta) == 0 ? 0 : -1;
+  }
+  unlock_one(sr, &l);
+  return r;
+}
+
+int
 zl_vol_set_name(struct zl_sr *sr, const char *key, const char *name)
 {
   if (zl_check_name(name, "volume name") == -1)

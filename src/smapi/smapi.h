@@ -53,5 +53,13 @@ json_t *smapi_vol_unset(struct smapi_call *c);
 json_t *smapi_vol_resize(struct smapi_call *c);
 json_t *smapi_vol_stat(struct smapi_call *c);
 json_t *smapi_vol_revert(struct smapi_call *c);
+/* datapath.c */
+json_t *smapi_dp_open(struct smapi_call *c);
+json_t *smapi_dp_attach(struct smapi_call *c);
+json_t *smapi_dp_activate(struct smapi_call *c);
+json_t *smapi_dp_activate_readonly(struct smapi_call *c);
+json_t *smapi_dp_deactivate(struct smapi_call *c);
+json_t *smapi_dp_detach(struct smapi_call *c);
+json_t *smapi_dp_close(struct smapi_call *c);
 
 #endif

@@ -60,6 +60,21 @@ smapi_sr_stat(const struct zl_sr_stat *s)
 json_t *
 smapi_query(enum plugin_kind kind, const char *sr_type)
 {
+  if (kind == PLUGIN_DATAPATH) {
+    json_t *f = json_array();
+    for (const struct command *c = commands; c->name; c++) {
+      if (c->feature && (c->where & IN_DATAPATH))
+        json_array_append_new(f, json_string(c->feature));
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:{}, s:[]}", "plugin",
+                     sr_type, "name", "zfs-live datapath", "description",
+                     "zfs-live volumes to guests: a local block device for blkback "
+                     "(zvol, or a loop device with direct I/O) and an NBD export served "
+                     "by zfs-live serve",
+                     "vendor", VENDOR, "copyright", COPYRIGHT, "version", ZL_VERSION_STRING,
+                     "required_api_version", "5.0", "features", f, "configuration",
+                     "required_cluster_stack");
+  }
   json_t *features = json_array();
   json_t *extra = zl_sr_type_features(sr_type);
   size_t i;

@@ -22,6 +22,10 @@ ROOT = os.environ.get("ZFS_LIVE_ROOT", "")
 PLUGIN_ROOT = os.path.join(ROOT, "usr/libexec/xapi-storage-script")
 CLI = os.path.join(ROOT, "usr/sbin/zfs-live")
 
+# Runtime state (exports, attachments, the NBD socket, ZFS SR state) of this
+# test session, apart from the host's /run/zfs-live.
+RUN_DIR = os.environ.setdefault("ZFS_LIVE_RUN", f"/tmp/zfs-live-test-run-{os.getpid()}")
+
 # Sanitizer settings for the ASan+UBSan build under test: any report fails
 # the call (non-zero exit), and leaks are reports.
 os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1:exitcode=86")
@@ -253,7 +257,7 @@ class ZfsSR(SR):
 
     def state_dir(self):
         # pools are host-local: runtime state lives in /run
-        return "/run/zfs-live/sr/" + self.key.replace("/", "%2F")
+        return f"{RUN_DIR}/sr/" + self.key.replace("/", "%2F")
 
     def objects(self):
         """{zfs name: {prop: value}} of everything in the SR dataset."""

@@ -1,0 +1,323 @@
+/* datapath.c: a volume's life on a host: attached (reachable as an NBD
+ * export and, where the host can, as a block device), activated (by at most
+ * one host at a time for writing), opened non-persistent (reset at close).
+ *
+ *   attach     registers the NBD export; for a file-backed volume sets up a
+ *              loop device with direct I/O (a zvol is its own device);
+ *              records the domain in <run>/attach/<export>.json.  Idempotent.
+ *   detach     forgets the domain; with the last one, releases the loop
+ *              device and the export.  Never fails.
+ *   activate   exclusive per host: the volume's metadata records the active
+ *              host, so another host (shared storage) sees it and is told
+ *              Activated_on_another_host.  Again from the same host: fine.
+ *   deactivate clears it if this host holds it.  Idempotent.
+ *   open/close persistent=false takes a hidden snapshot (the reset point);
+ *              close reverts to it and removes it.
+ * The host is INSTALLATION_UUID from /etc/xensource-inventory, else
+ * /etc/machine-id ($ZFS_LIVE_HOST_UUID overrides, for tests).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/exec.h"
+#include "util/fsutil.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/loop.h"
+
+const char *
+zl_host_uuid(void)
+{
+  static char id[128];
+  CLEANUP_FREE char *buf = NULL;
+  const char *env = getenv("ZFS_LIVE_HOST_UUID");
+
+  if (env && *env)
+    return env;
+  if (id[0])
+    return id;
+  if (zl_read_file_at(AT_FDCWD, "/etc/xensource-inventory", 1 << 16, &buf, NULL) == 0) {
+    const char *p = strstr(buf, "INSTALLATION_UUID=");
+    if (p) {
+      p += strlen("INSTALLATION_UUID=");
+      p += *p == '\'' || *p == '"';
+      snprintf(id, sizeof id, "%.*s", (int)strcspn(p, "'\"\n"), p);
+      return id;
+    }
+  }
+  free(buf);
+  buf = NULL;
+  if (zl_read_file_at(AT_FDCWD, "/etc/machine-id", 128, &buf, NULL) == 0)
+    snprintf(id, sizeof id, "%.*s", (int)strcspn(buf, "\n"), buf);
+  zl_error_clear();
+  return id[0] ? id : "unknown-host";
+}
+
+const char *
+zl_nbd_socket(void)
+{
+  static _Thread_local char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/nbd.sock", zl_run_dir());
+  return path;
+}
+
+/* Is the NBD server there?  If not, start it, detached from our stdio. */
+static int
+ensure_server(void)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char self[PATH_MAX];
+  struct zl_exec_result r;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", zl_nbd_socket());
+  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    close(fd);
+    return 0;
+  }
+  if (fd >= 0)
+    close(fd);
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    zl_error(errno, "cannot find this program to start the NBD server");
+    return -1;
+  }
+  self[n] = '\0';
+  /* --daemon returns once the server listens; its stdio is /dev/null */
+  const char *argv[] = {self, "serve", "--daemon", NULL};
+  if (zl_exec(argv, NULL, &r) == -1)
+    return -1;
+  int st = r.status;
+  if (st != 0)
+    zl_error(EIO, "starting the NBD server failed: %s", zl_exec_reason(&r));
+  else
+    zl_info("started the NBD server on %s", zl_nbd_socket());
+  zl_exec_result_free(&r);
+  return st == 0 ? 0 : -1;
+}
+
+/* <run>/attach/<export name escaped>.json */
+static void
+attach_file(const char *export, char *out, size_t len)
+{
+  char *p = out, *end = out + len - 8;
+  for (; *export && p < end; export ++)
+    p += *export == '/' ? sprintf(p, "%%2F") : (*p = *export, 1);
+  snprintf(p, (size_t)(out + len - p), ".json");
+}
+
+static json_t *
+attach_record(int dfd, const char *file)
+{
+  json_t *j = zl_json_load_at(dfd, file, 1 << 16);
+  zl_error_clear();
+  if (!json_is_object(j)) {
+    json_decref(j);
+    j = json_pack("{s:[]}", "domains");
+  }
+  return j;
+}
+
+int
+zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
+             struct zl_attach_result *out)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_JSON json_t *rec = NULL;
+  CLEANUP_CLOSE int dfd = -1;
+  char file[NAME_MAX + 1];
+
+  memset(out, 0, sizeof *out);
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  out->readonly = zl_meta_read_only(meta);
+  if (!(out->export_name = zl_vol_export(sr, key, out->readonly)))
+    return -1;
+  if (ensure_server() == -1)
+    return -1;
+  snprintf(out->nbd_socket, sizeof out->nbd_socket, "%s", zl_nbd_socket());
+  if ((dfd = zl_run_subdir("attach", true)) == -1)
+    return -1;
+  attach_file(out->export_name, file, sizeof file);
+  rec = attach_record(dfd, file);
+
+  /* a block device: the zvol itself, or a loop device over the file */
+  CLEANUP_CLOSE int fd = zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0) {
+    if (S_ISBLK(st.st_mode)) {
+      char link[64];
+      snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+      ssize_t n = readlink(link, out->blockdev, sizeof out->blockdev - 1);
+      out->blockdev[n > 0 ? n : 0] = '\0';
+    } else if (zl_loop_attach(fd, out->readonly, out->blockdev, sizeof out->blockdev,
+                              &out->direct_io) == -1) {
+      zl_warn("volume %s: no block device (%s); NBD only", key, zl_error_msg());
+      out->blockdev[0] = '\0';
+    }
+  } else {
+    zl_warn("volume %s: cannot open its data: %s; NBD only", key, zl_error_msg());
+  }
+  zl_error_clear();
+
+  json_t *doms = json_object_get(rec, "domains");
+  bool known = false;
+  size_t i;
+  json_t *d;
+  json_array_foreach(doms, i, d) known |= strcmp(json_string_value(d), domain) == 0;
+  if (!known)
+    json_array_append_new(doms, json_string(domain));
+  json_object_set_new(rec, "export", json_string(out->export_name));
+  json_object_set_new(rec, "blockdev", json_string(out->blockdev));
+  json_object_set_new(rec, "sr", json_string(sr->key));
+  json_object_set_new(rec, "key", json_string(key));
+  return zl_json_save_at(dfd, file, rec, false);
+}
+
+void
+zl_attach_result_free(struct zl_attach_result *r)
+{
+  free(r->export_name);
+  r->export_name = NULL;
+}
+
+int
+zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
+{
+  CLEANUP_FREE char *export = zl_export_name(sr, key);
+  CLEANUP_JSON json_t *rec = NULL;
+  CLEANUP_CLOSE int dfd = zl_run_subdir("attach", false);
+  char file[NAME_MAX + 1];
+
+  if (!export || zl_check_key(key) == -1)
+    return -1;
+  if (dfd == -1)
+    return errno == ENOENT ? zl_export_unregister(export) : -1;
+  attach_file(export, file, sizeof file);
+  rec = attach_record(dfd, file);
+  json_t *doms = json_object_get(rec, "domains");
+  for (size_t i = json_array_size(doms); i-- > 0;) {
+    if (strcmp(json_string_value(json_array_get(doms, i)), domain) == 0)
+      json_array_remove(doms, i);
+  }
+  if (json_array_size(doms) > 0) /* still attached for another domain */
+    return zl_json_save_at(dfd, file, rec, false);
+  const char *dev = json_string_value(json_object_get(rec, "blockdev"));
+  if (dev && !strncmp(dev, "/dev/loop", 9) && zl_loop_detach(dev) == -1)
+    zl_warn("volume %s: %s", key, zl_error_msg());
+  unlinkat(dfd, file, 0);
+  zl_error_clear();
+  return zl_export_unregister(export);
+}
+
+struct activation {
+  const char *host, *domain;
+  bool readonly, on;
+};
+
+static int
+set_active(json_t *meta, void *arg)
+{
+  struct activation *a = arg;
+  json_t *cur = json_object_get(meta, "active_on");
+  const char *host = json_string_value(json_object_get(cur, "host"));
+
+  if (!a->on) { /* deactivate: only our own */
+    if (!host || strcmp(host, a->host) != 0)
+      return 0;
+    json_object_del(meta, "active_on");
+    return 1;
+  }
+  if (host && strcmp(host, a->host) != 0) {
+    zl_error_kind(ZL_ERR_ACTIVE_ELSEWHERE, EBUSY, "volume is active on host %s", host);
+    zl_error_subject(host);
+    return -1;
+  }
+  if (a->readonly)
+    return 0; /* readers share; they take nothing */
+  json_object_set_new(meta, "active_on",
+                      json_pack("{s:s, s:s}", "host", a->host, "domain", a->domain));
+  return 1;
+}
+
+int
+zl_dp_activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly)
+{
+  struct activation a = {zl_host_uuid(), domain, readonly, true};
+  return zl_vol_update(sr, key, set_active, &a);
+}
+
+int
+zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain)
+{
+  struct activation a = {zl_host_uuid(), domain, false, false};
+  int r = zl_vol_update(sr, key, set_active, &a);
+  return r == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : r;
+}
+
+static int
+set_reset_point(json_t *meta, void *arg)
+{
+  const char *snap = arg;
+  if (snap)
+    json_object_set_new(meta, "nonpersistent", json_string(snap));
+  else if (json_object_get(meta, "nonpersistent"))
+    json_object_del(meta, "nonpersistent");
+  else
+    return 0;
+  return 1;
+}
+
+int
+zl_dp_open(struct zl_sr *sr, const char *key, bool persistent)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_FREE char *snap = NULL;
+
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  if (persistent || zl_meta_str(meta, "nonpersistent"))
+    return 0; /* nothing to do, or already open non-persistent */
+  if (zl_meta_read_only(meta))
+    return 0; /* a snapshot cannot change: nothing to reset */
+  if (zl_vol_snapshot_hidden(sr, key, &snap) == -1)
+    return -1;
+  if (zl_vol_update(sr, key, set_reset_point, snap) == -1) {
+    zl_vol_remove(sr, snap);
+    return -1;
+  }
+  zl_info("volume %s opened non-persistent: reset point %s", key, snap);
+  return 0;
+}
+
+int
+zl_dp_close(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : -1;
+  const char *snap = zl_meta_str(meta, "nonpersistent");
+  if (!snap)
+    return 0;
+  char s[256];
+  snprintf(s, sizeof s, "%s", snap);
+  /* revert, then forget the reset point: a crash in between reverts again */
+  if (zl_vol_revert_any(sr, s, key) == -1 && zl_error_get_kind() != ZL_ERR_NO_VOLUME)
+    return -1;
+  if (zl_vol_update(sr, key, set_reset_point, NULL) == -1 || zl_vol_remove(sr, s) == -1)
+    return -1;
+  zl_info("volume %s closed: reset to its state at open", key);
+  return 0;
+}

@@ -1,0 +1,121 @@
+/* loop.c: see loop.h.  ioctl-based (LOOP_CTL_GET_FREE, LOOP_CONFIGURE):
+ * no losetup process. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/log.h"
+#include "util/loop.h"
+
+int
+zl_loop_find(int fd, char *dev, size_t devlen)
+{
+  struct stat st;
+  DIR *d;
+  struct dirent *de;
+
+  if (fstat(fd, &st) == -1 || !(d = opendir("/sys/block"))) {
+    errno = ENOENT;
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    if (strncmp(de->d_name, "loop", 4) != 0)
+      continue;
+    char path[64];
+    snprintf(path, sizeof path, "/dev/%s", de->d_name);
+    int lfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (lfd == -1)
+      continue;
+    struct loop_info64 info;
+    int r = ioctl(lfd, LOOP_GET_STATUS64, &info);
+    close(lfd);
+    if (r == 0 && info.lo_device == st.st_dev && info.lo_inode == st.st_ino) {
+      snprintf(dev, devlen, "%s", path);
+      closedir(d);
+      return 0;
+    }
+  }
+  closedir(d);
+  errno = ENOENT;
+  return -1;
+}
+
+int
+zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
+{
+  if (zl_loop_find(fd, dev, devlen) == 0) {
+    *direct = false;
+    char path[128];
+    FILE *f;
+    snprintf(path, sizeof path, "/sys/block/%s/loop/dio", dev + 5);
+    if ((f = fopen(path, "re"))) {
+      *direct = fgetc(f) == '1';
+      fclose(f);
+    }
+    return 0;
+  }
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl == -1) {
+    zl_error(errno, "loop devices are not available (/dev/loop-control: %s)",
+             strerror(errno));
+    return -1;
+  }
+  for (int attempt = 0; attempt < 8; attempt++) {
+    int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+    if (n < 0) {
+      zl_error(errno, "no free loop device: %s", strerror(errno));
+      close(ctl);
+      return -1;
+    }
+    snprintf(dev, devlen, "/dev/loop%d", n);
+    int lfd = open(dev, O_RDWR | O_CLOEXEC);
+    if (lfd == -1)
+      continue;
+    struct loop_config cfg = {.fd = (unsigned)fd, .block_size = 512};
+    cfg.info.lo_flags = (readonly ? LO_FLAGS_READ_ONLY : 0) |
+                        LO_FLAGS_DIRECT_IO;
+    int r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+    *direct = r == 0;
+    if (r == -1 && errno == EINVAL) { /* no direct I/O on this filesystem */
+      cfg.info.lo_flags &= ~(unsigned)LO_FLAGS_DIRECT_IO;
+      r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+    }
+    int e = errno;
+    close(lfd);
+    if (r == 0) {
+      close(ctl);
+      return 0;
+    }
+    if (e != EBUSY) { /* EBUSY: taken meanwhile, try the next one */
+      zl_error(e, "%s: cannot attach: %s", dev, strerror(e));
+      close(ctl);
+      return -1;
+    }
+  }
+  close(ctl);
+  zl_error(EBUSY, "no loop device could be attached");
+  return -1;
+}
+
+int
+zl_loop_detach(const char *dev)
+{
+  int lfd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (lfd == -1)
+    return errno == ENOENT ? 0 : (zl_error(errno, "%s: %s", dev, strerror(errno)), -1);
+  int r = ioctl(lfd, LOOP_CLR_FD, 0);
+  int e = errno;
+  close(lfd);
+  if (r == -1 && e != ENXIO) {
+    zl_error(e, "release %s: %s", dev, strerror(e));
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,22 @@
+/* loop.h: loop block devices over files (for blkback/XenDisk and Ganeti),
+ * with direct I/O where the file's filesystem allows it. */
+#ifndef ZL_LOOP_H
+#define ZL_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A loop device backed by the file open on fd: an existing one for the
+ * same file if there is one (idempotent), else a new one.  Writes its path
+ * into dev (at least 32 bytes).  readonly: LO_FLAGS_READ_ONLY.
+ * *direct tells whether direct I/O is on.  Returns 0 or -1 (error set). */
+int zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct);
+
+/* The loop device backed by the file open on fd, if any (0 found, -1 with
+ * errno ENOENT if none). */
+int zl_loop_find(int fd, char *dev, size_t devlen);
+
+/* Release a loop device; gone already is fine. */
+int zl_loop_detach(const char *dev);
+
+#endif
