@@ -28,8 +28,26 @@ RUN_DIR = os.environ.setdefault("ZFS_LIVE_RUN", f"/tmp/zfs-live-test-run-{os.get
 
 # Sanitizer settings for the ASan+UBSan build under test: any report fails
 # the call (non-zero exit), and leaks are reports.
-os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1:exitcode=86")
-os.environ.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87")
+# The NBD server runs detached (stdio on /dev/null), so sanitizer reports of
+# every process also go to files in SANITIZER_DIR, checked after each test.
+SANITIZER_DIR = os.path.join(RUN_DIR, "sanitizer")
+os.makedirs(SANITIZER_DIR, exist_ok=True)
+os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1:exitcode=86:"
+                      f"log_path={SANITIZER_DIR}/asan")
+os.environ.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87:"
+                      f"log_path={SANITIZER_DIR}/ubsan")
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    yield
+    reports = os.listdir(SANITIZER_DIR) if os.path.isdir(SANITIZER_DIR) else []
+    texts = []
+    for r in reports:
+        with open(os.path.join(SANITIZER_DIR, r), errors="replace") as f:
+            texts.append(f.read())
+        os.unlink(os.path.join(SANITIZER_DIR, r))
+    assert not texts, "sanitizer reports:\n" + "\n".join(texts)
 
 
 def need(cond, why):
@@ -45,6 +63,10 @@ def sanitizer_clean(stderr):
     assert "ERROR: AddressSanitizer" not in stderr, stderr
     assert "ERROR: LeakSanitizer" not in stderr, stderr
     assert "runtime error:" not in stderr, stderr
+
+
+def sanitizer_file_reports():
+    return [r for r in os.listdir(SANITIZER_DIR)] if os.path.isdir(SANITIZER_DIR) else []
 
 
 class Result:
@@ -357,7 +379,17 @@ def zfs_pool_cleanup():
         zfs_cmd("zpool", "destroy", "-f", ZFS_POOL["name"], check=False)
 
 
+def stop_nbd_server():
+    pidfile = os.path.join(RUN_DIR, "nbd.pid")
+    if os.path.exists(pidfile):
+        try:
+            os.kill(int(open(pidfile).read()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 def pytest_sessionfinish(session, exitstatus):
+    stop_nbd_server()
     zfs_pool_cleanup()
 
 
@@ -421,3 +453,57 @@ def fs(request, tmp_path_factory):
     yield request.param, mnt
     subprocess.run(["umount", mnt], check=False)
     os.unlink(img)
+
+
+# --- data path --------------------------------------------------------------
+
+DP_ROOT = os.path.join(PLUGIN_ROOT, "datapath", "zfs-live")
+
+
+class Datapath:
+    """The datapath plugin, invoked like xapi-storage-script does."""
+
+    def __init__(self):
+        self.plugin = Plugin("zfs-live")
+        self.plugin.dir = DP_ROOT
+
+    def ok(self, method, **params):
+        return self.plugin.ok(method, **params)
+
+    def err(self, method, params=None, env=None):
+        return self.plugin.err(method, params, env=env)
+
+    def run(self, method, params, env=None):
+        return self.plugin.run(method, params, env=env)
+
+
+@pytest.fixture(scope="session")
+def datapath(installed):
+    return Datapath()
+
+
+class Attached:
+    """A volume attached through Datapath.attach: its URI, export, socket."""
+
+    def __init__(self, sr, vol, dp, domain="1"):
+        self.sr, self.vol, self.dp, self.domain = sr, vol, dp, domain
+        self.uri = vol["uri"][0]
+        self.backend = dp.ok("Datapath.attach", uri=self.uri, domain=domain)
+        impls = dict((i[0], i[1]) for i in self.backend["implementations"])
+        nbd = impls["Nbd"]["uri"]  # nbd:unix:<socket>:exportname=<name>
+        _, _, rest = nbd.partition("nbd:unix:")
+        self.socket, _, name = rest.partition(":exportname=")
+        self.export = name
+        self.blockdev = impls.get("BlockDevice", {}).get("path")
+        self.nbd_uri = f"nbd+unix:///{name}?socket={self.socket}"
+
+    def detach(self):
+        self.dp.ok("Datapath.detach", uri=self.uri, domain=self.domain)
+
+
+@pytest.fixture
+def attached(file_sr, datapath):
+    v = file_sr.create(size=64 << 20, name="nbd")
+    a = Attached(file_sr, v, datapath)
+    yield a
+    a.detach()
