@@ -182,7 +182,7 @@ const char *zl_host_uuid(void);
 const char *zl_nbd_socket(void); /* <run>/nbd.sock */
 
 struct zl_attach_result {
-  char *export_name;  /* NBD export (malloc()ed) */
+  char *export_name; /* NBD export (malloc()ed) */
   char nbd_socket[256];
   char blockdev[128]; /* "" when the host cannot give one */
   bool direct_io;

@@ -169,8 +169,8 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
   if (zl_vol_lookup(sr, key, &vol, NULL) == -1 ||
-      (any ? lookup_any(sr, snapshot, &snap) : zl_vol_lookup(sr, snapshot, &snap, NULL)) ==
-          -1)
+      (any ? lookup_any(sr, snapshot, &snap)
+           : zl_vol_lookup(sr, snapshot, &snap, NULL)) == -1)
     goto fail;
   if (zl_meta_read_only(vol)) {
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS,

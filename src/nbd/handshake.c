@@ -45,25 +45,21 @@ reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt, ...
   return reply(c, opt, err, msg, (uint32_t)n);
 }
 
-/* Read an option's payload (bounded); swallow what is too big. */
+/* Read an option's payload.  One over NBD_MAX_OPTION is not read: the
+ * connection is dropped (*too_big), since swallowing a length the client
+ * never sends would hold this thread forever. */
 static uint8_t *
 read_payload(struct nbd_conn *c, uint32_t len, bool *too_big)
 {
   *too_big = len > NBD_MAX_OPTION;
-  uint8_t *buf = malloc(*too_big ? 65536 : (size_t)len + 1);
-  if (!buf)
+  if (*too_big)
     return NULL;
-  uint32_t left = len;
-  while (left) {
-    uint32_t chunk = *too_big ? (left > 65536 ? 65536 : left) : left;
-    if (nbd_read_full(&c->st, *too_big ? buf : buf + (len - left), chunk) == -1) {
-      free(buf);
-      return NULL;
-    }
-    left -= chunk;
+  uint8_t *buf = malloc((size_t)len + 1);
+  if (!buf || nbd_read_full(&c->st, buf, len) == -1) {
+    free(buf);
+    return NULL;
   }
-  if (!*too_big)
-    buf[len] = '\0';
+  buf[len] = '\0';
   return buf;
 }
 
@@ -289,16 +285,15 @@ nbd_handshake(struct nbd_conn *c)
     }
     uint32_t opt = be32(h + 8), len = be32(h + 12);
     uint8_t *p = read_payload(c, len, &too_big);
-    if (!p)
+    if (!p) {
+      if (too_big)
+        zl_info("option %u with %u bytes of data: disconnecting", opt, len);
       break;
+    }
     int r;
     bool tls_missing = c->tls == TLS_REQUIRE && !c->st.session;
     if (atomic_load(&nbd_shutting_down) && opt != NBD_OPT_ABORT) {
       r = reply_error(c, opt, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
-    } else if (too_big) {
-      r = opt == NBD_OPT_EXPORT_NAME
-              ? -1
-              : reply_error(c, opt, NBD_REP_ERR_TOO_BIG, "option payload too large");
     } else if (tls_missing && opt == NBD_OPT_EXPORT_NAME) {
       r = -1; /* FORCEDTLS: a plain EXPORT_NAME is answered by hanging up */
     } else if (tls_missing && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {

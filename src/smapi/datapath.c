@@ -74,14 +74,16 @@ smapi_dp_attach(struct smapi_call *c)
   json_t *impls = json_array();
   if (a.blockdev[0]) {
     /* a local block device: kernel blkback serves the guest */
-    json_array_append_new(impls, json_pack("[s, {s:s, s:s, s:{}}]", "XenDisk",
-                                           "backend_type", "vbd", "params", a.blockdev,
-                                           "extra"));
-    json_array_append_new(impls, json_pack("[s, {s:s}]", "BlockDevice", "path", a.blockdev));
+    json_array_append_new(impls,
+                          json_pack("[s, {s:s, s:s, s:{}}]", "XenDisk", "backend_type",
+                                    "vbd", "params", a.blockdev, "extra"));
+    json_array_append_new(impls,
+                          json_pack("[s, {s:s}]", "BlockDevice", "path", a.blockdev));
   } else {
     /* no block device here: qemu (qdisk) reads the NBD export */
-    json_array_append_new(impls, json_pack("[s, {s:s, s:s, s:{}}]", "XenDisk",
-                                           "backend_type", "qdisk", "params", nbd, "extra"));
+    json_array_append_new(impls,
+                          json_pack("[s, {s:s, s:s, s:{}}]", "XenDisk", "backend_type",
+                                    "qdisk", "params", nbd, "extra"));
   }
   json_array_append_new(impls, json_pack("[s, {s:s}]", "Nbd", "uri", nbd));
   zl_attach_result_free(&a);

@@ -71,9 +71,9 @@ smapi_query(enum plugin_kind kind, const char *sr_type)
                      "zfs-live volumes to guests: a local block device for blkback "
                      "(zvol, or a loop device with direct I/O) and an NBD export served "
                      "by zfs-live serve",
-                     "vendor", VENDOR, "copyright", COPYRIGHT, "version", ZL_VERSION_STRING,
-                     "required_api_version", "5.0", "features", f, "configuration",
-                     "required_cluster_stack");
+                     "vendor", VENDOR, "copyright", COPYRIGHT, "version",
+                     ZL_VERSION_STRING, "required_api_version", "5.0", "features", f,
+                     "configuration", "required_cluster_stack");
   }
   json_t *features = json_array();
   json_t *extra = zl_sr_type_features(sr_type);

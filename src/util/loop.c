@@ -79,8 +79,7 @@ zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
     if (lfd == -1)
       continue;
     struct loop_config cfg = {.fd = (unsigned)fd, .block_size = 512};
-    cfg.info.lo_flags = (readonly ? LO_FLAGS_READ_ONLY : 0) |
-                        LO_FLAGS_DIRECT_IO;
+    cfg.info.lo_flags = (readonly ? LO_FLAGS_READ_ONLY : 0) | LO_FLAGS_DIRECT_IO;
     int r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
     *direct = r == 0;
     if (r == -1 && errno == EINVAL) { /* no direct I/O on this filesystem */
