@@ -33,6 +33,16 @@ printf '%s\n' "$layout" | while read -r entry; do
   ln -sfn ../../../zfs-live/zfs-live "$root/$entry"
 done
 
+# systemd units; /usr/lib/systemd/system is where Debian's packages put them
+unitdir="$destdir$prefix/lib/systemd/system"
+install -d "$unitdir"
+for unit in zfs-live-nbd.service zfs-live-nbd.socket; do
+  sed "s|/usr/sbin/zfs-live|$prefix/sbin/zfs-live|" "$top/packaging/systemd/$unit" \
+    >"$unitdir/$unit.new"
+  chmod 0644 "$unitdir/$unit.new"
+  mv -f "$unitdir/$unit.new" "$unitdir/$unit"
+done
+
 install -D -m 0644 "$top/docs/zfs-live.8" "$destdir$prefix/share/man/man8/zfs-live.8"
 install -d "$destdir$prefix/share/doc/zfs-live"
 install -m 0644 "$top/README.md" "$top/LICENSE" "$top/docs/design.md" \

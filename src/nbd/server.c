@@ -259,6 +259,7 @@ nbd_serve(const struct nbd_config *cfg)
 {
   struct listener ls[MAX_LISTEN];
   int nl = listen_activated(ls, MAX_LISTEN), ready = -1;
+  bool activated = nl > 0; /* systemd owns the sockets: no others, no unlink */
   sigset_t sigs;
 
   struct nbd_tls *t = nbd_tls_new(cfg);
@@ -277,7 +278,7 @@ nbd_serve(const struct nbd_config *cfg)
       return -1;
     ls[nl++] = (struct listener){fd, false};
   }
-  if (nl < MAX_LISTEN && cfg->tcp && !getenv("LISTEN_FDS")) {
+  if (!activated && cfg->tcp) {
     int n = listen_tcp(cfg->tcp, ls + nl, MAX_LISTEN - nl);
     if (n == -1)
       return -1;
@@ -362,7 +363,7 @@ nbd_serve(const struct nbd_config *cfg)
   atomic_store(&nbd_shutting_down, true);
   for (int i = 0; i < nl; i++)
     close(ls[i].fd);
-  if (cfg->socket_path)
+  if (cfg->socket_path && !activated)
     unlink(cfg->socket_path);
   shutdown_connections();
   if (cfg->pidfile)

@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""bench/nbd.py: the zfs-live NBD server against nbdkit and qemu-nbd.
+
+One 1 GiB raw file of random data (a file-live volume), served at the same
+time by the three servers over Unix sockets:
+
+  zfs-live  zfs-live serve               (buffered I/O through the page
+                                          cache, io_uring for reads,
+                                          fsync on FLUSH/FUA)
+  nbdkit    nbdkit -U S -t 16 file IMG   (page cache, fsync on FLUSH)
+  qemu-nbd  qemu-nbd -f raw --aio=io_uring --cache=writeback
+            --persistent --shared=16     (page cache, fsync on FLUSH)
+
+Cache settings are equal: all three go through the page cache and make
+data durable only on FLUSH/FUA.  The file is read once first so that every
+server starts from a warm cache.  In each round the servers take turns on
+every workload (alternating, so drift hits all alike):
+
+  nbdcopy URI null:            sequential read, 1 GiB (MiB/s)
+  nbdcopy SRC URI              sequential write, 1 GiB (MiB/s)
+  fio nbd 4k randread  QD32    (IOPS)
+  fio nbd 4k randwrite QD32    (IOPS)
+  fio nbd 64k read     QD16    (MiB/s)
+  nbdcopy over TLS-PSK read    (MiB/s; each server with --tls=require)
+
+plus fio psync directly on the file as the ceiling.  Medians over the
+rounds, [min-max], and the ratios to each peer.  Targets (issue 4):
+>= 1.2x nbdkit on 4k random read and write IOPS, >= 1.0x nbdkit on
+sequential throughput, >= 2x nbdkit's TLS throughput.  This script
+reports; it does not fail a build (timings are not tests).  The data
+each server returns is checked (sha256) before anything is timed."""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SIZE = 1 << 30
+MiB = 1 << 20
+TOOLS = ["nbdkit", "qemu-nbd", "nbdcopy", "nbdinfo", "fio", "psktool"]
+
+
+def run(argv, **kw):
+    kw.setdefault("check", True)
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(argv, **kw)
+
+
+def wait_socket(path, proc, what):
+    for _ in range(200):
+        if os.path.exists(path):
+            return
+        if proc.poll() is not None:
+            sys.exit(f"bench/nbd: {what} exited: {proc.stderr.read().decode()}")
+        time.sleep(0.05)
+    sys.exit(f"bench/nbd: {what} did not listen on {path}")
+
+
+class Server:
+    def __init__(self, name, uri, tls_uri, procs):
+        self.name, self.uri, self.tls_uri, self.procs = name, uri, tls_uri, procs
+
+
+def start(argv, sock, what, env=None):
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env)
+    wait_socket(sock, p, what)
+    return p
+
+
+def make_volume(zl, work, env):
+    """A file-live SR with one 1 GiB volume full of random data."""
+    srdir = os.path.join(work, "sr")
+    os.mkdir(srdir)
+    run([zl, "sr", "create", "--type", "file-live", "--path", srdir], env=env)
+    run([zl, "vol", "create", srdir, "--name", "bench", "--size", "1G", "--key", "bench"],
+        env=env)
+    img = os.path.join(srdir, "bench.img")
+    assert os.path.getsize(img) == SIZE, img
+    with open(img, "r+b") as f:
+        for _ in range(SIZE // (16 * MiB)):
+            f.write(os.urandom(16 * MiB))
+        f.flush()
+        os.fsync(f.fileno())
+    return srdir, img
+
+
+def start_servers(zl, work, srdir, img, env):
+    """Each server twice: plain, and TLS-PSK required."""
+    psk = os.path.join(work, "keys.psk")
+    run(["psktool", "-u", "alice", "-p", psk])
+    qdir = os.path.join(work, "qemu-psk")  # qemu wants <dir>/keys.psk
+    os.mkdir(qdir)
+    shutil.copy(psk, os.path.join(qdir, "keys.psk"))
+    out = run([zl, "vol", "export", srdir, "bench"], env=env).stdout.decode().strip()
+    export = out.split("///", 1)[1].split("?", 1)[0]
+    servers = []
+
+    s1, s2 = os.path.join(work, "zl.sock"), os.path.join(work, "zl-tls.sock")
+    p1 = start([zl, "serve", "--socket", s1], s1, "zfs-live serve", env)
+    p2 = start([zl, "serve", "--socket", s2, "--tls", "require", "--tls-psk", psk,
+                "--pidfile", os.path.join(work, "zl-tls.pid")], s2, "zfs-live serve --tls", env)
+    servers.append(Server("zfs-live", f"nbd+unix:///{export}?socket={s1}",
+                          f"nbds+unix://alice@/{export}?socket={s2}&tls-psk-file={psk}",
+                          [p1, p2]))
+
+    s1, s2 = os.path.join(work, "nbdkit.sock"), os.path.join(work, "nbdkit-tls.sock")
+    p1 = start(["nbdkit", "-f", "-U", s1, "-t", "16", "file", img], s1, "nbdkit")
+    p2 = start(["nbdkit", "-f", "-U", s2, "-t", "16", "--tls=require", f"--tls-psk={psk}",
+                "file", img], s2, "nbdkit --tls")
+    servers.append(Server("nbdkit", f"nbd+unix:///?socket={s1}",
+                          f"nbds+unix://alice@/?socket={s2}&tls-psk-file={psk}", [p1, p2]))
+
+    s1, s2 = os.path.join(work, "qemu.sock"), os.path.join(work, "qemu-tls.sock")
+    q = ["qemu-nbd", "-f", "raw", "--persistent", "--shared=16", "--cache=writeback",
+         "--aio=io_uring"]
+    p1 = start(q + ["-k", s1, img], s1, "qemu-nbd")
+    p2 = start(q + ["-k", s2, "--object",
+                    f"tls-creds-psk,id=tls0,endpoint=server,dir={qdir}",
+                    "--tls-creds=tls0", img], s2, "qemu-nbd --tls")
+    servers.append(Server("qemu-nbd", f"nbd+unix:///?socket={s1}",
+                          f"nbds+unix://alice@/?socket={s2}&tls-psk-file={psk}", [p1, p2]))
+    return servers
+
+
+def timed(argv):
+    t0 = time.perf_counter()
+    run(argv)
+    return time.perf_counter() - t0
+
+
+def fio(args, runtime, uri=None, filename=None):
+    argv = ["fio", "--name=bench", "--output-format=json", "--time_based",
+            f"--runtime={runtime}", "--ramp_time=1", "--group_reporting"] + args
+    argv += [f"--ioengine=nbd", f"--uri={uri}"] if uri else \
+        [f"--ioengine=psync", f"--filename={filename}", f"--size={SIZE}"]
+    out = run(argv).stdout.decode()
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    return job
+
+
+def iops(job, rw):
+    return job[rw]["iops"]
+
+
+def mibs(job, rw):
+    return job[rw]["bw_bytes"] / MiB
+
+
+WORKLOADS = [
+    # name, unit, how to run it against a server
+    ("nbdcopy read", "MiB/s",
+     lambda s, a: SIZE / MiB / timed(["nbdcopy", s.uri, "null:"])),
+    ("nbdcopy write", "MiB/s",
+     lambda s, a: SIZE / MiB / timed(["nbdcopy", a.src, s.uri])),
+    ("fio 4k randread QD32", "IOPS",
+     lambda s, a: iops(fio(["--rw=randread", "--bs=4k", "--iodepth=32"], a.runtime, s.uri),
+                       "read")),
+    ("fio 4k randwrite QD32", "IOPS",
+     lambda s, a: iops(fio(["--rw=randwrite", "--bs=4k", "--iodepth=32"], a.runtime, s.uri),
+                       "write")),
+    ("fio 64k seq read QD16", "MiB/s",
+     lambda s, a: mibs(fio(["--rw=read", "--bs=64k", "--iodepth=16"], a.runtime, s.uri),
+                       "read")),
+    ("nbdcopy TLS-PSK read", "MiB/s",
+     lambda s, a: SIZE / MiB / timed(["nbdcopy", s.tls_uri, "null:"])),
+]
+
+CEILING = [
+    ("fio 4k randread QD32", "read", ["--rw=randread", "--bs=4k"]),
+    ("fio 4k randwrite QD32", "write", ["--rw=randwrite", "--bs=4k"]),
+    ("fio 64k seq read QD16", "read", ["--rw=read", "--bs=64k"]),
+]
+
+TARGETS = {  # workload: minimum ratio to nbdkit
+    "fio 4k randread QD32": 1.2,
+    "fio 4k randwrite QD32": 1.2,
+    "nbdcopy read": 1.0,
+    "nbdcopy write": 1.0,
+    "fio 64k seq read QD16": 1.0,
+    "nbdcopy TLS-PSK read": 2.0,
+}
+
+
+def check_data(servers, img, work):
+    want = hashlib.sha256(open(img, "rb").read()).hexdigest()
+    for s in servers:
+        for uri in (s.uri, s.tls_uri):
+            out = os.path.join(work, "check.img")
+            run(["nbdcopy", uri, out])
+            got = hashlib.sha256(open(out, "rb").read()).hexdigest()
+            os.unlink(out)
+            if got != want:
+                sys.exit(f"bench/nbd: {s.name} returned wrong data through {uri}")
+    print(f"data checked: every server returns sha256 {want[:16]}... plain and over TLS")
+
+
+def fmt(v, unit):
+    return f"{v:,.0f}" if unit == "IOPS" else f"{v:,.1f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--zfs-live", default="build/zfs-live")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runtime", type=int, default=8, help="seconds per fio job")
+    ap.add_argument("--dir", help="work directory (default: a new one in /var/tmp)")
+    a = ap.parse_args()
+    missing = [t for t in TOOLS if not shutil.which(t)]
+    if missing:
+        sys.exit(f"bench/nbd: missing {', '.join(missing)} (scripts/deps.sh bench)")
+    zl = os.path.abspath(a.zfs_live)
+    work = a.dir or tempfile.mkdtemp(prefix="zfs-live-bench-nbd.", dir="/var/tmp")
+    env = dict(os.environ, ZFS_LIVE_RUN=os.path.join(work, "run"))
+    servers = []
+    try:
+        srdir, img = make_volume(zl, work, env)
+        a.src = os.path.join(work, "src.img")
+        with open(a.src, "wb") as f:
+            for _ in range(SIZE // (16 * MiB)):
+                f.write(os.urandom(16 * MiB))
+        servers = start_servers(zl, work, srdir, img, env)
+        check_data(servers, img, work)
+        results = {(w[0], s.name): [] for w in WORKLOADS for s in servers}
+        ceiling = {c[0]: [] for c in CEILING}
+        for r in range(a.rounds):
+            for name, unit, fn in WORKLOADS:
+                order = servers[r % len(servers):] + servers[:r % len(servers)]
+                for s in order:
+                    results[(name, s.name)].append(fn(s, a))
+            for name, rw, args in CEILING:
+                ceiling[name].append(iops(fio(args, a.runtime, filename=img), rw)
+                                     if "4k" in name else
+                                     mibs(fio(args, a.runtime, filename=img), rw))
+            print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
+        report(results, ceiling, servers, a)
+    finally:
+        for s in servers:
+            for p in s.procs:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if not a.dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(results, ceiling, servers, a):
+    print(f"\nbench/nbd: 1 GiB file, Unix sockets, {a.rounds} rounds, fio {a.runtime} s per job,"
+          f" {os.cpu_count()} CPUs shared by clients and servers")
+    print("median [min-max]; ratio = zfs-live / peer\n")
+    names = [s.name for s in servers]
+    head = f"{'workload':24} {'unit':6}" + "".join(f"{n:>26}" for n in names) + \
+        f"{'psync ceiling':>16}{'vs nbdkit':>11}{'vs qemu':>9}  target"
+    print(head)
+    print("-" * len(head))
+    verdicts = []
+    for name, unit, _ in WORKLOADS:
+        cells, med = "", {}
+        for n in names:
+            v = results[(name, n)]
+            med[n] = statistics.median(v)
+            cells += f"{fmt(med[n], unit) + ' [' + fmt(min(v), unit) + '-' + fmt(max(v), unit) + ']':>26}"
+        ceil = f"{fmt(statistics.median(ceiling[name]), unit):>16}" if name in ceiling \
+            else f"{'':>16}"
+        rk = med["zfs-live"] / med["nbdkit"]
+        rq = med["zfs-live"] / med["qemu-nbd"]
+        want = TARGETS[name]
+        ok = "met" if rk >= want else "MISSED"
+        verdicts.append(ok)
+        print(f"{name:24} {unit:6}{cells}{ceil}{rk:>10.2f}x{rq:>8.2f}x  >= {want}x nbdkit: {ok}")
+    print(f"\n{verdicts.count('met')}/{len(verdicts)} targets met")
+
+
+if __name__ == "__main__":
+    main()
