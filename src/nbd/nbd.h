@@ -37,9 +37,10 @@ struct nbd_config {
 };
 
 /* tls.c */
-struct nbd_tls; /* credentials (shared) */
-struct nbd_tls *nbd_tls_new(const struct nbd_config *cfg);
-void nbd_tls_free(struct nbd_tls *t);
+struct nbd_tls; /* credentials, shared by reference count */
+struct nbd_tls *nbd_tls_new(const struct nbd_config *cfg); /* one reference */
+struct nbd_tls *nbd_tls_ref(struct nbd_tls *t);
+void nbd_tls_free(struct nbd_tls *t); /* drops one reference */
 bool nbd_tls_configured(const struct nbd_tls *t);
 
 /* A connection's byte stream: plain socket or TLS session. */

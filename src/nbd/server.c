@@ -46,7 +46,32 @@ static struct {
   pthread_cond_t done;
 } conns = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, PTHREAD_COND_INITIALIZER};
 
-static struct nbd_tls *_Atomic creds;
+/* The current TLS credentials.  A connection takes a reference when it
+ * starts; a reload swaps in new ones and drops the server's reference to
+ * the old, which go when their last session ends. */
+static struct {
+  pthread_mutex_t lock;
+  struct nbd_tls *cur;
+} creds = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+static struct nbd_tls *
+creds_get(void)
+{
+  pthread_mutex_lock(&creds.lock);
+  struct nbd_tls *t = nbd_tls_ref(creds.cur);
+  pthread_mutex_unlock(&creds.lock);
+  return t;
+}
+
+static void
+creds_set(struct nbd_tls *t)
+{
+  pthread_mutex_lock(&creds.lock);
+  struct nbd_tls *old = creds.cur;
+  creds.cur = t;
+  pthread_mutex_unlock(&creds.lock);
+  nbd_tls_free(old);
+}
 
 struct conn_arg {
   int fd;
@@ -81,7 +106,7 @@ conn_thread(void *arg)
 
   free(arg);
   c.tls = a.tcp ? a.cfg->tls_tcp : a.cfg->tls_unix;
-  c.creds = atomic_load(&creds);
+  c.creds = creds_get();
   zl_log_set_tag("nbd");
   if (nbd_handshake(&c) == 0) {
     zl_debug("transmission: export %s", c.exp->name);
@@ -90,6 +115,7 @@ conn_thread(void *arg)
   nbd_export_put(c.exp);
   conn_track(a.fd, false);
   nbd_stream_close(&c.st);
+  nbd_tls_free(c.creds); /* the last session of replaced credentials frees them */
   return NULL;
 }
 
@@ -271,7 +297,7 @@ nbd_serve(const struct nbd_config *cfg)
     nbd_tls_free(t);
     return -1;
   }
-  atomic_store(&creds, t);
+  creds_set(t);
   if (nl == 0 && cfg->socket_path) {
     int fd = listen_unix(cfg->socket_path);
     if (fd == -1)
@@ -322,7 +348,7 @@ nbd_serve(const struct nbd_config *cfg)
         if (si.ssi_signo == SIGHUP) {
           struct nbd_tls *nt = nbd_tls_new(cfg);
           if (nt) {
-            atomic_store(&creds, nt); /* the old ones stay with old sessions */
+            creds_set(nt); /* sessions keep theirs until they end */
             zl_info("reloaded: TLS credentials read again");
           } else {
             zl_warn("reload failed, keeping the old credentials: %s", zl_error_msg());
@@ -366,6 +392,7 @@ nbd_serve(const struct nbd_config *cfg)
   if (cfg->socket_path && !activated)
     unlink(cfg->socket_path);
   shutdown_connections();
+  creds_set(NULL);
   if (cfg->pidfile)
     unlink(cfg->pidfile);
   zl_info("stopped");

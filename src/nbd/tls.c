@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "util/log.h"
 
 struct nbd_tls {
+  atomic_int refs; /* sessions hold them across a reload */
   gnutls_psk_server_credentials_t psk;
   gnutls_certificate_credentials_t x509;
   gnutls_priority_t prio;
@@ -48,6 +50,7 @@ nbd_tls_new(const struct nbd_config *cfg)
     zl_error(ENOMEM, "out of memory");
     return NULL;
   }
+  atomic_init(&t->refs, 1);
   if (!cfg->tls_psk && !cfg->tls_certs)
     return t;
   if (cfg->tls_psk) {
@@ -94,10 +97,18 @@ fail:
   return NULL;
 }
 
+struct nbd_tls *
+nbd_tls_ref(struct nbd_tls *t)
+{
+  if (t)
+    atomic_fetch_add(&t->refs, 1);
+  return t;
+}
+
 void
 nbd_tls_free(struct nbd_tls *t)
 {
-  if (!t)
+  if (!t || atomic_fetch_sub(&t->refs, 1) > 1)
     return;
   if (t->psk)
     gnutls_psk_free_server_credentials(t->psk);
