@@ -18,9 +18,12 @@
 #include "nbd/nbd.h"
 #include "util/log.h"
 
-#define RBUF_SIZE   (4u << 20)
-#define MAX_BATCH   256
-#define ARENA_MAX   (64u << 20) /* read data held for one batch */
+#define RBUF_SIZE (4u << 20)
+#define MAX_BATCH 256
+/* Read data held for one batch.  Small on purpose: a round's data is sent
+ * while it is still in the CPU caches (64 MiB rounds made sequential reads
+ * 25% slower than nbdkit's; 2 MiB ones 1.3x faster). */
+#define ARENA_MAX   (2u << 20)
 #define MAX_EXTENTS 1024
 #define HDR         28
 
