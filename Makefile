@@ -66,6 +66,7 @@ bench: all
 	scripts/install.sh $(BUILD)/zfs-live $(CURDIR)/$(BUILD)/root /usr
 	/usr/bin/python3 bench/smapi.py --root $(CURDIR)/$(BUILD)/root
 	scripts/zpool-scratch.sh /usr/bin/python3 bench/zfs.py --root $(CURDIR)/$(BUILD)/root
+	/usr/bin/python3 bench/nbd.py --zfs-live $(BUILD)/zfs-live
 
 clean:
 	rm -rf $(BUILD) $(ASAN)
