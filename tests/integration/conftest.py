@@ -357,7 +357,18 @@ def zfs_pool(tmp_path_factory):
          "zfs-fuse is not installed")
     need(os.geteuid() == 0, "zfs-fuse needs root")
     if zfs_cmd("zpool", "list", "-H", check=False).returncode != 0:
-        # no daemon serving: start one (it daemonizes), wait for its socket
+        # no daemon serving: start one (it daemonizes), wait for its socket.
+        # zfs-fuse silently refuses to start over the pid file of a daemon
+        # that was killed or is still exiting: wait for that one to go, then
+        # remove its file.
+        import time
+        for _ in range(300):
+            if subprocess.run(["pgrep", "-x", "zfs-fuse"], capture_output=True).returncode:
+                break
+            time.sleep(0.1)
+        for stale in ("/run/zfs-fuse.pid", "/var/run/zfs-fuse.pid"):
+            if os.path.exists(stale):
+                os.unlink(stale)
         subprocess.run(["zfs-fuse", "--pidfile", "/run/zfs-fuse.pid"], check=True)
         for _ in range(100):
             if zfs_cmd("zpool", "list", "-H", check=False).returncode == 0:
