@@ -84,12 +84,17 @@ def make_volume(zl, work, env):
         env=env)
     img = os.path.join(srdir, "bench.img")
     assert os.path.getsize(img) == SIZE, img
-    with open(img, "r+b") as f:
+    fill_random(img)
+    return srdir, img
+
+
+def fill_random(path):
+    """SIZE bytes of random data, on disk (no holes for block status)."""
+    with open(path, "r+b" if os.path.exists(path) else "wb") as f:
         for _ in range(SIZE // (16 * MiB)):
             f.write(os.urandom(16 * MiB))
         f.flush()
         os.fsync(f.fileno())
-    return srdir, img
 
 
 def start_servers(zl, work, srdir, img, env):
@@ -229,9 +234,7 @@ def main():
     try:
         srdir, img = make_volume(zl, work, env)
         a.src = os.path.join(work, "src.img")
-        with open(a.src, "wb") as f:
-            for _ in range(SIZE // (16 * MiB)):
-                f.write(os.urandom(16 * MiB))
+        fill_random(a.src)
         servers = start_servers(zl, work, srdir, img, env)
         check_data(servers, img, work)
         results = {(w[0], s.name): [] for w in WORKLOADS for s in servers}

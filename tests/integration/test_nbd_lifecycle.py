@@ -83,6 +83,11 @@ def tls_server(e):
     return pki, port, pid
 
 
+def stop(pid):
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: gone(pid), "the server to stop")
+
+
 def test_reload_rereads_certificates_and_keeps_connections(exported):
     """X.509 credentials are loaded when the server starts and again on
     SIGHUP (PSK files GnuTLS reads at each handshake anyway)."""
@@ -113,8 +118,7 @@ def test_reload_rereads_certificates_and_keeps_connections(exported):
         x509_client("127.0.0.1", port, e["name"], old)
     h.shutdown()
     assert not gone(pid)
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: gone(pid), "the server to stop")
+    stop(pid)
 
 
 def test_reload_with_broken_certificates_keeps_the_old_ones(exported):
@@ -129,19 +133,18 @@ def test_reload_with_broken_certificates_keeps_the_old_ones(exported):
     h.pwrite(b"x" * 512, 0)
     h.shutdown()
     assert not gone(pid)
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: gone(pid), "the server to stop")
+    stop(pid)
 
 
 def test_graceful_stop_then_restart_keeps_exports_and_acknowledged_writes(exported):
     e = exported
     sock, pid = serve(e)
     h = connect(sock, e["name"])
-    acked, failed, stop = [], [], threading.Event()
+    acked, failed, halt = [], [], threading.Event()
 
     def writer():
         i = 0
-        while not stop.is_set() and i < 8 * 16:
+        while not halt.is_set() and i < 8 * 16:
             off = (i % 128) * 65536
             data = bytes([i % 251 + 1]) * 65536
             try:
@@ -154,9 +157,8 @@ def test_graceful_stop_then_restart_keeps_exports_and_acknowledged_writes(export
     t = threading.Thread(target=writer)
     t.start()
     wait_for(lambda: len(acked) > 10, "some writes")
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: gone(pid), "the server to stop")
-    stop.set()
+    stop(pid)
+    halt.set()
     t.join(30)
     assert not os.path.exists(sock), "the socket was left behind"
     assert not os.path.exists(e["base"] / "s.pid"), "the pid file was left behind"
@@ -169,8 +171,7 @@ def test_graceful_stop_then_restart_keeps_exports_and_acknowledged_writes(export
     for off, data in last.items():
         assert h2.pread(len(data), off) == data, f"acknowledged write at {off} lost"
     h2.shutdown()
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: gone(pid), "the server to stop")
+    stop(pid)
 
 
 def test_stop_refuses_new_connections_while_draining(exported):
@@ -179,8 +180,7 @@ def test_stop_refuses_new_connections_while_draining(exported):
     e = exported
     sock, pid = serve(e)
     h = connect(sock, e["name"])
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: gone(pid), "the server to stop")
+    stop(pid)
     with pytest.raises(nbd.Error):
         connect(sock, e["name"])
     with pytest.raises(nbd.Error):
