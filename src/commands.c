@@ -35,6 +35,12 @@ const struct command commands[] = {
   { "Volume.resize", V, smapi_vol_resize, NULL, "VDI_RESIZE", NULL },
   { "Volume.stat", V, smapi_vol_stat, NULL, NULL, NULL },
   { "Volume.revert", V, smapi_vol_revert, NULL, "VDI_REVERT", NULL },
+  /* changed block tracking: VDI_CONFIG_CBT stands for all five */
+  { "Volume.enable_cbt", V, smapi_vol_enable_cbt, NULL, "VDI_CONFIG_CBT", NULL },
+  { "Volume.disable_cbt", V, smapi_vol_disable_cbt, NULL, NULL, NULL },
+  { "Volume.list_changed_blocks", V, smapi_vol_list_changed_blocks, NULL, NULL, NULL },
+  { "Volume.data_destroy", V, smapi_vol_data_destroy, NULL, NULL, NULL },
+  { "Volume.compare", V, smapi_vol_compare, NULL, NULL, NULL },
 
   { "Datapath.open", D, smapi_dp_open, NULL, "NONPERSISTENT", NULL },
   { "Datapath.attach", D, smapi_dp_attach, NULL, NULL, NULL },

@@ -30,6 +30,9 @@ struct zl_sr;
 #define ZL_CAP_THICK      (1u << 1) /* space can be reserved */
 #define ZL_CAP_CLONES_PIN (1u << 2) /* a snapshot with clones cannot be removed */
 #define ZL_CAP_SPARSE     (1u << 3) /* thin volumes allocate on write */
+#define ZL_CAP_CHANGES_ALWAYS                                                            \
+  (1u << 4) /* vol_changes answers for any two snapshots, even one whose data            \
+             * was destroyed: no tracked bitmaps needed */
 
 struct zl_vol_info {
   int64_t virtual_size;
@@ -42,6 +45,9 @@ struct zl_vol_info {
 #define ZL_META_STORAGE "_storage"
 
 enum zl_copy_kind { ZL_COPY_SNAPSHOT, ZL_COPY_CLONE };
+
+/* A changed byte range (length UINT64_MAX: to the end). */
+typedef int (*zl_range_fn)(void *opaque, uint64_t offset, uint64_t length);
 
 typedef int (*zl_vol_cb)(void *opaque, const char *key, json_t *meta,
                          const struct zl_vol_info *info);
@@ -108,6 +114,15 @@ struct zl_backend {
    * tunable (the key is then only stored), -1 on error (invalid value:
    * nothing changed).  NULL: no tunables. */
   int (*vol_tune)(struct zl_sr *sr, const char *key, const char *prop, const char *value);
+  /* Changed blocks between two snapshots of one volume, or a snapshot and
+   * the volume (from the copy-on-write layer): cb for every range that may
+   * differ, never missing one.  -1 with errno ENOTSUP when the storage cannot
+   * tell (the core then uses tracked bitmaps).  NULL: never can. */
+  int (*vol_changes)(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+                     void *opaque);
+  /* Free a snapshot's data, keeping what vol_changes needs of it (and its
+   * metadata).  NULL: the data stays (vol_changes needs it). */
+  int (*vol_data_destroy)(struct zl_sr *sr, const char *key);
   /* What this host offers this backend (for `zfs-live doctor`): a JSON
    * object, arg naming a place to look (a pool); NULL: nothing to report. */
   json_t *(*host_report)(const char *arg);

@@ -514,5 +514,7 @@ const struct zl_backend zl_backend_file = {
     .vol_revert = file_vol_revert,
     .vol_set_meta = file_vol_set_meta,
     .vol_open = file_vol_open,
+    .vol_changes = file_vol_changes,
+    .vol_data_destroy = file_vol_data_destroy,
     .vol_dependents = NULL, /* copies and reflinks are independent files */
 };

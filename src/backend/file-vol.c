@@ -11,6 +11,7 @@
 #include "backend/file.h"
 #include "util/cleanup.h"
 #include "util/error.h"
+#include "util/fiemap.h"
 #include "util/fsutil.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -477,4 +478,46 @@ file_vol_open(struct zl_sr *sr, const char *key, int flags)
   if (fd == -1)
     zl_error(errno, "volume %s: %s: %s", key, img, strerror(errno));
   return fd;
+}
+
+int
+file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+                 void *opaque)
+{
+  struct stat st;
+
+  /* without reflinks, copies share nothing: the extent maps tell nothing */
+  if (!(sr->be->caps(sr) & ZL_CAP_REFLINK)) {
+    zl_error(ENOTSUP, "SR %s has no reflinks", sr->key);
+    return -1;
+  }
+  CLEANUP_CLOSE int a = file_vol_open(sr, from, O_RDONLY);
+  CLEANUP_CLOSE int b = a == -1 ? -1 : file_vol_open(sr, to, O_RDONLY);
+  if (b == -1)
+    return -1;
+  if (fstat(b, &st) == -1) {
+    zl_error(errno, "volume %s: %s", to, strerror(errno));
+    return -1;
+  }
+  if (zl_fiemap_diff(a, b, (uint64_t)st.st_size, cb, opaque) == -1) {
+    zl_error_prefix("changes from %s to %s: ", from, to);
+    return -1;
+  }
+  return 0;
+}
+
+int
+file_vol_data_destroy(struct zl_sr *sr, const char *key)
+{
+  struct stat st;
+  CLEANUP_CLOSE int fd = file_vol_open(sr, key, O_RDWR);
+
+  /* the image keeps its size (the volume's virtual size) and loses its
+   * blocks: truncating to zero and back frees them on every filesystem */
+  if (fd == -1 || fstat(fd, &st) == -1 || ftruncate(fd, 0) == -1 ||
+      ftruncate(fd, st.st_size) == -1 || fsync(fd) == -1) {
+    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    return -1;
+  }
+  return 0;
 }

@@ -43,5 +43,8 @@ int file_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
 int file_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick);
 int file_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta);
 int file_vol_open(struct zl_sr *sr, const char *key, int flags);
+int file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+                     void *opaque);
+int file_vol_data_destroy(struct zl_sr *sr, const char *key);
 
 #endif

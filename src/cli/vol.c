@@ -141,6 +141,11 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
   int fd = zl_vol_open(sr, argv[0], O_RDWR);
   if (fd == -1)
     return cli_fail();
+  /* a writer like any other: changes are tracked */
+  struct zl_cbt_writer *w = zl_cbt_writer_open(sr, argv[0]);
+  int r = -1;
+  if (!w && errno != 0)
+    goto out;
   off_t end = lseek(fd, 0, SEEK_END);
   for (;;) {
     ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
@@ -148,8 +153,7 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
       continue;
     if (n < 0) {
       zl_error(errno, "read stdin: %s", strerror(errno));
-      close(fd);
-      return cli_fail();
+      goto out;
     }
     if (n == 0)
       break;
@@ -157,22 +161,25 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
       zl_error_kind(ZL_ERR_SIZE, ENOSPC,
                     "write past the end of volume %s (%lld bytes); resize it first",
                     argv[0], (long long)end);
-      close(fd);
-      return cli_fail();
+      goto out;
     }
-    if (zl_pwrite_all(fd, buf, (size_t)n, off) == -1) {
-      close(fd);
-      return cli_fail();
-    }
+    zl_cbt_mark(w, (uint64_t)off, (uint64_t)n);
+    if (zl_pwrite_all(fd, buf, (size_t)n, off) == -1)
+      goto out;
+    zl_cbt_mark(w, (uint64_t)off, (uint64_t)n);
     off += n;
   }
   if (fsync(fd) == -1) {
     zl_error(errno, "fsync: %s", strerror(errno));
-    close(fd);
-    return cli_fail();
+    goto out;
   }
+  if (zl_cbt_sync(w) == -1)
+    goto out;
+  r = 0;
+out:
+  zl_cbt_writer_close(w);
   close(fd);
-  return 0;
+  return r == 0 ? 0 : cli_fail();
 }
 
 static int

@@ -39,6 +39,8 @@ struct zl_volume {
   json_t *keys;                 /* the SMAPIv3 "keys" map, exactly as set */
   json_t *storage;              /* facts from the storage (tunables and their
                                  * sources, layout), or NULL */
+  bool cbt_enabled;             /* changed block tracking is on */
+  bool data_destroyed;          /* a snapshot reduced to its CBT metadata */
 };
 
 void zl_volume_free(struct zl_volume *v); /* frees members, not v */
@@ -198,6 +200,37 @@ int zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain);
 int zl_dp_open(struct zl_sr *sr, const char *key, bool persistent);
 int zl_dp_close(struct zl_sr *sr, const char *key);
 
+bool zl_dp_in_use(struct zl_sr *sr, const char *key); /* attached on this host */
+bool zl_dp_blockdev_attached(struct zl_sr *sr, const char *key);
+/* --- changed block tracking (core/cbt.c) ------------------------------------ */
+#define ZL_CBT_GRANULARITY 65536
+#define ZL_CBT_MAX_SIZE    (INT64_C(64) << 40)
+/* One bit per 64 KiB block of a volume of size bytes; the most significant
+ * bit of byte 0 is block 0. */
+struct zl_cbt_map {
+  int64_t size;
+  uint64_t nblocks;
+  uint8_t *bits;
+};
+void zl_cbt_map_free(struct zl_cbt_map *m);
+int zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length);
+uint64_t zl_cbt_map_count(const struct zl_cbt_map *m);
+int zl_vol_enable_cbt(struct zl_sr *sr, const char *key);
+int zl_vol_disable_cbt(struct zl_sr *sr, const char *key);
+/* Drop a CBT-enabled snapshot's data, keeping what CBT needs of it. */
+int zl_vol_data_destroy(struct zl_sr *sr, const char *key);
+/* Blocks that differ between from and to (snapshots of one volume, or
+ * the volume itself); out covers to's size.  Never misses a change. */
+int zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
+                          struct zl_cbt_map *out);
+/* The tracking layer: every writer of a volume marks what it writes, before
+ * issuing each write and again after it completed, and syncs before it
+ * acknowledges a flush.  NULL with errno 0: this SR needs no tracking. */
+struct zl_cbt_writer;
+struct zl_cbt_writer *zl_cbt_writer_open(struct zl_sr *sr, const char *key);
+void zl_cbt_writer_close(struct zl_cbt_writer *w);
+void zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length);
+int zl_cbt_sync(struct zl_cbt_writer *w);
 /* --- validation (core/names.c) --------------------------------------------- */
 
 bool zl_key_valid(const char *key); /* no error set */

@@ -152,10 +152,17 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
   attach_file(out->export_name, file, sizeof file);
   rec = attach_record(dfd, file);
 
-  /* a block device: the zvol itself, or a loop device over the file */
-  CLEANUP_CLOSE int fd = zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);
+  /* a block device: the zvol itself, or a loop device over the file.  Not
+   * for a volume whose changes are tracked: writes through a loop device
+   * would pass the tracking layer by (NBD only then). */
+  bool tracked =
+      zl_meta_cbt(meta) && !out->readonly && !(sr->be->caps(sr) & ZL_CAP_CHANGES_ALWAYS);
+  CLEANUP_CLOSE int fd =
+      tracked ? -1 : zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);
   struct stat st;
-  if (fd >= 0 && fstat(fd, &st) == 0) {
+  if (tracked) {
+    zl_info("volume %s: changed block tracking is on; NBD only", key);
+  } else if (fd >= 0 && fstat(fd, &st) == 0) {
     if (S_ISBLK(st.st_mode)) {
       char link[64];
       snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
@@ -183,6 +190,44 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
   json_object_set_new(rec, "sr", json_string(sr->key));
   json_object_set_new(rec, "key", json_string(key));
   return zl_json_save_at(dfd, file, rec, false);
+}
+
+/* This host's attach record of key, or NULL. */
+static json_t *
+find_attach(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_FREE char *export = zl_export_name(sr, key);
+  CLEANUP_CLOSE int dfd = zl_run_subdir("attach", false);
+  char file[NAME_MAX + 1];
+
+  if (!export || dfd == -1) {
+    zl_error_clear();
+    return NULL;
+  }
+  attach_file(export, file, sizeof file);
+  json_t *j = zl_json_load_at(dfd, file, 1 << 16);
+  zl_error_clear();
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+bool
+zl_dp_in_use(struct zl_sr *sr, const char *key)
+{
+  json_t *j = find_attach(sr, key);
+  json_decref(j);
+  return j != NULL;
+}
+
+bool
+zl_dp_blockdev_attached(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *j = find_attach(sr, key);
+  const char *dev = json_string_value(json_object_get(j, "blockdev"));
+  return dev && !strncmp(dev, "/dev/loop", 9);
 }
 
 void

@@ -69,6 +69,23 @@ bool zl_meta_read_only(const json_t *meta);
 bool zl_meta_thick(const json_t *meta);
 const char *zl_meta_str(const json_t *meta, const char *field); /* or NULL */
 
+/* cbt.c: kept in step with volume operations, under LOCK_EX */
+bool zl_meta_cbt(const json_t *meta);
+bool zl_meta_data_destroyed(const json_t *meta);
+struct zl_cbt_rotation {
+  bool active;
+  unsigned old;
+};
+/* Around the storage snapshot of key as snap (see cbt.c). */
+int zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
+                        struct zl_cbt_rotation *rot);
+int zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
+                      const struct zl_cbt_rotation *rot);
+/* key is going: its changes move into its successor's record. */
+int zl_cbt_forget(struct zl_sr *sr, const char *key);
+int zl_cbt_mark_all(struct zl_sr *sr, const char *key); /* after a revert */
+int zl_cbt_resize(struct zl_sr *sr, const char *key, int64_t size);
+
 /* volume.c */
 /* Fetch meta and info of a visible volume; ENOENT/NO_VOLUME otherwise. */
 int zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta,

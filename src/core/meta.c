@@ -113,6 +113,8 @@ zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info 
   out->clone_of = dup_or_null(zl_meta_str(meta, "clone_of"));
   out->created = dup_or_null(zl_meta_str(meta, "created"));
   out->keys = json_deep_copy(keys);
+  out->cbt_enabled = zl_meta_cbt(meta);
+  out->data_destroyed = zl_meta_data_destroyed(meta);
   out->storage = json_deep_copy(json_object_get(meta, ZL_META_STORAGE));
   if (!out->key || !out->uuid || !out->name || !out->description || !out->keys) {
     zl_volume_free(out);

@@ -61,10 +61,24 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
       kind == ZL_COPY_CLONE ? key : NULL);
   if (hidden)
     json_object_set_new(meta, "hidden", json_true());
+  /* a snapshot of a tracked volume carries its changes since the last one */
+  struct zl_cbt_rotation rot = {0};
+  bool cbt = kind == ZL_COPY_SNAPSHOT && !hidden && zl_meta_cbt(src);
+  if (cbt)
+    json_object_set_new(meta, "cbt", json_true());
   rec = json_pack("{s:s, s:s, s:s}", "op", op, "key", new_key, "source", key);
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
   zl_fault(op, "journaled");
+  if (cbt && zl_dp_blockdev_attached(sr, key)) {
+    /* writes through a block device passed the tracking layer by */
+    zl_warn("volume %s is attached as a block device: every block counts as changed",
+            key);
+    if (zl_cbt_mark_all(sr, key) == -1)
+      goto fail_journaled;
+  }
+  if (cbt && zl_cbt_rotate_begin(sr, key, src, &rot) == -1)
+    goto fail_journaled;
   if (sr->be->vol_copy(sr, key, new_key, kind, thick, meta, &src_info, &info) == -1) {
     zl_error_prefix("%s of volume %s: ", op, key);
     struct zl_error_saved saved;
@@ -77,11 +91,19 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
     goto fail;
   }
   zl_fault(op, "committed");
+  if (cbt && zl_cbt_rotate_end(sr, key, new_key, &rot) == -1) {
+    /* the snapshot stands; its changes stay counted in the volume's record */
+    zl_warn("snapshot %s of %s: %s; CBT cannot start from it", new_key, key,
+            zl_error_msg());
+    zl_error_clear();
+  }
   zl_intent_end(&in);
   zl_sr_unlock(sr);
   zl_info("%s of volume %s is %s", op, key, new_key);
   return zl_meta_to_volume(new_key, meta, &info, out);
 
+fail_journaled:
+  zl_intent_end(&in);
 fail:
   zl_sr_unlock(sr);
   return -1;
@@ -195,6 +217,11 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
     goto fail;
   }
   zl_intent_end(&in);
+  /* the volume now differs from its last snapshot in unknown blocks */
+  if (zl_cbt_mark_all(sr, key) == -1) {
+    zl_warn("revert of %s: %s", key, zl_error_msg());
+    zl_error_clear();
+  }
   zl_sr_unlock(sr);
   zl_info("reverted volume %s to snapshot %s", key, snapshot);
   return 0;
@@ -213,6 +240,11 @@ remove_one(struct zl_sr *sr, const char *key)
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
     return -1;
   zl_fault("destroy", "journaled");
+  if (zl_cbt_forget(sr, key) == -1) {
+    zl_error_prefix("destroy volume %s: ", key);
+    zl_intent_end(&in);
+    return -1;
+  }
   if (sr->be->vol_destroy(sr, key) == -1) {
     zl_error_prefix("destroy volume %s: ", key);
     close(in.fd); /* the next call finishes the destruction */

@@ -259,6 +259,9 @@ zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
     return 0;
   }
   thick = zl_meta_thick(meta);
+  /* the tracked record grows first (it refuses sizes it cannot cover) */
+  if (zl_meta_cbt(meta) && zl_cbt_resize(sr, key, size) == -1)
+    goto fail;
   rec = json_pack("{s:s, s:s, s:I, s:b}", "op", "resize", "key", key, "size",
                   (json_int_t)size, "thick", thick);
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
@@ -289,6 +292,11 @@ zl_vol_open(struct zl_sr *sr, const char *key, int flags)
 
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     return -1;
+  if (zl_meta_data_destroyed(meta)) {
+    zl_error_kind(ZL_ERR_INVALID, ENODATA,
+                  "volume %s holds only CBT metadata (its data was destroyed)", key);
+    return -1;
+  }
   if ((flags & O_ACCMODE) != O_RDONLY && zl_meta_read_only(meta)) {
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a read-only snapshot", key);
     return -1;

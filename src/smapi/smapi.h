@@ -53,6 +53,11 @@ json_t *smapi_vol_unset(struct smapi_call *c);
 json_t *smapi_vol_resize(struct smapi_call *c);
 json_t *smapi_vol_stat(struct smapi_call *c);
 json_t *smapi_vol_revert(struct smapi_call *c);
+json_t *smapi_vol_enable_cbt(struct smapi_call *c);
+json_t *smapi_vol_disable_cbt(struct smapi_call *c);
+json_t *smapi_vol_data_destroy(struct smapi_call *c);
+json_t *smapi_vol_list_changed_blocks(struct smapi_call *c);
+json_t *smapi_vol_compare(struct smapi_call *c);
 /* datapath.c */
 json_t *smapi_dp_open(struct smapi_call *c);
 json_t *smapi_dp_attach(struct smapi_call *c);

@@ -36,7 +36,8 @@ smapi_volume(const struct zl_volume *v, const char *sr_type, const char *sr_key)
                 "read_write", !v->read_only, "sharable", v->sharable, "virtual_size",
                 (json_int_t)v->virtual_size, "physical_utilisation",
                 (json_int_t)v->physical_utilisation, "uri", uri, "keys", v->keys,
-                "volume_type", "Data", "cbt_enabled", 0);
+                "volume_type", v->data_destroyed ? "CBT_Metadata" : "Data", "cbt_enabled",
+                v->cbt_enabled);
   free(uri);
   /* Extra fields: xapi ignores fields the v5 record does not have; the
    * CLI and operators read them. */

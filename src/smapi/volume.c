@@ -1,5 +1,8 @@
 /* volume.c: the Volume.* methods.  Translate, call the core, render. */
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "smapi/smapi.h"
 #include "util/error.h"
@@ -165,4 +168,146 @@ smapi_vol_revert(struct smapi_call *c)
   if (smapi_str(c, "snapshot", &snapshot) == -1 || open_key(c, "key", &sr, &key) == -1)
     return NULL;
   return unit(sr, zl_vol_revert(sr, snapshot, key));
+}
+
+json_t *
+smapi_vol_enable_cbt(struct smapi_call *c)
+{
+  struct zl_sr *sr;
+  const char *key;
+
+  if (open_key(c, "key", &sr, &key) == -1)
+    return NULL;
+  return unit(sr, zl_vol_enable_cbt(sr, key));
+}
+
+json_t *
+smapi_vol_disable_cbt(struct smapi_call *c)
+{
+  struct zl_sr *sr;
+  const char *key;
+
+  if (open_key(c, "key", &sr, &key) == -1)
+    return NULL;
+  return unit(sr, zl_vol_disable_cbt(sr, key));
+}
+
+json_t *
+smapi_vol_data_destroy(struct smapi_call *c)
+{
+  struct zl_sr *sr;
+  const char *key;
+
+  if (open_key(c, "key", &sr, &key) == -1)
+    return NULL;
+  return unit(sr, zl_vol_data_destroy(sr, key));
+}
+
+/* Blocks [first, first + n) of m, packed most significant bit first, as
+ * base64. */
+static json_t *
+bitmap_b64(const struct zl_cbt_map *m, uint64_t first, uint64_t n)
+{
+  size_t bytes = (size_t)((n + 7) / 8);
+  unsigned char *buf = calloc(1, bytes + 1);
+  gnutls_datum_t in = {buf, (unsigned)bytes}, out = {NULL, 0};
+  json_t *j = NULL;
+
+  if (!buf) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  if (first % 8 == 0) {
+    memcpy(buf, m->bits + first / 8, bytes);
+    if (n % 8)
+      buf[bytes - 1] &= (unsigned char)(0xff00u >> (n % 8));
+  } else {
+    for (uint64_t i = 0; i < n; i++) {
+      uint64_t b = first + i;
+      if (m->bits[b >> 3] & (0x80u >> (b & 7)))
+        buf[i >> 3] |= (unsigned char)(0x80u >> (i & 7));
+    }
+  }
+  int r = gnutls_base64_encode2(&in, &out);
+  if (r < 0)
+    zl_error(ENOMEM, "base64: %s", gnutls_strerror(r));
+  else
+    j = json_stringn((const char *)out.data, out.size);
+  gnutls_free(out.data);
+  free(buf);
+  return j;
+}
+
+json_t *
+smapi_vol_list_changed_blocks(struct smapi_call *c)
+{
+  struct zl_cbt_map m;
+  struct zl_sr *sr;
+  const char *key, *key2;
+  int64_t offset, length;
+  json_t *res = NULL;
+
+  if (smapi_str(c, "key2", &key2) == -1 || smapi_int(c, "offset", &offset) == -1 ||
+      smapi_int(c, "length", &length) == -1 || open_key(c, "key", &sr, &key) == -1)
+    return NULL;
+  if (zl_vol_changed_blocks(sr, key, key2, &m) == -1)
+    goto out;
+  /* offset and length select whole blocks of the result; a negative
+   * length means to the end */
+  if (offset < 0 || offset % ZL_CBT_GRANULARITY || offset > m.size ||
+      (length >= 0 && length % ZL_CBT_GRANULARITY && offset + length < m.size)) {
+    zl_error(EINVAL,
+             "offset %lld and length %lld must be multiples of %d within the volume "
+             "(%lld bytes)",
+             (long long)offset, (long long)length, ZL_CBT_GRANULARITY, (long long)m.size);
+    goto out_map;
+  }
+  uint64_t first = (uint64_t)offset / ZL_CBT_GRANULARITY;
+  uint64_t n = m.nblocks - first;
+  if (length >= 0) {
+    uint64_t want = ((uint64_t)length + ZL_CBT_GRANULARITY - 1) / ZL_CBT_GRANULARITY;
+    if (want < n)
+      n = want;
+  }
+  json_t *b = bitmap_b64(&m, first, n);
+  if (b)
+    res = json_pack("{s:i, s:o}", "granularity", ZL_CBT_GRANULARITY, "bitmap", b);
+out_map:
+  zl_cbt_map_free(&m);
+out:
+  zl_sr_close(sr);
+  return res;
+}
+
+json_t *
+smapi_vol_compare(struct smapi_call *c)
+{
+  struct zl_cbt_map m;
+  struct zl_sr *sr;
+  const char *key, *key2;
+  json_t *ranges = NULL, *res = NULL;
+
+  if (smapi_str(c, "key2", &key2) == -1 || open_key(c, "key", &sr, &key) == -1)
+    return NULL;
+  if (zl_vol_changed_blocks(sr, key, key2, &m) == -1)
+    goto out;
+  ranges = json_array();
+  for (uint64_t b = 0; ranges && b < m.nblocks;) {
+    if (!(m.bits[b >> 3] & (0x80u >> (b & 7)))) {
+      b++;
+      continue;
+    }
+    uint64_t s = b;
+    while (b < m.nblocks && (m.bits[b >> 3] & (0x80u >> (b & 7))))
+      b++;
+    json_array_append_new(ranges,
+                          json_pack("[I, I]", (json_int_t)s, (json_int_t)(b - s)));
+  }
+  if (ranges)
+    res = json_pack("{s:i, s:O}", "blocksize", ZL_CBT_GRANULARITY, "ranges", ranges);
+  json_decref(ranges);
+  zl_cbt_map_free(&m);
+out:
+  zl_sr_close(sr);
+  return res;
 }

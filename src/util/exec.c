@@ -151,6 +151,15 @@ append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
 int
 zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *res)
 {
+  return zl_exec_stream(argv, stdin_data, NULL, NULL, res);
+}
+
+#define STREAM_BUF (1u << 20)
+
+int
+zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sink,
+               void *opaque, struct zl_exec_result *res)
+{
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   size_t outcap = 0, errcap = 0, inlen = stdin_data ? strlen(stdin_data) : 0, inoff = 0;
   struct timespec t0, t1;
@@ -184,6 +193,15 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
   }
   count++;
 
+  char small[65536];
+  char *buf = small;
+  size_t bufsize = sizeof small;
+  if (sink && (buf = malloc(STREAM_BUF)) != NULL)
+    bufsize = STREAM_BUF;
+  if (!buf)
+    buf = small;
+  res->sink_failed = false;
+
   struct pollfd p[3];
   for (;;) {
     int n = 0, iout = -1, ierr = -1, iin = -1;
@@ -200,16 +218,23 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
         continue;
       break;
     }
-    char buf[65536];
     for (int k = 0; k < 2; k++) {
       int idx = k == 0 ? iout : ierr;
       int *fd = k == 0 ? &out[0] : &err[0];
       if (idx < 0 || !(p[idx].revents & (POLLIN | POLLHUP | POLLERR)))
         continue;
-      ssize_t r = read(*fd, buf, sizeof buf);
+      ssize_t r = read(*fd, buf, k == 0 ? bufsize : sizeof small);
       if (r > 0) {
-        int a = k == 0 ? append(&res->out, &res->outlen, &outcap, buf, (size_t)r)
-                       : append(&res->err, &res->errlen, &errcap, buf, (size_t)r);
+        int a;
+        if (k == 0 && sink) {
+          /* the sink has the error: stop reading, the child gets EPIPE */
+          a = sink(opaque, buf, (size_t)r);
+          if (a == -1)
+            res->sink_failed = true;
+        } else {
+          a = k == 0 ? append(&res->out, &res->outlen, &outcap, buf, (size_t)r)
+                     : append(&res->err, &res->errlen, &errcap, buf, (size_t)r);
+        }
         if (a == -1) { /* too much output: stop reading, the child gets EPIPE */
           close(*fd);
           *fd = -1;
@@ -229,6 +254,8 @@ zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *
       }
     }
   }
+  if (buf != small)
+    free(buf);
   while (waitpid(pid, &wstatus, 0) == -1) {
     if (errno != EINTR) {
       zl_error(errno, "%s: waitpid: %s", argv[0], strerror(errno));

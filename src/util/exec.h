@@ -9,6 +9,7 @@
 #ifndef ZL_EXEC_H
 #define ZL_EXEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct zl_exec_result {
@@ -17,12 +18,20 @@ struct zl_exec_result {
   size_t outlen;
   char *err; /* captured stderr, NUL-terminated (owned) */
   size_t errlen;
+  bool sink_failed; /* zl_exec_stream: the sink returned -1 (its error is set) */
 };
 
 /* Run argv.  Returns 0 when the program ran (whatever its exit status: look
  * at res->status), -1 with the error set when it could not be run.
  * stdin_data may be NULL. */
 int zl_exec(const char *const *argv, const char *stdin_data, struct zl_exec_result *res);
+/* Same, but stdout goes to sink in pieces as it arrives (nothing is kept:
+ * res->out stays empty).  If the sink returns -1, stdout is closed (the
+ * child sees EPIPE) and res->sink_failed is set; the sink's error stays
+ * the current one. */
+typedef int (*zl_exec_sink)(void *opaque, const void *data, size_t len);
+int zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sink,
+                   void *opaque, struct zl_exec_result *res);
 void zl_exec_result_free(struct zl_exec_result *res);
 
 /* The first line of res->err (or "exit status N"), for error messages. */

@@ -1,0 +1,908 @@
+/* cbt.c: changed block tracking.
+ *
+ * Where the answer comes from, in order:
+ *   1. the copy-on-write layer (backend vol_changes): a ZFS send stream, or
+ *      the extent maps of two reflinked files.  Needs both volumes' data.
+ *   2. tracked bitmaps, kept by every writer of the volume (the NBD server,
+ *      `vol write`) on storage that cannot always answer by itself (the
+ *      file backend: a snapshot whose data was destroyed has no extents).
+ *
+ * Tracked bitmaps live in the SR's private area, <priv>/cbt/<key>.cbt, so
+ * they travel with shared storage.  One bit per 64 KiB block, most
+ * significant bit of byte 0 = block 0 (the SMAPIv3 bitmap layout).
+ *
+ *   the volume's file (active): two slots; writers set bits in slot[cur];
+ *       the changes since the snapshot named "prev" are slot[0] | slot[1]
+ *       ("" = since CBT was enabled).  Sized for CBT_MAX_SIZE, sparse.
+ *   a snapshot's file (map): one slot, the changes from "prev" to it.
+ *
+ * A writer sets a block's bit before it issues the write and again after
+ * the write completed, reading "cur" each time.  A snapshot (rotate):
+ *   clear slot[j = 1 - cur]; cur = j; take the storage snapshot S;
+ *   map(S) = slot[old] | slot[j], prev = active.prev, written durably;
+ *   active.prev = S; clear slot[old].
+ * A write that reached the storage before S set its first bit before S, so
+ * it is in slot[old] or slot[j] and in map(S).  A write that reached it after
+ * S set its second bit after cur = j, so it is in slot[j], which stays.  A
+ * crash anywhere leaves active = slot[0] | slot[1] covering at least the
+ * changes since active.prev; extra bits only ever over-report.
+ *
+ * Bits live in a MAP_SHARED mapping, so a killed writer loses none (the page
+ * cache keeps them).  A host crash can lose bits not yet written back: a
+ * writer records the boot id and counts itself in the header, and a file
+ * found with writers of an earlier boot is marked entirely dirty.  FLUSH and
+ * FUA write the bits back before they are acknowledged (zl_cbt_sync).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+
+#define G            ZL_CBT_GRANULARITY
+#define CBT_DIR      "cbt"
+#define CBT_MAGIC    "ZLCBT01\n"
+#define CBT_HDR      4096
+#define CBT_SUFFIX   ".cbt"
+#define ACTIVE_SLOT  ((size_t)(ZL_CBT_MAX_SIZE / G / 8))
+#define CHECK_NS     1000000000ull /* writers look for a new file this often */
+#define KEY_ROOM     256
+
+struct cbt_hdr {
+  char magic[8];
+  uint32_t version;
+  uint32_t granularity;
+  uint64_t size;       /* bytes of the volume covered */
+  uint64_t slot_bytes; /* bytes per slot */
+  uint32_t nslots;     /* 2: a volume's active file, 1: a snapshot's map */
+  uint32_t cur;        /* the slot writers set bits in (atomic) */
+  uint32_t writers;    /* writers of boot_id that have it open */
+  uint32_t pad;
+  char boot_id[48];
+  char prev[KEY_ROOM]; /* changes are since this snapshot ("" = since enable) */
+  char of[KEY_ROOM];   /* the volume this tracks (a map: the snapshot's source) */
+};
+_Static_assert(sizeof(struct cbt_hdr) <= CBT_HDR, "header fits its page");
+
+struct cbt_file {
+  int fd;
+  uint8_t *base;
+  size_t len;
+  struct cbt_hdr *h;
+};
+
+static uint64_t
+nblocks_of(int64_t size)
+{
+  return ((uint64_t)size + G - 1) / G;
+}
+
+static size_t
+nbytes_of(int64_t size)
+{
+  return (size_t)((nblocks_of(size) + 7) / 8);
+}
+
+static uint8_t *
+slot(const struct cbt_file *f, unsigned i)
+{
+  return f->base + CBT_HDR + (size_t)i * f->h->slot_bytes;
+}
+
+static void
+boot_id(char *out, size_t len)
+{
+  CLEANUP_CLOSE int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, out, len - 1) : -1;
+  out[n > 0 ? n : 0] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+}
+
+/* The cbt directory of the SR's private area. */
+static int
+cbt_dir(struct zl_sr *sr, bool create)
+{
+  if (create && mkdirat(sr->privfd, CBT_DIR, 0700) == -1 && errno != EEXIST) {
+    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  int fd = openat(sr->privfd, CBT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd == -1 && (create || errno != ENOENT))
+    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+  return fd;
+}
+
+static void
+file_name(char *buf, size_t len, const char *key)
+{
+  snprintf(buf, len, "%s" CBT_SUFFIX, key);
+}
+
+static void
+cbt_unmap(struct cbt_file *f)
+{
+  if (f->base)
+    munmap(f->base, f->len);
+  if (f->fd >= 0)
+    close(f->fd);
+  f->base = NULL;
+  f->h = NULL;
+  f->fd = -1;
+}
+
+/* Map key's file.  ENOENT (no error set) when there is none. */
+static int
+cbt_map(int dirfd, const char *key, struct cbt_file *f)
+{
+  char name[NAME_MAX + 1];
+  struct stat st;
+
+  f->fd = -1;
+  f->base = NULL;
+  f->h = NULL;
+  file_name(name, sizeof name, key);
+  f->fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (f->fd == -1) {
+    if (errno != ENOENT)
+      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+    return -1;
+  }
+  if (fstat(f->fd, &st) == -1 || st.st_size < CBT_HDR) {
+    zl_error(EIO, "CBT record of %s is damaged (short)", key);
+    goto fail;
+  }
+  f->len = (size_t)st.st_size;
+  f->base = mmap(NULL, f->len, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
+  if (f->base == MAP_FAILED) {
+    f->base = NULL;
+    zl_error(errno, "CBT record of %s: mmap: %s", key, strerror(errno));
+    goto fail;
+  }
+  f->h = (struct cbt_hdr *)f->base;
+  if (memcmp(f->h->magic, CBT_MAGIC, 8) != 0 || f->h->granularity != G ||
+      (f->h->nslots != 1 && f->h->nslots != 2) ||
+      CBT_HDR + f->h->nslots * f->h->slot_bytes > f->len ||
+      nbytes_of((int64_t)f->h->size) > f->h->slot_bytes || f->h->cur >= f->h->nslots) {
+    zl_error(EIO, "CBT record of %s is damaged (bad header)", key);
+    goto fail;
+  }
+  f->h->prev[KEY_ROOM - 1] = f->h->of[KEY_ROOM - 1] = '\0';
+  return 0;
+fail:
+  cbt_unmap(f);
+  errno = EIO;
+  return -1;
+}
+
+/* Write a new file for key atomically: nslots slots of slot_bytes, slot 0
+ * filled from bits (nbytes) if given. */
+static int
+cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int64_t size,
+              unsigned nslots, size_t slot_bytes, const uint8_t *bits, size_t nbytes)
+{
+  char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
+  struct cbt_hdr h = {0};
+
+  file_name(name, sizeof name, key);
+  snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+  memcpy(h.magic, CBT_MAGIC, 8);
+  h.version = 1;
+  h.granularity = G;
+  h.size = (uint64_t)size;
+  h.slot_bytes = slot_bytes;
+  h.nslots = nslots;
+  snprintf(h.prev, sizeof h.prev, "%s", prev ? prev : "");
+  snprintf(h.of, sizeof h.of, "%s", of);
+
+  CLEANUP_CLOSE int fd =
+      openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd == -1 || zl_pwrite_all(fd, &h, sizeof h, 0) == -1 ||
+      ftruncate(fd, (off_t)(CBT_HDR + nslots * slot_bytes)) == -1 ||
+      (bits && nbytes && zl_pwrite_all(fd, bits, nbytes, CBT_HDR) == -1) ||
+      fsync(fd) == -1 || renameat(dirfd, tmp, dirfd, name) == -1 ||
+      zl_fsync_dir(dirfd) == -1) {
+    zl_error(errno, "write CBT record of %s: %s", key, strerror(errno));
+    unlinkat(dirfd, tmp, 0);
+    return -1;
+  }
+  return 0;
+}
+
+static void
+set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last)
+{
+  if (last >= nblocks)
+    last = nblocks - 1;
+  for (uint64_t b = first; b <= last && b < nblocks;) {
+    if ((b & 7) == 0 && b + 8 <= last + 1) {
+      if (bits[b >> 3] != 0xff)
+        __atomic_store_n(&bits[b >> 3], 0xff, __ATOMIC_RELAXED);
+      b += 8;
+      continue;
+    }
+    uint8_t m = (uint8_t)(0x80u >> (b & 7));
+    if (!(__atomic_load_n(&bits[b >> 3], __ATOMIC_RELAXED) & m))
+      __atomic_fetch_or(&bits[b >> 3], m, __ATOMIC_RELAXED);
+    b++;
+  }
+}
+
+static void
+or_into(uint8_t *dst, const uint8_t *src, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (src[i])
+      __atomic_fetch_or(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
+/* --- results ---------------------------------------------------------------- */
+
+void
+zl_cbt_map_free(struct zl_cbt_map *m)
+{
+  free(m->bits);
+  m->bits = NULL;
+}
+
+static int
+map_alloc(struct zl_cbt_map *m, int64_t size)
+{
+  m->size = size;
+  m->nblocks = nblocks_of(size);
+  m->bits = calloc(1, nbytes_of(size) + 1);
+  if (!m->bits) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+int
+zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length)
+{
+  if (length == 0 || offset >= (uint64_t)m->size || m->nblocks == 0)
+    return 0;
+  uint64_t end = length > (uint64_t)m->size - offset ? (uint64_t)m->size : offset + length;
+  set_range(m->bits, m->nblocks, offset / G, (end - 1) / G);
+  return 0;
+}
+
+uint64_t
+zl_cbt_map_count(const struct zl_cbt_map *m)
+{
+  uint64_t n = 0;
+  for (size_t i = 0; i < nbytes_of(m->size); i++)
+    n += (uint64_t)__builtin_popcount(m->bits[i]);
+  return n;
+}
+
+/* --- state kept with volume operations (called by the core under LOCK_EX) -- */
+
+bool
+zl_meta_cbt(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, "cbt"));
+}
+
+bool
+zl_meta_data_destroyed(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, "data_destroyed"));
+}
+
+/* Does this SR keep tracked bitmaps?  Storage whose copy-on-write layer can
+ * always answer (it keeps a destroyed snapshot's blocks, or a bookmark)
+ * needs none. */
+static bool
+tracked(struct zl_sr *sr)
+{
+  return !(sr->be->caps(sr) & ZL_CAP_CHANGES_ALWAYS);
+}
+
+int
+zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
+                    struct zl_cbt_rotation *rot)
+{
+  rot->active = false;
+  rot->old = 0;
+  if (!zl_meta_cbt(meta) || !tracked(sr))
+    return 0;
+  CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+  struct cbt_file f;
+  if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (f.h->nslots == 2) {
+    unsigned old = __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE), j = 1 - old;
+    memset(slot(&f, j), 0, nbytes_of((int64_t)f.h->size));
+    __atomic_store_n(&f.h->cur, j, __ATOMIC_RELEASE);
+    if (fdatasync(f.fd) == -1) {
+      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      cbt_unmap(&f);
+      return -1;
+    }
+    rot->active = true;
+    rot->old = old;
+  }
+  cbt_unmap(&f);
+  zl_fault("cbt-rotate", "switched");
+  return 0;
+}
+
+int
+zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
+                  const struct zl_cbt_rotation *rot)
+{
+  if (!rot->active)
+    return 0;
+  CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+  struct cbt_file f;
+  if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
+    return -1;
+  size_t n = nbytes_of((int64_t)f.h->size);
+  CLEANUP_FREE uint8_t *bits = malloc(n + 1);
+  int r = -1;
+  if (!bits) {
+    zl_error(ENOMEM, "out of memory");
+    goto out;
+  }
+  memcpy(bits, slot(&f, 0), n);
+  or_into(bits, slot(&f, 1), n);
+  if (cbt_write_new(dfd, snap, key, f.h->prev, (int64_t)f.h->size, 1, n, bits, n) == -1)
+    goto out;
+  zl_fault("cbt-rotate", "map-written");
+  snprintf(f.h->prev, KEY_ROOM, "%s", snap);
+  if (fdatasync(f.fd) == -1) {
+    zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+    goto out;
+  }
+  memset(slot(&f, rot->old), 0, n);
+  r = 0;
+out:
+  cbt_unmap(&f);
+  return r;
+}
+
+/* The map whose "prev" is key (its successor in key's chain): the volume's
+ * active file or a later snapshot's map.  Returns its key (malloc()ed), NULL
+ * with errno ENOENT if none. */
+static char *
+successor(int dfd, const char *key)
+{
+  CLEANUP_DIR DIR *d = fdopendir(dup(dfd));
+  struct dirent *de;
+
+  if (!d)
+    return NULL;
+  while ((de = readdir(d))) {
+    size_t len = strlen(de->d_name), sl = strlen(CBT_SUFFIX);
+    if (de->d_name[0] == '.' || len <= sl || strcmp(de->d_name + len - sl, CBT_SUFFIX))
+      continue;
+    char k[NAME_MAX + 1];
+    snprintf(k, sizeof k, "%.*s", (int)(len - sl), de->d_name);
+    struct cbt_file f;
+    if (cbt_map(dfd, k, &f) == -1)
+      continue;
+    bool hit = strcmp(f.h->prev, key) == 0;
+    cbt_unmap(&f);
+    if (hit)
+      return strdup(k);
+  }
+  errno = ENOENT;
+  return NULL;
+}
+
+int
+zl_cbt_forget(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+  struct cbt_file f, s;
+  char name[NAME_MAX + 1];
+
+  if (dfd == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (cbt_map(dfd, key, &f) == -1)
+    return errno == ENOENT ? 0 : -1;
+  /* a snapshot's changes move into its successor: (P,S) + (S,N) = (P,N) */
+  CLEANUP_FREE char *next = f.h->nslots == 1 ? successor(dfd, key) : NULL;
+  if (next && cbt_map(dfd, next, &s) == 0) {
+    size_t n = nbytes_of((int64_t)(f.h->size < s.h->size ? f.h->size : s.h->size));
+    or_into(slot(&s, __atomic_load_n(&s.h->cur, __ATOMIC_ACQUIRE)), slot(&f, 0), n);
+    if (fdatasync(s.fd) == -1) {
+      zl_error(errno, "CBT record of %s: %s", next, strerror(errno));
+      cbt_unmap(&s);
+      cbt_unmap(&f);
+      return -1;
+    }
+    snprintf(s.h->prev, KEY_ROOM, "%s", f.h->prev);
+    fdatasync(s.fd);
+    cbt_unmap(&s);
+  }
+  cbt_unmap(&f);
+  file_name(name, sizeof name, key);
+  if (unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
+    zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int
+zl_cbt_mark_all(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+  struct cbt_file f;
+  if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (f.h->size)
+    set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)),
+              nblocks_of((int64_t)f.h->size), 0, nblocks_of((int64_t)f.h->size) - 1);
+  int r = fdatasync(f.fd);
+  if (r == -1)
+    zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+  cbt_unmap(&f);
+  return r;
+}
+
+int
+zl_cbt_resize(struct zl_sr *sr, const char *key, int64_t size)
+{
+  CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+  struct cbt_file f;
+  if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
+    return errno == ENOENT ? 0 : -1;
+  int r = 0;
+  if (nbytes_of(size) > f.h->slot_bytes) {
+    zl_error_kind(ZL_ERR_SIZE, EFBIG,
+                  "volume %s: changed block tracking covers at most %lld TiB", key,
+                  (long long)(ZL_CBT_MAX_SIZE >> 40));
+    r = -1;
+  } else if ((uint64_t)size > f.h->size) {
+    /* the new blocks read as zeros: changed from any earlier state */
+    set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)), nblocks_of(size),
+              f.h->size / G, nblocks_of(size) - 1);
+    f.h->size = (uint64_t)size;
+    if (fdatasync(f.fd) == -1) {
+      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      r = -1;
+    }
+  }
+  cbt_unmap(&f);
+  return r;
+}
+
+/* --- enable, disable, data_destroy ------------------------------------------ */
+
+static int
+set_flag(json_t *meta, void *arg)
+{
+  const char *field = ((const char **)arg)[0];
+  bool on = ((const char **)arg)[1] != NULL;
+  if (json_is_true(json_object_get(meta, field)) == on)
+    return 0;
+  if (on)
+    json_object_set_new(meta, field, json_true());
+  else
+    json_object_del(meta, field);
+  return 1;
+}
+
+int
+zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  struct zl_vol_info info;
+  const char *arg[2] = {"cbt", "on"};
+  int r = -1;
+
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &meta, &info) == -1)
+    goto out;
+  if (zl_meta_data_destroyed(meta)) {
+    zl_error(EINVAL, "volume %s holds only CBT metadata; CBT cannot be enabled on it", key);
+    goto out;
+  }
+  if (info.virtual_size > ZL_CBT_MAX_SIZE) {
+    zl_error_kind(ZL_ERR_SIZE, EFBIG,
+                  "volume %s is larger than changed block tracking covers (%lld TiB)", key,
+                  (long long)(ZL_CBT_MAX_SIZE >> 40));
+    goto out;
+  }
+  if (zl_meta_cbt(meta)) {
+    r = 0; /* already on: keep what was tracked */
+    goto out;
+  }
+  if (!zl_meta_read_only(meta) && tracked(sr)) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, true);
+    if (dfd == -1 ||
+        cbt_write_new(dfd, key, key, "", info.virtual_size, 2, ACTIVE_SLOT, NULL, 0) == -1)
+      goto out;
+  }
+  r = zl_vol_update(sr, key, set_flag, arg) == -1 ? -1 : 0;
+  if (r == 0)
+    zl_info("changed block tracking enabled on volume %s", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+int
+zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  const char *arg[2] = {"cbt", NULL};
+  int r = -1;
+
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    goto out;
+  if (zl_vol_update(sr, key, set_flag, arg) == -1)
+    goto out;
+  /* the active record goes; snapshots keep theirs until destroyed, but no
+   * chain reaches past this point any more */
+  if (!zl_meta_read_only(meta)) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+    char name[NAME_MAX + 1];
+    file_name(name, sizeof name, key);
+    if (dfd >= 0 && unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
+      zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
+      goto out;
+    }
+  }
+  r = 0;
+  zl_info("changed block tracking disabled on volume %s", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+int
+zl_vol_data_destroy(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  const char *arg[2] = {"data_destroyed", "yes"};
+  int r = -1;
+
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    goto out;
+  if (zl_meta_data_destroyed(meta)) {
+    r = 0;
+    goto out;
+  }
+  if (!zl_meta_read_only(meta) || !zl_meta_str(meta, "snapshot_of")) {
+    zl_error(EINVAL, "volume %s is not a snapshot; only a snapshot's data can be destroyed",
+             key);
+    goto out;
+  }
+  if (!zl_meta_cbt(meta)) {
+    zl_error(EINVAL,
+             "snapshot %s was taken without changed block tracking; destroying its data "
+             "would leave nothing (destroy the volume instead)",
+             key);
+    goto out;
+  }
+  if (zl_dp_in_use(sr, key)) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY, "snapshot %s is attached; detach it first", key);
+    goto out;
+  }
+  /* the record that keeps the changes must exist before the data goes */
+  if (tracked(sr)) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+    struct cbt_file f;
+    if (dfd == -1 || cbt_map(dfd, key, &f) == -1) {
+      zl_error(ENOENT,
+               "snapshot %s has no CBT record (CBT was enabled after it was taken); "
+               "destroying its data would lose its changes",
+               key);
+      goto out;
+    }
+    cbt_unmap(&f);
+  }
+  /* mark first: a crash after it leaves a volume no one reads, never a
+   * volume whose data is gone but looks whole */
+  if (zl_vol_update(sr, key, set_flag, arg) == -1)
+    goto out;
+  zl_fault("data-destroy", "marked");
+  if (sr->be->vol_data_destroy && sr->be->vol_data_destroy(sr, key) == -1) {
+    zl_error_prefix("destroy the data of snapshot %s: ", key);
+    goto out;
+  }
+  r = 0;
+  zl_info("data of snapshot %s destroyed; its CBT metadata stays", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+/* --- changed blocks ---------------------------------------------------------- */
+
+/* OR the tracked changes from "from" to "to" (to: a snapshot's map, or the
+ * volume's active file) into m by walking back along "prev".  ENOENT with a
+ * clear error when the chain does not reach from. */
+static int
+tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
+{
+  char cur[KEY_ROOM];
+  snprintf(cur, sizeof cur, "%s", to);
+
+  for (int steps = 0; steps < 100000; steps++) {
+    struct cbt_file f;
+    if (cbt_map(dfd, cur, &f) == -1) {
+      if (errno == ENOENT)
+        zl_error(ENOENT, "no CBT record of the changes up to %s", cur);
+      return -1;
+    }
+    size_t n = nbytes_of((int64_t)f.h->size < m->size ? (int64_t)f.h->size : m->size);
+    for (unsigned i = 0; i < f.h->nslots; i++)
+      or_into(m->bits, slot(&f, i), n);
+    snprintf(cur, sizeof cur, "%s", f.h->prev);
+    cbt_unmap(&f);
+    if (strcmp(cur, from) == 0)
+      return 0;
+    if (!cur[0]) {
+      zl_error(ENOENT, "CBT has no record of the changes since %s (it was not enabled then)",
+               from);
+      return -1;
+    }
+  }
+  zl_error(ELOOP, "CBT records of %s form a loop", to);
+  return -1;
+}
+
+static int
+add_range(void *opaque, uint64_t offset, uint64_t length)
+{
+  struct zl_cbt_map *m = opaque;
+  if (length == UINT64_MAX)
+    length = (uint64_t)m->size;
+  return zl_cbt_map_add(m, offset, length);
+}
+
+int
+zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
+                      struct zl_cbt_map *out)
+{
+  CLEANUP_JSON json_t *fm = NULL;
+  CLEANUP_JSON json_t *tm = NULL;
+  struct zl_vol_info fi, ti;
+  int r = -1;
+
+  memset(out, 0, sizeof *out);
+  if (zl_check_key(from) == -1 || zl_check_key(to) == -1 || zl_sr_lock(sr, LOCK_SH) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, from, &fm, &fi) == -1 || zl_vol_lookup(sr, to, &tm, &ti) == -1)
+    goto out;
+  const char *base = zl_meta_read_only(tm) ? zl_meta_str(tm, "snapshot_of") : to;
+  const char *fbase = zl_meta_read_only(fm) ? zl_meta_str(fm, "snapshot_of") : from;
+  if (!base || !fbase || strcmp(base, fbase) != 0) {
+    zl_error(EINVAL, "volumes %s and %s are not snapshots of one volume", from, to);
+    goto out;
+  }
+  if (map_alloc(out, ti.virtual_size) == -1)
+    goto out;
+  if (strcmp(from, to) == 0) {
+    r = 0;
+    goto out;
+  }
+  bool have_data = !zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm);
+  int got = -1;
+  if (have_data && sr->be->vol_changes) {
+    got = sr->be->vol_changes(sr, from, to, add_range, out);
+    if (got == -1 && errno != ENOTSUP)
+      goto fail;
+    if (got == -1)
+      zl_debug("changed blocks %s..%s: %s; using the tracked record", from, to,
+               zl_error_msg());
+  }
+  if (got == -1) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+    if (dfd == -1) {
+      zl_error(ENOENT, "CBT has no record of the changes between %s and %s", from, to);
+      goto fail;
+    }
+    memset(out->bits, 0, nbytes_of(out->size));
+    if (tracked_changes(dfd, from, to, out) == -1) {
+      /* maybe "to" is the older one: the set of changes is the same */
+      struct zl_error_saved saved;
+      zl_error_save(&saved);
+      memset(out->bits, 0, nbytes_of(out->size));
+      if (zl_meta_read_only(tm) && tracked_changes(dfd, to, from, out) == 0) {
+        zl_debug("changed blocks: %s is older than %s", to, from);
+      } else {
+        zl_error_restore(&saved);
+        goto fail;
+      }
+    }
+  }
+  /* what lies past the smaller size reads as zeros in one of them */
+  int64_t small = fi.virtual_size < ti.virtual_size ? fi.virtual_size : ti.virtual_size;
+  if (ti.virtual_size > small)
+    zl_cbt_map_add(out, (uint64_t)small / G * G, (uint64_t)(ti.virtual_size - small) + G);
+  r = 0;
+  goto out;
+fail:
+  zl_cbt_map_free(out);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+/* --- the tracking layer for writers ------------------------------------------ */
+
+struct zl_cbt_writer {
+  pthread_rwlock_t lock;
+  int dfd;
+  char key[KEY_ROOM];
+  struct cbt_file f; /* f.base NULL: no record (CBT off) */
+  dev_t dev;
+  ino_t ino;
+  bool counted; /* we are in f's writer count */
+  atomic_bool dirty;
+  atomic_bool wrote;
+  _Atomic uint64_t next_check;
+  char boot[48];
+};
+
+static uint64_t
+now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under the write lock: let go of the mapped file. */
+static void
+writer_release(struct zl_cbt_writer *w)
+{
+  if (!w->f.base)
+    return;
+  if (w->counted && flock(w->f.fd, LOCK_EX) == 0) {
+    if (w->f.h->writers > 0)
+      w->f.h->writers--;
+    fdatasync(w->f.fd);
+    flock(w->f.fd, LOCK_UN);
+  }
+  w->counted = false;
+  cbt_unmap(&w->f);
+}
+
+/* Under the write lock: (re)map the record if it appeared or was replaced.
+ * Writes made since the last look may have gone untracked (or into a record
+ * that was replaced): they are unknown, so everything is marked. */
+static void
+writer_check(struct zl_cbt_writer *w, bool first)
+{
+  char name[NAME_MAX + 1];
+  struct stat st;
+
+  file_name(name, sizeof name, w->key);
+  bool exists = fstatat(w->dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  bool same = exists && w->f.base && st.st_dev == w->dev && st.st_ino == w->ino;
+  bool wrote = atomic_exchange(&w->wrote, false);
+
+  if (!same) {
+    writer_release(w);
+    if (exists && cbt_map(w->dfd, w->key, &w->f) == 0) {
+      if (w->f.h->nslots != 2) {
+        cbt_unmap(&w->f);
+      } else {
+        w->dev = st.st_dev;
+        w->ino = st.st_ino;
+        bool all = !first && wrote;
+        if (flock(w->f.fd, LOCK_EX) == 0) {
+          if (w->f.h->writers > 0 && strcmp(w->f.h->boot_id, w->boot) != 0) {
+            zl_warn("CBT record of %s was open for writing when its host stopped; "
+                    "marking every block changed",
+                    w->key);
+            all = true;
+            w->f.h->writers = 0;
+          }
+          w->f.h->writers++;
+          snprintf(w->f.h->boot_id, sizeof w->f.h->boot_id, "%s", w->boot);
+          w->counted = true;
+          if (all && w->f.h->size)
+            set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)),
+                      nblocks_of((int64_t)w->f.h->size), 0,
+                      nblocks_of((int64_t)w->f.h->size) - 1);
+          fdatasync(w->f.fd);
+          flock(w->f.fd, LOCK_UN);
+        }
+      }
+    }
+  }
+  atomic_store(&w->next_check, now_ns() + CHECK_NS);
+}
+
+struct zl_cbt_writer *
+zl_cbt_writer_open(struct zl_sr *sr, const char *key)
+{
+  if (!tracked(sr)) {
+    errno = 0;
+    return NULL;
+  }
+  struct zl_cbt_writer *w = calloc(1, sizeof *w);
+  if (!w) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  w->f.fd = -1;
+  w->dfd = cbt_dir(sr, true);
+  if (w->dfd == -1) {
+    free(w);
+    return NULL;
+  }
+  pthread_rwlock_init(&w->lock, NULL);
+  snprintf(w->key, sizeof w->key, "%s", key);
+  boot_id(w->boot, sizeof w->boot);
+  writer_check(w, true);
+  return w;
+}
+
+void
+zl_cbt_writer_close(struct zl_cbt_writer *w)
+{
+  if (!w)
+    return;
+  pthread_rwlock_wrlock(&w->lock);
+  writer_release(w);
+  pthread_rwlock_unlock(&w->lock);
+  pthread_rwlock_destroy(&w->lock);
+  close(w->dfd);
+  free(w);
+}
+
+void
+zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
+{
+  if (!w || length == 0)
+    return;
+  if (now_ns() >= atomic_load_explicit(&w->next_check, memory_order_relaxed)) {
+    pthread_rwlock_wrlock(&w->lock);
+    if (now_ns() >= atomic_load(&w->next_check))
+      writer_check(w, false);
+    pthread_rwlock_unlock(&w->lock);
+  }
+  pthread_rwlock_rdlock(&w->lock);
+  atomic_store_explicit(&w->wrote, true, memory_order_relaxed);
+  if (w->f.base) {
+    uint64_t nb = w->f.h->slot_bytes * 8;
+    uint64_t first = offset / G, last = (offset + length - 1) / G;
+    if (first < nb) {
+      set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)), nb, first,
+                last);
+      atomic_store_explicit(&w->dirty, true, memory_order_relaxed);
+    }
+  }
+  pthread_rwlock_unlock(&w->lock);
+}
+
+int
+zl_cbt_sync(struct zl_cbt_writer *w)
+{
+  if (!w || !atomic_exchange(&w->dirty, false))
+    return 0;
+  pthread_rwlock_rdlock(&w->lock);
+  int r = w->f.base ? fdatasync(w->f.fd) : 0;
+  pthread_rwlock_unlock(&w->lock);
+  if (r == -1)
+    zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
+  return r;
+}
