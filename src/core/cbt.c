@@ -53,14 +53,14 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
-#define G            ZL_CBT_GRANULARITY
-#define CBT_DIR      "cbt"
-#define CBT_MAGIC    "ZLCBT01\n"
-#define CBT_HDR      4096
-#define CBT_SUFFIX   ".cbt"
-#define ACTIVE_SLOT  ((size_t)(ZL_CBT_MAX_SIZE / G / 8))
-#define CHECK_NS     1000000000ull /* writers look for a new file this often */
-#define KEY_ROOM     256
+#define G           ZL_CBT_GRANULARITY
+#define CBT_DIR     "cbt"
+#define CBT_MAGIC   "ZLCBT01\n"
+#define CBT_HDR     4096
+#define CBT_SUFFIX  ".cbt"
+#define ACTIVE_SLOT ((size_t)(ZL_CBT_MAX_SIZE / G / 8))
+#define CHECK_NS    1000000000ull /* writers look for a new file this often */
+#define KEY_ROOM    256
 
 struct cbt_hdr {
   char magic[8];
@@ -276,7 +276,8 @@ zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length)
 {
   if (length == 0 || offset >= (uint64_t)m->size || m->nblocks == 0)
     return 0;
-  uint64_t end = length > (uint64_t)m->size - offset ? (uint64_t)m->size : offset + length;
+  uint64_t end =
+      length > (uint64_t)m->size - offset ? (uint64_t)m->size : offset + length;
   set_range(m->bits, m->nblocks, offset / G, (end - 1) / G);
   return 0;
 }
@@ -513,13 +514,14 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
   if (zl_vol_lookup(sr, key, &meta, &info) == -1)
     goto out;
   if (zl_meta_data_destroyed(meta)) {
-    zl_error(EINVAL, "volume %s holds only CBT metadata; CBT cannot be enabled on it", key);
+    zl_error(EINVAL, "volume %s holds only CBT metadata; CBT cannot be enabled on it",
+             key);
     goto out;
   }
   if (info.virtual_size > ZL_CBT_MAX_SIZE) {
     zl_error_kind(ZL_ERR_SIZE, EFBIG,
-                  "volume %s is larger than changed block tracking covers (%lld TiB)", key,
-                  (long long)(ZL_CBT_MAX_SIZE >> 40));
+                  "volume %s is larger than changed block tracking covers (%lld TiB)",
+                  key, (long long)(ZL_CBT_MAX_SIZE >> 40));
     goto out;
   }
   if (zl_meta_cbt(meta)) {
@@ -528,8 +530,8 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
   }
   if (!zl_meta_read_only(meta) && tracked(sr)) {
     CLEANUP_CLOSE int dfd = cbt_dir(sr, true);
-    if (dfd == -1 ||
-        cbt_write_new(dfd, key, key, "", info.virtual_size, 2, ACTIVE_SLOT, NULL, 0) == -1)
+    if (dfd == -1 || cbt_write_new(dfd, key, key, "", info.virtual_size, 2, ACTIVE_SLOT,
+                                   NULL, 0) == -1)
       goto out;
   }
   r = zl_vol_update(sr, key, set_flag, arg) == -1 ? -1 : 0;
@@ -587,8 +589,8 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
     goto out;
   }
   if (!zl_meta_read_only(meta) || !zl_meta_str(meta, "snapshot_of")) {
-    zl_error(EINVAL, "volume %s is not a snapshot; only a snapshot's data can be destroyed",
-             key);
+    zl_error(EINVAL,
+             "volume %s is not a snapshot; only a snapshot's data can be destroyed", key);
     goto out;
   }
   if (!zl_meta_cbt(meta)) {
@@ -657,7 +659,8 @@ tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
     if (strcmp(cur, from) == 0)
       return 0;
     if (!cur[0]) {
-      zl_error(ENOENT, "CBT has no record of the changes since %s (it was not enabled then)",
+      zl_error(ENOENT,
+               "CBT has no record of the changes since %s (it was not enabled then)",
                from);
       return -1;
     }

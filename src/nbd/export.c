@@ -31,6 +31,13 @@ open_export(const struct zl_export_info *info)
   if (!sr)
     return NULL;
   fd = zl_vol_open(sr, info->vol_key, info->readonly ? O_RDONLY : O_RDWR);
+  /* every writer tracks its writes (core/cbt.c) */
+  struct zl_cbt_writer *cbt = NULL;
+  if (fd >= 0 && !info->readonly && !(cbt = zl_cbt_writer_open(sr, info->vol_key)) &&
+      errno != 0) {
+    close(fd);
+    fd = -1;
+  }
   zl_sr_close(sr);
   if (fd == -1)
     return NULL;
@@ -38,10 +45,12 @@ open_export(const struct zl_export_info *info)
   if (!e || fstat(fd, &st) == -1) {
     free(e);
     close(fd);
+    zl_cbt_writer_close(cbt);
     zl_error(errno ? errno : ENOMEM, "export %s: %s", info->name, strerror(errno));
     return NULL;
   }
   e->fd = fd;
+  e->cbt = cbt;
   e->readonly = info->readonly;
   e->blockdev = S_ISBLK(st.st_mode);
   e->size = st.st_size;
@@ -62,6 +71,8 @@ open_export(const struct zl_export_info *info)
 static void
 free_export(struct nbd_export *e)
 {
+  zl_cbt_sync(e->cbt);
+  zl_cbt_writer_close(e->cbt);
   close(e->fd);
   free(e->name);
   free(e->sr_type);

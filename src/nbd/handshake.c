@@ -12,6 +12,8 @@
 
 #define CTX_BASE_ALLOCATION    "base:allocation"
 #define CTX_ID_BASE_ALLOCATION 1
+#define CTX_DIRTY_PREFIX       "qemu:dirty-bitmap:"
+#define CTX_ID_DIRTY           2
 
 static int
 reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data, uint32_t len)
@@ -134,15 +136,23 @@ opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
       r = send_info_string(c, opt, NBD_INFO_DESCRIPTION, d);
     }
   }
+  /* contexts chosen for another export do not carry over */
+  bool same = *meta_export && strcmp(*meta_export, name) == 0;
+  if (r == 0 && opt == NBD_OPT_GO && same && c->meta_dirty && !c->dirty.bits &&
+      nbd_bitmap_load(e, c->dirty_from, &c->dirty) == -1) {
+    r = reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s%s: %s", CTX_DIRTY_PREFIX,
+                    c->dirty_from, zl_error_msg());
+    nbd_export_put(e);
+    return r == -1 ? -1 : 0;
+  }
   if (r == 0)
     r = reply(c, opt, NBD_REP_ACK, NULL, 0);
   if (r == -1 || opt == NBD_OPT_INFO) {
     nbd_export_put(e);
     return r;
   }
-  /* contexts chosen for another export do not carry over */
-  if (*meta_export && strcmp(*meta_export, name) != 0)
-    c->meta_base_allocation = 0;
+  if (!same)
+    c->meta_base_allocation = c->meta_dirty = 0;
   c->exp = e;
   return 1;
 }
@@ -167,42 +177,85 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
   name[namelen] = '\0';
   uint32_t nq = be32(p + 4 + namelen);
   const uint8_t *q = p + 8 + namelen, *end = p + len;
-  bool base = false;
+  bool base = false, all_dirty = false;
+  char *dirty = NULL; /* the bitmap asked for by name */
+  const size_t dpl = strlen(CTX_DIRTY_PREFIX);
 
   /* validate every query before answering anything */
   for (uint32_t i = 0; i < nq; i++) {
-    if (end - q < 4 || be32(q) > (uint32_t)(end - q - 4) || be32(q) > NBD_MAX_STRING)
+    if (end - q < 4 || be32(q) > (uint32_t)(end - q - 4) || be32(q) > NBD_MAX_STRING) {
+      free(dirty);
       return reply_error(c, opt, NBD_REP_ERR_INVALID, "query %u is malformed", i);
+    }
     uint32_t ql = be32(q);
     const char *s = (const char *)q + 4;
     if (ql == strlen(CTX_BASE_ALLOCATION) && memcmp(s, CTX_BASE_ALLOCATION, ql) == 0)
       base = true;
     else if (!set && ql == 5 && memcmp(s, "base:", 5) == 0)
       base = true; /* LIST wildcard */
+    else if (!set && ((ql == 5 && memcmp(s, "qemu:", 5) == 0) ||
+                      (ql == dpl && memcmp(s, CTX_DIRTY_PREFIX, dpl) == 0)))
+      all_dirty = true; /* LIST wildcards */
+    else if (ql > dpl && memcmp(s, CTX_DIRTY_PREFIX, dpl) == 0 && !dirty)
+      dirty = strndup(s + dpl, ql - dpl); /* one bitmap at a time */
     q += 4 + ql;
   }
-  if (q != end)
+  if (q != end) {
+    free(dirty);
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
+  }
   if (nq == 0 && !set)
-    base = true; /* LIST with no query lists everything */
+    base = all_dirty = true; /* LIST with no query lists everything */
 
   struct nbd_export *e = nbd_export_get(name);
-  if (!e)
+  if (!e) {
+    free(dirty);
     return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
+  }
+  /* the bitmaps this export has: one per CBT snapshot of its volume */
+  char **names = all_dirty || dirty ? nbd_bitmap_names(e) : NULL;
   nbd_export_put(e);
+  bool have = false;
+  for (char **n = names; dirty && n && *n; n++)
+    have |= strcmp(*n, dirty) == 0;
   if (set) {
     c->meta_base_allocation = base ? CTX_ID_BASE_ALLOCATION : 0;
+    c->meta_dirty = have ? CTX_ID_DIRTY : 0;
+    free(c->dirty_from);
+    c->dirty_from = have ? strdup(dirty) : NULL;
+    zl_cbt_map_free(&c->dirty);
     free(*meta_export);
     *meta_export = strdup(name);
   }
+  int r = 0;
   if (base) {
     uint8_t b[4 + sizeof CTX_BASE_ALLOCATION];
     put32(b, set ? CTX_ID_BASE_ALLOCATION : 0);
     memcpy(b + 4, CTX_BASE_ALLOCATION, sizeof CTX_BASE_ALLOCATION - 1);
-    if (reply(c, opt, NBD_REP_META_CONTEXT, b, (uint32_t)sizeof b - 1) == -1)
-      return -1;
+    r = reply(c, opt, NBD_REP_META_CONTEXT, b, (uint32_t)sizeof b - 1);
   }
-  return reply(c, opt, NBD_REP_ACK, NULL, 0);
+  for (char **n = names; r == 0 && n && *n; n++) {
+    if (!all_dirty && !(have && strcmp(*n, dirty) == 0))
+      continue;
+    size_t l = dpl + strlen(*n);
+    uint8_t *b = malloc(4 + l);
+    if (!b) {
+      r = -1;
+      break;
+    }
+    put32(b, set ? CTX_ID_DIRTY : 0);
+    memcpy(b + 4, CTX_DIRTY_PREFIX, dpl);
+    memcpy(b + 4 + dpl, *n, l - dpl);
+    r = reply(c, opt, NBD_REP_META_CONTEXT, b, (uint32_t)(4 + l));
+    free(b);
+    if (set)
+      break;
+  }
+  for (char **n = names; n && *n; n++)
+    free(*n);
+  free(names);
+  free(dirty);
+  return r == -1 ? -1 : reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
 static int
@@ -322,7 +375,7 @@ nbd_handshake(struct nbd_conn *c)
           r = nbd_stream_starttls(&c->st, c->creds);
           if (r == 0) { /* everything negotiated before is forgotten */
             c->structured = false;
-            c->meta_base_allocation = 0;
+            c->meta_base_allocation = c->meta_dirty = 0;
           } else {
             zl_info("%s", zl_error_msg());
           }

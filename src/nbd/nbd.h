@@ -20,6 +20,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "core/core.h"
 #include "nbd/protocol.h"
 
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
@@ -70,6 +71,7 @@ struct nbd_export {
   bool can_zero_range, can_punch; /* fallocate modes; learned as used */
   atomic_int refs;
   char *sr_type, *sr_key, *vol_key;
+  struct zl_cbt_writer *cbt; /* tracks writes (NULL: no tracking needed) */
 };
 /* Look an attached export up by name and take a reference; NULL (with an
  * error message) if no attached volume has that name. */
@@ -88,6 +90,9 @@ struct nbd_conn {
   bool structured;
   bool no_zeroes;
   uint32_t meta_base_allocation; /* context id, 0: not selected */
+  uint32_t meta_dirty;           /* qemu:dirty-bitmap:<dirty_from>, 0: not */
+  char *dirty_from;
+  struct zl_cbt_map dirty; /* loaded at GO */
   struct nbd_export *exp;
   const struct nbd_config *cfg;
 };
@@ -119,6 +124,12 @@ extern atomic_bool nbd_shutting_down;
 int nbd_serve(const struct nbd_config *cfg);
 /* errno -> NBD error */
 uint32_t nbd_errno(int e);
+
+/* bitmap.c: qemu:dirty-bitmap:<snapshot> */
+char **nbd_bitmap_names(const struct nbd_export *e); /* NULL-terminated */
+int nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_cbt_map *out);
+int nbd_bitmap_extents(const struct zl_cbt_map *m, uint64_t off, uint64_t len, bool one,
+                       uint32_t *pairs, int max);
 
 /* context.c: base:allocation */
 /* Fill up to max (length, flags) extent pairs for [off, off+len); returns

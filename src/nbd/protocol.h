@@ -102,8 +102,9 @@
 #define NBD_ESHUTDOWN 108
 
 /* base:allocation */
-#define NBD_STATE_HOLE 1u
-#define NBD_STATE_ZERO 2u
+#define NBD_STATE_HOLE  1u
+#define NBD_STATE_ZERO  2u
+#define NBD_STATE_DIRTY 1u /* qemu:dirty-bitmap: changed */
 
 /* our limits */
 #define NBD_MAX_STRING  4096        /* names, messages */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "nbd/nbd.h"
+#include "util/error.h"
 #include "util/log.h"
 
 #define RBUF_SIZE (4u << 20)
@@ -26,6 +27,7 @@
 #define ARENA_MAX   (2u << 20)
 #define MAX_EXTENTS 1024
 #define HDR         28
+#define MAX_STATUS  32 /* block status requests per round */
 
 struct req {
   uint16_t flags, type;
@@ -36,9 +38,9 @@ struct req {
   size_t data_off; /* into the arena, which may move while parsing */
   uint32_t error;
   int io, io_fua; /* indexes into the io batch, -1: none */
-  int nextents;
-  uint32_t *extents;
-  uint8_t hdr[40];
+  int nextents, ndirty;
+  uint32_t *extents, *dirty; /* base:allocation, qemu:dirty-bitmap */
+  uint8_t hdr[40], hdr2[24];
 };
 
 struct tx {
@@ -53,7 +55,7 @@ struct tx {
   struct req reqs[MAX_BATCH];
   struct io_req ios[2 * MAX_BATCH];
   struct iovec iov[4 * MAX_BATCH];
-  uint32_t extents[MAX_BATCH > 64 ? 64 : MAX_BATCH][2 * MAX_EXTENTS];
+  uint32_t extents[2 * MAX_STATUS][2 * MAX_EXTENTS]; /* two contexts each */
   uint8_t zeroes[65536];
 };
 
@@ -127,7 +129,7 @@ check(const struct nbd_conn *c, const struct req *r)
   case NBD_CMD_FLUSH:
     return r->off || r->len ? NBD_EINVAL : 0;
   case NBD_CMD_BLOCK_STATUS:
-    if (!c->meta_base_allocation)
+    if (!c->meta_base_allocation && !c->meta_dirty)
       return NBD_EINVAL;
     return past || r->len == 0 ? NBD_EINVAL : 0;
   default: /* READ, CACHE */
@@ -249,7 +251,7 @@ parse(struct tx *t, bool *disc)
       if (r->type == NBD_CMD_READ && r->len <= NBD_MAX_PAYLOAD && nb > 0 &&
           t->arena_used + r->len > ARENA_MAX)
         break; /* enough read data held for this round */
-      if (r->type == NBD_CMD_BLOCK_STATUS && nstatus == 64)
+      if (r->type == NBD_CMD_BLOCK_STATUS && nstatus == MAX_STATUS)
         break; /* extent buffers for this round are used up */
       nstatus += r->type == NBD_CMD_BLOCK_STATUS;
       t->rpos += HDR;
@@ -326,12 +328,19 @@ execute(struct tx *t, size_t nb)
       q->op = IO_FADVISE;
       break;
     case NBD_CMD_BLOCK_STATUS: {
-      r->extents = t->extents[bs++]; /* parse() keeps bs < 64 */
-      int n = nbd_extents(e, r->off, r->len, r->flags & NBD_CMD_FLAG_REQ_ONE, r->extents,
-                          MAX_EXTENTS);
-      if (n < 0)
-        r->error = nbd_errno(errno);
-      r->nextents = n;
+      bool one = r->flags & NBD_CMD_FLAG_REQ_ONE;
+      r->extents = t->extents[2 * bs]; /* parse() keeps bs < MAX_STATUS */
+      r->dirty = t->extents[2 * bs + 1];
+      bs++;
+      if (t->c->meta_base_allocation) {
+        int n = nbd_extents(e, r->off, r->len, one, r->extents, MAX_EXTENTS);
+        if (n < 0)
+          r->error = nbd_errno(errno);
+        r->nextents = n;
+      }
+      if (t->c->meta_dirty)
+        r->ndirty =
+            nbd_bitmap_extents(&t->c->dirty, r->off, r->len, one, r->dirty, MAX_EXTENTS);
       continue;
     }
     default:
@@ -346,7 +355,40 @@ execute(struct tx *t, size_t nb)
       r->io_fua = (int)ni++;
     }
   }
+  /* changes are tracked before the writes are issued and again after they
+   * completed (see core/cbt.c); bits are durable before a flush or FUA is
+   * acknowledged */
+  bool sync = false;
+  if (e->cbt) {
+    for (size_t i = 0; i < nb; i++) {
+      const struct req *r = &t->reqs[i];
+      if (r->io >= 0 && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
+                         r->type == NBD_CMD_WRITE_ZEROES))
+        zl_cbt_mark(e->cbt, r->off, r->len);
+    }
+  }
   nbd_io_run(t->io, t->ios, ni);
+  if (e->cbt) {
+    for (size_t i = 0; i < nb; i++) {
+      const struct req *r = &t->reqs[i];
+      if (r->io < 0)
+        continue;
+      if (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
+          r->type == NBD_CMD_WRITE_ZEROES) {
+        zl_cbt_mark(e->cbt, r->off, r->len);
+        sync |= (r->flags & NBD_CMD_FLAG_FUA) != 0;
+      }
+      sync |= r->type == NBD_CMD_FLUSH;
+    }
+    if (sync && zl_cbt_sync(e->cbt) == -1) {
+      zl_err("%s", zl_error_msg());
+      for (size_t i = 0; i < nb; i++) { /* not durable: not acknowledged */
+        struct req *r = &t->reqs[i];
+        if (r->io >= 0 && r->type != NBD_CMD_READ && r->type != NBD_CMD_CACHE)
+          r->error = NBD_EIO;
+      }
+    }
+  }
 
   for (size_t i = 0; i < nb; i++) {
     struct req *r = &t->reqs[i];
@@ -410,14 +452,31 @@ send_replies(struct tx *t, size_t nb)
       put16(h + 6, NBD_REPLY_TYPE_NONE);
       put32(h + 16, 0);
       t->iov[n++] = (struct iovec){h, 20};
-    } else { /* block status: one context */
-      put16(h + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
-      put32(h + 16, 4 + 8 * (uint32_t)r->nextents);
-      put32(h + 20, t->c->meta_base_allocation);
-      for (int k = 0; k < 2 * r->nextents; k++)
-        r->extents[k] = __builtin_bswap32(r->extents[k]);
-      t->iov[n++] = (struct iovec){h, 24};
-      t->iov[n++] = (struct iovec){r->extents, 8 * (size_t)r->nextents};
+    } else { /* block status: one chunk per context, the last one DONE */
+      bool both = t->c->meta_base_allocation && t->c->meta_dirty;
+      if (t->c->meta_base_allocation) {
+        put16(h + 4, both ? 0 : NBD_REPLY_FLAG_DONE);
+        put16(h + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
+        put32(h + 16, 4 + 8 * (uint32_t)r->nextents);
+        put32(h + 20, t->c->meta_base_allocation);
+        for (int k = 0; k < 2 * r->nextents; k++)
+          r->extents[k] = __builtin_bswap32(r->extents[k]);
+        t->iov[n++] = (struct iovec){h, 24};
+        t->iov[n++] = (struct iovec){r->extents, 8 * (size_t)r->nextents};
+      }
+      if (t->c->meta_dirty) {
+        uint8_t *h2 = both ? r->hdr2 : h;
+        put32(h2, NBD_STRUCTURED_MAGIC);
+        put16(h2 + 4, NBD_REPLY_FLAG_DONE);
+        put16(h2 + 6, NBD_REPLY_TYPE_BLOCK_STATUS);
+        put64(h2 + 8, r->cookie);
+        put32(h2 + 16, 4 + 8 * (uint32_t)r->ndirty);
+        put32(h2 + 20, t->c->meta_dirty);
+        for (int k = 0; k < 2 * r->ndirty; k++)
+          r->dirty[k] = __builtin_bswap32(r->dirty[k]);
+        t->iov[n++] = (struct iovec){h2, 24};
+        t->iov[n++] = (struct iovec){r->dirty, 8 * (size_t)r->ndirty};
+      }
     }
   }
   return n ? nbd_writev_full(&t->c->st, t->iov, n) : 0;

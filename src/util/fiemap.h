@@ -13,6 +13,7 @@
  * ones that differ in any way) count as different.  -1 with the error set
  * (ENOTSUP when the filesystem has no FIEMAP). */
 int zl_fiemap_diff(int a, int b, uint64_t size,
-                   int (*cb)(void *opaque, uint64_t offset, uint64_t length), void *opaque);
+                   int (*cb)(void *opaque, uint64_t offset, uint64_t length),
+                   void *opaque);
 
 #endif
