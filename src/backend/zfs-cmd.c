@@ -154,6 +154,26 @@ zcmd_snapshot(struct zargv *a, const struct zfs_caps *c, const char *snap,
   za_add(a, snap);
 }
 
+/* An incremental stream for changed block tracking: payloads as stored
+ * (-c, they are skipped anyway), whole large blocks (-L) and embedded
+ * blocks as such (-e), where this zfs has them. */
+void
+zcmd_send_incremental(struct zargv *a, const struct zfs_caps *c, const char *from,
+                      const char *to)
+{
+  za_init(a, "zfs");
+  za_add(a, "send");
+  if (c->send_c)
+    za_add(a, "-c");
+  if (c->send_L)
+    za_add(a, "-L");
+  if (c->send_e)
+    za_add(a, "-e");
+  za_add(a, "-i");
+  za_add(a, from);
+  za_add(a, to);
+}
+
 void
 zcmd_clone(struct zargv *a, const struct zfs_caps *c, const char *origin, const char *ds,
            const struct zprop *props, int nprops)

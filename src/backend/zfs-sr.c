@@ -627,7 +627,8 @@ static unsigned
 zfs_caps_bits(struct zl_sr *sr)
 {
   (void)sr;
-  return ZL_CAP_REFLINK | ZL_CAP_THICK | ZL_CAP_CLONES_PIN | ZL_CAP_SPARSE;
+  return ZL_CAP_REFLINK | ZL_CAP_THICK | ZL_CAP_CLONES_PIN | ZL_CAP_SPARSE |
+         ZL_CAP_CHANGES_ALWAYS;
 }
 
 static json_t *
@@ -720,6 +721,7 @@ const struct zl_backend zl_backend_zfs = {
     .config_help = zfs_config_help,
     .features = zfs_features,
     .caps = zfs_caps_bits,
+    .vol_changes = zfs_vol_changes,
     .sr_key_valid = zl_path_key_valid,
     .sr_prepare = zfs_sr_prepare,
     .sr_locate = zfs_sr_locate,

@@ -148,6 +148,8 @@ void zcmd_create_volume(struct zargv *a, const struct zfs_caps *c, enum zfs_layo
                         int copies, const struct zprop *props, int nprops);
 void zcmd_snapshot(struct zargv *a, const struct zfs_caps *c, const char *snap,
                    const struct zprop *props, int nprops);
+void zcmd_send_incremental(struct zargv *a, const struct zfs_caps *c, const char *from,
+                           const char *to);
 void zcmd_clone(struct zargv *a, const struct zfs_caps *c, const char *origin,
                 const char *ds, const struct zprop *props, int nprops);
 void zcmd_destroy(struct zargv *a, const struct zfs_caps *c, const char *name);
@@ -248,6 +250,8 @@ int zfs_vol_open(struct zl_sr *sr, const char *key, int flags);
 /* zfs-data.c: is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
 bool zfs_is_mounted(struct zl_sr *sr, const char *comp);
 int zfs_vol_dependents(struct zl_sr *sr, const char *key);
+int zfs_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+                    void *opaque);
 int zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value);
 /* Remove internal objects left in the SR (before the SR dataset goes). */
 int zfs_sr_clear_internal(struct zl_sr *sr);

@@ -704,7 +704,8 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
     r = 0;
     goto out;
   }
-  bool have_data = !zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm);
+  bool have_data = (!zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm)) ||
+                   !tracked(sr); /* such storage keeps what it needs */
   int got = -1;
   if (have_data && sr->be->vol_changes) {
     got = sr->be->vol_changes(sr, from, to, add_range, out);
