@@ -719,6 +719,7 @@ zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *va
 
 struct changes {
   struct zstream *parser;
+  bool empty; /* no stream byte came */
   zl_range_fn cb;
   void *opaque;
 };
@@ -727,6 +728,7 @@ static int
 stream_sink(void *opaque, const void *data, size_t len)
 {
   struct changes *ch = opaque;
+  ch->empty = false;
   return zstream_feed(ch->parser, data, len);
 }
 
@@ -741,6 +743,41 @@ stream_range(void *opaque, uint64_t offset, uint64_t length, bool freed)
   if (freed && length == UINT64_MAX && offset > 0)
     return 0;
   return ch->cb(ch->opaque, offset, length);
+}
+
+/* Run zfs send -i from to and report the data object's ranges. */
+static int
+send_changes(struct zfs_sr *z, uint64_t obj, const char *from, const char *to,
+             struct changes *ch)
+{
+  struct zl_exec_result res = {0};
+  struct zstream_info info;
+  struct zargv a;
+  int r = -1;
+
+  ch->empty = true;
+  if (!(ch->parser = zstream_new(obj, 0, stream_range, ch)))
+    return -1;
+  zcmd_send_incremental(&a, &z->caps, from, to);
+  int e = zl_exec_stream(a.v, NULL, stream_sink, ch, &res);
+  za_free(&a);
+  if (e == -1)
+    return -1;
+  if (res.sink_failed) {
+    zl_error_prefix("zfs send -i %s %s: ", from, to);
+  } else if (res.status != 0) {
+    zl_error(EIO, "zfs send -i %s %s: %s", from, to, zl_exec_reason(&res));
+  } else if (zstream_finish(ch->parser, &info) == -1) {
+    zl_error_prefix("zfs send -i %s %s: ", from, to);
+  } else if (info.fromguid == 0) {
+    zl_error(EIO, "zfs send -i %s %s: not an incremental stream", from, to);
+  } else {
+    zl_debug("changed blocks %s..%s: %llu records, %llu bytes of stream", from, to,
+             (unsigned long long)info.records, (unsigned long long)info.bytes);
+    r = 0;
+  }
+  zl_exec_result_free(&res);
+  return r;
 }
 
 /* The ZFS object holding the volume's data: 1 for a zvol; for the dataset
@@ -825,32 +862,17 @@ zfs_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn 
   }
 
   struct changes ch = {.cb = cb, .opaque = opaque};
-  struct zl_exec_result res = {0};
-  struct zstream_info info;
-  struct zargv a;
-  if (!(ch.parser = zstream_new(obj, 0, stream_range, &ch)))
-    goto out;
-  zcmd_send_incremental(&a, &z->caps, fname, tname);
-  if (zl_exec_stream(a.v, NULL, stream_sink, &ch, &res) == -1) {
-    za_free(&a);
-    goto out;
+  r = send_changes(z, obj, fname, tname, &ch);
+  if (r == -1 && ch.empty && tsnap) {
+    /* to may be the older of the two: the changes are the same set */
+    struct zl_error_saved saved;
+    zl_error_save(&saved);
+    zstream_free(ch.parser);
+    ch.parser = NULL;
+    r = send_changes(z, obj, tname, fname, &ch);
+    if (r == -1)
+      zl_error_restore(&saved);
   }
-  za_free(&a);
-  if (res.sink_failed) {
-    zl_error_prefix("zfs send -i %s %s: ", fname, tname);
-  } else if (res.status != 0) {
-    zl_error(EIO, "zfs send -i %s %s: %s", fname, tname, zl_exec_reason(&res));
-  } else if (zstream_finish(ch.parser, &info) == -1) {
-    zl_error_prefix("zfs send -i %s %s: ", fname, tname);
-  } else if (info.fromguid == 0) {
-    zl_error(EIO, "zfs send -i %s %s: not an incremental stream", fname, tname);
-  } else {
-    zl_debug("changed blocks %s..%s: %llu records, %llu bytes of stream", from, to,
-             (unsigned long long)info.records, (unsigned long long)info.bytes);
-    r = 0;
-  }
-  zl_exec_result_free(&res);
-out:
   zstream_free(ch.parser);
   if (tmp[0]) {
     struct zl_error_saved saved;
