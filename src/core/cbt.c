@@ -528,6 +528,15 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
     r = 0; /* already on: keep what was tracked */
     goto out;
   }
+  /* The volume's storage is made now if it was not yet (ZFS's dataset
+   * layout makes its file on first use): a snapshot that holds no file
+   * would make every later change look like a new, wholly changed object. */
+  if (!zl_meta_read_only(meta)) {
+    int fd = sr->be->vol_open(sr, key, O_RDWR);
+    if (fd == -1)
+      goto out;
+    close(fd);
+  }
   if (!zl_meta_read_only(meta) && tracked(sr)) {
     CLEANUP_CLOSE int dfd = cbt_dir(sr, true);
     if (dfd == -1 || cbt_write_new(dfd, key, key, "", info.virtual_size, 2, ACTIVE_SLOT,
