@@ -233,8 +233,11 @@ def main():
         for m in mounts:
             subprocess.run(["umount", m], check=False)
         subprocess.run(["rm", "-rf", work], check=False)
-        if a.pool:  # let zfs-fuse let go of the SR's mounts before the pool goes
-            subprocess.run(["zfs", "umount", "-a"], check=False, capture_output=True)
+        if a.pool:  # let zfs-fuse let go of our mounts before the pool goes
+            names = subprocess.run(["zfs", "list", "-H", "-o", "name", "-r", a.pool],
+                                   capture_output=True, text=True).stdout.split()
+            for n in reversed(names):
+                subprocess.run(["zfs", "umount", n], check=False, capture_output=True)
 
     print(f"\nbench/cbt: Volume.list_changed_blocks, 1 TiB thin volume, {NCHANGES} scattered "
           f"changed 64 KiB blocks, median of {a.samples} calls (a process each)")
