@@ -43,5 +43,8 @@ int file_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
 int file_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick);
 int file_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta);
 int file_vol_open(struct zl_sr *sr, const char *key, int flags);
+/* file-adopt.c */
+int file_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
+                   const json_t *meta, struct zl_vol_info *out);
 
 #endif
