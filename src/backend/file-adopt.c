@@ -61,8 +61,8 @@ file_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json
   bool ours = fstatat(sr->dirfd, img, &ist, AT_SYMLINK_NOFOLLOW) == 0 &&
               ist.st_dev == st.st_dev && ist.st_ino == st.st_ino;
   if (!ours && st.st_nlink != 1) {
-    zl_error(EINVAL, "%s has %lu names (hard links); adopt takes files with one",
-             source, (unsigned long)st.st_nlink);
+    zl_error(EINVAL, "%s has %lu names (hard links); adopt takes files with one", source,
+             (unsigned long)st.st_nlink);
     return -1;
   }
   if (!ours && linkat(AT_FDCWD, canon, sr->dirfd, img, 0) == -1) {

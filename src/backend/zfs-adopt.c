@@ -96,15 +96,16 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
   int n;
 
   if (strncmp(source, z->pool, pl) != 0 || source[pl] != '/' || strchr(source, '@')) {
-    zl_error(EINVAL, "'%s' is not a zvol or dataset of the SR's pool %s", source, z->pool);
+    zl_error(EINVAL, "'%s' is not a zvol or dataset of the SR's pool %s", source,
+             z->pool);
     return -1;
   }
   if (strncmp(source, z->dataset, strlen(z->dataset)) == 0) {
     zl_error(EINVAL, "%s is inside the SR already", source);
     return -1;
   }
-  if (zget(&z->caps, false, "type,volsize,mounted,mountpoint," ZFS_SR_PROP, targets, &objs,
-           "look at the source") == -1)
+  if (zget(&z->caps, false, "type,volsize,mounted,mountpoint," ZFS_SR_PROP, targets,
+           &objs, "look at the source") == -1)
     return -1;
   json_t *o = json_object_get(objs, source);
   const char *type = zfs_obj_value(o, "type");
@@ -136,11 +137,13 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
     const char *vs = zfs_obj_value(o, "volsize");
     size = vs ? strtoll(vs, NULL, 10) : 0;
   } else {
-    const char *mounted = zfs_obj_value(o, "mounted"), *mp = zfs_obj_value(o, "mountpoint");
+    const char *mounted = zfs_obj_value(o, "mounted"),
+               *mp = zfs_obj_value(o, "mountpoint");
     char path[PATH_MAX];
     struct stat st;
     if (!mounted || strcmp(mounted, "yes") != 0 || !mp || mp[0] != '/') {
-      zl_error(EINVAL, "%s is not mounted: mount it so that its " ZFS_DISK " can be checked",
+      zl_error(EINVAL,
+               "%s is not mounted: mount it so that its " ZFS_DISK " can be checked",
                source);
       return -1;
     }
@@ -174,6 +177,13 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
   }
   snprintf(target, sizeof target, "%s/%s", z->dataset, key);
   struct zargv a;
+  if (!zvol) { /* volumes are mounted on first use (zfs-fuse renames no mounted one) */
+    zcmd_mount(&a, &z->caps, source, false);
+    int urc = zrun(&a, "unmount it", NULL);
+    za_free(&a);
+    if (urc == -1)
+      return -1;
+  }
   zcmd_rename(&a, &z->caps, source, target);
   int rc = zrun(&a, "move it into the SR", NULL);
   za_free(&a);

@@ -40,8 +40,8 @@ cli_vol_adopt(int argc, char **argv)
     return cli_fail();
   }
   if (cli_json) {
-    json_t *j = json_pack("{s:s, s:s, s:I}", "key", v.key, "name", v.name,
-                          "virtual_size", (json_int_t)v.virtual_size);
+    json_t *j = json_pack("{s:s, s:s, s:I}", "key", v.key, "name", v.name, "virtual_size",
+                          (json_int_t)v.virtual_size);
     r = cli_print_json(j);
   } else {
     printf("%s\n", v.key);
@@ -62,7 +62,8 @@ cli_vol_xen_disk(int argc, char **argv)
   argc = cli_common_opts(argc, argv, &type);
   ro = cli_flag(&argc, argv, "--readonly");
   if (cli_take(&argc, argv, "--driver", &driver) == -1 ||
-      cli_take(&argc, argv, "--vdev", &vdev) == -1 || cli_no_more_options(argc, argv) == -1)
+      cli_take(&argc, argv, "--vdev", &vdev) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 2)
     return cli_usage(XEN_USAGE, "vol xen-disk needs SR and KEY");
@@ -107,7 +108,8 @@ cli_vol_takeover(int argc, char **argv)
   int dropped = 0;
 
   argc = cli_common_opts(argc, argv, &type);
-  if (cli_take(&argc, argv, "--node", &node) == -1 || cli_no_more_options(argc, argv) == -1)
+  if (cli_take(&argc, argv, "--node", &node) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 2)
     return cli_usage(TAKEOVER_USAGE, "vol takeover needs SR and KEY");
@@ -120,7 +122,8 @@ cli_vol_takeover(int argc, char **argv)
   zl_sr_close(sr);
   if (r == -1)
     return cli_fail();
-  fprintf(stderr, "zfs-live: volume %s is open exclusively on %s (%d other open%s dropped)\n",
+  fprintf(stderr,
+          "zfs-live: volume %s is open exclusively on %s (%d other open%s dropped)\n",
           argv[1], node, dropped, dropped == 1 ? "" : "s");
   return 0;
 }

@@ -45,7 +45,8 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
     return -1;
   }
   zl_error_clear();
-  meta = zl_meta_new(key, uuid, name, description, false, false, ZL_PROV_THIN, NULL, NULL);
+  meta =
+      zl_meta_new(key, uuid, name, description, false, false, ZL_PROV_THIN, NULL, NULL);
   if (!meta || sr->be->vol_adopt(sr, key, source, meta, &info) == -1) {
     if (!meta)
       zl_error(ENOMEM, "out of memory");

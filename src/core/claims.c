@@ -76,8 +76,8 @@ apply(json_t *meta, void *arg)
       c->dropped++;
       continue;
     }
-    bool other_excl = strcmp(json_string_value(mode) ? json_string_value(mode) : "",
-                             "shared") != 0;
+    bool other_excl =
+        strcmp(json_string_value(mode) ? json_string_value(mode) : "", "shared") != 0;
     if (c->exclusive || other_excl) {
       zl_error_kind(ZL_ERR_BUSY, EBUSY,
                     "volume %s is open %s on node %s; close it there first (or, if %s "

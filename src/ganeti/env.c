@@ -46,7 +46,8 @@ static const struct param {
      "ZFS SR made on first use: zvol (OpenZFS) or dataset; default zvol where possible"},
     {"VOLBLOCKSIZE", P_ZFS, NULL, NULL,
      "ZFS SR made on first use: block size of its volumes (e.g. 16K)"},
-    {"COMPRESSION", P_ZFS, NULL, "compression", "ZFS: compression of the volume (lz4, ...)"},
+    {"COMPRESSION", P_ZFS, NULL, "compression",
+     "ZFS: compression of the volume (lz4, ...)"},
     {"COPIES", P_ZFS, (const char *const[]){"1", "2", "3", NULL}, "copies",
      "ZFS: copies of each block, 1 to 3"},
     {"SYNC", P_ZFS, (const char *const[]){"standard", "always", "disabled", NULL}, "sync",
@@ -255,13 +256,16 @@ gnt_parse(enum gnt_action action, char *const *envp, struct gnt_req *r)
     return -1;
   }
   if (!r->dir && !r->pool) {
-    zl_error(EINVAL, "neither EXTP_DIR nor EXTP_POOL is set: give the disk dir=<directory> "
-                     "(file SR) or pool=<pool>[/<dataset>] (ZFS SR)");
+    zl_error(EINVAL,
+             "neither EXTP_DIR nor EXTP_POOL is set: give the disk dir=<directory> "
+             "(file SR) or pool=<pool>[/<dataset>] (ZFS SR)");
     return -1;
   }
   if (r->dir && (r->layout || r->volblocksize || r->ntune)) {
     zl_error(EINVAL, "EXTP_%s applies to ZFS SRs (EXTP_POOL), not to EXTP_DIR",
-             r->layout ? "LAYOUT" : r->volblocksize ? "VOLBLOCKSIZE" : "<ZFS tunable>");
+             r->layout         ? "LAYOUT"
+             : r->volblocksize ? "VOLBLOCKSIZE"
+                               : "<ZFS tunable>");
     return -1;
   }
   if (r->dir && r->dir[0] != '/') {

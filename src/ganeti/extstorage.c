@@ -146,8 +146,8 @@ make_sr(const struct gnt_req *r, const char *canon)
   const char *can = json_string_value(
       json_object_get(json_object_get(last, "extra_info"), "can_create"));
   if (!can || strcmp(can, "true") != 0) {
-    const char *why = json_string_value(
-        json_object_get(json_object_get(last, "extra_info"), "reason"));
+    const char *why =
+        json_string_value(json_object_get(json_object_get(last, "extra_info"), "reason"));
     zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s, and none can be made there: %s",
                   canon, why ? why : "unknown reason");
     return NULL;
@@ -187,7 +187,7 @@ do_create(const struct gnt_req *r)
       .name = r->cname ? r->cname : r->vol_name,
       .description = "",
       .size = r->size,
-      .provisioning = !r->provisioning                  ? ZL_PROV_DEFAULT
+      .provisioning = !r->provisioning                   ? ZL_PROV_DEFAULT
                       : strcmp(r->provisioning, "thick") ? ZL_PROV_THIN
                                                          : ZL_PROV_THICK,
   };
@@ -275,8 +275,9 @@ do_remove(const struct gnt_req *r)
     return 0;
   }
   if (c == 1)
-    zl_error_kind(ZL_ERR_BUSY, EBUSY, "volume %s is open on node %s: close it there first",
-                  r->vol_name, other);
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "volume %s is open on node %s: close it there first", r->vol_name,
+                  other);
   int rc = c == 0 && zl_vol_blockdev_release(sr, r->vol_name) == 0 &&
                    zl_vol_destroy(sr, r->vol_name) == 0
                ? 0
@@ -398,7 +399,8 @@ do_verify(const struct gnt_req *r)
   const char *can = json_string_value(json_object_get(extra, "can_create"));
   const char *why = json_string_value(json_object_get(extra, "reason"));
   if (!can || strcmp(can, "true") != 0) {
-    zl_error(EINVAL, "no SR in %s and none can be made there: %s", canon, why ? why : "?");
+    zl_error(EINVAL, "no SR in %s and none can be made there: %s", canon,
+             why ? why : "?");
     return -1;
   }
   fprintf(stderr, "zfs-live verify: parameters valid; no SR in %s yet (%s)\n", canon,
@@ -407,9 +409,9 @@ do_verify(const struct gnt_req *r)
 }
 
 static int (*const handlers[GNT_NACTIONS])(const struct gnt_req *) = {
-    [GNT_CREATE] = do_create,     [GNT_ATTACH] = do_attach, [GNT_DETACH] = do_detach,
-    [GNT_REMOVE] = do_remove,     [GNT_GROW] = do_grow,     [GNT_SETINFO] = do_setinfo,
-    [GNT_VERIFY] = do_verify,     [GNT_SNAPSHOT] = do_snapshot, [GNT_OPEN] = do_open,
+    [GNT_CREATE] = do_create, [GNT_ATTACH] = do_attach,     [GNT_DETACH] = do_detach,
+    [GNT_REMOVE] = do_remove, [GNT_GROW] = do_grow,         [GNT_SETINFO] = do_setinfo,
+    [GNT_VERIFY] = do_verify, [GNT_SNAPSHOT] = do_snapshot, [GNT_OPEN] = do_open,
     [GNT_CLOSE] = do_close,
 };
 

@@ -86,8 +86,8 @@ int gnt_close(int argc, char **argv);
  * (block device), "file" (Ganeti's loop driver), "tap" (blktap: tap:aio:),
  * "tap2" (blktap2: tap2:tapdisk:aio:).  0, or -1 on an unknown driver or a
  * bad vdev. */
-int gnt_xen_disk_spec(const char *driver, const char *path, const char *vdev, bool readonly,
-                      char *out, size_t len);
+int gnt_xen_disk_spec(const char *driver, const char *path, const char *vdev,
+                      bool readonly, char *out, size_t len);
 /* Does driver want a block device (phy) rather than a file? */
 bool gnt_xen_driver_is_phy(const char *driver);
 

@@ -12,12 +12,29 @@
 #include "util/paths.h"
 
 static const char *const forbidden[] = {
-    "/boot",           "/dev",           "/etc",           "/home",
-    "/proc",           "/root",          "/sys",           "/bin",
-    "/lib",            "/lib32",         "/lib64",         "/sbin",
-    "/usr/bin",        "/usr/lib",       "/usr/lib32",     "/usr/lib64",
-    "/usr/sbin",       "/usr/local/bin", "/usr/local/lib", "/usr/local/lib32",
-    "/usr/local/lib64", "/usr/local/sbin", NULL,
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/proc",
+    "/root",
+    "/sys",
+    "/bin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/sbin",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/usr/local/lib32",
+    "/usr/local/lib64",
+    "/usr/local/sbin",
+    NULL,
 };
 
 bool
