@@ -24,10 +24,16 @@ static void
 test_parse_create(void **state)
 {
   (void)state;
-  const char *env[] = {"VOL_NAME=" VOL, "VOL_SIZE=10240", "EXTP_POOL=tank/ganeti",
-                 "EXTP_PROVIDER=zfs-live", "EXTP_ACCESS=kernelspace",
-                 "EXTP_COMPRESSION=zstd", "EXTP_COPIES=2", "VOL_UUID=x", "PATH=/bin",
-                 NULL};
+  const char *env[] = {"VOL_NAME=" VOL,
+                       "VOL_SIZE=10240",
+                       "EXTP_POOL=tank/ganeti",
+                       "EXTP_PROVIDER=zfs-live",
+                       "EXTP_ACCESS=kernelspace",
+                       "EXTP_COMPRESSION=zstd",
+                       "EXTP_COPIES=2",
+                       "VOL_UUID=x",
+                       "PATH=/bin",
+                       NULL};
   struct gnt_req r;
 
   assert_int_equal(gnt_parse(GNT_CREATE, (char *const *)env, &r), 0);
@@ -51,30 +57,40 @@ test_parse_errors(void **state)
     const char *words;
   } bad[] = {
       {GNT_ATTACH, {"EXTP_DIR=/srv/g", NULL}, "VOL_NAME is not set"},
-      {GNT_CREATE, {"VOL_NAME=a", "VOL_SIZE=1e3", "EXTP_DIR=/srv/g", NULL}, "not a number"},
+      {GNT_CREATE,
+       {"VOL_NAME=a", "VOL_SIZE=1e3", "EXTP_DIR=/srv/g", NULL},
+       "not a number"},
       {GNT_CREATE, {"VOL_NAME=a", "VOL_SIZE=-1", "EXTP_DIR=/srv/g", NULL}, "negative"},
       {GNT_CREATE,
        {"VOL_NAME=a", "VOL_SIZE=99999999999999999999", "EXTP_DIR=/srv/g", NULL},
        "not a number"},
-      {GNT_CREATE, {"VOL_NAME=a", "VOL_SIZE=9007199254740991", "EXTP_DIR=/srv/g", NULL},
+      {GNT_CREATE,
+       {"VOL_NAME=a", "VOL_SIZE=9007199254740991", "EXTP_DIR=/srv/g", NULL},
        "too large"},
       {GNT_ATTACH, {"VOL_NAME=a/b", "EXTP_DIR=/srv/g", NULL}, "no '/'"},
       {GNT_ATTACH, {"VOL_NAME=.hidden", "EXTP_DIR=/srv/g", NULL}, "not a valid volume"},
-      {GNT_ATTACH, {"VOL_NAME=a", "EXTP_DIR=/srv/g", "EXTP_Dir=x", NULL},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_DIR=/srv/g", "EXTP_Dir=x", NULL},
        "unknown parameter EXTP_Dir"},
       {GNT_ATTACH, {"VOL_NAME=a", NULL}, "neither EXTP_DIR nor EXTP_POOL"},
       {GNT_ATTACH, {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_DIR=/x", NULL}, "both set"},
-      {GNT_ATTACH, {"VOL_NAME=a", "EXTP_DIR=/x", "EXTP_SYNC=always", NULL},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_DIR=/x", "EXTP_SYNC=always", NULL},
        "applies to ZFS"},
-      {GNT_ATTACH, {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_SYNC=sometimes", NULL},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_SYNC=sometimes", NULL},
        "not one of: standard, always, disabled"},
-      {GNT_ATTACH, {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_COMPRESSION=a;b", NULL},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_COMPRESSION=a;b", NULL},
        "not a ZFS property value"},
-      {GNT_OPEN, {"VOL_NAME=a", "EXTP_POOL=t", "VOL_OPEN_EXCLUSIVE=true", NULL},
+      {GNT_OPEN,
+       {"VOL_NAME=a", "EXTP_POOL=t", "VOL_OPEN_EXCLUSIVE=true", NULL},
        "True or False"},
-      {GNT_GROW, {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SIZE=10", "VOL_NEW_SIZE=9", NULL},
+      {GNT_GROW,
+       {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SIZE=10", "VOL_NEW_SIZE=9", NULL},
        "only grow"},
-      {GNT_SNAPSHOT, {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SNAPSHOT_NAME=a", NULL},
+      {GNT_SNAPSHOT,
+       {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SNAPSHOT_NAME=a", NULL},
        "own name"},
       {GNT_SETINFO, {"VOL_NAME=a", "EXTP_POOL=t", NULL}, "VOL_METADATA"},
   };
@@ -91,16 +107,18 @@ test_parse_actions(void **state)
 {
   (void)state;
   struct gnt_req r;
-  const char *open_env[] = {"VOL_NAME=a", "EXTP_DIR=/srv/g", "VOL_OPEN_EXCLUSIVE=False", NULL};
+  const char *open_env[] = {"VOL_NAME=a", "EXTP_DIR=/srv/g", "VOL_OPEN_EXCLUSIVE=False",
+                            NULL};
   const char *grow_env[] = {"VOL_NAME=a", "EXTP_DIR=/srv/g", "VOL_SIZE=10240",
-                      "VOL_NEW_SIZE=12288", NULL};
+                            "VOL_NEW_SIZE=12288", NULL};
   const char *verify_env[] = {"EXTP_DIR=/srv/g", NULL};
 
   assert_int_equal(gnt_parse(GNT_OPEN, (char *const *)open_env, &r), 0);
   assert_int_equal(r.exclusive, 0);
   assert_int_equal(gnt_parse(GNT_GROW, (char *const *)grow_env, &r), 0);
   assert_int_equal(r.new_size, 12288LL << 20);
-  assert_int_equal(gnt_parse(GNT_VERIFY, (char *const *)verify_env, &r), 0); /* no volume needed */
+  assert_int_equal(gnt_parse(GNT_VERIFY, (char *const *)verify_env, &r),
+                   0); /* no volume needed */
   assert_int_equal(gnt_action_of("snapshot"), GNT_SNAPSHOT);
   assert_int_equal(gnt_action_of("Snapshot"), -1);
 }
@@ -111,15 +129,14 @@ test_xen_specs(void **state)
   (void)state;
   char out[256];
   /* the strings of Ganeti's hv_xen unit tests */
-  assert_int_equal(gnt_xen_disk_spec("file", "/tmp/diskFirst", "sda", false, out,
-                                     sizeof out),
-                   0);
+  assert_int_equal(
+      gnt_xen_disk_spec("file", "/tmp/diskFirst", "sda", false, out, sizeof out), 0);
   assert_string_equal(out, "file:/tmp/diskFirst,sda,w");
-  assert_int_equal(gnt_xen_disk_spec("blktap", "/tmp/diskTwo", "sdb", true, out, sizeof out),
-                   0);
+  assert_int_equal(
+      gnt_xen_disk_spec("blktap", "/tmp/diskTwo", "sdb", true, out, sizeof out), 0);
   assert_string_equal(out, "tap:aio:/tmp/diskTwo,sdb,r");
-  assert_int_equal(gnt_xen_disk_spec("tap2", "/tmp/diskFour", "sdd", true, out, sizeof out),
-                   0);
+  assert_int_equal(
+      gnt_xen_disk_spec("tap2", "/tmp/diskFour", "sdd", true, out, sizeof out), 0);
   assert_string_equal(out, "tap2:tapdisk:aio:/tmp/diskFour,sdd,r");
   assert_int_equal(gnt_xen_disk_spec("phy", "/dev/loop3", "xvda", false, out, sizeof out),
                    0);
@@ -199,9 +216,9 @@ int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_create),   cmocka_unit_test(test_parse_errors),
-      cmocka_unit_test(test_parse_actions),  cmocka_unit_test(test_xen_specs),
-      cmocka_unit_test(test_zvol_paths),     cmocka_unit_test(test_allowed_paths),
+      cmocka_unit_test(test_parse_create),    cmocka_unit_test(test_parse_errors),
+      cmocka_unit_test(test_parse_actions),   cmocka_unit_test(test_xen_specs),
+      cmocka_unit_test(test_zvol_paths),      cmocka_unit_test(test_allowed_paths),
       cmocka_unit_test(test_parameters_list),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
