@@ -33,6 +33,25 @@ printf '%s\n' "$layout" | while read -r entry; do
   ln -sfn ../../../zfs-live/zfs-live "$root/$entry"
 done
 
+# The Ganeti ExtStorage provider: a directory of links to the one binary,
+# one per script (`zfs-live install-layout --ganeti`, from the dispatch
+# table), and parameters.list.  Ganeti does not create its extstorage log
+# directory itself: without it every non-attach action fails.
+ganeti="$destdir/srv/ganeti/extstorage/zfs-live"
+install -d "$ganeti" "$destdir/var/log/ganeti/extstorage"
+glayout=$("$libexec/zfs-live/zfs-live" install-layout --ganeti)
+for link in "$ganeti"/*; do
+  [ -L "$link" ] || continue
+  printf '%s\n' "$glayout" | grep -qx "$(basename "$link")" || rm -f "$link"
+done
+for action in $glayout; do
+  # relative, so that the link works under DESTDIR too
+  ln -sfn "../../../..$prefix/libexec/zfs-live/zfs-live" "$ganeti/$action"
+done
+"$libexec/zfs-live/zfs-live" install-layout --ganeti-parameters >"$ganeti/parameters.list.new"
+chmod 0644 "$ganeti/parameters.list.new"
+mv -f "$ganeti/parameters.list.new" "$ganeti/parameters.list"
+
 # systemd units; /usr/lib/systemd/system is where Debian's packages put them
 unitdir="$destdir$prefix/lib/systemd/system"
 install -d "$unitdir"

@@ -4,11 +4,13 @@
 
 #include "cli/cli.h"
 #include "commands.h"
+#include "ganeti/ganeti.h"
 #include "smapi/smapi.h"
 
 #define V IN_VOLUME
 #define D IN_DATAPATH
 #define C IN_CLI
+#define G IN_GANETI
 
 /* clang-format off */
 const struct command commands[] = {
@@ -50,6 +52,18 @@ const struct command commands[] = {
   { "Datapath.detach", D, smapi_dp_detach, NULL, NULL, NULL },
   { "Datapath.close", D, smapi_dp_close, NULL, NULL, NULL },
 
+  /* Ganeti ExtStorage: the provider's scripts (ganeti/extstorage.c) */
+  { "create", G, NULL, gnt_create, NULL, NULL },
+  { "attach", G, NULL, gnt_attach, NULL, NULL },
+  { "detach", G, NULL, gnt_detach, NULL, NULL },
+  { "remove", G, NULL, gnt_remove, NULL, NULL },
+  { "grow", G, NULL, gnt_grow, NULL, NULL },
+  { "setinfo", G, NULL, gnt_setinfo, NULL, NULL },
+  { "verify", G, NULL, gnt_verify, NULL, NULL },
+  { "snapshot", G, NULL, gnt_snapshot, NULL, NULL },
+  { "open", G, NULL, gnt_open, NULL, NULL },
+  { "close", G, NULL, gnt_close, NULL, NULL },
+
   { "sr create", C, NULL, cli_sr_create, NULL, "create an SR (--type, --path)" },
   { "sr probe", C, NULL, cli_sr_probe, NULL, "look for SRs at a place (--type, --path)" },
   { "sr stat", C, NULL, cli_sr_stat, NULL, "show an SR" },
@@ -70,6 +84,12 @@ const struct command commands[] = {
     "set a volume's description" },
   { "vol set", C, NULL, cli_vol_set, NULL, "set a key (as XAPI's Volume.set)" },
   { "vol unset", C, NULL, cli_vol_unset, NULL, "remove a key" },
+  { "vol adopt", C, NULL, cli_vol_adopt, NULL,
+    "take an existing raw file, zvol or dataset into an SR (no copy)" },
+  { "vol xen-disk", C, NULL, cli_vol_xen_disk, NULL,
+    "print a volume's Xen disk spec (--driver phy|file|tap|tap2)" },
+  { "vol takeover", C, NULL, cli_vol_takeover, NULL,
+    "open a volume exclusively on this node, dropping other nodes' opens" },
   { "vol write", C, NULL, cli_vol_write, NULL, "write stdin into a volume (--offset)" },
   { "vol read", C, NULL, cli_vol_read, NULL, "read a volume to stdout" },
   { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)" },

@@ -2,9 +2,10 @@
  *
  * Every entry point of the binary is one row: SMAPIv3 methods (found by
  * argv[0] basename, case-insensitively, in a plugin directory) and CLI
- * commands (`zfs-live <name> ...`).  The install layout (the plugin
- * directories of symlinks) and Plugin.Query's feature list are generated
- * from the same rows, so a symlink exists only for an implemented method.
+ * commands (`zfs-live <name> ...`) and Ganeti ExtStorage scripts (found by
+ * argv[0] basename in an extstorage/<provider>/ directory).  The install layout (the
+ * plugin directories of symlinks) and Plugin.Query's feature list are generated from the
+ * same rows, so a symlink exists only for an implemented method.
  */
 #ifndef ZL_COMMANDS_H
 #define ZL_COMMANDS_H
@@ -31,6 +32,10 @@ typedef int (*cli_fn)(int argc, char **argv);
 #define IN_VOLUME   (1u << 0) /* a method of the volume plugin */
 #define IN_DATAPATH (1u << 1) /* a method of the datapath plugin */
 #define IN_CLI      (1u << 2) /* a CLI command */
+#define IN_GANETI                                                                        \
+  (1u << 3) /* a Ganeti ExtStorage script; its handler is in the                         \
+             * cli field (an exit status; the request is in                              \
+             * the environment) */
 
 struct command {
   const char *name;

@@ -4,16 +4,21 @@
  *       an SMAPIv3 volume-plugin call; the directory names the SR type
  *   <root>/datapath/<scheme>/<Method> --json
  *       an SMAPIv3 datapath-plugin call
+ *   <search path>/extstorage/<provider>/<action>
+ *       a Ganeti ExtStorage script (no arguments; the request is in the
+ *       environment); also any directory holding parameters.list
  *   zfs-live <command> [<subcommand>] ...
  *       the CLI
  * Dispatch is one lookup in commands[] (commands.c).
  */
 #include <errno.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "commands.h"
@@ -44,6 +49,25 @@ plugin_of(const char *argv0, char *type, size_t typelen)
     return PLUGIN_DATAPATH;
   }
   return PLUGIN_NONE;
+}
+
+/* Is argv[0] a script of a Ganeti ExtStorage provider directory: the
+ * directory's parent is "extstorage" (Ganeti's search path) or it holds
+ * parameters.list? */
+static bool
+ganeti_provider(const char *argv0)
+{
+  char path[PATH_MAX], parent[PATH_MAX];
+
+  if (!strchr(argv0, '/'))
+    return false;
+  snprintf(path, sizeof path, "%s", argv0);
+  char *dir = dirname(path);
+  snprintf(parent, sizeof parent, "%s", dir);
+  if (strcmp(basename(dirname(parent)), "extstorage") == 0)
+    return true;
+  strncat(dir, "/parameters.list", sizeof path - strlen(dir) - 1);
+  return access(dir, F_OK) == 0;
 }
 
 static int
@@ -91,6 +115,9 @@ main(int argc, char **argv)
 
   snprintf(self, sizeof self, "%s", argc > 0 ? argv[0] : "zfs-live");
   const char *base = basename(self);
+
+  if ((cmd = command_find(base, IN_GANETI)) && ganeti_provider(argv[0]))
+    return cmd->cli(argc, argv);
 
   /* Method names always contain a dot ("SR.create"); ours never does. */
   if (strchr(base, '.') && strcmp(base, "zfs-live") != 0)

@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct zl_sr;
@@ -126,6 +127,16 @@ struct zl_backend {
   /* What this host offers this backend (for `zfs-live doctor`): a JSON
    * object, arg naming a place to look (a pool); NULL: nothing to report. */
   json_t *(*host_report)(const char *arg);
+  /* The stable path of the block device that holds key's data when the
+   * storage is a device (a zvol: /dev/zvol/...), into out; -1 with errno
+   * ENOTSUP when its data is a file.  NULL: always files. */
+  int (*vol_device)(struct zl_sr *sr, const char *key, char *out, size_t len);
+  /* Take the existing object source (a raw file, a zvol or a dataset
+   * holding one) into the SR as key without copying its data, storing
+   * meta with it; re-running after a crash completes it.  NULL: the
+   * backend cannot adopt. */
+  int (*vol_adopt)(struct zl_sr *sr, const char *key, const char *source,
+                   const json_t *meta, struct zl_vol_info *out);
 };
 
 /* registry.c */

@@ -16,46 +16,16 @@
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/paths.h"
 
 #define SR_PATH_MAX 1024
 
-/* Never an SR in or below these (Ganeti's forbidden file-storage paths,
- * plus the root itself). */
-static const char *const forbidden[] = {
-    "/boot",
-    "/dev",
-    "/etc",
-    "/home",
-    "/proc",
-    "/root",
-    "/sys",
-    "/bin",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/sbin",
-    "/usr/bin",
-    "/usr/lib",
-    "/usr/lib32",
-    "/usr/lib64",
-    "/usr/sbin",
-    "/usr/local/bin",
-    "/usr/local/lib",
-    "/usr/local/lib32",
-    "/usr/local/lib64",
-    "/usr/local/sbin",
-    NULL,
-};
-
+/* Never an SR in or below a system directory (util/paths.c: Ganeti's
+ * forbidden file-storage paths), nor at the root itself. */
 static const char *
 forbidden_prefix(const char *path)
 {
-  for (const char *const *f = forbidden; *f; f++) {
-    size_t n = strlen(*f);
-    if (strncmp(path, *f, n) == 0 && (path[n] == '\0' || path[n] == '/'))
-      return *f;
-  }
-  return NULL;
+  return zl_forbidden_prefix(path);
 }
 
 static int
@@ -517,4 +487,5 @@ const struct zl_backend zl_backend_file = {
     .vol_changes = file_vol_changes,
     .vol_data_destroy = file_vol_data_destroy,
     .vol_dependents = NULL, /* copies and reflinks are independent files */
+    .vol_adopt = file_vol_adopt,
 };

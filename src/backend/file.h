@@ -46,5 +46,8 @@ int file_vol_open(struct zl_sr *sr, const char *key, int flags);
 int file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
                      void *opaque);
 int file_vol_data_destroy(struct zl_sr *sr, const char *key);
+/* file-adopt.c */
+int file_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
+                   const json_t *meta, struct zl_vol_info *out);
 
 #endif

@@ -744,4 +744,6 @@ const struct zl_backend zl_backend_zfs = {
     .vol_dependents = zfs_vol_dependents,
     .vol_tune = zfs_vol_tune,
     .host_report = zfs_host_report,
+    .vol_device = zfs_vol_device,
+    .vol_adopt = zfs_vol_adopt,
 };

@@ -38,6 +38,7 @@
 #define ZL_BACKEND_ZFS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/internal.h"
@@ -247,6 +248,14 @@ int zfs_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick);
 int zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick);
 int zfs_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta);
 int zfs_vol_open(struct zl_sr *sr, const char *key, int flags);
+/* zfs-adopt.c */
+/* /dev/zvol/<sr dataset>/<key>, or for a snapshot its read clone's device
+ * /dev/zvol/<sr dataset>/_zl-ro-<key> (pure: unit-tested). */
+void zfs_zvol_device(const char *sr_dataset, const char *key, bool snap, char *out,
+                     size_t len);
+int zfs_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len);
+int zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
+                  const json_t *meta, struct zl_vol_info *out);
 /* zfs-data.c: is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
 bool zfs_is_mounted(struct zl_sr *sr, const char *comp);
 int zfs_vol_dependents(struct zl_sr *sr, const char *key);

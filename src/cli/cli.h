@@ -57,6 +57,10 @@ int cli_vol_unset(int argc, char **argv);
 int cli_vol_write(int argc, char **argv);
 int cli_vol_read(int argc, char **argv);
 int cli_vol_export(int argc, char **argv);
+/* vol-ganeti.c: the file-storage workflows of Ganeti's design */
+int cli_vol_adopt(int argc, char **argv);
+int cli_vol_xen_disk(int argc, char **argv);
+int cli_vol_takeover(int argc, char **argv);
 int cli_vol_unexport(int argc, char **argv);
 int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);

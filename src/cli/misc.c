@@ -2,8 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "cli/cli.h"
 #include "commands.h"
+#include "ganeti/ganeti.h"
 
 int
 cli_version(int argc, char **argv)
@@ -41,12 +44,31 @@ cli_fault_points(int argc, char **argv)
 /* The plugin directories and their links, relative to the
  * xapi-storage-script root, generated from the dispatch table:
  * "volume/org.xen.xapi.storage.<type>/<Method>" and
- * "datapath/<scheme>/<Method>". */
+ * "datapath/<scheme>/<Method>".  With --ganeti: the scripts of the Ganeti
+ * provider directory; with --ganeti-parameters: its parameters.list. */
 int
 cli_install_layout(int argc, char **argv)
 {
   bool any_datapath = false;
-  (void)argc, (void)argv;
+
+  if (argc == 1 && strcmp(argv[0], "--ganeti") == 0) {
+    for (const struct command *c = commands; c->name; c++) {
+      if (c->where & IN_GANETI)
+        printf("%s\n", c->name);
+    }
+    return 0;
+  }
+  if (argc == 1 && strcmp(argv[0], "--ganeti-parameters") == 0) {
+    char *list = gnt_parameters_list();
+    if (!list)
+      return 1;
+    fputs(list, stdout);
+    free(list);
+    return 0;
+  }
+  if (argc != 0)
+    return cli_usage("zfs-live install-layout [--ganeti | --ganeti-parameters]",
+                     "unexpected argument '%s'", argv[0]);
 
   for (const char *const *t = zl_sr_types(); *t; t++) {
     for (const struct command *c = commands; c->name; c++) {

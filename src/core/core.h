@@ -231,6 +231,58 @@ struct zl_cbt_writer *zl_cbt_writer_open(struct zl_sr *sr, const char *key);
 void zl_cbt_writer_close(struct zl_cbt_writer *w);
 void zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length);
 int zl_cbt_sync(struct zl_cbt_writer *w);
+/* --- block devices without NBD (core/blockdev.c) ------------------------- */
+
+/* A volume as a block device on this host, for Ganeti's attach: the zvol
+ * device itself, or a loop device (direct I/O where the filesystem
+ * allows) over the volume's file, read-only for snapshots.  Loop devices
+ * made here are recorded in <run>/blockdev/ and reused while they serve
+ * the same file, so attach is idempotent and cheap. */
+struct zl_blockdev {
+  char path[256];
+  bool loop;      /* a loop device this host set up */
+  bool direct_io; /* loop: direct I/O on */
+  bool readonly;
+};
+int zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out);
+/* Release the loop device recorded for key on this host (it may be gone
+ * already, and so may the volume).  Idempotent. */
+int zl_vol_blockdev_release(struct zl_sr *sr, const char *key);
+/* After a resize: make this host's loop device for key take the new size
+ * (nothing to do for zvols or when none is set up). */
+int zl_vol_blockdev_refresh(struct zl_sr *sr, const char *key);
+/* The path of key's data on this host: its file (mounting a dataset if
+ * needed) or its device.  ENOTSUP when its data is neither. */
+int zl_vol_data_path(struct zl_sr *sr, const char *key, char *out, size_t len);
+
+/* --- per-node opens (core/claims.c) ---------------------------------------- */
+
+/* This node's name for opens: $ZFS_LIVE_NODE, else the host name. */
+const char *zl_node_name(void);
+/* Open key on node, exclusively or shared, recorded in the volume's
+ * metadata (so every node sharing the storage sees it).  Exclusive: no
+ * other node may hold it at all; shared: no other node may hold it
+ * exclusively.  Again from the same node: the mode changes.  ZL_ERR_BUSY
+ * (subject: the other node) on conflict. */
+int zl_vol_claim(struct zl_sr *sr, const char *key, const char *node, bool exclusive);
+/* Drop node's open; a missing volume or no open is fine. */
+int zl_vol_unclaim(struct zl_sr *sr, const char *key, const char *node);
+/* Make node the only, exclusive holder, dropping every other node's open
+ * (the operator, after the other node died).  *dropped: how many. */
+int zl_vol_takeover(struct zl_sr *sr, const char *key, const char *node, int *dropped);
+/* 1 and the first other node's name in other if a node other than node
+ * holds key open, 0 if none, -1 on error. */
+int zl_vol_claimed_elsewhere(struct zl_sr *sr, const char *key, const char *node,
+                             char *other, size_t len);
+
+/* --- adoption (core/adopt.c) ------------------------------------------------- */
+
+/* Take an existing raw file (file SR: on the SR's filesystem, moved in by
+ * a hard link and no copy) or a zvol/dataset (zfs SR: renamed into the SR)
+ * into the SR as a new volume key. */
+int zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *name,
+                 const char *description, struct zl_volume *out);
+
 /* --- validation (core/names.c) --------------------------------------------- */
 
 bool zl_key_valid(const char *key); /* no error set */

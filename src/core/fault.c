@@ -38,6 +38,8 @@ static const char *const points[] = {
   "revert:journaled",
   "revert:copied",         /* snapshot data copied beside the volume */
   "revert:swapped",        /* the copy replaced the volume */
+  "adopt:linked",          /* file SR: image linked in, no metadata yet */
+  "adopt:committed",       /* metadata stored, the source name not yet gone */
   NULL,
 };/* clang-format on */
 

@@ -47,20 +47,63 @@ zl_loop_find(int fd, char *dev, size_t devlen)
   return -1;
 }
 
+bool
+zl_loop_serves(const char *dev, dev_t file_dev, ino_t file_ino)
+{
+  struct loop_info64 info;
+
+  if (strncmp(dev, "/dev/loop", 9) != 0)
+    return false;
+  int lfd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (lfd == -1)
+    return false;
+  int r = ioctl(lfd, LOOP_GET_STATUS64, &info);
+  close(lfd);
+  return r == 0 && info.lo_device == file_dev && info.lo_inode == file_ino;
+}
+
+int
+zl_loop_refresh(const char *dev)
+{
+  int lfd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (lfd == -1 || ioctl(lfd, LOOP_SET_CAPACITY, 0) == -1) {
+    zl_error(errno, "%s: cannot update the size: %s", dev, strerror(errno));
+    if (lfd >= 0)
+      close(lfd);
+    return -1;
+  }
+  close(lfd);
+  return 0;
+}
+
+bool
+zl_loop_direct(const char *dev)
+{
+  char path[128];
+  FILE *f;
+  bool direct = false;
+
+  snprintf(path, sizeof path, "/sys/block/%s/loop/dio", dev + 5);
+  if ((f = fopen(path, "re"))) {
+    direct = fgetc(f) == '1';
+    fclose(f);
+  }
+  return direct;
+}
+
 int
 zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
 {
   if (zl_loop_find(fd, dev, devlen) == 0) {
-    *direct = false;
-    char path[128];
-    FILE *f;
-    snprintf(path, sizeof path, "/sys/block/%s/loop/dio", dev + 5);
-    if ((f = fopen(path, "re"))) {
-      *direct = fgetc(f) == '1';
-      fclose(f);
-    }
+    *direct = zl_loop_direct(dev);
     return 0;
   }
+  return zl_loop_setup(fd, readonly, dev, devlen, direct);
+}
+
+int
+zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
+{
   int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
   if (ctl == -1) {
     zl_error(errno, "loop devices are not available (/dev/loop-control: %s)",

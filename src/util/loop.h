@@ -5,12 +5,24 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* A loop device backed by the file open on fd: an existing one for the
  * same file if there is one (idempotent), else a new one.  Writes its path
  * into dev (at least 32 bytes).  readonly: LO_FLAGS_READ_ONLY.
  * *direct tells whether direct I/O is on.  Returns 0 or -1 (error set). */
 int zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct);
+
+/* A new loop device over the file open on fd, never one that exists
+ * already (callers that record their devices: Ganeti's attach). */
+int zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct);
+
+/* Is dev a loop device backed by the file (st_dev, st_ino)? */
+bool zl_loop_serves(const char *dev, dev_t file_dev, ino_t file_ino);
+/* Make dev take the new size of its file (after a resize). */
+int zl_loop_refresh(const char *dev);
+/* Is direct I/O on for loop device dev? */
+bool zl_loop_direct(const char *dev);
 
 /* The loop device backed by the file open on fd, if any (0 found, -1 with
  * errno ENOENT if none). */

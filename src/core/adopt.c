@@ -1,0 +1,61 @@
+/* adopt.c: take an existing raw image into an SR without copying it
+ * (Ganeti's file-storage design: reuse existing image files).  The backend
+ * does the moving (backend.h vol_adopt); the core validates, picks the
+ * identity and serialises with the SR's other changes. */
+#include <errno.h>
+#include <sys/file.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+int
+zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *name,
+             const char *description, struct zl_volume *out)
+{
+  char uuid[ZL_UUID_LEN + 1];
+  CLEANUP_JSON json_t *meta = NULL;
+  struct zl_vol_info info;
+
+  if (!source || !*source) {
+    zl_error(EINVAL, "adopt: no source given");
+    return -1;
+  }
+  if (zl_check_name(name, "volume name") == -1 ||
+      zl_check_description(description, "volume description") == -1 ||
+      zl_uuid_generate(uuid) == -1)
+    return -1;
+  if (!key)
+    key = uuid;
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (!sr->be->vol_adopt) {
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP, "%s SRs cannot adopt existing images",
+                  sr->be->sr_type);
+    return -1;
+  }
+  if (zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+    zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
+                  sr->key);
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  zl_error_clear();
+  meta =
+      zl_meta_new(key, uuid, name, description, false, false, ZL_PROV_THIN, NULL, NULL);
+  if (!meta || sr->be->vol_adopt(sr, key, source, meta, &info) == -1) {
+    if (!meta)
+      zl_error(ENOMEM, "out of memory");
+    zl_error_prefix("adopt %s: ", source);
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  zl_sr_unlock(sr);
+  zl_info("adopted %s as volume %s (%lld bytes) in SR %s", source, key,
+          (long long)info.virtual_size, sr->key);
+  return zl_meta_to_volume(key, meta, &info, out);
+}

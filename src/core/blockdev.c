@@ -1,0 +1,212 @@
+/* blockdev.c: a volume as a block device on this host, without NBD (see
+ * core.h): what Ganeti's attach prints and its detach releases.
+ *
+ *   zvol        the device itself, by its stable path (/dev/zvol/...);
+ *               nothing to set up or release
+ *   file        a loop device over the volume's file (the file SR's image,
+ *               the dataset layout's disk.img), direct I/O where the
+ *               filesystem allows, read-only for snapshots
+ *
+ * Loop devices made here are recorded in <run>/blockdev/<sr uuid>.<key> =
+ * {"dev", "st_dev", "st_ino"}: the file they serve.  Attach reuses the
+ * recorded device while it still serves that file; release frees the
+ * recorded device only if it still does.  Devices are never found by
+ * scanning: two nodes sharing one kernel (tests in network namespaces,
+ * each with its own run directory) then never take or free each other's
+ * device, and a host's own attachments stay its own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/loop.h"
+
+static void
+record_name(struct zl_sr *sr, const char *key, char *out, size_t len)
+{
+  const char *uuid = zl_meta_str(sr->info, "uuid");
+  snprintf(out, len, "%s.%s.json", uuid ? uuid : "sr", key);
+}
+
+/* The recorded loop device of key, if it still serves the file it was
+ * made for: 1 (dev filled), 0 none, -1 error. */
+static int
+recorded(struct zl_sr *sr, const char *key, int dfd, char *dev, size_t len,
+         struct stat *want)
+{
+  char file[NAME_MAX + 1];
+  CLEANUP_JSON json_t *rec = NULL;
+
+  record_name(sr, key, file, sizeof file);
+  if (!(rec = zl_json_load_at(dfd, file, 1 << 16))) {
+    zl_error_clear();
+    return 0;
+  }
+  const char *d = zl_meta_str(rec, "dev");
+  dev_t sd = (dev_t)json_integer_value(json_object_get(rec, "st_dev"));
+  ino_t si = (ino_t)json_integer_value(json_object_get(rec, "st_ino"));
+  if (!d || (want && (want->st_dev != sd || want->st_ino != si)) ||
+      !zl_loop_serves(d, sd, si))
+    return 0;
+  snprintf(dev, len, "%s", d);
+  return 1;
+}
+
+static int
+device_path(struct zl_sr *sr, const char *key, int fd, const struct stat *st, char *out,
+            size_t len)
+{
+  struct stat ds;
+
+  /* the stable name where the backend has one and it is this device */
+  if (sr->be->vol_device && sr->be->vol_device(sr, key, out, len) == 0 &&
+      stat(out, &ds) == 0 && S_ISBLK(ds.st_mode) && ds.st_rdev == st->st_rdev)
+    return 0;
+  zl_error_clear();
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, out, len - 1);
+  if (n <= 0) {
+    zl_error(errno, "volume %s: cannot name its device: %s", key, strerror(errno));
+    return -1;
+  }
+  out[n] = '\0';
+  return 0;
+}
+
+int
+zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_CLOSE int dfd = -1;
+  struct stat st;
+  char file[NAME_MAX + 1];
+
+  memset(out, 0, sizeof *out);
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  out->readonly = zl_meta_read_only(meta);
+  if ((fd = zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR)) == -1)
+    return -1;
+  if (fstat(fd, &st) == -1) {
+    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    return -1;
+  }
+  if (S_ISBLK(st.st_mode))
+    return device_path(sr, key, fd, &st, out->path, sizeof out->path);
+  if (!S_ISREG(st.st_mode) || st.st_nlink == 0) {
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
+                  "volume %s has no file to back a block device (a snapshot of a volume "
+                  "never written reads as zeros)",
+                  key);
+    return -1;
+  }
+  if ((dfd = zl_run_subdir("blockdev", true)) == -1)
+    return -1;
+  out->loop = true;
+  int r = recorded(sr, key, dfd, out->path, sizeof out->path, &st);
+  if (r == 1) {
+    out->direct_io = zl_loop_direct(out->path);
+    return 0;
+  }
+  if (zl_loop_setup(fd, out->readonly, out->path, sizeof out->path, &out->direct_io) ==
+      -1) {
+    zl_error_prefix("volume %s: ", key);
+    return -1;
+  }
+  CLEANUP_JSON json_t *rec =
+      json_pack("{s:s, s:s, s:s, s:I, s:I}", "dev", out->path, "sr", sr->key, "key", key,
+                "st_dev", (json_int_t)st.st_dev, "st_ino", (json_int_t)st.st_ino);
+  record_name(sr, key, file, sizeof file);
+  if (!rec || zl_json_save_at(dfd, file, rec, false) == -1) {
+    struct zl_error_saved s;
+    zl_error_save(&s);
+    zl_loop_detach(out->path);
+    zl_error_restore(&s);
+    return -1;
+  }
+  zl_info("volume %s: attached as %s%s%s", key, out->path,
+          out->direct_io ? " (direct I/O)" : "", out->readonly ? " (read-only)" : "");
+  return 0;
+}
+
+int
+zl_vol_blockdev_release(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  char dev[256], file[NAME_MAX + 1];
+
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (dfd == -1) {
+    if (errno != ENOENT)
+      return -1;
+    zl_error_clear();
+    return 0;
+  }
+  if (recorded(sr, key, dfd, dev, sizeof dev, NULL) == 1) {
+    if (zl_loop_detach(dev) == -1)
+      return -1;
+    zl_info("volume %s: released %s", key, dev);
+  }
+  record_name(sr, key, file, sizeof file);
+  if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
+    zl_error(errno, "%s: %s", file, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int
+zl_vol_blockdev_refresh(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  char dev[256];
+
+  if (dfd == -1) {
+    zl_error_clear();
+    return 0;
+  }
+  if (recorded(sr, key, dfd, dev, sizeof dev, NULL) != 1)
+    return 0;
+  return zl_loop_refresh(dev);
+}
+
+int
+zl_vol_data_path(struct zl_sr *sr, const char *key, char *out, size_t len)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_CLOSE int fd = -1;
+  struct stat st;
+
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  if ((fd = zl_vol_open(sr, key, zl_meta_read_only(meta) ? O_RDONLY : O_RDWR)) == -1 ||
+      fstat(fd, &st) == -1)
+    return -1;
+  if (S_ISBLK(st.st_mode))
+    return device_path(sr, key, fd, &st, out, len);
+  char link[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, out, len - 1);
+  if (!S_ISREG(st.st_mode) || st.st_nlink == 0 || n <= 0 || out[0] != '/') {
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
+                  "volume %s has no file on this host (a snapshot of a volume never "
+                  "written reads as zeros)",
+                  key);
+    return -1;
+  }
+  out[n] = '\0';
+  return 0;
+}

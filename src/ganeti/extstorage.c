@@ -1,0 +1,454 @@
+/* extstorage.c: the Ganeti ExtStorage provider: one function per script,
+ * each translating the request (env.c) into core calls, and the one place
+ * where errors become Ganeti's protocol (a line on stderr, exit status 1).
+ *
+ * Where a disk lives:
+ *   EXTP_DIR=<dir>    the file SR at <dir> (the canonical path).  <dir>
+ *                     must be allowed (gnt_allowed_paths_file()).
+ *   EXTP_POOL=<p>     the ZFS SR at or below the dataset <p>.
+ * The SR is made by the first create that finds none there (under a
+ * host-local lock); every other action requires it.  VOL_NAME is the
+ * volume key, so a disk made by Ganeti is an ordinary volume of its SR.
+ *
+ * Semantics (reference §1.5, §1.8):
+ *   attach   prints the block device (zvol, or a loop device reused while
+ *            it serves the file); a missing volume is an error, so Ganeti
+ *            treats it as gone
+ *   detach   closes (drops this node's open) and releases the loop device;
+ *            a missing volume or SR is fine
+ *   open     VOL_OPEN_EXCLUSIVE=True|False: a per-node open kept with the
+ *            volume (core/claims.c); close drops it
+ *   remove   succeeds for a volume that is gone, refuses one open on
+ *            another node, and fails (never "gone") when the SR cannot
+ *            be reached
+ *   grow     resizes, then makes this node's loop device take the size
+ *   setinfo  VOL_METADATA becomes the volume's description
+ *   snapshot VOL_SNAPSHOT_NAME, a read-only volume of its own
+ *   verify   checks the parameters and the place
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "ganeti/ganeti.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/paths.h"
+#include "util/uuid.h"
+
+extern char **environ;
+
+/* The one mapping of errors to Ganeti: a line on stderr, exit status 1. */
+static int
+fail(const struct gnt_req *r, enum gnt_action a)
+{
+  fprintf(stderr, "zfs-live %s%s%s: %s\n", gnt_action_names[a],
+          r && r->vol_name ? " " : "", r && r->vol_name ? r->vol_name : "",
+          zl_error_msg());
+  return 1;
+}
+
+static const char *
+sr_type(const struct gnt_req *r)
+{
+  return r->dir ? "file-live" : "zfs-live";
+}
+
+static json_t *
+sr_config(const struct gnt_req *r, const char *canon, bool for_create)
+{
+  json_t *c = json_pack("{s:s}", "path", r->dir ? canon : r->pool);
+
+  if (c && for_create && r->layout)
+    json_object_set_new(c, "layout", json_string(r->layout));
+  if (c && for_create && r->volblocksize)
+    json_object_set_new(c, "volblocksize", json_string(r->volblocksize));
+  return c;
+}
+
+/* The SR's place, checked: for a file SR the canonical, allowed path. */
+static int
+place(const struct gnt_req *r, char *canon, size_t len)
+{
+  if (!r->dir) {
+    snprintf(canon, len, "%s", r->pool);
+    return 0;
+  }
+  if (zl_path_canonical(r->dir, canon, len) == -1) {
+    zl_error_prefix("EXTP_DIR: ");
+    return -1;
+  }
+  if (zl_path_allowed(canon, gnt_allowed_paths_file()) == -1) {
+    zl_error_prefix("EXTP_DIR: ");
+    return -1;
+  }
+  return 0;
+}
+
+/* The key of the SR at the place, or NULL (kind NO_SR when there is none). */
+static char *
+find_sr(const struct gnt_req *r, const char *canon)
+{
+  if (r->dir) {
+    if (!zl_sr_key_type_is(canon, "file-live") || !zl_path_key_valid(canon)) {
+      zl_error_kind(ZL_ERR_INVALID, EINVAL, "%s is not a file SR", canon);
+      return NULL;
+    }
+    char info[PATH_MAX + 32];
+    snprintf(info, sizeof info, "%s/.zfs-live/sr.json", canon);
+    if (access(info, F_OK) == -1) {
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT,
+                    "there is no SR in %s (the first create of a disk makes one)", canon);
+      return NULL;
+    }
+    return strdup(canon);
+  }
+  CLEANUP_JSON json_t *cfg = sr_config(r, canon, false);
+  return cfg ? zl_sr_attach("zfs-live", cfg) : NULL;
+}
+
+/* Make the SR at the place (first use).  Serialised on this host by a
+ * lock in the runtime directory; a second node racing on a shared
+ * directory finds the SR made (sr_prepare refuses a second one). */
+static char *
+make_sr(const struct gnt_req *r, const char *canon)
+{
+  CLEANUP_CLOSE int run = zl_run_subdir("ganeti", true);
+  CLEANUP_CLOSE int lock = -1;
+  CLEANUP_JSON json_t *cfg = NULL;
+  CLEANUP_JSON json_t *out = NULL;
+  CLEANUP_JSON json_t *probe = NULL;
+  char uuid[ZL_UUID_LEN + 1];
+  char *key;
+
+  if (run == -1)
+    return NULL;
+  lock = openat(run, "first-use.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock == -1 || flock(lock, LOCK_EX) == -1) {
+    zl_error(errno, "first-use lock: %s", strerror(errno));
+    return NULL;
+  }
+  if ((key = find_sr(r, canon)) || zl_error_get_kind() != ZL_ERR_NO_SR)
+    return key;
+  /* what probe says about the place: refuse with its reason */
+  cfg = sr_config(r, canon, false);
+  if (!cfg || !(probe = zl_sr_probe(sr_type(r), cfg)))
+    return NULL;
+  json_t *last = json_array_get(probe, json_array_size(probe) - 1);
+  const char *can = json_string_value(
+      json_object_get(json_object_get(last, "extra_info"), "can_create"));
+  if (!can || strcmp(can, "true") != 0) {
+    const char *why =
+        json_string_value(json_object_get(json_object_get(last, "extra_info"), "reason"));
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s, and none can be made there: %s",
+                  canon, why ? why : "unknown reason");
+    return NULL;
+  }
+  json_decref(cfg);
+  cfg = sr_config(r, canon, true);
+  if (!cfg || zl_uuid_generate(uuid) == -1 ||
+      zl_sr_create(sr_type(r), uuid, cfg, "ganeti",
+                   "made by the Ganeti ExtStorage provider zfs-live at first use",
+                   &out) == -1)
+    return NULL;
+  zl_info("made %s SR %s in %s for Ganeti", sr_type(r), uuid, canon);
+  return r->dir ? strdup(canon) : zl_sr_attach("zfs-live", out);
+}
+
+static struct zl_sr *
+open_sr(const struct gnt_req *r, bool create)
+{
+  char canon[PATH_MAX];
+  CLEANUP_FREE char *key = NULL;
+
+  if (place(r, canon, sizeof canon) == -1)
+    return NULL;
+  key = find_sr(r, canon);
+  if (!key && create && zl_error_get_kind() == ZL_ERR_NO_SR)
+    key = make_sr(r, canon);
+  return key ? zl_sr_open(sr_type(r), key) : NULL;
+}
+
+static int
+do_create(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, true);
+  struct zl_volume v;
+  struct zl_create_args a = {
+      .key = r->vol_name,
+      .name = r->cname ? r->cname : r->vol_name,
+      .description = "",
+      .size = r->size,
+      .provisioning = !r->provisioning                   ? ZL_PROV_DEFAULT
+                      : strcmp(r->provisioning, "thick") ? ZL_PROV_THIN
+                                                         : ZL_PROV_THICK,
+  };
+
+  if (!sr)
+    return -1;
+  if (zl_vol_create(sr, &a, &v) == -1) {
+    zl_sr_close(sr);
+    return -1;
+  }
+  zl_volume_free(&v);
+  for (int i = 0; i < r->ntune; i++) {
+    char k[64];
+    snprintf(k, sizeof k, "_sm_config_%s", r->tune[i][0]);
+    if (zl_vol_set(sr, r->vol_name, k, r->tune[i][1]) == -1) {
+      /* nothing changed: the volume goes again */
+      struct zl_error_saved s;
+      zl_error_save(&s);
+      zl_vol_destroy(sr, r->vol_name);
+      zl_error_restore(&s);
+      zl_sr_close(sr);
+      return -1;
+    }
+  }
+  zl_sr_close(sr);
+  return 0;
+}
+
+static int
+do_attach(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  struct zl_blockdev b;
+
+  if (!sr)
+    return -1;
+  int rc = zl_vol_blockdev(sr, r->vol_name, &b);
+  zl_sr_close(sr);
+  if (rc == -1)
+    return -1;
+  /* line 1: the block device; no userspace URIs */
+  if (printf("%s\n", b.path) < 0 || fflush(stdout) != 0) {
+    zl_error(errno, "stdout: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+static int
+do_detach(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+
+  if (!sr) {
+    if (zl_error_get_kind() != ZL_ERR_NO_SR)
+      return -1;
+    zl_info("%s: nothing to detach (%s)", r->vol_name, zl_error_msg());
+    zl_error_clear();
+    return 0;
+  }
+  int rc = zl_vol_blockdev_release(sr, r->vol_name);
+  if (rc == 0)
+    rc = zl_vol_unclaim(sr, r->vol_name, zl_node_name());
+  zl_sr_close(sr);
+  return rc;
+}
+
+static int
+do_remove(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  char other[256];
+
+  if (!sr) {
+    zl_error_prefix("cannot tell whether %s exists, so it is not reported removed: ",
+                    r->vol_name);
+    return -1;
+  }
+  int c = zl_vol_claimed_elsewhere(sr, r->vol_name, zl_node_name(), other, sizeof other);
+  if (c == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME) {
+    zl_info("%s: already gone", r->vol_name);
+    zl_error_clear();
+    zl_vol_blockdev_release(sr, r->vol_name);
+    zl_sr_close(sr);
+    return 0;
+  }
+  if (c == 1)
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "volume %s is open on node %s: close it there first", r->vol_name,
+                  other);
+  int rc = c == 0 && zl_vol_blockdev_release(sr, r->vol_name) == 0 &&
+                   zl_vol_destroy(sr, r->vol_name) == 0
+               ? 0
+               : -1;
+  zl_sr_close(sr);
+  return rc;
+}
+
+static int
+do_grow(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  struct zl_volume v;
+
+  if (!sr)
+    return -1;
+  int rc = zl_vol_stat(sr, r->vol_name, &v);
+  if (rc == 0) {
+    if (v.virtual_size > r->new_size) {
+      zl_error_kind(ZL_ERR_SIZE, EINVAL,
+                    "volume %s is %lld MiB, more than VOL_NEW_SIZE: volumes only grow",
+                    r->vol_name, (long long)(v.virtual_size >> 20));
+      rc = -1;
+    }
+    zl_volume_free(&v);
+  }
+  if (rc == 0)
+    rc = zl_vol_resize(sr, r->vol_name, r->new_size);
+  if (rc == 0 && zl_vol_blockdev_refresh(sr, r->vol_name) == -1)
+    rc = -1;
+  zl_sr_close(sr);
+  return rc;
+}
+
+static int
+do_setinfo(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  if (!sr)
+    return -1;
+  int rc = zl_vol_set_description(sr, r->vol_name, r->metadata);
+  zl_sr_close(sr);
+  return rc;
+}
+
+static int
+do_snapshot(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  struct zl_volume v;
+
+  if (!sr)
+    return -1;
+  int rc = zl_vol_snapshot(sr, r->vol_name, r->snap_name, &v);
+  if (rc == 0)
+    zl_volume_free(&v);
+  zl_sr_close(sr);
+  return rc;
+}
+
+static int
+do_open(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  if (!sr)
+    return -1;
+  int rc = zl_vol_claim(sr, r->vol_name, zl_node_name(), r->exclusive == 1);
+  zl_sr_close(sr);
+  return rc;
+}
+
+static int
+do_close(const struct gnt_req *r)
+{
+  struct zl_sr *sr = open_sr(r, false);
+  if (!sr)
+    return -1;
+  int rc = zl_vol_unclaim(sr, r->vol_name, zl_node_name());
+  zl_sr_close(sr);
+  return rc;
+}
+
+/* The parameters (already parsed) and the place: the SR, or where the
+ * first create would make it. */
+static int
+do_verify(const struct gnt_req *r)
+{
+  char canon[PATH_MAX];
+  CLEANUP_JSON json_t *cfg = NULL;
+  CLEANUP_JSON json_t *probe = NULL;
+
+  if (place(r, canon, sizeof canon) == -1)
+    return -1;
+  CLEANUP_FREE char *key = find_sr(r, canon);
+  if (key) {
+    struct zl_sr *sr = zl_sr_open(sr_type(r), key);
+    if (!sr)
+      return -1;
+    if (r->vol_name) {
+      struct zl_volume v;
+      if (zl_vol_stat(sr, r->vol_name, &v) == 0)
+        zl_volume_free(&v);
+      else if (zl_error_get_kind() != ZL_ERR_NO_VOLUME) {
+        zl_sr_close(sr);
+        return -1;
+      }
+    }
+    fprintf(stderr, "zfs-live verify: parameters valid; SR %s\n", key);
+    zl_sr_close(sr);
+    return 0;
+  }
+  if (zl_error_get_kind() != ZL_ERR_NO_SR)
+    return -1;
+  cfg = sr_config(r, canon, false);
+  if (!cfg || !(probe = zl_sr_probe(sr_type(r), cfg)))
+    return -1;
+  json_t *last = json_array_get(probe, json_array_size(probe) - 1);
+  json_t *extra = json_object_get(last, "extra_info");
+  const char *can = json_string_value(json_object_get(extra, "can_create"));
+  const char *why = json_string_value(json_object_get(extra, "reason"));
+  if (!can || strcmp(can, "true") != 0) {
+    zl_error(EINVAL, "no SR in %s and none can be made there: %s", canon,
+             why ? why : "?");
+    return -1;
+  }
+  fprintf(stderr, "zfs-live verify: parameters valid; no SR in %s yet (%s)\n", canon,
+          why ? why : "the first create makes it");
+  return 0;
+}
+
+static int (*const handlers[GNT_NACTIONS])(const struct gnt_req *) = {
+    [GNT_CREATE] = do_create, [GNT_ATTACH] = do_attach,     [GNT_DETACH] = do_detach,
+    [GNT_REMOVE] = do_remove, [GNT_GROW] = do_grow,         [GNT_SETINFO] = do_setinfo,
+    [GNT_VERIFY] = do_verify, [GNT_SNAPSHOT] = do_snapshot, [GNT_OPEN] = do_open,
+    [GNT_CLOSE] = do_close,
+};
+
+int
+gnt_main(enum gnt_action action, int argc, char **argv)
+{
+  struct gnt_req r;
+  char self[PATH_MAX];
+
+  zl_log_init("zfs-live", LOG_INFO);
+  zl_log_set_tag(gnt_action_names[action]);
+  if (argc > 1)
+    zl_warn("ignoring %d unexpected argument%s (Ganeti passes none)", argc - 1,
+            argc > 2 ? "s" : "");
+  snprintf(self, sizeof self, "%s", argv[0]);
+  if (gnt_check_provider_dir(dirname(self)) == -1)
+    return fail(NULL, action);
+  if (gnt_parse(action, environ, &r) == -1)
+    return fail(NULL, action);
+  if (handlers[action](&r) == -1)
+    return fail(&r, action);
+  return 0;
+}
+
+/* The rows of commands.c (IN_GANETI): one per script. */
+#define SCRIPT(fn, a)                                                                    \
+  int fn(int argc, char **argv)                                                          \
+  {                                                                                      \
+    return gnt_main(a, argc, argv);                                                      \
+  }
+SCRIPT(gnt_create, GNT_CREATE)
+SCRIPT(gnt_attach, GNT_ATTACH)
+SCRIPT(gnt_detach, GNT_DETACH)
+SCRIPT(gnt_remove, GNT_REMOVE)
+SCRIPT(gnt_grow, GNT_GROW)
+SCRIPT(gnt_setinfo, GNT_SETINFO)
+SCRIPT(gnt_verify, GNT_VERIFY)
+SCRIPT(gnt_snapshot, GNT_SNAPSHOT)
+SCRIPT(gnt_open, GNT_OPEN)
+SCRIPT(gnt_close, GNT_CLOSE)

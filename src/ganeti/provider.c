@@ -1,0 +1,41 @@
+/* provider.c: the provider directory checked as Ganeti checks it on every
+ * action (reference §1.1), so that an incomplete installation is reported
+ * by the script that runs, not only by `gnt-storage diagnose`. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ganeti/ganeti.h"
+#include "util/error.h"
+
+int
+gnt_check_provider_dir(const char *dir)
+{
+  char missing[512] = "", path[4096];
+  struct stat st;
+
+  for (int i = 0; i < GNT_NACTIONS; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, gnt_action_names[i]);
+    /* snapshot, open and close are optional for Ganeti: checked when present */
+    bool optional = i == GNT_SNAPSHOT || i == GNT_OPEN || i == GNT_CLOSE;
+    bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXUSR);
+    if (!ok && (!optional || lstat(path, &st) == 0)) {
+      strncat(missing, " ", sizeof missing - strlen(missing) - 1);
+      strncat(missing, gnt_action_names[i], sizeof missing - strlen(missing) - 1);
+    }
+  }
+  snprintf(path, sizeof path, "%s/parameters.list", dir);
+  if (access(path, R_OK) == -1)
+    strncat(missing, " parameters.list", sizeof missing - strlen(missing) - 1);
+  if (missing[0]) {
+    zl_error(ENOENT,
+             "the provider directory %s is incomplete: missing or not executable:%s "
+             "(reinstall: make install)",
+             dir, missing);
+    return -1;
+  }
+  return 0;
+}

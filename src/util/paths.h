@@ -1,0 +1,31 @@
+/* paths.h: which directories may hold volumes, after Ganeti's
+ * file-storage design: never in or below a system directory (the
+ * forbidden prefixes), and, where an allowed-paths list is configured
+ * (Ganeti's file-storage-paths), only at or below one of its entries. */
+#ifndef ZL_PATHS_H
+#define ZL_PATHS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The forbidden prefix path is equal to or below, or NULL: /boot /dev
+ * /etc /home /proc /root /sys and {,/usr,/usr/local}/{bin,lib,lib32,lib64,
+ * sbin}.  path must be canonical (absolute, no "." or ".."). */
+const char *zl_forbidden_prefix(const char *path);
+
+/* Is path equal to or below dir (both canonical)? */
+bool zl_path_within(const char *path, const char *dir);
+
+/* Check canonical path against the allowed-paths file (one absolute
+ * directory per line; blank lines, '#' comments and relative entries are
+ * ignored, as Ganeti does).  0 if allowed; -1 with a clear error if the
+ * file is missing or names no valid directory (then nothing is allowed),
+ * if path is forbidden, or if it is outside every entry. */
+int zl_path_allowed(const char *path, const char *allowed_file);
+
+/* Canonical form of a path that may not exist yet: realpath() of its
+ * longest existing ancestor, then the remaining components (which must
+ * not be "." or "..").  -1 with an error when path is not absolute. */
+int zl_path_canonical(const char *path, char *out, size_t len);
+
+#endif

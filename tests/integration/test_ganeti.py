@@ -1,0 +1,796 @@
+"""The Ganeti ExtStorage provider, run exactly as Ganeti's noded runs it:
+the installed script path with no arguments, cwd = the provider directory,
+stdin a pipe closed at once, and nothing but the environment (VOL_*,
+EXTP_*, LC_ALL=C and PATH, plus the test's knobs: run directory, node name,
+allowed-paths file, sanitizer options).  The call orders replayed are those
+of reference/ganeti-extstorage.md §1.7, for a file directory and a ZFS pool
+(zfs-fuse: the dataset layout; the zvol layout runs where /dev/zfs exists).
+
+Two nodes sharing the storage are two network namespaces, each with its own
+node name (ZFS_LIVE_NODE: namespaces share the host name) and its own
+runtime directory (a real node has its own /run)."""
+import fcntl
+import json
+import mmap
+import os
+import shutil
+import stat
+import struct
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import CLI, ROOT, RUN_DIR, SANITIZER_DIR, cli, need, sanitizer_clean, \
+    zfs_cmd, zfs_pool
+
+MiB = 1 << 20
+PROVIDER = os.path.join(ROOT, "srv/ganeti/extstorage/zfs-live")
+SCRIPTS = ["create", "attach", "detach", "remove", "grow", "setinfo", "verify",
+           "snapshot", "open", "close"]
+BLKGETSIZE64 = 0x80081272
+
+
+class Run:
+    def __init__(self, proc, action):
+        self.rc, self.action = proc.returncode, action
+        self.out = proc.stdout.decode()
+        self.err = proc.stderr.decode(errors="replace")
+
+
+class Node:
+    """One Ganeti node: runs the provider's scripts as noded does."""
+
+    def __init__(self, name, tmp, netns=None, allowed=None, provider=PROVIDER):
+        self.name, self.netns, self.provider = name, netns, provider
+        self.run_dir = os.path.join(RUN_DIR, f"node-{name}-{uuid.uuid4().hex[:6]}")
+        self.allowed = allowed
+
+    def cleanup(self):
+        """Release loop devices a failed test left on this node (the records
+        attach keeps in the node's run directory)."""
+        recs = os.path.join(self.run_dir, "blockdev")
+        for name in os.listdir(recs) if os.path.isdir(recs) else []:
+            with open(os.path.join(recs, name)) as f:
+                dev = json.load(f)["dev"]
+            if loop_backing(dev) is not None:
+                subprocess.run(["losetup", "-d", dev], check=False)
+
+    def env(self, extra):
+        env = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+               "ZFS_LIVE_RUN": self.run_dir, "ZFS_LIVE_NODE": self.name,
+               "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", ""),
+               "UBSAN_OPTIONS": os.environ.get("UBSAN_OPTIONS", "")}
+        if self.allowed:
+            env["ZFS_LIVE_FILE_STORAGE_PATHS"] = self.allowed
+        env.update({k: str(v) for k, v in extra.items() if v is not None})
+        return env
+
+    def run(self, action, **env):
+        script = os.path.join(self.provider, action)
+        # nsenter --net: the node's network namespace only (ip netns exec would
+        # add a mount namespace, hiding zfs-fuse's mounts made meanwhile)
+        argv = [script] if not self.netns else [
+            "nsenter", f"--net=/run/netns/{self.netns}", script]
+        proc = subprocess.run(argv, cwd=self.provider, input=b"", capture_output=True,
+                              env=self.env(env), timeout=120)
+        res = Run(proc, action)
+        sanitizer_clean(res.err)
+        return res
+
+    def ok(self, action, **env):
+        res = self.run(action, **env)
+        assert res.rc == 0, f"{self.name} {action} failed rc={res.rc}: {res.err}"
+        if action != "attach":
+            assert res.out == "", f"{action} wrote to stdout: {res.out!r}"
+        return res
+
+    def err(self, action, **env):
+        res = self.run(action, **env)
+        assert res.rc != 0, f"{self.name} {action} unexpectedly succeeded: {res.out!r}"
+        assert res.err.strip(), f"{action} failed without a message"
+        return res.err
+
+    def attach(self, **env):
+        """attach: line 1 is a block device; nothing else on stdout."""
+        out = self.ok("attach", **env).out
+        assert out.endswith("\n") and out.count("\n") == 1, repr(out)
+        dev = out[:-1]
+        assert dev.startswith("/dev/") and dev == dev.strip(), repr(out)
+        assert stat.S_ISBLK(os.stat(dev).st_mode), f"{dev} is not a block device"
+        return dev
+
+
+def loop_backing(dev):
+    """The file a loop device serves, or None if it is released."""
+    name = os.path.basename(os.path.realpath(dev))
+    path = f"/sys/block/{name}/loop/backing_file"
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()
+
+
+def released(dev, vol):
+    if not dev.startswith("/dev/loop"):
+        return True  # a zvol is its own device: nothing to release
+    back = loop_backing(dev)
+    return back is None or vol not in back
+
+
+def dev_size(dev):
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
+        return struct.unpack("Q", buf)[0]
+    finally:
+        os.close(fd)
+
+
+def write_dev(dev, data, offset=0):
+    fd = os.open(dev, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_dev(dev, length, offset=0):
+    """Read through the device with O_DIRECT (no stale page cache of this
+    device when another node wrote through its own)."""
+    size = (length + 4095) // 4096 * 4096
+    buf = mmap.mmap(-1, size)
+    fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+    try:
+        n = os.preadv(fd, [buf], offset)
+    finally:
+        os.close(fd)
+    return bytes(buf[:min(n, length)])
+
+
+# --- places: a file directory and a ZFS pool --------------------------------
+
+
+class Place:
+    """Where the disks live, as Ganeti's disk parameters say it."""
+
+    def __init__(self, kind, params, tmp):
+        self.kind, self.params, self.tmp = kind, params, tmp
+
+    def env(self, vol=None, **more):
+        e = dict(self.params, EXTP_PROVIDER="zfs-live", EXTP_ACCESS="kernelspace")
+        if vol:
+            e["VOL_NAME"] = vol
+        e.update(more)
+        return e
+
+    def sr_key(self):
+        if self.kind == "file":
+            return self.params["EXTP_DIR"]
+        out = zfs_cmd("zfs", "get", "-H", "-r", "-o", "name,value,source", "zfs-live:sr",
+                      self.params["EXTP_POOL"]).stdout
+        for line in out.splitlines():
+            name, value, source = line.split("\t")
+            if source == "local":
+                return f"/run/sr-mount/{value}"
+        raise AssertionError("no SR made")
+
+    def volumes(self):
+        out = cli("vol", "list", "--json", self.sr_key()).stdout
+        return {v["key"]: v for v in json.loads(out)}
+
+    def read(self, key, offset, length):
+        return cli("vol", "read", self.sr_key(), key, "--offset", str(offset), "--length",
+                   str(length)).stdout
+
+    def stored_meta(self, key):
+        """The volume's metadata object as the storage holds it."""
+        if self.kind == "file":
+            with open(os.path.join(self.sr_key(), key + ".meta.json")) as f:
+                return json.load(f)
+        from conftest import ZfsSR, META_PROPS
+        ds = [line.split("\t") for line in zfs_cmd(
+            "zfs", "get", "-Hpr", "-o", "name,property,value", META_PROPS,
+            self.params["EXTP_POOL"]).stdout.splitlines()]
+        props = {}
+        for name, prop, value in ds:
+            if name.endswith("/" + key):
+                props[prop] = value
+        return ZfsSR.meta_of(props)
+
+
+@pytest.fixture
+def allowed(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    f = tmp_path / "file-storage-paths"
+    f.write_text(f"# Ganeti's file-storage-paths\n\n{store}\n")
+    return str(f), str(store)
+
+
+@pytest.fixture(params=["file", "zfs"])
+def place(request, tmp_path, tmp_path_factory, allowed, installed):
+    if request.param == "file":
+        return Place("file", {"EXTP_DIR": os.path.join(allowed[1], "ganeti")}, tmp_path)
+    pool = zfs_pool(tmp_path_factory)
+    return Place("zfs", {"EXTP_POOL": f"{pool}/g{uuid.uuid4().hex[:8]}"}, tmp_path)
+
+
+@pytest.fixture
+def node(allowed, tmp_path):
+    n = Node("node-a", tmp_path, allowed=allowed[0])
+    yield n
+    n.cleanup()
+
+
+NETNS = []
+
+
+@pytest.fixture
+def two_nodes(allowed, tmp_path):
+    """Nodes A and B in their own network namespaces, sharing the storage."""
+    need(os.geteuid() == 0, "network namespaces need root")
+    need(shutil.which("ip") is not None, "iproute2 (ip netns) is not installed")
+    need(shutil.which("nsenter") is not None, "util-linux nsenter is not installed")
+    nodes = []
+    for n in ("a", "b"):
+        ns = f"zlg-{n}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        NETNS.append(ns)
+        nodes.append(Node(f"node-{n}", tmp_path, netns=ns, allowed=allowed[0]))
+    yield nodes
+    for n in nodes:
+        n.cleanup()
+        subprocess.run(["ip", "netns", "del", n.netns], check=False)
+        NETNS.remove(n.netns)
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(n.netns in left for n in nodes), left
+
+
+def vol_name():
+    return f"{uuid.uuid4()}.ext.disk0"
+
+
+def create_instance(node, place, vol, size_mib=16, data=b"", **params):
+    """Instance create: create -> attach -> open(True) -> setinfo (§1.7)."""
+    node.ok("create", **place.env(vol, VOL_SIZE=size_mib, VOL_UUID=str(uuid.uuid4()),
+                                  **params))
+    dev = node.attach(**place.env(vol))
+    node.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    node.ok("setinfo", **place.env(vol, VOL_METADATA="originstname+inst1.example.com"))
+    if data:
+        write_dev(dev, data, offset=MiB)
+    return dev
+
+
+# --- installation -------------------------------------------------------------
+
+
+def test_provider_installed(installed):
+    """make install's layout: every script a link to the one binary (regular
+    file, owner-exec, as Ganeti checks), parameters.list, the log directory."""
+    binary = os.path.realpath(CLI)
+    for s in SCRIPTS:
+        p = os.path.join(PROVIDER, s)
+        assert os.path.islink(p) and os.path.realpath(p) == binary, p
+        st = os.stat(p)
+        assert stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IXUSR
+    with open(os.path.join(PROVIDER, "parameters.list")) as f:
+        lines = f.read().splitlines()
+    names = [line.split(None, 1)[0] for line in lines]
+    assert names[:2] == ["dir", "pool"] and "provisioning" in names
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # name description
+    assert os.path.isdir(os.path.join(ROOT, "var/log/ganeti/extstorage"))
+
+
+# --- call orders (§1.7) ------------------------------------------------------------
+
+
+def test_instance_lifecycle(node, place):
+    """create, stop, start, grow-disk, remove; the volume is an ordinary
+    volume of its SR throughout; attach is idempotent; detach releases."""
+    vol = vol_name()
+    data = os.urandom(64 << 10)
+    dev = create_instance(node, place, vol, size_mib=16, data=data)
+    assert node.attach(**place.env(vol)) == dev  # idempotent: the same device
+    vols = place.volumes()
+    assert vols[vol]["virtual_size"] == 16 * MiB
+    assert vols[vol]["description"] == "originstname+inst1.example.com"
+    assert place.read(vol, MiB, len(data)) == data  # written through the device
+    assert place.stored_meta(vol)["opened"] == {"node-a": "exclusive"}
+
+    # stop: attach -> detach (no close): detach closes and releases
+    node.attach(**place.env(vol))
+    node.ok("detach", **place.env(vol))
+    assert released(dev, vol)
+    assert "opened" not in place.stored_meta(vol)
+    node.ok("detach", **place.env(vol))  # idempotent
+
+    # start: attach -> open(True), twice over
+    for _ in range(2):
+        dev = node.attach(**place.env(vol))
+        node.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    assert read_dev(dev, len(data), MiB) == data
+
+    # grow-disk: assemble, dry run (attach only), real run (attach, grow)
+    node.attach(**place.env(vol))
+    node.attach(**place.env(vol))
+    node.ok("grow", **place.env(vol, VOL_SIZE=16, VOL_NEW_SIZE=48))
+    assert place.volumes()[vol]["virtual_size"] == 48 * MiB
+    assert dev_size(dev) == 48 * MiB  # the running instance sees it
+    write_dev(dev, b"tail" * 1024, offset=47 * MiB)
+    assert place.read(vol, 47 * MiB, 4096) == b"tail" * 1024
+
+    # remove: attach -> detach -> remove (a stopped instance)
+    node.attach(**place.env(vol))
+    node.ok("detach", **place.env(vol))
+    node.ok("remove", **place.env(vol))
+    assert released(dev, vol)
+    assert vol not in place.volumes()
+    # gone: remove succeeds, attach fails (so Ganeti sees it as gone)
+    node.ok("remove", **place.env(vol))
+    assert "does not exist" in node.err("attach", **place.env(vol))
+
+
+def test_export_of_running_instance(node, place):
+    """snapshot -> attach/read <vol>.snap -> detach -> remove; the snapshot
+    is a read-only volume of its own with the data as it was."""
+    vol = vol_name()
+    old = os.urandom(32 << 10)
+    dev = create_instance(node, place, vol, data=old)
+    snap = vol + ".snap"
+    node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap, VOL_SNAPSHOT_SIZE=16))
+    write_dev(dev, b"N" * len(old), offset=MiB)  # the instance keeps running
+    sdev = node.attach(**place.env(snap))
+    assert sdev != dev  # its own device (#1251: not the origin's)
+    if sdev.startswith("/dev/loop"):
+        with open(f"/sys/block/{os.path.basename(sdev)}/ro") as f:
+            assert f.read().strip() == "1"
+    assert read_dev(sdev, len(old), MiB) == old  # dd if=<dev> iflag=direct
+    assert not place.volumes()[snap]["read_write"]
+    node.ok("detach", **place.env(snap))
+    assert released(sdev, snap)
+    node.ok("remove", **place.env(snap))
+    assert snap not in place.volumes()
+    assert read_dev(dev, len(old), MiB) == b"N" * len(old)
+    node.ok("detach", **place.env(vol))
+    node.ok("remove", **place.env(vol))
+
+
+def test_live_migration(two_nodes, place):
+    """A -> B (§1.7 live migration): close B, open shared on A and B, the
+    hypervisor moves, close A, open exclusive B, detach A."""
+    a, b = two_nodes
+    vol = vol_name()
+    data = os.urandom(64 << 10)
+    adev = create_instance(a, place, vol, data=data)
+    # while A holds it exclusively, B can neither open it at all
+    assert "exclusively on node node-a" in b.err(
+        "open", **place.env(vol, VOL_OPEN_EXCLUSIVE="False"))
+    # 1. B: attach + close (first mapping on B, A still exclusive)
+    bdev = b.attach(**place.env(vol))
+    b.ok("close", **place.env(vol))
+    # 2. A: attach + open(False); B: attach + open(False)
+    a.attach(**place.env(vol))
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="False"))
+    b.attach(**place.env(vol))
+    b.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="False"))
+    assert place.stored_meta(vol)["opened"] == {"node-a": "shared", "node-b": "shared"}
+    # 3. the hypervisor migrates: B sees what A wrote
+    assert read_dev(bdev, len(data), MiB) == data
+    # 4. success: A close, B open(True), A detach
+    a.attach(**place.env(vol))
+    a.ok("close", **place.env(vol))
+    assert b.attach(**place.env(vol)) == bdev
+    b.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    a.attach(**place.env(vol))
+    a.ok("detach", **place.env(vol))
+    assert place.stored_meta(vol)["opened"] == {"node-b": "exclusive"}
+    if adev != bdev:
+        assert released(adev, vol)
+    write_dev(bdev, b"on B" * 1024, offset=2 * MiB)
+    assert place.read(vol, 2 * MiB, 4096) == b"on B" * 1024
+    # A cannot take it back while B runs it
+    assert "exclusively on node node-b" in a.err(
+        "open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    # and A cannot remove it either: nothing changed
+    assert "open on node node-b" in a.err("remove", **place.env(vol))
+    assert vol in place.volumes()
+    b.ok("detach", **place.env(vol))
+    b.ok("remove", **place.env(vol))
+
+
+def test_live_migration_failure(two_nodes, place):
+    """Failure after both opened shared (_RevertDiskStatus): B close, B
+    attach + detach, A open(True); the instance keeps running on A."""
+    a, b = two_nodes
+    vol = vol_name()
+    adev = create_instance(a, place, vol, data=b"x" * 4096)
+    b.attach(**place.env(vol))
+    b.ok("close", **place.env(vol))
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="False"))
+    bdev = b.attach(**place.env(vol))
+    b.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="False"))
+    # the hypervisor migration failed
+    b.ok("close", **place.env(vol))
+    b.attach(**place.env(vol))
+    b.ok("detach", **place.env(vol))
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    assert place.stored_meta(vol)["opened"] == {"node-a": "exclusive"}
+    if bdev != adev:
+        assert released(bdev, vol)
+    assert not released(adev, vol)
+    write_dev(adev, b"still A" + b"\0" * 4089, offset=MiB)
+    assert place.read(vol, MiB, 7) == b"still A"
+    a.ok("detach", **place.env(vol))
+    a.ok("remove", **place.env(vol))
+
+
+def test_failover(two_nodes, place):
+    """Failover (§1.7): shut down on A, A attach + close, A attach + detach,
+    then B attach + open(True) and start.  A dead node's exclusive open
+    blocks B until it is taken over explicitly."""
+    a, b = two_nodes
+    vol = vol_name()
+    data = os.urandom(16 << 10)
+    adev = create_instance(a, place, vol, data=data)
+    a.attach(**place.env(vol))
+    a.ok("close", **place.env(vol))
+    a.attach(**place.env(vol))
+    a.ok("detach", **place.env(vol))
+    assert released(adev, vol)
+    bdev = b.attach(**place.env(vol))
+    b.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    assert read_dev(bdev, len(data), MiB) == data
+
+    # B dies holding it: A (the new target) is refused until it takes over
+    msg = a.err("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    assert "exclusively on node node-b" in msg and "takeover" in msg
+    assert place.stored_meta(vol)["opened"] == {"node-b": "exclusive"}
+    take = cli("vol", "takeover", place.sr_key(), vol, env={"ZFS_LIVE_NODE": "node-a"})
+    assert b"1 other open dropped" in take.stderr
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    assert place.stored_meta(vol)["opened"] == {"node-a": "exclusive"}
+    adev = a.attach(**place.env(vol))
+    assert read_dev(adev, len(data), MiB) == data
+    # the old holder, back, is refused now
+    assert "exclusively on node node-a" in b.err(
+        "open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    for n in (a, b):
+        n.ok("detach", **place.env(vol))
+    a.ok("remove", **place.env(vol))
+
+
+# --- what the CLI sees ----------------------------------------------------------------
+
+
+def test_ganeti_volume_is_an_sr_volume(node, place):
+    vol = vol_name()
+    node.ok("create", **place.env(vol, VOL_SIZE=8, VOL_CNAME="data-disk",
+                                  EXTP_PROVISIONING="thin"))
+    v = place.volumes()[vol]
+    assert v["name"] == "data-disk" and v["virtual_size"] == 8 * MiB
+    cli("vol", "write", place.sr_key(), vol, "--offset", "4096", input=b"via CLI")
+    dev = node.attach(**place.env(vol))
+    assert read_dev(dev, 7, 4096) == b"via CLI"
+    node.ok("detach", **place.env(vol))
+    cli("vol", "destroy", place.sr_key(), vol)
+    node.ok("remove", **place.env(vol))  # gone already: fine
+    res = node.run("verify", **place.env())
+    assert res.rc == 0 and "parameters valid" in res.err
+
+
+def test_zfs_tunables_and_layout(node, tmp_path_factory, installed):
+    pool = zfs_pool(tmp_path_factory)
+    place = Place("zfs", {"EXTP_POOL": f"{pool}/gt{uuid.uuid4().hex[:6]}"}, None)
+    vol = vol_name()
+    node.ok("create", **place.env(vol, VOL_SIZE=8, EXTP_COMPRESSION="off",
+                                  EXTP_COPIES="2", EXTP_LAYOUT="dataset"))
+    ds = f"{place.params['EXTP_POOL']}/{place.sr_key().rsplit('/', 1)[1]}/{vol}"
+    got = zfs_cmd("zfs", "get", "-H", "-o", "property,value,source", "compression,copies",
+                  ds).stdout
+    assert "compression\toff\tlocal" in got and "copies\t2\tlocal" in got
+    # a bad tunable value: refused, nothing made
+    bad = vol_name()
+    assert "EXTP_COPIES='7' is not one of: 1, 2, 3" in node.err(
+        "create", **place.env(bad, VOL_SIZE=8, EXTP_COPIES="7"))
+    err = node.err("create", **place.env(bad, VOL_SIZE=8, EXTP_COMPRESSION="nosuch"))
+    assert "compression" in err
+    assert bad not in place.volumes()
+    node.ok("remove", **place.env(vol))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zfs"),
+                    reason="no /dev/zfs: zvols need the OpenZFS kernel module (not run here)")
+def test_zvol_attach(node, tmp_path_factory, installed):
+    """On OpenZFS: attach prints the zvol's stable path; detach leaves it."""
+    img = str(tmp_path_factory.mktemp("gz") / "pool.img")
+    with open(img, "wb") as f:
+        f.truncate(1 << 30)
+    pool = f"zlg{os.getpid()}"
+    zfs_cmd("zpool", "create", pool, img)
+    try:
+        place = Place("zfs", {"EXTP_POOL": f"{pool}/g", "EXTP_LAYOUT": "zvol"}, None)
+        vol = vol_name()
+        node.ok("create", **place.env(vol, VOL_SIZE=8))
+        dev = node.attach(**place.env(vol))
+        assert dev == f"/dev/zvol/{pool}/g/{place.sr_key().rsplit('/', 1)[1]}/{vol}"
+        write_dev(dev, b"zvol" * 1024)
+        assert place.read(vol, 0, 4096) == b"zvol" * 1024
+        node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=vol + ".snap"))
+        sdev = node.attach(**place.env(vol + ".snap"))
+        assert "_zl-ro-" in sdev and read_dev(sdev, 4096) == b"zvol" * 1024
+        for v in (vol + ".snap", vol):
+            node.ok("detach", **place.env(v))
+            node.ok("remove", **place.env(v))
+    finally:
+        zfs_cmd("zpool", "destroy", "-f", pool, check=False)
+
+
+# --- bad environments: clear errors, nothing changed ---------------------------------
+
+
+def tree(path):
+    out = {}
+    for dp, dns, fns in os.walk(path):
+        for n in fns + dns:
+            p = os.path.join(dp, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+BAD = [
+    # (action, env changes, words the message must have)
+    ("create", {"VOL_NAME": None}, "VOL_NAME is not set"),
+    ("attach", {"VOL_NAME": None}, "VOL_NAME is not set"),
+    ("create", {"VOL_SIZE": "ten"}, "not a number of MiB"),
+    ("create", {"VOL_SIZE": "-5"}, "negative"),
+    ("create", {"VOL_SIZE": ""}, "not a number of MiB"),
+    ("create", {"VOL_SIZE": "0"}, "at least 1 MiB"),
+    ("create", {"VOL_SIZE": None}, "VOL_SIZE is not set"),
+    ("create", {"VOL_NAME": "../escape"}, "not a valid volume name"),
+    ("create", {"VOL_NAME": "a/b.ext.disk0"}, "no '/'"),
+    ("create", {"EXTP_FOO": "bar"}, "unknown parameter EXTP_FOO (known: EXTP_DIR, EXTP_POOL"),
+    ("create", {"EXTP_DIR": None}, "neither EXTP_DIR nor EXTP_POOL"),
+    ("create", {"EXTP_POOL": "tank"}, "both set"),
+    ("create", {"EXTP_COMPRESSION": "lz4"}, "applies to ZFS SRs"),
+    ("create", {"EXTP_PROVISIONING": "fat"}, "not one of: thin, thick"),
+    ("create", {"EXTP_ACCESS": "userspace"}, "userspace access is not offered"),
+    ("create", {"EXTP_DIR": "relative/dir"}, "not an absolute path"),
+    ("create", {"EXTP_DIR": "/etc/ganeti-disks"}, "system directory"),
+    ("create", {"EXTP_DIR": "/tmp/not-allowed-zfs-live"}, "outside every directory"),
+    ("grow", {"VOL_SIZE": "16", "VOL_NEW_SIZE": "8"}, "only grow"),
+    ("grow", {"VOL_NEW_SIZE": "x"}, "not a number of MiB"),
+    ("open", {}, "VOL_OPEN_EXCLUSIVE must be True or False"),
+    ("open", {"VOL_OPEN_EXCLUSIVE": "yes"}, "must be True or False"),
+    ("snapshot", {"VOL_SNAPSHOT_NAME": "x/y"}, "VOL_SNAPSHOT_NAME"),
+    ("setinfo", {}, "VOL_METADATA is not set"),
+]
+
+
+@pytest.mark.parametrize("action,change,words", BAD,
+                         ids=[f"{a}-{'-'.join(c) or 'none'}" for a, c, _ in BAD])
+def test_bad_environment(node, allowed, action, change, words):
+    store = allowed[1]
+    existing = "keep.ext.disk0"
+    base = {"EXTP_DIR": os.path.join(store, "ganeti"), "EXTP_PROVIDER": "zfs-live",
+            "EXTP_ACCESS": "kernelspace"}
+    node.ok("create", **dict(base, VOL_NAME=existing, VOL_SIZE=4))
+    before = tree(store)
+    env = dict(base, VOL_NAME=f"{uuid.uuid4()}.ext.disk0", VOL_SIZE="4")
+    if action in ("grow", "open", "snapshot", "setinfo"):
+        env["VOL_NAME"] = existing
+    for k, v in change.items():
+        env[k] = v
+    env = {k: v for k, v in env.items() if v is not None}
+    msg = node.err(action, **env)
+    assert words in msg, msg
+    assert msg.startswith(f"zfs-live {action}"), msg
+    assert tree(store) == before
+
+
+def test_bad_environment_zfs_pool(node, tmp_path_factory, installed):
+    pool = zfs_pool(tmp_path_factory)
+    where = f"{pool}/gbad{uuid.uuid4().hex[:6]}"
+    env = {"EXTP_POOL": where, "VOL_NAME": vol_name(), "VOL_SIZE": "4"}
+    assert "no ZFS pool" in node.err("create", **dict(env, EXTP_POOL="nosuchpool/x"))
+    assert "EXTP_POOL" in node.err("create", **dict(env, EXTP_POOL="/abs"))
+    assert "not one of: zvol, dataset" in node.err("create", **dict(env, EXTP_LAYOUT="x"))
+    assert zfs_cmd("zfs", "list", where, check=False).returncode != 0  # nothing made
+    # attach/remove of a volume in a place without an SR: errors, never "gone"
+    assert "no SR" in node.err("attach", **env)
+    assert "not reported removed" in node.err("remove", **env)
+
+
+def test_provider_directory_incomplete(tmp_path, allowed, installed):
+    """A provider directory without its files: every script refuses, naming
+    what is missing, and changes nothing."""
+    binary = os.path.realpath(CLI)
+    for missing in ("remove", "parameters.list"):
+        d = tmp_path / f"x-{missing}" / "extstorage" / "zfs-live"
+        d.mkdir(parents=True)
+        for s in SCRIPTS:
+            if s != missing:
+                os.symlink(binary, d / s)
+        if missing != "parameters.list":
+            shutil.copy(os.path.join(PROVIDER, "parameters.list"), d)
+        n = Node("node-a", tmp_path, allowed=allowed[0], provider=str(d))
+        before = tree(allowed[1])
+        msg = n.err("create", EXTP_DIR=os.path.join(allowed[1], "g"), VOL_NAME=vol_name(),
+                    VOL_SIZE=4)
+        assert "incomplete" in msg and missing in msg, msg
+        assert tree(allowed[1]) == before
+    # an optional script present but not executable counts too
+    d = tmp_path / "x-exec" / "extstorage" / "zfs-live"
+    d.mkdir(parents=True)
+    for s in SCRIPTS:
+        if s != "open":
+            os.symlink(binary, d / s)
+    (d / "open").write_text("#!/bin/sh\n")
+    shutil.copy(os.path.join(PROVIDER, "parameters.list"), d)
+    msg = Node("node-a", tmp_path, allowed=allowed[0], provider=str(d)).err(
+        "verify", EXTP_DIR=os.path.join(allowed[1], "g"))
+    assert "open" in msg and "incomplete" in msg
+
+
+def test_allowed_paths(node, allowed, tmp_path):
+    store = allowed[1]
+    env = {"EXTP_DIR": os.path.join(store, "sub", "g"), "VOL_NAME": vol_name(),
+           "VOL_SIZE": "4"}
+    os.makedirs(os.path.join(store, "sub"))
+    node.ok("create", **env)  # below an allowed directory: fine, SR made
+    # through a symlink from outside into the allowed tree: its real path counts
+    link = tmp_path / "link"
+    os.symlink(store, link)
+    node.ok("attach", **dict(env, EXTP_DIR=str(link / "sub" / "g")))
+    node.ok("detach", **dict(env, EXTP_DIR=str(link / "sub" / "g")))
+    # and the other way round: a symlink inside pointing out is refused
+    os.symlink(str(tmp_path), os.path.join(store, "out"))
+    assert "outside every directory" in node.err(
+        "create", **dict(env, EXTP_DIR=os.path.join(store, "out", "g2")))
+    # no allowed-paths file: nothing is allowed
+    nofile = Node("node-a", tmp_path, allowed=str(tmp_path / "missing"))
+    assert "cannot be read" in nofile.err("attach", **env)
+    # a forbidden prefix stays forbidden even when listed, and allows nothing
+    f = tmp_path / "paths2"
+    f.write_text("/etc\n/usr/lib\nrelative\n")
+    listed = Node("node-a", tmp_path, allowed=str(f))
+    assert "system directory (/etc)" in listed.err("verify", EXTP_DIR="/etc/x")
+    assert "names no valid directory" in listed.err("verify", EXTP_DIR=str(tmp_path / "x"))
+    node.ok("detach", **env)
+    node.ok("remove", **env)
+
+
+def test_remove_refuses_open_elsewhere_and_unreachable_sr(node, allowed, tmp_path):
+    env = {"EXTP_DIR": os.path.join(allowed[1], "g"), "VOL_NAME": vol_name(),
+           "VOL_SIZE": "4"}
+    node.ok("create", **env)
+    other = Node("node-z", tmp_path, allowed=allowed[0])
+    other.ok("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    assert "open on node node-z" in node.err("remove", **env)
+    assert env["VOL_NAME"] in cli("vol", "list", env["EXTP_DIR"]).stdout.decode()
+    other.ok("close", **env)
+    # the SR directory is gone (an unmounted share): an error, not "gone"
+    moved = env["EXTP_DIR"] + ".away"
+    os.rename(env["EXTP_DIR"], moved)
+    assert "not reported removed" in node.err("remove", **env)
+    os.rename(moved, env["EXTP_DIR"])
+    node.ok("remove", **env)
+
+
+# --- file-storage design: adopt, Xen disk specs ----------------------------------------
+
+
+def test_adopt_raw_file(allowed, node):
+    store = allowed[1]
+    env = {"EXTP_DIR": os.path.join(store, "g"), "VOL_NAME": "seed.ext.disk0",
+           "VOL_SIZE": "4"}
+    node.ok("create", **env)  # the SR
+    img = os.path.join(store, "existing.img")
+    data = os.urandom(1 << 20)
+    with open(img, "wb") as f:
+        f.write(data)
+        f.truncate(8 * MiB)
+    ino = os.stat(img).st_ino
+    out = cli("vol", "adopt", env["EXTP_DIR"], img, "--key", "old.ext.disk0").stdout
+    assert out == b"old.ext.disk0\n"
+    assert not os.path.exists(img)  # moved in ...
+    assert os.stat(os.path.join(env["EXTP_DIR"], "old.ext.disk0.img")).st_ino == ino  # no copy
+    v = json.loads(cli("vol", "stat", "--json", env["EXTP_DIR"], "old.ext.disk0").stdout)
+    assert v["virtual_size"] == 8 * MiB and v["name"] == "existing.img"
+    # ... and Ganeti can use it
+    dev = node.attach(**dict(env, VOL_NAME="old.ext.disk0"))
+    assert read_dev(dev, len(data)) == data
+    node.ok("detach", **dict(env, VOL_NAME="old.ext.disk0"))
+    # refused: not a raw image, odd size, in the SR already, a system path
+    odd = os.path.join(store, "odd.img")
+    with open(odd, "wb") as f:
+        f.write(b"x" * 1000)
+    assert b"multiple of 512" in cli("vol", "adopt", env["EXTP_DIR"], odd, check=False).stderr
+    assert os.path.exists(odd)
+    r = cli("vol", "adopt", env["EXTP_DIR"], os.path.join(env["EXTP_DIR"], "seed.ext.disk0.img"),
+            check=False)
+    assert r.returncode != 0 and b"SR's directory" in r.stderr
+    r = cli("vol", "adopt", env["EXTP_DIR"], "/etc/hostname", check=False)
+    assert r.returncode != 0 and b"system directory" in r.stderr
+    r = cli("vol", "adopt", env["EXTP_DIR"], odd, "--key", "old.ext.disk0", check=False)
+    assert r.returncode != 0 and b"already exists" in r.stderr
+
+
+@pytest.mark.parametrize("point", ["adopt:linked", "adopt:committed"])
+def test_adopt_crash(allowed, node, point):
+    """Killed during adopt: the data is never lost; after adopt:linked the
+    volume does not exist and adopting again completes."""
+    store = allowed[1]
+    sr = os.path.join(store, "g")
+    node.ok("create", EXTP_DIR=sr, VOL_NAME="seed.ext.disk0", VOL_SIZE=4)
+    img = os.path.join(store, "crash.img")
+    data = os.urandom(MiB)
+    with open(img, "wb") as f:
+        f.write(data)
+    proc = subprocess.run([CLI, "vol", "adopt", sr, img, "--key", "c.ext.disk0"],
+                          env=dict(os.environ, ZFS_LIVE_FAULT=point), capture_output=True)
+    assert proc.returncode == -9
+    listed = "c.ext.disk0" in cli("vol", "list", sr).stdout.decode()
+    assert listed == (point == "adopt:committed")
+    assert open(img, "rb").read() == data  # the old name still holds it
+    if point == "adopt:linked":
+        cli("vol", "adopt", sr, img, "--key", "c.ext.disk0")
+        assert not os.path.exists(img)
+    assert cli("vol", "read", sr, "c.ext.disk0").stdout == data
+
+
+def test_adopt_zfs_dataset(tmp_path_factory, node, installed):
+    pool = zfs_pool(tmp_path_factory)
+    place = Place("zfs", {"EXTP_POOL": f"{pool}/ga{uuid.uuid4().hex[:6]}"}, None)
+    node.ok("create", **place.env("seed.ext.disk0", VOL_SIZE=4))
+    src = f"{pool}/img{uuid.uuid4().hex[:6]}"
+    zfs_cmd("zfs", "create", src)
+    mnt = zfs_cmd("zfs", "get", "-H", "-o", "value", "mountpoint", src).stdout.strip()
+    data = os.urandom(MiB)
+    with open(os.path.join(mnt, "disk.img"), "wb") as f:
+        f.write(data)
+        f.truncate(4 * MiB)
+    cli("vol", "adopt", place.sr_key(), src, "--key", "z.ext.disk0")
+    assert zfs_cmd("zfs", "list", src, check=False).returncode != 0  # renamed into the SR
+    v = place.volumes()["z.ext.disk0"]
+    assert v["virtual_size"] == 4 * MiB
+    assert place.read("z.ext.disk0", 0, MiB) == data
+    dev = node.attach(**place.env("z.ext.disk0"))
+    assert read_dev(dev, MiB) == data
+    node.ok("detach", **place.env("z.ext.disk0"))
+    node.ok("remove", **place.env("z.ext.disk0"))
+    # refused: not in the SR's pool, a snapshot, missing
+    r = cli("vol", "adopt", place.sr_key(), "otherpool/x", check=False)
+    assert r.returncode != 0 and b"pool" in r.stderr
+
+
+def test_xen_disk(node, allowed):
+    sr = os.path.join(allowed[1], "g")
+    vol = "x.ext.disk0"
+    node.ok("create", EXTP_DIR=sr, VOL_NAME=vol, VOL_SIZE=4)
+    img = os.path.join(sr, vol + ".img")
+
+    def spec(*args, check=True):  # on this node (its loop device records)
+        return cli("vol", "xen-disk", sr, *args, check=check,
+                   env={"ZFS_LIVE_RUN": node.run_dir})
+
+    assert spec(vol, "--driver", "file").stdout.decode() == f"file:{img},xvda,w\n"
+    assert spec(vol, "--driver", "tap", "--vdev", "sdb").stdout.decode() == \
+        f"tap:aio:{img},sdb,w\n"
+    assert spec(vol, "--driver", "tap2", "--vdev", "sdd", "--readonly").stdout.decode() == \
+        f"tap2:tapdisk:aio:{img},sdd,r\n"
+    phy = spec(vol).stdout.decode()
+    assert phy.startswith("phy:/dev/loop") and phy.endswith(",xvda,w\n")
+    dev = phy[4:].split(",")[0]
+    assert dev == node.attach(EXTP_DIR=sr, VOL_NAME=vol)  # the device attach gives
+    node.ok("snapshot", EXTP_DIR=sr, VOL_NAME=vol, VOL_SNAPSHOT_NAME=vol + ".snap")
+    assert spec(vol + ".snap", "--driver", "file").stdout.decode().endswith(",xvda,r\n")
+    r = spec(vol, "--driver", "qcow", check=False)
+    assert r.returncode != 0 and b"unknown Xen disk driver" in r.stderr
+    r = spec(vol, "--vdev", "xv/da", check=False)
+    assert r.returncode != 0 and b"virtual device" in r.stderr
+    node.ok("detach", EXTP_DIR=sr, VOL_NAME=vol)
+    assert released(dev, vol)

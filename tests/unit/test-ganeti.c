@@ -1,0 +1,225 @@
+/* test-ganeti.c: the Ganeti front end's pure parts: the request parsed
+ * from the environment, the Xen disk specs, the zvol device paths attach
+ * prints on OpenZFS (STAND-IN for a host with /dev/zfs: the exact paths are
+ * checked here; tests/integration/test_ganeti.py::test_zvol_attach runs
+ * them for real where /dev/zfs exists), and the allowed-paths check. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/zfs.h"
+#include "ganeti/ganeti.h"
+#include "util/error.h"
+#include "util/paths.h"
+
+#define VOL "4559a5b4-8bcb-4763-8033-d1acee641014.ext.disk0"
+
+static void
+test_parse_create(void **state)
+{
+  (void)state;
+  const char *env[] = {"VOL_NAME=" VOL,
+                       "VOL_SIZE=10240",
+                       "EXTP_POOL=tank/ganeti",
+                       "EXTP_PROVIDER=zfs-live",
+                       "EXTP_ACCESS=kernelspace",
+                       "EXTP_COMPRESSION=zstd",
+                       "EXTP_COPIES=2",
+                       "VOL_UUID=x",
+                       "PATH=/bin",
+                       NULL};
+  struct gnt_req r;
+
+  assert_int_equal(gnt_parse(GNT_CREATE, (char *const *)env, &r), 0);
+  assert_string_equal(r.vol_name, VOL);
+  assert_int_equal(r.size, 10240LL << 20);
+  assert_string_equal(r.pool, "tank/ganeti");
+  assert_null(r.dir);
+  assert_int_equal(r.ntune, 2);
+  assert_string_equal(r.tune[0][0], "compression");
+  assert_string_equal(r.tune[0][1], "zstd");
+  assert_string_equal(r.tune[1][0], "copies");
+}
+
+static void
+test_parse_errors(void **state)
+{
+  (void)state;
+  struct {
+    enum gnt_action a;
+    const char *env[6];
+    const char *words;
+  } bad[] = {
+      {GNT_ATTACH, {"EXTP_DIR=/srv/g", NULL}, "VOL_NAME is not set"},
+      {GNT_CREATE,
+       {"VOL_NAME=a", "VOL_SIZE=1e3", "EXTP_DIR=/srv/g", NULL},
+       "not a number"},
+      {GNT_CREATE, {"VOL_NAME=a", "VOL_SIZE=-1", "EXTP_DIR=/srv/g", NULL}, "negative"},
+      {GNT_CREATE,
+       {"VOL_NAME=a", "VOL_SIZE=99999999999999999999", "EXTP_DIR=/srv/g", NULL},
+       "not a number"},
+      {GNT_CREATE,
+       {"VOL_NAME=a", "VOL_SIZE=9007199254740991", "EXTP_DIR=/srv/g", NULL},
+       "too large"},
+      {GNT_ATTACH, {"VOL_NAME=a/b", "EXTP_DIR=/srv/g", NULL}, "no '/'"},
+      {GNT_ATTACH, {"VOL_NAME=.hidden", "EXTP_DIR=/srv/g", NULL}, "not a valid volume"},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_DIR=/srv/g", "EXTP_Dir=x", NULL},
+       "unknown parameter EXTP_Dir"},
+      {GNT_ATTACH, {"VOL_NAME=a", NULL}, "neither EXTP_DIR nor EXTP_POOL"},
+      {GNT_ATTACH, {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_DIR=/x", NULL}, "both set"},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_DIR=/x", "EXTP_SYNC=always", NULL},
+       "applies to ZFS"},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_SYNC=sometimes", NULL},
+       "not one of: standard, always, disabled"},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_COMPRESSION=a;b", NULL},
+       "not a ZFS property value"},
+      {GNT_OPEN,
+       {"VOL_NAME=a", "EXTP_POOL=t", "VOL_OPEN_EXCLUSIVE=true", NULL},
+       "True or False"},
+      {GNT_GROW,
+       {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SIZE=10", "VOL_NEW_SIZE=9", NULL},
+       "only grow"},
+      {GNT_SNAPSHOT,
+       {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SNAPSHOT_NAME=a", NULL},
+       "own name"},
+      {GNT_SETINFO, {"VOL_NAME=a", "EXTP_POOL=t", NULL}, "VOL_METADATA"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct gnt_req r;
+    assert_int_equal(gnt_parse(bad[i].a, (char *const *)bad[i].env, &r), -1);
+    if (!strstr(zl_error_msg(), bad[i].words))
+      fail_msg("case %zu: '%s' lacks '%s'", i, zl_error_msg(), bad[i].words);
+  }
+}
+
+static void
+test_parse_actions(void **state)
+{
+  (void)state;
+  struct gnt_req r;
+  const char *open_env[] = {"VOL_NAME=a", "EXTP_DIR=/srv/g", "VOL_OPEN_EXCLUSIVE=False",
+                            NULL};
+  const char *grow_env[] = {"VOL_NAME=a", "EXTP_DIR=/srv/g", "VOL_SIZE=10240",
+                            "VOL_NEW_SIZE=12288", NULL};
+  const char *verify_env[] = {"EXTP_DIR=/srv/g", NULL};
+
+  assert_int_equal(gnt_parse(GNT_OPEN, (char *const *)open_env, &r), 0);
+  assert_int_equal(r.exclusive, 0);
+  assert_int_equal(gnt_parse(GNT_GROW, (char *const *)grow_env, &r), 0);
+  assert_int_equal(r.new_size, 12288LL << 20);
+  assert_int_equal(gnt_parse(GNT_VERIFY, (char *const *)verify_env, &r),
+                   0); /* no volume needed */
+  assert_int_equal(gnt_action_of("snapshot"), GNT_SNAPSHOT);
+  assert_int_equal(gnt_action_of("Snapshot"), -1);
+}
+
+static void
+test_xen_specs(void **state)
+{
+  (void)state;
+  char out[256];
+  /* the strings of Ganeti's hv_xen unit tests */
+  assert_int_equal(
+      gnt_xen_disk_spec("file", "/tmp/diskFirst", "sda", false, out, sizeof out), 0);
+  assert_string_equal(out, "file:/tmp/diskFirst,sda,w");
+  assert_int_equal(
+      gnt_xen_disk_spec("blktap", "/tmp/diskTwo", "sdb", true, out, sizeof out), 0);
+  assert_string_equal(out, "tap:aio:/tmp/diskTwo,sdb,r");
+  assert_int_equal(
+      gnt_xen_disk_spec("tap2", "/tmp/diskFour", "sdd", true, out, sizeof out), 0);
+  assert_string_equal(out, "tap2:tapdisk:aio:/tmp/diskFour,sdd,r");
+  assert_int_equal(gnt_xen_disk_spec("phy", "/dev/loop3", "xvda", false, out, sizeof out),
+                   0);
+  assert_string_equal(out, "phy:/dev/loop3,xvda,w");
+  assert_int_equal(gnt_xen_disk_spec("qcow", "/x", "xvda", false, out, sizeof out), -1);
+  assert_int_equal(gnt_xen_disk_spec("phy", "/x,y", "xvda", false, out, sizeof out), -1);
+  assert_int_equal(gnt_xen_disk_spec("phy", "/x", "XVDA", false, out, sizeof out), -1);
+}
+
+static void
+test_zvol_paths(void **state)
+{
+  (void)state;
+  char out[256];
+  zfs_zvol_device("tank/ganeti/0f1e", VOL, false, out, sizeof out);
+  assert_string_equal(out, "/dev/zvol/tank/ganeti/0f1e/" VOL);
+  zfs_zvol_device("tank/ganeti/0f1e", VOL ".snap", true, out, sizeof out);
+  assert_string_equal(out, "/dev/zvol/tank/ganeti/0f1e/_zl-ro-" VOL ".snap");
+
+  /* the command lines a Ganeti zvol volume and its snapshot's read clone
+   * are made with on OpenZFS 2.2 */
+  struct zfs_caps c = {.flavour = ZFS_OPENZFS, .zvols = true, .major = 2, .minor = 2};
+  struct zargv a;
+  struct zprop p = {"readonly", "on"};
+  zcmd_clone(&a, &c, "tank/ganeti/0f1e/" VOL "@" VOL ".snap",
+             "tank/ganeti/0f1e/_zl-ro-" VOL ".snap", &p, 1);
+  char *line = za_join(&a);
+  assert_string_equal(line, "zfs clone -o readonly=on tank/ganeti/0f1e/" VOL "@" VOL
+                            ".snap tank/ganeti/0f1e/_zl-ro-" VOL ".snap");
+  free(line);
+  za_free(&a);
+}
+
+static void
+test_allowed_paths(void **state)
+{
+  (void)state;
+  char file[] = "/tmp/zl-paths-XXXXXX", canon[4096];
+  int fd = mkstemp(file);
+  const char *text = "# comment\n\n  /srv/ganeti/file-storage  \nrelative/dir\n/etc\n";
+  assert_true(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+  close(fd);
+
+  assert_int_equal(zl_path_allowed("/srv/ganeti/file-storage", file), 0);
+  assert_int_equal(zl_path_allowed("/srv/ganeti/file-storage/a/b", file), 0);
+  assert_int_equal(zl_path_allowed("/srv/ganeti/file-storage2", file), -1);
+  assert_non_null(strstr(zl_error_msg(), "outside every directory"));
+  assert_int_equal(zl_path_allowed("/etc/disks", file), -1); /* listed, forbidden */
+  assert_non_null(strstr(zl_error_msg(), "system directory"));
+  assert_int_equal(zl_path_allowed("/usr/local/lib/x", file), -1);
+  assert_int_equal(zl_path_allowed("/srv/x", "/nonexistent/paths"), -1);
+  assert_non_null(strstr(zl_error_msg(), "cannot be read"));
+  unlink(file);
+
+  assert_string_equal(zl_forbidden_prefix("/usr/lib64/x"), "/usr/lib64");
+  assert_null(zl_forbidden_prefix("/usr/library"));
+  assert_int_equal(zl_path_canonical("/nonexistent-zl/a//b/", canon, sizeof canon), 0);
+  assert_string_equal(canon, "/nonexistent-zl/a/b");
+  assert_int_equal(zl_path_canonical("/nonexistent-zl/../etc", canon, sizeof canon), -1);
+  assert_int_equal(zl_path_canonical("rel", canon, sizeof canon), -1);
+}
+
+static void
+test_parameters_list(void **state)
+{
+  (void)state;
+  char *l = gnt_parameters_list();
+  assert_non_null(l);
+  assert_true(strncmp(l, "dir ", 4) == 0);
+  assert_non_null(strstr(l, "\npool "));
+  assert_null(strstr(l, "provider")); /* Ganeti's own, not ours to list */
+  assert_null(strstr(l, "\n\n"));
+  free(l);
+}
+
+int
+main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parse_create),    cmocka_unit_test(test_parse_errors),
+      cmocka_unit_test(test_parse_actions),   cmocka_unit_test(test_xen_specs),
+      cmocka_unit_test(test_zvol_paths),      cmocka_unit_test(test_allowed_paths),
+      cmocka_unit_test(test_parameters_list),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
