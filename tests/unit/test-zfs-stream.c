@@ -450,6 +450,23 @@ want(const struct range *v, size_t n)
   return (struct ranges){(struct range *)v, n, n, 0};
 }
 
+/* With ZSTREAM_SEED_DIR set, write the stream there (the fuzzer's seeds in
+ * fuzz/seeds/ come from this). */
+static void
+maybe_dump(const char *name, const struct sb *b)
+{
+  const char *dir = getenv("ZSTREAM_SEED_DIR");
+  char path[512];
+  FILE *f;
+
+  if (!dir)
+    return;
+  snprintf(path, sizeof path, "%s/%s.zstream", dir, name);
+  assert_non_null(f = fopen(path, "wb"));
+  assert_int_equal(fwrite(b->buf, 1, b->len, f), b->len);
+  assert_int_equal(fclose(f), 0);
+}
+
 /* ---- tests: hand-built streams ------------------------------------------------- */
 
 static void
@@ -458,7 +475,11 @@ test_all_types(void **state)
   (void)state;
   for (int variant = 0; variant < 4; variant++) {
     struct sb b = {.swap = variant & 1, .cksum = variant & 2};
+    char name[64];
     build_all_types(&b);
+    snprintf(name, sizeof name, "all-types-%s-%s", b.swap ? "swapped" : "native",
+             b.cksum ? "cksum" : "nocksum");
+    maybe_dump(name, &b);
     for (enum chunking how = WHOLE; how <= RANDOM; how++) {
       struct ranges r1 = {0}, r2 = {0}, r5 = {0};
       struct result res = run(b.buf, b.len, 1, GUID_FROM, how, &r1);
@@ -647,6 +668,8 @@ test_free_after_object(void **state)
       b_object(&b, 2, 512, 0, 0, 0);
     b_free(&b, 1, cases[i].free_off, cases[i].free_len);
     b_end(&b, GUID_TO);
+    if (i == 0)
+      maybe_dump("free-after-object", &b);
     struct result res = run(b.buf, b.len, 1, GUID_FROM, WHOLE, &r);
     assert_int_equal(res.finish_rc, 0);
     assert_int_equal(r.n, cases[i].reported ? 1 : 0);
