@@ -40,7 +40,15 @@ fi
 pool=zlstreamfix$$
 tmp=$(mktemp -d /tmp/make-streams.XXXXXX)
 cleanup() {
-  zpool destroy -f "$pool" 2>/dev/null || true
+  # zfs-fuse may answer "pool is busy" right after the last file operation
+  # (reference/zfs.md §4): retry, and say so if the pool stays.
+  if zpool list "$pool" >/dev/null 2>&1; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      zpool destroy -f "$pool" 2>/dev/null && break
+      sleep 1
+    done
+    zpool list "$pool" >/dev/null 2>&1 && echo "make-streams: could not destroy $pool" >&2
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
