@@ -103,8 +103,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (a.rc != b.rc || strcmp(a.msg, b.msg) != 0 || a.acc.n != b.acc.n ||
       a.acc.hash != b.acc.hash || a.info.records != b.info.records ||
       a.info.toguid != b.info.toguid) {
-    fprintf(stderr, "chunked and whole feeds differ:\n  %d %s\n  %d %s\n", a.rc, a.msg, b.rc,
-            b.msg);
+    fprintf(stderr, "chunked and whole feeds differ:\n  %d %s\n  %d %s\n", a.rc, a.msg,
+            b.rc, b.msg);
     abort();
   }
   if (a.rc == 0 && a.info.bytes != size)
