@@ -1113,6 +1113,25 @@ test_real_streams(void **state)
   }
 }
 
+/* A real compound stream (zfs send -p -i) is refused at its first record. */
+static void
+test_real_compound(void **state)
+{
+  struct ranges r = {0};
+  size_t len;
+  (void)state;
+
+  uint8_t *buf = slurp(STREAM_DATA_DIR "/compound-p-8k.zstream", &len);
+  struct result res = run(buf, len, 5, 0, RANDOM, &r);
+  assert_int_equal(res.feed_rc, -1);
+  assert_msg(&res,
+             "zfs send stream: compound stream (from zfs send -R, -I, -p, -h or -b) "
+             "at byte 0");
+  assert_int_equal(r.n, 0);
+  assert_int_equal(res.info.records, 0);
+  free(buf);
+}
+
 /* Byteswap the u64 at off (u32 if size is 4) of a header. */
 static void
 swap_field(uint8_t *h, unsigned off, unsigned size)
@@ -1293,6 +1312,7 @@ main(void)
       cmocka_unit_test(test_callback_error),
       cmocka_unit_test(test_real_streams),
       cmocka_unit_test(test_real_streams_swapped),
+      cmocka_unit_test(test_real_compound),
       cmocka_unit_test(test_real_truncated_and_flipped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
