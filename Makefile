@@ -5,6 +5,7 @@
 #   make demo       the main job on the embedded default (a file SR)
 #   make install    DESTDIR=... PREFIX=/usr
 #   make bench      benchmarks against the named peers (bench/)
+#   make fuzz       libFuzzer on the send stream parser (clang; FUZZ_TIME=60 seconds)
 
 PREFIX ?= /usr
 DESTDIR ?=
@@ -12,7 +13,7 @@ BUILD ?= build
 ASAN ?= build-asan
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check format format-check unit integration demo demo-clean install bench clean
+.PHONY: all check format format-check unit integration demo demo-clean install bench fuzz clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -30,8 +31,8 @@ check:
 	scripts/deps.sh test
 	$(MAKE) format-check unit integration
 
-SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 2>/dev/null || \
-            find src tests/unit -name '*.[ch]')
+SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'fuzz/*.c' 2>/dev/null || \
+            find src tests/unit fuzz -name '*.[ch]')
 
 format:
 	clang-format -i $(SOURCES)
@@ -69,5 +70,9 @@ bench: all
 	/usr/bin/python3 bench/nbd.py --zfs-live $(BUILD)/zfs-live
 	scripts/zpool-scratch.sh /usr/bin/python3 bench/cbt.py --root $(CURDIR)/$(BUILD)/root
 
+FUZZ_TIME ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_TIME)
+
 clean:
-	rm -rf $(BUILD) $(ASAN)
+	rm -rf $(BUILD) $(ASAN) build-fuzz

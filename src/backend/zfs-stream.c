@@ -622,8 +622,7 @@ zstream_feed(struct zstream *s, const void *buf, size_t len)
       }
       break;
     case S_DONE:
-      corrupt(s, "%zu bytes of unexpected data after the END record, at byte %" PRIu64,
-              len, s->off);
+      corrupt(s, "unexpected data after the END record, at byte %" PRIu64, s->off);
       return fail(s);
     case S_FAILED:
     default:

@@ -17,7 +17,8 @@
 #                  len "end" for -1) of that object, and "F 0 end" for a
 #                  FREEOBJECTS covering it, in stream order; header lines
 #                  "# object N", "# fromguid 0x...", "# toguid 0x...".
-# and checks (1) that zstream-ranges prints exactly NAME.ranges, and (2) that
+# (compound-p-8k.zstream, a zfs send -p -i stream, has no .ranges: the
+# parser must refuse it) and checks (1) that zstream-ranges prints exactly NAME.ranges, and (2) that
 # the written ranges cover exactly the blocks the scenario wrote (recordsize
 # granularity), and the freed ones the regions it zeroed/truncated.
 #
@@ -40,7 +41,15 @@ fi
 pool=zlstreamfix$$
 tmp=$(mktemp -d /tmp/make-streams.XXXXXX)
 cleanup() {
-  zpool destroy -f "$pool" 2>/dev/null || true
+  # zfs-fuse may answer "pool is busy" right after the last file operation
+  # (reference/zfs.md §4): retry, and say so if the pool stays.
+  if zpool list "$pool" >/dev/null 2>&1; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      zpool destroy -f "$pool" 2>/dev/null && break
+      sleep 1
+    done
+    zpool list "$pool" >/dev/null 2>&1 && echo "make-streams: could not destroy $pool" >&2
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -193,3 +202,23 @@ scenario delete-8k 8K off "" "" "0:end" "$base; stat -c %i disk.img > $tmp/delet
 
 # A full stream (no -i): every block of the 32K file is written.
 scenario full-8k 8K off full "0:32768" "" 'pattern base 32768 > disk.img' ':'
+
+# A compound stream (zfs send -p -i: properties make a wrapper stream),
+# which the parser must refuse.
+fs=$pool/compound
+zfs create -o recordsize=8K "$fs"
+mnt=$(zfs get -H -o value mountpoint "$fs")
+pattern base 16384 > "$mnt/disk.img"
+sync
+zfs snapshot "$fs@a"
+pattern new 8192 | dd of="$mnt/disk.img" bs=8192 conv=notrunc status=none
+sync
+zfs snapshot "$fs@b"
+zfs send -p -i "$fs@a" "$fs@b" > "$here/compound-p-8k.zstream"
+out=$("$ranges_tool" 5 < "$here/compound-p-8k.zstream" 2>&1 || true)
+if [[ $out == *"compound stream"* ]]; then
+  printf '%-22s %6d bytes  refused\n' compound-p-8k "$(stat -c %s "$here/compound-p-8k.zstream")"
+else
+  echo "make-streams: compound-p-8k: not refused as a compound stream" >&2
+  exit 1
+fi
