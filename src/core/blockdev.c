@@ -210,3 +210,13 @@ zl_vol_data_path(struct zl_sr *sr, const char *key, char *out, size_t len)
   out[n] = '\0';
   return 0;
 }
+
+bool
+zl_vol_blockdev_active(struct zl_sr *sr, const char *key)
+{
+  char dev[256];
+  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  bool r = dfd >= 0 && recorded(sr, key, dfd, dev, sizeof dev, NULL) == 1;
+  zl_error_clear();
+  return r;
+}

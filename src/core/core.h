@@ -248,6 +248,8 @@ int zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out);
 /* Release the loop device recorded for key on this host (it may be gone
  * already, and so may the volume).  Idempotent. */
 int zl_vol_blockdev_release(struct zl_sr *sr, const char *key);
+/* Does this host have a loop device for key set up here? */
+bool zl_vol_blockdev_active(struct zl_sr *sr, const char *key);
 /* After a resize: make this host's loop device for key take the new size
  * (nothing to do for zvols or when none is set up). */
 int zl_vol_blockdev_refresh(struct zl_sr *sr, const char *key);

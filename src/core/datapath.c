@@ -227,7 +227,8 @@ zl_dp_blockdev_attached(struct zl_sr *sr, const char *key)
 {
   CLEANUP_JSON json_t *j = find_attach(sr, key);
   const char *dev = json_string_value(json_object_get(j, "blockdev"));
-  return dev && !strncmp(dev, "/dev/loop", 9);
+  /* XAPI's attach, or Ganeti's (core/blockdev.c) */
+  return (dev && !strncmp(dev, "/dev/loop", 9)) || zl_vol_blockdev_active(sr, key);
 }
 
 void
