@@ -22,6 +22,8 @@
   "       zfs-live vol write SR KEY [--offset N] < data\n"                               \
   "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"                   \
   "       zfs-live vol export SR KEY [--readonly] | vol unexport SR KEY\n"               \
+  "       zfs-live vol cbt-enable SR KEY | vol cbt-disable SR KEY\n"                     \
+  "       zfs-live vol changed-blocks SR FROM TO | vol data-destroy SR SNAPSHOT\n"       \
   "  (SIZE: bytes or with K, M, G, T; --json for JSON output)"
 
 static int
@@ -426,4 +428,66 @@ cli_vol_unexport(int argc, char **argv)
   struct zl_sr *sr;
   int r = begin(&argc, &argv, 1, &sr);
   return r ? r : done(sr, TRY(zl_vol_unexport(sr, argv[0])));
+}
+
+int
+cli_vol_cbt_enable(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 1, &sr);
+  return r ? r : done(sr, TRY(zl_vol_enable_cbt(sr, argv[0])));
+}
+
+int
+cli_vol_cbt_disable(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 1, &sr);
+  return r ? r : done(sr, TRY(zl_vol_disable_cbt(sr, argv[0])));
+}
+
+int
+cli_vol_data_destroy(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 1, &sr);
+  return r ? r : done(sr, TRY(zl_vol_data_destroy(sr, argv[0])));
+}
+
+/* The changed 64 KiB blocks as byte ranges, one "OFFSET LENGTH" per line,
+ * adjacent blocks merged. */
+static int
+changed_blocks(struct zl_sr *sr, const char *from, const char *to)
+{
+  struct zl_cbt_map m;
+
+  if (zl_vol_changed_blocks(sr, from, to, &m) == -1)
+    return cli_fail();
+  uint64_t total = 0;
+  for (uint64_t b = 0; b < m.nblocks;) {
+    if (!(m.bits[b >> 3] & (0x80u >> (b & 7)))) {
+      b++;
+      continue;
+    }
+    uint64_t s = b;
+    while (b < m.nblocks && (m.bits[b >> 3] & (0x80u >> (b & 7))))
+      b++;
+    uint64_t off = s * ZL_CBT_GRANULARITY, end = b * ZL_CBT_GRANULARITY;
+    if (end > (uint64_t)m.size)
+      end = (uint64_t)m.size;
+    printf("%llu %llu\n", (unsigned long long)off, (unsigned long long)(end - off));
+    total += b - s;
+  }
+  fprintf(stderr, "%llu of %llu blocks of %d bytes changed\n", (unsigned long long)total,
+          (unsigned long long)m.nblocks, ZL_CBT_GRANULARITY);
+  zl_cbt_map_free(&m);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int
+cli_vol_changed_blocks(int argc, char **argv)
+{
+  struct zl_sr *sr;
+  int r = begin(&argc, &argv, 2, &sr);
+  return r ? r : done(sr, changed_blocks(sr, argv[0], argv[1]));
 }

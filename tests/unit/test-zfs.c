@@ -347,6 +347,13 @@ test_command_lines(void **state)
   expect(&a, "zpool list -H -o name tank");
   zcmd_pool_importable(&a);
   expect(&a, "zpool import");
+
+  /* changed block tracking: the zvol's incremental stream, compressed
+   * payloads and large and embedded blocks where the zfs has them */
+  zcmd_send_incremental(&a, z22, "tank/sr/k@a", "tank/sr/k@b");
+  expect(&a, "zfs send -c -L -e -i tank/sr/k@a tank/sr/k@b");
+  zcmd_send_incremental(&a, fuse, "tank/sr/k@a", "tank/sr/k@_zl-cbt-U");
+  expect(&a, "zfs send -i tank/sr/k@a tank/sr/k@_zl-cbt-U");
 }
 
 static void
