@@ -32,8 +32,12 @@ IMPLEMENTED = {
     "SR.destroy", "SR.stat", "SR.set_name", "SR.set_description", "SR.ls", "Volume.create",
     "Volume.snapshot", "Volume.clone", "Volume.destroy", "Volume.set_name",
     "Volume.set_description", "Volume.set", "Volume.unset", "Volume.resize", "Volume.stat",
-    "Volume.revert",
+    "Volume.revert", "Volume.enable_cbt", "Volume.disable_cbt", "Volume.list_changed_blocks",
+    "Volume.data_destroy", "Volume.compare",
 }
+
+CBT_METHODS = ["Volume.enable_cbt", "Volume.disable_cbt", "Volume.list_changed_blocks",
+               "Volume.data_destroy", "Volume.compare"]
 
 
 def test_links_are_exactly_the_implemented_methods(plugin):
@@ -53,7 +57,10 @@ def test_query(plugin):
     for f in q["features"]:
         if f in FEATURE_METHOD:
             assert os.path.exists(plugin.path(FEATURE_METHOD[f])), f
-    assert "VDI_CONFIG_CBT" not in q["features"]  # not until CBT works
+    # CBT: declared once, and only with every one of its methods linked
+    assert q["features"].count("VDI_CONFIG_CBT") == 1
+    for m in CBT_METHODS:
+        assert os.path.exists(plugin.path(m)), m
     assert "path" in q["configuration"]
 
 
