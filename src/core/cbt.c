@@ -18,7 +18,8 @@
  *
  * A writer sets a block's bit before it issues the write and again after
  * the write completed, reading "cur" each time.  A snapshot (rotate):
- *   clear slot[j = 1 - cur]; cur = j; take the storage snapshot S;
+ *   move slot[j = 1 - cur] into slot[cur] (it is empty unless a rotation
+ *   was cut off); cur = j; take the storage snapshot S;
  *   map(S) = slot[old] | slot[j], prev = active.prev, written durably;
  *   active.prev = S; clear slot[old].
  * A write that reached the storage before S set its first bit before S, so
@@ -328,7 +329,12 @@ zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
     return errno == ENOENT ? 0 : -1;
   if (f.h->nslots == 2) {
     unsigned old = __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE), j = 1 - old;
-    memset(slot(&f, j), 0, nbytes_of((int64_t)f.h->size));
+    size_t n = nbytes_of((int64_t)f.h->size);
+    /* The spare slot is empty after a rotation that finished; after one cut
+     * off by a crash it still holds changes no map has: they move into the
+     * current slot (the changes are the union of both) before it is reused. */
+    or_into(slot(&f, old), slot(&f, j), n);
+    memset(slot(&f, j), 0, n);
     __atomic_store_n(&f.h->cur, j, __ATOMIC_RELEASE);
     if (fdatasync(f.fd) == -1) {
       zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
@@ -594,7 +600,8 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     goto out;
   if (zl_meta_data_destroyed(meta)) {
-    r = 0;
+    /* again, or after a crash between the mark and the freeing */
+    r = sr->be->vol_data_destroy ? sr->be->vol_data_destroy(sr, key) : 0;
     goto out;
   }
   if (!zl_meta_read_only(meta) || !zl_meta_str(meta, "snapshot_of")) {
@@ -918,4 +925,45 @@ zl_cbt_sync(struct zl_cbt_writer *w)
   if (r == -1)
     zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
   return r;
+}
+
+/* --- recovery ------------------------------------------------------------------ */
+
+int
+zl_cbt_rotate_recover(struct zl_sr *sr, const char *key, const char *snap)
+{
+  CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+  struct cbt_file f, m;
+
+  if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (f.h->nslots != 2 || strcmp(f.h->prev, snap) == 0) {
+    cbt_unmap(&f);
+    return 0;
+  }
+  if (cbt_map(dfd, snap, &m) == 0) {
+    /* the map was written; only the volume's "prev" was not moved on */
+    if (strcmp(m.h->prev, f.h->prev) == 0) {
+      snprintf(f.h->prev, KEY_ROOM, "%s", snap);
+      fdatasync(f.fd);
+      /* the slot before the switch is all in the map */
+      memset(slot(&f, 1 - __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)), 0,
+             nbytes_of((int64_t)f.h->size));
+      zl_info("recovery: CBT of %s continues from snapshot %s", key, snap);
+    }
+    cbt_unmap(&m);
+    cbt_unmap(&f);
+    return 0;
+  }
+  if (errno != ENOENT) {
+    cbt_unmap(&f);
+    return -1;
+  }
+  /* the storage snapshot was taken after the switch: finish the rotation
+   * (the map may hold writes made since; extra bits, never missing ones) */
+  struct zl_cbt_rotation rot = {.active = true,
+                                .old = 1 - __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)};
+  cbt_unmap(&f);
+  zl_info("recovery: finishing the CBT rotation of %s at snapshot %s", key, snap);
+  return zl_cbt_rotate_end(sr, key, snap, &rot);
 }

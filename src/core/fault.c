@@ -38,6 +38,9 @@ static const char *const points[] = {
   "revert:journaled",
   "revert:copied",         /* snapshot data copied beside the volume */
   "revert:swapped",        /* the copy replaced the volume */
+  "cbt-rotate:switched",   /* snapshot of a tracked volume: slots switched */
+  "cbt-rotate:map-written", /* the snapshot's map written, "prev" not moved */
+  "data-destroy:marked",   /* snapshot marked data-destroyed, data still there */
   "adopt:linked",          /* file SR: image linked in, no metadata yet */
   "adopt:committed",       /* metadata stored, the source name not yet gone */
   NULL,

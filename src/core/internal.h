@@ -81,6 +81,9 @@ int zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
                         struct zl_cbt_rotation *rot);
 int zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
                       const struct zl_cbt_rotation *rot);
+/* Recovery of a snapshot of key that was committed as snap: finish its
+ * rotation if a crash cut it off. */
+int zl_cbt_rotate_recover(struct zl_sr *sr, const char *key, const char *snap);
 /* key is going: its changes move into its successor's record. */
 int zl_cbt_forget(struct zl_sr *sr, const char *key);
 int zl_cbt_mark_all(struct zl_sr *sr, const char *key); /* after a revert */

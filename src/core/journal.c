@@ -183,8 +183,17 @@ recover_record(struct zl_sr *sr, const json_t *rec)
     zl_error(EINVAL, "record has no valid op and key");
     return -1;
   }
-  if (!strcmp(op, "create") || !strcmp(op, "snapshot") || !strcmp(op, "clone"))
-    return recover_new_volume(sr, key);
+  if (!strcmp(op, "create") || !strcmp(op, "snapshot") || !strcmp(op, "clone")) {
+    if (recover_new_volume(sr, key) == -1)
+      return -1;
+    /* a snapshot that stands finishes its changed-block rotation */
+    const char *source = zl_meta_str(rec, "source");
+    if (!strcmp(op, "snapshot") && source && zl_key_valid(source) &&
+        sr->be->vol_get(sr, key, NULL, NULL) == 0)
+      return zl_cbt_rotate_recover(sr, source, key);
+    zl_error_clear();
+    return 0;
+  }
 
   if (!strcmp(op, "destroy")) {
     zl_info("recovery: finishing the destruction of %s", key);
@@ -222,6 +231,8 @@ recover_record(struct zl_sr *sr, const json_t *rec)
       return 0;
     }
     zl_info("recovery: finishing the revert of %s to %s", key, snap);
+    if (zl_cbt_mark_all(sr, key) == -1) /* its blocks change in unknown places */
+      return -1;
     if (sr->be->vol_revert(sr, key, snap, json_is_true(json_object_get(rec, "thick"))) ==
         -1) {
       if (errno != ENOENT)

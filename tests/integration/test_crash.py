@@ -64,8 +64,10 @@ OPS = {
 def test_every_fault_point_is_covered():
     points = fault_points()
     ops = {p.split(":")[0] for p in points}
-    # adopt's points are exercised in test_ganeti.py (test_adopt_crash_*)
-    assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt"}
+    # adopt's points are exercised in test_ganeti.py (test_adopt_crash_*),
+    # CBT's in test_cbt.py (test_crash_during_cbt_*)
+    assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
+                              "data-destroy"}
     for op in OPS:
         assert f"{op}:journaled" in points
 
