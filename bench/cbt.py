@@ -175,6 +175,7 @@ def main():
     ap.add_argument("--samples", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runtime", type=int, default=8, help="seconds per fio job")
+    ap.add_argument("--only", choices=["list", "fio"], help="run one part")
     a = ap.parse_args()
     cli = os.path.join(a.root, "usr/sbin/zfs-live")
     work = tempfile.mkdtemp(prefix="zl-bench-cbt.", dir="/var/tmp")
@@ -184,14 +185,18 @@ def main():
     try:
         file_p = Plugin(a.root, "file-live", env)
         for kind in ("btrfs", "xfs", "ext4"):
+            if a.only == "fio" and kind != "ext4":
+                continue
             mnt = loop_fs(kind, work)
             mounts.append(mnt)
+            if a.only == "fio":
+                continue
             _, cfg = file_p.call("SR.create", uuid=str(uuid.uuid4()), name=kind,
                                  description="", configuration={"path": f"{mnt}/sr"})
             _, sr = file_p.call("SR.attach", configuration=cfg)
             label = f"{kind} ({'FIEMAP' if kind != 'ext4' else 'tracked bitmaps'})"
             rows.append(list_bench(label, file_p, served, sr, a.samples))
-        if a.pool:
+        if a.pool and a.only != "fio":
             zp = Plugin(a.root, "zfs-live", env)
             parent = f"{a.pool}/cbt{uuid.uuid4().hex[:6]}"
             sr_uuid = str(uuid.uuid4())
@@ -210,6 +215,9 @@ def main():
 
         # tracking overhead: one volume of an ext4 SR, CBT switched on and
         # off between runs (the server notices within a second)
+        fio_res, tracked_blocks = None, 0
+        if a.only == "list":
+            return report(a, rows, fio_res, tracked_blocks)
         mnt = mounts[-1]
         _, cfg = file_p.call("SR.create", uuid=str(uuid.uuid4()), name="fio",
                              description="", configuration={"path": f"{mnt}/fio"})
@@ -250,28 +258,36 @@ def main():
             for n in reversed(names):
                 subprocess.run(["zfs", "umount", n], check=False, capture_output=True)
 
-    print(f"\nbench/cbt: Volume.list_changed_blocks, 1 TiB thin volume, {NCHANGES} scattered "
-          f"changed 64 KiB blocks, median of {a.samples} calls (a process each)")
-    print(f"{'source':28} {'time':>10} {'[min-max]':>20} {'bare zfs send':>14} {'ratio':>7}"
-          f" {'bits':>6} {'missed':>7} {'extra':>6}  target")
-    for r in rows:
-        floor = f"{r['floor'] * 1e3:10.1f} ms" if r["floor"] else " " * 13
-        ratio = f"{r['time'] / r['floor']:6.2f}x" if r["floor"] else " " * 7
-        if r["floor"]:
-            target = "<= 1.2x send: " + ("met" if r["time"] <= 1.2 * r["floor"] else "MISSED")
-        else:
-            target = "<= 1 s: " + ("met" if r["time"] <= 1.0 else "MISSED")
-        print(f"{r['name']:28} {r['time'] * 1e3:7.1f} ms "
-              f"[{r['tmin'] * 1e3:7.1f}-{r['tmax'] * 1e3:7.1f}] ms {floor} {ratio}"
-              f" {r['bits']:6} {r['missed']:7} {r['extra']:6}  {target}")
-    on, off = statistics.median(fio_res["on"]), statistics.median(fio_res["off"])
-    loss = (off - on) / off * 100
-    print(f"\nfio 4k randwrite QD32 through zfs-live serve, {a.rounds} rounds of {a.runtime} s:")
-    print(f"  CBT off {off:10,.0f} IOPS  {sorted(round(x) for x in fio_res['off'])}")
-    print(f"  CBT on  {on:10,.0f} IOPS  {sorted(round(x) for x in fio_res['on'])}")
-    print(f"  loss {loss:5.1f}%   target <= 3%: {'met' if loss <= 3 else 'MISSED'}")
-    print(f"  check: 3 s of the same writes between two snapshots marked {tracked_blocks} "
-          f"of 16384 blocks")
+    report(a, rows, fio_res, tracked_blocks)
+
+
+def report(a, rows, fio_res, tracked_blocks):
+    if rows:
+        print(f"\nbench/cbt: Volume.list_changed_blocks, 1 TiB thin volume, {NCHANGES} "
+              f"scattered changed 64 KiB blocks, median of {a.samples} calls (a process each)")
+        print(f"{'source':28} {'time':>10} {'[min-max]':>20} {'bare zfs send':>14} "
+              f"{'ratio':>7} {'bits':>6} {'missed':>7} {'extra':>6}  target")
+        for r in rows:
+            floor = f"{r['floor'] * 1e3:10.1f} ms" if r["floor"] else " " * 13
+            ratio = f"{r['time'] / r['floor']:6.2f}x" if r["floor"] else " " * 7
+            if r["floor"]:
+                target = "<= 1.2x send: " + ("met" if r["time"] <= 1.2 * r["floor"]
+                                             else "MISSED")
+            else:
+                target = "<= 1 s: " + ("met" if r["time"] <= 1.0 else "MISSED")
+            print(f"{r['name']:28} {r['time'] * 1e3:7.1f} ms "
+                  f"[{r['tmin'] * 1e3:7.1f}-{r['tmax'] * 1e3:7.1f}] ms {floor} {ratio}"
+                  f" {r['bits']:6} {r['missed']:7} {r['extra']:6}  {target}")
+    if fio_res:
+        on, off = statistics.median(fio_res["on"]), statistics.median(fio_res["off"])
+        loss = (off - on) / off * 100
+        print(f"\nfio 4k randwrite QD32 through zfs-live serve, {a.rounds} rounds of "
+              f"{a.runtime} s:")
+        print(f"  CBT off {off:10,.0f} IOPS  {sorted(round(x) for x in fio_res['off'])}")
+        print(f"  CBT on  {on:10,.0f} IOPS  {sorted(round(x) for x in fio_res['on'])}")
+        print(f"  loss {loss:5.1f}%   target <= 3%: {'met' if loss <= 3 else 'MISSED'}")
+        print(f"  check: 3 s of the same writes between two snapshots marked "
+              f"{tracked_blocks} of 16384 blocks")
     if any(r["missed"] for r in rows):
         sys.exit("a bitmap missed changed blocks")
 
