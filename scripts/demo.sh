@@ -82,6 +82,17 @@ printf '$ echo {"dbg":"demo","sr":...,"key":"%s"} | Volume.stat --json\n' "$clon
 printf '{"dbg":"demo","sr":"%s","key":"%s"}' "$sr" "$clone" |
   "$plugin/Volume.stat" --json 2>/dev/null
 
+say "8. Changed block tracking: what changed between two snapshots"
+run "$zl" vol cbt-enable "$sr" "$key"
+base_snap=$("$zl" vol snapshot "$sr" "$key" --json |
+  /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+printf 'a change at 1 MiB\n' | "$zl" vol write "$sr" "$key" --offset 1M
+head -c 200000 /dev/urandom | "$zl" vol write "$sr" "$key" --offset 100M
+next_snap=$("$zl" vol snapshot "$sr" "$key" --json |
+  /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+echo "wrote 18 bytes at 1 MiB and 200,000 bytes at 100 MiB between the two snapshots"
+run "$zl" vol changed-blocks "$sr" "$base_snap" "$next_snap"
+
 say "Done"
 echo "SR directory:  $sr"
 echo "volume:        $key (256 MiB, $(du -h "$sr/$key.img" | cut -f1) allocated)"

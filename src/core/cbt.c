@@ -768,7 +768,7 @@ out:
 
 struct zl_cbt_writer {
   pthread_rwlock_t lock;
-  int dfd;
+  int privfd; /* the SR's private area; its cbt/ may come later */
   char key[KEY_ROOM];
   struct cbt_file f; /* f.base NULL: no record (CBT off) */
   dev_t dev;
@@ -814,13 +814,15 @@ writer_check(struct zl_cbt_writer *w, bool first)
   struct stat st;
 
   file_name(name, sizeof name, w->key);
-  bool exists = fstatat(w->dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  CLEANUP_CLOSE int dfd =
+      openat(w->privfd, CBT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  bool exists = dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
   bool same = exists && w->f.base && st.st_dev == w->dev && st.st_ino == w->ino;
   bool wrote = atomic_exchange(&w->wrote, false);
 
   if (!same) {
     writer_release(w);
-    if (exists && cbt_map(w->dfd, w->key, &w->f) == 0) {
+    if (exists && cbt_map(dfd, w->key, &w->f) == 0) {
       if (w->f.h->nslots != 2) {
         cbt_unmap(&w->f);
       } else {
@@ -864,8 +866,9 @@ zl_cbt_writer_open(struct zl_sr *sr, const char *key)
     return NULL;
   }
   w->f.fd = -1;
-  w->dfd = cbt_dir(sr, true);
-  if (w->dfd == -1) {
+  w->privfd = fcntl(sr->privfd, F_DUPFD_CLOEXEC, 0);
+  if (w->privfd == -1) {
+    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
     free(w);
     return NULL;
   }
@@ -885,7 +888,7 @@ zl_cbt_writer_close(struct zl_cbt_writer *w)
   writer_release(w);
   pthread_rwlock_unlock(&w->lock);
   pthread_rwlock_destroy(&w->lock);
-  close(w->dfd);
+  close(w->privfd);
   free(w);
 }
 
@@ -966,4 +969,27 @@ zl_cbt_rotate_recover(struct zl_sr *sr, const char *key, const char *snap)
   cbt_unmap(&f);
   zl_info("recovery: finishing the CBT rotation of %s at snapshot %s", key, snap);
   return zl_cbt_rotate_end(sr, key, snap, &rot);
+}
+
+int
+zl_cbt_sr_remove(struct zl_sr *sr)
+{
+  int dfd = cbt_dir(sr, false);
+  if (dfd == -1)
+    return errno == ENOENT ? 0 : -1;
+  CLEANUP_DIR DIR *d = fdopendir(dfd);
+  struct dirent *de;
+  if (!d) {
+    close(dfd);
+    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d)))
+    if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")))
+      unlinkat(dirfd(d), de->d_name, 0);
+  if (unlinkat(sr->privfd, CBT_DIR, AT_REMOVEDIR) == -1 && errno != ENOENT) {
+    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  return 0;
 }

@@ -88,6 +88,7 @@ int zl_cbt_rotate_recover(struct zl_sr *sr, const char *key, const char *snap);
 int zl_cbt_forget(struct zl_sr *sr, const char *key);
 int zl_cbt_mark_all(struct zl_sr *sr, const char *key); /* after a revert */
 int zl_cbt_resize(struct zl_sr *sr, const char *key, int64_t size);
+int zl_cbt_sr_remove(struct zl_sr *sr); /* SR destroy: the records go */
 
 /* volume.c */
 /* Fetch meta and info of a visible volume; ENOENT/NO_VOLUME otherwise. */

@@ -549,7 +549,7 @@ zl_sr_destroy(struct zl_sr *sr)
     goto fail;
   }
   zl_fault("sr-destroy", "unmarked");
-  if (sr->be->sr_remove(sr) == -1)
+  if (zl_cbt_sr_remove(sr) == -1 || sr->be->sr_remove(sr) == -1)
     goto fail;
   zl_info("destroyed SR %s", sr->key);
   zl_sr_unlock(sr);

@@ -532,3 +532,20 @@ def test_crash_during_revert_marks_everything(file_sr):
     sr.check_consistent()
     b = snap(sr, v["key"])
     assert changed(sr, a, b) == set(range(16))
+
+
+def test_sr_destroy_removes_cbt_records(file_sr):
+    """Records go with their volumes, and the directory with the SR (a
+    writer never makes it by itself)."""
+    sr = file_sr
+    plain = sr.create(size=1 << 20, name="plain")
+    sr.write(plain["key"], b"no cbt here")
+    assert not os.path.exists(os.path.join(sr.path, ".zfs-live", "cbt"))
+    v = fresh(sr, size=1 << 20)
+    a = snap(sr, v["key"])
+    assert len(os.listdir(os.path.join(sr.path, ".zfs-live", "cbt"))) == 2
+    for k in (a, v["key"], plain["key"]):
+        sr.call("Volume.destroy", key=k)
+    assert os.listdir(os.path.join(sr.path, ".zfs-live", "cbt")) == []
+    assert sr.plugin.ok("SR.destroy", sr=sr.key) is None
+    assert not os.path.exists(os.path.join(sr.path, ".zfs-live"))
