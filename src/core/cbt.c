@@ -904,7 +904,8 @@ zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
     pthread_rwlock_unlock(&w->lock);
   }
   pthread_rwlock_rdlock(&w->lock);
-  atomic_store_explicit(&w->wrote, true, memory_order_relaxed);
+  if (!atomic_load_explicit(&w->wrote, memory_order_relaxed)) /* one line, many threads */
+    atomic_store_explicit(&w->wrote, true, memory_order_relaxed);
   if (w->f.base) {
     uint64_t nb = w->f.h->slot_bytes * 8;
     uint64_t first = offset / G, last = (offset + length - 1) / G;
