@@ -17,7 +17,9 @@
  *   a snapshot's file (map): one slot, the changes from "prev" to it.
  *
  * A writer sets a block's bit before it issues the write and again after
- * the write completed, reading "cur" each time.  A snapshot (rotate):
+ * the write completed, reading "cur" each time.  It looks for its record
+ * again when <run>/cbt.gen changes (enable and disable on this host bump
+ * it) and once a second.  A snapshot (rotate):
  *   move slot[j = 1 - cur] into slot[cur] (it is empty unless a rotation
  *   was cut off); cur = j; take the storage snapshot S;
  *   map(S) = slot[old] | slot[j], prev = active.prev, written durably;
@@ -248,6 +250,56 @@ or_into(uint8_t *dst, const uint8_t *src, size_t n)
   for (size_t i = 0; i < n; i++)
     if (src[i])
       __atomic_fetch_or(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
+/* --- the host's generation of CBT records ------------------------------------- */
+
+/* <run>/cbt.gen: a counter in shared memory that enable and disable bump
+ * after they made or removed a record, so that every writer on this host
+ * looks again before its next write (writers otherwise look once a
+ * second).  NULL when it cannot be had: writers then rely on the timer. */
+static _Atomic(uint64_t *) gen_ptr;
+static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
+
+static void
+gen_open(void)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/cbt.gen", zl_run_dir());
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  struct stat st;
+  if (fd == -1 && errno == ENOENT) { /* no runtime directory yet */
+    int d = zl_run_subdir("exports", true);
+    if (d >= 0)
+      close(d);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  }
+  if (fd == -1 || fstat(fd, &st) == -1 ||
+      (st.st_size < 4096 && ftruncate(fd, 4096) == -1)) {
+    if (fd >= 0)
+      close(fd);
+    zl_error_clear();
+    return;
+  }
+  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p != MAP_FAILED)
+    atomic_store(&gen_ptr, (uint64_t *)p);
+}
+
+static uint64_t *
+gen(void)
+{
+  pthread_once(&gen_once, gen_open);
+  return atomic_load(&gen_ptr);
+}
+
+static void
+gen_bump(void)
+{
+  uint64_t *g = gen();
+  if (g)
+    __atomic_fetch_add(g, 1, __ATOMIC_SEQ_CST);
 }
 
 /* --- results ---------------------------------------------------------------- */
@@ -550,6 +602,7 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
       goto out;
   }
   r = zl_vol_update(sr, key, set_flag, arg) == -1 ? -1 : 0;
+  gen_bump(); /* this host's writers look now */
   if (r == 0)
     zl_info("changed block tracking enabled on volume %s", key);
 out:
@@ -581,6 +634,7 @@ zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
       goto out;
     }
   }
+  gen_bump();
   r = 0;
   zl_info("changed block tracking disabled on volume %s", key);
 out:
@@ -776,6 +830,7 @@ struct zl_cbt_writer {
   bool counted; /* we are in f's writer count */
   atomic_bool dirty;
   atomic_bool wrote;
+  _Atomic uint64_t seen_gen; /* of <run>/cbt.gen, at the last look */
   _Atomic uint64_t next_check;
   char boot[48];
 };
@@ -808,7 +863,7 @@ writer_release(struct zl_cbt_writer *w)
  * Writes made since the last look may have gone untracked (or into a record
  * that was replaced): they are unknown, so everything is marked. */
 static void
-writer_check(struct zl_cbt_writer *w, bool first)
+writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
 {
   char name[NAME_MAX + 1];
   struct stat st;
@@ -828,7 +883,10 @@ writer_check(struct zl_cbt_writer *w, bool first)
       } else {
         w->dev = st.st_dev;
         w->ino = st.st_ino;
-        bool all = !first && wrote;
+        /* Writes since the last look are unknown, unless this look comes
+         * from a local enable: those writes all reached the storage before
+         * it returned, so before any snapshot that counts. */
+        bool all = !first && wrote && !by_gen;
         if (flock(w->f.fd, LOCK_EX) == 0) {
           if (w->f.h->writers > 0 && strcmp(w->f.h->boot_id, w->boot) != 0) {
             zl_warn("CBT record of %s was open for writing when its host stopped; "
@@ -875,7 +933,9 @@ zl_cbt_writer_open(struct zl_sr *sr, const char *key)
   pthread_rwlock_init(&w->lock, NULL);
   snprintf(w->key, sizeof w->key, "%s", key);
   boot_id(w->boot, sizeof w->boot);
-  writer_check(w, true);
+  uint64_t *g = gen();
+  atomic_store(&w->seen_gen, g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0);
+  writer_check(w, true, false);
   return w;
 }
 
@@ -897,10 +957,15 @@ zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
 {
   if (!w || length == 0)
     return;
-  if (now_ns() >= atomic_load_explicit(&w->next_check, memory_order_relaxed)) {
+  uint64_t *g = atomic_load_explicit(&gen_ptr, memory_order_relaxed);
+  uint64_t cur_gen = g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0;
+  bool by_gen = cur_gen != atomic_load_explicit(&w->seen_gen, memory_order_relaxed);
+  if (by_gen || now_ns() >= atomic_load_explicit(&w->next_check, memory_order_relaxed)) {
     pthread_rwlock_wrlock(&w->lock);
-    if (now_ns() >= atomic_load(&w->next_check))
-      writer_check(w, false);
+    if (atomic_exchange(&w->seen_gen, cur_gen) != cur_gen)
+      writer_check(w, false, true);
+    else if (now_ns() >= atomic_load(&w->next_check))
+      writer_check(w, false, false);
     pthread_rwlock_unlock(&w->lock);
   }
   pthread_rwlock_rdlock(&w->lock);

@@ -549,3 +549,33 @@ def test_sr_destroy_removes_cbt_records(file_sr):
     assert os.listdir(os.path.join(sr.path, ".zfs-live", "cbt")) == []
     assert sr.plugin.ok("SR.destroy", sr=sr.key) is None
     assert not os.path.exists(os.path.join(sr.path, ".zfs-live"))
+
+
+def test_enable_while_attached_and_written(file_sr, datapath):
+    """CBT switched on while the server has the volume open and is writing
+    it (exported over NBD only, no block device), and snapshots right after:
+    the server must track from the first snapshot on, not a moment later."""
+    sr = file_sr
+    v = sr.create(size=1 << 20, name="busy")
+    sr.write(v["key"], os.urandom(1 << 20))
+    w = Writer(sr, v, datapath)  # makes sure the server runs
+    w.close()
+    uri = cli("vol", "export", sr.key, v["key"]).stdout.decode().strip()
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    try:
+        h.pwrite(b"0" * 4096, 0)  # the export is open and written
+        for round_ in range(3):
+            sr.call("Volume.enable_cbt", key=v["key"])
+            a = snap(sr, v["key"])
+            h.pwrite(os.urandom(4096), (3 + round_) * G)
+            h.flush()
+            b = snap(sr, v["key"])
+            got = changed(sr, a, b)
+            # exact: the server looked again before its next write
+            assert got == {3 + round_}, (round_, sorted(got))
+            assert differing(sr, a, b) <= got
+            sr.call("Volume.disable_cbt", key=v["key"])
+    finally:
+        h.shutdown()
+        cli("vol", "unexport", sr.key, v["key"])
