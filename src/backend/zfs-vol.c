@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,15 @@ zfs_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
   {
     json_t *meta;
     struct zl_vol_info info;
+    const char *at = strchr(name, '@');
+    if (at && !strncmp(at + 1, ZFS_CBT_PREFIX, strlen(ZFS_CBT_PREFIX)) &&
+        zfs_cbt_snapshot_stale(at + 1)) {
+      /* left by a list_changed_blocks that died: nothing else removes it */
+      if (zfs_destroy_object(z, name) == -1)
+        zl_warn("SR %s: cannot remove %s: %s", sr->key, name, zl_error_msg());
+      zl_error_clear();
+      continue;
+    }
     int r = describe(sr, name, o, &meta, &info);
     if (r == -1)
       return -1;
@@ -717,6 +727,33 @@ zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *va
 
 /* --- changed blocks ---------------------------------------------------------- */
 
+/* The temporary snapshot a comparison with the volume itself takes is named
+ * _zl-cbt-<pid>-<first 8 of the boot id>-<random>: one whose process is gone
+ * (or of an earlier boot) is stale. */
+static void
+boot8(char *out)
+{
+  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, out, 8) : -1;
+  if (fd >= 0)
+    close(fd);
+  if (n != 8)
+    memcpy(out, "00000000", 8);
+  out[8] = '\0';
+}
+
+bool
+zfs_cbt_snapshot_stale(const char *snap)
+{
+  char boot[9], theirs[9] = "";
+  long pid = 0;
+  if (sscanf(snap + strlen(ZFS_CBT_PREFIX), "%ld-%8[0-9a-f]", &pid, theirs) != 2 ||
+      pid <= 0)
+    return false; /* not ours to judge */
+  boot8(boot);
+  return strcmp(boot, theirs) != 0 || (kill((pid_t)pid, 0) == -1 && errno == ESRCH);
+}
+
 struct changes {
   struct zstream *parser;
   bool empty; /* no stream byte came */
@@ -853,7 +890,10 @@ zfs_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn 
     /* the volume itself: compare with a snapshot of it taken now */
     if (zl_uuid_generate(uuid) == -1)
       return -1;
-    snprintf(tmp, sizeof tmp, "%s@" ZFS_INTERNAL "cbt-%s", tname, uuid);
+    char boot[9];
+    boot8(boot);
+    snprintf(tmp, sizeof tmp, "%s@" ZFS_CBT_PREFIX "%ld-%s-%.8s", tname, (long)getpid(),
+             boot, uuid);
     if (z->layout == LAYOUT_DATASET)
       flush_file(sr, comp_only);
     if (snapshot_cmd(z, tmp, NULL, 0) == -1)

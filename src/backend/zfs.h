@@ -30,6 +30,9 @@
  *                                     a snapshot is read where ZFS has no
  *                                     .zfs directory (zfs-fuse)
  *   <sr>/_zl-rv-<key>                 internal: a revert in progress
+ *   <sr>/<vol>@_zl-cbt-<pid>-<boot>-<r> internal: the volume itself, for the
+ *                                     length of a list_changed_blocks (a
+ *                                     stale one is removed by the next list)
  * Metadata (the core's object) is in user properties zfs-live:meta[.N] of
  * each volume, so it travels with zfs send.  Internal objects carry no
  * metadata and are never listed.
@@ -54,6 +57,7 @@
 #define ZFS_ORIGIN_PREFIX "_zl-origin-"
 #define ZFS_RO_PREFIX     "_zl-ro-"
 #define ZFS_RV_PREFIX     "_zl-rv-"
+#define ZFS_CBT_PREFIX    "_zl-cbt-" /* temporary snapshot of a comparison */
 #define ZFS_DISK          "disk.img"
 #define ZFS_MOUNT_BASE    "/run/sr-mount"
 #define ZFS_STATE         "zfs.json"
@@ -259,6 +263,7 @@ int zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
 /* zfs-data.c: is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
 bool zfs_is_mounted(struct zl_sr *sr, const char *comp);
 int zfs_vol_dependents(struct zl_sr *sr, const char *key);
+bool zfs_cbt_snapshot_stale(const char *snap); /* "_zl-cbt-..." */
 int zfs_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
                     void *opaque);
 int zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value);

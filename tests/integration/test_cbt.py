@@ -579,3 +579,27 @@ def test_enable_while_attached_and_written(file_sr, datapath):
     finally:
         h.shutdown()
         cli("vol", "unexport", sr.key, v["key"])
+
+
+def test_stale_comparison_snapshot_is_collected(zplugin, tmp_path_factory):
+    """A comparison with the volume itself takes a temporary ZFS snapshot; one
+    left by a process that died goes at the next listing, a live one stays."""
+    from conftest import zfs_cmd
+    pool = zfs_pool(tmp_path_factory)
+    sr = ZfsSR(zplugin, f"{pool}/s{os.urandom(4).hex()}")
+    sr.kind = "zfs"
+    v = fresh(sr, size=1 << 20)
+    a = snap(sr, v["key"])
+    assert changed(sr, a, v["key"]) == set()
+    ds = f"{sr.dataset}/{v['key']}"
+    boot = open("/proc/sys/kernel/random/boot_id").read()[:8]
+    dead = f"{ds}@_zl-cbt-999999999-{boot}-deadbeef"
+    alive = f"{ds}@_zl-cbt-{os.getpid()}-{boot}-0badcafe"
+    zfs_cmd("zfs", "snapshot", dead)
+    zfs_cmd("zfs", "snapshot", alive)
+    sr.ls()
+    snaps = zfs_cmd("zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r",
+                    ds).stdout.split()
+    assert dead not in snaps and alive in snaps
+    zfs_cmd("zfs", "destroy", alive)
+    sr.check_consistent()
