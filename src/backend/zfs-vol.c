@@ -872,6 +872,14 @@ zfs_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn 
 
   zfs_name_of(sr, from, fname, sizeof fname, &fsnap);
   zfs_name_of(sr, to, tname, sizeof tname, &tsnap);
+  if (!fsnap && tsnap) { /* the volume and one of its snapshots: the same set */
+    char t[600];
+    memcpy(t, fname, sizeof t);
+    memcpy(fname, tname, sizeof fname);
+    memcpy(tname, t, sizeof tname);
+    fsnap = true;
+    tsnap = false;
+  }
   /* both in one dataset: <sr>/<comp>@from and <sr>/<comp>[@to] */
   size_t dl = strcspn(fname, "@");
   if (!fsnap || strncmp(fname, tname, dl) != 0 ||

@@ -149,8 +149,9 @@ def test_patterns_exact(src, datapath):
     try:
         expect = apply(w.h, PATTERN, sr)
         b = snap(sr, v["key"])  # taken while attached, as XAPI does
-        # live volume against b: nothing since b
+        # live volume against b: nothing since b, in either order
         assert changed(sr, b, v["key"]) == set()
+        assert changed(sr, v["key"], b) == set()
         more = apply(w.h, [("write", 7 * G + 5, 3)])
     finally:
         w.close()
