@@ -283,6 +283,22 @@ parse(struct tx *t, bool *disc)
   return nb;
 }
 
+/* ZFS_LIVE_TEST_WRITE_DELAY_US: hold each round's writes this long between
+ * tracking them and issuing them, so that tests can make snapshots land
+ * in that window (the race core/cbt.c is built for).  Tests only. */
+static long
+test_write_delay_us(void)
+{
+  static long delay = -1;
+  if (delay < 0) {
+    const char *s = getenv("ZFS_LIVE_TEST_WRITE_DELAY_US");
+    delay = s ? strtol(s, NULL, 10) : 0;
+    if (delay < 0 || delay > 1000000)
+      delay = 0;
+  }
+  return delay;
+}
+
 static void
 execute(struct tx *t, size_t nb)
 {
@@ -360,12 +376,17 @@ execute(struct tx *t, size_t nb)
    * acknowledged */
   bool sync = false;
   if (e->cbt) {
+    bool wrote = false;
     for (size_t i = 0; i < nb; i++) {
       const struct req *r = &t->reqs[i];
       if (r->io >= 0 && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
-                         r->type == NBD_CMD_WRITE_ZEROES))
+                         r->type == NBD_CMD_WRITE_ZEROES)) {
         zl_cbt_mark(e->cbt, r->off, r->len);
+        wrote = true;
+      }
     }
+    if (wrote && test_write_delay_us())
+      usleep((useconds_t)test_write_delay_us());
   }
   nbd_io_run(t->io, t->ios, ni);
   if (e->cbt) {

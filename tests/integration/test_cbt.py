@@ -53,6 +53,22 @@ def src(request, plugin, mounts, tmp_path_factory):
     return sr
 
 
+def stop_server_and_wait():
+    pidfile = os.path.join(RUN_DIR, "nbd.pid")
+    try:
+        pid = int(open(pidfile).read())
+    except (OSError, ValueError):
+        return
+    stop_nbd_server()
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the NBD server did not stop")
+
+
 def blocks(off, length):
     return set(range(off // G, (off + length - 1) // G + 1)) if length else set()
 
@@ -604,3 +620,60 @@ def test_stale_comparison_snapshot_is_collected(zplugin, tmp_path_factory):
     assert dead not in snaps and alive in snaps
     zfs_cmd("zfs", "destroy", alive)
     sr.check_consistent()
+
+
+@pytest.mark.parametrize("kind", ["tracked-ext4", "zfs"])
+def test_snapshots_taken_during_writes(kind, plugin, mounts, tmp_path_factory, datapath):
+    """Snapshots taken while writes are in flight through the NBD server (the
+    race the two-slot rotation is built for): between every pair of
+    consecutive snapshots, every block that differs is in the bitmap."""
+    import threading
+    if kind == "zfs":
+        sr = ZfsSR(Plugin("zfs-live"), f"{zfs_pool(tmp_path_factory)}/r{os.urandom(4).hex()}")
+    else:
+        sr = FileSR(plugin, os.path.join(mounts["ext4"], os.urandom(4).hex()))
+    sr.kind = kind
+    v = fresh(sr)
+    # a server that holds each round of writes 20 ms between tracking and
+    # issuing them: most snapshots then fall inside a round
+    stop_server_and_wait()
+    res = datapath.run("Datapath.attach", dict(dbg="t", uri=v["uri"][0], domain="race"),
+                       env={"ZFS_LIVE_TEST_WRITE_DELAY_US": "20000"})
+    assert res.rc == 0, res.stderr
+    datapath.ok("Datapath.detach", uri=v["uri"][0], domain="race")
+    w = Writer(sr, v, datapath)
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        rnd = random.Random(99)
+        try:
+            while not stop.is_set():
+                for _ in range(16):
+                    off = rnd.randrange(0, SIZE - 4096, 512)
+                    w.h.aio_pwrite(os.urandom(4096), off)
+                while w.h.aio_in_flight() > 0:
+                    w.h.poll(-1)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    keys = []
+    try:
+        for _ in range(8):
+            time.sleep(0.05)
+            keys.append(snap(sr, v["key"]))
+    finally:
+        stop.set()
+        t.join()
+        w.close()
+    assert not errors, errors
+    keys.append(snap(sr, v["key"]))
+    for x, y in zip(keys, keys[1:]):
+        truth = differing(sr, x, y)
+        got = changed(sr, x, y)
+        assert truth <= got, f"{kind}: missed {sorted(truth - got)}"
+    total = changed(sr, keys[0], keys[-1])
+    assert differing(sr, keys[0], keys[-1]) <= total
+    stop_server_and_wait()  # the next test gets a server without the delay
