@@ -733,13 +733,9 @@ zfs_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *va
 static void
 boot8(char *out)
 {
-  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, out, 8) : -1;
-  if (fd >= 0)
-    close(fd);
-  if (n != 8)
-    memcpy(out, "00000000", 8);
-  out[8] = '\0';
+  char id[64];
+  zl_boot_id(id, sizeof id);
+  snprintf(out, 9, "%.8s", strlen(id) >= 8 ? id : "00000000");
 }
 
 bool

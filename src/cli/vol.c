@@ -463,20 +463,13 @@ changed_blocks(struct zl_sr *sr, const char *from, const char *to)
 
   if (zl_vol_changed_blocks(sr, from, to, &m) == -1)
     return cli_fail();
-  uint64_t total = 0;
-  for (uint64_t b = 0; b < m.nblocks;) {
-    if (!(m.bits[b >> 3] & (0x80u >> (b & 7)))) {
-      b++;
-      continue;
-    }
-    uint64_t s = b;
-    while (b < m.nblocks && (m.bits[b >> 3] & (0x80u >> (b & 7))))
-      b++;
-    uint64_t off = s * ZL_CBT_GRANULARITY, end = b * ZL_CBT_GRANULARITY;
+  uint64_t total = 0, pos = 0, first, count;
+  while (zl_cbt_map_next_run(&m, &pos, &first, &count)) {
+    uint64_t off = first * ZL_CBT_GRANULARITY, end = (first + count) * ZL_CBT_GRANULARITY;
     if (end > (uint64_t)m.size)
       end = (uint64_t)m.size;
     printf("%llu %llu\n", (unsigned long long)off, (unsigned long long)(end - off));
-    total += b - s;
+    total += count;
   }
   fprintf(stderr, "%llu of %llu blocks of %d bytes changed\n", (unsigned long long)total,
           (unsigned long long)m.nblocks, ZL_CBT_GRANULARITY);

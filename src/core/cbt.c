@@ -35,6 +35,7 @@
  * writer records the boot id and counts itself in the header, and a file
  * found with writers of an earlier boot is marked entirely dirty.  FLUSH and
  * FUA write the bits back before they are acknowledged (zl_cbt_sync).
+ * The tracking layer itself is in cbt-writer.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,73 +51,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/cbt.h"
 #include "core/internal.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 
-#define G           ZL_CBT_GRANULARITY
-#define CBT_DIR     "cbt"
-#define CBT_MAGIC   "ZLCBT01\n"
-#define CBT_HDR     4096
-#define CBT_SUFFIX  ".cbt"
-#define ACTIVE_SLOT ((size_t)(ZL_CBT_MAX_SIZE / G / 8))
-#define CHECK_NS    1000000000ull /* writers look for a new file this often */
-#define KEY_ROOM    256
-
-struct cbt_hdr {
-  char magic[8];
-  uint32_t version;
-  uint32_t granularity;
-  uint64_t size;       /* bytes of the volume covered */
-  uint64_t slot_bytes; /* bytes per slot */
-  uint32_t nslots;     /* 2: a volume's active file, 1: a snapshot's map */
-  uint32_t cur;        /* the slot writers set bits in (atomic) */
-  uint32_t writers;    /* writers of boot_id that have it open */
-  uint32_t pad;
-  char boot_id[48];
-  char prev[KEY_ROOM]; /* changes are since this snapshot ("" = since enable) */
-  char of[KEY_ROOM];   /* the volume this tracks (a map: the snapshot's source) */
-};
-_Static_assert(sizeof(struct cbt_hdr) <= CBT_HDR, "header fits its page");
-
-struct cbt_file {
-  int fd;
-  uint8_t *base;
-  size_t len;
-  struct cbt_hdr *h;
-};
-
-static uint64_t
-nblocks_of(int64_t size)
-{
-  return ((uint64_t)size + G - 1) / G;
-}
-
-static size_t
-nbytes_of(int64_t size)
-{
-  return (size_t)((nblocks_of(size) + 7) / 8);
-}
-
-static uint8_t *
-slot(const struct cbt_file *f, unsigned i)
-{
-  return f->base + CBT_HDR + (size_t)i * f->h->slot_bytes;
-}
-
-static void
-boot_id(char *out, size_t len)
-{
-  CLEANUP_CLOSE int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-  ssize_t n = fd >= 0 ? read(fd, out, len - 1) : -1;
-  out[n > 0 ? n : 0] = '\0';
-  out[strcspn(out, "\n")] = '\0';
-}
-
 /* The cbt directory of the SR's private area. */
-static int
+int
 cbt_dir(struct zl_sr *sr, bool create)
 {
   if (create && mkdirat(sr->privfd, CBT_DIR, 0700) == -1 && errno != EEXIST) {
@@ -129,13 +72,13 @@ cbt_dir(struct zl_sr *sr, bool create)
   return fd;
 }
 
-static void
-file_name(char *buf, size_t len, const char *key)
+void
+cbt_file_name(char *buf, size_t len, const char *key)
 {
   snprintf(buf, len, "%s" CBT_SUFFIX, key);
 }
 
-static void
+void
 cbt_unmap(struct cbt_file *f)
 {
   if (f->base)
@@ -148,7 +91,7 @@ cbt_unmap(struct cbt_file *f)
 }
 
 /* Map key's file.  ENOENT (no error set) when there is none. */
-static int
+int
 cbt_map(int dirfd, const char *key, struct cbt_file *f)
 {
   char name[NAME_MAX + 1];
@@ -157,7 +100,7 @@ cbt_map(int dirfd, const char *key, struct cbt_file *f)
   f->fd = -1;
   f->base = NULL;
   f->h = NULL;
-  file_name(name, sizeof name, key);
+  cbt_file_name(name, sizeof name, key);
   f->fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (f->fd == -1) {
     if (errno != ENOENT)
@@ -200,7 +143,7 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   char name[NAME_MAX + 1], tmp[NAME_MAX + 1];
   struct cbt_hdr h = {0};
 
-  file_name(name, sizeof name, key);
+  cbt_file_name(name, sizeof name, key);
   snprintf(tmp, sizeof tmp, ".%s.tmp", name);
   memcpy(h.magic, CBT_MAGIC, 8);
   h.version = 1;
@@ -225,8 +168,8 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   return 0;
 }
 
-static void
-set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last)
+void
+cbt_set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last)
 {
   if (last >= nblocks)
     last = nblocks - 1;
@@ -244,62 +187,12 @@ set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last)
   }
 }
 
-static void
-or_into(uint8_t *dst, const uint8_t *src, size_t n)
+void
+cbt_or_into(uint8_t *dst, const uint8_t *src, size_t n)
 {
   for (size_t i = 0; i < n; i++)
     if (src[i])
       __atomic_fetch_or(&dst[i], src[i], __ATOMIC_RELAXED);
-}
-
-/* --- the host's generation of CBT records ------------------------------------- */
-
-/* <run>/cbt.gen: a counter in shared memory that enable and disable bump
- * after they made or removed a record, so that every writer on this host
- * looks again before its next write (writers otherwise look once a
- * second).  NULL when it cannot be had: writers then rely on the timer. */
-static _Atomic(uint64_t *) gen_ptr;
-static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
-
-static void
-gen_open(void)
-{
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/cbt.gen", zl_run_dir());
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-  struct stat st;
-  if (fd == -1 && errno == ENOENT) { /* no runtime directory yet */
-    int d = zl_run_subdir("exports", true);
-    if (d >= 0)
-      close(d);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-  }
-  if (fd == -1 || fstat(fd, &st) == -1 ||
-      (st.st_size < 4096 && ftruncate(fd, 4096) == -1)) {
-    if (fd >= 0)
-      close(fd);
-    zl_error_clear();
-    return;
-  }
-  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (p != MAP_FAILED)
-    atomic_store(&gen_ptr, (uint64_t *)p);
-}
-
-static uint64_t *
-gen(void)
-{
-  pthread_once(&gen_once, gen_open);
-  return atomic_load(&gen_ptr);
-}
-
-static void
-gen_bump(void)
-{
-  uint64_t *g = gen();
-  if (g)
-    __atomic_fetch_add(g, 1, __ATOMIC_SEQ_CST);
 }
 
 /* --- results ---------------------------------------------------------------- */
@@ -331,17 +224,33 @@ zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length)
     return 0;
   uint64_t end =
       length > (uint64_t)m->size - offset ? (uint64_t)m->size : offset + length;
-  set_range(m->bits, m->nblocks, offset / G, (end - 1) / G);
+  cbt_set_range(m->bits, m->nblocks, offset / G, (end - 1) / G);
   return 0;
 }
 
-uint64_t
-zl_cbt_map_count(const struct zl_cbt_map *m)
+bool
+zl_cbt_map_test(const struct zl_cbt_map *m, uint64_t b)
 {
-  uint64_t n = 0;
-  for (size_t i = 0; i < nbytes_of(m->size); i++)
-    n += (uint64_t)__builtin_popcount(m->bits[i]);
-  return n;
+  return b < m->nblocks && (m->bits[b >> 3] & (0x80u >> (b & 7)));
+}
+
+bool
+zl_cbt_map_next_run(const struct zl_cbt_map *m, uint64_t *pos, uint64_t *first,
+                    uint64_t *count)
+{
+  uint64_t b = *pos;
+  while (b < m->nblocks && !zl_cbt_map_test(m, b))
+    b += (b & 7) == 0 && m->bits[b >> 3] == 0 ? 8 : 1;
+  if (b >= m->nblocks) {
+    *pos = m->nblocks;
+    return false;
+  }
+  *first = b;
+  while (b < m->nblocks && zl_cbt_map_test(m, b))
+    b++;
+  *count = b - *first;
+  *pos = b;
+  return true;
 }
 
 /* --- state kept with volume operations (called by the core under LOCK_EX) -- */
@@ -361,8 +270,8 @@ zl_meta_data_destroyed(const json_t *meta)
 /* Does this SR keep tracked bitmaps?  Storage whose copy-on-write layer can
  * always answer (it keeps a destroyed snapshot's blocks, or a bookmark)
  * needs none. */
-static bool
-tracked(struct zl_sr *sr)
+bool
+cbt_tracked(struct zl_sr *sr)
 {
   return !(sr->be->caps(sr) & ZL_CAP_CHANGES_ALWAYS);
 }
@@ -373,7 +282,7 @@ zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
 {
   rot->active = false;
   rot->old = 0;
-  if (!zl_meta_cbt(meta) || !tracked(sr))
+  if (!zl_meta_cbt(meta) || !cbt_tracked(sr))
     return 0;
   CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
   struct cbt_file f;
@@ -385,7 +294,7 @@ zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
     /* The spare slot is empty after a rotation that finished; after one cut
      * off by a crash it still holds changes no map has: they move into the
      * current slot (the changes are the union of both) before it is reused. */
-    or_into(slot(&f, old), slot(&f, j), n);
+    cbt_or_into(slot(&f, old), slot(&f, j), n);
     memset(slot(&f, j), 0, n);
     __atomic_store_n(&f.h->cur, j, __ATOMIC_RELEASE);
     if (fdatasync(f.fd) == -1) {
@@ -419,7 +328,7 @@ zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
     goto out;
   }
   memcpy(bits, slot(&f, 0), n);
-  or_into(bits, slot(&f, 1), n);
+  cbt_or_into(bits, slot(&f, 1), n);
   if (cbt_write_new(dfd, snap, key, f.h->prev, (int64_t)f.h->size, 1, n, bits, n) == -1)
     goto out;
   zl_fault("cbt-rotate", "map-written");
@@ -479,7 +388,7 @@ zl_cbt_forget(struct zl_sr *sr, const char *key)
   CLEANUP_FREE char *next = f.h->nslots == 1 ? successor(dfd, key) : NULL;
   if (next && cbt_map(dfd, next, &s) == 0) {
     size_t n = nbytes_of((int64_t)(f.h->size < s.h->size ? f.h->size : s.h->size));
-    or_into(slot(&s, __atomic_load_n(&s.h->cur, __ATOMIC_ACQUIRE)), slot(&f, 0), n);
+    cbt_or_into(slot(&s, __atomic_load_n(&s.h->cur, __ATOMIC_ACQUIRE)), slot(&f, 0), n);
     if (fdatasync(s.fd) == -1) {
       zl_error(errno, "CBT record of %s: %s", next, strerror(errno));
       cbt_unmap(&s);
@@ -491,7 +400,7 @@ zl_cbt_forget(struct zl_sr *sr, const char *key)
     cbt_unmap(&s);
   }
   cbt_unmap(&f);
-  file_name(name, sizeof name, key);
+  cbt_file_name(name, sizeof name, key);
   if (unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
     zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
     return -1;
@@ -507,8 +416,8 @@ zl_cbt_mark_all(struct zl_sr *sr, const char *key)
   if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
     return errno == ENOENT ? 0 : -1;
   if (f.h->size)
-    set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)),
-              nblocks_of((int64_t)f.h->size), 0, nblocks_of((int64_t)f.h->size) - 1);
+    cbt_set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)),
+                  nblocks_of((int64_t)f.h->size), 0, nblocks_of((int64_t)f.h->size) - 1);
   int r = fdatasync(f.fd);
   if (r == -1)
     zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
@@ -531,8 +440,8 @@ zl_cbt_resize(struct zl_sr *sr, const char *key, int64_t size)
     r = -1;
   } else if ((uint64_t)size > f.h->size) {
     /* the new blocks read as zeros: changed from any earlier state */
-    set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)), nblocks_of(size),
-              f.h->size / G, nblocks_of(size) - 1);
+    cbt_set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)),
+                  nblocks_of(size), f.h->size / G, nblocks_of(size) - 1);
     f.h->size = (uint64_t)size;
     if (fdatasync(f.fd) == -1) {
       zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
@@ -595,14 +504,14 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
       goto out;
     close(fd);
   }
-  if (!zl_meta_read_only(meta) && tracked(sr)) {
+  if (!zl_meta_read_only(meta) && cbt_tracked(sr)) {
     CLEANUP_CLOSE int dfd = cbt_dir(sr, true);
     if (dfd == -1 || cbt_write_new(dfd, key, key, "", info.virtual_size, 2, ACTIVE_SLOT,
                                    NULL, 0) == -1)
       goto out;
   }
   r = zl_vol_update(sr, key, set_flag, arg) == -1 ? -1 : 0;
-  gen_bump(); /* this host's writers look now */
+  cbt_gen_bump(); /* this host's writers look now */
   if (r == 0)
     zl_info("changed block tracking enabled on volume %s", key);
 out:
@@ -628,13 +537,13 @@ zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
   if (!zl_meta_read_only(meta)) {
     CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
     char name[NAME_MAX + 1];
-    file_name(name, sizeof name, key);
+    cbt_file_name(name, sizeof name, key);
     if (dfd >= 0 && unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
       zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
       goto out;
     }
   }
-  gen_bump();
+  cbt_gen_bump();
   r = 0;
   zl_info("changed block tracking disabled on volume %s", key);
 out:
@@ -675,7 +584,7 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
     goto out;
   }
   /* the record that keeps the changes must exist before the data goes */
-  if (tracked(sr)) {
+  if (cbt_tracked(sr)) {
     CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
     struct cbt_file f;
     if (dfd == -1 || cbt_map(dfd, key, &f) == -1) {
@@ -723,7 +632,7 @@ tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
     }
     size_t n = nbytes_of((int64_t)f.h->size < m->size ? (int64_t)f.h->size : m->size);
     for (unsigned i = 0; i < f.h->nslots; i++)
-      or_into(m->bits, slot(&f, i), n);
+      cbt_or_into(m->bits, slot(&f, i), n);
     snprintf(cur, sizeof cur, "%s", f.h->prev);
     cbt_unmap(&f);
     if (strcmp(cur, from) == 0)
@@ -775,7 +684,7 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
     goto out;
   }
   bool have_data = (!zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm)) ||
-                   !tracked(sr); /* such storage keeps what it needs */
+                   !cbt_tracked(sr); /* such storage keeps what it needs */
   int got = -1;
   if (have_data && sr->be->vol_changes) {
     got = sr->be->vol_changes(sr, from, to, add_range, out);
@@ -815,184 +724,6 @@ fail:
   zl_cbt_map_free(out);
 out:
   zl_sr_unlock(sr);
-  return r;
-}
-
-/* --- the tracking layer for writers ------------------------------------------ */
-
-struct zl_cbt_writer {
-  pthread_rwlock_t lock;
-  int privfd; /* the SR's private area; its cbt/ may come later */
-  char key[KEY_ROOM];
-  struct cbt_file f; /* f.base NULL: no record (CBT off) */
-  dev_t dev;
-  ino_t ino;
-  bool counted; /* we are in f's writer count */
-  atomic_bool dirty;
-  atomic_bool wrote;
-  _Atomic uint64_t seen_gen; /* of <run>/cbt.gen, at the last look */
-  _Atomic uint64_t next_check;
-  char boot[48];
-};
-
-static uint64_t
-now_ns(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Under the write lock: let go of the mapped file. */
-static void
-writer_release(struct zl_cbt_writer *w)
-{
-  if (!w->f.base)
-    return;
-  if (w->counted && flock(w->f.fd, LOCK_EX) == 0) {
-    if (w->f.h->writers > 0)
-      w->f.h->writers--;
-    fdatasync(w->f.fd);
-    flock(w->f.fd, LOCK_UN);
-  }
-  w->counted = false;
-  cbt_unmap(&w->f);
-}
-
-/* Under the write lock: (re)map the record if it appeared or was replaced.
- * Writes made since the last look may have gone untracked (or into a record
- * that was replaced): they are unknown, so everything is marked. */
-static void
-writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
-{
-  char name[NAME_MAX + 1];
-  struct stat st;
-
-  file_name(name, sizeof name, w->key);
-  CLEANUP_CLOSE int dfd =
-      openat(w->privfd, CBT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  bool exists = dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-  bool same = exists && w->f.base && st.st_dev == w->dev && st.st_ino == w->ino;
-  bool wrote = atomic_exchange(&w->wrote, false);
-
-  if (!same) {
-    writer_release(w);
-    if (exists && cbt_map(dfd, w->key, &w->f) == 0) {
-      if (w->f.h->nslots != 2) {
-        cbt_unmap(&w->f);
-      } else {
-        w->dev = st.st_dev;
-        w->ino = st.st_ino;
-        /* Writes since the last look are unknown, unless this look comes
-         * from a local enable: those writes all reached the storage before
-         * it returned, so before any snapshot that counts. */
-        bool all = !first && wrote && !by_gen;
-        if (flock(w->f.fd, LOCK_EX) == 0) {
-          if (w->f.h->writers > 0 && strcmp(w->f.h->boot_id, w->boot) != 0) {
-            zl_warn("CBT record of %s was open for writing when its host stopped; "
-                    "marking every block changed",
-                    w->key);
-            all = true;
-            w->f.h->writers = 0;
-          }
-          w->f.h->writers++;
-          snprintf(w->f.h->boot_id, sizeof w->f.h->boot_id, "%s", w->boot);
-          w->counted = true;
-          if (all && w->f.h->size)
-            set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)),
-                      nblocks_of((int64_t)w->f.h->size), 0,
-                      nblocks_of((int64_t)w->f.h->size) - 1);
-          fdatasync(w->f.fd);
-          flock(w->f.fd, LOCK_UN);
-        }
-      }
-    }
-  }
-  atomic_store(&w->next_check, now_ns() + CHECK_NS);
-}
-
-struct zl_cbt_writer *
-zl_cbt_writer_open(struct zl_sr *sr, const char *key)
-{
-  if (!tracked(sr)) {
-    errno = 0;
-    return NULL;
-  }
-  struct zl_cbt_writer *w = calloc(1, sizeof *w);
-  if (!w) {
-    zl_error(ENOMEM, "out of memory");
-    return NULL;
-  }
-  w->f.fd = -1;
-  w->privfd = fcntl(sr->privfd, F_DUPFD_CLOEXEC, 0);
-  if (w->privfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
-    free(w);
-    return NULL;
-  }
-  pthread_rwlock_init(&w->lock, NULL);
-  snprintf(w->key, sizeof w->key, "%s", key);
-  boot_id(w->boot, sizeof w->boot);
-  uint64_t *g = gen();
-  atomic_store(&w->seen_gen, g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0);
-  writer_check(w, true, false);
-  return w;
-}
-
-void
-zl_cbt_writer_close(struct zl_cbt_writer *w)
-{
-  if (!w)
-    return;
-  pthread_rwlock_wrlock(&w->lock);
-  writer_release(w);
-  pthread_rwlock_unlock(&w->lock);
-  pthread_rwlock_destroy(&w->lock);
-  close(w->privfd);
-  free(w);
-}
-
-void
-zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
-{
-  if (!w || length == 0)
-    return;
-  uint64_t *g = atomic_load_explicit(&gen_ptr, memory_order_relaxed);
-  uint64_t cur_gen = g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0;
-  bool by_gen = cur_gen != atomic_load_explicit(&w->seen_gen, memory_order_relaxed);
-  if (by_gen || now_ns() >= atomic_load_explicit(&w->next_check, memory_order_relaxed)) {
-    pthread_rwlock_wrlock(&w->lock);
-    if (atomic_exchange(&w->seen_gen, cur_gen) != cur_gen)
-      writer_check(w, false, true);
-    else if (now_ns() >= atomic_load(&w->next_check))
-      writer_check(w, false, false);
-    pthread_rwlock_unlock(&w->lock);
-  }
-  pthread_rwlock_rdlock(&w->lock);
-  if (!atomic_load_explicit(&w->wrote, memory_order_relaxed)) /* one line, many threads */
-    atomic_store_explicit(&w->wrote, true, memory_order_relaxed);
-  if (w->f.base) {
-    uint64_t nb = w->f.h->slot_bytes * 8;
-    uint64_t first = offset / G, last = (offset + length - 1) / G;
-    if (first < nb) {
-      set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)), nb, first,
-                last);
-      atomic_store_explicit(&w->dirty, true, memory_order_relaxed);
-    }
-  }
-  pthread_rwlock_unlock(&w->lock);
-}
-
-int
-zl_cbt_sync(struct zl_cbt_writer *w)
-{
-  if (!w || !atomic_exchange(&w->dirty, false))
-    return 0;
-  pthread_rwlock_rdlock(&w->lock);
-  int r = w->f.base ? fdatasync(w->f.fd) : 0;
-  pthread_rwlock_unlock(&w->lock);
-  if (r == -1)
-    zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
   return r;
 }
 

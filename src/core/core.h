@@ -214,7 +214,12 @@ struct zl_cbt_map {
 };
 void zl_cbt_map_free(struct zl_cbt_map *m);
 int zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length);
-uint64_t zl_cbt_map_count(const struct zl_cbt_map *m);
+/* Is block b changed?  (False past the end.) */
+bool zl_cbt_map_test(const struct zl_cbt_map *m, uint64_t b);
+/* The next run of changed blocks at or after *pos: true with [*first,
+ * *first + *count), *pos moved past it; false when there is none. */
+bool zl_cbt_map_next_run(const struct zl_cbt_map *m, uint64_t *pos, uint64_t *first,
+                         uint64_t *count);
 int zl_vol_enable_cbt(struct zl_sr *sr, const char *key);
 int zl_vol_disable_cbt(struct zl_sr *sr, const char *key);
 /* Drop a CBT-enabled snapshot's data, keeping what CBT needs of it. */

@@ -56,12 +56,6 @@ nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_cbt_map 
   return r;
 }
 
-static bool
-bit(const struct zl_cbt_map *m, uint64_t b)
-{
-  return b < m->nblocks && (m->bits[b >> 3] & (0x80u >> (b & 7)));
-}
-
 int
 nbd_bitmap_extents(const struct zl_cbt_map *m, uint64_t off, uint64_t len, bool one,
                    uint32_t *pairs, int max)
@@ -72,7 +66,7 @@ nbd_bitmap_extents(const struct zl_cbt_map *m, uint64_t off, uint64_t len, bool 
 
   while (pos < end && n < max && !(one && n == 1)) {
     uint64_t b = pos / g;
-    bool dirty = bit(m, b);
+    bool dirty = zl_cbt_map_test(m, b);
     uint64_t next = (b + 1) * g;
     /* extend over blocks in the same state, whole bytes at a time */
     while (next < end && next - pos < EXTENT_MAX) {
@@ -81,7 +75,7 @@ nbd_bitmap_extents(const struct zl_cbt_map *m, uint64_t off, uint64_t len, bool 
         next += 8 * g;
         continue;
       }
-      if (bit(m, nb) != dirty)
+      if (zl_cbt_map_test(m, nb) != dirty)
         break;
       next += g;
     }

@@ -223,8 +223,7 @@ bitmap_b64(const struct zl_cbt_map *m, uint64_t first, uint64_t n)
       buf[bytes - 1] &= (unsigned char)(0xff00u >> (n % 8));
   } else {
     for (uint64_t i = 0; i < n; i++) {
-      uint64_t b = first + i;
-      if (m->bits[b >> 3] & (0x80u >> (b & 7)))
+      if (zl_cbt_map_test(m, first + i))
         buf[i >> 3] |= (unsigned char)(0x80u >> (i & 7));
     }
   }
@@ -292,17 +291,10 @@ smapi_vol_compare(struct smapi_call *c)
   if (zl_vol_changed_blocks(sr, key, key2, &m) == -1)
     goto out;
   ranges = json_array();
-  for (uint64_t b = 0; ranges && b < m.nblocks;) {
-    if (!(m.bits[b >> 3] & (0x80u >> (b & 7)))) {
-      b++;
-      continue;
-    }
-    uint64_t s = b;
-    while (b < m.nblocks && (m.bits[b >> 3] & (0x80u >> (b & 7))))
-      b++;
+  uint64_t pos = 0, first, count;
+  while (ranges && zl_cbt_map_next_run(&m, &pos, &first, &count))
     json_array_append_new(ranges,
-                          json_pack("[I, I]", (json_int_t)s, (json_int_t)(b - s)));
-  }
+                          json_pack("[I, I]", (json_int_t)first, (json_int_t)count));
   if (ranges)
     res = json_pack("{s:i, s:O}", "blocksize", ZL_CBT_GRANULARITY, "ranges", ranges);
   json_decref(ranges);

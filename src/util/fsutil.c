@@ -291,3 +291,14 @@ zl_clone_or_copy(int in, int out, off_t size, bool *reflinked)
     *reflinked = false;
   return zl_copy_sparse(in, out, size, NULL);
 }
+
+void
+zl_boot_id(char *out, size_t len)
+{
+  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, out, len - 1) : -1;
+  if (fd >= 0)
+    close(fd);
+  out[n > 0 ? n : 0] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+}

@@ -45,6 +45,8 @@ int zl_clone_or_copy(int in, int out, off_t size, bool *reflinked);
 
 /* A unique temporary name for dirfd: ".<base>.tmp.<pid>.<random>".  Names
  * starting with '.' are never volume keys. */
+/* This boot's id (/proc/sys/kernel/random/boot_id), "" if unknown. */
+void zl_boot_id(char *out, size_t len);
 void zl_tmp_name(char *out, size_t outlen, const char *base);
 
 #endif

@@ -492,6 +492,13 @@ def test_dirty_bitmap_over_nbd(src, datapath):
         att.detach()
 
 
+def crash(sr, point, method, **params):
+    """Call method and have it killed at the fault point."""
+    res = sr.plugin.run(method, dict(dbg="crash", sr=sr.key, **params),
+                        env={"ZFS_LIVE_FAULT": point})
+    assert res.killed, f"{point}: {method} was not killed (rc={res.rc})"
+
+
 ROTATE_POINTS = ["snapshot:journaled", "cbt-rotate:switched", "snapshot:data",
                  "snapshot:committed", "cbt-rotate:map-written"]
 
@@ -506,9 +513,7 @@ def test_crash_during_cbt_snapshot(file_sr, point):
     a = snap(sr, v["key"])
     sr.write(v["key"], b"x" * 10, offset=2 * G)
     keys = {x["key"] for x in sr.ls()}
-    res = sr.plugin.run("Volume.snapshot", dict(dbg="crash", sr=sr.key, key=v["key"]),
-                        env={"ZFS_LIVE_FAULT": point})
-    assert res.killed, point
+    crash(sr, point, "Volume.snapshot", key=v["key"])
     sr.check_consistent()  # the next call recovers
     made = {x["key"] for x in sr.ls()} - keys
     sr.write(v["key"], b"y" * 10, offset=5 * G)
@@ -525,9 +530,7 @@ def test_crash_during_cbt_data_destroy(file_sr):
     a = snap(sr, v["key"])
     sr.write(v["key"], b"x" * 10, offset=3 * G)
     b = snap(sr, v["key"])
-    res = sr.plugin.run("Volume.data_destroy", dict(dbg="crash", sr=sr.key, key=a),
-                        env={"ZFS_LIVE_FAULT": "data-destroy:marked"})
-    assert res.killed
+    crash(sr, "data-destroy:marked", "Volume.data_destroy", key=a)
     # marked first: it already counts as metadata only, never as whole data
     assert sr.call("Volume.stat", key=a)["volume_type"] == "CBT_Metadata"
     assert cli("vol", "read", sr.key, a, check=False).returncode != 0
@@ -542,10 +545,7 @@ def test_crash_during_revert_marks_everything(file_sr):
     v = fresh(sr, size=1 << 20)
     a = snap(sr, v["key"])
     sr.write(v["key"], b"x" * 10, offset=3 * G)
-    res = sr.plugin.run("Volume.revert", dict(dbg="crash", sr=sr.key, key=v["key"],
-                                              snapshot=a),
-                        env={"ZFS_LIVE_FAULT": "revert:copied"})
-    assert res.killed
+    crash(sr, "revert:copied", "Volume.revert", key=v["key"], snapshot=a)
     sr.check_consistent()
     b = snap(sr, v["key"])
     assert changed(sr, a, b) == set(range(16))

@@ -1,0 +1,252 @@
+/* cbt-writer.c: the tracking layer of writers (see core/cbt.c for the
+ * record format and the rotation it must agree with). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cbt.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+
+#define CHECK_NS 1000000000ull /* writers look for a new record this often */
+
+/* --- the host's generation of CBT records ------------------------------------- */
+
+/* <run>/cbt.gen: a counter in shared memory that enable and disable bump
+ * after they made or removed a record, so that every writer on this host
+ * looks again before its next write (writers otherwise look once a
+ * second).  NULL when it cannot be had: writers then rely on the timer. */
+static _Atomic(uint64_t *) gen_ptr;
+static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
+
+static void
+gen_open(void)
+{
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/cbt.gen", zl_run_dir());
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  struct stat st;
+  if (fd == -1 && errno == ENOENT) { /* no runtime directory yet */
+    int d = zl_run_subdir("exports", true);
+    if (d >= 0)
+      close(d);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  }
+  if (fd == -1 || fstat(fd, &st) == -1 ||
+      (st.st_size < 4096 && ftruncate(fd, 4096) == -1)) {
+    if (fd >= 0)
+      close(fd);
+    zl_error_clear();
+    return;
+  }
+  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p != MAP_FAILED)
+    atomic_store(&gen_ptr, (uint64_t *)p);
+}
+
+static uint64_t *
+gen(void)
+{
+  pthread_once(&gen_once, gen_open);
+  return atomic_load(&gen_ptr);
+}
+
+void
+cbt_gen_bump(void)
+{
+  uint64_t *g = gen();
+  if (g)
+    __atomic_fetch_add(g, 1, __ATOMIC_SEQ_CST);
+}
+
+/* --- the tracking layer for writers ------------------------------------------ */
+
+struct zl_cbt_writer {
+  pthread_rwlock_t lock;
+  int privfd; /* the SR's private area; its cbt/ may come later */
+  char key[KEY_ROOM];
+  struct cbt_file f; /* f.base NULL: no record (CBT off) */
+  dev_t dev;
+  ino_t ino;
+  bool counted; /* we are in f's writer count */
+  atomic_bool dirty;
+  atomic_bool wrote;
+  _Atomic uint64_t seen_gen; /* of <run>/cbt.gen, at the last look */
+  _Atomic uint64_t next_check;
+  char boot[48];
+};
+
+static uint64_t
+now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under the write lock: let go of the mapped file. */
+static void
+writer_release(struct zl_cbt_writer *w)
+{
+  if (!w->f.base)
+    return;
+  if (w->counted && flock(w->f.fd, LOCK_EX) == 0) {
+    if (w->f.h->writers > 0)
+      w->f.h->writers--;
+    fdatasync(w->f.fd);
+    flock(w->f.fd, LOCK_UN);
+  }
+  w->counted = false;
+  cbt_unmap(&w->f);
+}
+
+/* Under the write lock: (re)map the record if it appeared or was replaced.
+ * Writes made since the last look may have gone untracked (or into a record
+ * that was replaced): they are unknown, so everything is marked. */
+static void
+writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
+{
+  char name[NAME_MAX + 1];
+  struct stat st;
+
+  cbt_file_name(name, sizeof name, w->key);
+  CLEANUP_CLOSE int dfd =
+      openat(w->privfd, CBT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  bool exists = dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  bool same = exists && w->f.base && st.st_dev == w->dev && st.st_ino == w->ino;
+  bool wrote = atomic_exchange(&w->wrote, false);
+
+  if (!same) {
+    writer_release(w);
+    if (exists && cbt_map(dfd, w->key, &w->f) == 0) {
+      if (w->f.h->nslots != 2) {
+        cbt_unmap(&w->f);
+      } else {
+        w->dev = st.st_dev;
+        w->ino = st.st_ino;
+        /* Writes since the last look are unknown, unless this look comes
+         * from a local enable: those writes all reached the storage before
+         * it returned, so before any snapshot that counts. */
+        bool all = !first && wrote && !by_gen;
+        if (flock(w->f.fd, LOCK_EX) == 0) {
+          if (w->f.h->writers > 0 && strcmp(w->f.h->boot_id, w->boot) != 0) {
+            zl_warn("CBT record of %s was open for writing when its host stopped; "
+                    "marking every block changed",
+                    w->key);
+            all = true;
+            w->f.h->writers = 0;
+          }
+          w->f.h->writers++;
+          snprintf(w->f.h->boot_id, sizeof w->f.h->boot_id, "%s", w->boot);
+          w->counted = true;
+          if (all && w->f.h->size)
+            cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)),
+                      nblocks_of((int64_t)w->f.h->size), 0,
+                      nblocks_of((int64_t)w->f.h->size) - 1);
+          fdatasync(w->f.fd);
+          flock(w->f.fd, LOCK_UN);
+        }
+      }
+    }
+  }
+  atomic_store(&w->next_check, now_ns() + CHECK_NS);
+}
+
+struct zl_cbt_writer *
+zl_cbt_writer_open(struct zl_sr *sr, const char *key)
+{
+  if (!cbt_tracked(sr)) {
+    errno = 0;
+    return NULL;
+  }
+  struct zl_cbt_writer *w = calloc(1, sizeof *w);
+  if (!w) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  w->f.fd = -1;
+  w->privfd = fcntl(sr->privfd, F_DUPFD_CLOEXEC, 0);
+  if (w->privfd == -1) {
+    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    free(w);
+    return NULL;
+  }
+  pthread_rwlock_init(&w->lock, NULL);
+  snprintf(w->key, sizeof w->key, "%s", key);
+  zl_boot_id(w->boot, sizeof w->boot);
+  uint64_t *g = gen();
+  atomic_store(&w->seen_gen, g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0);
+  writer_check(w, true, false);
+  return w;
+}
+
+void
+zl_cbt_writer_close(struct zl_cbt_writer *w)
+{
+  if (!w)
+    return;
+  pthread_rwlock_wrlock(&w->lock);
+  writer_release(w);
+  pthread_rwlock_unlock(&w->lock);
+  pthread_rwlock_destroy(&w->lock);
+  close(w->privfd);
+  free(w);
+}
+
+void
+zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
+{
+  if (!w || length == 0)
+    return;
+  uint64_t *g = atomic_load_explicit(&gen_ptr, memory_order_relaxed);
+  uint64_t cur_gen = g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0;
+  bool by_gen = cur_gen != atomic_load_explicit(&w->seen_gen, memory_order_relaxed);
+  if (by_gen || now_ns() >= atomic_load_explicit(&w->next_check, memory_order_relaxed)) {
+    pthread_rwlock_wrlock(&w->lock);
+    if (atomic_exchange(&w->seen_gen, cur_gen) != cur_gen)
+      writer_check(w, false, true);
+    else if (now_ns() >= atomic_load(&w->next_check))
+      writer_check(w, false, false);
+    pthread_rwlock_unlock(&w->lock);
+  }
+  pthread_rwlock_rdlock(&w->lock);
+  if (!atomic_load_explicit(&w->wrote, memory_order_relaxed)) /* one line, many threads */
+    atomic_store_explicit(&w->wrote, true, memory_order_relaxed);
+  if (w->f.base) {
+    uint64_t nb = w->f.h->slot_bytes * 8;
+    uint64_t first = offset / G, last = (offset + length - 1) / G;
+    if (first < nb) {
+      cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)), nb, first,
+                last);
+      atomic_store_explicit(&w->dirty, true, memory_order_relaxed);
+    }
+  }
+  pthread_rwlock_unlock(&w->lock);
+}
+
+int
+zl_cbt_sync(struct zl_cbt_writer *w)
+{
+  if (!w || !atomic_exchange(&w->dirty, false))
+    return 0;
+  pthread_rwlock_rdlock(&w->lock);
+  int r = w->f.base ? fdatasync(w->f.fd) : 0;
+  pthread_rwlock_unlock(&w->lock);
+  if (r == -1)
+    zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
+  return r;
+}
+

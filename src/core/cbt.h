@@ -1,0 +1,76 @@
+/* cbt.h: what core/cbt.c (records, rotation, changed blocks) and
+ * core/cbt-writer.c (the tracking layer of writers) share: the record
+ * format and its helpers.  Private to the core. */
+#ifndef ZL_CORE_CBT_H
+#define ZL_CORE_CBT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/internal.h"
+
+#define G           ZL_CBT_GRANULARITY
+#define CBT_DIR     "cbt"
+#define CBT_MAGIC   "ZLCBT01\n"
+#define CBT_HDR     4096
+#define CBT_SUFFIX  ".cbt"
+#define ACTIVE_SLOT ((size_t)(ZL_CBT_MAX_SIZE / G / 8))
+#define KEY_ROOM    256
+
+struct cbt_hdr {
+  char magic[8];
+  uint32_t version;
+  uint32_t granularity;
+  uint64_t size;       /* bytes of the volume covered */
+  uint64_t slot_bytes; /* bytes per slot */
+  uint32_t nslots;     /* 2: a volume's active file, 1: a snapshot's map */
+  uint32_t cur;        /* the slot writers set bits in (atomic) */
+  uint32_t writers;    /* writers of boot_id that have it open */
+  uint32_t pad;
+  char boot_id[48];
+  char prev[KEY_ROOM]; /* changes are since this snapshot ("" = since enable) */
+  char of[KEY_ROOM];   /* the volume this tracks (a map: the snapshot's source) */
+};
+_Static_assert(sizeof(struct cbt_hdr) <= CBT_HDR, "header fits its page");
+
+struct cbt_file {
+  int fd;
+  uint8_t *base;
+  size_t len;
+  struct cbt_hdr *h;
+};
+
+static inline uint64_t
+nblocks_of(int64_t size)
+{
+  return ((uint64_t)size + G - 1) / G;
+}
+
+static inline size_t
+nbytes_of(int64_t size)
+{
+  return (size_t)((nblocks_of(size) + 7) / 8);
+}
+
+static inline uint8_t *
+slot(const struct cbt_file *f, unsigned i)
+{
+  return f->base + CBT_HDR + (size_t)i * f->h->slot_bytes;
+}
+
+/* The cbt directory of the SR's private area (made when create). */
+int cbt_dir(struct zl_sr *sr, bool create);
+void cbt_file_name(char *buf, size_t len, const char *key);
+/* Map key's record; -1 with errno ENOENT (no error set) when there is none. */
+int cbt_map(int dirfd, const char *key, struct cbt_file *f);
+void cbt_unmap(struct cbt_file *f);
+/* Set the bits of blocks [first, last] (atomically: writers share them). */
+void cbt_set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last);
+void cbt_or_into(uint8_t *dst, const uint8_t *src, size_t n);
+/* Does this SR keep tracked bitmaps (its CoW layer cannot always answer)? */
+bool cbt_tracked(struct zl_sr *sr);
+/* Make this host's writers look for their records before the next write. */
+void cbt_gen_bump(void);
+
+#endif
