@@ -154,8 +154,8 @@ writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
           w->counted = true;
           if (all && w->f.h->size)
             cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)),
-                      nblocks_of((int64_t)w->f.h->size), 0,
-                      nblocks_of((int64_t)w->f.h->size) - 1);
+                          nblocks_of((int64_t)w->f.h->size), 0,
+                          nblocks_of((int64_t)w->f.h->size) - 1);
           fdatasync(w->f.fd);
           flock(w->f.fd, LOCK_UN);
         }
@@ -229,8 +229,8 @@ zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
     uint64_t nb = w->f.h->slot_bytes * 8;
     uint64_t first = offset / G, last = (offset + length - 1) / G;
     if (first < nb) {
-      cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)), nb, first,
-                last);
+      cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)), nb,
+                    first, last);
       atomic_store_explicit(&w->dirty, true, memory_order_relaxed);
     }
   }
@@ -249,4 +249,3 @@ zl_cbt_sync(struct zl_cbt_writer *w)
     zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
   return r;
 }
-
