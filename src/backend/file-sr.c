@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/file.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -206,16 +207,14 @@ file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     zl_error(errno, "%s: %s", canon, strerror(errno));
     return -1;
   }
-  if (mkdirat(dfd, ZL_PRIV_DIR, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "cannot create %s/" ZL_PRIV_DIR ": %s", canon, strerror(errno));
+  CLEANUP_CLOSE int pfd = zl_dir_beneath(dfd, ZL_PRIV_DIR, true);
+  if (pfd == -1) {
+    zl_error_prefix("cannot create %s/" ZL_PRIV_DIR ": ", canon);
     return -1;
   }
-  if (made) {
-    CLEANUP_CLOSE int pfd = openat(dfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (pfd == -1 || zl_write_file_atomic(pfd, FILE_MADE_DIR, "", 0, false) == -1) {
-      zl_error(errno, "cannot mark %s as made by us", canon);
-      return -1;
-    }
+  if (made && zl_write_file_atomic(pfd, FILE_MADE_DIR, "", 0, false) == -1) {
+    zl_error_prefix("cannot mark %s as made by us: ", canon);
+    return -1;
   }
   json_object_set_new(config, "path", json_string(canon));
   if (!(*sr_key = strdup(canon))) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend/zfs.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -254,16 +255,14 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     if (rc == -1)
       return -1;
   }
-  CLEANUP_CLOSE int dfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CLEANUP_CLOSE int dfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (dfd == -1) {
     zl_error(errno, "SR dataset %s is not mounted at %s: %s", ds, mnt, strerror(errno));
     return -1;
   }
-  if (mkdirat(dfd, ZL_PRIV_DIR, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "%s/" ZL_PRIV_DIR ": %s", mnt, strerror(errno));
-    return -1;
-  }
-  CLEANUP_CLOSE int pfd = openat(dfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  CLEANUP_CLOSE int pfd = zl_dir_beneath(dfd, ZL_PRIV_DIR, true);
+  if (pfd == -1)
+    zl_error_prefix("%s: ", mnt);
   z.dataset = ds;
   z.pool = pool;
   z.copies = copies_default ? atoi(copies_default) : 1;
@@ -357,24 +356,22 @@ zfs_sr_close(struct zl_sr *sr)
 static int
 open_state_dir(const char *key, bool *fresh)
 {
-  char path[PATH_MAX], *p;
-  int sub = zl_run_subdir("sr", true); /* <run>/sr */
+  char name[NAME_MAX + 1], *p = name;
+  CLEANUP_CLOSE int sub = zl_run_subdir("sr", true); /* <run>/sr */
 
   if (sub == -1)
     return -1;
-  close(sub);
-  p = path + snprintf(path, sizeof path, "%s/sr/", zl_run_dir());
-  for (const char *k = key; *k && p < path + sizeof path - 4; k++) {
+  for (const char *k = key; *k && p < name + sizeof name - 4; k++) {
     if (*k == '/')
       p += sprintf(p, "%%2F");
     else
       *p++ = *k;
   }
   *p = '\0';
-  *fresh = mkdir(path, 0700) == 0;
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  *fresh = mkdirat(sub, name, 0700) == 0;
+  int fd = zl_dir_beneath(sub, name, false);
   if (fd == -1)
-    zl_error(errno, "%s: %s", path, strerror(errno));
+    zl_error_prefix("%s/sr: ", zl_run_dir());
   return fd;
 }
 
@@ -468,21 +465,6 @@ zfs_sr_open(struct zl_sr *sr)
   return 0;
 }
 
-static void
-clear_dir(int parent, const char *name)
-{
-  CLEANUP_CLOSE int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  CLEANUP_DIR DIR *dir = fd >= 0 ? fdopendir(dup(fd)) : NULL;
-  struct dirent *de;
-
-  while (dir && (de = readdir(dir))) {
-    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
-        unlinkat(fd, de->d_name, 0) == -1 && errno == EISDIR)
-      clear_dir(fd, de->d_name);
-  }
-  unlinkat(parent, name, AT_REMOVEDIR);
-}
-
 static int
 zfs_sr_remove(struct zl_sr *sr)
 {
@@ -502,11 +484,11 @@ zfs_sr_remove(struct zl_sr *sr)
     const char *base = strrchr(real, '/');
     int run = zl_run_subdir("sr", false);
     if (run >= 0 && base) {
-      clear_dir(run, base + 1);
+      zl_remove_tree(run, base + 1);
       close(run);
     }
   }
-  clear_dir(sr->dirfd, ZL_PRIV_DIR);
+  zl_remove_tree(sr->dirfd, ZL_PRIV_DIR);
   close(sr->privfd);
   close(sr->statefd);
   close(sr->dirfd);

@@ -13,6 +13,7 @@
 
 #include "backend/zfs-stream.h"
 #include "backend/zfs.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -43,15 +44,10 @@ zfs_index_read(struct zl_sr *sr, const char *key, char *parent, size_t len)
 int
 zfs_index_write(struct zl_sr *sr, const char *key, const char *parent)
 {
-  CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, SNAPIDX, true);
 
-  if (mkdirat(sr->statefd, SNAPIDX, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "snapshot index: %s", strerror(errno));
-    return -1;
-  }
-  dfd = openat(sr->statefd, SNAPIDX, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (dfd == -1) {
-    zl_error(errno, "snapshot index: %s", strerror(errno));
+    zl_error_prefix("snapshot index: ");
     return -1;
   }
   return zl_write_file_atomic(dfd, key, parent, strlen(parent), false);
@@ -60,10 +56,11 @@ zfs_index_write(struct zl_sr *sr, const char *key, const char *parent)
 void
 zfs_index_remove(struct zl_sr *sr, const char *key)
 {
-  char name[NAME_MAX + 1];
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, SNAPIDX, false);
 
-  snprintf(name, sizeof name, SNAPIDX "/%s", key);
-  unlinkat(sr->statefd, name, 0);
+  if (dfd >= 0)
+    unlinkat(dfd, key, 0);
+  zl_error_clear();
 }
 
 /* The ZFS name of key: <sr>/<parent>@<key> for a snapshot in the index,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/cbt.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -34,16 +35,9 @@ static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
 static void
 gen_open(void)
 {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/cbt.gen", zl_run_dir());
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  CLEANUP_CLOSE int run = zl_run_dirfd(true);
+  int fd = run == -1 ? -1 : zl_file_beneath(run, "cbt.gen", O_RDWR | O_CREAT, 0644);
   struct stat st;
-  if (fd == -1 && errno == ENOENT) { /* no runtime directory yet */
-    int d = zl_run_subdir("exports", true);
-    if (d >= 0)
-      close(d);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-  }
   if (fd == -1 || fstat(fd, &st) == -1 ||
       (st.st_size < 4096 && ftruncate(fd, 4096) == -1)) {
     if (fd >= 0)
@@ -123,8 +117,7 @@ writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
   struct stat st;
 
   cbt_file_name(name, sizeof name, w->key);
-  CLEANUP_CLOSE int dfd =
-      openat(w->privfd, CBT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(w->privfd, CBT_DIR, false);
   bool exists = dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
   bool same = exists && w->f.base && st.st_dev == w->dev && st.st_ino == w->ino;
   bool wrote = atomic_exchange(&w->wrote, false);

@@ -53,6 +53,7 @@
 
 #include "core/cbt.h"
 #include "core/internal.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -62,13 +63,9 @@
 int
 cbt_dir(struct zl_sr *sr, bool create)
 {
-  if (create && mkdirat(sr->privfd, CBT_DIR, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
-    return -1;
-  }
-  int fd = openat(sr->privfd, CBT_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = zl_dir_beneath(sr->privfd, CBT_DIR, create);
   if (fd == -1 && (create || errno != ENOENT))
-    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+    zl_error_prefix("CBT directory of SR %s: ", sr->key);
   return fd;
 }
 
@@ -101,10 +98,10 @@ cbt_map(int dirfd, const char *key, struct cbt_file *f)
   f->base = NULL;
   f->h = NULL;
   cbt_file_name(name, sizeof name, key);
-  f->fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  f->fd = zl_file_beneath(dirfd, name, O_RDWR, 0);
   if (f->fd == -1) {
     if (errno != ENOENT)
-      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      zl_error_prefix("CBT record of %s: ", key);
     return -1;
   }
   if (fstat(f->fd, &st) == -1 || st.st_size < CBT_HDR) {
@@ -154,8 +151,12 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   snprintf(h.prev, sizeof h.prev, "%s", prev ? prev : "");
   snprintf(h.of, sizeof h.of, "%s", of);
 
-  CLEANUP_CLOSE int fd =
-      openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  /* a temporary a dead writer left is replaced, never written through */
+  if (unlinkat(dirfd, tmp, 0) == -1 && errno != ENOENT) {
+    zl_error(errno, "write CBT record of %s: %s: %s", key, tmp, strerror(errno));
+    return -1;
+  }
+  CLEANUP_CLOSE int fd = zl_file_beneath(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (fd == -1 || zl_pwrite_all(fd, &h, sizeof h, 0) == -1 ||
       ftruncate(fd, (off_t)(CBT_HDR + nslots * slot_bytes)) == -1 ||
       (bits && nbytes && zl_pwrite_all(fd, bits, nbytes, CBT_HDR) == -1) ||

@@ -155,6 +155,8 @@ int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
 /* The runtime directory ($ZFS_LIVE_RUN or /run/zfs-live) and an fd on one of
  * its subdirectories (made when create). */
 const char *zl_run_dir(void);
+int zl_run_dirfd(bool create);
+/* sub is resolved beneath the run directory, never through a symlink. */
 int zl_run_subdir(const char *sub, bool create);
 
 struct zl_export_info {

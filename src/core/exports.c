@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -33,23 +34,30 @@ zl_run_dir(void)
 }
 
 int
-zl_run_subdir(const char *sub, bool create)
+zl_run_dirfd(bool create)
 {
-  char path[PATH_MAX];
+  const char *path = zl_run_dir();
 
-  snprintf(path, sizeof path, "%s", zl_run_dir());
   if (create && mkdir(path, 0700) == -1 && errno != EEXIST) {
     zl_error(errno, "%s: %s", path, strerror(errno));
     return -1;
   }
-  snprintf(path, sizeof path, "%s/%s", zl_run_dir(), sub);
-  if (create && mkdir(path, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "%s: %s", path, strerror(errno));
-    return -1;
-  }
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1 && !(errno == ENOENT && !create))
     zl_error(errno, "%s: %s", path, strerror(errno));
+  return fd;
+}
+
+int
+zl_run_subdir(const char *sub, bool create)
+{
+  CLEANUP_CLOSE int run = zl_run_dirfd(create);
+
+  if (run == -1)
+    return -1;
+  int fd = zl_dir_beneath(run, sub, create);
+  if (fd == -1 && !(errno == ENOENT && !create))
+    zl_error_prefix("%s: ", zl_run_dir());
   return fd;
 }
 

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -39,16 +40,10 @@
 static int
 journal_dir(struct zl_sr *sr, bool create)
 {
-  int fd;
+  int fd = zl_dir_beneath(sr->statefd, JOURNAL, create);
 
-  if (create && mkdirat(sr->statefd, JOURNAL, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "SR %s: cannot make the journal directory: %s", sr->key,
-             strerror(errno));
-    return -1;
-  }
-  fd = openat(sr->statefd, JOURNAL, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1 && !(errno == ENOENT && !create))
-    zl_error(errno, "SR %s: cannot open the journal: %s", sr->key, strerror(errno));
+    zl_error_prefix("SR %s: the journal: ", sr->key);
   return fd;
 }
 
@@ -71,9 +66,9 @@ zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
     zl_error(ENOMEM, "out of memory");
     return -1;
   }
-  in->fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  in->fd = zl_file_beneath(dfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (in->fd == -1) {
-    zl_error(errno, "journal: create %s: %s", tmp, strerror(errno));
+    zl_error_prefix("journal: create: ");
     return -1;
   }
   if (flock(in->fd, LOCK_EX | LOCK_NB) == -1) {
@@ -101,13 +96,11 @@ fail:
 void
 zl_intent_end(struct zl_intent *in)
 {
-  char path[NAME_MAX + 16];
-
   if (in->fd < 0)
     return;
-  snprintf(path, sizeof path, JOURNAL "/%s", in->name);
-  if (unlinkat(in->sr->statefd, path, 0) == -1)
-    zl_warn("journal: cannot remove %s: %s", path, strerror(errno));
+  CLEANUP_CLOSE int dfd = journal_dir(in->sr, false);
+  if (dfd == -1 || unlinkat(dfd, in->name, 0) == -1)
+    zl_warn("journal: cannot remove %s: %s", in->name, strerror(errno));
   close(in->fd);
   in->fd = -1;
 }
@@ -117,7 +110,7 @@ zl_intent_end(struct zl_intent *in)
 static int
 try_dead(int dfd, const char *name)
 {
-  int fd = openat(dfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  int fd = zl_file_beneath(dfd, name, O_RDWR, 0);
 
   if (fd == -1)
     return -1;
@@ -271,8 +264,14 @@ zl_recover(struct zl_sr *sr)
     if (strncmp(name, "bad.", 4) == 0)
       continue;
     CLEANUP_CLOSE int fd = try_dead(dfd, name);
-    if (fd == -1)
-      continue; /* owner alive (cannot be under LOCK_EX) or already gone */
+    if (fd == -1) {
+      /* owner alive (cannot be under LOCK_EX), already gone, or something
+       * that is not a record (a symlink, a FIFO): never acted on */
+      if (errno != EWOULDBLOCK && errno != ENOENT)
+        zl_warn("SR %s: journal entry %s left alone: %s", sr->key, name, zl_error_msg());
+      zl_error_clear();
+      continue;
+    }
     if (name[0] == '.') {
       /* a record that never got its name: nothing was done yet */
       unlinkat(dfd, name, 0);

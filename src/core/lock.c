@@ -9,8 +9,12 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "util/beneath.h"
+#include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
+
+#define LOCKS_DIR "locks"
 
 static int
 flock_retry(int fd, int op)
@@ -27,10 +31,9 @@ open_lockfile(struct zl_sr *sr)
 {
   if (sr->lockfd >= 0)
     return 0;
-  sr->lockfd =
-      openat(sr->statefd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  sr->lockfd = zl_file_beneath(sr->statefd, "lock", O_RDWR | O_CREAT, 0600);
   if (sr->lockfd == -1) {
-    zl_error(errno, "SR %s: cannot open its lock file: %s", sr->key, strerror(errno));
+    zl_error_prefix("SR %s: cannot open its lock file: ", sr->key);
     return -1;
   }
   return 0;
@@ -86,18 +89,15 @@ zl_sr_unlock(struct zl_sr *sr)
 int
 zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l)
 {
-  char name[NAME_MAX + 1];
-
   l->fd = -1;
-  if (mkdirat(sr->statefd, "locks", 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "SR %s: cannot make the locks directory: %s", sr->key,
-             strerror(errno));
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, LOCKS_DIR, true);
+  if (dfd == -1) {
+    zl_error_prefix("SR %s: the locks directory: ", sr->key);
     return -1;
   }
-  snprintf(name, sizeof name, "locks/%s", key);
-  l->fd = openat(sr->statefd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  l->fd = zl_file_beneath(dfd, key, O_RDWR | O_CREAT, 0600);
   if (l->fd == -1) {
-    zl_error(errno, "volume %s: cannot open its lock file: %s", key, strerror(errno));
+    zl_error_prefix("volume %s: cannot open its lock file: ", key);
     return -1;
   }
   if (flock_retry(l->fd, LOCK_EX) == -1) {
@@ -122,9 +122,10 @@ zl_vol_unlock(struct zl_vol_lock *l)
 void
 zl_vol_lock_forget(struct zl_sr *sr, const char *key)
 {
-  char name[NAME_MAX + 1];
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, LOCKS_DIR, false);
 
-  snprintf(name, sizeof name, "locks/%s", key);
-  if (unlinkat(sr->statefd, name, 0) == -1 && errno != ENOENT)
+  if ((dfd == -1 && errno != ENOENT) ||
+      (dfd >= 0 && unlinkat(dfd, key, 0) == -1 && errno != ENOENT))
     zl_warn("volume %s: cannot remove its lock file: %s", key, strerror(errno));
+  zl_error_clear();
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "cleanup.h"
 #include "error.h"
 #include "fsutil.h"
@@ -80,12 +81,16 @@ zl_fsync_dir(int dirfd)
 }
 
 int
-zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
+zl_write_file_atomic(int parent, const char *path, const void *buf, size_t len,
                      bool durable)
 {
   char tmp[NAME_MAX + 1];
   CLEANUP_CLOSE int fd = -1;
+  const char *name;
+  CLEANUP_CLOSE int dirfd = zl_parent_beneath(parent, path, false, &name);
 
+  if (dirfd == -1)
+    return -1;
   zl_tmp_name(tmp, sizeof tmp, name);
   fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd == -1) {
@@ -121,8 +126,14 @@ zl_read_file_at(int dirfd, const char *name, size_t max, char **bufp, size_t *le
   struct stat st;
   size_t len = 0, cap;
 
-  fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd == -1) {
+  /* beneath a directory: no symlink anywhere on the way; an absolute path
+   * (a host file): none at its end.  Never block on a FIFO. */
+  if (dirfd != AT_FDCWD || name[0] != '/') {
+    fd = zl_file_beneath(dirfd, name, O_RDONLY, 0);
+    if (fd == -1)
+      return -1;
+  } else if ((fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                                  O_NOCTTY)) == -1) {
     zl_error(errno, "open %s: %s", name, strerror(errno));
     return -1;
   }
