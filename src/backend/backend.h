@@ -45,6 +45,16 @@ struct zl_vol_info {
  * core passes through to callers and never stores. */
 #define ZL_META_STORAGE "_storage"
 
+/* A volume whose metadata cannot be read (a corrupt sidecar, properties
+ * that fail their checksum) is still reported by vol_list and vol_get,
+ * with a metadata object of only {"key": k, "_broken": reason}: the core
+ * lists it with its health and refuses to act on it, so it is never
+ * destroyed as a side effect and never taken for free space. */
+#define ZL_META_BROKEN "_broken"
+
+/* Something in an SR's storage that is not a volume: see sr_foreign. */
+typedef int (*zl_foreign_cb)(void *opaque, const char *what);
+
 enum zl_copy_kind { ZL_COPY_SNAPSHOT, ZL_COPY_CLONE };
 
 /* A changed byte range (length UINT64_MAX: to the end). */
@@ -79,6 +89,12 @@ struct zl_backend {
   /* Remove the storage of an SR that holds no volumes; the core has already
    * removed its own files from the private area. */
   int (*sr_remove)(struct zl_sr *sr);
+  /* Under the SR lock (LOCK_EX, so no call is half-way): cb for everything
+   * in the SR's storage that is neither a volume (vol_list reports those,
+   * readable or not) nor an internal object of the backend, after removing
+   * the temporaries dead calls left.  SR.destroy refuses while there is
+   * anything: an SR never takes data it cannot account for with it. */
+  int (*sr_foreign)(struct zl_sr *sr, zl_foreign_cb cb, void *opaque);
   int (*sr_space)(struct zl_sr *sr, int64_t *total, int64_t *free);
   /* Append {"sr_key"?, "configuration", "uuid"?, "can_create", "reason"}
    * objects to results for the place config describes. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -178,6 +179,8 @@ why_not(const char *canon, bool exists, char *why, size_t len)
   return NULL;
 }
 
+static void collect_gone(int dfd);
+
 static int
 file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
 {
@@ -207,6 +210,7 @@ file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     zl_error(errno, "%s: %s", canon, strerror(errno));
     return -1;
   }
+  collect_gone(dfd);
   CLEANUP_CLOSE int pfd = zl_dir_beneath(dfd, ZL_PRIV_DIR, true);
   if (pfd == -1) {
     zl_error_prefix("cannot create %s/" ZL_PRIV_DIR ": ", canon);
@@ -275,42 +279,150 @@ file_sr_close(struct zl_sr *sr)
   sr->be_data = NULL;
 }
 
-static int
-remove_dir_contents(int dfd, const char *sub)
+#define GONE_PREFIX ZL_PRIV_DIR ".gone."
+
+/* ".zfs-live.gone.*": the private area of an SR whose destruction was cut
+ * off after it was renamed away.  Nothing reads it; the next SR.create or
+ * SR.destroy at the place removes it. */
+static bool
+is_gone_area(const char *name)
+{
+  return strncmp(name, GONE_PREFIX, strlen(GONE_PREFIX)) == 0;
+}
+
+static void
+collect_gone(int dfd)
 {
   CLEANUP_DIR DIR *d = NULL;
   struct dirent *de;
-  int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-  if (fd == -1)
-    return errno == ENOENT ? 0 : -1;
-  if (!(d = fdopendir(fd))) {
-    close(fd);
-    return -1;
+  if (fd == -1 || !(d = fdopendir(fd))) {
+    if (fd >= 0)
+      close(fd);
+    return;
   }
   while ((de = readdir(d))) {
-    if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-      unlinkat(dirfd(d), de->d_name, 0);
+    if (is_gone_area(de->d_name) && zl_remove_tree(dfd, de->d_name) == 0)
+      zl_info("removed %s, left by a destroy that was cut off", de->d_name);
   }
-  return unlinkat(dfd, sub, AT_REMOVEDIR) == -1 && errno != ENOENT ? -1 : 0;
+  zl_error_clear();
 }
 
+/* The SR stops existing in one step: its private area (sr.json, locks,
+ * journal) is renamed away; then it is removed, and the directory too if
+ * SR.create made it. */
 static int
 file_sr_remove(struct zl_sr *sr)
 {
   bool made = faccessat(sr->privfd, FILE_MADE_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+  char gone[NAME_MAX + 1];
+  unsigned r = 0;
 
-  if (remove_dir_contents(sr->statefd, "journal") == -1 ||
-      remove_dir_contents(sr->statefd, "locks") == -1) {
-    zl_error(errno, "SR %s: cannot clear the private area: %s", sr->key, strerror(errno));
-    return -1;
-  }
-  if (remove_dir_contents(sr->dirfd, ZL_PRIV_DIR) == -1) {
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+    r = (unsigned)getpid();
+  snprintf(gone, sizeof gone, GONE_PREFIX "%08x", r);
+  if (renameat(sr->dirfd, ZL_PRIV_DIR, sr->dirfd, gone) == -1) {
     zl_error(errno, "SR %s: cannot remove " ZL_PRIV_DIR ": %s", sr->key, strerror(errno));
     return -1;
   }
+  zl_fault("sr-destroy", "unmarked");
+  if (zl_remove_tree(sr->dirfd, gone) == -1)
+    zl_warn("SR %s: %s", sr->key, zl_error_msg());
+  collect_gone(sr->dirfd);
+  zl_error_clear();
   if (made && rmdir(sr->key) == -1)
     zl_info("SR %s: directory left in place: %s", sr->key, strerror(errno));
+  return 0;
+}
+
+/* A temporary of ours: ".<name>.tmp.<pid>.<8 hex>" (zl_tmp_name) or
+ * ".<key>.revert.tmp". */
+static bool
+is_temporary(const char *n)
+{
+  size_t len = strlen(n);
+  const char *t = strstr(n, ".tmp.");
+
+  if (n[0] != '.')
+    return false;
+  if (len > 11 && strcmp(n + len - 11, ".revert.tmp") == 0)
+    return true;
+  if (!t)
+    return false;
+  const char *dot = strrchr(n, '.');
+  if (!dot || strlen(dot + 1) != 8 || strspn(dot + 1, "0123456789abcdef") != 8)
+    return false;
+  return true;
+}
+
+static bool
+suffix_key(const char *n, const char *suffix)
+{
+  size_t len = strlen(n), sl = strlen(suffix);
+  char key[NAME_MAX + 1];
+
+  if (len <= sl || strcmp(n + len - sl, suffix) != 0)
+    return false;
+  snprintf(key, sizeof key, "%.*s", (int)(len - sl), n);
+  return zl_key_valid(key);
+}
+
+/* Images without metadata (data of a volume whose sidecar was lost, or a
+ * file someone put there under a volume's name) and volume-named files
+ * that are not regular files. */
+static int
+file_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque)
+{
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+  int fd = openat(sr->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct stat st;
+
+  if (fd == -1 || !(d = fdopendir(fd))) {
+    if (fd >= 0)
+      close(fd);
+    zl_error(errno, "SR %s: cannot list: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    const char *n = de->d_name;
+    if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, ZL_PRIV_DIR))
+      continue;
+    if (is_gone_area(n)) {
+      if (zl_remove_tree(sr->dirfd, n) == -1)
+        return -1;
+      continue;
+    }
+    if (is_temporary(n)) { /* a dead call's: no call is half-way now */
+      if (unlinkat(sr->dirfd, n, 0) == -1 && errno != ENOENT) {
+        zl_error(errno, "SR %s: remove %s: %s", sr->key, n, strerror(errno));
+        return -1;
+      }
+      zl_info("SR %s: removed %s, left by a call that died", sr->key, n);
+      continue;
+    }
+    /* Only what looks like volume data is the SR's to account for: other
+     * files in the directory were never the SR's, and SR.destroy leaves
+     * them where they are. */
+    size_t len = strlen(n), il = strlen(FILE_IMG_SUFFIX), ml = strlen(FILE_META_SUFFIX);
+    if (!(len > il && !strcmp(n + len - il, FILE_IMG_SUFFIX)) &&
+        !(len > ml && !strcmp(n + len - ml, FILE_META_SUFFIX)))
+      continue;
+    bool regular =
+        fstatat(sr->dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    if (regular && suffix_key(n, FILE_META_SUFFIX))
+      continue; /* a volume, readable or not: vol_list reports it */
+    if (regular && suffix_key(n, FILE_IMG_SUFFIX)) {
+      char meta[NAME_MAX + 1];
+      snprintf(meta, sizeof meta, "%.*s" FILE_META_SUFFIX,
+               (int)(strlen(n) - strlen(FILE_IMG_SUFFIX)), n);
+      if (faccessat(sr->dirfd, meta, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        continue;
+    }
+    if (cb(opaque, n) == -1)
+      return -1;
+  }
   return 0;
 }
 
@@ -470,6 +582,7 @@ const struct zl_backend zl_backend_file = {
     .sr_open = file_sr_open,
     .sr_close = file_sr_close,
     .sr_remove = file_sr_remove,
+    .sr_foreign = file_sr_foreign,
     .sr_space = file_sr_space,
     .sr_probe = file_sr_probe,
     .sr_summary = file_sr_summary,

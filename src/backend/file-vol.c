@@ -75,17 +75,59 @@ load_meta(struct zl_sr *sr, const char *key)
   return m;
 }
 
+/* {"key", "_broken"} for a volume whose metadata cannot be read. */
+static json_t *
+broken_meta(const char *key, const char *why)
+{
+  json_t *m = json_pack("{s:s, s:s}", "key", key, ZL_META_BROKEN, why);
+  if (!m)
+    zl_error(ENOMEM, "out of memory");
+  return m;
+}
+
+/* The metadata of key, or a broken one when its sidecar exists and cannot
+ * be read or its image is gone; NULL with errno ENOENT when key is not a
+ * volume (no sidecar: destroyed, never committed, or not ours). */
+static json_t *
+meta_or_broken(struct zl_sr *sr, const char *key, struct zl_vol_info *info)
+{
+  struct zl_vol_info local;
+  json_t *m = load_meta(sr, key);
+
+  if (!info)
+    info = &local;
+  info->virtual_size = info->physical_utilisation = 0;
+  if (!m) {
+    if (errno == ENOENT || errno == ENOMEM)
+      return NULL;
+    char why[512];
+    snprintf(why, sizeof why, "%s", zl_error_msg());
+    stat_img(sr, key, info); /* sizes where the image tells */
+    zl_error_clear();
+    return broken_meta(key, why);
+  }
+  if (stat_img(sr, key, info) == 0)
+    return m;
+  json_decref(m);
+  if (errno != ENOENT)
+    return NULL;
+  /* destroyed while we looked (the sidecar goes first), or damaged */
+  char name[NAME_MAX + 1];
+  file_meta_name(name, sizeof name, key);
+  if (faccessat(sr->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+    zl_error(ENOENT, "volume %s does not exist", key);
+    return NULL;
+  }
+  return broken_meta(key, "its image " FILE_IMG_SUFFIX " file is missing");
+}
+
 int
 file_vol_get(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_info *info)
 {
-  json_t *m = load_meta(sr, key);
+  json_t *m = meta_or_broken(sr, key, info);
 
   if (!m)
     return -1;
-  if (stat_img(sr, key, info) == -1) {
-    json_decref(m);
-    return -1;
-  }
   if (meta)
     *meta = m;
   else
@@ -185,15 +227,10 @@ file_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
 
     if (!zl_key_valid(metas[i]))
       continue;
-    if (!(meta = load_meta(sr, metas[i]))) {
+    if (!(meta = meta_or_broken(sr, metas[i], &info))) {
       if (errno != ENOENT) /* ENOENT: destroyed while we listed */
         zl_warn("SR %s: volume %s skipped: %s", sr->key, metas[i], zl_error_msg());
-      continue;
-    }
-    if (stat_img(sr, metas[i], &info) == -1) {
-      if (errno != ENOENT)
-        zl_warn("SR %s: volume %s skipped: %s", sr->key, metas[i], zl_error_msg());
-      json_decref(meta);
+      zl_error_clear();
       continue;
     }
     r = cb(opaque, metas[i], meta, &info);

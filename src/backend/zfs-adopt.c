@@ -88,12 +88,9 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
 {
   struct zfs_sr *z = zfs_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
-  CLEANUP_FREE char *buf = NULL;
   char target[600], size_s[32];
   size_t pl = strlen(z->pool);
   const char *targets[] = {source, NULL};
-  struct zprop props[ZFS_META_CHUNKS];
-  int n;
 
   if (strncmp(source, z->pool, pl) != 0 || source[pl] != '/' || strchr(source, '@')) {
     zl_error(EINVAL, "'%s' is not a zvol or dataset of the SR's pool %s", source,
@@ -169,12 +166,8 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
         set_prop(z, source, "canmount", "noauto") == -1)
       return -1;
   }
-  if (zfs_meta_encode(meta, props, &n, &buf) == -1)
+  if (zfs_meta_store(&z->caps, source, meta) == -1)
     return -1;
-  for (int i = n - 1; i >= 0; i--) { /* chunk 0 last, as zfs_vol_set_meta */
-    if (set_prop(z, source, props[i].name, props[i].value) == -1)
-      return -1;
-  }
   snprintf(target, sizeof target, "%s/%s", z->dataset, key);
   struct zargv a;
   if (!zvol) { /* volumes are mounted on first use (zfs-fuse renames no mounted one) */

@@ -400,7 +400,7 @@ zfs_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     int n;
     CLEANUP_FREE char *buf = NULL;
     char refres[32], size[32];
-    if (zfs_meta_encode(meta, props, &n, &buf) == -1)
+    if (zfs_meta_encode(meta, 'a', props, &n, &buf) == -1)
       return -1;
     props[n++] = (struct zprop){ZFS_REVERT_OLD, old};
     if (z->layout == LAYOUT_DATASET) { /* mounted on first use, like any volume */
@@ -459,7 +459,14 @@ zfs_sr_clear_internal(struct zl_sr *sr)
     json_object_foreach(objs, n, o)
     {
       bool is_snap = strchr(n, '@') != NULL;
-      if ((pass == 0) == is_snap || strcmp(n, z->dataset) == 0)
+      size_t dl = strlen(z->dataset);
+      if ((pass == 0) == is_snap || strncmp(n, z->dataset, dl) != 0 || n[dl] != '/')
+        continue;
+      /* internal objects only (_zl-*, or a snapshot named so): SR.destroy
+       * refused anything else before it came here */
+      const char *rel = n + dl + 1, *at = strchr(rel, '@');
+      if (strncmp(rel, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) != 0 &&
+          !(at && strncmp(at + 1, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) == 0))
         continue;
       if (zfs_destroy_object(z, n) == -1)
         zl_warn("SR %s: cannot remove %s: %s", sr->key, n, zl_error_msg());

@@ -106,12 +106,19 @@ zfs_obj_source(const json_t *obj, const char *prop)
 
 /* --- metadata as user properties -------------------------------------------
  *
- * zfs-live:meta   = "v1:<chunks>:<fnv64 hex>:" + chunk 0 of the JSON text
- * zfs-live:meta.N = chunk N (N = 1 .. chunks-1)
+ * zfs-live:meta      = "v2:<bank>:<chunks>:<fnv64 hex>:" + chunk 0 of the
+ *                      JSON text (bank "a" or "b")
+ * zfs-live:meta.N    = chunk N of bank a (N = 1 .. chunks-1)
+ * zfs-live:meta.bN   = chunk N of bank b
  * User property values are limited to 8 KiB, so big objects (long XAPI
- * keys) are split.  Written in one command where ZFS takes several -o, and
- * otherwise chunk 0 last: the header's count and checksum tell a reader
- * whether the chunks belong together. */
+ * keys, descriptions) are split.  An update must be atomic whatever its
+ * size, and one `zfs set` of one property is: so the chunks of a new
+ * object go to the bank the header does not name, and the header, which
+ * names the bank and carries chunk 0, the count and the checksum, is set
+ * last, alone.  A crash before it leaves the old header naming the old,
+ * untouched bank.  Objects of one chunk are the header alone.
+ * "v1:<chunks>:<sum>:" (earlier versions: bank a, written header last but
+ * in place) is still read. */
 
 static uint64_t
 fnv64(const char *s, size_t n)
@@ -124,24 +131,38 @@ fnv64(const char *s, size_t n)
   return h;
 }
 
-static const char *const meta_names[ZFS_META_CHUNKS] = {
+static const char *const bank_a[ZFS_META_CHUNKS] = {
     ZFS_META_PROP,      ZFS_META_PROP ".1", ZFS_META_PROP ".2", ZFS_META_PROP ".3",
     ZFS_META_PROP ".4", ZFS_META_PROP ".5", ZFS_META_PROP ".6", ZFS_META_PROP ".7",
 };
+static const char *const bank_b[ZFS_META_CHUNKS] = {
+    ZFS_META_PROP,       ZFS_META_PROP ".b1", ZFS_META_PROP ".b2", ZFS_META_PROP ".b3",
+    ZFS_META_PROP ".b4", ZFS_META_PROP ".b5", ZFS_META_PROP ".b6", ZFS_META_PROP ".b7",
+};
+
+static const char *const *
+bank_names(char bank)
+{
+  return bank == 'b' ? bank_b : bank_a;
+}
 
 const char *
 zfs_meta_prop_list(void)
 {
   return ZFS_META_PROP "," ZFS_META_PROP ".1," ZFS_META_PROP ".2," ZFS_META_PROP
                        ".3," ZFS_META_PROP ".4," ZFS_META_PROP ".5," ZFS_META_PROP
-                       ".6," ZFS_META_PROP ".7";
+                       ".6," ZFS_META_PROP ".7," ZFS_META_PROP ".b1," ZFS_META_PROP
+                       ".b2," ZFS_META_PROP ".b3," ZFS_META_PROP ".b4," ZFS_META_PROP
+                       ".b5," ZFS_META_PROP ".b6," ZFS_META_PROP ".b7";
 }
 
 int
-zfs_meta_encode(const json_t *meta, struct zprop *props, int *nprops, char **bufp)
+zfs_meta_encode(const json_t *meta, char bank, struct zprop *props, int *nprops,
+                char **bufp)
 {
   CLEANUP_JSON json_t *copy = json_deep_copy(meta);
   CLEANUP_FREE char *text = NULL;
+  const char *const *names = bank_names(bank);
   size_t len, nchunks;
   char head[64];
 
@@ -158,12 +179,13 @@ zfs_meta_encode(const json_t *meta, struct zprop *props, int *nprops, char **buf
   len = strlen(text);
   nchunks = len / ZFS_META_CHUNK + 1;
   if (nchunks > ZFS_META_CHUNKS) {
-    zl_error(EFBIG, "volume metadata is %zu bytes; ZFS user properties hold at most %d",
-             len, ZFS_META_CHUNKS * ZFS_META_CHUNK - 64);
+    zl_error_kind(ZL_ERR_INVALID, EFBIG,
+                  "volume metadata is %zu bytes; ZFS user properties hold at most %d",
+                  len, ZFS_META_CHUNKS * ZFS_META_CHUNK - 64);
     return -1;
   }
-  int hn = snprintf(head, sizeof head, "v1:%zu:%016llx:", nchunks,
-                    (unsigned long long)fnv64(text, len));
+  int hn = snprintf(head, sizeof head, "v2:%c:%zu:%016llx:", bank == 'b' ? 'b' : 'a',
+                    nchunks, (unsigned long long)fnv64(text, len));
   /* one buffer: every chunk NUL-terminated, chunk 0 with its header */
   char *buf = malloc(len + (size_t)hn + nchunks + 1);
   if (!buf) {
@@ -175,7 +197,7 @@ zfs_meta_encode(const json_t *meta, struct zprop *props, int *nprops, char **buf
   for (size_t i = 0; i < nchunks; i++) {
     size_t off = i * ZFS_META_CHUNK;
     size_t n = len - off < ZFS_META_CHUNK ? len - off : ZFS_META_CHUNK;
-    props[*nprops].name = meta_names[i];
+    props[*nprops].name = names[i];
     props[*nprops].value = p;
     (*nprops)++;
     if (i == 0) {
@@ -190,6 +212,36 @@ zfs_meta_encode(const json_t *meta, struct zprop *props, int *nprops, char **buf
   return 0;
 }
 
+/* Parse the header: 0 with bank, count, checksum and where chunk 0 starts;
+ * -1 if it is not one of ours. */
+static int
+parse_header(const char *v0, char *bank, unsigned *nchunks, unsigned long long *sum,
+             int *used)
+{
+  *used = 0;
+  *bank = 'a';
+  if (strncmp(v0, "v1:", 3) == 0)
+    return sscanf(v0, "v1:%u:%16llx:%n", nchunks, sum, used) == 2 && *used ? 0 : -1;
+  if (sscanf(v0, "v2:%c:%u:%16llx:%n", bank, nchunks, sum, used) == 3 && *used &&
+      (*bank == 'a' || *bank == 'b'))
+    return 0;
+  return -1;
+}
+
+char
+zfs_meta_bank(const json_t *obj)
+{
+  const char *v0 = zfs_obj_value(obj, ZFS_META_PROP);
+  unsigned n;
+  unsigned long long sum;
+  int used;
+  char bank;
+
+  if (!v0 || parse_header(v0, &bank, &n, &sum, &used) == -1)
+    return 'a';
+  return bank;
+}
+
 json_t *
 zfs_meta_decode(const json_t *obj, const char *name)
 {
@@ -197,19 +249,23 @@ zfs_meta_decode(const json_t *obj, const char *name)
   unsigned nchunks;
   unsigned long long sum;
   int used = 0;
+  char bank;
   CLEANUP_FREE char *text = NULL;
   json_error_t jerr;
 
-  if (!v0)
+  if (!v0) {
+    zl_error(ENOENT, "%s: no metadata", name);
     return NULL; /* not a volume of ours */
-  if (sscanf(v0, "v1:%u:%16llx:%n", &nchunks, &sum, &used) != 2 || used == 0 ||
-      nchunks < 1 || nchunks > ZFS_META_CHUNKS) {
-    zl_error(EINVAL, "%s: metadata property is not in format v1", name);
+  }
+  if (parse_header(v0, &bank, &nchunks, &sum, &used) == -1 || nchunks < 1 ||
+      nchunks > ZFS_META_CHUNKS) {
+    zl_error(EINVAL, "%s: metadata property is not in format v1 or v2", name);
     return NULL;
   }
+  const char *const *names = bank_names(bank);
   size_t cap = strlen(v0) + 1;
   for (unsigned i = 1; i < nchunks; i++) {
-    const char *vi = zfs_obj_value(obj, meta_names[i]);
+    const char *vi = zfs_obj_value(obj, names[i]);
     cap += vi ? strlen(vi) : 0;
   }
   if (!(text = malloc(cap))) {
@@ -218,9 +274,10 @@ zfs_meta_decode(const json_t *obj, const char *name)
   }
   strcpy(text, v0 + used);
   for (unsigned i = 1; i < nchunks; i++) {
-    const char *vi = zfs_obj_value(obj, meta_names[i]);
+    const char *vi = zfs_obj_value(obj, names[i]);
     if (!vi) {
-      zl_error(EINVAL, "%s: metadata chunk %u of %u is missing", name, i, nchunks);
+      zl_error(EINVAL, "%s: metadata chunk %u of %u (%s) is missing", name, i, nchunks,
+               names[i]);
       return NULL;
     }
     strcat(text, vi);
@@ -236,6 +293,45 @@ zfs_meta_decode(const json_t *obj, const char *name)
     return NULL;
   }
   return j;
+}
+
+static int
+set_one(const struct zfs_caps *c, const char *name, const struct zprop *p)
+{
+  struct zargv a;
+  zcmd_set(&a, c, name, p->name, p->value);
+  int rc = zrun(&a, "store metadata", NULL);
+  za_free(&a);
+  return rc;
+}
+
+int
+zfs_meta_store(const struct zfs_caps *c, const char *name, const json_t *meta)
+{
+  struct zprop props[ZFS_META_CHUNKS];
+  int n;
+  CLEANUP_FREE char *buf = NULL;
+  char bank = 'a';
+
+  if (zfs_meta_encode(meta, bank, props, &n, &buf) == -1)
+    return -1;
+  if (n > 1) {
+    /* the chunks go to the bank the current header does not name */
+    CLEANUP_JSON json_t *objs = NULL;
+    const char *targets[] = {name, NULL};
+    if (zget(c, false, ZFS_META_PROP, targets, &objs, "read the metadata header") == -1)
+      return -1;
+    bank = zfs_meta_bank(json_object_get(objs, name)) == 'a' ? 'b' : 'a';
+    free(TAKE_PTR(buf));
+    if (zfs_meta_encode(meta, bank, props, &n, &buf) == -1)
+      return -1;
+    for (int i = 1; i < n; i++) {
+      if (set_one(c, name, &props[i]) == -1)
+        return -1;
+    }
+    zl_fault("set-meta", "chunks");
+  }
+  return set_one(c, name, &props[0]); /* the commit: one property */
 }
 
 int

@@ -465,51 +465,60 @@ zfs_sr_open(struct zl_sr *sr)
   return 0;
 }
 
+/* The SR stops existing in one step, the destroy of its dataset (sr.json
+ * and the zfs-live:sr mark go with it).  Before that, only what is rebuilt
+ * on the next open goes (internal objects, the host-local state, which a
+ * first open after a reboot makes again): a crash anywhere before leaves a
+ * working SR.  The dataset is destroyed without -r: SR.destroy checked it
+ * holds nothing else, and ZFS refuses if something appeared since. */
 static int
 zfs_sr_remove(struct zl_sr *sr)
 {
   struct zfs_sr *z = zfs_of(sr);
   struct zargv a;
   int rc;
-  char state[PATH_MAX];
+  char state[64], real[PATH_MAX];
 
   if (zfs_sr_clear_internal(sr) == -1)
     return -1;
-  /* runtime state, then the private area on the dataset, then the dataset */
   snprintf(state, sizeof state, "/proc/self/fd/%d", sr->statefd);
-  char real[PATH_MAX];
   ssize_t n = readlink(state, real, sizeof real - 1);
   if (n > 0) {
     real[n] = '\0';
     const char *base = strrchr(real, '/');
-    int run = zl_run_subdir("sr", false);
-    if (run >= 0 && base) {
-      zl_remove_tree(run, base + 1);
-      close(run);
-    }
+    CLEANUP_CLOSE int run = zl_run_subdir("sr", false);
+    if (run >= 0 && base && zl_remove_tree(run, base + 1) == -1)
+      zl_warn("SR %s: %s", sr->key, zl_error_msg());
   }
-  zl_remove_tree(sr->dirfd, ZL_PRIV_DIR);
-  close(sr->privfd);
-  close(sr->statefd);
-  close(sr->dirfd);
-  if (sr->lockfd >= 0)
-    close(sr->lockfd);
-  sr->privfd = sr->statefd = sr->dirfd = sr->lockfd = -1;
-  sr->lock_mode = 0;
-
-  zcmd_mount(&a, &z->caps, z->dataset, false);
-  zrun(&a, "unmount the SR dataset", NULL);
-  za_free(&a);
   zl_error_clear();
+  /* nothing of ours may hold the mount (the lock is in the run directory) */
+  close(sr->privfd);
+  close(sr->dirfd);
+  sr->privfd = sr->dirfd = -1;
+  zcmd_mount(&a, &z->caps, z->dataset, false);
+  rc = zrun(&a, "unmount the SR dataset", NULL);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
   za_init(&a, "zfs");
   za_add(&a, "destroy");
-  za_add(&a, "-r");
   za_add(&a, z->dataset);
   rc = zrun(&a, "destroy the SR dataset", NULL);
   za_free(&a);
-  if (rc == 0)
-    rmdir(sr->key);
-  return rc;
+  if (rc == -1) {
+    /* still an SR: mount it back for the next call */
+    struct zargv m;
+    zcmd_mount(&m, &z->caps, z->dataset, true);
+    struct zl_error_saved saved;
+    zl_error_save(&saved);
+    zrun(&m, "mount the SR dataset", NULL);
+    za_free(&m);
+    zl_error_restore(&saved);
+    return -1;
+  }
+  zl_fault("sr-destroy", "unmarked");
+  rmdir(sr->key);
+  return 0;
 }
 
 static int
@@ -710,6 +719,7 @@ const struct zl_backend zl_backend_zfs = {
     .sr_open = zfs_sr_open,
     .sr_close = zfs_sr_close,
     .sr_remove = zfs_sr_remove,
+    .sr_foreign = zfs_sr_foreign,
     .sr_space = zfs_sr_space,
     .sr_probe = zfs_sr_probe,
     .sr_summary = zfs_sr_summary,

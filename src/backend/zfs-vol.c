@@ -1,6 +1,7 @@
 /* zfs-vol.c: volumes of the ZFS backend: listing, create, snapshot and
  * clone, destroy, metadata, dependents, tunables.  Revert, data access and
  * internal objects are in zfs-data.c.  See zfs.h for the layout. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -130,11 +131,23 @@ describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
   *metap = NULL;
   if (!rel || !type || strncmp(rel, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) == 0)
     return 1;
-  json_t *meta = zfs_meta_decode(o, name);
-  if (!meta)
-    return zl_error_errno() == EINVAL ? (zl_warn("%s", zl_error_msg()), 1) : 1;
-  const char *key = json_string_value(json_object_get(meta, "key"));
   at = strchr(rel, '@');
+  json_t *meta = zfs_meta_decode(o, name);
+  if (!meta && zl_error_errno() == ENOENT)
+    return 1; /* no metadata: not a volume of ours */
+  if (!meta) {
+    /* ours, but unreadable: reported under its name, never skipped */
+    const char *k = at ? at + 1 : rel;
+    if (!zl_key_valid(k) || (!at && strchr(rel, '/')))
+      return 1;
+    meta = json_pack("{s:s, s:s}", "key", k, ZL_META_BROKEN, zl_error_msg());
+    zl_error_clear();
+    if (!meta) {
+      zl_error(ENOMEM, "out of memory");
+      return -1;
+    }
+  }
+  const char *key = json_string_value(json_object_get(meta, "key"));
   /* the object's own name must be its key (a revert in progress renames) */
   if (!key || strcmp(at ? at + 1 : rel, key) != 0 || (!at && strchr(rel, '/'))) {
     json_decref(meta);
@@ -149,6 +162,8 @@ describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
     info->virtual_size = json_is_integer(s) ? json_integer_value(s) : 0;
   } else if (zfs_obj_value(o, ZFS_SIZE_PROP) && own_value(o, ZFS_SIZE_PROP)) {
     info->virtual_size = num(o, ZFS_SIZE_PROP);
+  } else if (zl_meta_broken(meta)) {
+    info->virtual_size = 0; /* unknown: its size was in what cannot be read */
   } else {
     json_decref(meta); /* not made by this version's create */
     return 1;
@@ -216,6 +231,79 @@ zfs_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
       return -1;
   }
   return 0;
+}
+
+static bool
+internal_name(const char *rel)
+{
+  const char *at = strchr(rel, '@');
+  const char *last = at ? at + 1 : rel;
+  return strncmp(rel, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) == 0 ||
+         strncmp(last, ZFS_INTERNAL, strlen(ZFS_INTERNAL)) == 0;
+}
+
+/* Files in the SR dataset's directory: its private area and the mount
+ * points of its volumes (empty directories where they are not mounted)
+ * belong to it; anything else does not. */
+static int
+foreign_files(struct zl_sr *sr, const json_t *objs, zl_foreign_cb cb, void *opaque)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+  struct stat st;
+  int fd = openat(sr->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd == -1 || !(d = fdopendir(fd))) {
+    if (fd >= 0)
+      close(fd);
+    zl_error(errno, "SR %s: cannot list: %s", sr->key, strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    char child[600], what[NAME_MAX + 16];
+    const char *n = de->d_name;
+    if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, ZL_PRIV_DIR))
+      continue;
+    snprintf(child, sizeof child, "%s/%s", z->dataset, n);
+    if (json_object_get(objs, child) &&
+        fstatat(sr->dirfd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+      continue;
+    snprintf(what, sizeof what, "file %s", n);
+    if (cb(opaque, what) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+int
+zfs_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = {z->dataset, NULL};
+  const char *name;
+  json_t *o;
+
+  if (zget(&z->caps, true, props_to_get(z), targets, &objs, "list the SR") == -1)
+    return -1;
+  json_object_foreach(objs, name, o)
+  {
+    const char *rel = rel_name(z, name);
+    json_t *meta = NULL;
+    struct zl_vol_info info;
+    if (strcmp(name, z->dataset) == 0 || (rel && internal_name(rel)))
+      continue; /* the SR itself; internal objects go with it */
+    int r = rel ? describe(sr, name, o, &meta, &info) : 1;
+    json_decref(meta);
+    if (r == -1)
+      return -1;
+    if (r == 0)
+      continue;                 /* a volume: vol_list reports it */
+    if (cb(opaque, name) == -1) /* a snapshot of the SR, a dataset not ours */
+      return -1;
+  }
+  return foreign_files(sr, objs, cb, opaque);
 }
 
 /* Find a snapshot by key when the index is missing or wrong. */
@@ -332,7 +420,7 @@ zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
   char ds[600];
   struct zargv a;
 
-  if (zfs_meta_encode(meta, props, &n, &buf) == -1)
+  if (zfs_meta_encode(meta, 'a', props, &n, &buf) == -1)
     return -1;
   snprintf(ds, sizeof ds, "%s/%s", z->dataset, key);
   rc = create_lzc(z, ds, size, thick, props, n);
@@ -410,7 +498,8 @@ zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_ki
       json_object_set_new(m, "size", json_integer(info.virtual_size));
       flush_file(sr, src);
     }
-    if (zfs_meta_encode(m, props, &n, &buf) == -1 || zfs_index_write(sr, dst, src) == -1)
+    if (zfs_meta_encode(m, 'a', props, &n, &buf) == -1 ||
+        zfs_index_write(sr, dst, src) == -1)
       return -1;
     snprintf(origin, sizeof origin, "%s@%s", srcname, dst);
     if (snapshot_cmd(z, origin, props, n) == -1)
@@ -430,7 +519,7 @@ zfs_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_ki
     if (snapshot_cmd(z, origin, NULL, 0) == -1)
       return -1;
   }
-  if (zfs_meta_encode(m, props, &n, &buf) == -1)
+  if (zfs_meta_encode(m, 'a', props, &n, &buf) == -1)
     return -1;
   char refres[64], size[32];
   if (z->layout == LAYOUT_DATASET) { /* a clone keeps no local property */
@@ -583,26 +672,11 @@ zfs_vol_destroy(struct zl_sr *sr, const char *key)
 int
 zfs_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta)
 {
-  struct zfs_sr *z = zfs_of(sr);
-  struct zprop props[ZFS_META_CHUNKS];
-  int n;
-  CLEANUP_FREE char *buf = NULL;
   char name[600];
   bool snap;
 
   zfs_name_of(sr, key, name, sizeof name, &snap);
-  if (zfs_meta_encode(meta, props, &n, &buf) == -1)
-    return -1;
-  /* chunk 0 (header, count, checksum) last: readers never see a mix */
-  for (int i = n - 1; i >= 0; i--) {
-    struct zargv a;
-    zcmd_set(&a, &z->caps, name, props[i].name, props[i].value);
-    int rc = zrun(&a, "store metadata", NULL);
-    za_free(&a);
-    if (rc == -1)
-      return -1;
-  }
-  return 0;
+  return zfs_meta_store(&zfs_of(sr)->caps, name, meta);
 }
 
 int

@@ -186,10 +186,19 @@ json_t *zfs_parse_get(const char *out);
 const char *zfs_obj_value(const json_t *obj, const char *prop); /* "-" -> NULL */
 const char *zfs_obj_source(const json_t *obj, const char *prop);
 
-/* The metadata properties: encode meta as zfs-live:meta[.N] props (the
- * strings in *buf, owned by the caller: free with free()), decode. */
-int zfs_meta_encode(const json_t *meta, struct zprop *props, int *nprops, char **buf);
+/* The metadata properties (see zfs-run.c): encode meta as the header
+ * zfs-live:meta and chunks of bank 'a' (zfs-live:meta.N) or 'b'
+ * (zfs-live:meta.bN) (the strings in *buf, owned by the caller: free with
+ * free()); decode (NULL with errno ENOENT when the object has no metadata,
+ * EINVAL when it cannot be read); the bank a header names. */
+int zfs_meta_encode(const json_t *meta, char bank, struct zprop *props, int *nprops,
+                    char **buf);
 json_t *zfs_meta_decode(const json_t *obj, const char *name);
+char zfs_meta_bank(const json_t *obj);
+/* Replace the metadata of the existing object name atomically, whatever
+ * its size (fault point set-meta:chunks between the chunks and the
+ * header). */
+int zfs_meta_store(const struct zfs_caps *c, const char *name, const json_t *meta);
 /* The comma-separated list of meta property names (for zfs get). */
 const char *zfs_meta_prop_list(void);
 
@@ -239,6 +248,8 @@ void zfs_name_of(struct zl_sr *sr, const char *key, char *out, size_t len, bool 
 /* Destroy one object (unmounting a filesystem first); gone is success. */
 int zfs_destroy_object(struct zfs_sr *z, const char *name);
 int zfs_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
+/* backend.h sr_foreign */
+int zfs_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque);
 int zfs_vol_get(struct zl_sr *sr, const char *key, json_t **meta,
                 struct zl_vol_info *info);
 int zfs_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,

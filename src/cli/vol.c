@@ -44,6 +44,8 @@ show(struct zl_sr *sr, struct zl_volume *v)
       v->snapshot_of ? v->snapshot_of : (v->clone_of ? v->clone_of : ""), vs,
       (long long)v->virtual_size, pu, v->provisioning == ZL_PROV_THICK ? "thick" : "thin",
       v->created ? v->created : "-");
+  if (v->health)
+    printf("health       metadata unreadable: %s\n", v->health);
   if (json_object_size(v->keys)) {
     const char *k;
     json_t *val;
@@ -74,8 +76,10 @@ cli_vol_list(struct zl_sr *sr)
     cli_human(v[i].virtual_size, vs, sizeof vs);
     cli_human(v[i].physical_utilisation, pu, sizeof pu);
     printf("%-36s  %-9s  %10s  %10s  %s\n", v[i].key,
-           v[i].read_only ? "snapshot" : (v[i].clone_of ? "clone" : "volume"), vs, pu,
-           v[i].name);
+           v[i].health
+               ? "DAMAGED"
+               : (v[i].read_only ? "snapshot" : (v[i].clone_of ? "clone" : "volume")),
+           vs, pu, v[i].name);
   }
   zl_volume_list_free(v, n);
   return 0;

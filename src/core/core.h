@@ -41,6 +41,9 @@ struct zl_volume {
                                  * sources, layout), or NULL */
   bool cbt_enabled;             /* changed block tracking is on */
   bool data_destroyed;          /* a snapshot reduced to its CBT metadata */
+  char *health;                 /* NULL, or why the volume cannot be used (its
+                                 * metadata cannot be read): listed and
+                                 * stat-able, never acted on */
 };
 
 void zl_volume_free(struct zl_volume *v); /* frees members, not v */

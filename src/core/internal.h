@@ -65,6 +65,10 @@ json_t *zl_meta_new(const char *key, const char *uuid, const char *name,
 int zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info *info,
                       struct zl_volume *out);
 bool zl_meta_hidden(const json_t *meta);
+/* Why meta could not be read (ZL_META_BROKEN), or NULL. */
+const char *zl_meta_broken(const json_t *meta);
+/* Set a ZL_ERR_DAMAGED error for key whose metadata meta is broken. */
+int zl_meta_broken_error(const char *key, const json_t *meta);
 bool zl_meta_read_only(const json_t *meta);
 bool zl_meta_thick(const json_t *meta);
 const char *zl_meta_str(const json_t *meta, const char *field); /* or NULL */

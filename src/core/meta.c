@@ -8,6 +8,7 @@
  * Sizes are not stored: the storage is the source of truth for them.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include "core/internal.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/uuid.h"
 
 #define META_FORMAT 1
 
@@ -58,6 +60,51 @@ zl_meta_str(const json_t *meta, const char *field)
   return json_string_value(json_object_get(meta, field));
 }
 
+const char *
+zl_meta_broken(const json_t *meta)
+{
+  return zl_meta_str(meta, ZL_META_BROKEN);
+}
+
+int
+zl_meta_broken_error(const char *key, const json_t *meta)
+{
+  zl_error_kind(ZL_ERR_DAMAGED, EUCLEAN,
+                "volume %s cannot be used: its metadata cannot be read (%s); it is kept "
+                "as it is, and nothing is done with it until an operator repairs or "
+                "removes it (zfs-live(8), UNREADABLE METADATA)",
+                key, zl_meta_broken(meta));
+  zl_error_subject(key);
+  return -1;
+}
+
+/* A volume whose metadata cannot be read: listed with its health, its
+ * sizes from the storage, read-only, under its key. */
+static int
+broken_to_volume(const char *key, const json_t *meta, const struct zl_vol_info *info,
+                 struct zl_volume *out)
+{
+  const char *why = zl_meta_broken(meta);
+
+  out->key = strdup(key);
+  out->uuid = strdup(zl_uuid_valid(key) ? key : "");
+  out->name = strdup(key);
+  if (asprintf(&out->description, "metadata unreadable: %s", why) < 0)
+    out->description = NULL;
+  out->health = strdup(why);
+  out->read_only = true;
+  out->virtual_size = info->virtual_size;
+  out->physical_utilisation = info->physical_utilisation;
+  out->keys = json_object();
+  if (!out->key || !out->uuid || !out->name || !out->description || !out->health ||
+      !out->keys) {
+    zl_volume_free(out);
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
 bool
 zl_meta_hidden(const json_t *meta)
 {
@@ -93,6 +140,8 @@ zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info 
   const char *uuid = zl_meta_str(meta, "uuid");
 
   memset(out, 0, sizeof *out);
+  if (zl_meta_broken(meta))
+    return broken_to_volume(key, meta, info, out);
   if (!json_is_integer(fmt) || json_integer_value(fmt) != META_FORMAT || !name || !uuid ||
       !zl_json_is_strmap(keys)) {
     zl_error(EINVAL, "volume %s: metadata is not in format %d", key, META_FORMAT);
@@ -138,6 +187,7 @@ zl_volume_free(struct zl_volume *v)
   free(v->created);
   json_decref(v->keys);
   json_decref(v->storage);
+  free(v->health);
   memset(v, 0, sizeof *v);
 }
 

@@ -147,6 +147,12 @@ lookup_any(struct zl_sr *sr, const char *key, json_t **meta)
                     sr->key);
     return -1;
   }
+  if (zl_meta_broken(*meta)) {
+    zl_meta_broken_error(key, *meta);
+    json_decref(*meta);
+    *meta = NULL;
+    return -1;
+  }
   return 0;
 }
 
@@ -339,6 +345,10 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
   }
   if (zl_meta_hidden(meta)) {
     r = 0;
+    goto out;
+  }
+  if (zl_meta_broken(meta)) { /* never destroyed without knowing what it is */
+    zl_meta_broken_error(key, meta);
     goto out;
   }
   int deps = sr->be->vol_dependents ? sr->be->vol_dependents(sr, key) : 0;

@@ -406,8 +406,12 @@ ls_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *inf
     c->cap = cap;
   }
   if (zl_meta_to_volume(key, meta, info, &c->v[c->n]) == -1) {
-    zl_warn("SR listing: skipping volume %s: %s", key, zl_error_msg());
-    return 0;
+    if (zl_error_errno() != EINVAL)
+      return -1;
+    /* readable but not in a format we know: listed as damaged */
+    json_object_set_new(meta, ZL_META_BROKEN, json_string(zl_error_msg()));
+    if (zl_meta_to_volume(key, meta, info, &c->v[c->n]) == -1)
+      return -1;
   }
   c->n++;
   return 0;
@@ -507,8 +511,10 @@ zl_sr_stat_free(struct zl_sr_stat *s)
 }
 
 struct any_ctx {
-  size_t visible, hidden;
-  char first[256];
+  size_t visible, hidden, broken, foreign;
+  char first[256];    /* a visible volume */
+  char damaged[256];  /* a volume whose metadata cannot be read */
+  char unknown[1024]; /* what is not a volume */
 };
 
 static int
@@ -516,10 +522,61 @@ any_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *in
 {
   struct any_ctx *c = opaque;
   (void)info;
-  if (zl_meta_hidden(meta)) {
+  if (zl_meta_broken(meta)) {
+    if (c->broken++ == 0)
+      snprintf(c->damaged, sizeof c->damaged, "%s", key);
+  } else if (zl_meta_hidden(meta)) {
     c->hidden++;
   } else if (c->visible++ == 0) {
     snprintf(c->first, sizeof c->first, "%s", key);
+  }
+  return 0;
+}
+
+static int
+foreign_cb(void *opaque, const char *what)
+{
+  struct any_ctx *c = opaque;
+  size_t len = strlen(c->unknown);
+
+  if (c->foreign++ < 5 && len + strlen(what) + 3 < sizeof c->unknown)
+    snprintf(c->unknown + len, sizeof c->unknown - len, "%s%s", len ? ", " : "", what);
+  return 0;
+}
+
+/* What SR.destroy must not take with it: volumes (the user destroys them
+ * first), volumes whose metadata cannot be read, anything that is not a
+ * volume.  Hidden volumes are the SR's own and go with it. */
+static int
+check_empty(struct zl_sr *sr, struct any_ctx *c)
+{
+  if (sr->be->vol_list(sr, any_cb, c) == -1)
+    return -1;
+  if (c->visible) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "SR %s still holds %zu volume%s (%s%s); destroy them first", sr->key,
+                  c->visible, c->visible == 1 ? "" : "s", c->first,
+                  c->visible > 1 ? ", ..." : "");
+    return -1;
+  }
+  if (c->broken) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "SR %s holds %zu volume%s whose metadata cannot be read (%s%s); they "
+                  "are kept: repair or remove them first",
+                  sr->key, c->broken, c->broken == 1 ? "" : "s", c->damaged,
+                  c->broken > 1 ? ", ..." : "");
+    return -1;
+  }
+  if (sr->be->sr_foreign && sr->be->sr_foreign(sr, foreign_cb, c) == -1)
+    return -1;
+  if (c->foreign) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "SR %s holds %zu thing%s that %s not volumes of it (%s%s); the SR is "
+                  "kept: move or remove them first",
+                  sr->key, c->foreign, c->foreign == 1 ? "" : "s",
+                  c->foreign == 1 ? "is" : "are", c->unknown,
+                  c->foreign > 5 ? ", ..." : "");
+    return -1;
   }
   return 0;
 }
@@ -531,24 +588,13 @@ zl_sr_destroy(struct zl_sr *sr)
 
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
-  if (sr->be->vol_list(sr, any_cb, &c) == -1)
+  if (check_empty(sr, &c) == -1)
     goto fail;
-  if (c.visible) {
-    zl_error_kind(ZL_ERR_BUSY, EBUSY,
-                  "SR %s still holds %zu volume%s (%s%s); destroy them first", sr->key,
-                  c.visible, c.visible == 1 ? "" : "s", c.first,
-                  c.visible > 1 ? ", ..." : "");
-    goto fail;
-  }
   if (c.hidden && zl_collect_hidden(sr) == -1)
     goto fail;
-  /* Unmark first: from here on the SR does not exist for anyone. */
-  if ((unlinkat(sr->privfd, ZL_SR_INFO, 0) == -1 && errno != ENOENT) ||
-      (unlinkat(sr->statefd, ZL_SR_INFO, 0) == -1 && errno != ENOENT)) {
-    zl_error(errno, "SR %s: cannot remove %s: %s", sr->key, ZL_SR_INFO, strerror(errno));
-    goto fail;
-  }
-  zl_fault("sr-destroy", "unmarked");
+  /* The backend's removal makes the SR cease to exist in one step (the
+   * private area renamed away, the SR dataset destroyed) and then clears
+   * what is left; a crash before that step leaves the SR as it was. */
   if (zl_cbt_sr_remove(sr) == -1 || sr->be->sr_remove(sr) == -1)
     goto fail;
   zl_info("destroyed SR %s", sr->key);

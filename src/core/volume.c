@@ -34,6 +34,11 @@ zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_in
     zl_error_subject(key);
     return -1;
   }
+  if (zl_meta_broken(m)) {
+    zl_meta_broken_error(key, m);
+    json_decref(m);
+    return -1;
+  }
   if (meta)
     *meta = m;
   else
@@ -47,7 +52,10 @@ zl_vol_stat(struct zl_sr *sr, const char *key, struct zl_volume *out)
   CLEANUP_JSON json_t *meta = NULL;
   struct zl_vol_info info;
 
-  if (zl_vol_lookup(sr, key, &meta, &info) == -1)
+  /* a volume whose metadata cannot be read is shown with its health */
+  if (zl_vol_lookup(sr, key, &meta, &info) == -1 && zl_error_get_kind() != ZL_ERR_DAMAGED)
+    return -1;
+  if (!meta && sr->be->vol_get(sr, key, &meta, &info) == -1)
     return -1;
   return zl_meta_to_volume(key, meta, &info, out);
 }

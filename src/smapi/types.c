@@ -39,8 +39,12 @@ smapi_volume(const struct zl_volume *v, const char *sr_type, const char *sr_key)
                 "volume_type", v->data_destroyed ? "CBT_Metadata" : "Data", "cbt_enabled",
                 v->cbt_enabled);
   free(uri);
+  if (j && !v->uuid[0]) /* optional; unknown when the metadata is unreadable */
+    json_object_del(j, "uuid");
   /* Extra fields: xapi ignores fields the v5 record does not have; the
    * CLI and operators read them. */
+  if (j && v->health)
+    json_object_set_new(j, "health", json_pack("[s, s]", "Unavailable", v->health));
   if (j && v->storage)
     json_object_set(j, "storage", v->storage);
   json_object_set_new(j, "provisioning",

@@ -166,6 +166,7 @@ zl_errkind_name(enum zl_errkind kind)
   case ZL_ERR_SIZE: return "Invalid_size";
   case ZL_ERR_UNSUPPORTED: return "Unimplemented";
   case ZL_ERR_ACTIVE_ELSEWHERE: return "Activated_on_another_host";
+  case ZL_ERR_DAMAGED: return "Volume_metadata_unreadable";
   }
   return "Internal_error";
 }

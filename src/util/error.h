@@ -29,6 +29,7 @@ enum zl_errkind {
   ZL_ERR_SIZE,             /* invalid size (negative, shrink, too large) */
   ZL_ERR_UNSUPPORTED,      /* feature not available on this host/SR */
   ZL_ERR_ACTIVE_ELSEWHERE, /* activated on another host; subject = host uuid */
+  ZL_ERR_DAMAGED,          /* stored state cannot be read (kept, never acted on) */
 };
 
 /* Set the error.  errnum is copied to errno as well.  The message is

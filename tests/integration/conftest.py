@@ -263,7 +263,8 @@ class FileSR(SR):
         return listed
 
 
-META_PROPS = ",".join(["zfs-live:meta"] + [f"zfs-live:meta.{i}" for i in range(1, 8)])
+META_PROPS = ",".join(["zfs-live:meta"] + [f"zfs-live:meta.{i}" for i in range(1, 8)] +
+                      [f"zfs-live:meta.b{i}" for i in range(1, 8)])
 
 
 class ZfsSR(SR):
@@ -298,9 +299,13 @@ class ZfsSR(SR):
         v0 = props.get("zfs-live:meta", "-")
         if v0 == "-":
             return None
-        head, _, rest = v0.partition(":")  # v1:<n>:<sum>:<text>
+        head, _, rest = v0.partition(":")  # v1:<n>:<sum>:<text>, v2:<bank>:...
+        bank = ""
+        if head == "v2":
+            bank, _, rest = rest.partition(":")
+            bank = "" if bank == "a" else bank
         n = int(rest.split(":")[0])
-        text = rest.split(":", 2)[2] + "".join(props[f"zfs-live:meta.{i}"]
+        text = rest.split(":", 2)[2] + "".join(props[f"zfs-live:meta.{bank}{i}"]
                                                for i in range(1, n))
         return json.loads(text)
 

@@ -66,8 +66,9 @@ def test_every_fault_point_is_covered():
     ops = {p.split(":")[0] for p in points}
     # adopt's points are exercised in test_ganeti.py (test_adopt_crash_*),
     # CBT's in test_cbt.py (test_crash_during_cbt_*)
+    # set-meta's (ZFS) in test_zfs.py (test_crash_between_metadata_chunks)
     assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
-                              "data-destroy"}
+                              "data-destroy", "set-meta"}
     for op in OPS:
         assert f"{op}:journaled" in points
 

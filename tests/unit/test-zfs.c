@@ -382,7 +382,7 @@ test_metadata_properties(void **state)
       json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "key", "k", "name", "tab\there \xc3\xa9",
                 "keys", "vdi-type", "user", "_storage", "x", "not stored");
 
-  assert_int_equal(zfs_meta_encode(meta, props, &n, &buf), 0);
+  assert_int_equal(zfs_meta_encode(meta, 'a', props, &n, &buf), 0);
   assert_int_equal(n, 1);
   assert_string_equal(props[0].name, "zfs-live:meta");
   assert_null(strchr(props[0].value, '\t')); /* zfs get -H stays parseable */
@@ -408,7 +408,7 @@ test_metadata_properties(void **state)
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
   json_object_set_new(json_object_get(meta, "keys"), "tagsbig", json_string(big));
-  assert_int_equal(zfs_meta_encode(meta, props, &n, &buf), 0);
+  assert_int_equal(zfs_meta_encode(meta, 'a', props, &n, &buf), 0);
   assert_int_equal(n, 3);
   o = json_object();
   for (int i = 0; i < n; i++)
@@ -423,12 +423,49 @@ test_metadata_properties(void **state)
   json_decref(o);
   free(buf);
 
+  /* an update writes the other bank, header last: cut off before the
+   * header, the old object still reads whole */
+  {
+    char *buf_a = NULL, *buf_b = NULL;
+    struct zprop pa[ZFS_META_CHUNKS], pb[ZFS_META_CHUNKS];
+    int na, nb;
+    json_t *old_meta = json_deep_copy(meta);
+    assert_int_equal(zfs_meta_encode(old_meta, 'a', pa, &na, &buf_a), 0);
+    json_object_set_new(json_object_get(meta, "keys"), "tagsnew", json_string("new"));
+    assert_int_equal(zfs_meta_encode(meta, 'b', pb, &nb, &buf_b), 0);
+    assert_int_equal(nb, 3);
+    assert_string_equal(pb[1].name, "zfs-live:meta.b1");
+    assert_non_null(strstr(pb[0].value, "v2:b:3:"));
+    o = json_object();
+    for (int i = 0; i < na; i++)
+      json_object_set_new(o, pa[i].name, json_pack("[s, s]", pa[i].value, "local"));
+    assert_int_equal(zfs_meta_bank(o), 'a');
+    for (int i = 1; i < nb; i++) /* the chunks, not yet the header */
+      json_object_set_new(o, pb[i].name, json_pack("[s, s]", pb[i].value, "local"));
+    back = zfs_meta_decode(o, "k");
+    assert_true(json_equal(old_meta, back));
+    json_decref(back);
+    json_object_set_new(o, pb[0].name, json_pack("[s, s]", pb[0].value, "local"));
+    assert_int_equal(zfs_meta_bank(o), 'b');
+    back = zfs_meta_decode(o, "k");
+    assert_true(json_equal(meta, back));
+    json_decref(back);
+    /* v1 (earlier versions) still reads: bank a */
+    json_object_set_new(o, "zfs-live:meta",
+                        json_pack("[s, s]", "v1:1:0000000000000000:{}", "local"));
+    assert_null(zfs_meta_decode(o, "k")); /* checksum of "{}" is not 0 */
+    json_decref(o);
+    json_decref(old_meta);
+    free(buf_a);
+    free(buf_b);
+  }
+
   /* too big for 8 chunks */
   char *huge = malloc(70000);
   memset(huge, 'y', 69999);
   huge[69999] = '\0';
   json_object_set_new(json_object_get(meta, "keys"), "tagshuge", json_string(huge));
-  assert_int_equal(zfs_meta_encode(meta, props, &n, &buf), -1);
+  assert_int_equal(zfs_meta_encode(meta, 'a', props, &n, &buf), -1);
   free(huge);
   json_decref(meta);
 }
