@@ -153,6 +153,12 @@ struct zl_backend {
    * backend cannot adopt. */
   int (*vol_adopt)(struct zl_sr *sr, const char *key, const char *source,
                    const json_t *meta, struct zl_vol_info *out);
+  /* After a crash in vol_adopt (the core journals it): committed (vol_get
+   * finds key) -> finish (the source's old name goes); not -> undo what
+   * was done (the source keeps its data, nothing of it stays in the SR).
+   * Both leave the data under exactly one name.  NULL: nothing to do. */
+  int (*vol_adopt_recover)(struct zl_sr *sr, const char *key, const char *source,
+                           bool committed);
 };
 
 /* registry.c */

@@ -21,10 +21,56 @@
 #include "util/log.h"
 #include "util/paths.h"
 
+/* The SR directory at or above the directory of canon (a directory
+ * holding .zfs-live: an SR, or one half made or half destroyed), into out. */
+static bool
+in_an_sr(const char *canon, char *out, size_t len)
+{
+  char p[PATH_MAX], priv[PATH_MAX + 16];
+
+  snprintf(p, sizeof p, "%s", canon);
+  for (char *slash = strrchr(p, '/'); slash; slash = strrchr(p, '/')) {
+    *slash = '\0';
+    snprintf(priv, sizeof priv, "%s/" ZL_PRIV_DIR, p);
+    if (faccessat(AT_FDCWD, priv, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+      snprintf(out, len, "%s", p[0] ? p : "/");
+      return true;
+    }
+  }
+  return false;
+}
+
+int
+file_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+                       bool committed)
+{
+  char img[NAME_MAX + 1];
+  struct stat s, i;
+
+  file_img_name(img, sizeof img, key);
+  if (lstat(source, &s) == -1 || fstatat(sr->dirfd, img, &i, AT_SYMLINK_NOFOLLOW) == -1 ||
+      s.st_dev != i.st_dev || s.st_ino != i.st_ino)
+    return 0; /* one name already (or not ours to touch) */
+  if (committed) {
+    if (unlink(source) == -1 && errno != ENOENT) {
+      zl_error(errno, "adopt: remove the old name %s: %s", source, strerror(errno));
+      return -1;
+    }
+    return 0;
+  }
+  /* not committed: the source still holds the data; our link goes */
+  if (unlinkat(sr->dirfd, img, 0) == -1 && errno != ENOENT) {
+    zl_error(errno, "adopt: remove %s: %s", img, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 int
 file_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_t *meta,
                struct zl_vol_info *out)
 {
+  char owner[PATH_MAX];
   char canon[PATH_MAX], parent[PATH_MAX], img[NAME_MAX + 1];
   struct stat st, pst, sst, ist;
   const char *f;
@@ -37,6 +83,18 @@ file_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json
   if ((f = zl_forbidden_prefix(canon))) {
     zl_error_kind(ZL_ERR_INVALID, EACCES, "%s is in a system directory (%s)", canon, f);
     return -1;
+  }
+  if (in_an_sr(canon, owner, sizeof owner)) {
+    struct stat o, me;
+    bool mine = stat(owner, &o) == 0 && fstat(sr->dirfd, &me) == 0 &&
+                o.st_dev == me.st_dev && o.st_ino == me.st_ino;
+    if (!mine) { /* this SR's own files are refused below */
+      zl_error_kind(ZL_ERR_INVALID, EINVAL,
+                    "%s belongs to the SR at %s: adopt takes no file of an SR (clone or "
+                    "copy the volume instead)",
+                    canon, owner);
+      return -1;
+    }
   }
   if (lstat(source, &st) == -1 || !S_ISREG(st.st_mode)) {
     zl_error(EINVAL, "%s is not a regular file (a raw image)", source);

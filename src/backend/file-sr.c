@@ -600,4 +600,5 @@ const struct zl_backend zl_backend_file = {
     .vol_data_destroy = file_vol_data_destroy,
     .vol_dependents = NULL, /* copies and reflinks are independent files */
     .vol_adopt = file_vol_adopt,
+    .vol_adopt_recover = file_vol_adopt_recover,
 };

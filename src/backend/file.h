@@ -49,5 +49,7 @@ int file_vol_data_destroy(struct zl_sr *sr, const char *key);
 /* file-adopt.c */
 int file_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
                    const json_t *meta, struct zl_vol_info *out);
+int file_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+                           bool committed);
 
 #endif

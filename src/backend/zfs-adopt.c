@@ -184,3 +184,38 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
     return -1;
   return zfs_vol_get(sr, key, NULL, out);
 }
+
+int
+zfs_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+                      bool committed)
+{
+  struct zfs_sr *z = zfs_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = {source, NULL};
+  (void)key;
+
+  /* committed: the rename moved the one name; nothing is left outside */
+  if (committed)
+    return 0;
+  /* not committed: the source is where it was; it loses what marked it as
+   * ours (canmount and the mountpoint stay as adopt set them) */
+  if (zget(&z->caps, false, ZFS_META_PROP "," ZFS_SIZE_PROP, targets, &objs,
+           "look at the source") == -1) {
+    zl_error_clear();
+    return 0; /* gone, or never there */
+  }
+  json_t *o = json_object_get(objs, source);
+  const char *const props[] = {ZFS_META_PROP, ZFS_SIZE_PROP, NULL};
+  for (const char *const *p = props; *p; p++) {
+    const char *src = zfs_obj_source(o, *p);
+    if (!zfs_obj_value(o, *p) || !src || strcmp(src, "local") != 0)
+      continue;
+    struct zargv a;
+    zcmd_inherit(&a, &z->caps, source, *p);
+    int rc = zrun(&a, "undo an adopt", NULL);
+    za_free(&a);
+    if (rc == -1)
+      return -1;
+  }
+  return 0;
+}

@@ -738,4 +738,5 @@ const struct zl_backend zl_backend_zfs = {
     .host_report = zfs_host_report,
     .vol_device = zfs_vol_device,
     .vol_adopt = zfs_vol_adopt,
+    .vol_adopt_recover = zfs_vol_adopt_recover,
 };

@@ -271,6 +271,8 @@ void zfs_zvol_device(const char *sr_dataset, const char *key, bool snap, char *o
 int zfs_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len);
 int zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
                   const json_t *meta, struct zl_vol_info *out);
+int zfs_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+                          bool committed);
 /* zfs-data.c: is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
 bool zfs_is_mounted(struct zl_sr *sr, const char *comp);
 int zfs_vol_dependents(struct zl_sr *sr, const char *key);

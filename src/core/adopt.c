@@ -4,6 +4,7 @@
  * identity and serialises with the SR's other changes. */
 #include <errno.h>
 #include <sys/file.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 #include "util/cleanup.h"
@@ -12,12 +13,29 @@
 #include "util/uuid.h"
 
 int
+zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source)
+{
+  int got = sr->be->vol_get(sr, key, NULL, NULL);
+
+  if (got == -1 && errno != ENOENT)
+    return -1;
+  zl_error_clear();
+  if (!sr->be->vol_adopt_recover)
+    return 0;
+  zl_info("recovery: adopt of %s as %s %s", source, key,
+          got == 0 ? "was committed; finishing it" : "was not complete; undoing it");
+  return sr->be->vol_adopt_recover(sr, key, source, got == 0);
+}
+
+int
 zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *name,
              const char *description, struct zl_volume *out)
 {
   char uuid[ZL_UUID_LEN + 1];
   CLEANUP_JSON json_t *meta = NULL;
+  CLEANUP_JSON json_t *rec = NULL;
   struct zl_vol_info info;
+  struct zl_intent in;
 
   if (!source || !*source) {
     zl_error(EINVAL, "adopt: no source given");
@@ -47,13 +65,29 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
   zl_error_clear();
   meta =
       zl_meta_new(key, uuid, name, description, false, false, ZL_PROV_THIN, NULL, NULL);
-  if (!meta || sr->be->vol_adopt(sr, key, source, meta, &info) == -1) {
-    if (!meta)
-      zl_error(ENOMEM, "out of memory");
-    zl_error_prefix("adopt %s: ", source);
+  rec = json_pack("{s:s, s:s, s:s}", "op", "adopt", "key", key, "source", source);
+  if (!meta || !rec) {
+    zl_error(ENOMEM, "out of memory");
     zl_sr_unlock(sr);
     return -1;
   }
+  if (zl_intent_begin(sr, rec, &in) == -1) {
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  if (sr->be->vol_adopt(sr, key, source, meta, &info) == -1) {
+    zl_error_prefix("adopt %s: ", source);
+    struct zl_error_saved saved;
+    zl_error_save(&saved);
+    if (zl_adopt_recover(sr, key, source) == 0)
+      zl_intent_end(&in);
+    else
+      close(in.fd); /* the next call undoes what was done */
+    zl_error_restore(&saved);
+    zl_sr_unlock(sr);
+    return -1;
+  }
+  zl_intent_end(&in);
   zl_sr_unlock(sr);
   zl_info("adopted %s as volume %s (%lld bytes) in SR %s", source, key,
           (long long)info.virtual_size, sr->key);

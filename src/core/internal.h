@@ -104,6 +104,9 @@ int zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta,
 typedef int (*zl_meta_fn)(json_t *meta, void *arg);
 int zl_vol_update(struct zl_sr *sr, const char *key, zl_meta_fn fn, void *arg);
 
+/* adopt.c: recovery of an adopt cut off by a crash (see backend.h). */
+int zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source);
+
 /* snapshot.c */
 /* A snapshot only the core sees (hidden from the first moment), e.g. the
  * reset point of a non-persistent disk. */

@@ -188,6 +188,15 @@ recover_record(struct zl_sr *sr, const json_t *rec)
     return 0;
   }
 
+  if (!strcmp(op, "adopt")) {
+    const char *source = zl_meta_str(rec, "source");
+    if (!source) {
+      zl_error(EINVAL, "adopt record without a source");
+      return -1;
+    }
+    return zl_adopt_recover(sr, key, source);
+  }
+
   if (!strcmp(op, "destroy")) {
     zl_info("recovery: finishing the destruction of %s", key);
     return zl_vol_remove_unlocked(sr, key);

@@ -178,3 +178,33 @@ def test_zfs_sr_destroy_refuses_what_is_not_its_own(zsr, zplugin, what):
         assert exists(obj)
     # the SR still works
     assert v5.sr_stat(zsr.call("SR.stat"))["uuid"] == zsr.uuid
+
+
+def test_adopt_refuses_another_srs_volume(plugin, tmp_path):
+    """The reported case: `vol adopt /srA /srB/<key>.img` took SR B's volume
+    (gone from B, its metadata and CBT record left behind)."""
+    a = FileSR(plugin, str(tmp_path / "srA"))
+    b = FileSR(plugin, str(tmp_path / "srB"))
+    v = b.create(size=MiB, name="b's")
+    b.write(v["key"], b"B data")
+    b.call("Volume.enable_cbt", key=v["key"])
+    before = sorted(os.listdir(b.path)), sorted(os.listdir(os.path.join(b.path, ".zfs-live",
+                                                                          "cbt")))
+    for src in (b.img(v["key"]), os.path.join(b.path, v["key"] + ".meta.json")):
+        r = cli("vol", "adopt", a.key, src, check=False)
+        assert r.returncode != 0 and b"belongs to the SR at" in r.stderr, r.stderr
+        r = cli("vol", "adopt", a.key, src, "--key", v["key"], check=False)
+        assert r.returncode != 0 and b"belongs to the SR at" in r.stderr, r.stderr
+    # also a file below an SR's directory, and a half-destroyed SR's
+    os.makedirs(os.path.join(b.path, "sub"))
+    nested = os.path.join(b.path, "sub", "x.img")
+    with open(nested, "wb") as f:
+        f.truncate(MiB)
+    r = cli("vol", "adopt", a.key, nested, check=False)
+    assert r.returncode != 0 and b"belongs to the SR at" in r.stderr
+    os.unlink(nested)
+    os.rmdir(os.path.join(b.path, "sub"))
+    assert (sorted(os.listdir(b.path)),
+            sorted(os.listdir(os.path.join(b.path, ".zfs-live", "cbt")))) == before
+    assert [x["key"] for x in b.ls()] == [v["key"]] and a.ls() == []
+    assert b.read(v["key"], 0, 6) == b"B data"

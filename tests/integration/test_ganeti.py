@@ -733,12 +733,26 @@ def test_adopt_crash(allowed, node, point):
     proc = subprocess.run([CLI, "vol", "adopt", sr, img, "--key", "c.ext.disk0"],
                           env=dict(os.environ, ZFS_LIVE_FAULT=point), capture_output=True)
     assert proc.returncode == -9
+    # the next call finishes (committed) or undoes (linked) it: the data
+    # ends up under exactly one name
     listed = "c.ext.disk0" in cli("vol", "list", sr).stdout.decode()
     assert listed == (point == "adopt:committed")
-    assert open(img, "rb").read() == data  # the old name still holds it
+    assert not [n for n in os.listdir(sr) if n.startswith(".") and n != ".zfs-live"]
+    assert not os.listdir(os.path.join(sr, ".zfs-live", "journal"))
     if point == "adopt:linked":
+        assert open(img, "rb").read() == data  # the old name holds it, alone
+        assert os.stat(img).st_nlink == 1
+        assert not os.path.exists(os.path.join(sr, "c.ext.disk0.img"))
+        cli("vol", "adopt", sr, img)  # the retry, as documented, with a new key
+        keys = [v["key"] for v in json.loads(cli("vol", "list", "--json", sr).stdout)
+                if v["key"] != "seed.ext.disk0"]
+        assert len(keys) == 1
+        cli("vol", "destroy", sr, keys[0])
+        with open(img, "wb") as f:
+            f.write(data)
         cli("vol", "adopt", sr, img, "--key", "c.ext.disk0")
-        assert not os.path.exists(img)
+    assert not os.path.exists(img)
+    assert os.stat(os.path.join(sr, "c.ext.disk0.img")).st_nlink == 1
     assert cli("vol", "read", sr, "c.ext.disk0").stdout == data
 
 
