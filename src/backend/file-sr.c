@@ -179,7 +179,7 @@ why_not(const char *canon, bool exists, char *why, size_t len)
   return NULL;
 }
 
-static void collect_gone(int dfd);
+static bool collect_gone(int dfd);
 
 static int
 file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
@@ -210,7 +210,10 @@ file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     zl_error(errno, "%s: %s", canon, strerror(errno));
     return -1;
   }
-  collect_gone(dfd);
+  /* an SR destroyed part-way here: its leftovers go, and if it had made
+   * the directory, the new SR inherits that (its destroy removes it) */
+  if (collect_gone(dfd))
+    made = true;
   CLEANUP_CLOSE int pfd = zl_dir_beneath(dfd, ZL_PRIV_DIR, true);
   if (pfd == -1) {
     zl_error_prefix("cannot create %s/" ZL_PRIV_DIR ": ", canon);
@@ -290,23 +293,30 @@ is_gone_area(const char *name)
   return strncmp(name, GONE_PREFIX, strlen(GONE_PREFIX)) == 0;
 }
 
-static void
+static bool
 collect_gone(int dfd)
 {
   CLEANUP_DIR DIR *d = NULL;
   struct dirent *de;
   int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool made = false;
 
   if (fd == -1 || !(d = fdopendir(fd))) {
     if (fd >= 0)
       close(fd);
-    return;
+    return false;
   }
   while ((de = readdir(d))) {
-    if (is_gone_area(de->d_name) && zl_remove_tree(dfd, de->d_name) == 0)
+    if (!is_gone_area(de->d_name))
+      continue;
+    CLEANUP_CLOSE int g = zl_dir_beneath(dfd, de->d_name, false);
+    if (g >= 0 && faccessat(g, FILE_MADE_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+      made = true;
+    if (zl_remove_tree(dfd, de->d_name) == 0)
       zl_info("removed %s, left by a destroy that was cut off", de->d_name);
   }
   zl_error_clear();
+  return made;
 }
 
 /* The SR stops existing in one step: its private area (sr.json, locks,

@@ -253,7 +253,10 @@ write_meta(struct zl_sr *sr, const char *key, const json_t *meta)
   char name[NAME_MAX + 1];
 
   file_meta_name(name, sizeof name, key);
-  return zl_json_save_at(sr->dirfd, name, meta, true);
+  CLEANUP_CLOSE int scratch = zl_sr_scratch_for(sr, sr->dirfd);
+  if (scratch == -1)
+    return -1;
+  return zl_json_save_via(scratch, sr->dirfd, name, meta, true);
 }
 
 /* Reserve [0, size) of fd.  keep_size: do not change the file size. */

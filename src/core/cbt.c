@@ -141,7 +141,7 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   struct cbt_hdr h = {0};
 
   cbt_file_name(name, sizeof name, key);
-  snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+  zl_tmp_name(tmp, sizeof tmp, name); /* flocked while it lives: see sweep() */
   memcpy(h.magic, CBT_MAGIC, 8);
   h.version = 1;
   h.granularity = G;
@@ -151,13 +151,8 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   snprintf(h.prev, sizeof h.prev, "%s", prev ? prev : "");
   snprintf(h.of, sizeof h.of, "%s", of);
 
-  /* a temporary a dead writer left is replaced, never written through */
-  if (unlinkat(dirfd, tmp, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "write CBT record of %s: %s: %s", key, tmp, strerror(errno));
-    return -1;
-  }
   CLEANUP_CLOSE int fd = zl_file_beneath(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
-  if (fd == -1 || zl_pwrite_all(fd, &h, sizeof h, 0) == -1 ||
+  if (fd == -1 || flock(fd, LOCK_EX) == -1 || zl_pwrite_all(fd, &h, sizeof h, 0) == -1 ||
       ftruncate(fd, (off_t)(CBT_HDR + nslots * slot_bytes)) == -1 ||
       (bits && nbytes && zl_pwrite_all(fd, bits, nbytes, CBT_HDR) == -1) ||
       fsync(fd) == -1 || renameat(dirfd, tmp, dirfd, name) == -1 ||

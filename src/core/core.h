@@ -309,11 +309,7 @@ bool zl_path_key_valid(const char *key);
  * SR there at all: the caller will find out.) */
 bool zl_sr_key_type_is(const char *key, const char *type);
 
-/* --- fault injection (core/fault.c) ---------------------------------------- */
-
-/* If ZFS_LIVE_FAULT is "<op>:<step>", die by SIGKILL here. */
-void zl_fault(const char *op, const char *step);
-/* The registered points, NULL-terminated "op:step" strings. */
-const char *const *zl_fault_points(void);
+/* --- fault injection (util/fault.c) ---------------------------------------- */
+#include "util/fault.h"
 
 #endif

@@ -52,6 +52,11 @@ struct zl_intent {
 /* record: {"op": ..., ...}; not stolen. */
 int zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in);
 void zl_intent_end(struct zl_intent *in);
+/* Where to make the temporary of a file that goes into targetfd (a
+ * directory): the journal directory when it is on the same filesystem, so
+ * that a writer that dies leaves its temporary where the next call's
+ * recovery finds it; else targetfd itself (duplicated).  Close it. */
+int zl_sr_scratch_for(struct zl_sr *sr, int targetfd);
 /* Any record whose owner is dead?  1 yes, 0 no, -1 error. */
 int zl_intent_any_dead(struct zl_sr *sr);
 /* Under LOCK_EX: complete or roll back every dead record. */

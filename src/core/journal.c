@@ -48,6 +48,47 @@ journal_dir(struct zl_sr *sr, bool create)
 }
 
 int
+zl_sr_scratch_for(struct zl_sr *sr, int targetfd)
+{
+  struct stat a, b;
+  int j = journal_dir(sr, true);
+
+  if (j >= 0 && fstat(j, &a) == 0 && fstat(targetfd, &b) == 0 && a.st_dev == b.st_dev)
+    return j;
+  if (j >= 0)
+    close(j);
+  zl_error_clear();
+  return fcntl(targetfd, F_DUPFD_CLOEXEC, 0);
+}
+
+/* Temporaries of dead writers outside the journal: in the private area,
+ * the CBT records, the runtime state and the snapshot index (the places
+ * that get files written atomically).  Under LOCK_EX, before the records. */
+static void
+sweep(struct zl_sr *sr)
+{
+  static const char *const subs[] = {"cbt", "snapidx", NULL};
+  int n = 0;
+
+  for (int i = 0; i < 2; i++) {
+    int base = i == 0 ? sr->privfd : sr->statefd;
+    if (base < 0 || (i == 1 && sr->statefd == sr->privfd))
+      continue;
+    int k = zl_sweep_temporaries(base);
+    n += k > 0 ? k : 0;
+    for (const char *const *sub = subs; *sub; sub++) {
+      CLEANUP_CLOSE int fd = zl_dir_beneath(base, *sub, false);
+      k = fd >= 0 ? zl_sweep_temporaries(fd) : 0;
+      n += k > 0 ? k : 0;
+    }
+  }
+  if (n > 0)
+    zl_info("SR %s: removed %d temporar%s left by calls that died", sr->key, n,
+            n == 1 ? "y" : "ies");
+  zl_error_clear();
+}
+
+int
 zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
 {
   char id[ZL_UUID_LEN + 1], tmp[NAME_MAX + 1];
@@ -71,7 +112,7 @@ zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
     zl_error_prefix("journal: create: ");
     return -1;
   }
-  if (flock(in->fd, LOCK_EX | LOCK_NB) == -1) {
+  if (flock(in->fd, LOCK_EX) == -1) { /* a scanner lets go at once */
     zl_error(errno, "journal: lock %s: %s", tmp, strerror(errno));
     goto fail;
   }
@@ -255,8 +296,13 @@ zl_recover(struct zl_sr *sr)
   CLEANUP_DIR DIR *d = NULL;
   struct dirent *de;
 
-  if (dfd == -1)
-    return errno == ENOENT ? 0 : -1;
+  if (dfd == -1) {
+    if (errno != ENOENT)
+      return -1;
+    sweep(sr);
+    return 0;
+  }
+  sweep(sr);
   int dup_fd = dup(dfd);
   if (dup_fd == -1 || !(d = fdopendir(dup_fd))) {
     if (dup_fd >= 0)

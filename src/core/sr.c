@@ -167,7 +167,9 @@ state_apart(const struct zl_sr *sr)
 static int
 save_info_file(struct zl_sr *sr, const json_t *info)
 {
-  if (zl_json_save_at(sr->privfd, ZL_SR_INFO, info, true) == -1)
+  CLEANUP_CLOSE int scratch = zl_sr_scratch_for(sr, sr->privfd);
+  if (scratch == -1 ||
+      zl_json_save_via(scratch, sr->privfd, ZL_SR_INFO, info, true) == -1)
     return -1;
   if (state_apart(sr) && zl_json_save_at(sr->statefd, ZL_SR_INFO, info, false) == -1)
     return -1;

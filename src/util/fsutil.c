@@ -1,4 +1,5 @@
 /* fsutil.c: see fsutil.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -14,6 +16,7 @@
 #include "beneath.h"
 #include "cleanup.h"
 #include "error.h"
+#include "fault.h"
 #include "fsutil.h"
 
 void
@@ -81,41 +84,106 @@ zl_fsync_dir(int dirfd)
 }
 
 int
-zl_write_file_atomic(int parent, const char *path, const void *buf, size_t len,
-                     bool durable)
+zl_write_file_atomic_via(int tmpdir, int parent, const char *path, const void *buf,
+                         size_t len, bool durable)
 {
   char tmp[NAME_MAX + 1];
-  CLEANUP_CLOSE int fd = -1;
   const char *name;
   CLEANUP_CLOSE int dirfd = zl_parent_beneath(parent, path, false, &name);
 
   if (dirfd == -1)
     return -1;
-  zl_tmp_name(tmp, sizeof tmp, name);
-  fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd == -1) {
-    zl_error(errno, "create %s: %s", tmp, strerror(errno));
-    return -1;
-  }
-  if (zl_pwrite_all(fd, buf, len, 0) == -1)
-    goto fail;
-  if (durable && fdatasync(fd) == -1) {
-    zl_error(errno, "fsync %s: %s", tmp, strerror(errno));
-    goto fail;
-  }
-  if (renameat(dirfd, tmp, dirfd, name) == -1) {
+  /* A sweeper may take a temporary between its creation and our flock
+   * and remove it as a dead writer's: the rename then finds it gone, and
+   * we write it again. */
+  for (int attempt = 0;; attempt++) {
+    CLEANUP_CLOSE int fd = -1;
+    zl_tmp_name(tmp, sizeof tmp, name);
+    fd = zl_file_beneath(tmpdir, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd == -1) {
+      zl_error_prefix("create a temporary: ");
+      return -1;
+    }
+    /* blocking: a scanner that took it first lets go at once */
+    if (flock(fd, LOCK_EX) == -1) {
+      zl_error(errno, "lock %s: %s", tmp, strerror(errno));
+      goto fail;
+    }
+    if (zl_pwrite_all(fd, buf, len, 0) == -1)
+      goto fail;
+    if (durable && fdatasync(fd) == -1) {
+      zl_error(errno, "fsync %s: %s", tmp, strerror(errno));
+      goto fail;
+    }
+    zl_fault("write-file", "written");
+    if (renameat(tmpdir, tmp, dirfd, name) == 0)
+      break;
+    if (errno == ENOENT && attempt < 3)
+      continue;
     zl_error(errno, "rename %s to %s: %s", tmp, name, strerror(errno));
     goto fail;
+  fail:;
+    int saved = errno;
+    unlinkat(tmpdir, tmp, 0);
+    errno = saved;
+    return -1;
   }
   if (durable && zl_fsync_dir(dirfd) == -1)
     return -1;
   return 0;
+}
 
-fail:;
-  int saved = errno;
-  unlinkat(dirfd, tmp, 0);
-  errno = saved;
-  return -1;
+int
+zl_write_file_atomic(int parent, const char *path, const void *buf, size_t len,
+                     bool durable)
+{
+  const char *name;
+  CLEANUP_CLOSE int dirfd = zl_parent_beneath(parent, path, false, &name);
+
+  if (dirfd == -1)
+    return -1;
+  return zl_write_file_atomic_via(dirfd, dirfd, name, buf, len, durable);
+}
+
+bool
+zl_tmp_name_is(const char *name)
+{
+  /* ".<base>.tmp.<pid>.<8 hex>" */
+  size_t len = strlen(name);
+  if (name[0] != '.' || len < 16 || !strstr(name, ".tmp."))
+    return false;
+  const char *dot = strrchr(name, '.');
+  return strlen(dot + 1) == 8 && strspn(dot + 1, "0123456789abcdef") == 8;
+}
+
+int
+zl_sweep_temporaries(int dirfd)
+{
+  CLEANUP_DIR DIR *d = NULL;
+  struct dirent *de;
+  int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int n = 0;
+
+  if (fd == -1 || !(d = fdopendir(fd))) {
+    if (fd >= 0)
+      close(fd);
+    zl_error(errno, "sweep: %s", strerror(errno));
+    return -1;
+  }
+  while ((de = readdir(d))) {
+    if (!zl_tmp_name_is(de->d_name))
+      continue;
+    int t = zl_file_beneath(dirfd, de->d_name, O_RDONLY, 0);
+    if (t == -1) {
+      zl_error_clear();
+      continue;
+    }
+    /* its writer holds a lock on it while it lives */
+    if (flock(t, LOCK_EX | LOCK_NB) == 0 && unlinkat(dirfd, de->d_name, 0) == 0)
+      n++;
+    close(t);
+  }
+  return n;
 }
 
 int

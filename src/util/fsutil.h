@@ -16,6 +16,16 @@
  * the new content survives power loss.  Returns 0 or -1 (error set). */
 int zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
                          bool durable);
+/* The same, with the temporary made in tmpdir (on the same filesystem as
+ * dirfd): an SR's scratch directory, where recovery finds the temporaries
+ * of writers that died.  Every temporary is flock()ed by its writer for
+ * as long as it exists, so a lockable one is a dead writer's. */
+int zl_write_file_atomic_via(int tmpdir, int dirfd, const char *name, const void *buf,
+                             size_t len, bool durable);
+/* Is name one of zl_tmp_name's? */
+bool zl_tmp_name_is(const char *name);
+/* Remove the temporaries of dead writers in dirfd; returns how many. */
+int zl_sweep_temporaries(int dirfd);
 
 /* Read the whole of dirfd/name (at most max bytes, else EFBIG) into a
  * NUL-terminated malloc()ed buffer.  Returns 0 or -1 with errno (ENOENT when

@@ -28,6 +28,12 @@ zl_json_load_at(int dirfd, const char *name, size_t max)
 int
 zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable)
 {
+  return zl_json_save_via(-1, dirfd, name, j, durable);
+}
+
+int
+zl_json_save_via(int tmpdir, int dirfd, const char *name, const json_t *j, bool durable)
+{
   CLEANUP_FREE char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
   if (!s) {
     zl_error(ENOMEM, "%s: cannot serialise JSON", name);
@@ -35,6 +41,8 @@ zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable)
   }
   size_t len = strlen(s);
   s[len] = '\n'; /* replace the NUL: the buffer is not used as a string after */
+  if (tmpdir >= 0)
+    return zl_write_file_atomic_via(tmpdir, dirfd, name, s, len + 1, durable);
   return zl_write_file_atomic(dirfd, name, s, len + 1, durable);
 }
 

@@ -12,6 +12,9 @@ json_t *zl_json_load_at(int dirfd, const char *name, size_t max);
 
 /* Save compactly and atomically (fsutil.h's zl_write_file_atomic). */
 int zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable);
+/* The same with the temporary in tmpdir (see zl_write_file_atomic_via). */
+int zl_json_save_via(int tmpdir, int dirfd, const char *name, const json_t *j,
+                     bool durable);
 
 /* Typed field access for objects that came from outside (stdin, files).
  * Each returns 0 and stores the value, or -1 with an EINVAL error naming

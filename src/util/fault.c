@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/core.h"
-#include "util/log.h"
+#include "fault.h"
+#include "log.h"
 
 /* clang-format off */
 static const char *const points[] = {
@@ -41,6 +41,7 @@ static const char *const points[] = {
   "cbt-rotate:switched",   /* snapshot of a tracked volume: slots switched */
   "cbt-rotate:map-written", /* the snapshot's map written, "prev" not moved */
   "data-destroy:marked",   /* snapshot marked data-destroyed, data still there */
+  "write-file:written",    /* a file's new content in its temporary, not renamed */
   "set-meta:chunks",       /* ZFS: big metadata's chunks written, header not yet */
   "adopt:linked",          /* file SR: image linked in, no metadata yet */
   "adopt:committed",       /* metadata stored, the source name not yet gone */
