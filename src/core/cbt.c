@@ -41,6 +41,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,12 +125,44 @@ cbt_map(int dirfd, const char *key, struct cbt_file *f)
     zl_error(EIO, "CBT record of %s is damaged (bad header)", key);
     goto fail;
   }
-  f->h->prev[KEY_ROOM - 1] = f->h->of[KEY_ROOM - 1] = '\0';
+  /* checked, not repaired: a store into the mapping can fault (below) */
+  if (!memchr(f->h->prev, '\0', KEY_ROOM) || !memchr(f->h->of, '\0', KEY_ROOM)) {
+    zl_error(EIO, "CBT record of %s is damaged (bad names)", key);
+    goto fail;
+  }
   return 0;
 fail:
   cbt_unmap(f);
   errno = EIO;
   return -1;
+}
+
+/* Give the record its blocks now: bits are set through a shared mapping,
+ * and a write fault on a hole of a full filesystem is a SIGBUS, not an
+ * error.  Where the filesystem cannot (EOPNOTSUPP) it stays sparse. */
+static int
+allocate(int fd, off_t off, off_t len)
+{
+  int e = len > 0 ? posix_fallocate(fd, off, len) : 0;
+  if (e == 0 || e == EOPNOTSUPP || e == EINVAL)
+    return 0;
+  errno = e;
+  return -1;
+}
+
+/* The header and the bytes [from, to) of every slot: what a volume of the
+ * record's size uses (slots are sized for the largest volume; the rest is
+ * allocated when the volume grows). */
+static int
+allocate_bits(int fd, unsigned nslots, size_t slot_bytes, size_t from, size_t to)
+{
+  if (from == 0 && allocate(fd, 0, CBT_HDR) == -1)
+    return -1;
+  for (unsigned i = 0; i < nslots; i++) {
+    if (allocate(fd, (off_t)(CBT_HDR + i * slot_bytes + from), (off_t)(to - from)) == -1)
+      return -1;
+  }
+  return 0;
 }
 
 /* Write a new file for key atomically: nslots slots of slot_bytes, slot 0
@@ -154,6 +188,7 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   CLEANUP_CLOSE int fd = zl_file_beneath(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (fd == -1 || flock(fd, LOCK_EX) == -1 || zl_pwrite_all(fd, &h, sizeof h, 0) == -1 ||
       ftruncate(fd, (off_t)(CBT_HDR + nslots * slot_bytes)) == -1 ||
+      allocate_bits(fd, nslots, slot_bytes, 0, nbytes_of(size)) == -1 ||
       (bits && nbytes && zl_pwrite_all(fd, bits, nbytes, CBT_HDR) == -1) ||
       fsync(fd) == -1 || renameat(dirfd, tmp, dirfd, name) == -1 ||
       zl_fsync_dir(dirfd) == -1) {
@@ -369,6 +404,81 @@ successor(int dfd, const char *key)
   return NULL;
 }
 
+/* Stores into a record's mapping fault with SIGBUS, not an error, when
+ * the filesystem cannot back the page (a full disk; copy-on-write
+ * filesystems need new blocks even for pages that have some).  The
+ * control-plane updates run under this guard, which turns the fault into
+ * ENOSPC; fn must hold no lock and allocate nothing. */
+static _Thread_local sigjmp_buf *bus_guard;
+
+static void
+on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+  (void)si;
+  (void)uc;
+  if (bus_guard)
+    siglongjmp(*bus_guard, 1);
+  signal(sig, SIG_DFL); /* not ours: die of it as we would have */
+  raise(sig);
+}
+
+static int
+guarded(void (*fn)(void *), void *arg, const char *key)
+{
+  struct sigaction sa = {.sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO}, old;
+  sigjmp_buf jb;
+  int r = 0;
+
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGBUS, &sa, &old) == -1) {
+    fn(arg); /* cannot guard: as before */
+    return 0;
+  }
+  if (sigsetjmp(jb, 1) == 0) {
+    bus_guard = &jb;
+    fn(arg);
+  } else {
+    zl_error_kind(ZL_ERR_NO_SPACE, ENOSPC,
+                  "CBT record of %s: the filesystem cannot store its update (full?)",
+                  key);
+    r = -1;
+  }
+  bus_guard = NULL;
+  sigaction(SIGBUS, &old, NULL);
+  return r;
+}
+
+struct merge {
+  struct cbt_file *into, *from;
+  size_t n;
+};
+
+static void
+merge_fn(void *arg)
+{
+  struct merge *m = arg;
+  cbt_or_into(slot(m->into, __atomic_load_n(&m->into->h->cur, __ATOMIC_ACQUIRE)),
+              slot(m->from, 0), m->n);
+  snprintf(m->into->h->prev, KEY_ROOM, "%s", m->from->h->prev);
+}
+
+struct mark {
+  struct cbt_file *f;
+  uint64_t first, nblocks;
+  uint64_t new_size; /* 0: keep */
+};
+
+static void
+mark_fn(void *arg)
+{
+  struct mark *m = arg;
+  if (m->nblocks > m->first)
+    cbt_set_range(slot(m->f, __atomic_load_n(&m->f->h->cur, __ATOMIC_ACQUIRE)),
+                  m->nblocks, m->first, m->nblocks - 1);
+  if (m->new_size)
+    m->f->h->size = m->new_size;
+}
+
 int
 zl_cbt_forget(struct zl_sr *sr, const char *key)
 {
@@ -383,16 +493,17 @@ zl_cbt_forget(struct zl_sr *sr, const char *key)
   /* a snapshot's changes move into its successor: (P,S) + (S,N) = (P,N) */
   CLEANUP_FREE char *next = f.h->nslots == 1 ? successor(dfd, key) : NULL;
   if (next && cbt_map(dfd, next, &s) == 0) {
-    size_t n = nbytes_of((int64_t)(f.h->size < s.h->size ? f.h->size : s.h->size));
-    cbt_or_into(slot(&s, __atomic_load_n(&s.h->cur, __ATOMIC_ACQUIRE)), slot(&f, 0), n);
-    if (fdatasync(s.fd) == -1) {
-      zl_error(errno, "CBT record of %s: %s", next, strerror(errno));
-      cbt_unmap(&s);
-      cbt_unmap(&f);
-      return -1;
+    struct merge m = {
+        &s, &f, nbytes_of((int64_t)(f.h->size < s.h->size ? f.h->size : s.h->size))};
+    /* a merge that cannot be stored (a full disk) is not done: the
+     * successor still names key as its predecessor, so a query across the
+     * gap is an error, never a partial answer; the destroy goes on */
+    if (guarded(merge_fn, &m, next) == -1 || fdatasync(s.fd) == -1) {
+      zl_warn("destroy of %s: its changes cannot be moved into %s (%s); changed "
+              "blocks across it can no longer be listed",
+              key, next, errno == ENOSPC ? "no space" : strerror(errno));
+      zl_error_clear();
     }
-    snprintf(s.h->prev, KEY_ROOM, "%s", f.h->prev);
-    fdatasync(s.fd);
     cbt_unmap(&s);
   }
   cbt_unmap(&f);
@@ -411,11 +522,9 @@ zl_cbt_mark_all(struct zl_sr *sr, const char *key)
   struct cbt_file f;
   if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
     return errno == ENOENT ? 0 : -1;
-  if (f.h->size)
-    cbt_set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)),
-                  nblocks_of((int64_t)f.h->size), 0, nblocks_of((int64_t)f.h->size) - 1);
-  int r = fdatasync(f.fd);
-  if (r == -1)
+  struct mark m = {&f, 0, nblocks_of((int64_t)f.h->size), 0};
+  int r = guarded(mark_fn, &m, key);
+  if (r == 0 && (r = fdatasync(f.fd)) == -1)
     zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
   cbt_unmap(&f);
   return r;
@@ -436,10 +545,14 @@ zl_cbt_resize(struct zl_sr *sr, const char *key, int64_t size)
     r = -1;
   } else if ((uint64_t)size > f.h->size) {
     /* the new blocks read as zeros: changed from any earlier state */
-    cbt_set_range(slot(&f, __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)),
-                  nblocks_of(size), f.h->size / G, nblocks_of(size) - 1);
-    f.h->size = (uint64_t)size;
-    if (fdatasync(f.fd) == -1) {
+    struct mark m = {&f, f.h->size / G, nblocks_of(size), (uint64_t)size};
+    if (allocate_bits(f.fd, f.h->nslots, f.h->slot_bytes, nbytes_of((int64_t)f.h->size),
+                      nbytes_of(size)) == -1) {
+      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      r = -1;
+    } else if (guarded(mark_fn, &m, key) == -1) {
+      r = -1;
+    } else if (fdatasync(f.fd) == -1) {
       zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
       r = -1;
     }

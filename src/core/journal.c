@@ -88,6 +88,81 @@ sweep(struct zl_sr *sr)
   zl_error_clear();
 }
 
+/* A full disk must never keep a destroy from freeing space, yet its intent
+ * record needs a new file.  So the journal keeps an empty file, "spare",
+ * made while there is room; a record that cannot be written for lack of
+ * space takes the spare over by a rename (no new inode, no data block),
+ * and its name carries it: "<op>@<key>" (keys never hold '@').  Only
+ * records of an op and a key (destroy) can be carried so. */
+#define SPARE "spare"
+
+static void
+ensure_spare(int dfd)
+{
+  if (faccessat(dfd, SPARE, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    return;
+  int fd = zl_file_beneath(dfd, SPARE, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd >= 0)
+    close(fd);
+  zl_error_clear(); /* a full disk: made next time */
+}
+
+static bool
+no_space(int e)
+{
+  return e == ENOSPC || e == EDQUOT;
+}
+
+static int
+begin_from_spare(int dfd, const json_t *record, struct zl_intent *in)
+{
+  const char *op = zl_meta_str(record, "op"), *key = zl_meta_str(record, "key");
+
+  if (!op || !key || json_object_size(record) != 2 || strcmp(op, "destroy") != 0)
+    return -1;
+  int fd = zl_file_beneath(dfd, SPARE, O_RDWR, 0);
+  if (fd == -1)
+    return -1;
+  snprintf(in->name, sizeof in->name, "%s@%s", op, key);
+  if (flock(fd, LOCK_EX) == -1 || renameat(dfd, SPARE, dfd, in->name) == -1) {
+    zl_error(errno, "journal: take the spare record: %s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  in->fd = fd;
+  zl_info("journal: the disk is full; %s %s recorded in the spare record", op, key);
+  return 0;
+}
+
+/* The last resort of a destroy on a disk too full even to rename the
+ * spare (XFS may need a block to grow a small directory): go on without a
+ * record.  The destroy removes the metadata first, so a crash in between
+ * leaves at worst the data of a destroyed volume, which SR.destroy then
+ * reports (never a lost or half-visible volume). */
+static bool
+unjournaled_destroy(const json_t *record, struct zl_intent *in)
+{
+  const char *op = zl_meta_str(record, "op"), *key = zl_meta_str(record, "key");
+
+  if (!op || !key || strcmp(op, "destroy") != 0)
+    return false;
+  zl_warn("journal: the disk is full; destroying %s without an intent record", key);
+  in->fd = -1; /* zl_intent_end: nothing to remove */
+  in->name[0] = '\0';
+  zl_error_clear();
+  return true;
+}
+
+/* A record carried by its name ("<op>@<key>", empty): see SPARE. */
+static json_t *
+record_of_name(const char *name)
+{
+  const char *at = strchr(name, '@');
+  if (!at || at == name)
+    return NULL;
+  return json_pack("{s:s#, s:s}", "op", name, (int)(at - name), "key", at + 1);
+}
+
 int
 zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
 {
@@ -110,7 +185,7 @@ zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
   in->fd = zl_file_beneath(dfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (in->fd == -1) {
     zl_error_prefix("journal: create: ");
-    return -1;
+    goto fail;
   }
   if (flock(in->fd, LOCK_EX) == -1) { /* a scanner lets go at once */
     zl_error(errno, "journal: lock %s: %s", tmp, strerror(errno));
@@ -125,12 +200,21 @@ zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
     zl_error(errno, "journal: rename %s: %s", tmp, strerror(errno));
     goto fail;
   }
+  ensure_spare(dfd);
   return 0;
 
-fail:
+fail:;
+  struct zl_error_saved saved;
+  zl_error_save(&saved);
   unlinkat(dfd, tmp, 0);
-  close(in->fd);
+  if (in->fd >= 0)
+    close(in->fd);
   in->fd = -1;
+  if (no_space(saved.errnum) && begin_from_spare(dfd, record, in) == 0)
+    return 0;
+  if (no_space(saved.errnum) && unjournaled_destroy(record, in))
+    return 0;
+  zl_error_restore(&saved);
   return -1;
 }
 
@@ -144,6 +228,8 @@ zl_intent_end(struct zl_intent *in)
     zl_warn("journal: cannot remove %s: %s", in->name, strerror(errno));
   close(in->fd);
   in->fd = -1;
+  if (dfd >= 0 && strchr(in->name, '@'))
+    ensure_spare(dfd); /* the spare was used: make another (space was freed) */
 }
 
 /* Try to lock dfd/name.  Returns an fd holding the lock (owner dead), -1
@@ -183,7 +269,7 @@ zl_intent_any_dead(struct zl_sr *sr)
   while ((de = readdir(d))) {
     if (de->d_name[0] == '.' && (!de->d_name[1] || de->d_name[1] == '.'))
       continue;
-    if (strncmp(de->d_name, "bad.", 4) == 0)
+    if (strncmp(de->d_name, "bad.", 4) == 0 || strcmp(de->d_name, SPARE) == 0)
       continue;
     int fd = try_dead(dfd, de->d_name);
     if (fd >= 0) {
@@ -316,7 +402,7 @@ zl_recover(struct zl_sr *sr)
 
     if (name[0] == '.' && (!name[1] || name[1] == '.'))
       continue;
-    if (strncmp(name, "bad.", 4) == 0)
+    if (strncmp(name, "bad.", 4) == 0 || strcmp(name, SPARE) == 0)
       continue;
     CLEANUP_CLOSE int fd = try_dead(dfd, name);
     if (fd == -1) {
@@ -332,7 +418,8 @@ zl_recover(struct zl_sr *sr)
       unlinkat(dfd, name, 0);
       continue;
     }
-    CLEANUP_JSON json_t *rec = zl_json_load_at(dfd, name, 65536);
+    CLEANUP_JSON json_t *rec =
+        strchr(name, '@') ? record_of_name(name) : zl_json_load_at(dfd, name, 65536);
     if (rec && recover_record(sr, rec) == 0) {
       unlinkat(dfd, name, 0);
       continue;

@@ -206,8 +206,9 @@ class SR:
         return os.path.join(self.state_dir(), "journal")
 
     def journal(self):
+        """Intent records (the journal's spare record is not one)."""
         jdir = self.journal_dir()
-        return os.listdir(jdir) if os.path.isdir(jdir) else []
+        return [n for n in os.listdir(jdir) if n != "spare"] if os.path.isdir(jdir) else []
 
     def check_stats(self, listed):
         for v in listed:
