@@ -25,6 +25,38 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+/* What uses key now, for the refusals below (ZL_ERR_BUSY: VDIInUse).
+ *   USE_ATTACHED  attached on this host (an NBD export, a loop device)
+ *   USE_WRITERS   something may be writing it: active on a host (XAPI's
+ *                 activate), open on a Ganeti node, or a loop device here
+ * Returns 1 (error set, naming the user), 0 if not in use. */
+enum { USE_ATTACHED = 1, USE_WRITERS = 2 };
+
+static int
+in_use(struct zl_sr *sr, const char *key, const json_t *meta, int what, const char *op)
+{
+  const char *host =
+      json_string_value(json_object_get(json_object_get(meta, "active_on"), "host"));
+  json_t *opened = json_object_get(meta, "opened");
+  char who[512] = "";
+
+  if (host)
+    snprintf(who, sizeof who, "it is active on host %s", host);
+  else if (json_object_size(opened)) {
+    const char *node = json_object_iter_key(json_object_iter(opened));
+    snprintf(who, sizeof who, "it is open on node %s", node);
+  } else if (zl_vol_blockdev_active(sr, key) ||
+             ((what & USE_ATTACHED) && zl_dp_blockdev_attached(sr, key)))
+    snprintf(who, sizeof who, "it is attached as a block device on this host");
+  else if ((what & USE_ATTACHED) && zl_dp_in_use(sr, key))
+    snprintf(who, sizeof who, "it is attached on this host");
+  if (!who[0])
+    return 0;
+  zl_error_kind(ZL_ERR_BUSY, EBUSY, "volume %s is in use: %s; %s", key, who, op);
+  zl_error_subject(key);
+  return 1;
+}
+
 static int
 copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
             enum zl_copy_kind kind, bool hidden, struct zl_volume *out)
@@ -52,6 +84,14 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
                   sr->key);
     goto fail;
   }
+  /* a copy made while writes land is torn: only storage that snapshots in
+   * one step (reflinks, ZFS) may take a volume something writes to */
+  if (!(sr->be->caps(sr) & ZL_CAP_REFLINK) &&
+      in_use(sr, key, src, USE_WRITERS,
+             "this SR copies data to snapshot it (no reflinks "
+             "on its filesystem) and the copy would be torn: "
+             "stop its writer (shut the VM down) first"))
+    goto fail;
   bool thick = zl_meta_thick(src);
   meta = zl_meta_new(
       new_key, uuid, zl_meta_str(src, "name"),
@@ -210,6 +250,12 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
     zl_error(EINVAL, "volume %s is not a snapshot of %s", snapshot, key);
     goto fail;
   }
+  /* the user's revert: not under a running guest.  The reset of a
+   * non-persistent disk (any) runs at Datapath.close, attached but after
+   * deactivate: only writers refuse it. */
+  if (in_use(sr, key, vol, any ? USE_WRITERS : USE_WRITERS | USE_ATTACHED,
+             "revert it when it is detached"))
+    goto fail;
   bool thick = zl_meta_thick(vol);
   rec = json_pack("{s:s, s:s, s:s, s:b}", "op", "revert", "key", key, "snapshot",
                   snapshot, "thick", thick);
@@ -351,6 +397,8 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
     zl_meta_broken_error(key, meta);
     goto out;
   }
+  if (in_use(sr, key, meta, USE_WRITERS | USE_ATTACHED, "detach it first"))
+    goto out;
   int deps = sr->be->vol_dependents ? sr->be->vol_dependents(sr, key) : 0;
   if (deps == -1)
     goto out;

@@ -340,7 +340,21 @@ def test_export_of_running_instance(node, place):
     old = os.urandom(32 << 10)
     dev = create_instance(node, place, vol, data=old)
     snap = vol + ".snap"
-    node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap, VOL_SNAPSHOT_SIZE=16))
+    if place.kind == "file":
+        # ext4 has no reflinks: a snapshot is a copy, which a running
+        # instance would tear: refused, nothing made; the export then runs
+        # with the instance shut down (gnt-backup export's default)
+        err = node.err("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap,
+                                                VOL_SNAPSHOT_SIZE=16))
+        assert "in use" in err and "torn" in err, err
+        assert snap not in place.volumes()
+        node.ok("close", **place.env(vol))
+        node.ok("detach", **place.env(vol))
+        node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap, VOL_SNAPSHOT_SIZE=16))
+        dev = node.attach(**place.env(vol))
+        node.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    else:
+        node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap, VOL_SNAPSHOT_SIZE=16))
     write_dev(dev, b"N" * len(old), offset=MiB)  # the instance keeps running
     sdev = node.attach(**place.env(snap))
     assert sdev != dev  # its own device (#1251: not the origin's)
@@ -738,7 +752,7 @@ def test_adopt_crash(allowed, node, point):
     listed = "c.ext.disk0" in cli("vol", "list", sr).stdout.decode()
     assert listed == (point == "adopt:committed")
     assert not [n for n in os.listdir(sr) if n.startswith(".") and n != ".zfs-live"]
-    assert not os.listdir(os.path.join(sr, ".zfs-live", "journal"))
+    assert os.listdir(os.path.join(sr, ".zfs-live", "journal")) in ([], ["spare"])
     if point == "adopt:linked":
         assert open(img, "rb").read() == data  # the old name holds it, alone
         assert os.stat(img).st_nlink == 1
@@ -800,11 +814,13 @@ def test_xen_disk(node, allowed):
     assert phy.startswith("phy:/dev/loop") and phy.endswith(",xvda,w\n")
     dev = phy[4:].split(",")[0]
     assert dev == node.attach(EXTP_DIR=sr, VOL_NAME=vol)  # the device attach gives
-    node.ok("snapshot", EXTP_DIR=sr, VOL_NAME=vol, VOL_SNAPSHOT_NAME=vol + ".snap")
-    assert spec(vol + ".snap", "--driver", "file").stdout.decode().endswith(",xvda,r\n")
     r = spec(vol, "--driver", "qcow", check=False)
     assert r.returncode != 0 and b"unknown Xen disk driver" in r.stderr
     r = spec(vol, "--vdev", "xv/da", check=False)
     assert r.returncode != 0 and b"virtual device" in r.stderr
     node.ok("detach", EXTP_DIR=sr, VOL_NAME=vol)
     assert released(dev, vol)
+    # (a snapshot copies on this filesystem: taken with the device released)
+    node.ok("snapshot", EXTP_DIR=sr, VOL_NAME=vol, VOL_SNAPSHOT_NAME=vol + ".snap")
+    assert spec(vol + ".snap", "--driver", "file").stdout.decode().endswith(",xvda,r\n")
+    node.ok("detach", EXTP_DIR=sr, VOL_NAME=vol + ".snap")
