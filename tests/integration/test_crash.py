@@ -66,9 +66,10 @@ def test_every_fault_point_is_covered():
     ops = {p.split(":")[0] for p in points}
     # adopt's points are exercised in test_ganeti.py (test_adopt_crash_*),
     # CBT's in test_cbt.py (test_crash_during_cbt_*)
-    # set-meta's (ZFS) in test_zfs.py (test_crash_between_metadata_chunks)
+    # set-meta's (ZFS) in test_accounting.py (test_crash_between_metadata_chunks);
+    # every point on both SR types in test_leftovers.py
     assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
-                              "data-destroy", "set-meta"}
+                              "data-destroy", "set-meta", "write-file"}
     for op in OPS:
         assert f"{op}:journaled" in points
 

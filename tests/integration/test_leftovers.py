@@ -44,7 +44,8 @@ def leftovers(sr):
     if isinstance(sr, FileSR):
         keys = {v["key"] for v in sr.ls()}
         allowed = {".zfs-live", ".zfs-live/sr.json", ".zfs-live/lock", ".zfs-live/made-dir",
-                   ".zfs-live/locks", ".zfs-live/journal", ".zfs-live/cbt"}
+                   ".zfs-live/locks", ".zfs-live/journal", ".zfs-live/journal/spare",
+                   ".zfs-live/cbt"}
         for k in keys:
             allowed |= {f"{k}.img", f"{k}.meta.json", f".zfs-live/locks/{k}",
                         f".zfs-live/cbt/{k}.cbt"}
@@ -52,7 +53,8 @@ def leftovers(sr):
     sr.ls()
     sr.check_consistent()  # datasets: no partial, stray or half-reverted object
     keys = zfs_keys(sr)
-    state_ok = {"lock", "locks", "journal", "snapidx", "zfs.json", "sr.json"}
+    state_ok = {"lock", "locks", "journal", "journal/spare", "snapidx", "zfs.json",
+                "sr.json"}
     priv_ok = {"sr.json", "zfs.json", "cbt"}
     for k in keys:
         state_ok |= {f"locks/{k}", f"snapidx/{k}"}
