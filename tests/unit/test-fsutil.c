@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -35,9 +36,10 @@ teardown(void **state)
 {
   (void)state;
   /* remove what the tests made, then the directory */
-  const char *names[] = {"a", "big", "src", "dst", NULL};
+  const char *names[] = {"a", "big", "src", "dst", "link", "fifo", NULL};
   for (const char **n = names; *n; n++)
     unlinkat(dfd, *n, 0);
+  zl_remove_tree(dfd, "d");
   close(dfd);
   return rmdir(dir);
 }
@@ -116,6 +118,48 @@ test_copy_sparse_keeps_holes(void **state)
 }
 
 static void
+test_beneath(void **state)
+{
+  (void)state;
+  const char *ok[] = {"a", "a/b", "locks/x.y", NULL};
+  const char *bad[] = {"", "/a", "a/", "a//b", ".", "..", "a/../b", "a/./b", NULL};
+  for (const char **p = ok; *p; p++)
+    assert_true(zl_path_relative_ok(*p));
+  for (const char **p = bad; *p; p++)
+    assert_false(zl_path_relative_ok(*p));
+
+  /* made on the way, then found again */
+  int d = zl_dir_beneath(dfd, "d/e/f", true);
+  assert_true(d >= 0);
+  close(d);
+  d = zl_dir_beneath(dfd, "d/e", false);
+  assert_true(d >= 0);
+  close(d);
+  /* a symlink in the middle or at the end: refused, never followed */
+  assert_int_equal(symlinkat("/tmp", dfd, "link"), 0);
+  assert_int_equal(zl_dir_beneath(dfd, "link", false), -1);
+  assert_int_equal(zl_dir_beneath(dfd, "link/x", true), -1);
+  assert_int_equal(zl_file_beneath(dfd, "link", O_RDONLY, 0), -1);
+  assert_int_equal(zl_file_beneath(dfd, "link/x", O_RDWR | O_CREAT, 0600), -1);
+  /* a FIFO: refused at once, never waited on */
+  assert_int_equal(mkfifoat(dfd, "fifo", 0600), 0);
+  assert_int_equal(zl_file_beneath(dfd, "fifo", O_RDONLY, 0), -1);
+  assert_int_equal(errno, EINVAL);
+  assert_int_equal(zl_dir_beneath(dfd, "fifo", false), -1);
+  /* a regular file is opened, blocking again */
+  int f = zl_file_beneath(dfd, "d/e/f/file", O_RDWR | O_CREAT, 0600);
+  assert_true(f >= 0);
+  assert_int_equal(fcntl(f, F_GETFL) & O_NONBLOCK, 0);
+  close(f);
+  /* the tree goes, symlinks inside it without their targets */
+  assert_int_equal(symlinkat("/tmp", d = zl_dir_beneath(dfd, "d", false), "tmp-link"), 0);
+  close(d);
+  assert_int_equal(zl_remove_tree(dfd, "d"), 0);
+  assert_int_equal(faccessat(dfd, "d", F_OK, 0), -1);
+  assert_int_equal(faccessat(AT_FDCWD, "/tmp", F_OK, 0), 0);
+}
+
+static void
 test_uuid(void **state)
 {
   char a[ZL_UUID_LEN + 1], b[ZL_UUID_LEN + 1];
@@ -137,6 +181,7 @@ main(void)
       cmocka_unit_test(test_atomic_write_and_read),
       cmocka_unit_test(test_read_limits),
       cmocka_unit_test(test_copy_sparse_keeps_holes),
+      cmocka_unit_test(test_beneath),
       cmocka_unit_test(test_uuid),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
