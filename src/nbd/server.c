@@ -98,6 +98,37 @@ conn_track(int fd, bool add)
   pthread_mutex_unlock(&conns.lock);
 }
 
+/* The TLS mode of a connection.  TCP demands TLS unless it was turned off
+ * (`--tls=on` does not make plain NBD over the network acceptable); a Unix
+ * socket offers or demands it as configured. */
+static enum tls_mode
+tls_mode_of(const struct nbd_config *cfg, bool tcp)
+{
+  if (tcp)
+    return cfg->tls_tcp == TLS_OFF ? TLS_OFF : TLS_REQUIRE;
+  return cfg->tls_unix;
+}
+
+/* Refuse to start where a listener would demand TLS without credentials:
+ * every client would be turned away (or, before, served in clear). */
+static int
+check_tls(const struct nbd_config *cfg, const struct nbd_tls *t, bool tcp, bool unix_sock)
+{
+  if (nbd_tls_configured(t))
+    return 0;
+  if (tcp && tls_mode_of(cfg, true) == TLS_REQUIRE) {
+    zl_error(EINVAL, "TLS is required on TCP: give --tls-psk or --tls-certificates "
+                     "(or --tls=off to allow plain TCP)");
+    return -1;
+  }
+  if (unix_sock && tls_mode_of(cfg, false) == TLS_REQUIRE) {
+    zl_error(EINVAL, "--tls=require needs credentials: give --tls-psk or "
+                     "--tls-certificates");
+    return -1;
+  }
+  return 0;
+}
+
 static void *
 conn_thread(void *arg)
 {
@@ -105,7 +136,7 @@ conn_thread(void *arg)
   struct nbd_conn c = {.st = {.fd = a.fd}, .tcp = a.tcp, .cfg = a.cfg};
 
   free(arg);
-  c.tls = a.tcp ? a.cfg->tls_tcp : a.cfg->tls_unix;
+  c.tls = tls_mode_of(a.cfg, a.tcp);
   c.creds = creds_get();
   zl_log_set_tag("nbd");
   if (nbd_handshake(&c) == 0) {
@@ -290,13 +321,15 @@ nbd_serve(const struct nbd_config *cfg)
   bool activated = nl > 0; /* systemd owns the sockets: no others, no unlink */
   sigset_t sigs;
 
+  /* what will listen: systemd's sockets, else the configured ones */
+  bool tcp = !activated && cfg->tcp, unix_sock = !activated && cfg->socket_path;
+  for (int i = 0; i < nl; i++)
+    *(ls[i].tcp ? &tcp : &unix_sock) = true;
   struct nbd_tls *t = nbd_tls_new(cfg);
-  if (!t)
-    return -1;
-  if (cfg->tcp && cfg->tls_tcp == TLS_REQUIRE && !nbd_tls_configured(t)) {
-    zl_error(EINVAL, "TLS is required on TCP: give --tls-psk or --tls-certificates "
-                     "(or --tls=off to allow plain TCP)");
+  if (!t || check_tls(cfg, t, tcp, unix_sock) == -1) {
     nbd_tls_free(t);
+    for (int i = 0; i < nl; i++)
+      close(ls[i].fd);
     return -1;
   }
   creds_set(t);
