@@ -156,6 +156,9 @@ int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
  * its subdirectories (made when create). */
 const char *zl_run_dir(void);
 int zl_run_subdir(const char *sub, bool create);
+/* Wait for the host-wide lock <run>/locks/<name> (flock, exclusive); the
+ * returned fd holds it until closed (or the process dies).  -1 on error. */
+int zl_run_lock(const char *name);
 
 struct zl_export_info {
   char *name;

@@ -72,22 +72,41 @@ zl_nbd_socket(void)
   return path;
 }
 
-/* Is the NBD server there?  If not, start it, detached from our stdio. */
+/* Does an NBD server answer on the host's socket? */
+static bool
+server_answers(void)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool up = false;
+
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", zl_nbd_socket());
+  if (fd >= 0) {
+    up = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+  }
+  return up;
+}
+
+/* Make sure the host's NBD server runs; if not, start it, detached from our
+ * stdio.  Concurrent callers (attaches of many volumes at once) are
+ * serialised by <run>/locks/nbd-start, so one starts it and the others find
+ * it answering; a start that fails because another server (systemd's, an
+ * operator's) got the socket first is a success as long as that one
+ * answers. */
 static int
 ensure_server(void)
 {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
   char self[PATH_MAX];
   struct zl_exec_result r;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", zl_nbd_socket());
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-    close(fd);
+  if (server_answers())
     return 0;
-  }
-  if (fd >= 0)
-    close(fd);
+  CLEANUP_CLOSE int lock = zl_run_lock("nbd-start");
+  if (lock == -1)
+    return -1;
+  if (server_answers())
+    return 0; /* started while we waited */
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
     zl_error(errno, "cannot find this program to start the NBD server");
@@ -99,10 +118,14 @@ ensure_server(void)
   if (zl_exec(argv, NULL, &r) == -1)
     return -1;
   int st = r.status;
-  if (st != 0)
-    zl_error(EIO, "starting the NBD server failed: %s", zl_exec_reason(&r));
-  else
+  if (st == 0) {
     zl_info("started the NBD server on %s", zl_nbd_socket());
+  } else if (server_answers()) {
+    zl_info("another NBD server took %s first: using it", zl_nbd_socket());
+    st = 0;
+  } else {
+    zl_error(EIO, "starting the NBD server failed: %s", zl_exec_reason(&r));
+  }
   zl_exec_result_free(&r);
   return st == 0 ? 0 : -1;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,6 +51,25 @@ zl_run_subdir(const char *sub, bool create)
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd == -1 && !(errno == ENOENT && !create))
     zl_error(errno, "%s: %s", path, strerror(errno));
+  return fd;
+}
+
+int
+zl_run_lock(const char *name)
+{
+  int dfd = zl_run_subdir("locks", true);
+  if (dfd == -1)
+    return -1;
+  int fd = openat(dfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  int e = errno;
+  close(dfd);
+  if (fd == -1 || flock(fd, LOCK_EX) == -1) {
+    e = fd == -1 ? e : errno;
+    zl_error(e, "lock %s/locks/%s: %s", zl_run_dir(), name, strerror(e));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
   return fd;
 }
 

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -152,10 +154,16 @@ conn_thread(void *arg)
   return NULL;
 }
 
+/* Listen on the Unix socket path.  Servers starting at the same time
+ * (attaches, systemd, an operator) take turns through the lock file
+ * "<path>.lock" for the whole look-remove-bind-listen step, so none removes
+ * the socket another has just bound (which would leave that one serving a
+ * name nobody can reach); the later ones find it answering and stop. */
 static int
 listen_unix(const char *path)
 {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char lockpath[PATH_MAX];
   int fd;
 
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -163,15 +171,31 @@ listen_unix(const char *path)
     return -1;
   }
   strcpy(sa.sun_path, path);
+  snprintf(lockpath, sizeof lockpath, "%s.lock", path);
+  int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock == -1 || flock(lock, LOCK_EX) == -1) {
+    zl_error(errno, "lock %s: %s", lockpath, strerror(errno));
+    if (lock >= 0)
+      close(lock);
+    return -1;
+  }
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd == -1) {
     zl_error(errno, "socket: %s", strerror(errno));
+    close(lock);
     return -1;
   }
-  /* a stale socket from a dead server: remove it, but never a live one */
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+  /* a stale socket from a dead server: remove it, but never a live one
+   * (nor one we cannot tell: only "nobody listens" or "not there") */
+  int live = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, e = live ? 0 : errno;
+  if (live || (e != ECONNREFUSED && e != ENOENT)) {
     close(fd);
-    zl_error(EADDRINUSE, "an NBD server already listens on %s", path);
+    close(lock);
+    if (live)
+      zl_error(EADDRINUSE, "an NBD server already listens on %s", path);
+    else
+      zl_error(e, "cannot tell whether an NBD server listens on %s: %s", path,
+               strerror(e));
     return -1;
   }
   unlink(path);
@@ -181,8 +205,10 @@ listen_unix(const char *path)
   if (r == -1 || listen(fd, 128) == -1) {
     zl_error(errno, "listen on %s: %s", path, strerror(errno));
     close(fd);
+    close(lock);
     return -1;
   }
+  close(lock);
   return fd;
 }
 

@@ -79,9 +79,11 @@ zl_fsync_dir(int dirfd)
   return 0;
 }
 
-int
-zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
-                     bool durable)
+/* Write a temporary file in dirfd, then publish it as name: renameat()
+ * (replacing) or linkat() (only if name does not exist: EEXIST). */
+static int
+write_then_publish(int dirfd, const char *name, const void *buf, size_t len, bool durable,
+                   bool replace)
 {
   char tmp[NAME_MAX + 1];
   CLEANUP_CLOSE int fd = -1;
@@ -98,9 +100,16 @@ zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
     zl_error(errno, "fsync %s: %s", tmp, strerror(errno));
     goto fail;
   }
-  if (renameat(dirfd, tmp, dirfd, name) == -1) {
+  if (replace && renameat(dirfd, tmp, dirfd, name) == -1) {
     zl_error(errno, "rename %s to %s: %s", tmp, name, strerror(errno));
     goto fail;
+  }
+  if (!replace) {
+    if (linkat(dirfd, tmp, dirfd, name, 0) == -1) {
+      zl_error(errno, "%s: %s", name, strerror(errno));
+      goto fail;
+    }
+    unlinkat(dirfd, tmp, 0);
   }
   if (durable && zl_fsync_dir(dirfd) == -1)
     return -1;
@@ -111,6 +120,19 @@ fail:;
   unlinkat(dirfd, tmp, 0);
   errno = saved;
   return -1;
+}
+
+int
+zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
+                     bool durable)
+{
+  return write_then_publish(dirfd, name, buf, len, durable, true);
+}
+
+int
+zl_write_file_new(int dirfd, const char *name, const void *buf, size_t len)
+{
+  return write_then_publish(dirfd, name, buf, len, true, false);
 }
 
 int

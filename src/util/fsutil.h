@@ -16,6 +16,10 @@
  * the new content survives power loss.  Returns 0 or -1 (error set). */
 int zl_write_file_atomic(int dirfd, const char *name, const void *buf, size_t len,
                          bool durable);
+/* The same (durable), but only if dirfd/name does not exist yet: the
+ * temporary is hard-linked as name, which fails with EEXIST (also on NFS)
+ * when another writer published first. */
+int zl_write_file_new(int dirfd, const char *name, const void *buf, size_t len);
 
 /* Read the whole of dirfd/name (at most max bytes, else EFBIG) into a
  * NUL-terminated malloc()ed buffer.  Returns 0 or -1 with errno (ENOENT when

@@ -25,8 +25,8 @@ zl_json_load_at(int dirfd, const char *name, size_t max)
   return j;
 }
 
-int
-zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable)
+static int
+save_at(int dirfd, const char *name, const json_t *j, bool durable, bool replace)
 {
   CLEANUP_FREE char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
   if (!s) {
@@ -35,7 +35,20 @@ zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable)
   }
   size_t len = strlen(s);
   s[len] = '\n'; /* replace the NUL: the buffer is not used as a string after */
-  return zl_write_file_atomic(dirfd, name, s, len + 1, durable);
+  return replace ? zl_write_file_atomic(dirfd, name, s, len + 1, durable)
+                 : zl_write_file_new(dirfd, name, s, len + 1);
+}
+
+int
+zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable)
+{
+  return save_at(dirfd, name, j, durable, true);
+}
+
+int
+zl_json_save_new_at(int dirfd, const char *name, const json_t *j)
+{
+  return save_at(dirfd, name, j, true, false);
 }
 
 static json_t *

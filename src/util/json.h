@@ -12,6 +12,8 @@ json_t *zl_json_load_at(int dirfd, const char *name, size_t max);
 
 /* Save compactly and atomically (fsutil.h's zl_write_file_atomic). */
 int zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable);
+/* Save durably only if dirfd/name does not exist (zl_write_file_new). */
+int zl_json_save_new_at(int dirfd, const char *name, const json_t *j);
 
 /* Typed field access for objects that came from outside (stdin, files).
  * Each returns 0 and stores the value, or -1 with an EINVAL error naming
