@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -140,6 +141,29 @@ attach_file(const char *export, char *out, size_t len)
   snprintf(p, (size_t)(out + len - p), ".json");
 }
 
+/* Changes to one export's attach record (and the registration and block
+ * device that go with it) are serialised by <run>/attach/<export>.lock:
+ * domains attaching and detaching one volume at once would otherwise each
+ * rewrite the record from what they read, losing the others' domains (and
+ * a detach would then drop the export under a domain still attached).
+ * Returns the fd holding the lock, or -1. */
+static int
+lock_record(int dfd, const char *file)
+{
+  char name[NAME_MAX + 1];
+  size_t n = strlen(file) - strlen(".json");
+
+  snprintf(name, sizeof name, "%.*s.lock", (int)n, file);
+  int fd = openat(dfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd == -1 || flock(fd, LOCK_EX) == -1) {
+    zl_error(errno, "lock %s/attach/%s: %s", zl_run_dir(), name, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static json_t *
 attach_record(int dfd, const char *file)
 {
@@ -158,21 +182,25 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
 {
   CLEANUP_JSON json_t *meta = NULL;
   CLEANUP_JSON json_t *rec = NULL;
+  CLEANUP_FREE char *name = NULL;
   CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_CLOSE int lock = -1;
   char file[NAME_MAX + 1];
 
   memset(out, 0, sizeof *out);
-  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1 || !(name = zl_export_name(sr, key)))
     return -1;
   out->readonly = zl_meta_read_only(meta);
+  if ((dfd = zl_run_subdir("attach", true)) == -1)
+    return -1;
+  attach_file(name, file, sizeof file);
+  if ((lock = lock_record(dfd, file)) == -1)
+    return -1;
   if (!(out->export_name = zl_vol_export(sr, key, out->readonly)))
     return -1;
   if (ensure_server() == -1)
     return -1;
   snprintf(out->nbd_socket, sizeof out->nbd_socket, "%s", zl_nbd_socket());
-  if ((dfd = zl_run_subdir("attach", true)) == -1)
-    return -1;
-  attach_file(out->export_name, file, sizeof file);
   rec = attach_record(dfd, file);
 
   /* a block device: the zvol itself, or a loop device over the file.  Not
@@ -267,6 +295,7 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
   CLEANUP_FREE char *export = zl_export_name(sr, key);
   CLEANUP_JSON json_t *rec = NULL;
   CLEANUP_CLOSE int dfd = zl_run_subdir("attach", false);
+  CLEANUP_CLOSE int lock = -1;
   char file[NAME_MAX + 1];
 
   if (!export || zl_check_key(key) == -1)
@@ -274,6 +303,8 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
   if (dfd == -1)
     return errno == ENOENT ? zl_export_unregister(export) : -1;
   attach_file(export, file, sizeof file);
+  if ((lock = lock_record(dfd, file)) == -1)
+    return -1;
   rec = attach_record(dfd, file);
   json_t *doms = json_object_get(rec, "domains");
   for (size_t i = json_array_size(doms); i-- > 0;) {
