@@ -242,7 +242,7 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
       if (here)
         zl_error_kind(ZL_ERR_EXISTS, EEXIST,
                       "cannot create an SR in %s: there is already an SR there (%s, "
-                      "SR %s)",
+                      "SR %s; one SR per place, nested SRs are refused)",
                       path, name, v);
       else
         zl_error_kind(ZL_ERR_INVALID, EINVAL,
