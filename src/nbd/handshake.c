@@ -188,6 +188,16 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
 {
   bool set = opt == NBD_OPT_SET_META_CONTEXT;
 
+  /* SET replaces the selection even when it fails (reference nbd.md §1.3):
+   * a refused SET leaves none, never the one from before */
+  if (set) {
+    c->meta_base_allocation = c->meta_dirty = 0;
+    free(c->dirty_from);
+    c->dirty_from = NULL;
+    zl_cbt_map_free(&c->dirty);
+    free(*meta_export);
+    *meta_export = NULL;
+  }
   if (set && !c->structured)
     return reply_error(c, opt, NBD_REP_ERR_INVALID,
                        "structured replies must be negotiated first");
@@ -246,11 +256,8 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
     have |= strcmp(*n, dirty) == 0;
   if (set) {
     c->meta_base_allocation = base ? CTX_ID_BASE_ALLOCATION : 0;
-    c->meta_dirty = have ? CTX_ID_DIRTY : 0;
-    free(c->dirty_from);
     c->dirty_from = have ? strdup(dirty) : NULL;
-    zl_cbt_map_free(&c->dirty);
-    free(*meta_export);
+    c->meta_dirty = c->dirty_from ? CTX_ID_DIRTY : 0;
     *meta_export = strdup(name);
   }
   int r = 0;
