@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backend/file.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fiemap.h"
@@ -476,11 +477,14 @@ file_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     zl_error(errno, "%s: %s", in_name, strerror(errno));
     return -1;
   }
-  out = openat(sr->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (out == -1) {
+  /* what a dead revert left is replaced, never written through */
+  if (unlinkat(sr->dirfd, tmp, 0) == -1 && errno != ENOENT) {
     zl_error(errno, "%s: %s", tmp, strerror(errno));
     return -1;
   }
+  out = zl_file_beneath(sr->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (out == -1)
+    return -1;
   if (zl_clone_or_copy(in, out, st.st_size, NULL) == -1 ||
       (thick && reserve(out, st.st_size, false, key) == -1) || sync_data(out, key) == -1)
     goto fail;

@@ -386,16 +386,21 @@ int64_t
 zfs_thick_reservation(int64_t size, int64_t blocksize, int copies)
 {
   const int64_t dnodes_per_level = 1 << (17 - 7); /* DN_MAX_INDBLKSHIFT - BLKPTRSHIFT */
-  int64_t nblocks = blocksize > 0 ? size / blocksize : 0;
+  /* ZFS blocks are at least 512 bytes (SPA_MINBLOCKSIZE) */
+  int64_t nblocks = blocksize > 0 ? size / (blocksize < 512 ? 512 : blocksize) : 0;
   int64_t numdb = 7; /* the metadnode, L0-L6 */
 
   if (copies < 1)
     copies = 1;
   while (nblocks > 1) {
-    nblocks += dnodes_per_level - 1;
-    nblocks /= dnodes_per_level;
+    nblocks = (nblocks - 1) / dnodes_per_level + 1; /* rounded up, cannot overflow */
     numdb += nblocks;
   }
   numdb *= copies + 1 < 3 ? copies + 1 : 3; /* MIN(SPA_DVAS_PER_BP, copies + 1) */
-  return size * copies + numdb * (1 << 17);
+  /* numdb < 2^46 for any int64 size (512-byte blocks); the data part may
+   * not fit: then more than any pool holds, which ZFS refuses as such */
+  int64_t meta = numdb * (1 << 17);
+  if (size > (INT64_MAX - meta) / copies)
+    return INT64_MAX;
+  return size * copies + meta;
 }

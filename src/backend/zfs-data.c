@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "backend/zfs.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -113,12 +114,11 @@ open_file(struct zl_sr *sr, const char *key, const char *comp, int64_t size, int
   struct stat st;
 
   snprintf(path, sizeof path, "%s/" ZFS_DISK, comp);
-  int fd =
-      openat(sr->dirfd, path, flags | O_CLOEXEC | O_NOFOLLOW | (rw ? O_CREAT : 0), 0600);
+  int fd = zl_file_beneath(sr->dirfd, path, flags | (rw ? O_CREAT : 0), 0600);
   if (fd == -1 && errno == ENOENT && !rw)
     return zeros(key, size);
   if (fd == -1) {
-    zl_error(errno, "volume %s: %s/%s: %s", key, sr->key, path, strerror(errno));
+    zl_error_prefix("volume %s: %s: ", key, sr->key);
     return -1;
   }
   if (rw && fstat(fd, &st) == 0 && st.st_size < size && ftruncate(fd, size) == -1) {
@@ -249,11 +249,15 @@ revert_by_copy(struct zl_sr *sr, const char *key, const char *snap, bool thick)
     return -1;
   snprintf(tmp, sizeof tmp, "%s/." ZFS_DISK ".revert", key);
   snprintf(img, sizeof img, "%s/" ZFS_DISK, key);
-  out = openat(sr->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (out == -1) {
+  const char *last;
+  CLEANUP_CLOSE int tdir = zl_parent_beneath(sr->dirfd, tmp, false, &last);
+  if (tdir == -1 || (unlinkat(tdir, last, 0) == -1 && errno != ENOENT)) {
     zl_error(errno, "%s/%s: %s", sr->key, tmp, strerror(errno));
     return -1;
   }
+  out = zl_file_beneath(sr->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (out == -1)
+    return -1;
   if (zl_copy_sparse(in, out, st.st_size, NULL) == -1 || fsync(out) == -1)
     goto fail;
   zl_fault("revert", "copied");

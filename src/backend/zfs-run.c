@@ -43,11 +43,13 @@ zrun(struct zargv *a, const char *what, struct zl_exec_result *res)
     struct timespec ts = {0, (long)(25 + attempt * 25) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  int e = strstr(r->err, "does not exist")   ? ENOENT
-          : busy(r)                          ? EBUSY
-          : strstr(r->err, "out of space")   ? ENOSPC
-          : strstr(r->err, "already exists") ? EEXIST
-                                             : EIO;
+  int e = strstr(r->err, "does not exist") ? ENOENT
+          : busy(r)                        ? EBUSY
+          : strstr(r->err, "out of space") ? ENOSPC
+          /* a reservation larger than the pool (zfs set refreservation) */
+          : strstr(r->err, "greater than available space") ? ENOSPC
+          : strstr(r->err, "already exists")               ? EEXIST
+                                                           : EIO;
   zl_error(e, "%s: %s", what, zl_exec_reason(r));
   if (!res)
     zl_exec_result_free(r);

@@ -237,11 +237,19 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
         continue;
       if (strcmp(name, ds) == 0 && strcmp(v, uuid) == 0)
         continue; /* our own half-made SR: carry on */
-      zl_error_kind(strcmp(name, ds) == 0 ? ZL_ERR_EXISTS : ZL_ERR_INVALID,
-                    strcmp(name, ds) == 0 ? EEXIST : EINVAL,
-                    "cannot create an SR in %s: the SR %s is there (nested SRs are "
-                    "refused)",
-                    path, name);
+      size_t pl = strlen(path);
+      bool here = strncmp(name, path, pl) == 0 && name[pl] == '/' &&
+                  !strchr(name + pl + 1, '/'); /* an SR of this very place */
+      if (here)
+        zl_error_kind(ZL_ERR_EXISTS, EEXIST,
+                      "cannot create an SR in %s: there is already an SR there (%s, "
+                      "SR %s; one SR per place, nested SRs are refused)",
+                      path, name, v);
+      else
+        zl_error_kind(ZL_ERR_INVALID, EINVAL,
+                      "cannot create an SR in %s: the SR %s is there (nested SRs are "
+                      "refused)",
+                      path, name);
       return -1;
     }
   }

@@ -66,10 +66,10 @@ cli_serve(int argc, char **argv)
     enum tls_mode m;
     if (parse_tls(tls, &m) == -1)
       return cli_usage(SERVE_USAGE, "--tls must be off, on or require");
-    /* on: TLS offered (STARTTLS) but not demanded; Unix sockets never
-     * demand it unless asked */
-    cfg.tls_tcp = m;
-    cfg.tls_unix = m == TLS_REQUIRE ? TLS_REQUIRE : m;
+    /* TCP demands TLS unless it is off (on = require there); on the Unix
+     * socket, on = offered (STARTTLS) but not demanded */
+    cfg.tls_tcp = m == TLS_OFF ? TLS_OFF : TLS_REQUIRE;
+    cfg.tls_unix = m;
   }
   int rfd = zl_run_subdir("exports", true); /* also makes the run dir */
   if (rfd == -1)

@@ -163,7 +163,7 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
     }
     if (n == 0)
       break;
-    if (off + n > end) {
+    if (n > end - off) { /* off + n could overflow */
       zl_error_kind(ZL_ERR_SIZE, ENOSPC,
                     "write past the end of volume %s (%lld bytes); resize it first",
                     argv[0], (long long)end);
@@ -206,7 +206,7 @@ vol_read(struct zl_sr *sr, int argc, char **argv)
   if (fd == -1)
     return cli_fail();
   off_t end = lseek(fd, 0, SEEK_END);
-  if (!len_s || off + len > end)
+  if (!len_s || len > end - off) /* off + len could overflow */
     len = end > off ? end - off : 0;
   while (len > 0) {
     size_t chunk = len > (int64_t)sizeof buf ? sizeof buf : (size_t)len;

@@ -161,6 +161,9 @@ const char *zl_run_dir(void);
 int zl_run_dirfd(bool create);
 /* sub is resolved beneath the run directory, never through a symlink. */
 int zl_run_subdir(const char *sub, bool create);
+/* Wait for the host-wide lock <run>/locks/<name> (flock, exclusive); the
+ * returned fd holds it until closed (or the process dies).  -1 on error. */
+int zl_run_lock(const char *name);
 
 struct zl_export_info {
   char *name;

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/exec.h"
@@ -72,22 +74,41 @@ zl_nbd_socket(void)
   return path;
 }
 
-/* Is the NBD server there?  If not, start it, detached from our stdio. */
+/* Does an NBD server answer on the host's socket? */
+static bool
+server_answers(void)
+{
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool up = false;
+
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", zl_nbd_socket());
+  if (fd >= 0) {
+    up = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+  }
+  return up;
+}
+
+/* Make sure the host's NBD server runs; if not, start it, detached from our
+ * stdio.  Concurrent callers (attaches of many volumes at once) are
+ * serialised by <run>/locks/nbd-start, so one starts it and the others find
+ * it answering; a start that fails because another server (systemd's, an
+ * operator's) got the socket first is a success as long as that one
+ * answers. */
 static int
 ensure_server(void)
 {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
   char self[PATH_MAX];
   struct zl_exec_result r;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", zl_nbd_socket());
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-    close(fd);
+  if (server_answers())
     return 0;
-  }
-  if (fd >= 0)
-    close(fd);
+  CLEANUP_CLOSE int lock = zl_run_lock("nbd-start");
+  if (lock == -1)
+    return -1;
+  if (server_answers())
+    return 0; /* started while we waited */
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) {
     zl_error(errno, "cannot find this program to start the NBD server");
@@ -99,10 +120,14 @@ ensure_server(void)
   if (zl_exec(argv, NULL, &r) == -1)
     return -1;
   int st = r.status;
-  if (st != 0)
-    zl_error(EIO, "starting the NBD server failed: %s", zl_exec_reason(&r));
-  else
+  if (st == 0) {
     zl_info("started the NBD server on %s", zl_nbd_socket());
+  } else if (server_answers()) {
+    zl_info("another NBD server took %s first: using it", zl_nbd_socket());
+    st = 0;
+  } else {
+    zl_error(EIO, "starting the NBD server failed: %s", zl_exec_reason(&r));
+  }
   zl_exec_result_free(&r);
   return st == 0 ? 0 : -1;
 }
@@ -115,6 +140,29 @@ attach_file(const char *export, char *out, size_t len)
   for (; *export && p < end; export ++)
     p += *export == '/' ? sprintf(p, "%%2F") : (*p = *export, 1);
   snprintf(p, (size_t)(out + len - p), ".json");
+}
+
+/* Changes to one export's attach record (and the registration and block
+ * device that go with it) are serialised by <run>/attach/<export>.lock:
+ * domains attaching and detaching one volume at once would otherwise each
+ * rewrite the record from what they read, losing the others' domains (and
+ * a detach would then drop the export under a domain still attached).
+ * Returns the fd holding the lock, or -1. */
+static int
+lock_record(int dfd, const char *file)
+{
+  char name[NAME_MAX + 1];
+  size_t n = strlen(file) - strlen(".json");
+
+  snprintf(name, sizeof name, "%.*s.lock", (int)n, file);
+  int fd = zl_file_beneath(dfd, name, O_RDWR | O_CREAT, 0600);
+  if (fd == -1 || flock(fd, LOCK_EX) == -1) {
+    zl_error(errno, "lock %s/attach/%s: %s", zl_run_dir(), name, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 static json_t *
@@ -135,21 +183,25 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
 {
   CLEANUP_JSON json_t *meta = NULL;
   CLEANUP_JSON json_t *rec = NULL;
+  CLEANUP_FREE char *name = NULL;
   CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_CLOSE int lock = -1;
   char file[NAME_MAX + 1];
 
   memset(out, 0, sizeof *out);
-  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1 || !(name = zl_export_name(sr, key)))
     return -1;
   out->readonly = zl_meta_read_only(meta);
+  if ((dfd = zl_run_subdir("attach", true)) == -1)
+    return -1;
+  attach_file(name, file, sizeof file);
+  if ((lock = lock_record(dfd, file)) == -1)
+    return -1;
   if (!(out->export_name = zl_vol_export(sr, key, out->readonly)))
     return -1;
   if (ensure_server() == -1)
     return -1;
   snprintf(out->nbd_socket, sizeof out->nbd_socket, "%s", zl_nbd_socket());
-  if ((dfd = zl_run_subdir("attach", true)) == -1)
-    return -1;
-  attach_file(out->export_name, file, sizeof file);
   rec = attach_record(dfd, file);
 
   /* a block device: the zvol itself, or a loop device over the file.  Not
@@ -244,6 +296,7 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
   CLEANUP_FREE char *export = zl_export_name(sr, key);
   CLEANUP_JSON json_t *rec = NULL;
   CLEANUP_CLOSE int dfd = zl_run_subdir("attach", false);
+  CLEANUP_CLOSE int lock = -1;
   char file[NAME_MAX + 1];
 
   if (!export || zl_check_key(key) == -1)
@@ -251,6 +304,8 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
   if (dfd == -1)
     return errno == ENOENT ? zl_export_unregister(export) : -1;
   attach_file(export, file, sizeof file);
+  if ((lock = lock_record(dfd, file)) == -1)
+    return -1;
   rec = attach_record(dfd, file);
   json_t *doms = json_object_get(rec, "domains");
   for (size_t i = json_array_size(doms); i-- > 0;) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,25 @@ zl_run_subdir(const char *sub, bool create)
   int fd = zl_dir_beneath(run, sub, create);
   if (fd == -1 && !(errno == ENOENT && !create))
     zl_error_prefix("%s: ", zl_run_dir());
+  return fd;
+}
+
+int
+zl_run_lock(const char *name)
+{
+  int dfd = zl_run_subdir("locks", true);
+  if (dfd == -1)
+    return -1;
+  int fd = zl_file_beneath(dfd, name, O_RDWR | O_CREAT, 0600);
+  int e = errno;
+  close(dfd);
+  if (fd == -1 || flock(fd, LOCK_EX) == -1) {
+    e = fd == -1 ? e : errno;
+    zl_error(e, "lock %s/locks/%s: %s", zl_run_dir(), name, strerror(e));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
   return fd;
 }
 

@@ -152,18 +152,26 @@ zl_check_keys_entry(const char *k, const char *v)
   return 0;
 }
 
+/* Round size up to a multiple of gran (>= 1) without overflowing: what is
+ * added is checked to fit before it is added (never size + gran - 1). */
 int
 zl_round_size(int64_t size, int64_t gran, int64_t *out)
 {
+  if (gran < 1) {
+    zl_error_kind(ZL_ERR_SIZE, EINVAL, "size granularity %lld is not positive",
+                  (long long)gran);
+    return -1;
+  }
   if (size < 0) {
     zl_error_kind(ZL_ERR_SIZE, EINVAL, "size %lld is negative", (long long)size);
     return -1;
   }
-  if (size > INT64_MAX - (gran - 1)) {
+  int64_t rem = size % gran, up = rem ? gran - rem : 0;
+  if (size > INT64_MAX - up) {
     zl_error_kind(ZL_ERR_SIZE, EFBIG, "size %lld is too large", (long long)size);
     return -1;
   }
-  *out = (size + gran - 1) / gran * gran;
+  *out = size + up;
   return 0;
 }
 

@@ -249,11 +249,33 @@ zl_sr_thick_default(const struct zl_sr *sr)
   return p && strcmp(p, "thick") == 0;
 }
 
+/* Publish a new SR's sr.json: only if there is none (a second SR.create at
+ * the same place, even from another host sharing the directory, fails with
+ * "already an SR" instead of replacing the first one's identity). */
+static int
+save_new_info_file(struct zl_sr *sr, const json_t *info)
+{
+  if (zl_json_save_new_at(sr->privfd, ZL_SR_INFO, info) == -1) {
+    if (errno == EEXIST)
+      zl_error_kind(ZL_ERR_EXISTS, EEXIST, "there is already an SR at %s", sr->key);
+    return -1;
+  }
+  if (state_apart(sr) && zl_json_save_at(sr->statefd, ZL_SR_INFO, info, false) == -1)
+    return -1;
+  return 0;
+}
+
+/* SR.create runs one at a time on a host (<run>/locks/sr-create), from
+ * looking at the place to publishing sr.json: two creates at one place
+ * cannot both find it free (ZFS SRs are datasets named after their UUID, so
+ * only this lock tells two of them apart; a pool is imported on one host).
+ * Across hosts, a shared directory is settled by the exclusive publish. */
 int
 zl_sr_create(const char *type, const char *uuid, const json_t *config, const char *name,
              const char *description, json_t **config_out)
 {
   const struct zl_backend *be = backend_or_error(type);
+  CLEANUP_CLOSE int lock = -1;
   CLEANUP_JSON json_t *cfg = NULL;
   CLEANUP_JSON json_t *info = NULL;
   CLEANUP_FREE char *key = NULL;
@@ -278,7 +300,7 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   }
   json_object_del(cfg, "sr_uuid");
   json_object_del(cfg, "SRmaster");
-  if (be->sr_prepare(uuid, cfg, &key) == -1)
+  if ((lock = zl_run_lock("sr-create")) == -1 || be->sr_prepare(uuid, cfg, &key) == -1)
     return -1;
 
   struct zl_sr *sr = sr_open_storage(be, key);
@@ -296,7 +318,7 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   info = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "format", 1, "uuid", uuid,
                    "type", be->sr_type, "name", name, "description", description,
                    "provisioning", prov ? prov : "thin", "created", created);
-  int r = info ? save_info_file(sr, info) : -1;
+  int r = info ? save_new_info_file(sr, info) : -1;
   zl_sr_close(sr);
   if (r == -1)
     return -1;

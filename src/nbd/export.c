@@ -1,6 +1,16 @@
 /* export.c: the exports this server has open.  An export is a volume
- * attached through Datapath.attach (core/exports.c); all connections to it
- * share one file descriptor, which is what makes multi-conn safe. */
+ * attached through Datapath.attach (core/exports.c); all connections to the
+ * same data share one file descriptor, which is what makes multi-conn safe.
+ *
+ * Nothing about a volume is trusted from an earlier connection: every
+ * export open (EXPORT_NAME, INFO, GO, the META_CONTEXT options) asks the
+ * registry whether the name is attached, opens the volume's data afresh
+ * and takes its size from that open file.  A cached export is shared only
+ * while it holds the very file the volume has now (same st_dev/st_ino), so
+ * a file replaced since (a revert, a clone swap) gets a new entry, and a
+ * resize is seen by the next connection however long older ones stay.  An
+ * open connection keeps the size it was given at GO (the NBD protocol has
+ * no way to change it): requests past it are refused as before. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -21,49 +31,79 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct nbd_export *open_exports[MAX_OPEN];
 
-static struct nbd_export *
-open_export(const struct zl_export_info *info)
+/* The volume's data, opened now: fd, identity and size.  -1 on error. */
+static int
+open_data(const struct zl_export_info *info, struct stat *st, int64_t *size)
 {
   struct zl_sr *sr = zl_sr_open(info->sr_type, info->sr_key);
-  struct stat st;
-  int fd;
-
   if (!sr)
-    return NULL;
-  fd = zl_vol_open(sr, info->vol_key, info->readonly ? O_RDONLY : O_RDWR);
-  /* every writer tracks its writes (core/cbt.c) */
-  struct zl_cbt_writer *cbt = NULL;
-  if (fd >= 0 && !info->readonly && !(cbt = zl_cbt_writer_open(sr, info->vol_key)) &&
-      errno != 0) {
-    close(fd);
-    fd = -1;
-  }
+    return -1;
+  int fd = zl_vol_open(sr, info->vol_key, info->readonly ? O_RDONLY : O_RDWR);
   zl_sr_close(sr);
   if (fd == -1)
-    return NULL;
+    return -1;
+  if (fstat(fd, st) == -1) {
+    zl_error(errno, "export %s: %s", info->name, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  *size = st->st_size;
+  if (S_ISBLK(st->st_mode)) {
+    uint64_t sz;
+    if (ioctl(fd, BLKGETSIZE64, &sz) == -1) {
+      zl_error(errno, "export %s: size of the device: %s", info->name, strerror(errno));
+      close(fd);
+      return -1;
+    }
+    *size = (int64_t)sz;
+  }
+  return fd;
+}
+
+/* A new export over fd (owned from here on). */
+static struct nbd_export *
+new_export(const struct zl_export_info *info, int fd, const struct stat *st)
+{
+  /* every writer tracks its writes (core/cbt.c) */
+  struct zl_cbt_writer *cbt = NULL;
+  if (!info->readonly) {
+    struct zl_sr *sr = zl_sr_open(info->sr_type, info->sr_key);
+    errno = 0;
+    if (!sr || (!(cbt = zl_cbt_writer_open(sr, info->vol_key)) && errno != 0)) {
+      zl_sr_close(sr);
+      close(fd);
+      return NULL;
+    }
+    zl_sr_close(sr);
+  }
   struct nbd_export *e = calloc(1, sizeof *e);
-  if (!e || fstat(fd, &st) == -1) {
+  if (e) {
+    e->name = strdup(info->name);
+    e->sr_type = strdup(info->sr_type);
+    e->sr_key = strdup(info->sr_key);
+    e->vol_key = strdup(info->vol_key);
+  }
+  if (!e || !e->name || !e->sr_type || !e->sr_key || !e->vol_key) {
+    if (e) {
+      free(e->name);
+      free(e->sr_type);
+      free(e->sr_key);
+      free(e->vol_key);
+    }
     free(e);
     close(fd);
     zl_cbt_writer_close(cbt);
-    zl_error(errno ? errno : ENOMEM, "export %s: %s", info->name, strerror(errno));
+    zl_error(ENOMEM, "export %s: out of memory", info->name);
     return NULL;
   }
   e->fd = fd;
+  e->dev = st->st_dev;
+  e->rdev = st->st_rdev;
+  e->ino = st->st_ino;
   e->cbt = cbt;
   e->readonly = info->readonly;
-  e->blockdev = S_ISBLK(st.st_mode);
-  e->size = st.st_size;
-  if (e->blockdev) {
-    uint64_t sz;
-    if (ioctl(fd, BLKGETSIZE64, &sz) == 0)
-      e->size = (int64_t)sz;
-  }
+  e->blockdev = S_ISBLK(st->st_mode);
   e->can_zero_range = e->can_punch = true;
-  e->name = strdup(info->name);
-  e->sr_type = strdup(info->sr_type);
-  e->sr_key = strdup(info->sr_key);
-  e->vol_key = strdup(info->vol_key);
   atomic_init(&e->refs, 1);
   return e;
 }
@@ -82,25 +122,35 @@ free_export(struct nbd_export *e)
 }
 
 struct nbd_export *
-nbd_export_get(const char *name)
+nbd_export_get(const char *name, int64_t *size)
 {
   struct zl_export_info info;
   struct nbd_export *e = NULL;
+  struct stat st;
+  int64_t now;
 
   /* the registry decides, every time: a detached volume is not exported */
   if (zl_export_lookup(name, &info) == -1)
     return NULL;
+  int fd = open_data(&info, &st, &now);
+  if (fd == -1) {
+    zl_export_info_free(&info);
+    return NULL;
+  }
   pthread_mutex_lock(&lock);
   for (int i = 0; i < MAX_OPEN; i++) {
     struct nbd_export *x = open_exports[i];
     if (x && strcmp(x->name, name) == 0 && strcmp(x->sr_key, info.sr_key) == 0 &&
-        strcmp(x->vol_key, info.vol_key) == 0 && x->readonly == info.readonly) {
+        strcmp(x->vol_key, info.vol_key) == 0 && x->readonly == info.readonly &&
+        x->dev == st.st_dev && x->ino == st.st_ino && x->rdev == st.st_rdev) {
       atomic_fetch_add(&x->refs, 1);
       e = x;
       break;
     }
   }
-  if (!e && (e = open_export(&info))) {
+  if (e) {
+    close(fd); /* the same file: the shared descriptor serves */
+  } else if ((e = new_export(&info, fd, &st))) {
     int i = 0;
     while (i < MAX_OPEN && open_exports[i])
       i++;
@@ -114,6 +164,8 @@ nbd_export_get(const char *name)
   }
   pthread_mutex_unlock(&lock);
   zl_export_info_free(&info);
+  if (e && size)
+    *size = now;
   return e;
 }
 

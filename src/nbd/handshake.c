@@ -65,12 +65,35 @@ read_payload(struct nbd_conn *c, uint32_t len, bool *too_big)
   return buf;
 }
 
+/* Every option that carries a string (export names in EXPORT_NAME, INFO,
+ * GO, LIST/SET_META_CONTEXT; context queries) takes it through here, so
+ * they are all held to the same rules (reference nbd.md §1: at most
+ * NBD_MAX_STRING bytes, no NUL).  A name with a NUL would otherwise be
+ * looked up as the shorter name before it.  0, or -1 with *why set. */
 static int
-send_info_export(struct nbd_conn *c, uint32_t opt, const struct nbd_export *e)
+take_string(const uint8_t *p, uint32_t len, char out[NBD_MAX_STRING + 1],
+            const char **why)
+{
+  if (len > NBD_MAX_STRING) {
+    *why = "is too long";
+    return -1;
+  }
+  if (memchr(p, 0, len)) {
+    *why = "contains a NUL byte";
+    return -1;
+  }
+  memcpy(out, p, len);
+  out[len] = '\0';
+  return 0;
+}
+
+static int
+send_info_export(struct nbd_conn *c, uint32_t opt, const struct nbd_export *e,
+                 int64_t size)
 {
   uint8_t b[12];
   put16(b, NBD_INFO_EXPORT);
-  put64(b + 2, (uint64_t)e->size);
+  put64(b + 2, (uint64_t)size);
   put16(b + 10, nbd_export_tflags(e, c->structured));
   return reply(c, opt, NBD_REP_INFO, b, sizeof b);
 }
@@ -108,21 +131,21 @@ opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
   if (len < 6)
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "option too short");
   uint32_t namelen = be32(p);
-  if (namelen > len - 6 || namelen > NBD_MAX_STRING)
+  if (namelen > len - 6)
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "export name length is wrong");
   uint16_t nreq = be16(p + 4 + namelen);
   if ((uint64_t)4 + namelen + 2 + 2u * nreq != len)
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "option length is wrong");
   char name[NBD_MAX_STRING + 1];
-  memcpy(name, p + 4, namelen);
-  name[namelen] = '\0';
-  if (memchr(name, 0, namelen))
-    return reply_error(c, opt, NBD_REP_ERR_INVALID, "NUL in the export name");
+  const char *why;
+  if (take_string(p + 4, namelen, name, &why) == -1)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "the export name %s", why);
 
-  struct nbd_export *e = nbd_export_get(name);
+  int64_t size;
+  struct nbd_export *e = nbd_export_get(name, &size);
   if (!e)
     return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
-  int r = send_info_export(c, opt, e);
+  int r = send_info_export(c, opt, e, size);
   if (r == 0)
     r = send_info_block_size(c, opt);
   for (uint16_t i = 0; r == 0 && i < nreq; i++) {
@@ -154,6 +177,7 @@ opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
   if (!same)
     c->meta_base_allocation = c->meta_dirty = 0;
   c->exp = e;
+  c->size = size;
   return 1;
 }
 
@@ -164,17 +188,28 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
 {
   bool set = opt == NBD_OPT_SET_META_CONTEXT;
 
+  /* SET replaces the selection even when it fails (reference nbd.md §1.3):
+   * a refused SET leaves none, never the one from before */
+  if (set) {
+    c->meta_base_allocation = c->meta_dirty = 0;
+    free(c->dirty_from);
+    c->dirty_from = NULL;
+    zl_cbt_map_free(&c->dirty);
+    free(*meta_export);
+    *meta_export = NULL;
+  }
   if (set && !c->structured)
     return reply_error(c, opt, NBD_REP_ERR_INVALID,
                        "structured replies must be negotiated first");
   if (len < 8)
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "option too short");
   uint32_t namelen = be32(p);
-  if (namelen > len - 8 || namelen > NBD_MAX_STRING)
+  if (namelen > len - 8)
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "export name length is wrong");
-  char name[NBD_MAX_STRING + 1];
-  memcpy(name, p + 4, namelen);
-  name[namelen] = '\0';
+  char name[NBD_MAX_STRING + 1], query[NBD_MAX_STRING + 1];
+  const char *why;
+  if (take_string(p + 4, namelen, name, &why) == -1)
+    return reply_error(c, opt, NBD_REP_ERR_INVALID, "the export name %s", why);
   uint32_t nq = be32(p + 4 + namelen);
   const uint8_t *q = p + 8 + namelen, *end = p + len;
   bool base = false, all_dirty = false;
@@ -183,12 +218,13 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
 
   /* validate every query before answering anything */
   for (uint32_t i = 0; i < nq; i++) {
-    if (end - q < 4 || be32(q) > (uint32_t)(end - q - 4) || be32(q) > NBD_MAX_STRING) {
+    if (end - q < 4 || be32(q) > (uint32_t)(end - q - 4) ||
+        take_string(q + 4, be32(q), query, &why) == -1) {
       free(dirty);
       return reply_error(c, opt, NBD_REP_ERR_INVALID, "query %u is malformed", i);
     }
     uint32_t ql = be32(q);
-    const char *s = (const char *)q + 4;
+    const char *s = query;
     if (ql == strlen(CTX_BASE_ALLOCATION) && memcmp(s, CTX_BASE_ALLOCATION, ql) == 0)
       base = true;
     else if (!set && ql == 5 && memcmp(s, "base:", 5) == 0)
@@ -207,7 +243,7 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
   if (nq == 0 && !set)
     base = all_dirty = true; /* LIST with no query lists everything */
 
-  struct nbd_export *e = nbd_export_get(name);
+  struct nbd_export *e = nbd_export_get(name, NULL);
   if (!e) {
     free(dirty);
     return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
@@ -220,11 +256,8 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
     have |= strcmp(*n, dirty) == 0;
   if (set) {
     c->meta_base_allocation = base ? CTX_ID_BASE_ALLOCATION : 0;
-    c->meta_dirty = have ? CTX_ID_DIRTY : 0;
-    free(c->dirty_from);
     c->dirty_from = have ? strdup(dirty) : NULL;
-    zl_cbt_map_free(&c->dirty);
-    free(*meta_export);
+    c->meta_dirty = c->dirty_from ? CTX_ID_DIRTY : 0;
     *meta_export = strdup(name);
   }
   int r = 0;
@@ -287,23 +320,26 @@ opt_export_name(struct nbd_conn *c, const uint8_t *p, uint32_t len)
 {
   char name[NBD_MAX_STRING + 1];
   uint8_t b[8 + 2 + 124] = {0};
+  const char *why;
+  int64_t size;
 
-  if (len > NBD_MAX_STRING)
+  if (take_string(p, len, name, &why) == -1) {
+    zl_info("NBD_OPT_EXPORT_NAME: the export name %s: disconnecting", why);
     return -1;
-  memcpy(name, p, len);
-  name[len] = '\0';
-  struct nbd_export *e = nbd_export_get(name);
+  }
+  struct nbd_export *e = nbd_export_get(name, &size);
   if (!e) {
     zl_info("NBD_OPT_EXPORT_NAME %s: %s: disconnecting", name, zl_error_msg());
     return -1;
   }
-  put64(b, (uint64_t)e->size);
+  put64(b, (uint64_t)size);
   put16(b + 8, nbd_export_tflags(e, c->structured));
   if (nbd_write_full(&c->st, b, c->no_zeroes ? 10 : sizeof b) == -1) {
     nbd_export_put(e);
     return -1;
   }
   c->exp = e;
+  c->size = size;
   return 1;
 }
 
@@ -376,6 +412,11 @@ nbd_handshake(struct nbd_conn *c)
           if (r == 0) { /* everything negotiated before is forgotten */
             c->structured = false;
             c->meta_base_allocation = c->meta_dirty = 0;
+            free(c->dirty_from);
+            c->dirty_from = NULL;
+            zl_cbt_map_free(&c->dirty);
+            free(meta_export);
+            meta_export = NULL;
           } else {
             zl_info("%s", zl_error_msg());
           }

@@ -65,7 +65,8 @@ void nbd_stream_close(struct nbd_stream *s);
 struct nbd_export {
   char *name;
   int fd;
-  int64_t size;
+  dev_t dev, rdev; /* what fd holds: shared only while the volume's data is it */
+  ino_t ino;
   bool readonly;
   bool blockdev;
   bool can_zero_range, can_punch; /* fallocate modes; learned as used */
@@ -73,9 +74,11 @@ struct nbd_export {
   char *sr_type, *sr_key, *vol_key;
   struct zl_cbt_writer *cbt; /* tracks writes (NULL: no tracking needed) */
 };
-/* Look an attached export up by name and take a reference; NULL (with an
- * error message) if no attached volume has that name. */
-struct nbd_export *nbd_export_get(const char *name);
+/* Look an attached export up by name, open its data afresh and take a
+ * reference; *size (if not NULL) is the volume's size now.  NULL (with an
+ * error message) if no attached volume has that name or its data cannot be
+ * opened. */
+struct nbd_export *nbd_export_get(const char *name, int64_t *size);
 void nbd_export_put(struct nbd_export *e);
 /* Names of the attached exports (NULL-terminated, malloc()ed). */
 char **nbd_export_list(void);
@@ -94,6 +97,7 @@ struct nbd_conn {
   char *dirty_from;
   struct zl_cbt_map dirty; /* loaded at GO */
   struct nbd_export *exp;
+  int64_t size; /* of the export when it was opened (GO, EXPORT_NAME): fixed */
   const struct nbd_config *cfg;
 };
 /* Negotiate; 0: transmission may start (c->exp set), -1: close. */

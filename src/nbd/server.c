@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -98,6 +100,37 @@ conn_track(int fd, bool add)
   pthread_mutex_unlock(&conns.lock);
 }
 
+/* The TLS mode of a connection.  TCP demands TLS unless it was turned off
+ * (`--tls=on` does not make plain NBD over the network acceptable); a Unix
+ * socket offers or demands it as configured. */
+static enum tls_mode
+tls_mode_of(const struct nbd_config *cfg, bool tcp)
+{
+  if (tcp)
+    return cfg->tls_tcp == TLS_OFF ? TLS_OFF : TLS_REQUIRE;
+  return cfg->tls_unix;
+}
+
+/* Refuse to start where a listener would demand TLS without credentials:
+ * every client would be turned away (or, before, served in clear). */
+static int
+check_tls(const struct nbd_config *cfg, const struct nbd_tls *t, bool tcp, bool unix_sock)
+{
+  if (nbd_tls_configured(t))
+    return 0;
+  if (tcp && tls_mode_of(cfg, true) == TLS_REQUIRE) {
+    zl_error(EINVAL, "TLS is required on TCP: give --tls-psk or --tls-certificates "
+                     "(or --tls=off to allow plain TCP)");
+    return -1;
+  }
+  if (unix_sock && tls_mode_of(cfg, false) == TLS_REQUIRE) {
+    zl_error(EINVAL, "--tls=require needs credentials: give --tls-psk or "
+                     "--tls-certificates");
+    return -1;
+  }
+  return 0;
+}
+
 static void *
 conn_thread(void *arg)
 {
@@ -105,7 +138,7 @@ conn_thread(void *arg)
   struct nbd_conn c = {.st = {.fd = a.fd}, .tcp = a.tcp, .cfg = a.cfg};
 
   free(arg);
-  c.tls = a.tcp ? a.cfg->tls_tcp : a.cfg->tls_unix;
+  c.tls = tls_mode_of(a.cfg, a.tcp);
   c.creds = creds_get();
   zl_log_set_tag("nbd");
   if (nbd_handshake(&c) == 0) {
@@ -121,10 +154,16 @@ conn_thread(void *arg)
   return NULL;
 }
 
+/* Listen on the Unix socket path.  Servers starting at the same time
+ * (attaches, systemd, an operator) take turns through the lock file
+ * "<path>.lock" for the whole look-remove-bind-listen step, so none removes
+ * the socket another has just bound (which would leave that one serving a
+ * name nobody can reach); the later ones find it answering and stop. */
 static int
 listen_unix(const char *path)
 {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char lockpath[PATH_MAX];
   int fd;
 
   if (strlen(path) >= sizeof sa.sun_path) {
@@ -132,15 +171,31 @@ listen_unix(const char *path)
     return -1;
   }
   strcpy(sa.sun_path, path);
+  snprintf(lockpath, sizeof lockpath, "%s.lock", path);
+  int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock == -1 || flock(lock, LOCK_EX) == -1) {
+    zl_error(errno, "lock %s: %s", lockpath, strerror(errno));
+    if (lock >= 0)
+      close(lock);
+    return -1;
+  }
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd == -1) {
     zl_error(errno, "socket: %s", strerror(errno));
+    close(lock);
     return -1;
   }
-  /* a stale socket from a dead server: remove it, but never a live one */
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+  /* a stale socket from a dead server: remove it, but never a live one
+   * (nor one we cannot tell: only "nobody listens" or "not there") */
+  int live = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, e = live ? 0 : errno;
+  if (live || (e != ECONNREFUSED && e != ENOENT)) {
     close(fd);
-    zl_error(EADDRINUSE, "an NBD server already listens on %s", path);
+    close(lock);
+    if (live)
+      zl_error(EADDRINUSE, "an NBD server already listens on %s", path);
+    else
+      zl_error(e, "cannot tell whether an NBD server listens on %s: %s", path,
+               strerror(e));
     return -1;
   }
   unlink(path);
@@ -150,8 +205,10 @@ listen_unix(const char *path)
   if (r == -1 || listen(fd, 128) == -1) {
     zl_error(errno, "listen on %s: %s", path, strerror(errno));
     close(fd);
+    close(lock);
     return -1;
   }
+  close(lock);
   return fd;
 }
 
@@ -290,13 +347,15 @@ nbd_serve(const struct nbd_config *cfg)
   bool activated = nl > 0; /* systemd owns the sockets: no others, no unlink */
   sigset_t sigs;
 
+  /* what will listen: systemd's sockets, else the configured ones */
+  bool tcp = !activated && cfg->tcp, unix_sock = !activated && cfg->socket_path;
+  for (int i = 0; i < nl; i++)
+    *(ls[i].tcp ? &tcp : &unix_sock) = true;
   struct nbd_tls *t = nbd_tls_new(cfg);
-  if (!t)
-    return -1;
-  if (cfg->tcp && cfg->tls_tcp == TLS_REQUIRE && !nbd_tls_configured(t)) {
-    zl_error(EINVAL, "TLS is required on TCP: give --tls-psk or --tls-certificates "
-                     "(or --tls=off to allow plain TCP)");
+  if (!t || check_tls(cfg, t, tcp, unix_sock) == -1) {
     nbd_tls_free(t);
+    for (int i = 0; i < nl; i++)
+      close(ls[i].fd);
     return -1;
   }
   creds_set(t);

@@ -94,7 +94,7 @@ check(const struct nbd_conn *c, const struct req *r)
   const struct nbd_export *e = c->exp;
   uint16_t ok = NBD_CMD_FLAG_FUA;
   uint64_t end = r->off + r->len;
-  bool past = end < r->off || end > (uint64_t)e->size;
+  bool past = end < r->off || end > (uint64_t)c->size;
 
   switch (r->type) {
   case NBD_CMD_READ:

@@ -1,6 +1,7 @@
 /* volume.c: the Volume.* methods.  Translate, call the core, render. */
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -204,23 +205,26 @@ smapi_vol_data_destroy(struct smapi_call *c)
 }
 
 /* Blocks [first, first + n) of m, packed most significant bit first, as
- * base64. */
+ * base64, padded with zero bits to whole 32-bit words: Xen Orchestra reads
+ * the bitmap as big-endian 32-bit words (one per 2 MiB) and fails on a
+ * length that is not a multiple of 4 bytes. */
 static json_t *
 bitmap_b64(const struct zl_cbt_map *m, uint64_t first, uint64_t n)
 {
-  size_t bytes = (size_t)((n + 7) / 8);
+  size_t used = (size_t)((n + 7) / 8), bytes = (used + 3) / 4 * 4;
   unsigned char *buf = calloc(1, bytes + 1);
   gnutls_datum_t in = {buf, (unsigned)bytes}, out = {NULL, 0};
   json_t *j = NULL;
 
-  if (!buf) {
+  if (!buf || bytes > UINT_MAX) {
+    free(buf);
     zl_error(ENOMEM, "out of memory");
     return NULL;
   }
   if (first % 8 == 0) {
-    memcpy(buf, m->bits + first / 8, bytes);
+    memcpy(buf, m->bits + first / 8, used);
     if (n % 8)
-      buf[bytes - 1] &= (unsigned char)(0xff00u >> (n % 8));
+      buf[used - 1] &= (unsigned char)(0xff00u >> (n % 8));
   } else {
     for (uint64_t i = 0; i < n; i++) {
       if (zl_cbt_map_test(m, first + i))
@@ -254,7 +258,7 @@ smapi_vol_list_changed_blocks(struct smapi_call *c)
   /* offset and length select whole blocks of the result; a negative
    * length means to the end */
   if (offset < 0 || offset % ZL_CBT_GRANULARITY || offset > m.size ||
-      (length >= 0 && length % ZL_CBT_GRANULARITY && offset + length < m.size)) {
+      (length >= 0 && length % ZL_CBT_GRANULARITY && length < m.size - offset)) {
     zl_error(EINVAL,
              "offset %lld and length %lld must be multiples of %d within the volume "
              "(%lld bytes)",

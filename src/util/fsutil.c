@@ -83,9 +83,12 @@ zl_fsync_dir(int dirfd)
   return 0;
 }
 
-int
-zl_write_file_atomic_via(int tmpdir, int parent, const char *path, const void *buf,
-                         size_t len, bool durable)
+/* Write a temporary in tmpdir, then publish it as path: renameat()
+ * (replacing) or linkat() (only if it does not exist: EEXIST, also on
+ * NFS). */
+static int
+write_then_publish(int tmpdir, int parent, const char *path, const void *buf, size_t len,
+                   bool durable, bool replace)
 {
   char tmp[NAME_MAX + 1];
   const char *name;
@@ -116,11 +119,19 @@ zl_write_file_atomic_via(int tmpdir, int parent, const char *path, const void *b
       goto fail;
     }
     zl_fault("write-file", "written");
-    if (renameat(tmpdir, tmp, dirfd, name) == 0)
+    int r = replace ? renameat(tmpdir, tmp, dirfd, name)
+                    : linkat(tmpdir, tmp, dirfd, name, 0);
+    if (r == 0) {
+      if (!replace)
+        unlinkat(tmpdir, tmp, 0);
       break;
+    }
     if (errno == ENOENT && attempt < 3)
       continue;
-    zl_error(errno, "rename %s to %s: %s", tmp, name, strerror(errno));
+    if (replace)
+      zl_error(errno, "rename %s to %s: %s", tmp, name, strerror(errno));
+    else
+      zl_error(errno, "%s: %s", name, strerror(errno));
     goto fail;
   fail:;
     int saved = errno;
@@ -142,7 +153,25 @@ zl_write_file_atomic(int parent, const char *path, const void *buf, size_t len,
 
   if (dirfd == -1)
     return -1;
-  return zl_write_file_atomic_via(dirfd, dirfd, name, buf, len, durable);
+  return write_then_publish(dirfd, dirfd, name, buf, len, durable, true);
+}
+
+int
+zl_write_file_atomic_via(int tmpdir, int parent, const char *path, const void *buf,
+                         size_t len, bool durable)
+{
+  return write_then_publish(tmpdir, parent, path, buf, len, durable, true);
+}
+
+int
+zl_write_file_new(int parent, const char *path, const void *buf, size_t len)
+{
+  const char *name;
+  CLEANUP_CLOSE int dirfd = zl_parent_beneath(parent, path, false, &name);
+
+  if (dirfd == -1)
+    return -1;
+  return write_then_publish(dirfd, dirfd, name, buf, len, true, false);
 }
 
 bool

@@ -26,6 +26,10 @@ int zl_write_file_atomic_via(int tmpdir, int dirfd, const char *name, const void
 bool zl_tmp_name_is(const char *name);
 /* Remove the temporaries of dead writers in dirfd; returns how many. */
 int zl_sweep_temporaries(int dirfd);
+/* The same (durable), but only if dirfd/name does not exist yet: the
+ * temporary is hard-linked as name, which fails with EEXIST (also on NFS)
+ * when another writer published first. */
+int zl_write_file_new(int dirfd, const char *name, const void *buf, size_t len);
 
 /* Read the whole of dirfd/name (at most max bytes, else EFBIG) into a
  * NUL-terminated malloc()ed buffer.  Returns 0 or -1 with errno (ENOENT when

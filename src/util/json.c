@@ -31,8 +31,8 @@ zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable)
   return zl_json_save_via(-1, dirfd, name, j, durable);
 }
 
-int
-zl_json_save_via(int tmpdir, int dirfd, const char *name, const json_t *j, bool durable)
+static int
+save(int tmpdir, int dirfd, const char *name, const json_t *j, bool durable, bool replace)
 {
   CLEANUP_FREE char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
   if (!s) {
@@ -41,9 +41,23 @@ zl_json_save_via(int tmpdir, int dirfd, const char *name, const json_t *j, bool 
   }
   size_t len = strlen(s);
   s[len] = '\n'; /* replace the NUL: the buffer is not used as a string after */
+  if (!replace)
+    return zl_write_file_new(dirfd, name, s, len + 1);
   if (tmpdir >= 0)
     return zl_write_file_atomic_via(tmpdir, dirfd, name, s, len + 1, durable);
   return zl_write_file_atomic(dirfd, name, s, len + 1, durable);
+}
+
+int
+zl_json_save_via(int tmpdir, int dirfd, const char *name, const json_t *j, bool durable)
+{
+  return save(tmpdir, dirfd, name, j, durable, true);
+}
+
+int
+zl_json_save_new_at(int dirfd, const char *name, const json_t *j)
+{
+  return save(-1, dirfd, name, j, true, false);
 }
 
 static json_t *

@@ -15,6 +15,8 @@ int zl_json_save_at(int dirfd, const char *name, const json_t *j, bool durable);
 /* The same with the temporary in tmpdir (see zl_write_file_atomic_via). */
 int zl_json_save_via(int tmpdir, int dirfd, const char *name, const json_t *j,
                      bool durable);
+/* Save durably only if dirfd/name does not exist (zl_write_file_new). */
+int zl_json_save_new_at(int dirfd, const char *name, const json_t *j);
 
 /* Typed field access for objects that came from outside (stdin, files).
  * Each returns 0 and stores the value, or -1 with an EINVAL error naming

@@ -3,10 +3,12 @@ exactly as it was (directory contents, metadata bytes and SR.ls)."""
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 
 import v5
+from conftest import ZfsSR
 
 MiB = 1 << 20
 
@@ -145,6 +147,53 @@ def test_negative_and_overflowing_sizes(loaded, size):
     raw_resize = ('{"dbg":"x","sr":%s,"key":"%s","new_size":%d}'
                   % (json.dumps(sr.key), key, size)).encode()
     expect_refused(sr, "Volume.resize", raw=raw_resize)
+
+
+# Sizes that round up past 2^63 - 1 (1 MiB steps): a size error, never an
+# overflow on the way (UBSan fails the call).
+@pytest.mark.parametrize("size", [2 ** 63 - 1, 2 ** 63 - 2 ** 20 + 1])
+def test_sizes_rounding_past_2_63_are_size_errors(loaded, size):
+    sr, key, _ = loaded
+    expect_refused(sr, "Volume.create", base(sr, name="n", description="", size=size,
+                                             sharable=False), kind="VDI Invalid size")
+    expect_refused(sr, "Volume.resize", base(sr, key=key, new_size=size),
+                   kind="VDI Invalid size")
+
+
+def made_or_size_error(res):
+    """True if made, False after a clean size or space error."""
+    if res.rc != 0:
+        err = v5.error(res.value())
+        assert err["params"][0] in ("VDI Invalid size", "No_space"), err
+    return res.rc == 0
+
+
+# The largest sizes that round within int64: made where the storage takes
+# them (a thin ZFS volume), else a clean error (ext4: file too large; thick
+# ZFS: no pool holds the reservation) -- never an overflow.
+def largest_sizes(sr):
+    small = sr.create(size=MiB)
+    top = 2 ** 63 - 2 ** 20
+    for size in (top, top - 1):
+        res = sr.plugin.run("Volume.create", base(sr, name="n", description="", size=size,
+                                                  sharable=False))
+        if made_or_size_error(res):
+            v = res.value()
+            assert v["virtual_size"] == top
+            sr.call("Volume.destroy", key=v["key"])
+        res = sr.plugin.run("Volume.resize", base(sr, key=small["key"], new_size=size))
+        grown = made_or_size_error(res)
+        assert sr.call("Volume.stat", key=small["key"])["virtual_size"] == (top if grown
+                                                                             else MiB)
+    sr.check_consistent()
+
+
+def test_largest_sizes_are_made_or_refused_cleanly(sr):
+    largest_sizes(sr)
+
+
+def test_largest_sizes_thick_zfs(zplugin, zpool):
+    largest_sizes(ZfsSR(zplugin, f"{zpool}/k{uuid.uuid4().hex[:8]}", provisioning="thick"))
 
 
 def test_names_with_control_characters(loaded):

@@ -11,6 +11,7 @@ import base64
 import os
 import random
 import signal
+import struct
 import subprocess
 import time
 
@@ -205,6 +206,45 @@ def test_growth_by_resize(src, datapath):
     grown = set(range(SIZE // G, (SIZE + (2 << 20)) // G))
     assert got == grown | expect
     assert differing(sr, a, b) <= got
+
+
+def xo_changed(bitmap, nblocks):
+    """Xen Orchestra's reader of the bitmap (XapiVhdCbt.mjs): big-endian
+    32-bit words, one per 2 MiB (32 blocks of 64 KiB), most significant bit
+    first.  struct raises on a partial word as XO's DataView throws
+    RangeError.  Returns the changed blocks and the bits past nblocks."""
+    raw = base64.b64decode(bitmap)
+    words = [struct.unpack_from(">I", raw, i)[0] for i in range(0, len(raw), 4)]
+    bits = {w * 32 + i for w, word in enumerate(words) for i in range(32)
+            if word & (0x80000000 >> i)}
+    assert len(words) == (nblocks + 31) // 32, (len(raw), nblocks)
+    return {b for b in bits if b < nblocks}, {b for b in bits if b >= nblocks}
+
+
+def test_bitmap_is_whole_32_bit_words_for_xo(sr):
+    """A 37 MiB volume has 592 blocks: 74 bytes, padded to 76 (19 words)."""
+    v = fresh(sr, size=37 << 20, fill=False)
+    a = snap(sr, v["key"])
+    nblocks = (37 << 20) // G
+    written = {0, 31, 32, 300, nblocks - 1}
+    for b in sorted(written):
+        sr.write(v["key"], b"x" * 10, offset=b * G + 5)
+    b_ = snap(sr, v["key"])
+    res = sr.call("Volume.list_changed_blocks", key=a, key2=b_, offset=0, length=-1)
+    assert len(base64.b64decode(res["bitmap"])) == 76
+    got, past = xo_changed(res["bitmap"], nblocks)
+    assert written <= got and not past
+    if not isinstance(sr, ZfsSR):  # zfs-fuse may add neighbours (docs/design.md)
+        assert got == written
+    # windows: whole words too, bits past the window zero, whatever the start
+    for first, length in [(16, 80 * G), (32, -1), (3, -1), (5, 7 * G), (0, 0),
+                          (1, 2 ** 63 - 1), (nblocks - 1, G)]:
+        res = sr.call("Volume.list_changed_blocks", key=a, key2=b_, offset=first * G,
+                      length=length)
+        n = nblocks - first if length < 0 else min(nblocks - first, -(-length // G))
+        wgot, wpast = xo_changed(res["bitmap"], n)
+        assert not wpast, (first, length)
+        assert wgot == {x - first for x in got if first <= x < first + n}, (first, length)
 
 
 def test_random_workload_against_brute_force(src, datapath):

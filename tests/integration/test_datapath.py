@@ -185,3 +185,99 @@ def test_bad_uris_are_refused(datapath):
         err = datapath.err("Datapath.attach", {"dbg": "x", "uri": uri, "domain": "1"})
         assert err["backtrace"]["error"]
     datapath.err("Datapath.attach", {"dbg": "x", "uri": "zfs-live://x"})  # no domain
+
+
+def nbd_size(uri):
+    out = subprocess.run(["nbdinfo", "--size", uri], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
+def export_name_size(a):
+    """The old style (Xen Orchestra's): NBD_OPT_EXPORT_NAME, size in the
+    bare reply."""
+    import socket
+    import struct
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(a.socket)
+    assert s.recv(18, socket.MSG_WAITALL)[:16] == b"NBDMAGICIHAVEOPT"
+    s.sendall(struct.pack(">I", 3))
+    name = a.export.encode()
+    s.sendall(b"IHAVEOPT" + struct.pack(">II", 1, len(name)) + name)
+    size, _ = struct.unpack(">QH", s.recv(10, socket.MSG_WAITALL))
+    s.close()
+    return size
+
+
+def test_new_connections_see_the_size_after_a_resize(sr, datapath):
+    """Attach, keep a connection open, detach, resize, attach again: every
+    new connection (nbdinfo: GO; qemu-img: its own open; nbdsh: EXPORT_NAME
+    and INFO) sees the new size although the old connection still holds the
+    export.  The old connection keeps the size it was given (NBD cannot
+    change it): a read past it is refused, not served."""
+    import nbd
+    v = sr.create(size=8 << 20)
+    a = Attached(sr, v, datapath)
+    old = nbd.NBD()
+    old.set_strict_mode(0)  # let the server judge what is past the end
+    old.connect_uri(a.nbd_uri)
+    assert old.get_size() == 8 << 20
+    a.detach()
+    sr.call("Volume.resize", key=v["key"], new_size=24 << 20)
+    a = Attached(sr, v, datapath)
+    try:
+        assert nbd_size(a.nbd_uri) == 24 << 20
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", a.nbd_uri],
+                                         capture_output=True, text=True,
+                                         check=True).stdout)
+        assert info["virtual-size"] == 24 << 20
+        h = nbd.NBD()
+        h.set_opt_mode(True)
+        h.connect_uri(a.nbd_uri)
+        h.opt_info()  # NBD_OPT_INFO
+        assert h.get_size() == 24 << 20
+        h.opt_go()
+        h.pwrite(b"past the old end", 20 << 20)
+        h.shutdown()
+        assert export_name_size(a) == 24 << 20
+        # the old connection: still the old size
+        assert old.get_size() == 8 << 20
+        with pytest.raises(nbd.Error):
+            old.pread(512, 20 << 20)
+        assert old.pread(4, 0) == bytes(4)
+        # and a grow while attached is seen by the next connection too
+        sr.call("Volume.resize", key=v["key"], new_size=40 << 20)
+        assert nbd_size(a.nbd_uri) == 40 << 20
+    finally:
+        old.shutdown()
+        a.detach()
+    assert sr.read(v["key"], 20 << 20, 16) == b"past the old end"
+
+
+def test_new_connections_see_the_data_after_a_revert(sr, datapath):
+    """The server must not keep serving a file the volume no longer has:
+    attach, keep a connection open, detach, revert (the file backend renames
+    the snapshot's copy over the image), attach again: a new connection
+    reads the reverted data, not the old file the old connection holds."""
+    import nbd
+    v = sr.create(size=4 << 20)
+    sr.write(v["key"], b"before")
+    s = sr.call("Volume.snapshot", key=v["key"])
+    a = Attached(sr, v, datapath)
+    old = nbd.NBD()
+    old.connect_uri(a.nbd_uri)
+    old.pwrite(b"after!", 0)
+    old.flush()
+    a.detach()
+    sr.call("Volume.revert", key=v["key"], snapshot=s["key"])
+    a = Attached(sr, v, datapath)
+    try:
+        h = nbd.NBD()
+        h.connect_uri(a.nbd_uri)
+        assert h.pread(6, 0) == b"before"
+        h.shutdown()
+    finally:
+        old.shutdown()
+        a.detach()
+    assert sr.read(v["key"], 0, 6) == b"before"

@@ -158,6 +158,79 @@ def test_malformed_handshakes(victim):
     assert data == bytes(3 * MiB) + b"ok" * 256 + bytes(MiB - 512)
 
 
+def test_every_option_holds_names_to_the_same_rules(victim):
+    """A name with a NUL inside, or over 4096 bytes, is no export name on any
+    option that carries one (reference nbd.md 1): GO and INFO answer
+    ERR_INVALID, the META_CONTEXT options too (also for such a query), and
+    EXPORT_NAME, which cannot answer an error, hangs up instead of serving
+    the name before the NUL."""
+    a, before, sums = victim
+    INVALID = (1 << 31) + 3
+    good = a.export.encode()
+    for bad in (good + b"\0junk", b"\0" + good, good + b"x" * 4097):
+        r = Raw(a.socket)
+        r.send(struct.pack(">I", 3))
+        go = struct.pack(">I", len(bad)) + bad + b"\0\0"
+        assert r.go_replies(go) == INVALID
+        assert r.option(OPT_INFO, go)[0] == INVALID
+        meta = struct.pack(">I", len(bad)) + bad + struct.pack(">I", 0)
+        assert r.option(9, meta)[0] == INVALID  # LIST_META_CONTEXT
+        assert r.option(OPT_STRUCTURED)[0] == 1
+        assert r.option(10, meta)[0] == INVALID  # SET_META_CONTEXT
+        # the session goes on, and the good name still works
+        assert r.go_replies(struct.pack(">I", len(good)) + good + b"\0\0") == 1
+        r = Raw(a.socket)
+        r.send(struct.pack(">I", 3))
+        r.send(b"IHAVEOPT" + struct.pack(">II", 1, len(bad)) + bad)  # EXPORT_NAME
+        assert r.closed(), bad[:80]
+    # a context query with a NUL inside is malformed too
+    r = Raw(a.socket)
+    r.send(struct.pack(">I", 3))
+    q = b"base:allocation\0x"
+    meta = struct.pack(">I", len(good)) + good + struct.pack(">I", 1) + \
+        struct.pack(">I", len(q)) + q
+    assert r.option(9, meta)[0] == INVALID
+    good_client_works(a)
+    victim_data(a, before, sums)
+
+
+def test_a_refused_set_meta_context_leaves_no_selection(victim):
+    """SET_META_CONTEXT replaces the selection even when it fails: after a
+    refused one, BLOCK_STATUS has no context to answer from (EINVAL), as
+    after none at all -- not the selection from before."""
+    a, _, _ = victim
+    good = a.export.encode()
+
+    def set_meta(queries, name=good):
+        data = struct.pack(">I", len(name)) + name + struct.pack(">I", len(queries))
+        for q in queries:
+            data += struct.pack(">I", len(q)) + q
+        r.send(b"IHAVEOPT" + struct.pack(">II", 10, len(data)) + data)
+        replies = [r.reply(10)]
+        while replies[-1][0] == 4:  # NBD_REP_META_CONTEXT
+            replies.append(r.reply(10))
+        return replies
+
+    for bad in ([b"base:allocation"], [b"base:allocation\0x"], None):
+        r = Raw(a.socket)
+        r.send(struct.pack(">I", 3))
+        assert r.option(OPT_STRUCTURED)[0] == 1
+        replies = set_meta([b"base:allocation"])
+        assert [t for t, _ in replies] == [4, 1]
+        if bad == [b"base:allocation"]:  # an unknown export: ERR_UNKNOWN
+            assert set_meta(bad, name=b"no/such")[-1][0] == (1 << 31) + 6
+        elif bad:
+            assert set_meta(bad)[-1][0] == (1 << 31) + 3
+        assert r.go_replies(struct.pack(">I", len(good)) + good + b"\0\0") == 1
+        r.request(7, 0, 4096, cookie=5)  # BLOCK_STATUS
+        magic, flags, rtype, cookie, plen = struct.unpack(">IHHQI", r.recv(20))
+        body = r.recv(plen)
+        if bad is None:  # the selection stands: a status chunk
+            assert rtype == 5 and cookie == 5
+        else:
+            assert rtype == (1 << 15) + 1 and struct.unpack(">I", body[:4])[0] == 22
+
+
 def test_bad_requests(victim):
     a, before, sums = victim
     r = Raw(a.socket)

@@ -143,3 +143,108 @@ def test_tcp_without_tls_credentials_does_not_start(tmp_path):
                        env=env, capture_output=True, text=True, timeout=30)
     assert p.returncode == 1
     assert "TLS is required on TCP" in p.stderr
+
+
+def raw_option(port, opt, data=b"", host="127.0.0.1"):
+    """A plain TCP client sending one option: (reply type, message), or None
+    if the server hung up instead of answering."""
+    s = socket.create_connection((host, port), timeout=10)
+    try:
+        assert s.recv(18, socket.MSG_WAITALL)[:16] == b"NBDMAGICIHAVEOPT"
+        s.sendall(struct.pack(">I", 3))
+        s.sendall(b"IHAVEOPT" + struct.pack(">II", opt, len(data)) + data)
+        head = s.recv(20, socket.MSG_WAITALL)
+        if len(head) < 20:
+            return None
+        _, o, rtype, rlen = struct.unpack(">QIII", head)
+        assert o == opt
+        return rtype, s.recv(rlen, socket.MSG_WAITALL)
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def tls_on(tls_env):
+    """A second server started with --tls=on: TCP must still demand TLS."""
+    e = tls_env
+    port = free_port()
+    sock, pidfile = str(e["base"] / "on.sock"), str(e["base"] / "on.pid")
+    subprocess.run([CLI, "serve", "--daemon", "--tls=on", "--socket", sock, "--pidfile",
+                    pidfile, "--tcp", f"127.0.0.1:{port}", "--tls-psk",
+                    str(e["base"] / "keys.psk")], env=e["env"], check=True)
+    yield dict(e, port=port, sock=sock)
+    os.kill(int(open(pidfile).read()), signal.SIGTERM)
+
+
+def test_tls_on_still_demands_tls_on_tcp(tls_on):
+    e = tls_on
+    name = e["name"].encode()
+    go = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+    meta = struct.pack(">I", len(name)) + name + struct.pack(">I", 0)
+    # FORCEDTLS (reference nbd.md 1.4): every option but STARTTLS and ABORT
+    for opt, data in [(7, go), (6, go), (3, b""), (8, b""), (9, meta), (10, meta)]:
+        got = raw_option(e["port"], opt, data)
+        assert got is not None and got[0] == (1 << 31) + 5, (opt, got)  # ERR_TLS_REQD
+    assert raw_option(e["port"], 1, name) is None  # EXPORT_NAME: hang up
+    assert nbdinfo(f"nbd://127.0.0.1:{e['port']}/{e['name']}").returncode != 0
+    p = nbdinfo(f"nbds://alice@127.0.0.1:{e['port']}/{e['name']}"
+                f"?tls-psk-file={e['base']}/keys.psk")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["TLS"] is True
+    # the Unix socket takes plain NBD (offered, not demanded)
+    assert nbdinfo(f"nbd+unix:///{e['name']}?socket={e['sock']}").returncode == 0
+
+
+@pytest.mark.parametrize("tls", [None, "on", "require"])
+def test_tcp_without_credentials_is_refused_whatever_the_tls_mode(tmp_path, tls):
+    env = dict(os.environ, ZFS_LIVE_RUN=str(tmp_path / "run"))
+    port = free_port()
+    p = subprocess.run([CLI, "serve", "--tcp", f"127.0.0.1:{port}", "--socket",
+                        str(tmp_path / "s.sock"), *([f"--tls={tls}"] if tls else [])],
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1, p.stderr
+    assert "TLS is required on TCP" in p.stderr
+    assert not os.path.exists(tmp_path / "s.sock")  # nothing listened
+
+
+def test_unix_tls_require_without_credentials_is_refused(tmp_path):
+    env = dict(os.environ, ZFS_LIVE_RUN=str(tmp_path / "run"))
+    p = subprocess.run([CLI, "serve", "--tls=require", "--socket", str(tmp_path / "s.sock")],
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1, p.stderr
+    assert "--tls=require needs credentials" in p.stderr
+
+
+def test_socket_activated_tcp_without_credentials_is_refused(tmp_path):
+    """systemd hands over a TCP socket (LISTEN_FDS): the same rule as --tcp."""
+    need(subprocess.run(["which", "systemd-socket-activate"], capture_output=True)
+         .returncode == 0, "systemd-socket-activate (systemd) is not installed")
+    env = dict(os.environ, ZFS_LIVE_RUN=str(tmp_path / "run"))
+    port = free_port()
+    keep = [a for v in ("ZFS_LIVE_RUN", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PATH")
+            if v in env for a in ("-E", v)]
+    p = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", *keep, CLI,
+                          "serve", "--tls=on"], env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):  # until systemd-socket-activate listens
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("systemd-socket-activate never listened")
+        # the first connection starts the server, which must refuse to run
+        s.settimeout(20)
+        try:
+            hello = s.recv(18)
+        except ConnectionResetError:
+            hello = b""
+        assert hello == b"", "the server answered without credentials"
+        s.close()
+        assert p.wait(30) == 1
+        assert "TLS is required on TCP" in p.stderr.read().decode()
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -1,6 +1,8 @@
 """Volume.* semantics (smapiv3.md 1.11, 2.4) on the file backend."""
 import os
 
+import pytest
+
 import v5
 from conftest import cli
 
@@ -82,6 +84,18 @@ def test_snapshot_is_read_only_and_keys_not_copied(sr):
     assert "snapshot" in err["backtrace"]["error"]
     proc = cli("vol", "write", sr.key, s["key"], input=b"x", check=False)
     assert proc.returncode == 1 and b"read-only" in proc.stderr
+
+
+@pytest.mark.parametrize("off", [str(2 ** 63 - 1), str(2 ** 63 - 4096), "8191P"])
+def test_cli_offsets_near_2_63(sr, off):
+    """Offsets past any volume: read gives nothing, write is refused as past
+    the end, and neither overflows on the way (UBSan fails the call)."""
+    v = sr.create(size=MiB)
+    assert cli("vol", "read", sr.key, v["key"], "--offset", off, "--length", "8192"
+               ).stdout == b""
+    proc = cli("vol", "write", sr.key, v["key"], "--offset", off, input=b"x" * 8192,
+               check=False)
+    assert proc.returncode == 1 and b"past the end" in proc.stderr, proc.stderr
 
 
 def test_clone_of_a_writable_volume(sr):

@@ -89,6 +89,51 @@ test_round_size(void **state)
   assert_true(out > 0 && out % (1 << 20) == 0);
 }
 
+/* Sizes at INT64_MAX - k for several granularities: rounded exactly (the
+ * reference is computed in uint64_t, which cannot overflow here) or refused
+ * as a size error, never an overflow (UBSan halts the test on one). */
+static void
+test_round_size_near_int64_max(void **state)
+{
+  const int64_t grans[] = {1,
+                           2,
+                           512,
+                           4096,
+                           65536,
+                           1 << 20,
+                           INT64_C(1) << 30,
+                           INT64_C(1) << 40,
+                           INT64_MAX / 3,
+                           INT64_MAX};
+  (void)state;
+  for (size_t g = 0; g < sizeof grans / sizeof grans[0]; g++) {
+    const int64_t gran = grans[g];
+    const int64_t big = gran > INT64_MAX / 4 ? 0 : gran; /* 2 * gran + 1 fits */
+    const int64_t ks[] = {0,        1,   2,       3,           gran - 2, gran - 1,
+                          gran / 2, big, big + 1, 2 * big - 1, 2 * big,  2 * big + 1};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+      if (ks[i] < 0)
+        continue;
+      const int64_t size = INT64_MAX - ks[i];
+      const uint64_t rem = (uint64_t)size % (uint64_t)gran;
+      const uint64_t want = (uint64_t)size + (rem ? (uint64_t)gran - rem : 0);
+      int64_t out = -1;
+      int r = zl_round_size(size, gran, &out);
+      if (want > (uint64_t)INT64_MAX) {
+        assert_int_equal(r, -1);
+        assert_int_equal(zl_error_get_kind(), ZL_ERR_SIZE);
+      } else {
+        assert_int_equal(r, 0);
+        assert_true((uint64_t)out == want);
+      }
+    }
+  }
+  int64_t out;
+  assert_int_equal(zl_round_size(5, 0, &out), -1); /* no granularity: refused */
+  assert_int_equal(zl_round_size(5, -4, &out), -1);
+  assert_int_equal(zl_round_size(INT64_MIN, 512, &out), -1);
+}
+
 int
 main(void)
 {
@@ -97,6 +142,7 @@ main(void)
       cmocka_unit_test(test_names),
       cmocka_unit_test(test_keys_entries),
       cmocka_unit_test(test_round_size),
+      cmocka_unit_test(test_round_size_near_int64_max),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -369,6 +369,14 @@ test_thick_reservation(void **state)
   assert_int_equal(zfs_thick_reservation(1 << 30, 8192, 3),
                    3 * (1LL << 30) + 136LL * 3 * (1 << 17));
   assert_true(zfs_thick_reservation(0, 8192, 1) > 0);
+  /* sizes near 2^63: more than any pool, never an overflow */
+  for (int copies = 1; copies <= 3; copies++) {
+    assert_true(zfs_thick_reservation(INT64_MAX, 512, copies) == INT64_MAX);
+    assert_true(zfs_thick_reservation(INT64_MAX, 1, copies) == INT64_MAX);
+    assert_true(zfs_thick_reservation(INT64_MAX - (1 << 20), 131072, copies) ==
+                INT64_MAX);
+    assert_true(zfs_thick_reservation(INT64_MAX / 3, 8192, copies) > INT64_MAX / 3);
+  }
 }
 
 static void
