@@ -694,6 +694,60 @@ def test_remove_refuses_open_elsewhere_and_unreachable_sr(node, allowed, tmp_pat
     node.ok("remove", **env)
 
 
+# --- places: one SR per place, found among the place's direct children ----------------
+
+
+def sr_datasets(dataset):
+    """{SR dataset: uuid} of every SR at or below dataset (the local marks)."""
+    out = zfs_cmd("zfs", "get", "-Hpr", "-o", "name,value,source", "zfs-live:sr",
+                  dataset).stdout
+    return {n: v for n, v, s in (line.split("\t") for line in out.splitlines())
+            if s == "local" and "@" not in n}
+
+
+def datasets_named(dataset, vol):
+    out = zfs_cmd("zfs", "list", "-H", "-r", "-t", "all", "-o", "name", dataset).stdout
+    return [n for n in out.split() if vol in n]
+
+
+@pytest.mark.parametrize("outer_first", [True, False], ids=["outer-first", "inner-first"])
+def test_places_nested_in_one_pool(node, tmp_path_factory, installed, outer_first):
+    """EXTP_POOL=P and EXTP_POOL=P/other are two places, each with its own SR
+    (P/<uuid>, P/other/<uuid>), in either order of first use: disks of both
+    attach, and remove really removes a disk's data, never another's."""
+    pool = zfs_pool(tmp_path_factory)
+    outer = Place("zfs", {"EXTP_POOL": f"{pool}/gp{uuid.uuid4().hex[:6]}"}, None)
+    inner = Place("zfs", {"EXTP_POOL": outer.params["EXTP_POOL"] + "/other"}, None)
+    disks = {}
+    for place in (outer, inner) if outer_first else (inner, outer):
+        vol = vol_name()
+        node.ok("create", **place.env(vol, VOL_SIZE=8))
+        disks[vol] = place
+    srs = sr_datasets(outer.params["EXTP_POOL"])
+    parents = sorted(name.rsplit("/", 1)[0] for name in srs)
+    assert parents == sorted([outer.params["EXTP_POOL"], inner.params["EXTP_POOL"]]), srs
+    for vol, place in disks.items():
+        dev = node.attach(**place.env(vol))
+        write_dev(dev, vol.encode() * 64, offset=MiB)
+        assert node.attach(**place.env(vol)) == dev
+    for vol, place in disks.items():
+        dev = node.attach(**place.env(vol))
+        assert read_dev(dev, len(vol) * 64, MiB) == vol.encode() * 64
+        node.ok("detach", **place.env(vol))
+    # remove (attach -> detach -> remove): the data goes, the other disk stays
+    (first, fplace), (second, splace) = list(disks.items())
+    node.attach(**fplace.env(first))
+    node.ok("detach", **fplace.env(first))
+    node.ok("remove", **fplace.env(first))
+    assert datasets_named(outer.params["EXTP_POOL"], first) == []
+    assert "does not exist" in node.err("attach", **fplace.env(first))
+    dev = node.attach(**splace.env(second))
+    assert read_dev(dev, len(second) * 64, MiB) == second.encode() * 64
+    node.ok("detach", **splace.env(second))
+    node.ok("remove", **splace.env(second))
+    assert datasets_named(outer.params["EXTP_POOL"], second) == []
+
+
 # --- file-storage design: adopt, Xen disk specs ----------------------------------------
 
 
