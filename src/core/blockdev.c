@@ -9,8 +9,10 @@
  *
  * Loop devices made here are recorded in <run>/blockdev/<sr uuid>.<key> =
  * {"dev", "st_dev", "st_ino"}: the file they serve.  Attach reuses the
- * recorded device while it still serves that file; release frees the
- * recorded device only if it still does.  Devices are never found by
+ * recorded device only while it is right for the volume as it is now (its
+ * file, its size, read-only for snapshots: util/loop.c zl_loop_fits), and
+ * otherwise replaces it; release frees the recorded device only while it
+ * still serves the file it was recorded for.  Devices are never found by
  * scanning: two nodes sharing one kernel (tests in network namespaces,
  * each with its own run directory) then never take or free each other's
  * device, and a host's own attachments stay its own.
@@ -38,11 +40,11 @@ record_name(struct zl_sr *sr, const char *key, char *out, size_t len)
   snprintf(out, len, "%s.%s.json", uuid ? uuid : "sr", key);
 }
 
-/* The recorded loop device of key, if it still serves the file it was
- * made for: 1 (dev filled), 0 none, -1 error. */
+/* The recorded loop device of key, if it is still bound to the file it was
+ * recorded for: 1 (dev filled), 0 none.  A device bound to anything else
+ * now was released and taken by someone else: not ours to use or free. */
 static int
-recorded(struct zl_sr *sr, const char *key, int dfd, char *dev, size_t len,
-         struct stat *want)
+recorded(struct zl_sr *sr, const char *key, int dfd, char *dev, size_t len)
 {
   char file[NAME_MAX + 1];
   CLEANUP_JSON json_t *rec = NULL;
@@ -55,8 +57,7 @@ recorded(struct zl_sr *sr, const char *key, int dfd, char *dev, size_t len,
   const char *d = zl_meta_str(rec, "dev");
   dev_t sd = (dev_t)json_integer_value(json_object_get(rec, "st_dev"));
   ino_t si = (ino_t)json_integer_value(json_object_get(rec, "st_ino"));
-  if (!d || (want && (want->st_dev != sd || want->st_ino != si)) ||
-      !zl_loop_serves(d, sd, si))
+  if (!d || !zl_loop_serves(d, sd, si))
     return 0;
   snprintf(dev, len, "%s", d);
   return 1;
@@ -115,10 +116,18 @@ zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
   if ((dfd = zl_run_subdir("blockdev", true)) == -1)
     return -1;
   out->loop = true;
-  int r = recorded(sr, key, dfd, out->path, sizeof out->path, &st);
-  if (r == 1) {
-    out->direct_io = zl_loop_direct(out->path);
-    return 0;
+  /* the recorded device, checked at every attach: it may have been made
+   * before the volume was resized (on another node: Ganeti's grow-disk
+   * after a migrate --cleanup left it here), or for another file */
+  char old[sizeof out->path] = "";
+  if (recorded(sr, key, dfd, old, sizeof old) == 1) {
+    if (zl_loop_fits(old, &st, out->readonly) == 1) {
+      snprintf(out->path, sizeof out->path, "%s", old);
+      out->direct_io = zl_loop_direct(out->path);
+      return 0;
+    }
+    zl_info("volume %s: %s no longer fits it (file, size or read-only): replaced", key,
+            old);
   }
   if (zl_loop_setup(fd, out->readonly, out->path, sizeof out->path, &out->direct_io) ==
       -1) {
@@ -135,6 +144,11 @@ zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
     zl_loop_detach(out->path);
     zl_error_restore(&s);
     return -1;
+  }
+  /* the old device goes (the kernel keeps it for whoever still has it open) */
+  if (old[0] && zl_loop_detach(old) == -1) {
+    zl_warn("volume %s: %s", key, zl_error_msg());
+    zl_error_clear();
   }
   zl_info("volume %s: attached as %s%s%s", key, out->path,
           out->direct_io ? " (direct I/O)" : "", out->readonly ? " (read-only)" : "");
@@ -155,7 +169,7 @@ zl_vol_blockdev_release(struct zl_sr *sr, const char *key)
     zl_error_clear();
     return 0;
   }
-  if (recorded(sr, key, dfd, dev, sizeof dev, NULL) == 1) {
+  if (recorded(sr, key, dfd, dev, sizeof dev) == 1) {
     if (zl_loop_detach(dev) == -1)
       return -1;
     zl_info("volume %s: released %s", key, dev);
@@ -178,7 +192,7 @@ zl_vol_blockdev_refresh(struct zl_sr *sr, const char *key)
     zl_error_clear();
     return 0;
   }
-  if (recorded(sr, key, dfd, dev, sizeof dev, NULL) != 1)
+  if (recorded(sr, key, dfd, dev, sizeof dev) != 1)
     return 0;
   return zl_loop_refresh(dev);
 }
@@ -216,7 +230,7 @@ zl_vol_blockdev_active(struct zl_sr *sr, const char *key)
 {
   char dev[256];
   CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
-  bool r = dfd >= 0 && recorded(sr, key, dfd, dev, sizeof dev, NULL) == 1;
+  bool r = dfd >= 0 && recorded(sr, key, dfd, dev, sizeof dev) == 1;
   zl_error_clear();
   return r;
 }

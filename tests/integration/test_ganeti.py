@@ -441,6 +441,83 @@ def test_live_migration_failure(two_nodes, place):
     a.ok("remove", **place.env(vol))
 
 
+def test_attach_after_grow_on_another_node(two_nodes, place):
+    """migrate --cleanup leaves A's device in place; grow-disk runs on B;
+    migrating back, A's attach must give a device of the new size (the
+    instance would read nothing past the old end), the data B wrote there
+    readable through it."""
+    a, b = two_nodes
+    vol = vol_name()
+    adev = create_instance(a, place, vol, size_mib=16)
+    # the instance runs on B now; A still has its device (no detach)
+    a.ok("close", **place.env(vol))
+    bdev = b.attach(**place.env(vol))
+    b.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    # grow-disk on B: assemble, dry run, real run
+    b.attach(**place.env(vol))
+    b.ok("grow", **place.env(vol, VOL_SIZE=16, VOL_NEW_SIZE=48))
+    assert dev_size(bdev) == 48 * MiB
+    write_dev(bdev, b"tail" * 1024, offset=47 * MiB)
+    assert dev_size(adev) == 16 * MiB  # A's device, as A left it
+    # migrate back: B close, A attach (+ open)
+    b.ok("close", **place.env(vol))
+    dev = a.attach(**place.env(vol))
+    assert dev_size(dev) == 48 * MiB
+    assert read_dev(dev, 4096, 47 * MiB) == b"tail" * 1024
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    for n in (b, a):
+        n.ok("detach", **place.env(vol))
+    assert released(dev, vol) and released(adev, vol)
+    a.ok("remove", **place.env(vol))
+
+
+def test_attach_replaces_a_recorded_device_that_does_not_fit(node, place):
+    """The recorded device is reused only as the volume is now: a recorded
+    device that is read-only for a writable volume, or of another size that
+    cannot be corrected, is replaced (and released), never printed."""
+    vol = vol_name()
+    dev = create_instance(node, place, vol, size_mib=8)
+    recs = os.path.join(node.run_dir, "blockdev")
+    (rec_name,) = [n for n in os.listdir(recs) if vol in n]
+    with open(os.path.join(recs, rec_name)) as f:
+        rec = json.load(f)
+    backing = loop_backing(dev) if dev.startswith("/dev/loop") else None
+    if backing is None:
+        pytest.skip("the volume is its own block device (zvol)")
+    node.ok("detach", **place.env(vol))
+    # a read-only device of the same file recorded as the volume's
+    ro = subprocess.run(["losetup", "--find", "--show", "--read-only", backing],
+                        capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        st = os.stat(backing)
+        rec.update(dev=ro, st_dev=st.st_dev, st_ino=st.st_ino)
+        with open(os.path.join(recs, rec_name), "w") as f:
+            json.dump(rec, f)
+        new = node.attach(**place.env(vol))
+        assert new != ro
+        with open(f"/sys/block/{os.path.basename(new)}/ro") as f:
+            assert f.read().strip() == "0"
+        write_dev(new, b"w" * 4096)  # writable
+        assert loop_backing(ro) is None  # the misfit was released
+        # a device limited to a smaller size (LOOP_SET_CAPACITY cannot fix it)
+        node.ok("detach", **place.env(vol))
+        small = subprocess.run(["losetup", "--find", "--show", "--sizelimit", str(4 * MiB),
+                                backing], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        rec.update(dev=small)
+        with open(os.path.join(recs, rec_name), "w") as f:
+            json.dump(rec, f)
+        new = node.attach(**place.env(vol))
+        assert new != small and dev_size(new) == 8 * MiB
+        assert loop_backing(small) is None
+    finally:
+        for d in (ro, locals().get("small")):
+            if d and loop_backing(d) is not None:
+                subprocess.run(["losetup", "-d", d], check=False)
+    node.ok("detach", **place.env(vol))
+    node.ok("remove", **place.env(vol))
+
+
 def test_failover(two_nodes, place):
     """Failover (§1.7): shut down on A, A attach + close, A attach + detach,
     then B attach + open(True) and start.  A dead node's exclusive open
