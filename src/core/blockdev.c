@@ -234,3 +234,114 @@ zl_vol_blockdev_active(struct zl_sr *sr, const char *key)
   zl_error_clear();
   return r;
 }
+
+/* Stand-ins: <run>/blockdev/standin.<key>.json = {"dev", "st_dev",
+ * "st_ino", "why"}, the device bound read-only to the empty file
+ * <run>/blockdev/standin.img (one file for all of them). */
+#define STANDIN_FILE "standin.img"
+
+static void
+standin_name(const char *key, char *out, size_t len)
+{
+  snprintf(out, len, "standin.%s.json", key);
+}
+
+/* key's stand-in record, if its device is still bound to the empty file. */
+static json_t *
+standin_record(int dfd, const char *key)
+{
+  char file[NAME_MAX + 1];
+  json_t *rec;
+
+  standin_name(key, file, sizeof file);
+  if (!(rec = zl_json_load_at(dfd, file, 1 << 16))) {
+    zl_error_clear();
+    return NULL;
+  }
+  const char *d = zl_meta_str(rec, "dev");
+  dev_t sd = (dev_t)json_integer_value(json_object_get(rec, "st_dev"));
+  ino_t si = (ino_t)json_integer_value(json_object_get(rec, "st_ino"));
+  if (!d || !zl_loop_serves(d, sd, si)) {
+    json_decref(rec);
+    return NULL;
+  }
+  return rec;
+}
+
+int
+zl_blockdev_standin(const char *key, const char *why, char *dev, size_t len)
+{
+  CLEANUP_CLOSE int dfd = -1;
+  CLEANUP_CLOSE int fd = -1;
+  CLEANUP_JSON json_t *rec = NULL;
+  char file[NAME_MAX + 1];
+  struct stat st;
+  bool direct;
+
+  if (zl_check_key(key) == -1 || (dfd = zl_run_subdir("blockdev", true)) == -1)
+    return -1;
+  if ((rec = standin_record(dfd, key))) {
+    snprintf(dev, len, "%s", zl_meta_str(rec, "dev"));
+    return 0;
+  }
+  fd = openat(dfd, STANDIN_FILE, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0400);
+  if (fd == -1 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size != 0) {
+    zl_error(fd == -1 ? errno : EINVAL, "%s/blockdev/" STANDIN_FILE ": %s", zl_run_dir(),
+             fd == -1 ? strerror(errno) : "not an empty file");
+    return -1;
+  }
+  if (zl_loop_setup(fd, true, dev, len, &direct) == -1)
+    return -1;
+  rec = json_pack("{s:s, s:s, s:I, s:I, s:s}", "dev", dev, "key", key, "st_dev",
+                  (json_int_t)st.st_dev, "st_ino", (json_int_t)st.st_ino, "why", why);
+  standin_name(key, file, sizeof file);
+  if (!rec || zl_json_save_at(dfd, file, rec, false) == -1) {
+    struct zl_error_saved s;
+    zl_error_save(&s);
+    zl_loop_detach(dev);
+    zl_error_restore(&s);
+    return -1;
+  }
+  zl_info("volume %s: stand-in %s (%s)", key, dev, why);
+  return 0;
+}
+
+char *
+zl_blockdev_standin_reason(const char *key)
+{
+  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  CLEANUP_JSON json_t *rec = NULL;
+
+  zl_error_clear();
+  if (dfd == -1 || zl_check_key(key) == -1 || !(rec = standin_record(dfd, key))) {
+    zl_error_clear();
+    return NULL;
+  }
+  const char *why = zl_meta_str(rec, "why");
+  return strdup(why ? why : "unknown reason");
+}
+
+int
+zl_blockdev_standin_release(const char *key)
+{
+  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  CLEANUP_JSON json_t *rec = NULL;
+  char file[NAME_MAX + 1];
+
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (dfd == -1) {
+    if (errno != ENOENT)
+      return -1;
+    zl_error_clear();
+    return 0;
+  }
+  if ((rec = standin_record(dfd, key)) && zl_loop_detach(zl_meta_str(rec, "dev")) == -1)
+    return -1;
+  standin_name(key, file, sizeof file);
+  if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
+    zl_error(errno, "%s: %s", file, strerror(errno));
+    return -1;
+  }
+  return 0;
+}

@@ -216,18 +216,54 @@ do_create(const struct gnt_req *r)
   return 0;
 }
 
+/* Ganeti treats a failed attach as "the volume is gone": BlockdevRemove
+ * (lib/backend.py) builds the device with _RecursiveFindBD, which runs
+ * attach; a non-zero exit or a line that is not a block device makes it
+ * return no device, and the removal counts as done without running the
+ * remove script.  So attach fails only when the volume is known not to
+ * exist (its SR was reached and has no such volume).  When that cannot be
+ * known -- the SR cannot be reached from this node (share not mounted,
+ * pool not imported, place not allowed here, several SRs) or the volume's
+ * device cannot be made -- attach prints a stand-in (a read-only loop
+ * device of size 0) and says why on stderr: Ganeti keeps the disk, and
+ * open (which follows every assembly), remove, grow, snapshot and setinfo
+ * then fail with the reason, so nothing runs on the stand-in and nothing
+ * is dropped while its data may exist. */
 static int
 do_attach(const struct gnt_req *r)
 {
   struct zl_sr *sr = open_sr(r, false);
   struct zl_blockdev b;
+  int rc = -1;
 
-  if (!sr)
-    return -1;
-  int rc = zl_vol_blockdev(sr, r->vol_name, &b);
-  zl_sr_close(sr);
-  if (rc == -1)
-    return -1;
+  if (sr) {
+    rc = zl_vol_blockdev(sr, r->vol_name, &b);
+    if (rc == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME) {
+      struct zl_error_saved gone;
+      zl_error_save(&gone);
+      zl_sr_close(sr);
+      zl_blockdev_standin_release(r->vol_name);
+      zl_error_restore(&gone);
+      return -1; /* gone: Ganeti may forget it */
+    }
+    zl_sr_close(sr);
+  }
+  if (rc == 0) {
+    if (zl_blockdev_standin_release(r->vol_name) == -1) {
+      zl_warn("%s: %s", r->vol_name, zl_error_msg());
+      zl_error_clear();
+    }
+  } else {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", zl_error_msg());
+    fprintf(stderr,
+            "zfs-live attach %s: %s; printing a stand-in device (size 0, read-only) so "
+            "that Ganeti keeps the disk: open, remove and the rest refuse until this is "
+            "fixed\n",
+            r->vol_name, why);
+    if (zl_blockdev_standin(r->vol_name, why, b.path, sizeof b.path) == -1)
+      return -1;
+  }
   /* line 1: the block device; no userspace URIs */
   if (printf("%s\n", b.path) < 0 || fflush(stdout) != 0) {
     zl_error(errno, "stdout: %s", strerror(errno));
@@ -239,11 +275,11 @@ do_attach(const struct gnt_req *r)
 static int
 do_detach(const struct gnt_req *r)
 {
+  if (zl_blockdev_standin_release(r->vol_name) == -1)
+    return -1;
   struct zl_sr *sr = open_sr(r, false);
-
   if (!sr) {
-    if (zl_error_get_kind() != ZL_ERR_NO_SR)
-      return -1;
+    /* what this node cannot reach it cannot have mapped through the SR */
     zl_info("%s: nothing to detach (%s)", r->vol_name, zl_error_msg());
     zl_error_clear();
     return 0;
@@ -341,6 +377,14 @@ do_snapshot(const struct gnt_req *r)
 static int
 do_open(const struct gnt_req *r)
 {
+  CLEANUP_FREE char *standin = zl_blockdev_standin_reason(r->vol_name);
+  if (standin) {
+    zl_error(EIO,
+             "volume %s is not mapped on this node: its attach could only print "
+             "a stand-in (%s)",
+             r->vol_name, standin);
+    return -1;
+  }
   struct zl_sr *sr = open_sr(r, false);
   if (!sr)
     return -1;

@@ -51,6 +51,8 @@ class Node:
         attach keeps in the node's run directory)."""
         recs = os.path.join(self.run_dir, "blockdev")
         for name in os.listdir(recs) if os.path.isdir(recs) else []:
+            if not name.endswith(".json"):
+                continue
             with open(os.path.join(recs, name)) as f:
                 dev = json.load(f)["dev"]
             if loop_backing(dev) is not None:
@@ -262,6 +264,31 @@ def create_instance(node, place, vol, size_mib=16, data=b"", **params):
     if data:
         write_dev(dev, data, offset=MiB)
     return dev
+
+
+def blockdev_remove(node, **env):
+    """noded's BlockdevRemove (lib/backend.py) for one ext disk, as its code
+    decides: _RecursiveFindBD runs attach; a non-zero exit, or a first line
+    that is not a block device, means "already gone" (the disk is dropped,
+    remove never runs); otherwise ExtStorageDevice.Remove runs detach, then
+    remove.  "gone", "removed", or "failed" (Ganeti keeps the disk)."""
+    res = node.run("attach", **env)
+    dev = res.out.split("\n")[0]
+    try:
+        if res.rc != 0 or not stat.S_ISBLK(os.stat(dev).st_mode):
+            return "gone"
+    except OSError:
+        return "gone"
+    if node.run("detach", **env).rc != 0:
+        return "failed"
+    return "removed" if node.run("remove", **env).rc == 0 else "failed"
+
+
+def check_standin(dev):
+    """A stand-in: a block device of size 0, read-only."""
+    assert dev_size(dev) == 0
+    with open(f"/sys/block/{os.path.basename(dev)}/ro") as f:
+        assert f.read().strip() == "1"
 
 
 # --- installation -------------------------------------------------------------
@@ -690,9 +717,20 @@ def test_bad_environment_zfs_pool(node, tmp_path_factory, installed):
     assert "EXTP_POOL" in node.err("create", **dict(env, EXTP_POOL="/abs"))
     assert "not one of: zvol, dataset" in node.err("create", **dict(env, EXTP_LAYOUT="x"))
     assert zfs_cmd("zfs", "list", where, check=False).returncode != 0  # nothing made
-    # attach/remove of a volume in a place without an SR: errors, never "gone"
-    assert "no SR" in node.err("attach", **env)
+    # a volume in a place without an SR: nothing is known about it, so
+    # attach prints a stand-in (Ganeti would drop the disk on a failure),
+    # open and remove refuse, never "gone"; detach releases the stand-in
+    res = node.run("attach", **env)
+    assert res.rc == 0 and "no SR" in res.err and "stand-in" in res.err, res.err
+    dev = res.out[:-1]
+    check_standin(dev)
+    assert "stand-in" in node.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
     assert "not reported removed" in node.err("remove", **env)
+    node.ok("detach", **env)
+    assert loop_backing(dev) is None
+    assert blockdev_remove(node, **env) == "failed"
+    assert not [n for n in os.listdir(os.path.join(node.run_dir, "blockdev"))
+                if n.startswith("standin.") and n.endswith(".json")]
 
 
 def test_provider_directory_incomplete(tmp_path, allowed, installed):
@@ -743,7 +781,12 @@ def test_allowed_paths(node, allowed, tmp_path):
         "create", **dict(env, EXTP_DIR=os.path.join(store, "out", "g2")))
     # no allowed-paths file: nothing is allowed
     nofile = Node("node-a", tmp_path, allowed=str(tmp_path / "missing"))
-    assert "cannot be read" in nofile.err("attach", **env)
+    res = nofile.run("attach", **env)  # a stand-in: the disk is not dropped
+    assert res.rc == 0 and "cannot be read" in res.err and "stand-in" in res.err
+    check_standin(res.out[:-1])
+    assert "cannot be read" in nofile.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    assert "cannot be read" in nofile.err("remove", **env)
+    nofile.ok("detach", **env)
     # a forbidden prefix stays forbidden even when listed, and allows nothing
     f = tmp_path / "paths2"
     f.write_text("/etc\n/usr/lib\nrelative\n")
@@ -763,12 +806,24 @@ def test_remove_refuses_open_elsewhere_and_unreachable_sr(node, allowed, tmp_pat
     assert "open on node node-z" in node.err("remove", **env)
     assert env["VOL_NAME"] in cli("vol", "list", env["EXTP_DIR"]).stdout.decode()
     other.ok("close", **env)
-    # the SR directory is gone (an unmounted share): an error, not "gone"
+    # the SR directory is gone (an unmounted share): gnt-instance remove
+    # fails and keeps the disk, whose data still exists; start fails too
     moved = env["EXTP_DIR"] + ".away"
     os.rename(env["EXTP_DIR"], moved)
     assert "not reported removed" in node.err("remove", **env)
+    assert blockdev_remove(node, **env) == "failed"
+    node.attach(**env)
+    assert "stand-in" in node.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    node.ok("detach", **env)
     os.rename(moved, env["EXTP_DIR"])
-    node.ok("remove", **env)
+    assert os.path.exists(os.path.join(env["EXTP_DIR"], env["VOL_NAME"] + ".img"))
+    # back: the stand-in is replaced by the volume's device, then removed
+    dev = node.attach(**env)
+    assert dev_size(dev) == 4 * MiB
+    node.ok("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    assert blockdev_remove(node, **env) == "removed"
+    assert not os.path.exists(os.path.join(env["EXTP_DIR"], env["VOL_NAME"] + ".img"))
+    assert blockdev_remove(node, **env) == "gone"
 
 
 # --- places: one SR per place, found among the place's direct children ----------------
@@ -823,6 +878,61 @@ def test_places_nested_in_one_pool(node, tmp_path_factory, installed, outer_firs
     node.ok("detach", **splace.env(second))
     node.ok("remove", **splace.env(second))
     assert datasets_named(outer.params["EXTP_POOL"], second) == []
+
+
+def test_pool_not_imported_keeps_disks(node, tmp_path, installed):
+    """A pool= disk on a node where its pool is not imported (it is
+    imported on one host at a time): gnt-instance remove fails and keeps
+    the disk, start fails at open; imported again, everything works."""
+    img = str(tmp_path / "pool.img")
+    with open(img, "wb") as f:
+        f.truncate(256 * MiB)
+    dev = subprocess.run(["losetup", "--find", "--show", img], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    pool = f"zlgx{os.getpid()}{uuid.uuid4().hex[:4]}"
+    zfs_cmd("zpool", "create", pool, dev)
+    try:
+        place = Place("zfs", {"EXTP_POOL": f"{pool}/g"}, None)
+        vol = vol_name()
+        data = os.urandom(8192)
+        create_instance(node, place, vol, size_mib=8, data=data)
+        node.ok("detach", **place.env(vol))
+        zfs_cmd("zpool", "export", pool)
+        assert blockdev_remove(node, **place.env(vol)) == "failed"
+        sdev = node.attach(**place.env(vol))
+        check_standin(sdev)
+        msg = node.err("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+        assert "not imported" in msg and "stand-in" in msg, msg
+        node.ok("detach", **place.env(vol))
+        zfs_cmd("zpool", "import", "-d", os.path.dirname(dev), pool)
+        adev = node.attach(**place.env(vol))
+        assert dev_size(adev) == 8 * MiB
+        assert read_dev(adev, len(data), MiB) == data
+        assert blockdev_remove(node, **place.env(vol)) == "removed"
+        assert datasets_named(pool, vol) == []
+    finally:
+        zfs_cmd("zpool", "import", "-d", os.path.dirname(dev), pool, check=False)
+        zfs_cmd("zpool", "destroy", "-f", pool, check=False)
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_snapshot_without_a_file_is_removed(node, tmp_path_factory, installed):
+    """A snapshot of a never-written dataset-layout volume has no file, so
+    no device: attach prints a stand-in (open refuses it, with the reason),
+    and gnt-backup's remove of <vol>.snap really removes it (a failed attach
+    would have made Ganeti skip remove and leak the snapshot)."""
+    pool = zfs_pool(tmp_path_factory)
+    place = Place("zfs", {"EXTP_POOL": f"{pool}/gs{uuid.uuid4().hex[:6]}"}, None)
+    vol = vol_name()
+    node.ok("create", **place.env(vol, VOL_SIZE=8))
+    snap = vol + ".snap"
+    node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap, VOL_SNAPSHOT_SIZE=8))
+    check_standin(node.attach(**place.env(snap)))
+    assert "no file" in node.err("open", **place.env(snap, VOL_OPEN_EXCLUSIVE="False"))
+    assert blockdev_remove(node, **place.env(snap)) == "removed"
+    assert snap not in place.volumes()
+    assert blockdev_remove(node, **place.env(snap)) == "gone"
+    assert blockdev_remove(node, **place.env(vol)) == "removed"
 
 
 # --- file-storage design: adopt, Xen disk specs ----------------------------------------
