@@ -74,7 +74,43 @@ sr_config(const struct gnt_req *r, const char *canon, bool for_create)
   return c;
 }
 
-/* The SR's place, checked: for a file SR the canonical, allowed path. */
+/* Is the file SR's place (canonical) on the filesystem it should be on?
+ * What the host declares (fstab, systemd mount units: the deepest mount
+ * point declared at or above it must be mounted) and, where the operator
+ * gave EXTP_MOUNTPOINT, that mount point too.  Otherwise the place is
+ * unreachable (kind NO_SR): a share that is not mounted shows the empty
+ * directory beneath it, where an SR must never be made or used. */
+static int
+check_mount(const struct gnt_req *r, const char *canon)
+{
+  char mp[PATH_MAX];
+
+  if (zl_path_mount_check(canon, gnt_fstab_file(), gnt_mount_units_dir()) == -1)
+    return -1;
+  if (!r->mountpoint)
+    return 0;
+  if (strcmp(r->mountpoint, "yes") == 0)
+    snprintf(mp, sizeof mp, "%s", canon);
+  else if (zl_path_canonical(r->mountpoint, mp, sizeof mp) == -1)
+    return -1;
+  if (!zl_path_within(canon, mp)) {
+    zl_error(EINVAL, "EXTP_MOUNTPOINT=%s: %s is not on it (not at or below it)",
+             r->mountpoint, canon);
+    return -1;
+  }
+  if (!zl_path_is_mountpoint(mp)) {
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT,
+                  "%s should be on the filesystem mounted at %s (EXTP_MOUNTPOINT), which "
+                  "is not mounted: mount it; nothing is made or used on the filesystem "
+                  "beneath",
+                  canon, mp);
+    return -1;
+  }
+  return 0;
+}
+
+/* The SR's place, checked: for a file SR the canonical, allowed path, on
+ * the filesystem it should be on. */
 static int
 place(const struct gnt_req *r, char *canon, size_t len)
 {
@@ -86,7 +122,8 @@ place(const struct gnt_req *r, char *canon, size_t len)
     zl_error_prefix("EXTP_DIR: ");
     return -1;
   }
-  if (zl_path_allowed(canon, gnt_allowed_paths_file()) == -1) {
+  if (zl_path_allowed(canon, gnt_allowed_paths_file()) == -1 ||
+      check_mount(r, canon) == -1) {
     zl_error_prefix("EXTP_DIR: ");
     return -1;
   }

@@ -43,8 +43,9 @@ struct gnt_req {
   int64_t new_size;      /* VOL_NEW_SIZE in bytes, -1 if not given */
   int exclusive;         /* VOL_OPEN_EXCLUSIVE: 1, 0, -1 not given */
   /* EXTP_* */
-  const char *dir;  /* file SR directory */
-  const char *pool; /* ZFS SR place: <pool>[/<dataset>] */
+  const char *dir;        /* file SR directory */
+  const char *pool;       /* ZFS SR place: <pool>[/<dataset>] */
+  const char *mountpoint; /* file SR: "yes" or the mount point dir must be on */
   const char *provisioning, *layout, *volblocksize;
   const char *tune[GNT_MAX_TUNE][2]; /* ZFS per-volume tunables: prop, value */
   int ntune;
@@ -62,6 +63,11 @@ char *gnt_parameters_list(void);
 /* The file naming the directories EXTP_DIR may be in or below:
  * $ZFS_LIVE_FILE_STORAGE_PATHS, else Ganeti's /etc/ganeti/file-storage-paths. */
 const char *gnt_allowed_paths_file(void);
+/* Where the host declares its mounts (a dir must be on the filesystem
+ * they say): $ZFS_LIVE_FSTAB, else /etc/fstab; $ZFS_LIVE_MOUNT_UNITS,
+ * else /etc/systemd/system (.mount and .automount units). */
+const char *gnt_fstab_file(void);
+const char *gnt_mount_units_dir(void);
 
 /* provider.c: is dir a complete provider directory (every script Ganeti
  * requires, each a regular file with the owner-execute bit, and a readable

@@ -9,6 +9,7 @@ of reference/ganeti-extstorage.md §1.7, for a file directory and a ZFS pool
 Two nodes sharing the storage are two network namespaces, each with its own
 node name (ZFS_LIVE_NODE: namespaces share the host name) and its own
 runtime directory (a real node has its own /run)."""
+import ctypes
 import fcntl
 import json
 import mmap
@@ -41,8 +42,10 @@ class Run:
 class Node:
     """One Ganeti node: runs the provider's scripts as noded does."""
 
-    def __init__(self, name, tmp, netns=None, allowed=None, provider=PROVIDER):
+    def __init__(self, name, tmp, netns=None, allowed=None, provider=PROVIDER,
+                 preexec=None):
         self.name, self.netns, self.provider = name, netns, provider
+        self.preexec = preexec  # e.g. without_mount(): this node's mounts
         self.run_dir = os.path.join(RUN_DIR, f"node-{name}-{uuid.uuid4().hex[:6]}")
         self.allowed = allowed
 
@@ -75,7 +78,7 @@ class Node:
         argv = [script] if not self.netns else [
             "nsenter", f"--net=/run/netns/{self.netns}", script]
         proc = subprocess.run(argv, cwd=self.provider, input=b"", capture_output=True,
-                              env=self.env(env), timeout=120)
+                              env=self.env(env), timeout=120, preexec_fn=self.preexec)
         res = Run(proc, action)
         sanitizer_clean(res.err)
         return res
@@ -933,6 +936,103 @@ def test_snapshot_without_a_file_is_removed(node, tmp_path_factory, installed):
     assert snap not in place.volumes()
     assert blockdev_remove(node, **place.env(snap)) == "gone"
     assert blockdev_remove(node, **place.env(vol)) == "removed"
+
+
+# --- the filesystem a place must be on ------------------------------------------------
+
+
+def without_mount(path):
+    """preexec_fn: run in a private mount namespace where nothing is mounted
+    at path: a node on which the share is not mounted."""
+    def hook():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if (libc.unshare(0x00020000) != 0  # CLONE_NEWNS
+                or libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0  # MS_REC|MS_PRIVATE
+                or libc.umount2(path.encode(), 2) != 0):  # MNT_DETACH
+            os._exit(99)
+    return hook
+
+
+def is_mountpoint(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+@pytest.fixture
+def share(allowed, tmp_path):
+    """The mount point of a share (allowed for file storage), declared in a
+    test fstab as an NFS export; unmounted at the end."""
+    mnt = os.path.join(allowed[1], "share")
+    os.mkdir(mnt)
+    fstab = tmp_path / "fstab"
+    fstab.write_text("# <file system> <mount point> <type> <options> <dump> <pass>\n"
+                     "UUID=0a1b2c3d / ext4 errors=remount-ro 0 1\n"
+                     f"nas:/export/ganeti {mnt} nfs4 defaults,_netdev 0 0\n")
+    yield mnt, str(fstab)
+    while is_mountpoint(mnt):
+        subprocess.run(["umount", mnt], check=True)
+
+
+def test_create_refuses_a_share_that_is_not_mounted(node, share, tmp_path, allowed):
+    """A place below a mount point the host declares (fstab, a systemd mount
+    unit, or EXTP_MOUNTPOINT) that is not mounted: create refuses and makes
+    nothing in the directory beneath; every other action treats the place as
+    unreachable.  Mounted: everything works."""
+    need(os.geteuid() == 0, "mounting needs root")
+    mnt, fstab = share
+    vol = vol_name()
+    env = {"EXTP_DIR": os.path.join(mnt, "ganeti"), "VOL_NAME": vol, "VOL_SIZE": "4",
+           "ZFS_LIVE_FSTAB": fstab}
+    msg = node.err("create", **env)
+    assert f"mounted at {mnt} (nas:/export/ganeti, nfs4, in {fstab})" in msg, msg
+    assert "not mounted" in msg and os.listdir(mnt) == []
+    assert "not mounted" in node.err("verify", **env)
+    # mounted: the first create makes the SR on the share
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "zlshare", mnt], check=True)
+    node.ok("create", **env)
+    dev = node.attach(**env)
+    assert os.listdir(mnt) == ["ganeti"]
+    write_dev(dev, b"on the share" * 100)
+    node.ok("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+
+    # a node where the share is not mounted
+    b = Node("node-b", tmp_path, allowed=allowed[0], preexec=without_mount(mnt))
+    try:
+        other = dict(env, VOL_NAME=vol_name())
+        assert "not mounted" in b.err("create", **other)
+        beneath = subprocess.run(["ls", "-A", mnt], capture_output=True, text=True,
+                                 preexec_fn=without_mount(mnt), check=True).stdout
+        assert beneath == ""  # nothing made on the filesystem beneath
+        res = b.run("attach", **env)
+        assert res.rc == 0 and "not mounted" in res.err
+        check_standin(res.out[:-1])
+        assert "not mounted" in b.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="False"))
+        assert blockdev_remove(b, **env) == "failed"
+        # declared by a systemd mount unit instead of fstab
+        units = tmp_path / "units"
+        units.mkdir()
+        (units / "srv-share.mount").write_text(
+            f"[Unit]\nDescription=the share\n[Mount]\nWhat=nas:/export/ganeti\n"
+            f"Where={mnt}\nType=nfs4\n")
+        unit_env = dict(other, ZFS_LIVE_FSTAB="/dev/null", ZFS_LIVE_MOUNT_UNITS=str(units))
+        assert "srv-share.mount" in b.err("create", **unit_env)
+        # declared by the disk's own parameter (a mount no file declares)
+        bare = dict(other, ZFS_LIVE_FSTAB="/dev/null")
+        assert "EXTP_MOUNTPOINT" in b.err("create", **dict(bare, EXTP_MOUNTPOINT=mnt))
+        assert subprocess.run(["ls", "-A", mnt], capture_output=True, text=True,
+                              preexec_fn=without_mount(mnt)).stdout == ""
+    finally:
+        b.cleanup()
+    # where it is mounted, EXTP_MOUNTPOINT is satisfied; "yes" asks the
+    # directory itself to be the mount point; another tree is refused
+    bare = dict(env, ZFS_LIVE_FSTAB="/dev/null")
+    assert node.attach(**dict(bare, EXTP_MOUNTPOINT=mnt)) == dev
+    assert "not mounted" in node.err("verify", **dict(bare, EXTP_MOUNTPOINT="yes"))
+    assert "not on it" in node.err("verify", **dict(bare, EXTP_MOUNTPOINT="/srv"))
+    assert "neither yes nor" in node.err("verify", **dict(bare, EXTP_MOUNTPOINT="no"))
+    assert read_dev(dev, 12) == b"on the share"
+    node.ok("detach", **env)
+    node.ok("remove", **env)
 
 
 # --- file-storage design: adopt, Xen disk specs ----------------------------------------
