@@ -214,6 +214,24 @@ open_sr(const struct gnt_req *r, bool create)
   return key ? zl_sr_open(sr_type(r), key) : NULL;
 }
 
+/* The volume's name: VOL_CNAME byte for byte (Ganeti allows any disk name:
+ * NonEmptyString in its opcodes; names are data), else VOL_NAME.  One the
+ * metadata cannot hold -- not UTF-8 (only Python's surrogateescape makes
+ * that), or longer than a name may be -- is reported and VOL_NAME used: a
+ * disk is never refused over its label. */
+static const char *
+volume_name(const struct gnt_req *r)
+{
+  if (!r->cname)
+    return r->vol_name;
+  if (zl_check_name(r->cname, "VOL_CNAME") == 0)
+    return r->cname;
+  zl_warn("%s: %s; the volume is named %s instead", r->vol_name, zl_error_msg(),
+          r->vol_name);
+  zl_error_clear();
+  return r->vol_name;
+}
+
 static int
 do_create(const struct gnt_req *r)
 {
@@ -221,7 +239,7 @@ do_create(const struct gnt_req *r)
   struct zl_volume v;
   struct zl_create_args a = {
       .key = r->vol_name,
-      .name = r->cname ? r->cname : r->vol_name,
+      .name = volume_name(r),
       .description = "",
       .size = r->size,
       .provisioning = !r->provisioning                   ? ZL_PROV_DEFAULT
@@ -391,7 +409,11 @@ do_setinfo(const struct gnt_req *r)
   struct zl_sr *sr = open_sr(r, false);
   if (!sr)
     return -1;
+  /* Ganeti runs setinfo after create and after an instance rename; the
+   * disk's name (VOL_CNAME) may have changed since too */
   int rc = zl_vol_set_description(sr, r->vol_name, r->metadata);
+  if (rc == 0 && r->cname)
+    rc = zl_vol_set_name(sr, r->vol_name, volume_name(r));
   zl_sr_close(sr);
   return rc;
 }

@@ -602,6 +602,48 @@ def test_ganeti_volume_is_an_sr_volume(node, place):
     assert res.rc == 0 and "parameters valid" in res.err
 
 
+DISK_NAMES = ["tab\there", "two\nlines\n", "ctl\x01\x1b[31m\x7f", "-leading dash",
+              "../../etc/passwd", "$(reboot) `id`; rm -rf / | & * ?", "it's \"q\" \\",
+              "\u00e9\u2603 \U0001f4be", " spaced ", "=", "x" * 1024]
+
+
+def test_disk_names_are_data(node, place):
+    """VOL_CNAME is any string Ganeti allows for a disk name (NonEmptyString):
+    stored and returned byte for byte, never a path or an argument; one the
+    metadata cannot hold is reported and the disk still made."""
+    vols = {}
+    for name in DISK_NAMES:
+        vol = vol_name()
+        node.ok("create", **place.env(vol, VOL_SIZE=4, VOL_CNAME=name))
+        vols[vol] = name
+    listed = place.volumes()
+    for vol, name in vols.items():
+        assert listed[vol]["name"] == name, (vol, name)
+    # setinfo (after an instance rename) takes the disk's current name too
+    vol = next(iter(vols))
+    node.ok("setinfo", **place.env(vol, VOL_CNAME="renamed\tdisk",
+                                   VOL_METADATA="originstname+inst2.example.com"))
+    v = place.volumes()[vol]
+    assert (v["name"], v["description"]) == ("renamed\tdisk", "originstname+inst2.example.com")
+    # nothing on the storage is named after a name
+    if place.kind == "file":
+        objs = os.listdir(place.sr_key())
+    else:
+        objs = zfs_cmd("zfs", "list", "-H", "-r", "-t", "all", "-o", "name",
+                       place.params["EXTP_POOL"]).stdout.split("\n")
+    assert not [o for o in objs if "passwd" in o or "reboot" in o or "leading" in o], objs
+    # not UTF-8 (Ganeti's Python passes undecodable bytes through: \udcff is
+    # the byte 0xff), or too long: the disk is made, named VOL_NAME
+    for name in ("bad\udcffbyte", "y" * 1025):
+        vol = vol_name()
+        res = node.run("create", **place.env(vol, VOL_SIZE=4, VOL_CNAME=name))
+        assert res.rc == 0 and f"named {vol} instead" in res.err, res.err
+        assert place.volumes()[vol]["name"] == vol
+        vols[vol] = None
+    for vol in vols:
+        node.ok("remove", **place.env(vol))
+
+
 def test_zfs_tunables_and_layout(node, tmp_path_factory, installed):
     pool = zfs_pool(tmp_path_factory)
     place = Place("zfs", {"EXTP_POOL": f"{pool}/gt{uuid.uuid4().hex[:6]}"}, None)
