@@ -452,9 +452,27 @@ do_open(const struct gnt_req *r)
   return rc;
 }
 
+/* Ganeti runs close only to hand an instance to another node
+ * (lib/cmdlib/instance_migration.py: first on the target of a migration,
+ * on the source of a failover, before the configuration names the new
+ * primary).  A pool is imported on one host at a time, so a pool= disk
+ * can never be opened on two nodes (migration) nor reached from the node
+ * a failover would move the instance to: refused, so the handover stops
+ * before anything moves. */
 static int
 do_close(const struct gnt_req *r)
 {
+  if (r->pool) {
+    zl_error_kind(
+        ZL_ERR_UNSUPPORTED, ENOTSUP,
+        "%s is on a ZFS pool (EXTP_POOL=%s), which is imported on one host at "
+        "a time: its instance cannot migrate or fail over (Ganeti closes a disk "
+        "only to hand it to another node).  To move it: stop the instance, "
+        "zpool export on this node, zpool import on the new one, then "
+        "gnt-instance modify --new-primary",
+        r->vol_name, r->pool);
+    return -1;
+  }
   struct zl_sr *sr = open_sr(r, false);
   if (!sr)
     return -1;

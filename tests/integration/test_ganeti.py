@@ -223,6 +223,14 @@ def place(request, tmp_path, tmp_path_factory, allowed, installed):
 
 
 @pytest.fixture
+def shared_place(allowed, tmp_path, installed):
+    """A place two nodes share: a directory on shared storage (dir=).  A pool
+    is imported on one host at a time, so pool= disks never move between
+    nodes (test_pool_disks_do_not_move)."""
+    return Place("file", {"EXTP_DIR": os.path.join(allowed[1], "ganeti")}, tmp_path)
+
+
+@pytest.fixture
 def node(allowed, tmp_path):
     n = Node("node-a", tmp_path, allowed=allowed[0])
     yield n
@@ -402,9 +410,10 @@ def test_export_of_running_instance(node, place):
     node.ok("remove", **place.env(vol))
 
 
-def test_live_migration(two_nodes, place):
+def test_live_migration(two_nodes, shared_place):
     """A -> B (§1.7 live migration): close B, open shared on A and B, the
     hypervisor moves, close A, open exclusive B, detach A."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     data = os.urandom(64 << 10)
@@ -445,9 +454,10 @@ def test_live_migration(two_nodes, place):
     b.ok("remove", **place.env(vol))
 
 
-def test_live_migration_failure(two_nodes, place):
+def test_live_migration_failure(two_nodes, shared_place):
     """Failure after both opened shared (_RevertDiskStatus): B close, B
     attach + detach, A open(True); the instance keeps running on A."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     adev = create_instance(a, place, vol, data=b"x" * 4096)
@@ -471,11 +481,12 @@ def test_live_migration_failure(two_nodes, place):
     a.ok("remove", **place.env(vol))
 
 
-def test_attach_after_grow_on_another_node(two_nodes, place):
+def test_attach_after_grow_on_another_node(two_nodes, shared_place):
     """migrate --cleanup leaves A's device in place; grow-disk runs on B;
     migrating back, A's attach must give a device of the new size (the
     instance would read nothing past the old end), the data B wrote there
     readable through it."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     adev = create_instance(a, place, vol, size_mib=16)
@@ -548,10 +559,11 @@ def test_attach_replaces_a_recorded_device_that_does_not_fit(node, place):
     node.ok("remove", **place.env(vol))
 
 
-def test_failover(two_nodes, place):
+def test_failover(two_nodes, shared_place):
     """Failover (§1.7): shut down on A, A attach + close, A attach + detach,
     then B attach + open(True) and start.  A dead node's exclusive open
     blocks B until it is taken over explicitly."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     data = os.urandom(16 << 10)
@@ -579,6 +591,34 @@ def test_failover(two_nodes, place):
     assert "exclusively on node node-a" in b.err(
         "open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
     for n in (a, b):
+        n.ok("detach", **place.env(vol))
+    a.ok("remove", **place.env(vol))
+
+
+def test_pool_disks_do_not_move(two_nodes, tmp_path_factory, installed):
+    """pool= disks: the pool is imported on one host at a time, so Ganeti's
+    handovers stop at their first close, before anything moves: migrate
+    (close on the target) and failover (close on the source, after the
+    shutdown, before the configuration names the new primary).  The disk
+    stays where it is, usable."""
+    a, b = two_nodes
+    pool = zfs_pool(tmp_path_factory)
+    place = Place("zfs", {"EXTP_POOL": f"{pool}/gm{uuid.uuid4().hex[:6]}"}, None)
+    vol = vol_name()
+    data = os.urandom(8192)
+    adev = create_instance(a, place, vol, data=data)
+    # migrate A -> B, step 1: B attach + close
+    b.attach(**place.env(vol))
+    msg = b.err("close", **place.env(vol))
+    assert "cannot migrate or fail over" in msg and "zpool export" in msg, msg
+    # failover A -> B: shutdown on A, then A attach + close
+    a.attach(**place.env(vol))
+    assert "cannot migrate or fail over" in a.err("close", **place.env(vol))
+    assert place.stored_meta(vol)["opened"] == {"node-a": "exclusive"}
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))  # started again on A
+    assert a.attach(**place.env(vol)) == adev
+    assert read_dev(adev, len(data), MiB) == data
+    for n in (b, a):
         n.ok("detach", **place.env(vol))
     a.ok("remove", **place.env(vol))
 
