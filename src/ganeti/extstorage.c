@@ -2,29 +2,49 @@
  * each translating the request (env.c) into core calls, and the one place
  * where errors become Ganeti's protocol (a line on stderr, exit status 1).
  *
- * Where a disk lives:
+ * Where a disk lives (its "place"):
  *   EXTP_DIR=<dir>    the file SR at <dir> (the canonical path).  <dir>
- *                     must be allowed (gnt_allowed_paths_file()).
- *   EXTP_POOL=<p>     the ZFS SR at or below the dataset <p>.
+ *                     must be allowed (gnt_allowed_paths_file()) and on
+ *                     the filesystem the host declares for it (fstab,
+ *                     mount units; EXTP_MOUNTPOINT): check_mount().
+ *   EXTP_POOL=<p>     the ZFS SR directly in the dataset <p> (<p>/<uuid>);
+ *                     SRs deeper down are other places' (<p>/x is one).
  * The SR is made by the first create that finds none there (under a
- * host-local lock); every other action requires it.  VOL_NAME is the
- * volume key, so a disk made by Ganeti is an ordinary volume of its SR.
+ * host-local lock); every other action requires it.  A place this node
+ * cannot reach (not mounted, not allowed here, pool not imported, several
+ * SRs put there by hand) is "unreachable": nothing is known about its
+ * volumes.  VOL_NAME is the volume key, so a disk made by Ganeti is an
+ * ordinary volume of its SR; VOL_CNAME, any string, is its name.
  *
- * Semantics (reference §1.5, §1.8):
- *   attach   prints the block device (zvol, or a loop device reused while
- *            it serves the file); a missing volume is an error, so Ganeti
- *            treats it as gone
- *   detach   closes (drops this node's open) and releases the loop device;
- *            a missing volume or SR is fine
+ * What noded does with the answers (lib/storage/extstorage.py,
+ * lib/backend.py, lib/cmdlib/instance_migration.py; reference §1.7):
+ * every action on a disk starts with attach, and BlockdevRemove treats a
+ * failed attach as "already gone" -- remove is then never run and the
+ * disk is dropped.  Hence:
+ *   attach   prints the block device (zvol, or a loop device reused only
+ *            while it fits the volume: file, size, read-only).  Exits
+ *            non-zero only when the SR was reached and has no such volume.
+ *            Otherwise (unreachable, no device possible) it prints a
+ *            stand-in -- a read-only loop device of size 0 -- and the
+ *            reason on stderr, so Ganeti keeps the disk
  *   open     VOL_OPEN_EXCLUSIVE=True|False: a per-node open kept with the
- *            volume (core/claims.c); close drops it
- *   remove   succeeds for a volume that is gone, refuses one open on
- *            another node, and fails (never "gone") when the SR cannot
- *            be reached
+ *            volume (core/claims.c); refused while this node's attach
+ *            gave a stand-in, so no instance starts on one
+ *   close    drops this node's open.  Ganeti closes only to hand an
+ *            instance to another node (migrate, failover): refused for
+ *            pool= disks, as a pool is imported on one host at a time
+ *   detach   releases the device or stand-in and drops this node's open
+ *            (noded runs no close before it); an unreachable place or a
+ *            missing volume is fine
+ *   remove   (noded: attach, detach, remove, retried for 30 s) succeeds
+ *            for a volume that is gone, refuses one open on another node,
+ *            and fails, never reporting "gone", when the SR cannot be
+ *            reached (reached only after a stand-in attach)
  *   grow     resizes, then makes this node's loop device take the size
- *   setinfo  VOL_METADATA becomes the volume's description
+ *   setinfo  VOL_METADATA becomes the volume's description, VOL_CNAME its
+ *            name
  *   snapshot VOL_SNAPSHOT_NAME, a read-only volume of its own
- *   verify   checks the parameters and the place
+ *   verify   checks the parameters and the place (Ganeti never runs it)
  */
 #include <errno.h>
 #include <fcntl.h>
