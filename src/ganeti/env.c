@@ -95,20 +95,6 @@ gnt_allowed_paths_file(void)
   return e && *e ? e : "/etc/ganeti/file-storage-paths";
 }
 
-const char *
-gnt_fstab_file(void)
-{
-  const char *e = getenv("ZFS_LIVE_FSTAB");
-  return e && *e ? e : "/etc/fstab";
-}
-
-const char *
-gnt_mount_units_dir(void)
-{
-  const char *e = getenv("ZFS_LIVE_MOUNT_UNITS");
-  return e && *e ? e : "/etc/systemd/system";
-}
-
 static void
 known_names(char *out, size_t len)
 {

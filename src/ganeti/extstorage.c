@@ -105,7 +105,7 @@ check_mount(const struct gnt_req *r, const char *canon)
 {
   char mp[PATH_MAX];
 
-  if (zl_path_mount_check(canon, gnt_fstab_file(), gnt_mount_units_dir()) == -1)
+  if (zl_path_mount_check(canon, zl_host_fstab(), zl_host_mount_units()) == -1)
     return -1;
   if (!r->mountpoint)
     return 0;

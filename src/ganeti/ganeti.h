@@ -63,11 +63,6 @@ char *gnt_parameters_list(void);
 /* The file naming the directories EXTP_DIR may be in or below:
  * $ZFS_LIVE_FILE_STORAGE_PATHS, else Ganeti's /etc/ganeti/file-storage-paths. */
 const char *gnt_allowed_paths_file(void);
-/* Where the host declares its mounts (a dir must be on the filesystem
- * they say): $ZFS_LIVE_FSTAB, else /etc/fstab; $ZFS_LIVE_MOUNT_UNITS,
- * else /etc/systemd/system (.mount and .automount units). */
-const char *gnt_fstab_file(void);
-const char *gnt_mount_units_dir(void);
 
 /* provider.c: is dir a complete provider directory (every script Ganeti
  * requires, each a regular file with the owner-execute bit, and a readable

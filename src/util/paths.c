@@ -291,3 +291,17 @@ zl_path_mount_check(const char *path, const char *fstab, const char *units_dir)
       path, d.where, d.what);
   return -1;
 }
+
+const char *
+zl_host_fstab(void)
+{
+  const char *e = getenv("ZFS_LIVE_FSTAB");
+  return e && *e ? e : "/etc/fstab";
+}
+
+const char *
+zl_host_mount_units(void)
+{
+  const char *e = getenv("ZFS_LIVE_MOUNT_UNITS");
+  return e && *e ? e : "/etc/systemd/system";
+}

@@ -40,4 +40,9 @@ bool zl_path_is_mountpoint(const char *dir);
  * mounted there when it is not.  Unreadable files declare nothing. */
 int zl_path_mount_check(const char *path, const char *fstab, const char *units_dir);
 
+/* Where this host declares its mounts: $ZFS_LIVE_FSTAB, else /etc/fstab;
+ * $ZFS_LIVE_MOUNT_UNITS, else /etc/systemd/system (tests override them). */
+const char *zl_host_fstab(void);
+const char *zl_host_mount_units(void);
+
 #endif
