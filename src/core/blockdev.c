@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,24 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/loop.h"
+
+/* The records' directory, locked for this host's changes to them (flock on
+ * the directory, released when the fd is closed): the check of a record,
+ * the device it leads to and the record written are one step, so attaches
+ * of one volume running at once agree on one device and none is left
+ * bound and unrecorded. */
+static int
+records_locked(bool create)
+{
+  int dfd = zl_run_subdir("blockdev", create);
+
+  if (dfd >= 0 && flock(dfd, LOCK_EX) == -1) {
+    zl_error(errno, "lock %s/blockdev: %s", zl_run_dir(), strerror(errno));
+    close(dfd);
+    return -1;
+  }
+  return dfd;
+}
 
 static void
 record_name(struct zl_sr *sr, const char *key, char *out, size_t len)
@@ -113,7 +132,7 @@ zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
                   key);
     return -1;
   }
-  if ((dfd = zl_run_subdir("blockdev", true)) == -1)
+  if ((dfd = records_locked(true)) == -1)
     return -1;
   out->loop = true;
   /* the recorded device, checked at every attach: it may have been made
@@ -158,7 +177,7 @@ zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
 int
 zl_vol_blockdev_release(struct zl_sr *sr, const char *key)
 {
-  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  CLEANUP_CLOSE int dfd = records_locked(false);
   char dev[256], file[NAME_MAX + 1];
 
   if (zl_check_key(key) == -1)
@@ -185,7 +204,7 @@ zl_vol_blockdev_release(struct zl_sr *sr, const char *key)
 int
 zl_vol_blockdev_refresh(struct zl_sr *sr, const char *key)
 {
-  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  CLEANUP_CLOSE int dfd = records_locked(false);
   char dev[256];
 
   if (dfd == -1) {
@@ -278,7 +297,7 @@ zl_blockdev_standin(const char *key, const char *why, char *dev, size_t len)
   struct stat st;
   bool direct;
 
-  if (zl_check_key(key) == -1 || (dfd = zl_run_subdir("blockdev", true)) == -1)
+  if (zl_check_key(key) == -1 || (dfd = records_locked(true)) == -1)
     return -1;
   if ((rec = standin_record(dfd, key))) {
     snprintf(dev, len, "%s", zl_meta_str(rec, "dev"));
@@ -324,7 +343,7 @@ zl_blockdev_standin_reason(const char *key)
 int
 zl_blockdev_standin_release(const char *key)
 {
-  CLEANUP_CLOSE int dfd = zl_run_subdir("blockdev", false);
+  CLEANUP_CLOSE int dfd = records_locked(false);
   CLEANUP_JSON json_t *rec = NULL;
   char file[NAME_MAX + 1];
 

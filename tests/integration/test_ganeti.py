@@ -559,6 +559,31 @@ def test_attach_replaces_a_recorded_device_that_does_not_fit(node, place):
     node.ok("remove", **place.env(vol))
 
 
+def test_concurrent_attaches_agree_on_one_device(node, allowed):
+    """Ganeti runs attach from queries too, unlocked: attaches of one volume
+    at once print one device, and no other is left bound to the file.
+    (A race: rounds of 32 at once make it show without the lock.)"""
+    from concurrent.futures import ThreadPoolExecutor
+    env = {"EXTP_DIR": os.path.join(allowed[1], "g"), "VOL_NAME": vol_name(),
+           "VOL_SIZE": "4"}
+    node.ok("create", **env)
+    img = os.path.join(env["EXTP_DIR"], env["VOL_NAME"] + ".img")
+    for _ in range(6):
+        with ThreadPoolExecutor(32) as pool:
+            runs = list(pool.map(lambda _: node.run("attach", **env), range(32)))
+        assert all(r.rc == 0 for r in runs), [r.err for r in runs if r.rc]
+        devs = {r.out for r in runs}
+        bound = subprocess.run(["losetup", "-j", img], capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+        try:
+            assert len(devs) == 1 and len(bound) == 1, (devs, bound)
+        finally:
+            for line in bound[1:]:
+                subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
+        node.ok("detach", **env)
+        assert released(runs[0].out[:-1], env["VOL_NAME"])
+    node.ok("remove", **env)
+
 def test_failover(two_nodes, shared_place):
     """Failover (§1.7): shut down on A, A attach + close, A attach + detach,
     then B attach + open(True) and start.  A dead node's exclusive open
