@@ -153,6 +153,13 @@ why_not(const char *canon, bool exists, char *why, size_t len)
              canon);
     return why;
   }
+  /* a mount point declared but not mounted: an SR in the directory beneath
+   * would be hidden once the filesystem is back */
+  if (zl_path_mount_check(canon, zl_host_fstab(), zl_host_mount_units()) == -1) {
+    snprintf(why, len, "%s", zl_error_msg());
+    zl_error_clear();
+    return why;
+  }
   if (ancestor_sr(canon, other, sizeof other)) {
     snprintf(why, len, "%s is inside the SR at %s (nested SRs are refused)", canon,
              other);

@@ -18,6 +18,7 @@
 #include "util/fsutil.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/uuid.h"
 
 /* <pool>[/<parent>...]: ZFS's component alphabet, no snapshots, no '//'. */
 static bool
@@ -102,6 +103,97 @@ sr_marker(const json_t *o)
   return src && strcmp(src, "local") == 0 ? zfs_obj_value(o, ZFS_SR_PROP) : NULL;
 }
 
+/* The datasets at path and one level below it (zfs get -d 1; snapshots
+ * included where zfs lists them), as zfs_parse_get() gives them.  -1 with
+ * errno ENOENT when path does not exist. */
+static int
+place_children(const char *path, json_t **objs)
+{
+  struct zargv a;
+  struct zl_exec_result r;
+
+  *objs = NULL;
+  za_init(&a, "zfs");
+  za_add(&a, "get");
+  za_add(&a, "-Hp");
+  za_add(&a, "-d");
+  za_add(&a, "1");
+  za_add(&a, "-o");
+  za_add(&a, "name,property,value,source");
+  za_add(&a, ZFS_SR_PROP ",mounted,mountpoint");
+  za_add(&a, path);
+  int rc = zl_exec(a.v, NULL, &r);
+  za_free(&a);
+  if (rc == -1)
+    return -1;
+  *objs = zfs_parse_get(r.out);
+  if (r.status != 0) {
+    zl_error(strstr(r.err, "does not exist") ? ENOENT : EIO, "look for SRs in %s: %s",
+             path, zl_exec_reason(&r));
+    rc = -1;
+  }
+  zl_exec_result_free(&r);
+  if (!*objs) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return rc;
+}
+
+/* The uuid of the SR whose dataset name is, or NULL: an SR of the place
+ * path is a dataset directly in it (<path>/<uuid>) marked there.  SRs
+ * deeper down belong to other places (<path>/<child>/<uuid> is the SR of
+ * the place <path>/<child>), never to this one. */
+static const char *
+direct_sr(const char *path, const char *name, const json_t *o)
+{
+  size_t n = strlen(path);
+
+  if (strncmp(name, path, n) != 0 || name[n] != '/' || strchr(name + n + 1, '/') ||
+      strchr(name, '@'))
+    return NULL;
+  return sr_marker(o);
+}
+
+/* Is path an SR's dataset or inside one?  1 (the SR's dataset into out),
+ * 0 no, -1 error. */
+static int
+inside_sr(const struct zfs_caps *caps, const char *path, char *out, size_t len)
+{
+  char copy[512];
+  const char *targets[34];
+  int nt = 0, found = 0;
+  CLEANUP_JSON json_t *up = NULL;
+
+  snprintf(copy, sizeof copy, "%s", path);
+  targets[nt++] = path;
+  char *anc[33] = {NULL}, *slash;
+  while ((slash = strrchr(copy, '/')) && nt < 33) {
+    *slash = '\0';
+    if (!(anc[nt] = strdup(copy)))
+      break;
+    targets[nt] = anc[nt];
+    nt++;
+  }
+  targets[nt] = NULL;
+  int rc = zget(caps, false, ZFS_SR_PROP, targets, &up, "look for SRs above");
+  for (int i = 1; i < nt; i++)
+    free(anc[i]);
+  if (rc == -1 && errno != ENOENT)
+    return -1;
+  zl_error_clear();
+  const char *name;
+  json_t *o;
+  json_object_foreach(up, name, o)
+  {
+    if (sr_marker(o) && !found) {
+      snprintf(out, len, "%s", name);
+      found = 1;
+    }
+  }
+  return found;
+}
+
 static int
 save_state(int privfd, const struct zfs_sr *z, const char *identity)
 {
@@ -182,76 +274,43 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
     props[n++] = (struct zprop){*t, v};
   }
 
-  /* nested SRs: none at or below path, none above it */
+  /* the place: not inside an SR, no SR directly in it but ours */
   snprintf(ds, sizeof ds, "%s/%s", path, uuid);
+  char above[512];
+  int in = inside_sr(&z.caps, path, above, sizeof above);
+  if (in == -1)
+    return -1;
+  if (in == 1) {
+    zl_error(EINVAL,
+             "cannot create an SR in %s: it is inside the SR %s (nested SRs are "
+             "refused)",
+             path, above);
+    return -1;
+  }
+  if (place_children(path, &objs) == -1) {
+    if (errno != ENOENT)
+      return -1;
+    /* the parent does not exist yet: make it (not mounted) */
+    struct zargv a;
+    zcmd_create_parent(&a, &z.caps, path);
+    int rc = zrun(&a, "create the parent dataset", NULL);
+    za_free(&a);
+    if (rc == -1)
+      return -1;
+  }
+  const char *name;
+  json_t *o;
+  json_object_foreach(objs, name, o)
   {
-    char anc[512];
-    const char *targets[34];
-    int nt = 0;
-    snprintf(anc, sizeof anc, "%s", path);
-    targets[nt++] = path;
-    char *copies = strdup(path), *slash;
-    while (copies && (slash = strrchr(copies, '/')) && nt < 32) {
-      *slash = '\0';
-      targets[nt++] = strdup(copies);
-    }
-    targets[nt] = NULL;
-    json_t *up = NULL;
-    int rc = zget(&z.caps, false, ZFS_SR_PROP, targets, &up, "look for SRs above");
-    for (int i = 1; i < nt; i++)
-      free((char *)targets[i]);
-    free(copies);
-    if (rc == -1 && errno != ENOENT)
-      return -1;
-    const char *name;
-    json_t *o;
-    json_object_foreach(up, name, o)
-    {
-      const char *v = sr_marker(o);
-      if (v) {
-        zl_error(EINVAL,
-                 "cannot create an SR in %s: it is inside the SR %s (nested SRs "
-                 "are refused)",
-                 path, name);
-        json_decref(up);
-        return -1;
-      }
-    }
-    json_decref(up);
-    const char *below[] = {path, NULL};
-    if (zget(&z.caps, true, ZFS_SR_PROP, below, &objs, "look for SRs below") == -1) {
-      if (errno != ENOENT)
-        return -1;
-      /* the parent does not exist yet: make it (not mounted) */
-      struct zargv a;
-      zcmd_create_parent(&a, &z.caps, path);
-      rc = zrun(&a, "create the parent dataset", NULL);
-      za_free(&a);
-      if (rc == -1)
-        return -1;
-    }
-    json_object_foreach(objs, name, o)
-    {
-      const char *v = sr_marker(o);
-      if (!v || strchr(name, '@'))
-        continue;
-      if (strcmp(name, ds) == 0 && strcmp(v, uuid) == 0)
-        continue; /* our own half-made SR: carry on */
-      size_t pl = strlen(path);
-      bool here = strncmp(name, path, pl) == 0 && name[pl] == '/' &&
-                  !strchr(name + pl + 1, '/'); /* an SR of this very place */
-      if (here)
-        zl_error_kind(ZL_ERR_EXISTS, EEXIST,
-                      "cannot create an SR in %s: there is already an SR there (%s, "
-                      "SR %s; one SR per place, nested SRs are refused)",
-                      path, name, v);
-      else
-        zl_error_kind(ZL_ERR_INVALID, EINVAL,
-                      "cannot create an SR in %s: the SR %s is there (nested SRs are "
-                      "refused)",
-                      path, name);
-      return -1;
-    }
+    const char *v = direct_sr(path, name, o);
+    if (!v || (strcmp(name, ds) == 0 && strcmp(v, uuid) == 0))
+      continue; /* not an SR of this place, or our own half-made SR: carry on */
+    zl_error_kind(ZL_ERR_EXISTS, EEXIST,
+                  "cannot create an SR in %s: there is already an SR there (it holds "
+                  "the SR %s already; one SR per parent dataset: give the new one "
+                  "another path, e.g. %s/<name>)",
+                  path, name, path);
+    return -1;
   }
 
   snprintf(mnt, sizeof mnt, ZFS_MOUNT_BASE "/%s", uuid);
@@ -287,45 +346,76 @@ zfs_sr_prepare(const char *uuid, json_t *config, char **sr_key)
 }
 
 /* Find the SR dataset config describes, mount it if needed, return its
- * mountpoint. */
+ * mountpoint.  With sr_uuid (XAPI has it from SR.create on): exactly the
+ * dataset <path>/<sr_uuid>.  Without: the one SR directly in path (SR
+ * creation never makes a second one there); several (put there by hand)
+ * is an error listing them.  Never an SR deeper down: that is another
+ * place's. */
 static int
 zfs_sr_locate(const json_t *config, char **sr_key)
 {
   const char *path, *uuid = json_string_value(json_object_get(config, "sr_uuid"));
-  char pool[256], ds[512];
+  char pool[256], ds[512], several[1024] = "";
   CLEANUP_JSON json_t *objs = NULL;
+  const char *name, *found = NULL;
+  json_t *o, *fo = NULL;
 
   if (config_path(config, &path) == -1)
     return -1;
+  if (uuid && !zl_uuid_valid(uuid)) {
+    zl_error(EINVAL, "device-config:sr_uuid '%s' is not a UUID", uuid);
+    return -1;
+  }
   pool_of(path, pool, sizeof pool);
   if (check_pool(pool) == -1)
     return -1;
   struct zfs_caps c = {.flavour = ZFS_FUSE}; /* the most portable command line */
-  const char *targets[] = {path, NULL};
-  if (zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs,
-           "look for the SR") == -1) {
-    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s: %s", path, zl_error_msg());
-    return -1;
-  }
-  const char *name, *found = NULL;
-  json_t *o, *fo = NULL;
-  json_object_foreach(objs, name, o)
-  {
-    const char *v = sr_marker(o);
-    if (!v || strchr(name, '@') || (uuid && strcmp(v, uuid) != 0))
-      continue;
-    if (found) {
-      zl_error(EINVAL, "several SRs in %s: give device-config:sr_uuid", path);
+  if (uuid) {
+    snprintf(ds, sizeof ds, "%s/%s", path, uuid);
+    const char *targets[] = {ds, NULL};
+    if (zget(&c, false, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs,
+             "look for the SR") == -1) {
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR %s in %s: %s", uuid, path,
+                    zl_error_msg());
       return -1;
     }
-    found = name, fo = o;
+    fo = json_object_get(objs, ds);
+    const char *v = fo ? direct_sr(path, ds, fo) : NULL;
+    if (!v || strcmp(v, uuid) != 0) {
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR %s in %s (%s is not marked as it)", uuid,
+                    path, ds);
+      return -1;
+    }
+    found = ds;
+  } else {
+    if (place_children(path, &objs) == -1) {
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s: %s", path, zl_error_msg());
+      return -1;
+    }
+    json_object_foreach(objs, name, o)
+    {
+      const char *v = direct_sr(path, name, o);
+      if (!v)
+        continue;
+      size_t l = strlen(several);
+      snprintf(several + l, sizeof several - l, "%s%s", l ? ", " : "", name);
+      if (!found)
+        found = name, fo = o;
+      else
+        fo = NULL;
+    }
+    if (found && !fo) {
+      zl_error(EINVAL, "several SRs in %s: %s; give device-config:sr_uuid", path,
+               several);
+      return -1;
+    }
+    if (!found) {
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s", path);
+      return -1;
+    }
   }
-  if (!found) {
-    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR%s%s in %s", uuid ? " " : "",
-                  uuid ? uuid : "", path);
-    return -1;
-  }
-  snprintf(ds, sizeof ds, "%s", found);
+  if (found != ds)
+    snprintf(ds, sizeof ds, "%s", found);
   const char *mnt = zfs_obj_value(fo, "mountpoint");
   if (!mnt || mnt[0] != '/') {
     zl_error(EINVAL, "SR dataset %s has no mountpoint", ds);
@@ -571,20 +661,25 @@ zfs_sr_probe(const json_t *config, json_t *results)
     zl_error_clear();
     return 0;
   }
-  const char *targets[] = {path, NULL};
-  bool exists =
-      zget(&c, true, ZFS_SR_PROP ",mounted,mountpoint", targets, &objs, "probe") == 0;
+  /* the SRs of this place (directly in it), and whether one can be made */
+  char why[600] = "", above[512];
+  if (inside_sr(&c, path, above, sizeof above) == 1)
+    snprintf(why, sizeof why, "%s is inside the SR %s (nested SRs are refused)", path,
+             above);
+  zl_error_clear();
+  bool exists = place_children(path, &objs) == 0;
   zl_error_clear();
   const char *name;
   json_t *o;
-  char why[600] = "";
   json_object_foreach(objs, name, o)
   {
-    const char *v = sr_marker(o);
+    const char *v = direct_sr(path, name, o);
     const char *m = zfs_obj_value(o, "mountpoint");
-    if (!v || strchr(name, '@'))
+    if (!v)
       continue;
-    snprintf(why, sizeof why, "the SR %s is in %s (nested SRs are refused)", name, path);
+    if (!why[0])
+      snprintf(why, sizeof why, "%s holds the SR %s already (one SR per parent dataset)",
+               path, name);
     const char *mounted = zfs_obj_value(o, "mounted");
     if (m && mounted && strcmp(mounted, "yes") == 0)
       json_array_append_new(results, json_pack("{s:s, s:{s:s}}", "sr_key", m,

@@ -266,6 +266,16 @@ bool zl_vol_blockdev_active(struct zl_sr *sr, const char *key);
 /* After a resize: make this host's loop device for key take the new size
  * (nothing to do for zvols or when none is set up). */
 int zl_vol_blockdev_refresh(struct zl_sr *sr, const char *key);
+/* A stand-in block device for key, for when its volume cannot be reached
+ * from this host and nothing is known about it (Ganeti's attach: a failed
+ * attach makes Ganeti drop the disk, see ganeti/extstorage.c): a read-only
+ * loop device of size 0, recorded on this host with why.  Idempotent. */
+int zl_blockdev_standin(const char *key, const char *why, char *dev, size_t len);
+/* The reason recorded with key's stand-in on this host (malloc()ed), or
+ * NULL when it has none. */
+char *zl_blockdev_standin_reason(const char *key);
+/* Release key's stand-in on this host, if any.  Idempotent. */
+int zl_blockdev_standin_release(const char *key);
 /* The path of key's data on this host: its file (mounting a dataset if
  * needed) or its device.  ENOTSUP when its data is neither. */
 int zl_vol_data_path(struct zl_sr *sr, const char *key, char *out, size_t len);

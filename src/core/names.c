@@ -6,8 +6,9 @@
  * and contain only letters, digits and "._+-"; at most ZL_KEY_MAX bytes.
  *
  * Display names and descriptions are data: they are stored and returned
- * byte for byte and never reach a path, a command line or a shell.  Names
- * must be one line (no control characters); descriptions may contain
+ * byte for byte and never reach a path, a command line or a shell.  Both
+ * are valid UTF-8 (what JSON carries).  Names may hold any character (Ganeti
+ * disk names and xapi name labels are any string); descriptions may contain
  * newlines and tabs but no other control characters.
  */
 #include <errno.h>
@@ -64,8 +65,40 @@ zl_check_key(const char *key)
   return 0;
 }
 
+/* The length of the UTF-8 sequence at s (1-4), or 0 if it is not one:
+ * no overlong forms, no surrogates, nothing past U+10FFFF (what JSON, and
+ * so the metadata and both protocols, can carry). */
+static size_t
+utf8_len(const unsigned char *s)
+{
+  if (s[0] < 0x80)
+    return 1;
+  size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+             : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+             : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                            : 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+  }
+  if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) ||
+      (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+      (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+    return 0;
+  return n;
+}
+
+/* Which control characters a text may hold. */
+enum controls {
+  ANY,       /* names, values: a tab, a newline (Ganeti and xapi allow any) */
+  MULTILINE, /* descriptions: newline and tab */
+  NONE,      /* key names */
+};
+
+/* Text is data: valid UTF-8 of at most max bytes, with the control
+ * characters (C0 and DEL) its kind allows. */
 static int
-check_text(const char *s, const char *what, size_t max, bool multiline)
+check_text(const char *s, const char *what, size_t max, enum controls ctl)
 {
   size_t len = strlen(s);
 
@@ -73,11 +106,14 @@ check_text(const char *s, const char *what, size_t max, bool multiline)
     zl_error(EINVAL, "%s is too long (%zu bytes, at most %zu)", what, len, max);
     return -1;
   }
-  for (size_t i = 0; i < len; i++) {
+  for (size_t i = 0, n; i < len; i += n) {
     unsigned char c = (unsigned char)s[i];
-    if (multiline && (c == '\n' || c == '\t'))
-      continue;
-    if (c < 0x20 || c == 0x7f) {
+    if (!(n = utf8_len((const unsigned char *)s + i))) {
+      zl_error(EINVAL, "%s is not valid UTF-8 (byte 0x%02x at %zu)", what, c, i);
+      return -1;
+    }
+    if ((c < 0x20 || c == 0x7f) &&
+        (ctl == NONE || (ctl == MULTILINE && c != '\n' && c != '\t'))) {
       zl_error(EINVAL, "%s contains a control character (0x%02x at byte %zu)", what, c,
                i);
       return -1;
@@ -89,13 +125,13 @@ check_text(const char *s, const char *what, size_t max, bool multiline)
 int
 zl_check_name(const char *name, const char *what)
 {
-  return check_text(name, what, ZL_NAME_MAX, false);
+  return check_text(name, what, ZL_NAME_MAX, ANY);
 }
 
 int
 zl_check_description(const char *d, const char *what)
 {
-  return check_text(d, what, ZL_DESC_MAX, true);
+  return check_text(d, what, ZL_DESC_MAX, MULTILINE);
 }
 
 /* The keys XAPI's storage daemon sets itself (reference smapiv3.md §1.11). */
@@ -115,7 +151,7 @@ zl_check_keys_entry(const char *k, const char *v)
     zl_error(EINVAL, "key name is empty");
     return -1;
   }
-  if (check_text(k, "key name", ZL_K_MAX, false) == -1)
+  if (check_text(k, "key name", ZL_K_MAX, NONE) == -1)
     return -1;
   for (const char *const *r = reserved_keys; *r && !known; r++)
     known = strcmp(k, *r) == 0;
@@ -135,6 +171,8 @@ zl_check_keys_entry(const char *k, const char *v)
     zl_error(EINVAL, "value of '%s' is too long (at most %d bytes)", k, ZL_V_MAX);
     return -1;
   }
+  if (check_text(v, "value", ZL_V_MAX, ANY) == -1)
+    return -1;
   if (strcmp(k, "is_a_snapshot") == 0 && strcmp(v, "true") != 0 &&
       strcmp(v, "false") != 0) {
     zl_error(EINVAL, "is_a_snapshot must be \"true\" or \"false\", not '%s'", v);

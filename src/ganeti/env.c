@@ -40,6 +40,10 @@ static const struct param {
      "be allowed in /etc/ganeti/file-storage-paths)"},
     {"POOL", P_ZFS, NULL, NULL,
      "ZFS SR: <pool>[/<dataset>] under which the SR lives (made on first create)"},
+    {"MOUNTPOINT", P_FILE, NULL, NULL,
+     "file SR: yes (the dir is a mount point) or the mount point the dir must be on; "
+     "nothing is made or used while it is not mounted (without it, /etc/fstab and "
+     "systemd mount units decide)"},
     {"PROVISIONING", P_BOTH, (const char *const[]){"thin", "thick", NULL}, NULL,
      "thin (sparse, the default) or thick (space reserved)"},
     {"LAYOUT", P_ZFS, (const char *const[]){"zvol", "dataset", NULL}, NULL,
@@ -191,6 +195,8 @@ take_param(struct gnt_req *r, const char *name, const char *value)
     r->dir = value;
   else if (strcmp(name, "POOL") == 0)
     r->pool = value;
+  else if (strcmp(name, "MOUNTPOINT") == 0)
+    r->mountpoint = value;
   else if (strcmp(name, "PROVISIONING") == 0)
     r->provisioning = value;
   else if (strcmp(name, "LAYOUT") == 0)
@@ -270,6 +276,15 @@ gnt_parse(enum gnt_action action, char *const *envp, struct gnt_req *r)
   }
   if (r->dir && r->dir[0] != '/') {
     zl_error(EINVAL, "EXTP_DIR='%s' is not an absolute path", r->dir);
+    return -1;
+  }
+  if (r->mountpoint && !r->dir) {
+    zl_error(EINVAL, "EXTP_MOUNTPOINT applies to file SRs (EXTP_DIR), not to EXTP_POOL");
+    return -1;
+  }
+  if (r->mountpoint && strcmp(r->mountpoint, "yes") != 0 && r->mountpoint[0] != '/') {
+    zl_error(EINVAL, "EXTP_MOUNTPOINT='%s' is neither yes nor an absolute path",
+             r->mountpoint);
     return -1;
   }
   if (r->pool && (r->pool[0] == '/' || strchr(r->pool, '@'))) {

@@ -2,29 +2,49 @@
  * each translating the request (env.c) into core calls, and the one place
  * where errors become Ganeti's protocol (a line on stderr, exit status 1).
  *
- * Where a disk lives:
+ * Where a disk lives (its "place"):
  *   EXTP_DIR=<dir>    the file SR at <dir> (the canonical path).  <dir>
- *                     must be allowed (gnt_allowed_paths_file()).
- *   EXTP_POOL=<p>     the ZFS SR at or below the dataset <p>.
+ *                     must be allowed (gnt_allowed_paths_file()) and on
+ *                     the filesystem the host declares for it (fstab,
+ *                     mount units; EXTP_MOUNTPOINT): check_mount().
+ *   EXTP_POOL=<p>     the ZFS SR directly in the dataset <p> (<p>/<uuid>);
+ *                     SRs deeper down are other places' (<p>/x is one).
  * The SR is made by the first create that finds none there (under a
- * host-local lock); every other action requires it.  VOL_NAME is the
- * volume key, so a disk made by Ganeti is an ordinary volume of its SR.
+ * host-local lock); every other action requires it.  A place this node
+ * cannot reach (not mounted, not allowed here, pool not imported, several
+ * SRs put there by hand) is "unreachable": nothing is known about its
+ * volumes.  VOL_NAME is the volume key, so a disk made by Ganeti is an
+ * ordinary volume of its SR; VOL_CNAME, any string, is its name.
  *
- * Semantics (reference §1.5, §1.8):
- *   attach   prints the block device (zvol, or a loop device reused while
- *            it serves the file); a missing volume is an error, so Ganeti
- *            treats it as gone
- *   detach   closes (drops this node's open) and releases the loop device;
- *            a missing volume or SR is fine
+ * What noded does with the answers (lib/storage/extstorage.py,
+ * lib/backend.py, lib/cmdlib/instance_migration.py; reference §1.7):
+ * every action on a disk starts with attach, and BlockdevRemove treats a
+ * failed attach as "already gone" -- remove is then never run and the
+ * disk is dropped.  Hence:
+ *   attach   prints the block device (zvol, or a loop device reused only
+ *            while it fits the volume: file, size, read-only).  Exits
+ *            non-zero only when the SR was reached and has no such volume.
+ *            Otherwise (unreachable, no device possible) it prints a
+ *            stand-in -- a read-only loop device of size 0 -- and the
+ *            reason on stderr, so Ganeti keeps the disk
  *   open     VOL_OPEN_EXCLUSIVE=True|False: a per-node open kept with the
- *            volume (core/claims.c); close drops it
- *   remove   succeeds for a volume that is gone, refuses one open on
- *            another node, and fails (never "gone") when the SR cannot
- *            be reached
+ *            volume (core/claims.c); refused while this node's attach
+ *            gave a stand-in, so no instance starts on one
+ *   close    drops this node's open.  Ganeti closes only to hand an
+ *            instance to another node (migrate, failover): refused for
+ *            pool= disks, as a pool is imported on one host at a time
+ *   detach   releases the device or stand-in and drops this node's open
+ *            (noded runs no close before it); an unreachable place or a
+ *            missing volume is fine
+ *   remove   (noded: attach, detach, remove, retried for 30 s) succeeds
+ *            for a volume that is gone, refuses one open on another node,
+ *            and fails, never reporting "gone", when the SR cannot be
+ *            reached (reached only after a stand-in attach)
  *   grow     resizes, then makes this node's loop device take the size
- *   setinfo  VOL_METADATA becomes the volume's description
+ *   setinfo  VOL_METADATA becomes the volume's description, VOL_CNAME its
+ *            name
  *   snapshot VOL_SNAPSHOT_NAME, a read-only volume of its own
- *   verify   checks the parameters and the place
+ *   verify   checks the parameters and the place (Ganeti never runs it)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +58,7 @@
 
 #include "core/core.h"
 #include "ganeti/ganeti.h"
+#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -74,7 +95,43 @@ sr_config(const struct gnt_req *r, const char *canon, bool for_create)
   return c;
 }
 
-/* The SR's place, checked: for a file SR the canonical, allowed path. */
+/* Is the file SR's place (canonical) on the filesystem it should be on?
+ * What the host declares (fstab, systemd mount units: the deepest mount
+ * point declared at or above it must be mounted) and, where the operator
+ * gave EXTP_MOUNTPOINT, that mount point too.  Otherwise the place is
+ * unreachable (kind NO_SR): a share that is not mounted shows the empty
+ * directory beneath it, where an SR must never be made or used. */
+static int
+check_mount(const struct gnt_req *r, const char *canon)
+{
+  char mp[PATH_MAX];
+
+  if (zl_path_mount_check(canon, zl_host_fstab(), zl_host_mount_units()) == -1)
+    return -1;
+  if (!r->mountpoint)
+    return 0;
+  if (strcmp(r->mountpoint, "yes") == 0)
+    snprintf(mp, sizeof mp, "%s", canon);
+  else if (zl_path_canonical(r->mountpoint, mp, sizeof mp) == -1)
+    return -1;
+  if (!zl_path_within(canon, mp)) {
+    zl_error(EINVAL, "EXTP_MOUNTPOINT=%s: %s is not on it (not at or below it)",
+             r->mountpoint, canon);
+    return -1;
+  }
+  if (!zl_path_is_mountpoint(mp)) {
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT,
+                  "%s should be on the filesystem mounted at %s (EXTP_MOUNTPOINT), which "
+                  "is not mounted: mount it; nothing is made or used on the filesystem "
+                  "beneath",
+                  canon, mp);
+    return -1;
+  }
+  return 0;
+}
+
+/* The SR's place, checked: for a file SR the canonical, allowed path, on
+ * the filesystem it should be on. */
 static int
 place(const struct gnt_req *r, char *canon, size_t len)
 {
@@ -86,7 +143,8 @@ place(const struct gnt_req *r, char *canon, size_t len)
     zl_error_prefix("EXTP_DIR: ");
     return -1;
   }
-  if (zl_path_allowed(canon, gnt_allowed_paths_file()) == -1) {
+  if (zl_path_allowed(canon, gnt_allowed_paths_file()) == -1 ||
+      check_mount(r, canon) == -1) {
     zl_error_prefix("EXTP_DIR: ");
     return -1;
   }
@@ -131,7 +189,7 @@ make_sr(const struct gnt_req *r, const char *canon)
 
   if (run == -1)
     return NULL;
-  lock = openat(run, "first-use.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  lock = zl_file_beneath(run, "first-use.lock", O_RDWR | O_CREAT, 0600);
   if (lock == -1 || flock(lock, LOCK_EX) == -1) {
     zl_error(errno, "first-use lock: %s", strerror(errno));
     return NULL;
@@ -177,6 +235,24 @@ open_sr(const struct gnt_req *r, bool create)
   return key ? zl_sr_open(sr_type(r), key) : NULL;
 }
 
+/* The volume's name: VOL_CNAME byte for byte (Ganeti allows any disk name:
+ * NonEmptyString in its opcodes; names are data), else VOL_NAME.  One the
+ * metadata cannot hold -- not UTF-8 (only Python's surrogateescape makes
+ * that), or longer than a name may be -- is reported and VOL_NAME used: a
+ * disk is never refused over its label. */
+static const char *
+volume_name(const struct gnt_req *r)
+{
+  if (!r->cname)
+    return r->vol_name;
+  if (zl_check_name(r->cname, "VOL_CNAME") == 0)
+    return r->cname;
+  zl_warn("%s: %s; the volume is named %s instead", r->vol_name, zl_error_msg(),
+          r->vol_name);
+  zl_error_clear();
+  return r->vol_name;
+}
+
 static int
 do_create(const struct gnt_req *r)
 {
@@ -184,7 +260,7 @@ do_create(const struct gnt_req *r)
   struct zl_volume v;
   struct zl_create_args a = {
       .key = r->vol_name,
-      .name = r->cname ? r->cname : r->vol_name,
+      .name = volume_name(r),
       .description = "",
       .size = r->size,
       .provisioning = !r->provisioning                   ? ZL_PROV_DEFAULT
@@ -216,18 +292,54 @@ do_create(const struct gnt_req *r)
   return 0;
 }
 
+/* Ganeti treats a failed attach as "the volume is gone": BlockdevRemove
+ * (lib/backend.py) builds the device with _RecursiveFindBD, which runs
+ * attach; a non-zero exit or a line that is not a block device makes it
+ * return no device, and the removal counts as done without running the
+ * remove script.  So attach fails only when the volume is known not to
+ * exist (its SR was reached and has no such volume).  When that cannot be
+ * known -- the SR cannot be reached from this node (share not mounted,
+ * pool not imported, place not allowed here, several SRs) or the volume's
+ * device cannot be made -- attach prints a stand-in (a read-only loop
+ * device of size 0) and says why on stderr: Ganeti keeps the disk, and
+ * open (which follows every assembly), remove, grow, snapshot and setinfo
+ * then fail with the reason, so nothing runs on the stand-in and nothing
+ * is dropped while its data may exist. */
 static int
 do_attach(const struct gnt_req *r)
 {
   struct zl_sr *sr = open_sr(r, false);
   struct zl_blockdev b;
+  int rc = -1;
 
-  if (!sr)
-    return -1;
-  int rc = zl_vol_blockdev(sr, r->vol_name, &b);
-  zl_sr_close(sr);
-  if (rc == -1)
-    return -1;
+  if (sr) {
+    rc = zl_vol_blockdev(sr, r->vol_name, &b);
+    if (rc == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME) {
+      struct zl_error_saved gone;
+      zl_error_save(&gone);
+      zl_sr_close(sr);
+      zl_blockdev_standin_release(r->vol_name);
+      zl_error_restore(&gone);
+      return -1; /* gone: Ganeti may forget it */
+    }
+    zl_sr_close(sr);
+  }
+  if (rc == 0) {
+    if (zl_blockdev_standin_release(r->vol_name) == -1) {
+      zl_warn("%s: %s", r->vol_name, zl_error_msg());
+      zl_error_clear();
+    }
+  } else {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", zl_error_msg());
+    fprintf(stderr,
+            "zfs-live attach %s: %s; printing a stand-in device (size 0, read-only) so "
+            "that Ganeti keeps the disk: open, remove and the rest refuse until this is "
+            "fixed\n",
+            r->vol_name, why);
+    if (zl_blockdev_standin(r->vol_name, why, b.path, sizeof b.path) == -1)
+      return -1;
+  }
   /* line 1: the block device; no userspace URIs */
   if (printf("%s\n", b.path) < 0 || fflush(stdout) != 0) {
     zl_error(errno, "stdout: %s", strerror(errno));
@@ -239,11 +351,11 @@ do_attach(const struct gnt_req *r)
 static int
 do_detach(const struct gnt_req *r)
 {
+  if (zl_blockdev_standin_release(r->vol_name) == -1)
+    return -1;
   struct zl_sr *sr = open_sr(r, false);
-
   if (!sr) {
-    if (zl_error_get_kind() != ZL_ERR_NO_SR)
-      return -1;
+    /* what this node cannot reach it cannot have mapped through the SR */
     zl_info("%s: nothing to detach (%s)", r->vol_name, zl_error_msg());
     zl_error_clear();
     return 0;
@@ -318,7 +430,11 @@ do_setinfo(const struct gnt_req *r)
   struct zl_sr *sr = open_sr(r, false);
   if (!sr)
     return -1;
+  /* Ganeti runs setinfo after create and after an instance rename; the
+   * disk's name (VOL_CNAME) may have changed since too */
   int rc = zl_vol_set_description(sr, r->vol_name, r->metadata);
+  if (rc == 0 && r->cname)
+    rc = zl_vol_set_name(sr, r->vol_name, volume_name(r));
   zl_sr_close(sr);
   return rc;
 }
@@ -341,6 +457,14 @@ do_snapshot(const struct gnt_req *r)
 static int
 do_open(const struct gnt_req *r)
 {
+  CLEANUP_FREE char *standin = zl_blockdev_standin_reason(r->vol_name);
+  if (standin) {
+    zl_error(EIO,
+             "volume %s is not mapped on this node: its attach could only print "
+             "a stand-in (%s)",
+             r->vol_name, standin);
+    return -1;
+  }
   struct zl_sr *sr = open_sr(r, false);
   if (!sr)
     return -1;
@@ -349,9 +473,27 @@ do_open(const struct gnt_req *r)
   return rc;
 }
 
+/* Ganeti runs close only to hand an instance to another node
+ * (lib/cmdlib/instance_migration.py: first on the target of a migration,
+ * on the source of a failover, before the configuration names the new
+ * primary).  A pool is imported on one host at a time, so a pool= disk
+ * can never be opened on two nodes (migration) nor reached from the node
+ * a failover would move the instance to: refused, so the handover stops
+ * before anything moves. */
 static int
 do_close(const struct gnt_req *r)
 {
+  if (r->pool) {
+    zl_error_kind(
+        ZL_ERR_UNSUPPORTED, ENOTSUP,
+        "%s is on a ZFS pool (EXTP_POOL=%s), which is imported on one host at "
+        "a time: its instance cannot migrate or fail over (Ganeti closes a disk "
+        "only to hand it to another node).  To move it: stop the instance, "
+        "zpool export on this node, zpool import on the new one, then "
+        "gnt-instance modify --new-primary",
+        r->vol_name, r->pool);
+    return -1;
+  }
   struct zl_sr *sr = open_sr(r, false);
   if (!sr)
     return -1;

@@ -43,8 +43,9 @@ struct gnt_req {
   int64_t new_size;      /* VOL_NEW_SIZE in bytes, -1 if not given */
   int exclusive;         /* VOL_OPEN_EXCLUSIVE: 1, 0, -1 not given */
   /* EXTP_* */
-  const char *dir;  /* file SR directory */
-  const char *pool; /* ZFS SR place: <pool>[/<dataset>] */
+  const char *dir;        /* file SR directory */
+  const char *pool;       /* ZFS SR place: <pool>[/<dataset>] */
+  const char *mountpoint; /* file SR: "yes" or the mount point dir must be on */
   const char *provisioning, *layout, *volblocksize;
   const char *tune[GNT_MAX_TUNE][2]; /* ZFS per-volume tunables: prop, value */
   int ntune;

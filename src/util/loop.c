@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -62,6 +64,39 @@ zl_loop_serves(const char *dev, dev_t file_dev, ino_t file_ino)
   return r == 0 && info.lo_device == file_dev && info.lo_inode == file_ino;
 }
 
+/* The loop device's size in bytes and status, from an open fd of it. */
+static int
+loop_state(int lfd, uint64_t *size, struct loop_info64 *info)
+{
+  return ioctl(lfd, LOOP_GET_STATUS64, info) == -1 || ioctl(lfd, BLKGETSIZE64, size) == -1
+             ? -1
+             : 0;
+}
+
+int
+zl_loop_fits(const char *dev, const struct stat *st, bool readonly)
+{
+  struct loop_info64 info;
+  uint64_t size, want = (uint64_t)st->st_size & ~(uint64_t)511;
+
+  if (strncmp(dev, "/dev/loop", 9) != 0)
+    return 0;
+  int lfd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (lfd == -1)
+    return 0;
+  int ok = loop_state(lfd, &size, &info) == 0 && info.lo_device == st->st_dev &&
+           info.lo_inode == st->st_ino && info.lo_offset == 0 && info.lo_sizelimit == 0 &&
+           !(info.lo_flags & LO_FLAGS_READ_ONLY) == !readonly;
+  if (ok && size != want) {
+    zl_info("%s: %llu bytes, its file %llu: taking the file's size", dev,
+            (unsigned long long)size, (unsigned long long)want);
+    ok = ioctl(lfd, LOOP_SET_CAPACITY, 0) == 0 && loop_state(lfd, &size, &info) == 0 &&
+         size == want;
+  }
+  close(lfd);
+  return ok;
+}
+
 int
 zl_loop_refresh(const char *dev)
 {
@@ -94,7 +129,11 @@ zl_loop_direct(const char *dev)
 int
 zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
 {
-  if (zl_loop_find(fd, dev, devlen) == 0) {
+  struct stat st;
+
+  /* a device of the file reused only as it must be now (size, read-only) */
+  if (fstat(fd, &st) == 0 && zl_loop_find(fd, dev, devlen) == 0 &&
+      zl_loop_fits(dev, &st, readonly) == 1) {
     *direct = zl_loop_direct(dev);
     return 0;
   }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* A loop device backed by the file open on fd: an existing one for the
@@ -19,6 +20,14 @@ int zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
 
 /* Is dev a loop device backed by the file (st_dev, st_ino)? */
 bool zl_loop_serves(const char *dev, dev_t file_dev, ino_t file_ino);
+
+/* Does dev serve the file st describes as asked: bound to that file,
+ * read-only exactly when readonly, and of the file's size?  A device that
+ * differs only in size is made to take the file's size first
+ * (LOOP_SET_CAPACITY: the file was resized since, maybe on another host).
+ * 1 it does (reuse it), 0 it does not (set up another), never -1: what
+ * cannot be checked does not fit. */
+int zl_loop_fits(const char *dev, const struct stat *st, bool readonly);
 /* Make dev take the new size of its file (after a resize). */
 int zl_loop_refresh(const char *dev);
 /* Is direct I/O on for loop device dev? */

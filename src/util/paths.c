@@ -1,4 +1,5 @@
 /* paths.c: see paths.h. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -154,4 +155,153 @@ zl_path_allowed(const char *path, const char *allowed_file)
                       : "%s is not allowed: %s names no valid directory",
                 path, allowed_file);
   return -1;
+}
+
+/* One field of fstab or mountinfo, its octal escapes (\040 for a space)
+ * decoded in place. */
+static void
+unescape(char *f)
+{
+  char *w = f;
+  for (const char *r = f; *r; r++) {
+    if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+        r[3] >= '0' && r[3] <= '7') {
+      *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+      r += 3;
+    } else {
+      *w++ = *r;
+    }
+  }
+  *w = '\0';
+}
+
+bool
+zl_path_is_mountpoint(const char *dir)
+{
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  CLEANUP_FREE char *line = NULL;
+  size_t cap = 0;
+  bool found = false;
+
+  if (!f)
+    return false;
+  /* id parent major:minor root mountpoint ... */
+  while (!found && getline(&line, &cap, f) > 0) {
+    char *fs = NULL, *field = strtok_r(line, " \n", &fs);
+    for (int i = 1; field && i < 5; i++)
+      field = strtok_r(NULL, " \n", &fs);
+    if (field) {
+      unescape(field);
+      found = strcmp(field, dir) == 0;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* The deepest declared mount point at or above path so far. */
+struct declared {
+  char where[PATH_MAX];
+  char what[PATH_MAX + 64];
+};
+
+static void
+consider(struct declared *d, const char *path, const char *where, const char *what)
+{
+  char canon[PATH_MAX];
+
+  if (where[0] != '/' || zl_path_canonical(where, canon, sizeof canon) == -1) {
+    zl_error_clear();
+    return;
+  }
+  if (strcmp(canon, "/") == 0 || !zl_path_within(path, canon) ||
+      strlen(canon) <= strlen(d->where))
+    return;
+  snprintf(d->where, sizeof d->where, "%s", canon);
+  snprintf(d->what, sizeof d->what, "%s", what);
+}
+
+static void
+from_fstab(struct declared *d, const char *path, const char *fstab)
+{
+  CLEANUP_FREE char *buf = NULL;
+
+  if (!fstab || zl_read_file_at(AT_FDCWD, fstab, 1 << 20, &buf, NULL) == -1) {
+    zl_error_clear();
+    return;
+  }
+  for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    char *fs = NULL, *spec = strtok_r(line, " \t", &fs);
+    char *file = spec ? strtok_r(NULL, " \t", &fs) : NULL;
+    char *type = file ? strtok_r(NULL, " \t", &fs) : NULL;
+    if (!file || spec[0] == '#')
+      continue;
+    unescape(spec);
+    unescape(file);
+    char what[PATH_MAX + 64];
+    snprintf(what, sizeof what, "%.2048s, %s, in %s", spec, type ? type : "?", fstab);
+    consider(d, path, file, what);
+  }
+}
+
+static void
+from_units(struct declared *d, const char *path, const char *units_dir)
+{
+  CLEANUP_DIR DIR *dir = units_dir ? opendir(units_dir) : NULL;
+  struct dirent *de;
+
+  while (dir && (de = readdir(dir))) {
+    size_t n = strlen(de->d_name);
+    bool mount = n > 6 && strcmp(de->d_name + n - 6, ".mount") == 0;
+    bool automount = n > 10 && strcmp(de->d_name + n - 10, ".automount") == 0;
+    CLEANUP_FREE char *buf = NULL;
+    if (!(mount || automount) ||
+        zl_read_file_at(dirfd(dir), de->d_name, 1 << 16, &buf, NULL) == -1) {
+      zl_error_clear();
+      continue;
+    }
+    for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+      line += strspn(line, " \t");
+      if (strncmp(line, "Where=", 6) != 0)
+        continue;
+      char *w = line + 6;
+      w[strcspn(w, " \t\r")] = '\0';
+      char what[PATH_MAX + 64];
+      snprintf(what, sizeof what, "the unit %s/%s", units_dir, de->d_name);
+      consider(d, path, w, what);
+    }
+  }
+}
+
+int
+zl_path_mount_check(const char *path, const char *fstab, const char *units_dir)
+{
+  struct declared d = {"", ""};
+
+  from_fstab(&d, path, fstab);
+  from_units(&d, path, units_dir);
+  if (!d.where[0] || zl_path_is_mountpoint(d.where))
+    return 0;
+  zl_error_kind(
+      ZL_ERR_NO_SR, ENOENT,
+      "%s should be on the filesystem mounted at %s (%s), which is not mounted: "
+      "mount it; nothing is made or used on the filesystem beneath",
+      path, d.where, d.what);
+  return -1;
+}
+
+const char *
+zl_host_fstab(void)
+{
+  const char *e = getenv("ZFS_LIVE_FSTAB");
+  return e && *e ? e : "/etc/fstab";
+}
+
+const char *
+zl_host_mount_units(void)
+{
+  const char *e = getenv("ZFS_LIVE_MOUNT_UNITS");
+  return e && *e ? e : "/etc/systemd/system";
 }

@@ -28,4 +28,21 @@ int zl_path_allowed(const char *path, const char *allowed_file);
  * not be "." or "..").  -1 with an error when path is not absolute. */
 int zl_path_canonical(const char *path, char *out, size_t len);
 
+/* Is dir (canonical) a mount point on this host (/proc/self/mountinfo)? */
+bool zl_path_is_mountpoint(const char *dir);
+
+/* Is path (canonical) on the filesystem this host's mount configuration
+ * says it is on?  The deepest mount point declared for path or one of its
+ * ancestors -- a mount point of fstab (one of /etc/fstab's form), or the
+ * Where= of a .mount or .automount unit in units_dir -- must be mounted
+ * now.  0 when it is (or nothing is declared: the root filesystem);
+ * -1 (kind NO_SR, ENOENT) naming the mount point and what should be
+ * mounted there when it is not.  Unreadable files declare nothing. */
+int zl_path_mount_check(const char *path, const char *fstab, const char *units_dir);
+
+/* Where this host declares its mounts: $ZFS_LIVE_FSTAB, else /etc/fstab;
+ * $ZFS_LIVE_MOUNT_UNITS, else /etc/systemd/system (tests override them). */
+const char *zl_host_fstab(void);
+const char *zl_host_mount_units(void);
+
 #endif

@@ -392,8 +392,16 @@ def zfs_pool(tmp_path_factory):
 
 
 def zfs_pool_cleanup():
-    if ZFS_POOL:
-        zfs_cmd("zpool", "destroy", "-f", ZFS_POOL["name"], check=False)
+    """Destroy the session's pool.  zfs-fuse answers "busy" for a moment
+    after use: wait for the destroy to go through (bounded), so no pool
+    outlives the session."""
+    if not ZFS_POOL:
+        return
+    import time
+    for _ in range(100):
+        if zfs_cmd("zpool", "destroy", "-f", ZFS_POOL["name"], check=False).returncode == 0:
+            return
+        time.sleep(0.1)
 
 
 def stop_nbd_server():

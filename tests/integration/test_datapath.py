@@ -81,6 +81,43 @@ def test_attach_gives_a_real_block_device_holding_the_data(file_sr, datapath):
     assert out.returncode != 0
 
 
+def losetup(*args):
+    return subprocess.run(["losetup", "--find", "--show", *args], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def blk_size(dev):
+    with open(f"/sys/block/{os.path.basename(dev)}/size") as f:
+        return int(f.read()) * 512
+
+
+def test_attach_reuses_a_loop_device_only_as_the_volume_is_now(file_sr, datapath):
+    """A loop device of the volume's file found on the host is reused only
+    if it is right for the volume now: never a read-only one for a writable
+    volume, and one made before a resize takes the new size first."""
+    v = file_sr.create(size=8 << 20)
+    img = file_sr.img(v["key"])
+    ro = losetup("--read-only", img)
+    planted = [ro]
+    try:
+        a = Attached(file_sr, v, datapath)
+        assert a.blockdev != ro
+        with open(f"/sys/block/{os.path.basename(a.blockdev)}/ro") as f:
+            assert f.read().strip() == "0"
+        a.detach()
+        # a writable device made before a resize: it takes the new size
+        old = losetup(img)
+        planted.append(old)
+        file_sr.call("Volume.resize", key=v["key"], new_size=24 << 20)
+        assert blk_size(old) == 8 << 20
+        a = Attached(file_sr, v, datapath)
+        assert blk_size(a.blockdev) == 24 << 20
+        a.detach()
+    finally:
+        for d in planted:
+            subprocess.run(["losetup", "-d", d], capture_output=True)
+
+
 def test_attach_starts_the_server_detached(file_sr, datapath):
     """No server running: attach starts one that does not hold the caller's
     stdout/stderr (xapi-storage-script waits for EOF on both)."""

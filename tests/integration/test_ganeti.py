@@ -9,6 +9,7 @@ of reference/ganeti-extstorage.md §1.7, for a file directory and a ZFS pool
 Two nodes sharing the storage are two network namespaces, each with its own
 node name (ZFS_LIVE_NODE: namespaces share the host name) and its own
 runtime directory (a real node has its own /run)."""
+import ctypes
 import fcntl
 import json
 import mmap
@@ -41,8 +42,10 @@ class Run:
 class Node:
     """One Ganeti node: runs the provider's scripts as noded does."""
 
-    def __init__(self, name, tmp, netns=None, allowed=None, provider=PROVIDER):
+    def __init__(self, name, tmp, netns=None, allowed=None, provider=PROVIDER,
+                 preexec=None):
         self.name, self.netns, self.provider = name, netns, provider
+        self.preexec = preexec  # e.g. without_mount(): this node's mounts
         self.run_dir = os.path.join(RUN_DIR, f"node-{name}-{uuid.uuid4().hex[:6]}")
         self.allowed = allowed
 
@@ -51,6 +54,8 @@ class Node:
         attach keeps in the node's run directory)."""
         recs = os.path.join(self.run_dir, "blockdev")
         for name in os.listdir(recs) if os.path.isdir(recs) else []:
+            if not name.endswith(".json"):
+                continue
             with open(os.path.join(recs, name)) as f:
                 dev = json.load(f)["dev"]
             if loop_backing(dev) is not None:
@@ -73,7 +78,7 @@ class Node:
         argv = [script] if not self.netns else [
             "nsenter", f"--net=/run/netns/{self.netns}", script]
         proc = subprocess.run(argv, cwd=self.provider, input=b"", capture_output=True,
-                              env=self.env(env), timeout=120)
+                              env=self.env(env), timeout=120, preexec_fn=self.preexec)
         res = Run(proc, action)
         sanitizer_clean(res.err)
         return res
@@ -218,6 +223,14 @@ def place(request, tmp_path, tmp_path_factory, allowed, installed):
 
 
 @pytest.fixture
+def shared_place(allowed, tmp_path, installed):
+    """A place two nodes share: a directory on shared storage (dir=).  A pool
+    is imported on one host at a time, so pool= disks never move between
+    nodes (test_pool_disks_do_not_move)."""
+    return Place("file", {"EXTP_DIR": os.path.join(allowed[1], "ganeti")}, tmp_path)
+
+
+@pytest.fixture
 def node(allowed, tmp_path):
     n = Node("node-a", tmp_path, allowed=allowed[0])
     yield n
@@ -262,6 +275,31 @@ def create_instance(node, place, vol, size_mib=16, data=b"", **params):
     if data:
         write_dev(dev, data, offset=MiB)
     return dev
+
+
+def blockdev_remove(node, **env):
+    """noded's BlockdevRemove (lib/backend.py) for one ext disk, as its code
+    decides: _RecursiveFindBD runs attach; a non-zero exit, or a first line
+    that is not a block device, means "already gone" (the disk is dropped,
+    remove never runs); otherwise ExtStorageDevice.Remove runs detach, then
+    remove.  "gone", "removed", or "failed" (Ganeti keeps the disk)."""
+    res = node.run("attach", **env)
+    dev = res.out.split("\n")[0]
+    try:
+        if res.rc != 0 or not stat.S_ISBLK(os.stat(dev).st_mode):
+            return "gone"
+    except OSError:
+        return "gone"
+    if node.run("detach", **env).rc != 0:
+        return "failed"
+    return "removed" if node.run("remove", **env).rc == 0 else "failed"
+
+
+def check_standin(dev):
+    """A stand-in: a block device of size 0, read-only."""
+    assert dev_size(dev) == 0
+    with open(f"/sys/block/{os.path.basename(dev)}/ro") as f:
+        assert f.read().strip() == "1"
 
 
 # --- installation -------------------------------------------------------------
@@ -372,9 +410,10 @@ def test_export_of_running_instance(node, place):
     node.ok("remove", **place.env(vol))
 
 
-def test_live_migration(two_nodes, place):
+def test_live_migration(two_nodes, shared_place):
     """A -> B (§1.7 live migration): close B, open shared on A and B, the
     hypervisor moves, close A, open exclusive B, detach A."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     data = os.urandom(64 << 10)
@@ -415,9 +454,10 @@ def test_live_migration(two_nodes, place):
     b.ok("remove", **place.env(vol))
 
 
-def test_live_migration_failure(two_nodes, place):
+def test_live_migration_failure(two_nodes, shared_place):
     """Failure after both opened shared (_RevertDiskStatus): B close, B
     attach + detach, A open(True); the instance keeps running on A."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     adev = create_instance(a, place, vol, data=b"x" * 4096)
@@ -441,10 +481,114 @@ def test_live_migration_failure(two_nodes, place):
     a.ok("remove", **place.env(vol))
 
 
-def test_failover(two_nodes, place):
+def test_attach_after_grow_on_another_node(two_nodes, shared_place):
+    """migrate --cleanup leaves A's device in place; grow-disk runs on B;
+    migrating back, A's attach must give a device of the new size (the
+    instance would read nothing past the old end), the data B wrote there
+    readable through it."""
+    place = shared_place
+    a, b = two_nodes
+    vol = vol_name()
+    adev = create_instance(a, place, vol, size_mib=16)
+    # the instance runs on B now; A still has its device (no detach)
+    a.ok("close", **place.env(vol))
+    bdev = b.attach(**place.env(vol))
+    b.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    # grow-disk on B: assemble, dry run, real run
+    b.attach(**place.env(vol))
+    b.ok("grow", **place.env(vol, VOL_SIZE=16, VOL_NEW_SIZE=48))
+    assert dev_size(bdev) == 48 * MiB
+    write_dev(bdev, b"tail" * 1024, offset=47 * MiB)
+    assert dev_size(adev) == 16 * MiB  # A's device, as A left it
+    # migrate back: B close, A attach (+ open)
+    b.ok("close", **place.env(vol))
+    dev = a.attach(**place.env(vol))
+    assert dev_size(dev) == 48 * MiB
+    assert read_dev(dev, 4096, 47 * MiB) == b"tail" * 1024
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+    for n in (b, a):
+        n.ok("detach", **place.env(vol))
+    assert released(dev, vol) and released(adev, vol)
+    a.ok("remove", **place.env(vol))
+
+
+def test_attach_replaces_a_recorded_device_that_does_not_fit(node, place):
+    """The recorded device is reused only as the volume is now: a recorded
+    device that is read-only for a writable volume, or of another size that
+    cannot be corrected, is replaced (and released), never printed."""
+    vol = vol_name()
+    dev = create_instance(node, place, vol, size_mib=8)
+    recs = os.path.join(node.run_dir, "blockdev")
+    (rec_name,) = [n for n in os.listdir(recs) if vol in n]
+    with open(os.path.join(recs, rec_name)) as f:
+        rec = json.load(f)
+    backing = loop_backing(dev) if dev.startswith("/dev/loop") else None
+    if backing is None:
+        pytest.skip("the volume is its own block device (zvol)")
+    node.ok("detach", **place.env(vol))
+    # a read-only device of the same file recorded as the volume's
+    ro = subprocess.run(["losetup", "--find", "--show", "--read-only", backing],
+                        capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        st = os.stat(backing)
+        rec.update(dev=ro, st_dev=st.st_dev, st_ino=st.st_ino)
+        with open(os.path.join(recs, rec_name), "w") as f:
+            json.dump(rec, f)
+        new = node.attach(**place.env(vol))
+        assert new != ro
+        with open(f"/sys/block/{os.path.basename(new)}/ro") as f:
+            assert f.read().strip() == "0"
+        write_dev(new, b"w" * 4096)  # writable
+        assert loop_backing(ro) is None  # the misfit was released
+        # a device limited to a smaller size (LOOP_SET_CAPACITY cannot fix it)
+        node.ok("detach", **place.env(vol))
+        small = subprocess.run(["losetup", "--find", "--show", "--sizelimit", str(4 * MiB),
+                                backing], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        rec.update(dev=small)
+        with open(os.path.join(recs, rec_name), "w") as f:
+            json.dump(rec, f)
+        new = node.attach(**place.env(vol))
+        assert new != small and dev_size(new) == 8 * MiB
+        assert loop_backing(small) is None
+    finally:
+        for d in (ro, locals().get("small")):
+            if d and loop_backing(d) is not None:
+                subprocess.run(["losetup", "-d", d], check=False)
+    node.ok("detach", **place.env(vol))
+    node.ok("remove", **place.env(vol))
+
+
+def test_concurrent_attaches_agree_on_one_device(node, allowed):
+    """Ganeti runs attach from queries too, unlocked: attaches of one volume
+    at once print one device, and no other is left bound to the file.
+    (A race: rounds of 32 at once make it show without the lock.)"""
+    from concurrent.futures import ThreadPoolExecutor
+    env = {"EXTP_DIR": os.path.join(allowed[1], "g"), "VOL_NAME": vol_name(),
+           "VOL_SIZE": "4"}
+    node.ok("create", **env)
+    img = os.path.join(env["EXTP_DIR"], env["VOL_NAME"] + ".img")
+    for _ in range(6):
+        with ThreadPoolExecutor(32) as pool:
+            runs = list(pool.map(lambda _: node.run("attach", **env), range(32)))
+        assert all(r.rc == 0 for r in runs), [r.err for r in runs if r.rc]
+        devs = {r.out for r in runs}
+        bound = subprocess.run(["losetup", "-j", img], capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+        try:
+            assert len(devs) == 1 and len(bound) == 1, (devs, bound)
+        finally:
+            for line in bound[1:]:
+                subprocess.run(["losetup", "-d", line.split(":")[0]], check=False)
+        node.ok("detach", **env)
+        assert released(runs[0].out[:-1], env["VOL_NAME"])
+    node.ok("remove", **env)
+
+def test_failover(two_nodes, shared_place):
     """Failover (§1.7): shut down on A, A attach + close, A attach + detach,
     then B attach + open(True) and start.  A dead node's exclusive open
     blocks B until it is taken over explicitly."""
+    place = shared_place
     a, b = two_nodes
     vol = vol_name()
     data = os.urandom(16 << 10)
@@ -476,6 +620,34 @@ def test_failover(two_nodes, place):
     a.ok("remove", **place.env(vol))
 
 
+def test_pool_disks_do_not_move(two_nodes, tmp_path_factory, installed):
+    """pool= disks: the pool is imported on one host at a time, so Ganeti's
+    handovers stop at their first close, before anything moves: migrate
+    (close on the target) and failover (close on the source, after the
+    shutdown, before the configuration names the new primary).  The disk
+    stays where it is, usable."""
+    a, b = two_nodes
+    pool = zfs_pool(tmp_path_factory)
+    place = Place("zfs", {"EXTP_POOL": f"{pool}/gm{uuid.uuid4().hex[:6]}"}, None)
+    vol = vol_name()
+    data = os.urandom(8192)
+    adev = create_instance(a, place, vol, data=data)
+    # migrate A -> B, step 1: B attach + close
+    b.attach(**place.env(vol))
+    msg = b.err("close", **place.env(vol))
+    assert "cannot migrate or fail over" in msg and "zpool export" in msg, msg
+    # failover A -> B: shutdown on A, then A attach + close
+    a.attach(**place.env(vol))
+    assert "cannot migrate or fail over" in a.err("close", **place.env(vol))
+    assert place.stored_meta(vol)["opened"] == {"node-a": "exclusive"}
+    a.ok("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))  # started again on A
+    assert a.attach(**place.env(vol)) == adev
+    assert read_dev(adev, len(data), MiB) == data
+    for n in (b, a):
+        n.ok("detach", **place.env(vol))
+    a.ok("remove", **place.env(vol))
+
+
 # --- what the CLI sees ----------------------------------------------------------------
 
 
@@ -493,6 +665,48 @@ def test_ganeti_volume_is_an_sr_volume(node, place):
     node.ok("remove", **place.env(vol))  # gone already: fine
     res = node.run("verify", **place.env())
     assert res.rc == 0 and "parameters valid" in res.err
+
+
+DISK_NAMES = ["tab\there", "two\nlines\n", "ctl\x01\x1b[31m\x7f", "-leading dash",
+              "../../etc/passwd", "$(reboot) `id`; rm -rf / | & * ?", "it's \"q\" \\",
+              "\u00e9\u2603 \U0001f4be", " spaced ", "=", "x" * 1024]
+
+
+def test_disk_names_are_data(node, place):
+    """VOL_CNAME is any string Ganeti allows for a disk name (NonEmptyString):
+    stored and returned byte for byte, never a path or an argument; one the
+    metadata cannot hold is reported and the disk still made."""
+    vols = {}
+    for name in DISK_NAMES:
+        vol = vol_name()
+        node.ok("create", **place.env(vol, VOL_SIZE=4, VOL_CNAME=name))
+        vols[vol] = name
+    listed = place.volumes()
+    for vol, name in vols.items():
+        assert listed[vol]["name"] == name, (vol, name)
+    # setinfo (after an instance rename) takes the disk's current name too
+    vol = next(iter(vols))
+    node.ok("setinfo", **place.env(vol, VOL_CNAME="renamed\tdisk",
+                                   VOL_METADATA="originstname+inst2.example.com"))
+    v = place.volumes()[vol]
+    assert (v["name"], v["description"]) == ("renamed\tdisk", "originstname+inst2.example.com")
+    # nothing on the storage is named after a name
+    if place.kind == "file":
+        objs = os.listdir(place.sr_key())
+    else:
+        objs = zfs_cmd("zfs", "list", "-H", "-r", "-t", "all", "-o", "name",
+                       place.params["EXTP_POOL"]).stdout.split("\n")
+    assert not [o for o in objs if "passwd" in o or "reboot" in o or "leading" in o], objs
+    # not UTF-8 (Ganeti's Python passes undecodable bytes through: \udcff is
+    # the byte 0xff), or too long: the disk is made, named VOL_NAME
+    for name in ("bad\udcffbyte", "y" * 1025):
+        vol = vol_name()
+        res = node.run("create", **place.env(vol, VOL_SIZE=4, VOL_CNAME=name))
+        assert res.rc == 0 and f"named {vol} instead" in res.err, res.err
+        assert place.volumes()[vol]["name"] == vol
+        vols[vol] = None
+    for vol in vols:
+        node.ok("remove", **place.env(vol))
 
 
 def test_zfs_tunables_and_layout(node, tmp_path_factory, installed):
@@ -613,9 +827,20 @@ def test_bad_environment_zfs_pool(node, tmp_path_factory, installed):
     assert "EXTP_POOL" in node.err("create", **dict(env, EXTP_POOL="/abs"))
     assert "not one of: zvol, dataset" in node.err("create", **dict(env, EXTP_LAYOUT="x"))
     assert zfs_cmd("zfs", "list", where, check=False).returncode != 0  # nothing made
-    # attach/remove of a volume in a place without an SR: errors, never "gone"
-    assert "no SR" in node.err("attach", **env)
+    # a volume in a place without an SR: nothing is known about it, so
+    # attach prints a stand-in (Ganeti would drop the disk on a failure),
+    # open and remove refuse, never "gone"; detach releases the stand-in
+    res = node.run("attach", **env)
+    assert res.rc == 0 and "no SR" in res.err and "stand-in" in res.err, res.err
+    dev = res.out[:-1]
+    check_standin(dev)
+    assert "stand-in" in node.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
     assert "not reported removed" in node.err("remove", **env)
+    node.ok("detach", **env)
+    assert loop_backing(dev) is None
+    assert blockdev_remove(node, **env) == "failed"
+    assert not [n for n in os.listdir(os.path.join(node.run_dir, "blockdev"))
+                if n.startswith("standin.") and n.endswith(".json")]
 
 
 def test_provider_directory_incomplete(tmp_path, allowed, installed):
@@ -666,7 +891,12 @@ def test_allowed_paths(node, allowed, tmp_path):
         "create", **dict(env, EXTP_DIR=os.path.join(store, "out", "g2")))
     # no allowed-paths file: nothing is allowed
     nofile = Node("node-a", tmp_path, allowed=str(tmp_path / "missing"))
-    assert "cannot be read" in nofile.err("attach", **env)
+    res = nofile.run("attach", **env)  # a stand-in: the disk is not dropped
+    assert res.rc == 0 and "cannot be read" in res.err and "stand-in" in res.err
+    check_standin(res.out[:-1])
+    assert "cannot be read" in nofile.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    assert "cannot be read" in nofile.err("remove", **env)
+    nofile.ok("detach", **env)
     # a forbidden prefix stays forbidden even when listed, and allows nothing
     f = tmp_path / "paths2"
     f.write_text("/etc\n/usr/lib\nrelative\n")
@@ -686,11 +916,236 @@ def test_remove_refuses_open_elsewhere_and_unreachable_sr(node, allowed, tmp_pat
     assert "open on node node-z" in node.err("remove", **env)
     assert env["VOL_NAME"] in cli("vol", "list", env["EXTP_DIR"]).stdout.decode()
     other.ok("close", **env)
-    # the SR directory is gone (an unmounted share): an error, not "gone"
+    # the SR directory is gone (an unmounted share): gnt-instance remove
+    # fails and keeps the disk, whose data still exists; start fails too
     moved = env["EXTP_DIR"] + ".away"
     os.rename(env["EXTP_DIR"], moved)
     assert "not reported removed" in node.err("remove", **env)
+    assert blockdev_remove(node, **env) == "failed"
+    node.attach(**env)
+    assert "stand-in" in node.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    node.ok("detach", **env)
     os.rename(moved, env["EXTP_DIR"])
+    assert os.path.exists(os.path.join(env["EXTP_DIR"], env["VOL_NAME"] + ".img"))
+    # back: the stand-in is replaced by the volume's device, then removed
+    dev = node.attach(**env)
+    assert dev_size(dev) == 4 * MiB
+    node.ok("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+    assert blockdev_remove(node, **env) == "removed"
+    assert not os.path.exists(os.path.join(env["EXTP_DIR"], env["VOL_NAME"] + ".img"))
+    assert blockdev_remove(node, **env) == "gone"
+
+
+# --- places: one SR per place, found among the place's direct children ----------------
+
+
+def sr_datasets(dataset):
+    """{SR dataset: uuid} of every SR at or below dataset (the local marks)."""
+    out = zfs_cmd("zfs", "get", "-Hpr", "-o", "name,value,source", "zfs-live:sr",
+                  dataset).stdout
+    return {n: v for n, v, s in (line.split("\t") for line in out.splitlines())
+            if s == "local" and "@" not in n}
+
+
+def datasets_named(dataset, vol):
+    out = zfs_cmd("zfs", "list", "-H", "-r", "-t", "all", "-o", "name", dataset).stdout
+    return [n for n in out.split() if vol in n]
+
+
+@pytest.mark.parametrize("outer_first", [True, False], ids=["outer-first", "inner-first"])
+def test_places_nested_in_one_pool(node, tmp_path_factory, installed, outer_first):
+    """EXTP_POOL=P and EXTP_POOL=P/other are two places, each with its own SR
+    (P/<uuid>, P/other/<uuid>), in either order of first use: disks of both
+    attach, and remove really removes a disk's data, never another's."""
+    pool = zfs_pool(tmp_path_factory)
+    outer = Place("zfs", {"EXTP_POOL": f"{pool}/gp{uuid.uuid4().hex[:6]}"}, None)
+    inner = Place("zfs", {"EXTP_POOL": outer.params["EXTP_POOL"] + "/other"}, None)
+    disks = {}
+    for place in (outer, inner) if outer_first else (inner, outer):
+        vol = vol_name()
+        node.ok("create", **place.env(vol, VOL_SIZE=8))
+        disks[vol] = place
+    srs = sr_datasets(outer.params["EXTP_POOL"])
+    parents = sorted(name.rsplit("/", 1)[0] for name in srs)
+    assert parents == sorted([outer.params["EXTP_POOL"], inner.params["EXTP_POOL"]]), srs
+    for vol, place in disks.items():
+        dev = node.attach(**place.env(vol))
+        write_dev(dev, vol.encode() * 64, offset=MiB)
+        assert node.attach(**place.env(vol)) == dev
+    for vol, place in disks.items():
+        dev = node.attach(**place.env(vol))
+        assert read_dev(dev, len(vol) * 64, MiB) == vol.encode() * 64
+        node.ok("detach", **place.env(vol))
+    # remove (attach -> detach -> remove): the data goes, the other disk stays
+    (first, fplace), (second, splace) = list(disks.items())
+    node.attach(**fplace.env(first))
+    node.ok("detach", **fplace.env(first))
+    node.ok("remove", **fplace.env(first))
+    assert datasets_named(outer.params["EXTP_POOL"], first) == []
+    assert "does not exist" in node.err("attach", **fplace.env(first))
+    dev = node.attach(**splace.env(second))
+    assert read_dev(dev, len(second) * 64, MiB) == second.encode() * 64
+    node.ok("detach", **splace.env(second))
+    node.ok("remove", **splace.env(second))
+    assert datasets_named(outer.params["EXTP_POOL"], second) == []
+
+
+def test_pool_not_imported_keeps_disks(node, tmp_path, installed):
+    """A pool= disk on a node where its pool is not imported (it is
+    imported on one host at a time): gnt-instance remove fails and keeps
+    the disk, start fails at open; imported again, everything works."""
+    img = str(tmp_path / "pool.img")
+    with open(img, "wb") as f:
+        f.truncate(256 * MiB)
+    dev = subprocess.run(["losetup", "--find", "--show", img], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    pool = f"zlgx{os.getpid()}{uuid.uuid4().hex[:4]}"
+    zfs_cmd("zpool", "create", pool, dev)
+    try:
+        place = Place("zfs", {"EXTP_POOL": f"{pool}/g"}, None)
+        vol = vol_name()
+        data = os.urandom(8192)
+        create_instance(node, place, vol, size_mib=8, data=data)
+        node.ok("detach", **place.env(vol))
+        zfs_cmd("zpool", "export", pool)
+        assert blockdev_remove(node, **place.env(vol)) == "failed"
+        sdev = node.attach(**place.env(vol))
+        check_standin(sdev)
+        msg = node.err("open", **place.env(vol, VOL_OPEN_EXCLUSIVE="True"))
+        assert "not imported" in msg and "stand-in" in msg, msg
+        node.ok("detach", **place.env(vol))
+        zfs_cmd("zpool", "import", "-d", os.path.dirname(dev), pool)
+        adev = node.attach(**place.env(vol))
+        assert dev_size(adev) == 8 * MiB
+        assert read_dev(adev, len(data), MiB) == data
+        assert blockdev_remove(node, **place.env(vol)) == "removed"
+        assert datasets_named(pool, vol) == []
+    finally:
+        zfs_cmd("zpool", "import", "-d", os.path.dirname(dev), pool, check=False)
+        # zfs-fuse answers "busy" for a moment after use: wait for the
+        # destroy to go through (bounded), so no pool outlives the test
+        import time
+        for _ in range(100):
+            if zfs_cmd("zpool", "destroy", "-f", pool, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        assert pool not in zfs_cmd("zpool", "list", "-H", "-o", "name").stdout.split()
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_snapshot_without_a_file_is_removed(node, tmp_path_factory, installed):
+    """A snapshot of a never-written dataset-layout volume has no file, so
+    no device: attach prints a stand-in (open refuses it, with the reason),
+    and gnt-backup's remove of <vol>.snap really removes it (a failed attach
+    would have made Ganeti skip remove and leak the snapshot)."""
+    pool = zfs_pool(tmp_path_factory)
+    place = Place("zfs", {"EXTP_POOL": f"{pool}/gs{uuid.uuid4().hex[:6]}"}, None)
+    vol = vol_name()
+    node.ok("create", **place.env(vol, VOL_SIZE=8))
+    snap = vol + ".snap"
+    node.ok("snapshot", **place.env(vol, VOL_SNAPSHOT_NAME=snap, VOL_SNAPSHOT_SIZE=8))
+    check_standin(node.attach(**place.env(snap)))
+    assert "no file" in node.err("open", **place.env(snap, VOL_OPEN_EXCLUSIVE="False"))
+    assert blockdev_remove(node, **place.env(snap)) == "removed"
+    assert snap not in place.volumes()
+    assert blockdev_remove(node, **place.env(snap)) == "gone"
+    assert blockdev_remove(node, **place.env(vol)) == "removed"
+
+
+# --- the filesystem a place must be on ------------------------------------------------
+
+
+def without_mount(path):
+    """preexec_fn: run in a private mount namespace where nothing is mounted
+    at path: a node on which the share is not mounted."""
+    def hook():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if (libc.unshare(0x00020000) != 0  # CLONE_NEWNS
+                or libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) != 0  # MS_REC|MS_PRIVATE
+                or libc.umount2(path.encode(), 2) != 0):  # MNT_DETACH
+            os._exit(99)
+    return hook
+
+
+def is_mountpoint(path):
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+@pytest.fixture
+def share(allowed, tmp_path):
+    """The mount point of a share (allowed for file storage), declared in a
+    test fstab as an NFS export; unmounted at the end."""
+    mnt = os.path.join(allowed[1], "share")
+    os.mkdir(mnt)
+    fstab = tmp_path / "fstab"
+    fstab.write_text("# <file system> <mount point> <type> <options> <dump> <pass>\n"
+                     "UUID=0a1b2c3d / ext4 errors=remount-ro 0 1\n"
+                     f"nas:/export/ganeti {mnt} nfs4 defaults,_netdev 0 0\n")
+    yield mnt, str(fstab)
+    while is_mountpoint(mnt):
+        subprocess.run(["umount", mnt], check=True)
+
+
+def test_create_refuses_a_share_that_is_not_mounted(node, share, tmp_path, allowed):
+    """A place below a mount point the host declares (fstab, a systemd mount
+    unit, or EXTP_MOUNTPOINT) that is not mounted: create refuses and makes
+    nothing in the directory beneath; every other action treats the place as
+    unreachable.  Mounted: everything works."""
+    need(os.geteuid() == 0, "mounting needs root")
+    mnt, fstab = share
+    vol = vol_name()
+    env = {"EXTP_DIR": os.path.join(mnt, "ganeti"), "VOL_NAME": vol, "VOL_SIZE": "4",
+           "ZFS_LIVE_FSTAB": fstab}
+    msg = node.err("create", **env)
+    assert f"mounted at {mnt} (nas:/export/ganeti, nfs4, in {fstab})" in msg, msg
+    assert "not mounted" in msg and os.listdir(mnt) == []
+    assert "not mounted" in node.err("verify", **env)
+    # mounted: the first create makes the SR on the share
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "zlshare", mnt], check=True)
+    node.ok("create", **env)
+    dev = node.attach(**env)
+    assert os.listdir(mnt) == ["ganeti"]
+    write_dev(dev, b"on the share" * 100)
+    node.ok("open", **dict(env, VOL_OPEN_EXCLUSIVE="True"))
+
+    # a node where the share is not mounted
+    b = Node("node-b", tmp_path, allowed=allowed[0], preexec=without_mount(mnt))
+    try:
+        other = dict(env, VOL_NAME=vol_name())
+        assert "not mounted" in b.err("create", **other)
+        beneath = subprocess.run(["ls", "-A", mnt], capture_output=True, text=True,
+                                 preexec_fn=without_mount(mnt), check=True).stdout
+        assert beneath == ""  # nothing made on the filesystem beneath
+        res = b.run("attach", **env)
+        assert res.rc == 0 and "not mounted" in res.err
+        check_standin(res.out[:-1])
+        assert "not mounted" in b.err("open", **dict(env, VOL_OPEN_EXCLUSIVE="False"))
+        assert blockdev_remove(b, **env) == "failed"
+        # declared by a systemd mount unit instead of fstab
+        units = tmp_path / "units"
+        units.mkdir()
+        (units / "srv-share.mount").write_text(
+            f"[Unit]\nDescription=the share\n[Mount]\nWhat=nas:/export/ganeti\n"
+            f"Where={mnt}\nType=nfs4\n")
+        unit_env = dict(other, ZFS_LIVE_FSTAB="/dev/null", ZFS_LIVE_MOUNT_UNITS=str(units))
+        assert "srv-share.mount" in b.err("create", **unit_env)
+        # declared by the disk's own parameter (a mount no file declares)
+        bare = dict(other, ZFS_LIVE_FSTAB="/dev/null")
+        assert "EXTP_MOUNTPOINT" in b.err("create", **dict(bare, EXTP_MOUNTPOINT=mnt))
+        assert subprocess.run(["ls", "-A", mnt], capture_output=True, text=True,
+                              preexec_fn=without_mount(mnt)).stdout == ""
+    finally:
+        b.cleanup()
+    # where it is mounted, EXTP_MOUNTPOINT is satisfied; "yes" asks the
+    # directory itself to be the mount point; another tree is refused
+    bare = dict(env, ZFS_LIVE_FSTAB="/dev/null")
+    assert node.attach(**dict(bare, EXTP_MOUNTPOINT=mnt)) == dev
+    assert "not mounted" in node.err("verify", **dict(bare, EXTP_MOUNTPOINT="yes"))
+    assert "not on it" in node.err("verify", **dict(bare, EXTP_MOUNTPOINT="/srv"))
+    assert "neither yes nor" in node.err("verify", **dict(bare, EXTP_MOUNTPOINT="no"))
+    assert read_dev(dev, 12) == b"on the share"
+    node.ok("detach", **env)
     node.ok("remove", **env)
 
 

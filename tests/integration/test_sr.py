@@ -135,3 +135,39 @@ def test_attach_of_a_directory_without_sr(plugin, tmp_path):
     assert err["params"][0] == "SR_does_not_exist"
     err = plugin.err("SR.stat", {"dbg": "x", "sr": str(tmp_path)})
     assert err["params"][0] == "SR_does_not_exist"
+
+
+def test_create_refuses_a_declared_mount_point_that_is_not_mounted(plugin, tmp_path):
+    """An SR in a directory below a mount point the host declares (fstab)
+    while it is not mounted would land on the filesystem beneath and be
+    hidden once the share is back: refused, nothing made; probe says why.
+    Mounted: made on the share."""
+    import subprocess
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("mounting needs root")
+    mnt = tmp_path / "share"
+    mnt.mkdir()
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"nas:/export {mnt} nfs4 defaults 0 0\n")
+    env = {"ZFS_LIVE_FSTAB": str(fstab)}
+    params = {"dbg": "x", "uuid": str(uuid.uuid4()),
+              "configuration": {"path": str(mnt / "sr")}, "name": "n", "description": ""}
+    err = plugin.err("SR.create", params, env=env)
+    assert f"mounted at {mnt} (nas:/export, nfs4, in {fstab})" in err["backtrace"]["error"]
+    assert os.listdir(mnt) == []
+    res = plugin.run("SR.probe", {"dbg": "x", "configuration": {"path": str(mnt / "sr")}},
+                     env=env)
+    hint = [v5.probe_result(r) for r in res.value()][-1]
+    assert hint["extra_info"]["can_create"] == "false"
+    assert "not mounted" in hint["extra_info"]["reason"]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "zlsrshare", str(mnt)],
+                   check=True)
+    try:
+        res = plugin.run("SR.create", params, env=env)
+        assert res.rc == 0, res.stderr
+        key = plugin.ok("SR.attach", configuration=res.value())
+        assert os.listdir(mnt) == ["sr"]
+        plugin.ok("SR.destroy", sr=key)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)

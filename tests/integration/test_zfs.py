@@ -47,14 +47,60 @@ def test_sr_dataset_marker_mount_and_config(zsr, zplugin):
     assert zplugin.ok("SR.detach", sr=zsr.key) is None
 
 
+def sr_create_err(zplugin, path):
+    return zplugin.err("SR.create", {"dbg": "x", "uuid": str(uuid.uuid4()),
+                                     "configuration": {"path": path}, "name": "n",
+                                     "description": ""})["backtrace"]["error"]
+
+
 def test_nested_srs_refused(zsr, zplugin, zpool):
+    """Inside an SR: refused; a second SR directly in the same parent:
+    refused, naming the first (one SR per parent dataset)."""
     before = names_under(zpool)
-    for path in (zsr.dataset, f"{zsr.dataset}/below", zsr.dataset.rsplit("/", 1)[0]):
-        err = zplugin.err("SR.create", {"dbg": "x", "uuid": str(uuid.uuid4()),
-                                        "configuration": {"path": path}, "name": "n",
-                                        "description": ""})
-        assert "nested" in err["backtrace"]["error"], path
+    for path in (zsr.dataset, f"{zsr.dataset}/below"):
+        assert "nested" in sr_create_err(zplugin, path), path
+    parent = zsr.dataset.rsplit("/", 1)[0]
+    err = sr_create_err(zplugin, parent)
+    assert f"holds the SR {zsr.dataset} already" in err, err
     assert names_under(zpool) == before
+
+
+def test_sr_of_a_place_is_a_direct_child(zplugin, zpool):
+    """SRs in P and in P/other (either made first) are two SRs, each found
+    from its own path with or without sr_uuid; one is never taken for the
+    other.  sr_uuid names exactly <path>/<uuid>."""
+    base = f"{zpool}/zp{uuid.uuid4().hex[:8]}"
+    inner = ZfsSR(zplugin, f"{base}/other")
+    outer = ZfsSR(zplugin, base)  # after the one deeper down: not nested
+    deeper = ZfsSR(zplugin, f"{base}/other/x/y")
+    for sr, path in ((outer, base), (inner, f"{base}/other"), (deeper, f"{base}/other/x/y")):
+        assert zplugin.ok("SR.attach", configuration={"path": path}) == sr.key
+        assert zplugin.ok("SR.attach", configuration=sr.config) == sr.key
+        res = [v5.probe_result(r) for r in
+               zplugin.ok("SR.probe", configuration={"path": path})]
+        assert [r["configuration"]["sr_uuid"] for r in res if r["complete"]] == [sr.uuid]
+    # nothing directly in P/other/x: no SR there (the one deeper is not it)
+    err = zplugin.err("SR.attach", {"dbg": "x", "configuration": {"path": f"{base}/other/x"}})
+    assert "no SR in" in err["backtrace"]["error"]
+    # an sr_uuid names <path>/<uuid> only: another place's SR is not found
+    err = zplugin.err("SR.attach", {"dbg": "x", "configuration": {
+        "path": base, "sr_uuid": inner.uuid}})
+    assert f"no SR {inner.uuid} in {base}" in err["backtrace"]["error"]
+    err = zplugin.err("SR.attach", {"dbg": "x", "configuration": {
+        "path": base, "sr_uuid": "../other"}})
+    assert "not a UUID" in err["backtrace"]["error"]
+    # two SRs directly in one parent (made by hand: zfs-live never makes a
+    # second there): found by sr_uuid; without it, an error listing both
+    other = str(uuid.uuid4())
+    zfs_cmd("zfs", "create", "-o", f"zfs-live:sr={other}", "-o", "mountpoint=none",
+            f"{base}/{other}")
+    assert zplugin.ok("SR.attach", configuration=outer.config) == outer.key
+    err = zplugin.err("SR.attach", {"dbg": "x", "configuration": {"path": base}})
+    msg = err["backtrace"]["error"]
+    assert "several SRs" in msg and outer.dataset in msg and f"{base}/{other}" in msg, msg
+    zfs_cmd("zfs", "destroy", f"{base}/{other}")
+    for sr in (deeper, inner, outer):
+        sr.call("SR.destroy")
 
 
 def test_probe_finds_srs_and_never_imports(zsr, zplugin, tmp_path):

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/zfs.h"
@@ -93,6 +94,12 @@ test_parse_errors(void **state)
        {"VOL_NAME=a", "EXTP_POOL=t", "VOL_SNAPSHOT_NAME=a", NULL},
        "own name"},
       {GNT_SETINFO, {"VOL_NAME=a", "EXTP_POOL=t", NULL}, "VOL_METADATA"},
+      {GNT_CREATE,
+       {"VOL_NAME=a", "VOL_SIZE=1", "EXTP_DIR=/srv/g", "EXTP_MOUNTPOINT=srv", NULL},
+       "neither yes nor an absolute path"},
+      {GNT_ATTACH,
+       {"VOL_NAME=a", "EXTP_POOL=t", "EXTP_MOUNTPOINT=/srv", NULL},
+       "applies to file SRs"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     struct gnt_req r;
@@ -200,6 +207,67 @@ test_allowed_paths(void **state)
 }
 
 static void
+write_file(const char *path, const char *text)
+{
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  assert_int_equal(fputs(text, f) >= 0, 1);
+  fclose(f);
+}
+
+/* The mount points a host declares (fstab, systemd units) and the deepest
+ * one above a path that is not mounted. */
+static void
+test_mount_declarations(void **state)
+{
+  (void)state;
+  char dir[] = "/tmp/zl-mounts-XXXXXX", fstab[64], units[64], unit[96];
+  assert_non_null(mkdtemp(dir));
+  snprintf(fstab, sizeof fstab, "%s/fstab", dir);
+  snprintf(units, sizeof units, "%s/units", dir);
+  write_file(fstab, "# <fs> <mount point> <type> <options> <dump> <pass>\n"
+                    "UUID=0a1b / ext4 errors=remount-ro 0 1\n"
+                    "UUID=2c3d none swap sw 0 0\n"
+                    "proc /proc proc defaults 0 0\n"
+                    "\tnas:/a\t/nonexistent-zl/share  nfs4 defaults 0 0\n"
+                    "nas:/b /nonexistent-zl/share/deeper nfs defaults 0 0\n"
+                    "srv:/with\\040space /nonexistent-zl/sp\\040ace nfs defaults 0 0\n"
+                    "relative/x rel nfs defaults 0 0\n");
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/share/g", fstab, NULL), -1);
+  assert_int_equal(zl_error_get_kind(), ZL_ERR_NO_SR);
+  assert_non_null(
+      strstr(zl_error_msg(), "mounted at /nonexistent-zl/share (nas:/a, nfs4"));
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/share", fstab, NULL), -1);
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/share/deeper/g", fstab, NULL),
+                   -1);
+  assert_non_null(strstr(zl_error_msg(), "at /nonexistent-zl/share/deeper (nas:/b"));
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/sp ace/g", fstab, NULL), -1);
+  assert_non_null(strstr(zl_error_msg(), "(srv:/with space, nfs"));
+  /* not below a declared mount point, or below a mounted one: fine */
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/shared/g", fstab, NULL), 0);
+  assert_int_equal(zl_path_mount_check("/proc/zl", fstab, NULL), 0);
+  assert_int_equal(zl_path_mount_check("/srv/g", "/nonexistent-zl/fstab", NULL), 0);
+  /* systemd units: .mount and .automount, by Where= */
+  assert_int_equal(mkdir(units, 0700), 0);
+  snprintf(unit, sizeof unit, "%s/nonexistent\\x2dzl-u.mount", units);
+  write_file(unit,
+             "[Unit]\nDescription=x\n[Mount]\nWhat=nas:/u\n  Where=/nonexistent-zl/u\n");
+  snprintf(unit, sizeof unit, "%s/readme.txt", units);
+  write_file(unit, "Where=/nonexistent-zl/txt\n");
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/u/g", "/dev/null", units), -1);
+  assert_non_null(strstr(zl_error_msg(), "nonexistent\\x2dzl-u.mount"));
+  assert_int_equal(zl_path_mount_check("/nonexistent-zl/txt/g", "/dev/null", units), 0);
+  assert_true(zl_path_is_mountpoint("/proc"));
+  assert_false(zl_path_is_mountpoint("/nonexistent-zl"));
+  remove(unit);
+  snprintf(unit, sizeof unit, "%s/nonexistent\\x2dzl-u.mount", units);
+  remove(unit);
+  rmdir(units);
+  remove(fstab);
+  rmdir(dir);
+}
+
+static void
 test_parameters_list(void **state)
 {
   (void)state;
@@ -219,7 +287,7 @@ main(void)
       cmocka_unit_test(test_parse_create),    cmocka_unit_test(test_parse_errors),
       cmocka_unit_test(test_parse_actions),   cmocka_unit_test(test_xen_specs),
       cmocka_unit_test(test_zvol_paths),      cmocka_unit_test(test_allowed_paths),
-      cmocka_unit_test(test_parameters_list),
+      cmocka_unit_test(test_parameters_list), cmocka_unit_test(test_mount_declarations),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,11 +44,25 @@ test_names(void **state)
   (void)state;
   assert_int_equal(zl_check_name("Bob's \"disk\" $(x) ../y", "name"), 0);
   assert_int_equal(zl_check_name("\xe2\x9c\x93 unicode", "name"), 0);
-  assert_int_equal(zl_check_name("two\nlines", "name"), -1);
-  assert_non_null(strstr(zl_error_msg(), "control character (0x0a"));
-  assert_int_equal(zl_check_name("del\x7f", "name"), -1);
+  /* names are data: any character (Ganeti disk names, xapi name labels) */
+  assert_int_equal(zl_check_name("two\nlines", "name"), 0);
+  assert_int_equal(zl_check_name("tab\there \x01\x1b[31m del\x7f \xc2\x85", "name"), 0);
+  /* ... that JSON can carry: valid UTF-8 */
+  const char *bad[] = {"\xff",
+                       "a\x80",
+                       "\xc0\xaf" /* overlong '/' */,
+                       "\xed\xa0\x80" /* a surrogate */,
+                       "\xf4\x90\x80\x80" /* > U+10FFFF */,
+                       "\xe2\x9c" /* cut short */};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(zl_check_name(bad[i], "name"), -1);
+    assert_non_null(strstr(zl_error_msg(), "not valid UTF-8"));
+    assert_int_equal(zl_check_description(bad[i], "d"), -1);
+  }
+  assert_int_equal(zl_check_name("\xf0\x9f\x92\xbe \xef\xbf\xbd", "name"), 0);
   assert_int_equal(zl_check_description("a\nb\tc", "d"), 0);
   assert_int_equal(zl_check_description("esc\x1b", "d"), -1);
+  assert_non_null(strstr(zl_error_msg(), "control character (0x1b"));
 }
 
 static void
