@@ -85,10 +85,11 @@ def test_nbdcopy_both_ways(attached, tmp_path):
 
 
 @pytest.mark.parametrize("rw", ["randwrite", "write"])
-def test_fio_nbd_engine_with_verify(attached, rw):
+def test_fio_nbd_engine_with_verify(attached, rw, tmp_path):
+    # cwd: fio writes its verify state file there (never into the repository)
     out = run("fio", "--name=v", "--ioengine=nbd", f"--uri={attached.nbd_uri}",
               f"--rw={rw}", "--bs=4k", "--iodepth=32", "--size=32m", "--verify=crc32c",
-              "--do_verify=1", "--output-format=json")
+              "--do_verify=1", "--output-format=json", cwd=str(tmp_path))
     j = json.loads(out[out.index("{"):])
     assert j["jobs"][0]["error"] == 0
     assert j["jobs"][0]["write"]["io_bytes"] == 32 * MiB
