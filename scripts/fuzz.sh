@@ -22,7 +22,7 @@ mkdir -p "$out/corpus"
 "$CC" -g -O1 -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -Isrc -o "$out/fuzz-zstream" \
-  fuzz/fuzz-zstream.c src/backend/zfs-stream.c src/util/error.c
+  fuzz/fuzz-zstream.c src/backend/zfs/stream.c src/util/error.c
 
 cp tests/unit/data/*.zstream fuzz/seeds/*.zstream "$out/corpus/"
 cd "$out"

@@ -17,6 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/fault.h"
+#include "util/keys.h"
+#include "util/rundir.h"
+
 struct zl_sr; /* an open SR: see zl_sr_open */
 
 enum zl_provisioning { ZL_PROV_DEFAULT = -1, ZL_PROV_THIN = 0, ZL_PROV_THICK = 1 };
@@ -155,15 +159,6 @@ int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
 
 /* --- the export registry (core/exports.c) --------------------------------- */
 
-/* The runtime directory ($ZFS_LIVE_RUN or /run/zfs-live) and an fd on one of
- * its subdirectories (made when create). */
-const char *zl_run_dir(void);
-int zl_run_dirfd(bool create);
-/* sub is resolved beneath the run directory, never through a symlink. */
-int zl_run_subdir(const char *sub, bool create);
-/* Wait for the host-wide lock <run>/locks/<name> (flock, exclusive); the
- * returned fd holds it until closed (or the process dies).  -1 on error. */
-int zl_run_lock(const char *name);
 
 struct zl_export_info {
   char *name;
@@ -310,19 +305,14 @@ int zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const ch
 
 /* --- validation (core/names.c) --------------------------------------------- */
 
-bool zl_key_valid(const char *key); /* no error set */
 int zl_check_key(const char *key);  /* -1 with a clear error */
 int zl_check_name(const char *name, const char *what);
 int zl_check_description(const char *d, const char *what);
 int zl_check_keys_entry(const char *k, const char *v); /* v NULL: for unset */
 int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
-/* Absolute, canonical in form, from a safe alphabet (file and zfs SR keys). */
-bool zl_path_key_valid(const char *key);
 /* Does the SR at path key say it is of this type?  (True if there is no
  * SR there at all: the caller will find out.) */
 bool zl_sr_key_type_is(const char *key, const char *type);
 
-/* --- fault injection (util/fault.c) ---------------------------------------- */
-#include "util/fault.h"
 
 #endif

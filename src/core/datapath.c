@@ -31,6 +31,8 @@
 #include "core/internal.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
+#include "util/escape.h"
+#include "util/rundir.h"
 #include "util/error.h"
 #include "util/exec.h"
 #include "util/fsutil.h"
@@ -133,13 +135,10 @@ ensure_server(void)
 }
 
 /* <run>/attach/<export name escaped>.json */
-static void
+static int
 attach_file(const char *export, char *out, size_t len)
 {
-  char *p = out, *end = out + len - 8;
-  for (; *export && p < end; export ++)
-    p += *export == '/' ? sprintf(p, "%%2F") : (*p = *export, 1);
-  snprintf(p, (size_t)(out + len - p), ".json");
+  return zl_escape_name(export, ".json", out, len);
 }
 
 /* Changes to one export's attach record (and the registration and block
@@ -194,8 +193,7 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
   out->readonly = zl_meta_read_only(meta);
   if ((dfd = zl_run_subdir("attach", true)) == -1)
     return -1;
-  attach_file(name, file, sizeof file);
-  if ((lock = lock_record(dfd, file)) == -1)
+  if (attach_file(name, file, sizeof file) == -1 || (lock = lock_record(dfd, file)) == -1)
     return -1;
   if (!(out->export_name = zl_vol_export(sr, key, out->readonly)))
     return -1;
@@ -256,7 +254,10 @@ find_attach(struct zl_sr *sr, const char *key)
     zl_error_clear();
     return NULL;
   }
-  attach_file(export, file, sizeof file);
+  if (attach_file(export, file, sizeof file) == -1) {
+    zl_error_clear();
+    return NULL;
+  }
   json_t *j = zl_json_load_at(dfd, file, 1 << 16);
   zl_error_clear();
   if (!json_is_object(j)) {
@@ -303,8 +304,7 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
     return -1;
   if (dfd == -1)
     return errno == ENOENT ? zl_export_unregister(export) : -1;
-  attach_file(export, file, sizeof file);
-  if ((lock = lock_record(dfd, file)) == -1)
+  if (attach_file(export, file, sizeof file) == -1 || (lock = lock_record(dfd, file)) == -1)
     return -1;
   rec = attach_record(dfd, file);
   json_t *doms = json_object_get(rec, "domains");

@@ -23,76 +23,17 @@
 #include "core/internal.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
+#include "util/escape.h"
+#include "util/rundir.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/log.h"
 
-const char *
-zl_run_dir(void)
-{
-  const char *d = getenv("ZFS_LIVE_RUN");
-  return d && d[0] == '/' ? d : "/run/zfs-live";
-}
-
-int
-zl_run_dirfd(bool create)
-{
-  const char *path = zl_run_dir();
-
-  if (create && mkdir(path, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "%s: %s", path, strerror(errno));
-    return -1;
-  }
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd == -1 && !(errno == ENOENT && !create))
-    zl_error(errno, "%s: %s", path, strerror(errno));
-  return fd;
-}
-
-int
-zl_run_subdir(const char *sub, bool create)
-{
-  CLEANUP_CLOSE int run = zl_run_dirfd(create);
-
-  if (run == -1)
-    return -1;
-  int fd = zl_dir_beneath(run, sub, create);
-  if (fd == -1 && !(errno == ENOENT && !create))
-    zl_error_prefix("%s: ", zl_run_dir());
-  return fd;
-}
-
-int
-zl_run_lock(const char *name)
-{
-  int dfd = zl_run_subdir("locks", true);
-  if (dfd == -1)
-    return -1;
-  int fd = zl_file_beneath(dfd, name, O_RDWR | O_CREAT, 0600);
-  int e = errno;
-  close(dfd);
-  if (fd == -1 || flock(fd, LOCK_EX) == -1) {
-    e = fd == -1 ? e : errno;
-    zl_error(e, "lock %s/locks/%s: %s", zl_run_dir(), name, strerror(e));
-    if (fd >= 0)
-      close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-static void
+/* <run>/exports/<name with '/' as "%2F">.json */
+static int
 file_of(const char *name, char *out, size_t len)
 {
-  char *p = out, *end = out + len - 8;
-
-  for (; *name && p < end; name++) {
-    if (*name == '/')
-      p += sprintf(p, "%%2F");
-    else
-      *p++ = *name;
-  }
-  snprintf(p, (size_t)(out + len - p), ".json");
+  return zl_escape_name(name, ".json", out, len);
 }
 
 bool
@@ -136,7 +77,8 @@ zl_export_register(const struct zl_export_info *e)
     zl_error(ENOMEM, "out of memory");
     return -1;
   }
-  file_of(e->name, file, sizeof file);
+  if (file_of(e->name, file, sizeof file) == -1)
+    return -1;
   return zl_json_save_at(dfd, file, j, false);
 }
 
@@ -148,7 +90,8 @@ zl_export_unregister(const char *name)
 
   if (dfd == -1)
     return errno == ENOENT ? 0 : -1;
-  file_of(name, file, sizeof file);
+  if (file_of(name, file, sizeof file) == -1)
+    return -1;
   if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
     zl_error(errno, "unregister export %s: %s", name, strerror(errno));
     return -1;
@@ -182,7 +125,8 @@ zl_export_lookup(const char *name, struct zl_export_info *out)
     zl_error(ENOENT, "no volume is attached as %s", name);
     return -1;
   }
-  file_of(name, file, sizeof file);
+  if (file_of(name, file, sizeof file) == -1)
+    return -1;
   if (!(j = zl_json_load_at(dfd, file, 65536))) {
     if (errno == ENOENT)
       zl_error(ENOENT, "no volume is attached as %s", name);

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 #include "ganeti/ganeti.h"
 #include "util/error.h"
 #include "util/paths.h"
@@ -158,14 +158,14 @@ test_zvol_paths(void **state)
 {
   (void)state;
   char out[256];
-  zfs_zvol_device("tank/ganeti/0f1e", VOL, false, out, sizeof out);
+  zb_zvol_device("tank/ganeti/0f1e", VOL, false, out, sizeof out);
   assert_string_equal(out, "/dev/zvol/tank/ganeti/0f1e/" VOL);
-  zfs_zvol_device("tank/ganeti/0f1e", VOL ".snap", true, out, sizeof out);
+  zb_zvol_device("tank/ganeti/0f1e", VOL ".snap", true, out, sizeof out);
   assert_string_equal(out, "/dev/zvol/tank/ganeti/0f1e/_zl-ro-" VOL ".snap");
 
   /* the command lines a Ganeti zvol volume and its snapshot's read clone
    * are made with on OpenZFS 2.2 */
-  struct zfs_caps c = {.flavour = ZFS_OPENZFS, .zvols = true, .major = 2, .minor = 2};
+  struct zb_caps c = {.flavour = ZB_OPENZFS, .zvols = true, .major = 2, .minor = 2};
   struct zargv a;
   struct zprop p = {"readonly", "on"};
   zcmd_clone(&a, &c, "tank/ganeti/0f1e/" VOL "@" VOL ".snap",

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/zfs-stream.h"
+#include "backend/zfs/stream.h"
 #include "util/error.h"
 
 #define END_ UINT64_MAX

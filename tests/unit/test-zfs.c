@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 #include "util/error.h"
 
 #define FEATURES_08                                                                      \
@@ -27,9 +27,9 @@
 
 struct row {
   const char *name;
-  struct zfs_probe probe;
+  struct zb_probe probe;
   /* expected decisions */
-  enum zfs_flavour flavour;
+  enum zb_flavour flavour;
   bool zvols, list_p, get_t, rename_u, create_u, json, zstd, lz4, sync_prop, dot_zfs;
   int64_t volblocksize;
 };
@@ -37,7 +37,7 @@ struct row {
 static const struct row rows[] = {
     {"OpenZFS 0.8",
      {0, "zfs-0.8.6-1\nzfs-kmod-0.8.6-1\n", NULL, NULL, FEATURES_08, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -51,7 +51,7 @@ static const struct row rows[] = {
      8192},
     {"OpenZFS 2.0",
      {0, "zfs-2.0.7-1\nzfs-kmod-2.0.7-1\n", NULL, NULL, FEATURES_20, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -65,7 +65,7 @@ static const struct row rows[] = {
      8192},
     {"OpenZFS 2.1",
      {0, "zfs-2.1.15-1\nzfs-kmod-2.1.15-1\n", NULL, NULL, FEATURES_20, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -79,7 +79,7 @@ static const struct row rows[] = {
      8192},
     {"OpenZFS 2.2",
      {0, "zfs-2.2.2-1\nzfs-kmod-2.2.2-1\n", NULL, NULL, FEATURES_22, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -93,7 +93,7 @@ static const struct row rows[] = {
      16384},
     {"OpenZFS 2.3",
      {0, "zfs-2.3.1-1\nzfs-kmod-2.3.1-1\n", NULL, NULL, FEATURES_22, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -107,7 +107,7 @@ static const struct row rows[] = {
      16384},
     {"OpenZFS 2.4",
      {0, "zfs-2.4.4-1\nzfs-kmod-2.4.4-1\n", NULL, NULL, FEATURES_22, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -122,7 +122,7 @@ static const struct row rows[] = {
     /* module loaded but an old userland without `zfs version` */
     {"OpenZFS 0.8 via sysfs",
      {2, "unrecognized command", "0.8.3-1\n", NULL, FEATURES_08, true},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      true,
      true,
      true,
@@ -137,7 +137,7 @@ static const struct row rows[] = {
     /* OpenZFS userland in a container without /dev/zfs: no zvols */
     {"OpenZFS 2.2, no /dev/zfs",
      {0, "zfs-2.2.2-1\n", NULL, NULL, FEATURES_22, false},
-     ZFS_OPENZFS,
+     ZB_OPENZFS,
      false,
      true,
      true,
@@ -152,7 +152,7 @@ static const struct row rows[] = {
     {"zfs-fuse 0.7 (pool v23)",
      {2, "unrecognized command 'version'\n", NULL,
       "This system is currently running ZFS pool version 23.\n", NULL, false},
-     ZFS_FUSE,
+     ZB_FUSE,
      false,
      false,
      false,
@@ -172,9 +172,9 @@ test_decisions_per_row(void **state)
   (void)state;
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     const struct row *r = &rows[i];
-    struct zfs_caps c;
+    struct zb_caps c;
     print_message("row: %s\n", r->name);
-    assert_int_equal(zfs_caps_decide(&r->probe, &c), 0);
+    assert_int_equal(zb_caps_decide(&r->probe, &c), 0);
     assert_int_equal(c.flavour, r->flavour);
     assert_int_equal(c.zvols, r->zvols);
     assert_int_equal(c.list_p, r->list_p);
@@ -188,9 +188,9 @@ test_decisions_per_row(void **state)
     assert_int_equal(c.dot_zfs, r->dot_zfs);
     assert_int_equal(c.default_volblocksize, r->volblocksize);
     /* the cache round-trips every decision */
-    struct zfs_caps back;
-    json_t *j = zfs_caps_to_json(&c);
-    assert_int_equal(zfs_caps_from_json(j, &back), 0);
+    struct zb_caps back;
+    json_t *j = zb_caps_to_json(&c);
+    assert_int_equal(zb_caps_from_json(j, &back), 0);
     json_decref(j);
     assert_memory_equal(&c, &back, sizeof c);
   }
@@ -199,20 +199,20 @@ test_decisions_per_row(void **state)
 static void
 test_unknown_zfs_is_refused(void **state)
 {
-  struct zfs_probe p = {127, "", NULL, "", NULL, false};
-  struct zfs_caps c;
+  struct zb_probe p = {127, "", NULL, "", NULL, false};
+  struct zb_caps c;
   (void)state;
-  assert_int_equal(zfs_caps_decide(&p, &c), -1);
+  assert_int_equal(zb_caps_decide(&p, &c), -1);
   assert_non_null(strstr(zl_error_msg(), "cannot tell which ZFS"));
 }
 
-static struct zfs_caps
+static struct zb_caps
 caps_of(const char *name)
 {
-  struct zfs_caps c = {0};
+  struct zb_caps c = {0};
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     if (strcmp(rows[i].name, name) == 0) {
-      assert_int_equal(zfs_caps_decide(&rows[i].probe, &c), 0);
+      assert_int_equal(zb_caps_decide(&rows[i].probe, &c), 0);
       return c;
     }
   }
@@ -224,45 +224,45 @@ static void
 test_tunables_per_row(void **state)
 {
   (void)state;
-  const struct zfs_caps fuse_c = caps_of("zfs-fuse 0.7 (pool v23)"), *fuse = &fuse_c;
-  const struct zfs_caps z08_c = caps_of("OpenZFS 0.8"), *z08 = &z08_c;
-  struct zfs_caps z22 = caps_of("OpenZFS 2.2");
+  const struct zb_caps fuse_c = caps_of("zfs-fuse 0.7 (pool v23)"), *fuse = &fuse_c;
+  const struct zb_caps z08_c = caps_of("OpenZFS 0.8"), *z08 = &z08_c;
+  struct zb_caps z22 = caps_of("OpenZFS 2.2");
 
-  assert_int_equal(zfs_tunable_check(fuse, "compression", "lz4", true), -1);
+  assert_int_equal(zb_tunable_check(fuse, "compression", "lz4", true), -1);
   assert_non_null(strstr(zl_error_msg(), "supported: on, off, lzjb, gzip"));
   assert_null(strstr(strstr(zl_error_msg(), "supported:"), "lz4"));
-  assert_int_equal(zfs_tunable_check(fuse, "compression", "gzip-9", true), 0);
-  assert_int_equal(zfs_tunable_check(fuse, "compression", "gzip-10", true), -1);
-  assert_string_equal(zfs_default_compression(fuse), "on");
-  assert_int_equal(zfs_tunable_check(fuse, "sync", "always", false), -1);
+  assert_int_equal(zb_tunable_check(fuse, "compression", "gzip-9", true), 0);
+  assert_int_equal(zb_tunable_check(fuse, "compression", "gzip-10", true), -1);
+  assert_string_equal(zb_default_compression(fuse), "on");
+  assert_int_equal(zb_tunable_check(fuse, "sync", "always", false), -1);
   assert_non_null(strstr(zl_error_msg(), "zfs-fuse"));
 
-  assert_int_equal(zfs_tunable_check(z08, "compression", "lz4", false), 0);
-  assert_int_equal(zfs_tunable_check(z08, "compression", "zstd", false), -1);
-  assert_string_equal(zfs_default_compression(z08), "lz4");
-  assert_int_equal(zfs_tunable_check(z08, "sync", "always", false), 0);
-  assert_int_equal(zfs_tunable_check(z08, "sync", "sometimes", false), -1);
+  assert_int_equal(zb_tunable_check(z08, "compression", "lz4", false), 0);
+  assert_int_equal(zb_tunable_check(z08, "compression", "zstd", false), -1);
+  assert_string_equal(zb_default_compression(z08), "lz4");
+  assert_int_equal(zb_tunable_check(z08, "sync", "always", false), 0);
+  assert_int_equal(zb_tunable_check(z08, "sync", "sometimes", false), -1);
 
-  assert_int_equal(zfs_tunable_check(&z22, "compression", "zstd-19", false), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "compression", "zstd-20", false), -1);
-  assert_int_equal(zfs_tunable_check(&z22, "compression", "zstd-fast-1000", false), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "compression", "zstd-fast-11", false), -1);
-  assert_int_equal(zfs_tunable_check(&z22, "copies", "3", false), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "copies", "0", false), -1);
-  assert_int_equal(zfs_tunable_check(&z22, "logbias", "throughput", false), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "primarycache", "metadata", false), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "secondarycache", "some", false), -1);
+  assert_int_equal(zb_tunable_check(&z22, "compression", "zstd-19", false), 0);
+  assert_int_equal(zb_tunable_check(&z22, "compression", "zstd-20", false), -1);
+  assert_int_equal(zb_tunable_check(&z22, "compression", "zstd-fast-1000", false), 0);
+  assert_int_equal(zb_tunable_check(&z22, "compression", "zstd-fast-11", false), -1);
+  assert_int_equal(zb_tunable_check(&z22, "copies", "3", false), 0);
+  assert_int_equal(zb_tunable_check(&z22, "copies", "0", false), -1);
+  assert_int_equal(zb_tunable_check(&z22, "logbias", "throughput", false), 0);
+  assert_int_equal(zb_tunable_check(&z22, "primarycache", "metadata", false), 0);
+  assert_int_equal(zb_tunable_check(&z22, "secondarycache", "some", false), -1);
   /* block size: only at create, powers of two, >128K needs large_blocks */
-  assert_int_equal(zfs_tunable_check(&z22, "volblocksize", "16K", true), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "volblocksize", "16K", false), -1);
+  assert_int_equal(zb_tunable_check(&z22, "volblocksize", "16K", true), 0);
+  assert_int_equal(zb_tunable_check(&z22, "volblocksize", "16K", false), -1);
   assert_non_null(strstr(zl_error_msg(), "fixed when a volume is created"));
-  assert_int_equal(zfs_tunable_check(&z22, "volblocksize", "24K", true), -1);
+  assert_int_equal(zb_tunable_check(&z22, "volblocksize", "24K", true), -1);
   z22.large_blocks = false;
-  assert_int_equal(zfs_tunable_check(&z22, "volblocksize", "1M", true), -1);
+  assert_int_equal(zb_tunable_check(&z22, "volblocksize", "1M", true), -1);
   z22.large_blocks = true;
-  assert_int_equal(zfs_tunable_check(&z22, "volblocksize", "1M", true), 0);
-  assert_int_equal(zfs_tunable_check(&z22, "dedup", "on", false), -1);
-  assert_false(zfs_is_tunable("mountpoint"));
+  assert_int_equal(zb_tunable_check(&z22, "volblocksize", "1M", true), 0);
+  assert_int_equal(zb_tunable_check(&z22, "dedup", "on", false), -1);
+  assert_false(zb_is_tunable("mountpoint"));
 }
 
 static void
@@ -278,8 +278,8 @@ static void
 test_command_lines(void **state)
 {
   (void)state;
-  const struct zfs_caps fuse_c = caps_of("zfs-fuse 0.7 (pool v23)"), *fuse = &fuse_c;
-  const struct zfs_caps z22_c = caps_of("OpenZFS 2.2"), *z22 = &z22_c;
+  const struct zb_caps fuse_c = caps_of("zfs-fuse 0.7 (pool v23)"), *fuse = &fuse_c;
+  const struct zb_caps z22_c = caps_of("OpenZFS 2.2"), *z22 = &z22_c;
   struct zargv a;
   struct zprop meta[] = {{"zfs-live:meta", "v1:1:0:{}"}};
   struct zprop comp[] = {{"zfs-live:sr", "U"}, {"compression", "lz4"}};
@@ -363,19 +363,18 @@ test_thick_reservation(void **state)
   /* libzfs zvol_volsize_to_reservation: 1 GiB, 8K blocks, copies=1:
    * 131072 blocks -> 128 + 1 indirect levels + 7 metadnode = 136 blocks
    * of 128K metadata, doubled (copies + 1) */
-  assert_int_equal(zfs_thick_reservation(1 << 30, 8192, 1),
+  assert_int_equal(zb_thick_reservation(1 << 30, 8192, 1),
                    (1LL << 30) + 136LL * 2 * (1 << 17));
   /* copies multiply the data and cap the metadata copies at 3 */
-  assert_int_equal(zfs_thick_reservation(1 << 30, 8192, 3),
+  assert_int_equal(zb_thick_reservation(1 << 30, 8192, 3),
                    3 * (1LL << 30) + 136LL * 3 * (1 << 17));
-  assert_true(zfs_thick_reservation(0, 8192, 1) > 0);
+  assert_true(zb_thick_reservation(0, 8192, 1) > 0);
   /* sizes near 2^63: more than any pool, never an overflow */
   for (int copies = 1; copies <= 3; copies++) {
-    assert_true(zfs_thick_reservation(INT64_MAX, 512, copies) == INT64_MAX);
-    assert_true(zfs_thick_reservation(INT64_MAX, 1, copies) == INT64_MAX);
-    assert_true(zfs_thick_reservation(INT64_MAX - (1 << 20), 131072, copies) ==
-                INT64_MAX);
-    assert_true(zfs_thick_reservation(INT64_MAX / 3, 8192, copies) > INT64_MAX / 3);
+    assert_true(zb_thick_reservation(INT64_MAX, 512, copies) == INT64_MAX);
+    assert_true(zb_thick_reservation(INT64_MAX, 1, copies) == INT64_MAX);
+    assert_true(zb_thick_reservation(INT64_MAX - (1 << 20), 131072, copies) == INT64_MAX);
+    assert_true(zb_thick_reservation(INT64_MAX / 3, 8192, copies) > INT64_MAX / 3);
   }
 }
 
@@ -383,14 +382,14 @@ static void
 test_metadata_properties(void **state)
 {
   (void)state;
-  struct zprop props[ZFS_META_CHUNKS];
+  struct zprop props[ZB_META_CHUNKS];
   int n;
   char *buf = NULL;
   json_t *meta =
       json_pack("{s:s, s:s, s:{s:s}, s:{s:s}}", "key", "k", "name", "tab\there \xc3\xa9",
                 "keys", "vdi-type", "user", "_storage", "x", "not stored");
 
-  assert_int_equal(zfs_meta_encode(meta, 'a', props, &n, &buf), 0);
+  assert_int_equal(zb_meta_encode(meta, 'a', props, &n, &buf), 0);
   assert_int_equal(n, 1);
   assert_string_equal(props[0].name, "zfs-live:meta");
   assert_null(strchr(props[0].value, '\t')); /* zfs get -H stays parseable */
@@ -400,11 +399,11 @@ test_metadata_properties(void **state)
   snprintf(out, sizeof out,
            "tank/sr/k\tzfs-live:meta\t%s\tlocal\ntank/sr/k\tused\t4096\t-\n",
            props[0].value);
-  json_t *objs = zfs_parse_get(out);
+  json_t *objs = zb_parse_get(out);
   json_t *o = json_object_get(objs, "tank/sr/k");
-  assert_string_equal(zfs_obj_value(o, "used"), "4096");
-  assert_string_equal(zfs_obj_source(o, "zfs-live:meta"), "local");
-  json_t *back = zfs_meta_decode(o, "tank/sr/k");
+  assert_string_equal(zb_obj_value(o, "used"), "4096");
+  assert_string_equal(zb_obj_source(o, "zfs-live:meta"), "local");
+  json_t *back = zb_meta_decode(o, "tank/sr/k");
   json_object_del(meta, "_storage");
   assert_true(json_equal(meta, back));
   json_decref(back);
@@ -416,17 +415,17 @@ test_metadata_properties(void **state)
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
   json_object_set_new(json_object_get(meta, "keys"), "tagsbig", json_string(big));
-  assert_int_equal(zfs_meta_encode(meta, 'a', props, &n, &buf), 0);
+  assert_int_equal(zb_meta_encode(meta, 'a', props, &n, &buf), 0);
   assert_int_equal(n, 3);
   o = json_object();
   for (int i = 0; i < n; i++)
     json_object_set_new(o, props[i].name, json_pack("[s, s]", props[i].value, "local"));
-  back = zfs_meta_decode(o, "k");
+  back = zb_meta_decode(o, "k");
   assert_true(json_equal(meta, back));
   json_decref(back);
   /* a chunk from another write: refused, never half-read */
   json_object_set_new(o, "zfs-live:meta.1", json_pack("[s, s]", "yyyy", "local"));
-  assert_null(zfs_meta_decode(o, "k"));
+  assert_null(zb_meta_decode(o, "k"));
   assert_non_null(strstr(zl_error_msg(), "checksum"));
   json_decref(o);
   free(buf);
@@ -435,33 +434,33 @@ test_metadata_properties(void **state)
    * header, the old object still reads whole */
   {
     char *buf_a = NULL, *buf_b = NULL;
-    struct zprop pa[ZFS_META_CHUNKS], pb[ZFS_META_CHUNKS];
+    struct zprop pa[ZB_META_CHUNKS], pb[ZB_META_CHUNKS];
     int na, nb;
     json_t *old_meta = json_deep_copy(meta);
-    assert_int_equal(zfs_meta_encode(old_meta, 'a', pa, &na, &buf_a), 0);
+    assert_int_equal(zb_meta_encode(old_meta, 'a', pa, &na, &buf_a), 0);
     json_object_set_new(json_object_get(meta, "keys"), "tagsnew", json_string("new"));
-    assert_int_equal(zfs_meta_encode(meta, 'b', pb, &nb, &buf_b), 0);
+    assert_int_equal(zb_meta_encode(meta, 'b', pb, &nb, &buf_b), 0);
     assert_int_equal(nb, 3);
     assert_string_equal(pb[1].name, "zfs-live:meta.b1");
     assert_non_null(strstr(pb[0].value, "v2:b:3:"));
     o = json_object();
     for (int i = 0; i < na; i++)
       json_object_set_new(o, pa[i].name, json_pack("[s, s]", pa[i].value, "local"));
-    assert_int_equal(zfs_meta_bank(o), 'a');
+    assert_int_equal(zb_meta_bank(o), 'a');
     for (int i = 1; i < nb; i++) /* the chunks, not yet the header */
       json_object_set_new(o, pb[i].name, json_pack("[s, s]", pb[i].value, "local"));
-    back = zfs_meta_decode(o, "k");
+    back = zb_meta_decode(o, "k");
     assert_true(json_equal(old_meta, back));
     json_decref(back);
     json_object_set_new(o, pb[0].name, json_pack("[s, s]", pb[0].value, "local"));
-    assert_int_equal(zfs_meta_bank(o), 'b');
-    back = zfs_meta_decode(o, "k");
+    assert_int_equal(zb_meta_bank(o), 'b');
+    back = zb_meta_decode(o, "k");
     assert_true(json_equal(meta, back));
     json_decref(back);
     /* v1 (earlier versions) still reads: bank a */
     json_object_set_new(o, "zfs-live:meta",
                         json_pack("[s, s]", "v1:1:0000000000000000:{}", "local"));
-    assert_null(zfs_meta_decode(o, "k")); /* checksum of "{}" is not 0 */
+    assert_null(zb_meta_decode(o, "k")); /* checksum of "{}" is not 0 */
     json_decref(o);
     json_decref(old_meta);
     free(buf_a);
@@ -473,7 +472,7 @@ test_metadata_properties(void **state)
   memset(huge, 'y', 69999);
   huge[69999] = '\0';
   json_object_set_new(json_object_get(meta, "keys"), "tagshuge", json_string(huge));
-  assert_int_equal(zfs_meta_encode(meta, 'a', props, &n, &buf), -1);
+  assert_int_equal(zb_meta_encode(meta, 'a', props, &n, &buf), -1);
   free(huge);
   json_decref(meta);
 }

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "backend/zfs-stream.h"
+#include "backend/zfs/stream.h"
 #include "util/error.h"
 
 static int

@@ -1,4 +1,4 @@
-/* zfs-run.c: run built commands; read `zfs get` output; encode the
+/* run.c: run built commands; read `zfs get` output; encode the
  * metadata object as user properties. */
 #include <errno.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -56,8 +56,16 @@ zrun(struct zargv *a, const char *what, struct zl_exec_result *res)
   return -1;
 }
 
+int
+zrun_free(struct zargv *a, const char *what)
+{
+  int rc = zrun(a, what, NULL);
+  za_free(a);
+  return rc;
+}
+
 json_t *
-zfs_parse_get(const char *out)
+zb_parse_get(const char *out)
 {
   json_t *objs = json_object();
   const char *line = out;
@@ -94,14 +102,14 @@ zfs_parse_get(const char *out)
 }
 
 const char *
-zfs_obj_value(const json_t *obj, const char *prop)
+zb_obj_value(const json_t *obj, const char *prop)
 {
   const char *v = json_string_value(json_array_get(json_object_get(obj, prop), 0));
   return v && strcmp(v, "-") != 0 ? v : NULL;
 }
 
 const char *
-zfs_obj_source(const json_t *obj, const char *prop)
+zb_obj_source(const json_t *obj, const char *prop)
 {
   return json_string_value(json_array_get(json_object_get(obj, prop), 1));
 }
@@ -133,13 +141,13 @@ fnv64(const char *s, size_t n)
   return h;
 }
 
-static const char *const bank_a[ZFS_META_CHUNKS] = {
-    ZFS_META_PROP,      ZFS_META_PROP ".1", ZFS_META_PROP ".2", ZFS_META_PROP ".3",
-    ZFS_META_PROP ".4", ZFS_META_PROP ".5", ZFS_META_PROP ".6", ZFS_META_PROP ".7",
+static const char *const bank_a[ZB_META_CHUNKS] = {
+    ZB_META_PROP,      ZB_META_PROP ".1", ZB_META_PROP ".2", ZB_META_PROP ".3",
+    ZB_META_PROP ".4", ZB_META_PROP ".5", ZB_META_PROP ".6", ZB_META_PROP ".7",
 };
-static const char *const bank_b[ZFS_META_CHUNKS] = {
-    ZFS_META_PROP,       ZFS_META_PROP ".b1", ZFS_META_PROP ".b2", ZFS_META_PROP ".b3",
-    ZFS_META_PROP ".b4", ZFS_META_PROP ".b5", ZFS_META_PROP ".b6", ZFS_META_PROP ".b7",
+static const char *const bank_b[ZB_META_CHUNKS] = {
+    ZB_META_PROP,       ZB_META_PROP ".b1", ZB_META_PROP ".b2", ZB_META_PROP ".b3",
+    ZB_META_PROP ".b4", ZB_META_PROP ".b5", ZB_META_PROP ".b6", ZB_META_PROP ".b7",
 };
 
 static const char *const *
@@ -149,18 +157,18 @@ bank_names(char bank)
 }
 
 const char *
-zfs_meta_prop_list(void)
+zb_meta_prop_list(void)
 {
-  return ZFS_META_PROP "," ZFS_META_PROP ".1," ZFS_META_PROP ".2," ZFS_META_PROP
-                       ".3," ZFS_META_PROP ".4," ZFS_META_PROP ".5," ZFS_META_PROP
-                       ".6," ZFS_META_PROP ".7," ZFS_META_PROP ".b1," ZFS_META_PROP
-                       ".b2," ZFS_META_PROP ".b3," ZFS_META_PROP ".b4," ZFS_META_PROP
-                       ".b5," ZFS_META_PROP ".b6," ZFS_META_PROP ".b7";
+  return ZB_META_PROP "," ZB_META_PROP ".1," ZB_META_PROP ".2," ZB_META_PROP
+                      ".3," ZB_META_PROP ".4," ZB_META_PROP ".5," ZB_META_PROP
+                      ".6," ZB_META_PROP ".7," ZB_META_PROP ".b1," ZB_META_PROP
+                      ".b2," ZB_META_PROP ".b3," ZB_META_PROP ".b4," ZB_META_PROP
+                      ".b5," ZB_META_PROP ".b6," ZB_META_PROP ".b7";
 }
 
 int
-zfs_meta_encode(const json_t *meta, char bank, struct zprop *props, int *nprops,
-                char **bufp)
+zb_meta_encode(const json_t *meta, char bank, struct zprop *props, int *nprops,
+               char **bufp)
 {
   CLEANUP_JSON json_t *copy = json_deep_copy(meta);
   CLEANUP_FREE char *text = NULL;
@@ -179,11 +187,11 @@ zfs_meta_encode(const json_t *meta, char bank, struct zprop *props, int *nprops,
     return -1;
   }
   len = strlen(text);
-  nchunks = len / ZFS_META_CHUNK + 1;
-  if (nchunks > ZFS_META_CHUNKS) {
+  nchunks = len / ZB_META_CHUNK + 1;
+  if (nchunks > ZB_META_CHUNKS) {
     zl_error_kind(ZL_ERR_INVALID, EFBIG,
                   "volume metadata is %zu bytes; ZFS user properties hold at most %d",
-                  len, ZFS_META_CHUNKS * ZFS_META_CHUNK - 64);
+                  len, ZB_META_CHUNKS * ZB_META_CHUNK - 64);
     return -1;
   }
   int hn = snprintf(head, sizeof head, "v2:%c:%zu:%016llx:", bank == 'b' ? 'b' : 'a',
@@ -197,8 +205,8 @@ zfs_meta_encode(const json_t *meta, char bank, struct zprop *props, int *nprops,
   char *p = buf;
   *nprops = 0;
   for (size_t i = 0; i < nchunks; i++) {
-    size_t off = i * ZFS_META_CHUNK;
-    size_t n = len - off < ZFS_META_CHUNK ? len - off : ZFS_META_CHUNK;
+    size_t off = i * ZB_META_CHUNK;
+    size_t n = len - off < ZB_META_CHUNK ? len - off : ZB_META_CHUNK;
     props[*nprops].name = names[i];
     props[*nprops].value = p;
     (*nprops)++;
@@ -231,9 +239,9 @@ parse_header(const char *v0, char *bank, unsigned *nchunks, unsigned long long *
 }
 
 char
-zfs_meta_bank(const json_t *obj)
+zb_meta_bank(const json_t *obj)
 {
-  const char *v0 = zfs_obj_value(obj, ZFS_META_PROP);
+  const char *v0 = zb_obj_value(obj, ZB_META_PROP);
   unsigned n;
   unsigned long long sum;
   int used;
@@ -245,9 +253,9 @@ zfs_meta_bank(const json_t *obj)
 }
 
 json_t *
-zfs_meta_decode(const json_t *obj, const char *name)
+zb_meta_decode(const json_t *obj, const char *name)
 {
-  const char *v0 = zfs_obj_value(obj, ZFS_META_PROP);
+  const char *v0 = zb_obj_value(obj, ZB_META_PROP);
   unsigned nchunks;
   unsigned long long sum;
   int used = 0;
@@ -260,14 +268,14 @@ zfs_meta_decode(const json_t *obj, const char *name)
     return NULL; /* not a volume of ours */
   }
   if (parse_header(v0, &bank, &nchunks, &sum, &used) == -1 || nchunks < 1 ||
-      nchunks > ZFS_META_CHUNKS) {
+      nchunks > ZB_META_CHUNKS) {
     zl_error(EINVAL, "%s: metadata property is not in format v1 or v2", name);
     return NULL;
   }
   const char *const *names = bank_names(bank);
   size_t cap = strlen(v0) + 1;
   for (unsigned i = 1; i < nchunks; i++) {
-    const char *vi = zfs_obj_value(obj, names[i]);
+    const char *vi = zb_obj_value(obj, names[i]);
     cap += vi ? strlen(vi) : 0;
   }
   if (!(text = malloc(cap))) {
@@ -276,7 +284,7 @@ zfs_meta_decode(const json_t *obj, const char *name)
   }
   strcpy(text, v0 + used);
   for (unsigned i = 1; i < nchunks; i++) {
-    const char *vi = zfs_obj_value(obj, names[i]);
+    const char *vi = zb_obj_value(obj, names[i]);
     if (!vi) {
       zl_error(EINVAL, "%s: metadata chunk %u of %u (%s) is missing", name, i, nchunks,
                names[i]);
@@ -298,7 +306,7 @@ zfs_meta_decode(const json_t *obj, const char *name)
 }
 
 static int
-set_one(const struct zfs_caps *c, const char *name, const struct zprop *p)
+set_one(const struct zb_caps *c, const char *name, const struct zprop *p)
 {
   struct zargv a;
   zcmd_set(&a, c, name, p->name, p->value);
@@ -308,24 +316,24 @@ set_one(const struct zfs_caps *c, const char *name, const struct zprop *p)
 }
 
 int
-zfs_meta_store(const struct zfs_caps *c, const char *name, const json_t *meta)
+zb_meta_store(const struct zb_caps *c, const char *name, const json_t *meta)
 {
-  struct zprop props[ZFS_META_CHUNKS];
+  struct zprop props[ZB_META_CHUNKS];
   int n;
   CLEANUP_FREE char *buf = NULL;
   char bank = 'a';
 
-  if (zfs_meta_encode(meta, bank, props, &n, &buf) == -1)
+  if (zb_meta_encode(meta, bank, props, &n, &buf) == -1)
     return -1;
   if (n > 1) {
     /* the chunks go to the bank the current header does not name */
     CLEANUP_JSON json_t *objs = NULL;
     const char *targets[] = {name, NULL};
-    if (zget(c, false, ZFS_META_PROP, targets, &objs, "read the metadata header") == -1)
+    if (zget(c, false, ZB_META_PROP, targets, &objs, "read the metadata header") == -1)
       return -1;
-    bank = zfs_meta_bank(json_object_get(objs, name)) == 'a' ? 'b' : 'a';
+    bank = zb_meta_bank(json_object_get(objs, name)) == 'a' ? 'b' : 'a';
     free(TAKE_PTR(buf));
-    if (zfs_meta_encode(meta, bank, props, &n, &buf) == -1)
+    if (zb_meta_encode(meta, bank, props, &n, &buf) == -1)
       return -1;
     for (int i = 1; i < n; i++) {
       if (set_one(c, name, &props[i]) == -1)
@@ -337,7 +345,7 @@ zfs_meta_store(const struct zfs_caps *c, const char *name, const json_t *meta)
 }
 
 int
-zget(const struct zfs_caps *c, bool recursive, const char *props,
+zget(const struct zb_caps *c, bool recursive, const char *props,
      const char *const *targets, json_t **objs, const char *what)
 {
   struct zargv a;
@@ -349,7 +357,7 @@ zget(const struct zfs_caps *c, bool recursive, const char *props,
   za_free(&a);
   if (rc == -1)
     return -1;
-  *objs = zfs_parse_get(r.out);
+  *objs = zb_parse_get(r.out);
   if (r.status != 0) {
     zl_error(strstr(r.err, "does not exist") ? ENOENT : EIO, "%s: %s", what,
              zl_exec_reason(&r));

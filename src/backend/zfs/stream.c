@@ -1,4 +1,4 @@
-/* zfs-stream.c: the send stream parser behind changed block tracking.
+/* stream.c: the send stream parser behind changed block tracking.
  *
  * The format (reference/zfs.md §3.2-3.4): a sequence of 312-byte record
  * headers, some followed by a payload whose length the header gives.  The
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/zfs-stream.h"
+#include "backend/zfs/stream.h"
 #include "util/error.h"
 
 #define HDR_SIZE          312u /* sizeof (dmu_replay_record_t) */

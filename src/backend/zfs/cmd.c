@@ -1,4 +1,4 @@
-/* zfs-cmd.c: every zfs/zpool command line this backend runs, built by pure
+/* cmd.c: every zfs/zpool command line this backend runs, built by pure
  * functions of the capabilities and the arguments, so that unit tests can
  * check each one for each version row (tests/unit/test-zfs.c).  Options
  * are chosen per zfs.md §2: -H -p where accepted, no option a row lacks. */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 
 void
 za_init(struct zargv *a, const char *prog)
@@ -80,7 +80,7 @@ add_props(struct zargv *a, const struct zprop *props, int n)
 }
 
 void
-zcmd_create_sr(struct zargv *a, const struct zfs_caps *c, const char *ds,
+zcmd_create_sr(struct zargv *a, const struct zb_caps *c, const char *ds,
                const char *mountpoint, const struct zprop *props, int nprops)
 {
   (void)c;
@@ -93,7 +93,7 @@ zcmd_create_sr(struct zargv *a, const struct zfs_caps *c, const char *ds,
 }
 
 void
-zcmd_create_parent(struct zargv *a, const struct zfs_caps *c, const char *ds)
+zcmd_create_parent(struct zargv *a, const struct zb_caps *c, const char *ds)
 {
   (void)c;
   za_init(a, "zfs");
@@ -105,7 +105,7 @@ zcmd_create_parent(struct zargv *a, const struct zfs_caps *c, const char *ds)
 }
 
 void
-zcmd_create_volume(struct zargv *a, const struct zfs_caps *c, enum zfs_layout l,
+zcmd_create_volume(struct zargv *a, const struct zb_caps *c, enum zb_layout l,
                    const char *ds, int64_t size, int64_t blocksize, bool thick,
                    int copies, const struct zprop *props, int nprops)
 {
@@ -129,13 +129,13 @@ zcmd_create_volume(struct zargv *a, const struct zfs_caps *c, enum zfs_layout l,
     za_add(a, "-o");
     za_add(a, "canmount=noauto");
     za_add(a, "-o");
-    za_addf(a, ZFS_SIZE_PROP "=%lld", (long long)size);
+    za_addf(a, ZB_SIZE_PROP "=%lld", (long long)size);
     za_add(a, "-o");
     za_addf(a, "recordsize=%lld", (long long)blocksize);
     za_add(a, "-o");
     if (thick)
       za_addf(a, "refreservation=%lld",
-              (long long)zfs_thick_reservation(size, blocksize, copies));
+              (long long)zb_thick_reservation(size, blocksize, copies));
     else
       za_add(a, "refreservation=none");
   }
@@ -144,7 +144,7 @@ zcmd_create_volume(struct zargv *a, const struct zfs_caps *c, enum zfs_layout l,
 }
 
 void
-zcmd_snapshot(struct zargv *a, const struct zfs_caps *c, const char *snap,
+zcmd_snapshot(struct zargv *a, const struct zb_caps *c, const char *snap,
               const struct zprop *props, int nprops)
 {
   (void)c;
@@ -158,7 +158,7 @@ zcmd_snapshot(struct zargv *a, const struct zfs_caps *c, const char *snap,
  * (-c, they are skipped anyway), whole large blocks (-L) and embedded
  * blocks as such (-e), where this zfs has them. */
 void
-zcmd_send_incremental(struct zargv *a, const struct zfs_caps *c, const char *from,
+zcmd_send_incremental(struct zargv *a, const struct zb_caps *c, const char *from,
                       const char *to)
 {
   za_init(a, "zfs");
@@ -175,7 +175,7 @@ zcmd_send_incremental(struct zargv *a, const struct zfs_caps *c, const char *fro
 }
 
 void
-zcmd_clone(struct zargv *a, const struct zfs_caps *c, const char *origin, const char *ds,
+zcmd_clone(struct zargv *a, const struct zb_caps *c, const char *origin, const char *ds,
            const struct zprop *props, int nprops)
 {
   (void)c;
@@ -187,7 +187,7 @@ zcmd_clone(struct zargv *a, const struct zfs_caps *c, const char *origin, const 
 }
 
 void
-zcmd_destroy(struct zargv *a, const struct zfs_caps *c, const char *name)
+zcmd_destroy(struct zargv *a, const struct zb_caps *c, const char *name)
 {
   (void)c;
   za_init(a, "zfs");
@@ -196,7 +196,7 @@ zcmd_destroy(struct zargv *a, const struct zfs_caps *c, const char *name)
 }
 
 void
-zcmd_get(struct zargv *a, const struct zfs_caps *c, bool recursive, const char *props,
+zcmd_get(struct zargv *a, const struct zb_caps *c, bool recursive, const char *props,
          const char *const *targets)
 {
   za_init(a, "zfs");
@@ -214,7 +214,7 @@ zcmd_get(struct zargv *a, const struct zfs_caps *c, bool recursive, const char *
 }
 
 void
-zcmd_set(struct zargv *a, const struct zfs_caps *c, const char *ds, const char *prop,
+zcmd_set(struct zargv *a, const struct zb_caps *c, const char *ds, const char *prop,
          const char *value)
 {
   (void)c;
@@ -225,7 +225,7 @@ zcmd_set(struct zargv *a, const struct zfs_caps *c, const char *ds, const char *
 }
 
 void
-zcmd_inherit(struct zargv *a, const struct zfs_caps *c, const char *ds, const char *prop)
+zcmd_inherit(struct zargv *a, const struct zb_caps *c, const char *ds, const char *prop)
 {
   (void)c;
   za_init(a, "zfs");
@@ -235,7 +235,7 @@ zcmd_inherit(struct zargv *a, const struct zfs_caps *c, const char *ds, const ch
 }
 
 void
-zcmd_volsize(struct zargv *a, const struct zfs_caps *c, const char *ds, int64_t size)
+zcmd_volsize(struct zargv *a, const struct zb_caps *c, const char *ds, int64_t size)
 {
   /* through the CLI, so libzfs keeps a thick zvol's refreservation */
   (void)c;
@@ -246,7 +246,7 @@ zcmd_volsize(struct zargv *a, const struct zfs_caps *c, const char *ds, int64_t 
 }
 
 void
-zcmd_rollback(struct zargv *a, const struct zfs_caps *c, const char *snap)
+zcmd_rollback(struct zargv *a, const struct zb_caps *c, const char *snap)
 {
   /* never -r/-R: they destroy newer snapshots and clones */
   (void)c;
@@ -256,7 +256,7 @@ zcmd_rollback(struct zargv *a, const struct zfs_caps *c, const char *snap)
 }
 
 void
-zcmd_rename(struct zargv *a, const struct zfs_caps *c, const char *from, const char *to)
+zcmd_rename(struct zargv *a, const struct zb_caps *c, const char *from, const char *to)
 {
   (void)c;
   za_init(a, "zfs");
@@ -266,7 +266,7 @@ zcmd_rename(struct zargv *a, const struct zfs_caps *c, const char *from, const c
 }
 
 void
-zcmd_mount(struct zargv *a, const struct zfs_caps *c, const char *ds, bool mount)
+zcmd_mount(struct zargv *a, const struct zb_caps *c, const char *ds, bool mount)
 {
   (void)c;
   za_init(a, "zfs");
@@ -275,7 +275,7 @@ zcmd_mount(struct zargv *a, const struct zfs_caps *c, const char *ds, bool mount
 }
 
 void
-zcmd_list_snapshots(struct zargv *a, const struct zfs_caps *c, const char *ds)
+zcmd_list_snapshots(struct zargv *a, const struct zb_caps *c, const char *ds)
 {
   za_init(a, "zfs");
   za_add(a, "list");

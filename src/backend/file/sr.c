@@ -1,4 +1,4 @@
-/* file-sr.c: SRs of the file backend, and its ops table. */
+/* sr.c: SRs of the file backend, and its ops table. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "backend/file.h"
+#include "backend/file/file.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"

@@ -26,7 +26,7 @@ struct file_sr {
   int reflink; /* -1 not probed, 0 no, 1 yes */
 };
 
-/* file-vol.c: names of a volume's files */
+/* vol.c: names of a volume's files */
 void file_img_name(char *buf, size_t len, const char *key);
 void file_meta_name(char *buf, size_t len, const char *key);
 int file_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
@@ -46,7 +46,7 @@ int file_vol_open(struct zl_sr *sr, const char *key, int flags);
 int file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
                      void *opaque);
 int file_vol_data_destroy(struct zl_sr *sr, const char *key);
-/* file-adopt.c */
+/* adopt.c */
 int file_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
                    const json_t *meta, struct zl_vol_info *out);
 int file_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,

@@ -1,4 +1,4 @@
-/* file-vol.c: volumes of the file backend (see file.h for the layout). */
+/* vol.c: volumes of the file backend (see file.h for the layout). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/file.h"
+#include "backend/file/file.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"

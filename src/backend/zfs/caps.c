@@ -1,4 +1,4 @@
-/* zfs-caps.c: detect which ZFS this host runs and what it can do
+/* caps.c: detect which ZFS this host runs and what it can do
  * (reference zfs.md §1-2), decide per version row, validate tunables.
  *
  * Detection order: `zfs version` (OpenZFS 0.8+), /sys/module/zfs/version,
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/exec.h"
@@ -22,15 +22,15 @@
 #include "util/log.h"
 
 static bool
-at_least(const struct zfs_caps *c, int major, int minor)
+at_least(const struct zb_caps *c, int major, int minor)
 {
-  return c->flavour == ZFS_OPENZFS &&
+  return c->flavour == ZB_OPENZFS &&
          (c->major > major || (c->major == major && c->minor >= minor));
 }
 
 /* "zfs-2.2.2-1" / "2.2.2-1" / "zfs-0.8.6-1" -> numbers */
 static bool
-parse_version(const char *s, struct zfs_caps *c)
+parse_version(const char *s, struct zb_caps *c)
 {
   const char *p = s;
 
@@ -58,15 +58,15 @@ feature_on(const char *features, const char *name)
 }
 
 int
-zfs_caps_decide(const struct zfs_probe *p, struct zfs_caps *c)
+zb_caps_decide(const struct zb_probe *p, struct zb_caps *c)
 {
   memset(c, 0, sizeof *c);
   if (p->version_rc == 0 && p->version_out && parse_version(p->version_out, c)) {
-    c->flavour = ZFS_OPENZFS;
+    c->flavour = ZB_OPENZFS;
   } else if (p->sys_version && parse_version(p->sys_version, c)) {
-    c->flavour = ZFS_OPENZFS;
+    c->flavour = ZB_OPENZFS;
   } else if (p->upgrade_out && strstr(p->upgrade_out, "pool version 23")) {
-    c->flavour = ZFS_FUSE;
+    c->flavour = ZB_FUSE;
     c->major = 0, c->minor = 7, c->patch = 0;
     snprintf(c->version, sizeof c->version, "0.7.0");
   } else {
@@ -76,7 +76,7 @@ zfs_caps_decide(const struct zfs_probe *p, struct zfs_caps *c)
     return -1;
   }
 
-  bool oz = c->flavour == ZFS_OPENZFS;
+  bool oz = c->flavour == ZB_OPENZFS;
   c->pool_version = oz ? 5000 : 23;
   if (oz && p->features_out && !strstr(p->features_out, "feature@"))
     c->pool_version = 28; /* a legacy (pre-feature-flag) pool on OpenZFS */
@@ -108,7 +108,7 @@ zfs_caps_decide(const struct zfs_probe *p, struct zfs_caps *c)
 }
 
 char *
-zfs_tools_identity(void)
+zb_tools_identity(void)
 {
   const char *path = getenv("PATH");
   char full[4096], *out = NULL, mod[64] = "";
@@ -141,11 +141,11 @@ run_capture(struct zl_exec_result *r, const char *const *argv)
 }
 
 int
-zfs_caps_probe(const char *pool, struct zfs_caps *c)
+zb_caps_probe(const char *pool, struct zb_caps *c)
 {
   struct zl_exec_result v = {0}, u = {0}, f = {0};
   CLEANUP_FREE char *sys = NULL;
-  struct zfs_probe p = {0};
+  struct zb_probe p = {0};
   int r;
 
   const char *ver[] = {"zfs", "version", NULL};
@@ -167,7 +167,7 @@ zfs_caps_probe(const char *pool, struct zfs_caps *c)
       p.features_out = f.out;
   }
   p.dev_zfs = access("/dev/zfs", F_OK) == 0;
-  r = zfs_caps_decide(&p, c);
+  r = zb_caps_decide(&p, c);
   zl_exec_result_free(&v);
   zl_exec_result_free(&u);
   zl_exec_result_free(&f);
@@ -183,10 +183,10 @@ zfs_caps_probe(const char *pool, struct zfs_caps *c)
 /* clang-format on */
 
 json_t *
-zfs_caps_to_json(const struct zfs_caps *c)
+zb_caps_to_json(const struct zb_caps *c)
 {
   json_t *j = json_pack("{s:s, s:s, s:i, s:I}", "flavour",
-                        c->flavour == ZFS_OPENZFS ? "openzfs" : "zfs-fuse", "version",
+                        c->flavour == ZB_OPENZFS ? "openzfs" : "zfs-fuse", "version",
                         c->version, "pool_version", c->pool_version,
                         "default_volblocksize", (json_int_t)c->default_volblocksize);
 #define TO(f) json_object_set_new(j, #f, json_boolean(c->f));
@@ -198,7 +198,7 @@ zfs_caps_to_json(const struct zfs_caps *c)
 }
 
 int
-zfs_caps_from_json(const json_t *j, struct zfs_caps *c)
+zb_caps_from_json(const json_t *j, struct zb_caps *c)
 {
   const char *fl = json_string_value(json_object_get(j, "flavour"));
   const char *v = json_string_value(json_object_get(j, "version"));
@@ -208,7 +208,7 @@ zfs_caps_from_json(const json_t *j, struct zfs_caps *c)
     zl_error(EINVAL, "cached ZFS capabilities are malformed");
     return -1;
   }
-  c->flavour = strcmp(fl, "openzfs") == 0 ? ZFS_OPENZFS : ZFS_FUSE;
+  c->flavour = strcmp(fl, "openzfs") == 0 ? ZB_OPENZFS : ZB_FUSE;
   c->pool_version = (int)json_integer_value(json_object_get(j, "pool_version"));
   c->default_volblocksize =
       json_integer_value(json_object_get(j, "default_volblocksize"));
@@ -225,7 +225,7 @@ static const char *const tunables[] = {"compression",  "copies",         "sync",
                                        "volblocksize", "recordsize",     NULL};
 
 bool
-zfs_is_tunable(const char *prop)
+zb_is_tunable(const char *prop)
 {
   for (const char *const *t = tunables; *t; t++) {
     if (strcmp(*t, prop) == 0)
@@ -245,7 +245,7 @@ one_of(const char *v, const char *const *set)
 }
 
 static void
-compression_values(const struct zfs_caps *c, char *buf, size_t len)
+compression_values(const struct zb_caps *c, char *buf, size_t len)
 {
   snprintf(buf, len, "on, off, lzjb, gzip, gzip-1..gzip-9, zle%s%s",
            c->lz4 ? ", lz4" : "",
@@ -253,7 +253,7 @@ compression_values(const struct zfs_caps *c, char *buf, size_t len)
 }
 
 static bool
-compression_ok(const struct zfs_caps *c, const char *v)
+compression_ok(const struct zb_caps *c, const char *v)
 {
   static const char *const base[] = {"on", "off", "lzjb", "gzip", "zle", NULL};
   int n;
@@ -278,7 +278,7 @@ compression_ok(const struct zfs_caps *c, const char *v)
 }
 
 int
-zfs_parse_blocksize(const char *s, int64_t *out)
+zb_parse_blocksize(const char *s, int64_t *out)
 {
   char *end;
   errno = 0;
@@ -302,17 +302,17 @@ bad:
 }
 
 int
-zfs_tunable_check(const struct zfs_caps *c, const char *prop, const char *value,
-                  bool at_create)
+zb_tunable_check(const struct zb_caps *c, const char *prop, const char *value,
+                 bool at_create)
 {
   static const char *const cache[] = {"all", "none", "metadata", NULL};
   static const char *const bias[] = {"latency", "throughput", NULL};
   static const char *const syncv[] = {"standard", "always", "disabled", NULL};
   static const char *const copies[] = {"1", "2", "3", NULL};
   char vals[256];
-  const char *host = c->flavour == ZFS_FUSE ? "zfs-fuse (pool version 23)" : "this ZFS";
+  const char *host = c->flavour == ZB_FUSE ? "zfs-fuse (pool version 23)" : "this ZFS";
 
-  if (!zfs_is_tunable(prop)) {
+  if (!zb_is_tunable(prop)) {
     zl_error(EINVAL,
              "'%s' is not a ZFS tunable of zfs-live (compression, copies, sync, "
              "primarycache, secondarycache, logbias, volblocksize)",
@@ -364,7 +364,7 @@ zfs_tunable_check(const struct zfs_caps *c, const char *prop, const char *value,
     return -1;
   }
   int64_t bs;
-  if (zfs_parse_blocksize(value, &bs) == -1)
+  if (zb_parse_blocksize(value, &bs) == -1)
     return -1;
   if (bs > (128 << 10) && !c->large_blocks) {
     zl_error(EINVAL,
@@ -377,13 +377,13 @@ zfs_tunable_check(const struct zfs_caps *c, const char *prop, const char *value,
 }
 
 const char *
-zfs_default_compression(const struct zfs_caps *c)
+zb_default_compression(const struct zb_caps *c)
 {
   return c->lz4 ? "lz4" : "on";
 }
 
 int64_t
-zfs_thick_reservation(int64_t size, int64_t blocksize, int copies)
+zb_thick_reservation(int64_t size, int64_t blocksize, int copies)
 {
   const int64_t dnodes_per_level = 1 << (17 - 7); /* DN_MAX_INDBLKSHIFT - BLKPTRSHIFT */
   /* ZFS blocks are at least 512 bytes (SPA_MINBLOCKSIZE) */
@@ -403,4 +403,57 @@ zfs_thick_reservation(int64_t size, int64_t blocksize, int copies)
   if (size > (INT64_MAX - meta) / copies)
     return INT64_MAX;
   return size * copies + meta;
+}
+
+/* What each capability decides, for the operator. */
+static const struct {
+  const char *name, *use;
+} cap_rows[] = {
+    {"zvols", "layout=zvol (the default layout when available)"},
+    {"list_p", "zfs list -p (exact numbers; zfs get -Hp is used either way)"},
+    {"get_t", "zfs get -t (list only datasets, volumes, snapshots)"},
+    {"json", "zfs ... -j JSON output (2.3+; not needed)"},
+    {"send_c", "zfs send -c (compressed streams for copies and CBT)"},
+    {"send_L", "zfs send -L (large blocks)"},
+    {"recv_s", "zfs receive -s (resumable copies)"},
+    {"rename_u", "zfs rename -u (rename without remount)"},
+    {"create_u", "zfs create -u (create without mounting)"},
+    {"snapshot_multi", "several snapshots in one command"},
+    {"set_multi", "several properties in one zfs set"},
+    {"sync_prop", "the sync tunable"},
+    {"snapdev", "snapdev=visible (snapshot devices)"},
+    {"refres_auto", "refreservation=auto (thick clones)"},
+    {"dot_zfs", ".zfs/snapshot (read snapshots in place; else a read clone)"},
+    {"bookmarks", "zfs bookmark (CBT baselines without pinning space)"},
+    {"lz4", "compression=lz4 (the default; else on = lzjb)"},
+    {"zstd", "compression=zstd"},
+    {"large_blocks", "block sizes above 128K"},
+    {"block_cloning", "block cloning of files (dataset layout copies)"},
+};
+
+json_t *
+zb_host_report(const char *pool)
+{
+  struct zb_caps c;
+  json_t *caps, *rows = json_array();
+
+  if (zb_caps_probe(pool, &c) == -1) {
+    if (errno == ENOENT) /* no zfs at all on this host */
+      return json_pack("{s:b, s:s}", "present", 0, "reason", zl_error_msg());
+    return json_pack("{s:b, s:s}", "present", 0, "reason", zl_error_msg());
+  }
+  caps = zb_caps_to_json(&c);
+  for (size_t i = 0; i < sizeof cap_rows / sizeof cap_rows[0]; i++)
+    json_array_append_new(
+        rows, json_pack("{s:s, s:O, s:s}", "capability", cap_rows[i].name, "value",
+                        json_object_get(caps, cap_rows[i].name), "use", cap_rows[i].use));
+  json_t *r = json_pack("{s:b, s:s, s:s, s:i, s:I, s:s, s:b, s:o, s:o}", "present", 1,
+                        "flavour", c.flavour == ZB_FUSE ? "zfs-fuse" : "openzfs",
+                        "version", c.version, "pool_version", c.pool_version,
+                        "default_volblocksize", (json_int_t)c.default_volblocksize,
+                        "default_compression", zb_default_compression(&c), "lzc",
+                        zb_lzc_available(), "capabilities", rows, "raw", caps);
+  if (pool)
+    json_object_set_new(r, "pool", json_string(pool));
+  return r;
 }

@@ -1,9 +1,9 @@
-/* file-adopt.c: adopt an existing raw file into a file SR (backend.h
+/* adopt.c: adopt an existing raw file into a file SR (backend.h
  * vol_adopt) without copying: a hard link as <key>.img, then the
  * metadata (which commits the volume), then the old name goes.
  *
  * Crash safety: an image without metadata is never a volume and never
- * removed (file-vol.c), so a crash after the link leaves the data under
+ * removed (vol.c), so a crash after the link leaves the data under
  * both names; adopting the same file again as the same key finds its own
  * link and completes. */
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/file.h"
+#include "backend/file/file.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"

@@ -1,4 +1,4 @@
-/* zfs-adopt.c: a stable device name for zvols (backend.h vol_device) and
+/* adopt.c: a stable device name for zvols (backend.h vol_device) and
  * adoption of an existing zvol or dataset into a ZFS SR (vol_adopt).
  *
  * Adoption renames the object into the SR as <sr>/<key>; the metadata
@@ -17,22 +17,22 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
 
 void
-zfs_zvol_device(const char *sr_dataset, const char *key, bool snap, char *out, size_t len)
+zb_zvol_device(const char *sr_dataset, const char *key, bool snap, char *out, size_t len)
 {
-  /* a snapshot is read through its read-only clone (zfs-data.c) */
-  snprintf(out, len, "/dev/zvol/%s/%s%s", sr_dataset, snap ? ZFS_RO_PREFIX : "", key);
+  /* a snapshot is read through its read-only clone (data.c) */
+  snprintf(out, len, "/dev/zvol/%s/%s%s", sr_dataset, snap ? ZB_RO_PREFIX : "", key);
 }
 
 int
-zfs_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len)
+zb_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len)
 {
-  struct zfs_sr *z = zfs_of(sr);
+  struct zb_sr *z = zb_of(sr);
   char name[600];
   bool snap;
 
@@ -40,13 +40,13 @@ zfs_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len)
     zl_error(ENOTSUP, "volume %s is a file (layout=dataset)", key);
     return -1;
   }
-  zfs_name_of(sr, key, name, sizeof name, &snap);
-  zfs_zvol_device(z->dataset, key, snap, out, len);
+  zb_name_of(sr, key, name, sizeof name, &snap);
+  zb_zvol_device(z->dataset, key, snap, out, len);
   return 0;
 }
 
 static int
-set_prop(struct zfs_sr *z, const char *ds, const char *prop, const char *value)
+set_prop(struct zb_sr *z, const char *ds, const char *prop, const char *value)
 {
   struct zargv a;
   zcmd_set(&a, &z->caps, ds, prop, value);
@@ -83,10 +83,10 @@ count_objects(const char *ds)
 }
 
 int
-zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_t *meta,
-              struct zl_vol_info *out)
+zb_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_t *meta,
+             struct zl_vol_info *out)
 {
-  struct zfs_sr *z = zfs_of(sr);
+  struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
   char target[600], size_s[32];
   size_t pl = strlen(z->pool);
@@ -101,16 +101,16 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
     zl_error(EINVAL, "%s is inside the SR already", source);
     return -1;
   }
-  if (zget(&z->caps, false, "type,volsize,mounted,mountpoint," ZFS_SR_PROP, targets,
-           &objs, "look at the source") == -1)
+  if (zget(&z->caps, false, "type,volsize,mounted,mountpoint," ZB_SR_PROP, targets, &objs,
+           "look at the source") == -1)
     return -1;
   json_t *o = json_object_get(objs, source);
-  const char *type = zfs_obj_value(o, "type");
+  const char *type = zb_obj_value(o, "type");
   if (!type) {
     zl_error(ENOENT, "%s does not exist", source);
     return -1;
   }
-  if (zfs_obj_value(o, ZFS_SR_PROP)) {
+  if (zb_obj_value(o, ZB_SR_PROP)) {
     zl_error(EINVAL, "%s is (or is inside) a zfs-live SR", source);
     return -1;
   }
@@ -126,25 +126,24 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
   if (zvol != (z->layout == LAYOUT_ZVOL) || (!zvol && strcmp(type, "filesystem") != 0)) {
     zl_error(EINVAL, "%s is a %s; this SR (layout=%s) adopts %s", source, type,
              z->layout == LAYOUT_ZVOL ? "zvol" : "dataset",
-             z->layout == LAYOUT_ZVOL ? "zvols" : "filesystems holding " ZFS_DISK);
+             z->layout == LAYOUT_ZVOL ? "zvols" : "filesystems holding " ZB_DISK);
     return -1;
   }
   int64_t size;
   if (zvol) {
-    const char *vs = zfs_obj_value(o, "volsize");
+    const char *vs = zb_obj_value(o, "volsize");
     size = vs ? strtoll(vs, NULL, 10) : 0;
   } else {
-    const char *mounted = zfs_obj_value(o, "mounted"),
-               *mp = zfs_obj_value(o, "mountpoint");
+    const char *mounted = zb_obj_value(o, "mounted"), *mp = zb_obj_value(o, "mountpoint");
     char path[PATH_MAX];
     struct stat st;
     if (!mounted || strcmp(mounted, "yes") != 0 || !mp || mp[0] != '/') {
       zl_error(EINVAL,
-               "%s is not mounted: mount it so that its " ZFS_DISK " can be checked",
+               "%s is not mounted: mount it so that its " ZB_DISK " can be checked",
                source);
       return -1;
     }
-    snprintf(path, sizeof path, "%s/" ZFS_DISK, mp);
+    snprintf(path, sizeof path, "%s/" ZB_DISK, mp);
     if (lstat(path, &st) == -1 || !S_ISREG(st.st_mode)) {
       zl_error(EINVAL, "%s holds no raw image %s", source, path);
       return -1;
@@ -162,11 +161,11 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
     zcmd_inherit(&a, &z->caps, source, "mountpoint");
     int rc = zrun(&a, "inherit the mountpoint", NULL);
     za_free(&a);
-    if (rc == -1 || set_prop(z, source, ZFS_SIZE_PROP, size_s) == -1 ||
+    if (rc == -1 || set_prop(z, source, ZB_SIZE_PROP, size_s) == -1 ||
         set_prop(z, source, "canmount", "noauto") == -1)
       return -1;
   }
-  if (zfs_meta_store(&z->caps, source, meta) == -1)
+  if (zb_meta_store(&z->caps, source, meta) == -1)
     return -1;
   snprintf(target, sizeof target, "%s/%s", z->dataset, key);
   struct zargv a;
@@ -182,14 +181,14 @@ zfs_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_
   za_free(&a);
   if (rc == -1)
     return -1;
-  return zfs_vol_get(sr, key, NULL, out);
+  return zb_vol_get(sr, key, NULL, out);
 }
 
 int
-zfs_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
-                      bool committed)
+zb_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+                     bool committed)
 {
-  struct zfs_sr *z = zfs_of(sr);
+  struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
   const char *targets[] = {source, NULL};
   (void)key;
@@ -199,16 +198,16 @@ zfs_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
     return 0;
   /* not committed: the source is where it was; it loses what marked it as
    * ours (canmount and the mountpoint stay as adopt set them) */
-  if (zget(&z->caps, false, ZFS_META_PROP "," ZFS_SIZE_PROP, targets, &objs,
+  if (zget(&z->caps, false, ZB_META_PROP "," ZB_SIZE_PROP, targets, &objs,
            "look at the source") == -1) {
     zl_error_clear();
     return 0; /* gone, or never there */
   }
   json_t *o = json_object_get(objs, source);
-  const char *const props[] = {ZFS_META_PROP, ZFS_SIZE_PROP, NULL};
+  const char *const props[] = {ZB_META_PROP, ZB_SIZE_PROP, NULL};
   for (const char *const *p = props; *p; p++) {
-    const char *src = zfs_obj_source(o, *p);
-    if (!zfs_obj_value(o, *p) || !src || strcmp(src, "local") != 0)
+    const char *src = zb_obj_source(o, *p);
+    if (!zb_obj_value(o, *p) || !src || strcmp(src, "local") != 0)
       continue;
     struct zargv a;
     zcmd_inherit(&a, &z->caps, source, *p);

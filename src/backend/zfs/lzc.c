@@ -1,4 +1,4 @@
-/* zfs-lzc.c: libzfs_core through dlopen (OpenZFS 2.0+: libzfs_core.so.3 and
+/* lzc.c: libzfs_core through dlopen (OpenZFS 2.0+: libzfs_core.so.3 and
  * libnvpair.so.3, reference zfs.md §2.5), so create, snapshot, clone and
  * destroy cost no zfs process where it is present.  Nothing here is needed
  * at build time; where the libraries or /dev/zfs are missing (zfs-fuse)
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/zfs.h"
+#include "backend/zfs/zfs.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -47,7 +47,7 @@ static struct {
 #define SYM(lib, field, name) (*(void **)&lzc.field = dlsym(lib, name))
 
 int
-zfs_lzc_load_from(const char *dir)
+zb_lzc_load_from(const char *dir)
 {
   char core_path[4096], nv_path[4096];
   void *core, *nv;
@@ -78,10 +78,10 @@ zfs_lzc_load_from(const char *dir)
 }
 
 bool
-zfs_lzc_available(void)
+zb_lzc_available(void)
 {
   if (!lzc.tried && !getenv("ZFS_LIVE_NO_LZC") && access("/dev/zfs", F_OK) == 0)
-    zfs_lzc_load_from(NULL);
+    zb_lzc_load_from(NULL);
   lzc.tried = true;
   return lzc.ok;
 }
@@ -136,7 +136,7 @@ result(int r, const char *what, const char *name)
 }
 
 int
-zfs_lzc_create(const char *name, bool zvol, const struct zprop *props, int n)
+zb_lzc_create(const char *name, bool zvol, const struct zprop *props, int n)
 {
   nvlist_t *nv = props_nvlist(props, n);
   if (!nv) {
@@ -149,7 +149,7 @@ zfs_lzc_create(const char *name, bool zvol, const struct zprop *props, int n)
 }
 
 int
-zfs_lzc_clone(const char *name, const char *origin, const struct zprop *props, int n)
+zb_lzc_clone(const char *name, const char *origin, const struct zprop *props, int n)
 {
   nvlist_t *nv = props_nvlist(props, n);
   if (!nv) {
@@ -162,14 +162,14 @@ zfs_lzc_clone(const char *name, const char *origin, const struct zprop *props, i
 }
 
 int
-zfs_lzc_destroy(const char *name)
+zb_lzc_destroy(const char *name)
 {
   int r = lzc.destroy(name);
   return r == ENOENT ? 0 : result(r, "destroy", name);
 }
 
 int
-zfs_lzc_snapshot(const char *snap, const struct zprop *props, int nprops)
+zb_lzc_snapshot(const char *snap, const struct zprop *props, int nprops)
 {
   nvlist_t *snaps = lzc.nv_alloc(), *p = lzc.nv_alloc(), *errs = NULL;
   int r;
@@ -186,7 +186,7 @@ zfs_lzc_snapshot(const char *snap, const struct zprop *props, int nprops)
 }
 
 int
-zfs_lzc_destroy_snapshot(const char *snap)
+zb_lzc_destroy_snapshot(const char *snap)
 {
   nvlist_t *snaps = lzc.nv_alloc(), *errs = NULL;
   int r;

@@ -1,0 +1,258 @@
+/* data.c: reaching a volume's data (files, zvol devices, snapshots through
+ * .zfs or a read clone), the internal objects of the ZFS backend, and what
+ * a reboot cut off. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/zfs/zfs.h"
+#include "util/beneath.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/uuid.h"
+
+/* Wait for a zvol's device link (created asynchronously by udev). */
+static int
+open_zvol(const char *dev, int flags)
+{
+  for (int i = 0; i < 200; i++) {
+    int fd = open(dev, flags | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT)
+      return fd;
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  errno = ENOENT;
+  return -1;
+}
+
+bool
+zb_is_mounted(struct zl_sr *sr, const char *comp)
+{
+  struct stat sr_st, st;
+
+  return fstat(sr->dirfd, &sr_st) == 0 &&
+         fstatat(sr->dirfd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+         st.st_dev != sr_st.st_dev;
+}
+
+int
+zb_mount_comp(struct zl_sr *sr, const char *comp)
+{
+  struct zb_sr *z = zb_of(sr);
+  char ds[600];
+  struct zargv a;
+
+  if (zb_is_mounted(sr, comp))
+    return 0;
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, comp);
+  zcmd_mount(&a, &z->caps, ds, true);
+  if (zrun_free(&a, "mount") == -1 && !strstr(zl_error_msg(), "already mounted"))
+    return -1;
+  zl_error_clear();
+  return 0;
+}
+
+/* A file never made holds zeros: an anonymous sparse file of that size. */
+static int
+zeros(const char *key, int64_t size)
+{
+  int fd = memfd_create("zfs-live-zeros", MFD_CLOEXEC);
+
+  if (fd == -1 || ftruncate(fd, size) == -1) {
+    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The dataset layout's file in mounted dataset comp: made (sparse) on the
+ * first writable open, grown to size if a resize came first; read as
+ * zeros when it was never made. */
+static int
+open_file(struct zl_sr *sr, const char *key, const char *comp, int64_t size, int flags)
+{
+  char path[PATH_MAX];
+  bool rw = (flags & O_ACCMODE) != O_RDONLY;
+  struct stat st;
+
+  snprintf(path, sizeof path, "%s/" ZB_DISK, comp);
+  int fd = zl_file_beneath(sr->dirfd, path, flags | (rw ? O_CREAT : 0), 0600);
+  if (fd == -1 && errno == ENOENT && !rw)
+    return zeros(key, size);
+  if (fd == -1) {
+    zl_error_prefix("volume %s: %s: ", key, sr->key);
+    return -1;
+  }
+  if (rw && fstat(fd, &st) == 0 && st.st_size < size && ftruncate(fd, size) == -1) {
+    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int
+zb_vol_open(struct zl_sr *sr, const char *key, int flags)
+{
+  struct zb_sr *z = zb_of(sr);
+  char name[600], path[PATH_MAX], parent[256];
+  bool snap;
+  struct zl_vol_info info;
+  int fd;
+
+  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (z->layout == LAYOUT_DATASET && zb_vol_get(sr, key, NULL, &info) == -1)
+    return -1;
+  if (snap && z->layout == LAYOUT_DATASET && z->caps.dot_zfs &&
+      zb_index_read(sr, key, parent, sizeof parent) == 0 &&
+      zb_mount_comp(sr, parent) == 0) {
+    snprintf(path, sizeof path, "%s/.zfs/snapshot/%s", parent, key);
+    return open_file(sr, key, path, info.virtual_size, O_RDONLY);
+  }
+  zl_error_clear();
+  if (snap) {
+    /* read through an internal read-only clone (made once, kept until the
+     * snapshot goes) */
+    char ro[600], rocomp[300];
+    snprintf(rocomp, sizeof rocomp, ZB_RO_PREFIX "%s", key);
+    snprintf(ro, sizeof ro, "%s/%s", z->dataset, rocomp);
+    struct zargv a;
+    struct zprop p = {"readonly", "on"};
+    zcmd_clone(&a, &z->caps, name, ro, &p, 1);
+    if (zrun_free(&a, "make a read clone") == -1 && errno != EEXIST)
+      return -1;
+    zl_error_clear();
+    if (z->layout == LAYOUT_ZVOL) {
+      snprintf(path, sizeof path, "/dev/zvol/%s", ro);
+      fd = open_zvol(path, O_RDONLY);
+    } else {
+      return zb_mount_comp(sr, rocomp) == 0
+                 ? open_file(sr, key, rocomp, info.virtual_size, O_RDONLY)
+                 : -1;
+    }
+  } else if (z->layout == LAYOUT_ZVOL) {
+    snprintf(path, sizeof path, "/dev/zvol/%s", name);
+    fd = open_zvol(path, flags);
+  } else {
+    return zb_mount_comp(sr, key) == 0 ? open_file(sr, key, key, info.virtual_size, flags)
+                                       : -1;
+  }
+  if (fd == -1)
+    zl_error(errno, "volume %s: %s: %s", key, path, strerror(errno));
+  return fd;
+}
+
+/* --- internal objects -------------------------------------------------------- */
+
+int
+zb_sr_clear_internal(struct zl_sr *sr)
+{
+  struct zb_sr *z = zb_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = {z->dataset, NULL};
+  const char *n;
+  json_t *o;
+
+  if (zget(&z->caps, true, "origin", targets, &objs, "SR contents") == -1)
+    return errno == ENOENT ? 0 : -1;
+  /* clones (read clones, reverts in progress) before any snapshot */
+  for (int pass = 0; pass < 2; pass++) {
+    json_object_foreach(objs, n, o)
+    {
+      bool is_snap = strchr(n, '@') != NULL;
+      size_t dl = strlen(z->dataset);
+      if ((pass == 0) == is_snap || strncmp(n, z->dataset, dl) != 0 || n[dl] != '/')
+        continue;
+      /* internal objects only (_zl-*, or a snapshot named so): SR.destroy
+       * refused anything else before it came here */
+      const char *rel = n + dl + 1, *at = strchr(rel, '@');
+      if (strncmp(rel, ZB_INTERNAL, strlen(ZB_INTERNAL)) != 0 &&
+          !(at && strncmp(at + 1, ZB_INTERNAL, strlen(ZB_INTERNAL)) == 0))
+        continue;
+      if (zb_destroy_object(z, n) == -1)
+        zl_warn("SR %s: cannot remove %s: %s", sr->key, n, zl_error_msg());
+    }
+  }
+  zl_error_clear();
+  return 0;
+}
+
+/* --- after a reboot ------------------------------------------------------------ */
+
+int
+zb_boot_recovery(struct zl_sr *sr)
+{
+  struct zb_sr *z = zb_of(sr);
+  CLEANUP_JSON json_t *objs = NULL;
+  const char *targets[] = {z->dataset, NULL};
+  const char *n;
+  json_t *o;
+  size_t dl = strlen(z->dataset);
+
+  if (zget(&z->caps, true, "type,origin," ZB_REVERT_OLD, targets, &objs, "recovery") ==
+      -1)
+    return -1;
+  /* the snapshot index, first: the rest looks snapshots up through it */
+  json_object_foreach(objs, n, o)
+  {
+    const char *at = strchr(n, '@');
+    if (at && strncmp(n, z->dataset, dl) == 0 && n[dl] == '/' &&
+        strncmp(at + 1, ZB_INTERNAL, strlen(ZB_INTERNAL)) != 0) {
+      char parent[256];
+      snprintf(parent, sizeof parent, "%.*s", (int)(at - n - dl - 1), n + dl + 1);
+      zb_index_write(sr, at + 1, parent);
+    }
+  }
+  json_object_foreach(objs, n, o)
+  {
+    if (strncmp(n, z->dataset, dl) != 0 || n[dl] != '/')
+      continue;
+    const char *rel = n + dl + 1, *at = strchr(rel, '@');
+    char other[700];
+    if (at && strncmp(at + 1, ZB_ORIGIN_PREFIX, strlen(ZB_ORIGIN_PREFIX)) == 0) {
+      /* the origin of a clone of a writable volume: orphaned if the clone
+       * is gone (a destroy cut off between its two steps) */
+      snprintf(other, sizeof other, "%s/%s", z->dataset,
+               at + 1 + strlen(ZB_ORIGIN_PREFIX));
+      if (!json_object_get(objs, other)) {
+        zl_info("recovery: removing orphaned %s", n);
+        zb_destroy_object(z, n);
+      }
+    } else if (!at && strncmp(rel, ZB_RO_PREFIX, strlen(ZB_RO_PREFIX)) == 0) {
+      const char *org = zb_obj_value(o, "origin");
+      if (!org || !json_object_get(objs, org)) {
+        zl_info("recovery: removing orphaned %s", n);
+        zb_destroy_object(z, n);
+      }
+    } else if (!at && strncmp(rel, ZB_RV_PREFIX, strlen(ZB_RV_PREFIX)) == 0) {
+      /* a revert cut off: undo it if the volume is still there, else
+       * finish it (the clone says where the old dataset went) */
+      const char *key = rel + strlen(ZB_RV_PREFIX);
+      const char *org = zb_obj_value(o, "origin");
+      const char *snap = org ? strchr(org, '@') : NULL;
+      snprintf(other, sizeof other, "%s/%s", z->dataset, key);
+      if (json_object_get(objs, other) || !snap) {
+        zl_info("recovery: undoing the revert of %s that a restart cut off", key);
+        zb_destroy_object(z, n);
+      } else {
+        zl_info("recovery: finishing the revert of %s that a restart cut off", key);
+        if (zb_vol_revert(sr, key, snap + 1, false) == -1)
+          zl_warn("recovery: revert of %s: %s", key, zl_error_msg());
+      }
+    }
+  }
+  zl_error_clear();
+  return 0;
+}
