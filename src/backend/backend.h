@@ -24,7 +24,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct zl_sr;
+/* What a backend sees of an open SR (the core's struct zl_sr holds one).
+ * The backend fills dirfd, privfd, statefd and be_data in sr_open; the
+ * core gives it back to every operation. */
+struct zl_store {
+  const struct zl_backend *be;
+  char *key;     /* the SR key: what SR.attach returned */
+  int dirfd;     /* the backend's main directory of the SR, or -1 */
+  int privfd;    /* the private area on the storage: sr.json */
+  int statefd;   /* runtime state: lock, locks/, journal/ (the private area
+                  * itself unless the backend keeps it host-local) */
+  void *be_data; /* backend-private */
+};
+
+/* The layout every SR shares. */
+#define ZL_PRIV_DIR    ".zfs-live" /* the private area, in the SR's directory */
+#define ZL_SR_INFO     "sr.json"   /* the core's file there: it makes the SR */
+#define ZL_JOURNAL_DIR "journal"   /* intent records, in the state directory */
+#define ZL_META_MAX    (4u << 20)  /* largest metadata object read */
+
+/* Where to make the temporary of a file that goes into targetfd: the SR's
+ * journal directory when it is on the same filesystem (recovery finds a
+ * dead writer's temporary there), else targetfd itself.  An fd to close,
+ * or -1. */
+int zl_store_scratch_for(const struct zl_store *st, int targetfd);
 
 /* Capability bits */
 #define ZL_CAP_REFLINK    (1u << 0) /* snapshots/clones share data instantly */
@@ -70,9 +93,9 @@ struct zl_backend {
   const char *description; /* Plugin.Query description */
   int64_t size_granularity;
 
-  json_t *(*config_help)(void);       /* device-config key -> description */
-  json_t *(*features)(void);          /* extra SMAPIv3 feature strings */
-  unsigned (*caps)(struct zl_sr *sr); /* ZL_CAP_* for an open SR */
+  json_t *(*config_help)(void);          /* device-config key -> description */
+  json_t *(*features)(void);             /* extra SMAPIv3 feature strings */
+  unsigned (*caps)(struct zl_store *sr); /* ZL_CAP_* for an open SR */
   bool (*sr_key_valid)(const char *sr_key);
 
   /* SR.create, storage part: validate config (canonicalising it in place),
@@ -84,85 +107,83 @@ struct zl_backend {
   /* Open: validate sr->key, set sr->dirfd/privfd/be_data, and sr->statefd
    * if runtime state (locks, intent records) is to live elsewhere than the
    * private area (host-local storage may keep it in /run). */
-  int (*sr_open)(struct zl_sr *sr);
-  void (*sr_close)(struct zl_sr *sr);
+  int (*sr_open)(struct zl_store *sr);
+  void (*sr_close)(struct zl_store *sr);
   /* Remove the storage of an SR that holds no volumes; the core has already
    * removed its own files from the private area. */
-  int (*sr_remove)(struct zl_sr *sr);
+  int (*sr_remove)(struct zl_store *sr);
   /* Under the SR lock (LOCK_EX, so no call is half-way): cb for everything
    * in the SR's storage that is neither a volume (vol_list reports those,
    * readable or not) nor an internal object of the backend, after removing
    * the temporaries dead calls left.  SR.destroy refuses while there is
    * anything: an SR never takes data it cannot account for with it. */
-  int (*sr_foreign)(struct zl_sr *sr, zl_foreign_cb cb, void *opaque);
-  int (*sr_space)(struct zl_sr *sr, int64_t *total, int64_t *free);
+  int (*sr_foreign)(struct zl_store *sr, zl_foreign_cb cb, void *opaque);
+  int (*sr_space)(struct zl_store *sr, int64_t *total, int64_t *free);
   /* Append {"sr_key"?, "configuration", "uuid"?, "can_create", "reason"}
    * objects to results for the place config describes. */
   int (*sr_probe)(const json_t *config, json_t *results);
   /* A short description of what this SR can do ("reflink=yes fs=btrfs"). */
-  char *(*sr_summary)(struct zl_sr *sr);
+  char *(*sr_summary)(struct zl_store *sr);
 
   /* Volumes */
-  int (*vol_list)(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
+  int (*vol_list)(struct zl_store *sr, zl_vol_cb cb, void *opaque);
   /* ENOENT (kind NO_VOLUME) if the volume does not exist or was never
    * committed.  meta: new reference, may be NULL if not wanted. */
-  int (*vol_get)(struct zl_sr *sr, const char *key, json_t **meta,
+  int (*vol_get)(struct zl_store *sr, const char *key, json_t **meta,
                  struct zl_vol_info *info);
   /* Make a volume; *out receives its size and allocation as made (so the
    * caller need not ask the storage again). */
-  int (*vol_create)(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+  int (*vol_create)(struct zl_store *sr, const char *key, int64_t size, bool thick,
                     const json_t *meta, struct zl_vol_info *out);
   /* Snapshot or clone src (whose facts the caller has: src_info) as dst. */
-  int (*vol_copy)(struct zl_sr *sr, const char *src, const char *dst,
+  int (*vol_copy)(struct zl_store *sr, const char *src, const char *dst,
                   enum zl_copy_kind kind, bool thick, const json_t *meta,
                   const struct zl_vol_info *src_info, struct zl_vol_info *out);
-  int (*vol_discard)(struct zl_sr *sr, const char *key);
-  int (*vol_destroy)(struct zl_sr *sr, const char *key);
-  int (*vol_resize)(struct zl_sr *sr, const char *key, int64_t size, bool thick);
-  int (*vol_revert)(struct zl_sr *sr, const char *key, const char *snap, bool thick);
-  int (*vol_set_meta)(struct zl_sr *sr, const char *key, const json_t *meta);
-  int (*vol_open)(struct zl_sr *sr, const char *key, int flags);
+  int (*vol_discard)(struct zl_store *sr, const char *key);
+  int (*vol_destroy)(struct zl_store *sr, const char *key);
+  int (*vol_resize)(struct zl_store *sr, const char *key, int64_t size, bool thick);
+  int (*vol_revert)(struct zl_store *sr, const char *key, const char *snap, bool thick);
+  int (*vol_set_meta)(struct zl_store *sr, const char *key, const json_t *meta);
+  int (*vol_open)(struct zl_store *sr, const char *key, int flags);
   /* Number of objects that keep key's storage alive (clones of a snapshot);
    * NULL when the backend has no such dependencies. */
-  int (*vol_dependents)(struct zl_sr *sr, const char *key);
+  int (*vol_dependents)(struct zl_store *sr, const char *key);
   /* A per-volume storage tunable set through the keys map as
    * "_sm_config_<prop>" (value NULL: back to the SR's default).  Returns 1
    * if prop is a tunable of this backend and was applied, 0 if it is not a
    * tunable (the key is then only stored), -1 on error (invalid value:
    * nothing changed).  NULL: no tunables. */
-  int (*vol_tune)(struct zl_sr *sr, const char *key, const char *prop, const char *value);
+  int (*vol_tune)(struct zl_store *sr, const char *key, const char *prop,
+                  const char *value);
   /* Changed blocks between two snapshots of one volume, or a snapshot and
    * the volume (from the copy-on-write layer): cb for every range that may
    * differ, never missing one.  -1 with errno ENOTSUP when the storage cannot
    * tell (the core then uses tracked bitmaps).  NULL: never can. */
-  int (*vol_changes)(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
-                     void *opaque);
+  int (*vol_changes)(struct zl_store *sr, const char *from, const char *to,
+                     zl_range_fn cb, void *opaque);
   /* Free a snapshot's data, keeping what vol_changes needs of it (and its
    * metadata).  NULL: the data stays (vol_changes needs it). */
-  int (*vol_data_destroy)(struct zl_sr *sr, const char *key);
+  int (*vol_data_destroy)(struct zl_store *sr, const char *key);
   /* What this host offers this backend (for `zfs-live doctor`): a JSON
    * object, arg naming a place to look (a pool); NULL: nothing to report. */
   json_t *(*host_report)(const char *arg);
   /* The stable path of the block device that holds key's data when the
    * storage is a device (a zvol: /dev/zvol/...), into out; -1 with errno
    * ENOTSUP when its data is a file.  NULL: always files. */
-  int (*vol_device)(struct zl_sr *sr, const char *key, char *out, size_t len);
+  int (*vol_device)(struct zl_store *sr, const char *key, char *out, size_t len);
   /* Take the existing object source (a raw file, a zvol or a dataset
    * holding one) into the SR as key without copying its data, storing
    * meta with it; re-running after a crash completes it.  NULL: the
    * backend cannot adopt. */
-  int (*vol_adopt)(struct zl_sr *sr, const char *key, const char *source,
+  int (*vol_adopt)(struct zl_store *sr, const char *key, const char *source,
                    const json_t *meta, struct zl_vol_info *out);
   /* After a crash in vol_adopt (the core journals it): committed (vol_get
    * finds key) -> finish (the source's old name goes); not -> undo what
    * was done (the source keeps its data, nothing of it stays in the SR).
    * Both leave the data under exactly one name.  NULL: nothing to do. */
-  int (*vol_adopt_recover)(struct zl_sr *sr, const char *key, const char *source,
+  int (*vol_adopt_recover)(struct zl_store *sr, const char *key, const char *source,
                            bool committed);
 };
-
-/* registry.c */
-const struct zl_backend *zl_backend_find(const char *sr_type);
 
 extern const struct zl_backend zl_backend_file;
 extern const struct zl_backend zl_backend_zfs;

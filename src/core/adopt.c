@@ -15,16 +15,16 @@
 int
 zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source)
 {
-  int got = sr->be->vol_get(sr, key, NULL, NULL);
+  int got = sr->st.be->vol_get(&sr->st, key, NULL, NULL);
 
   if (got == -1 && errno != ENOENT)
     return -1;
   zl_error_clear();
-  if (!sr->be->vol_adopt_recover)
+  if (!sr->st.be->vol_adopt_recover)
     return 0;
   zl_info("recovery: adopt of %s as %s %s", source, key,
           got == 0 ? "was committed; finishing it" : "was not complete; undoing it");
-  return sr->be->vol_adopt_recover(sr, key, source, got == 0);
+  return sr->st.be->vol_adopt_recover(&sr->st, key, source, got == 0);
 }
 
 int
@@ -49,16 +49,16 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
     key = uuid;
   if (zl_check_key(key) == -1)
     return -1;
-  if (!sr->be->vol_adopt) {
+  if (!sr->st.be->vol_adopt) {
     zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP, "%s SRs cannot adopt existing images",
-                  sr->be->sr_type);
+                  sr->st.be->sr_type);
     return -1;
   }
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
-  if (sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+  if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
-                  sr->key);
+                  sr->st.key);
     zl_sr_unlock(sr);
     return -1;
   }
@@ -75,7 +75,7 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
     zl_sr_unlock(sr);
     return -1;
   }
-  if (sr->be->vol_adopt(sr, key, source, meta, &info) == -1) {
+  if (sr->st.be->vol_adopt(&sr->st, key, source, meta, &info) == -1) {
     zl_error_prefix("adopt %s: ", source);
     struct zl_error_saved saved;
     zl_error_save(&saved);
@@ -90,6 +90,6 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
   zl_intent_end(&in);
   zl_sr_unlock(sr);
   zl_info("adopted %s as volume %s (%lld bytes) in SR %s", source, key,
-          (long long)info.virtual_size, sr->key);
+          (long long)info.virtual_size, sr->st.key);
   return zl_meta_to_volume(key, meta, &info, out);
 }

@@ -22,8 +22,8 @@ zl_vol_export(struct zl_sr *sr, const char *key, bool readonly)
   if (!(name = zl_export_name(sr, key)))
     return NULL;
   e.name = name;
-  e.sr_type = (char *)sr->be->sr_type;
-  e.sr_key = sr->key;
+  e.sr_type = (char *)sr->st.be->sr_type;
+  e.sr_key = sr->st.key;
   e.vol_key = (char *)key;
   e.readonly = readonly || zl_meta_read_only(meta); /* snapshots: always */
   if (zl_export_register(&e) == -1) {

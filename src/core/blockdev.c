@@ -89,7 +89,7 @@ device_path(struct zl_sr *sr, const char *key, int fd, const struct stat *st, ch
   struct stat ds;
 
   /* the stable name where the backend has one and it is this device */
-  if (sr->be->vol_device && sr->be->vol_device(sr, key, out, len) == 0 &&
+  if (sr->st.be->vol_device && sr->st.be->vol_device(&sr->st, key, out, len) == 0 &&
       stat(out, &ds) == 0 && S_ISBLK(ds.st_mode) && ds.st_rdev == st->st_rdev)
     return 0;
   zl_error_clear();
@@ -154,8 +154,8 @@ zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
     return -1;
   }
   CLEANUP_JSON json_t *rec =
-      json_pack("{s:s, s:s, s:s, s:I, s:I}", "dev", out->path, "sr", sr->key, "key", key,
-                "st_dev", (json_int_t)st.st_dev, "st_ino", (json_int_t)st.st_ino);
+      json_pack("{s:s, s:s, s:s, s:I, s:I}", "dev", out->path, "sr", sr->st.key, "key",
+                key, "st_dev", (json_int_t)st.st_dev, "st_ino", (json_int_t)st.st_ino);
   record_name(sr, key, file, sizeof file);
   if (!rec || zl_json_save_at(dfd, file, rec, false) == -1) {
     struct zl_error_saved s;

@@ -171,9 +171,9 @@ zl_cbt_writer_open(struct zl_sr *sr, const char *key)
     return NULL;
   }
   w->f.fd = -1;
-  w->privfd = fcntl(sr->privfd, F_DUPFD_CLOEXEC, 0);
+  w->privfd = fcntl(sr->st.privfd, F_DUPFD_CLOEXEC, 0);
   if (w->privfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    zl_error(errno, "SR %s: %s", sr->st.key, strerror(errno));
     free(w);
     return NULL;
   }

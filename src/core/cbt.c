@@ -65,9 +65,9 @@
 int
 cbt_dir(struct zl_sr *sr, bool create)
 {
-  int fd = zl_dir_beneath(sr->privfd, CBT_DIR, create);
+  int fd = zl_dir_beneath(sr->st.privfd, CBT_DIR, create);
   if (fd == -1 && (create || errno != ENOENT))
-    zl_error_prefix("CBT directory of SR %s: ", sr->key);
+    zl_error_prefix("CBT directory of SR %s: ", sr->st.key);
   return fd;
 }
 
@@ -304,7 +304,7 @@ zl_meta_data_destroyed(const json_t *meta)
 bool
 cbt_tracked(struct zl_sr *sr)
 {
-  return !(sr->be->caps(sr) & ZL_CAP_CHANGES_ALWAYS);
+  return !(sr->st.be->caps(&sr->st) & ZL_CAP_CHANGES_ALWAYS);
 }
 
 int
@@ -608,7 +608,7 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
    * layout makes its file on first use): a snapshot that holds no file
    * would make every later change look like a new, wholly changed object. */
   if (!zl_meta_read_only(meta)) {
-    int fd = sr->be->vol_open(sr, key, O_RDWR);
+    int fd = sr->st.be->vol_open(&sr->st, key, O_RDWR);
     if (fd == -1)
       goto out;
     close(fd);
@@ -673,7 +673,7 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
     goto out;
   if (zl_meta_data_destroyed(meta)) {
     /* again, or after a crash between the mark and the freeing */
-    r = sr->be->vol_data_destroy ? sr->be->vol_data_destroy(sr, key) : 0;
+    r = sr->st.be->vol_data_destroy ? sr->st.be->vol_data_destroy(&sr->st, key) : 0;
     goto out;
   }
   if (!zl_meta_read_only(meta) || !zl_meta_str(meta, "snapshot_of")) {
@@ -710,7 +710,7 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
   if (zl_vol_update(sr, key, set_flag, arg) == -1)
     goto out;
   zl_fault("data-destroy", "marked");
-  if (sr->be->vol_data_destroy && sr->be->vol_data_destroy(sr, key) == -1) {
+  if (sr->st.be->vol_data_destroy && sr->st.be->vol_data_destroy(&sr->st, key) == -1) {
     zl_error_prefix("destroy the data of snapshot %s: ", key);
     goto out;
   }
@@ -795,8 +795,8 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
   bool have_data = (!zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm)) ||
                    !cbt_tracked(sr); /* such storage keeps what it needs */
   int got = -1;
-  if (have_data && sr->be->vol_changes) {
-    got = sr->be->vol_changes(sr, from, to, add_range, out);
+  if (have_data && sr->st.be->vol_changes) {
+    got = sr->st.be->vol_changes(&sr->st, from, to, add_range, out);
     if (got == -1 && errno != ENOTSUP)
       goto fail;
     if (got == -1)
@@ -887,14 +887,14 @@ zl_cbt_sr_remove(struct zl_sr *sr)
   struct dirent *de;
   if (!d) {
     close(dfd);
-    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+    zl_error(errno, "CBT directory of SR %s: %s", sr->st.key, strerror(errno));
     return -1;
   }
   while ((de = readdir(d)))
     if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")))
       unlinkat(dirfd(d), de->d_name, 0);
-  if (unlinkat(sr->privfd, CBT_DIR, AT_REMOVEDIR) == -1 && errno != ENOENT) {
-    zl_error(errno, "CBT directory of SR %s: %s", sr->key, strerror(errno));
+  if (unlinkat(sr->st.privfd, CBT_DIR, AT_REMOVEDIR) == -1 && errno != ENOENT) {
+    zl_error(errno, "CBT directory of SR %s: %s", sr->st.key, strerror(errno));
     return -1;
   }
   return 0;

@@ -159,7 +159,6 @@ int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
 
 /* --- the export registry (core/exports.c) --------------------------------- */
 
-
 struct zl_export_info {
   char *name;
   char *sr_type;
@@ -305,7 +304,7 @@ int zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const ch
 
 /* --- validation (core/names.c) --------------------------------------------- */
 
-int zl_check_key(const char *key);  /* -1 with a clear error */
+int zl_check_key(const char *key); /* -1 with a clear error */
 int zl_check_name(const char *name, const char *what);
 int zl_check_description(const char *d, const char *what);
 int zl_check_keys_entry(const char *k, const char *v); /* v NULL: for unset */
@@ -313,6 +312,5 @@ int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
 /* Does the SR at path key say it is of this type?  (True if there is no
  * SR there at all: the caller will find out.) */
 bool zl_sr_key_type_is(const char *key, const char *type);
-
 
 #endif

@@ -205,8 +205,8 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
   /* a block device: the zvol itself, or a loop device over the file.  Not
    * for a volume whose changes are tracked: writes through a loop device
    * would pass the tracking layer by (NBD only then). */
-  bool tracked =
-      zl_meta_cbt(meta) && !out->readonly && !(sr->be->caps(sr) & ZL_CAP_CHANGES_ALWAYS);
+  bool tracked = zl_meta_cbt(meta) && !out->readonly &&
+                 !(sr->st.be->caps(&sr->st) & ZL_CAP_CHANGES_ALWAYS);
   CLEANUP_CLOSE int fd =
       tracked ? -1 : zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);
   struct stat st;
@@ -237,7 +237,7 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
     json_array_append_new(doms, json_string(domain));
   json_object_set_new(rec, "export", json_string(out->export_name));
   json_object_set_new(rec, "blockdev", json_string(out->blockdev));
-  json_object_set_new(rec, "sr", json_string(sr->key));
+  json_object_set_new(rec, "sr", json_string(sr->st.key));
   json_object_set_new(rec, "key", json_string(key));
   return zl_json_save_at(dfd, file, rec, false);
 }
@@ -304,7 +304,8 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
     return -1;
   if (dfd == -1)
     return errno == ENOENT ? zl_export_unregister(export) : -1;
-  if (attach_file(export, file, sizeof file) == -1 || (lock = lock_record(dfd, file)) == -1)
+  if (attach_file(export, file, sizeof file) == -1 ||
+      (lock = lock_record(dfd, file)) == -1)
     return -1;
   rec = attach_record(dfd, file);
   json_t *doms = json_object_get(rec, "domains");

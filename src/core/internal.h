@@ -1,6 +1,6 @@
 /* internal.h: core-private declarations, grouped by source file so that the
  * header is also a map of the core.  Front ends include core.h only;
- * backends include backend.h and this file for struct zl_sr.
+ * backends see backend.h only.
  */
 #ifndef ZL_CORE_INTERNAL_H
 #define ZL_CORE_INTERNAL_H
@@ -20,21 +20,14 @@
  * takes no volume locks.
  */
 struct zl_sr {
-  const struct zl_backend *be;
-  char *key;     /* the SR key: what SR.attach returned */
-  int dirfd;     /* backend's main directory of the SR, or -1 */
-  int privfd;    /* the private area on the storage: sr.json */
-  int statefd;   /* runtime state: lock, locks/, journal/ (the private area
-                  * itself unless the backend keeps it host-local) */
-  int lockfd;    /* statefd/lock, opened on first use */
-  int lock_mode; /* 0, LOCK_SH or LOCK_EX as currently held */
-  json_t *info;  /* sr.json: uuid, name, description, type, provisioning */
-  void *be_data; /* backend-private */
+  struct zl_store st; /* what the backend sees: key, directories, its data */
+  int lockfd;         /* statefd/lock, opened on first use */
+  int lock_mode;      /* 0, LOCK_SH or LOCK_EX as currently held */
+  json_t *info;       /* sr.json: uuid, name, description, type, provisioning */
 };
 
-#define ZL_SR_INFO  "sr.json"
-#define ZL_PRIV_DIR ".zfs-live"
-#define ZL_META_MAX (4u << 20) /* largest metadata object we read */
+/* registry.c: the backend of an SR type, or NULL */
+const struct zl_backend *zl_backend_find(const char *sr_type);
 
 /* sr.c */
 bool zl_sr_thick_default(const struct zl_sr *sr);
@@ -52,11 +45,6 @@ struct zl_intent {
 /* record: {"op": ..., ...}; not stolen. */
 int zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in);
 void zl_intent_end(struct zl_intent *in);
-/* Where to make the temporary of a file that goes into targetfd (a
- * directory): the journal directory when it is on the same filesystem, so
- * that a writer that dies leaves its temporary where the next call's
- * recovery finds it; else targetfd itself (duplicated).  Close it. */
-int zl_sr_scratch_for(struct zl_sr *sr, int targetfd);
 /* Any record whose owner is dead?  1 yes, 0 no, -1 error. */
 int zl_intent_any_dead(struct zl_sr *sr);
 /* Under LOCK_EX: complete or roll back every dead record. */

@@ -35,30 +35,16 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
-#define JOURNAL "journal"
+#define JOURNAL ZL_JOURNAL_DIR
 
 static int
 journal_dir(struct zl_sr *sr, bool create)
 {
-  int fd = zl_dir_beneath(sr->statefd, JOURNAL, create);
+  int fd = zl_dir_beneath(sr->st.statefd, JOURNAL, create);
 
   if (fd == -1 && !(errno == ENOENT && !create))
-    zl_error_prefix("SR %s: the journal: ", sr->key);
+    zl_error_prefix("SR %s: the journal: ", sr->st.key);
   return fd;
-}
-
-int
-zl_sr_scratch_for(struct zl_sr *sr, int targetfd)
-{
-  struct stat a, b;
-  int j = journal_dir(sr, true);
-
-  if (j >= 0 && fstat(j, &a) == 0 && fstat(targetfd, &b) == 0 && a.st_dev == b.st_dev)
-    return j;
-  if (j >= 0)
-    close(j);
-  zl_error_clear();
-  return fcntl(targetfd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* Temporaries of dead writers outside the journal: in the private area,
@@ -71,8 +57,8 @@ sweep(struct zl_sr *sr)
   int n = 0;
 
   for (int i = 0; i < 2; i++) {
-    int base = i == 0 ? sr->privfd : sr->statefd;
-    if (base < 0 || (i == 1 && sr->statefd == sr->privfd))
+    int base = i == 0 ? sr->st.privfd : sr->st.statefd;
+    if (base < 0 || (i == 1 && sr->st.statefd == sr->st.privfd))
       continue;
     int k = zl_sweep_temporaries(base);
     n += k > 0 ? k : 0;
@@ -83,7 +69,7 @@ sweep(struct zl_sr *sr)
     }
   }
   if (n > 0)
-    zl_info("SR %s: removed %d temporar%s left by calls that died", sr->key, n,
+    zl_info("SR %s: removed %d temporar%s left by calls that died", sr->st.key, n,
             n == 1 ? "y" : "ies");
   zl_error_clear();
 }
@@ -283,14 +269,14 @@ zl_intent_any_dead(struct zl_sr *sr)
 static int
 recover_new_volume(struct zl_sr *sr, const char *key)
 {
-  if (sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+  if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
     zl_info("recovery: volume %s was complete; keeping it", key);
     return 0;
   }
   if (errno != ENOENT)
     return -1;
   zl_info("recovery: volume %s was not complete; removing what was made", key);
-  return sr->be->vol_discard(sr, key);
+  return sr->st.be->vol_discard(&sr->st, key);
 }
 
 static int
@@ -309,7 +295,7 @@ recover_record(struct zl_sr *sr, const json_t *rec)
     /* a snapshot that stands finishes its changed-block rotation */
     const char *source = zl_meta_str(rec, "source");
     if (!strcmp(op, "snapshot") && source && zl_key_valid(source) &&
-        sr->be->vol_get(sr, key, NULL, NULL) == 0)
+        sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0)
       return zl_cbt_rotate_recover(sr, source, key);
     zl_error_clear();
     return 0;
@@ -336,13 +322,14 @@ recover_record(struct zl_sr *sr, const json_t *rec)
       zl_error(EINVAL, "resize record without a size");
       return -1;
     }
-    if (sr->be->vol_get(sr, key, NULL, &info) == -1)
+    if (sr->st.be->vol_get(&sr->st, key, NULL, &info) == -1)
       return errno == ENOENT ? 0 : -1;
     int64_t want = json_integer_value(size);
     if (info.virtual_size > want)
       want = info.virtual_size;
     zl_info("recovery: finishing the resize of %s to %lld", key, (long long)want);
-    return sr->be->vol_resize(sr, key, want, json_is_true(json_object_get(rec, "thick")));
+    return sr->st.be->vol_resize(&sr->st, key, want,
+                                 json_is_true(json_object_get(rec, "thick")));
   }
 
   if (!strcmp(op, "revert")) {
@@ -353,7 +340,7 @@ recover_record(struct zl_sr *sr, const json_t *rec)
     }
     /* The volume itself may be absent for a moment in a backend's revert
      * (a rename swap): the backend's re-run sees where it stopped. */
-    if (sr->be->vol_get(sr, snap, NULL, NULL) == -1) {
+    if (sr->st.be->vol_get(&sr->st, snap, NULL, NULL) == -1) {
       if (errno != ENOENT)
         return -1;
       zl_warn("recovery: revert of %s: snapshot %s is gone; nothing to redo", key, snap);
@@ -362,8 +349,8 @@ recover_record(struct zl_sr *sr, const json_t *rec)
     zl_info("recovery: finishing the revert of %s to %s", key, snap);
     if (zl_cbt_mark_all(sr, key) == -1) /* its blocks change in unknown places */
       return -1;
-    if (sr->be->vol_revert(sr, key, snap, json_is_true(json_object_get(rec, "thick"))) ==
-        -1) {
+    if (sr->st.be->vol_revert(&sr->st, key, snap,
+                              json_is_true(json_object_get(rec, "thick"))) == -1) {
       if (errno != ENOENT)
         return -1;
       zl_warn("recovery: revert of %s: the volume is gone; nothing to redo", key);
@@ -409,7 +396,8 @@ zl_recover(struct zl_sr *sr)
       /* owner alive (cannot be under LOCK_EX), already gone, or something
        * that is not a record (a symlink, a FIFO): never acted on */
       if (errno != EWOULDBLOCK && errno != ENOENT)
-        zl_warn("SR %s: journal entry %s left alone: %s", sr->key, name, zl_error_msg());
+        zl_warn("SR %s: journal entry %s left alone: %s", sr->st.key, name,
+                zl_error_msg());
       zl_error_clear();
       continue;
     }
@@ -429,12 +417,12 @@ zl_recover(struct zl_sr *sr)
        * call to try again, and let this call go on: what a record
        * describes is consistent enough to use (old or new size, an
        * unlisted partial object), and blocking the SR would be worse. */
-      zl_warn("SR %s: recovery of %s failed, will retry: %s", sr->key, name,
+      zl_warn("SR %s: recovery of %s failed, will retry: %s", sr->st.key, name,
               zl_error_msg());
       continue;
     }
-    zl_err("SR %s: journal record %s cannot be recovered (%s); kept as bad.%s", sr->key,
-           name, zl_error_msg(), name);
+    zl_err("SR %s: journal record %s cannot be recovered (%s); kept as bad.%s",
+           sr->st.key, name, zl_error_msg(), name);
     snprintf(bad, sizeof bad, "bad.%s", name);
     renameat(dfd, name, dfd, bad);
   }

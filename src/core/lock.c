@@ -31,9 +31,9 @@ open_lockfile(struct zl_sr *sr)
 {
   if (sr->lockfd >= 0)
     return 0;
-  sr->lockfd = zl_file_beneath(sr->statefd, "lock", O_RDWR | O_CREAT, 0600);
+  sr->lockfd = zl_file_beneath(sr->st.statefd, "lock", O_RDWR | O_CREAT, 0600);
   if (sr->lockfd == -1) {
-    zl_error_prefix("SR %s: cannot open its lock file: ", sr->key);
+    zl_error_prefix("SR %s: cannot open its lock file: ", sr->st.key);
     return -1;
   }
   return 0;
@@ -45,15 +45,15 @@ zl_sr_lock(struct zl_sr *sr, int mode)
   if (open_lockfile(sr) == -1)
     return -1;
   if (flock_retry(sr->lockfd, mode) == -1) {
-    zl_error(errno, "SR %s: lock: %s", sr->key, strerror(errno));
+    zl_error(errno, "SR %s: lock: %s", sr->st.key, strerror(errno));
     return -1;
   }
   sr->lock_mode = mode;
 
   /* The SR may have been destroyed while we waited. */
-  if (faccessat(sr->statefd, ZL_SR_INFO, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
-    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "SR %s no longer exists", sr->key);
-    zl_error_subject(sr->key);
+  if (faccessat(sr->st.statefd, ZL_SR_INFO, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "SR %s no longer exists", sr->st.key);
+    zl_error_subject(sr->st.key);
     zl_sr_unlock(sr);
     return -1;
   }
@@ -90,9 +90,9 @@ int
 zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l)
 {
   l->fd = -1;
-  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, LOCKS_DIR, true);
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->st.statefd, LOCKS_DIR, true);
   if (dfd == -1) {
-    zl_error_prefix("SR %s: the locks directory: ", sr->key);
+    zl_error_prefix("SR %s: the locks directory: ", sr->st.key);
     return -1;
   }
   l->fd = zl_file_beneath(dfd, key, O_RDWR | O_CREAT, 0600);
@@ -122,7 +122,7 @@ zl_vol_unlock(struct zl_vol_lock *l)
 void
 zl_vol_lock_forget(struct zl_sr *sr, const char *key)
 {
-  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, LOCKS_DIR, false);
+  CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->st.statefd, LOCKS_DIR, false);
 
   if ((dfd == -1 && errno != ENOENT) ||
       (dfd >= 0 && unlinkat(dfd, key, 0) == -1 && errno != ENOENT))

@@ -79,14 +79,14 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
   struct zl_vol_info src_info, info;
   if (zl_vol_lookup(sr, key, &src, &src_info) == -1)
     goto fail;
-  if (new_key != uuid && sr->be->vol_get(sr, new_key, NULL, NULL) == 0) {
+  if (new_key != uuid && sr->st.be->vol_get(&sr->st, new_key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", new_key,
-                  sr->key);
+                  sr->st.key);
     goto fail;
   }
   /* a copy made while writes land is torn: only storage that snapshots in
    * one step (reflinks, ZFS) may take a volume something writes to */
-  if (!(sr->be->caps(sr) & ZL_CAP_REFLINK) &&
+  if (!(sr->st.be->caps(&sr->st) & ZL_CAP_REFLINK) &&
       in_use(sr, key, src, USE_WRITERS,
              "this SR copies data to snapshot it (no reflinks "
              "on its filesystem) and the copy would be torn: "
@@ -119,11 +119,12 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
   }
   if (cbt && zl_cbt_rotate_begin(sr, key, src, &rot) == -1)
     goto fail_journaled;
-  if (sr->be->vol_copy(sr, key, new_key, kind, thick, meta, &src_info, &info) == -1) {
+  if (sr->st.be->vol_copy(&sr->st, key, new_key, kind, thick, meta, &src_info, &info) ==
+      -1) {
     zl_error_prefix("%s of volume %s: ", op, key);
     struct zl_error_saved saved;
     zl_error_save(&saved);
-    if (sr->be->vol_discard(sr, new_key) == 0)
+    if (sr->st.be->vol_discard(&sr->st, new_key) == 0)
       zl_intent_end(&in);
     else
       close(in.fd); /* leave the record: the next call cleans up */
@@ -181,10 +182,10 @@ lookup_any(struct zl_sr *sr, const char *key, json_t **meta)
 {
   if (zl_check_key(key) == -1)
     return -1;
-  if (sr->be->vol_get(sr, key, meta, NULL) == -1) {
+  if (sr->st.be->vol_get(&sr->st, key, meta, NULL) == -1) {
     if (errno == ENOENT)
       zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
-                    sr->key);
+                    sr->st.key);
     return -1;
   }
   if (zl_meta_broken(*meta)) {
@@ -216,7 +217,7 @@ zl_vol_remove(struct zl_sr *sr, const char *key)
   if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
   int r = 0;
-  if (sr->be->vol_get(sr, key, NULL, NULL) == 0)
+  if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0)
     r = zl_vol_remove_unlocked(sr, key);
   else if (errno != ENOENT)
     r = -1;
@@ -262,7 +263,7 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
   zl_fault("revert", "journaled");
-  if (sr->be->vol_revert(sr, key, snapshot, thick) == -1) {
+  if (sr->st.be->vol_revert(&sr->st, key, snapshot, thick) == -1) {
     /* backends leave the volume as it was when they fail */
     zl_error_prefix("revert volume %s to %s: ", key, snapshot);
     zl_intent_end(&in);
@@ -297,7 +298,7 @@ remove_one(struct zl_sr *sr, const char *key)
     zl_intent_end(&in);
     return -1;
   }
-  if (sr->be->vol_destroy(sr, key) == -1) {
+  if (sr->st.be->vol_destroy(&sr->st, key) == -1) {
     zl_error_prefix("destroy volume %s: ", key);
     close(in.fd); /* the next call finishes the destruction */
     return -1;
@@ -342,16 +343,16 @@ hidden_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info 
 int
 zl_collect_hidden(struct zl_sr *sr)
 {
-  if (!sr->be->vol_dependents)
+  if (!sr->st.be->vol_dependents)
     return 0; /* nothing can ever be hidden */
 
   for (;;) {
     struct hidden_ctx c = {0};
     size_t removed = 0;
-    int r = sr->be->vol_list(sr, hidden_cb, &c);
+    int r = sr->st.be->vol_list(&sr->st, hidden_cb, &c);
 
     for (size_t i = 0; r == 0 && i < c.n; i++) {
-      int deps = sr->be->vol_dependents(sr, c.keys[i]);
+      int deps = sr->st.be->vol_dependents(&sr->st, c.keys[i]);
       if (deps == -1) {
         r = -1;
       } else if (deps == 0) {
@@ -382,7 +383,7 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
     return -1;
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
-  if (sr->be->vol_get(sr, key, &meta, NULL) == -1) {
+  if (sr->st.be->vol_get(&sr->st, key, &meta, NULL) == -1) {
     if (errno == ENOENT) {
       zl_info("destroy of volume %s: already gone", key);
       r = 0;
@@ -399,13 +400,13 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
   }
   if (in_use(sr, key, meta, USE_WRITERS | USE_ATTACHED, "detach it first"))
     goto out;
-  int deps = sr->be->vol_dependents ? sr->be->vol_dependents(sr, key) : 0;
+  int deps = sr->st.be->vol_dependents ? sr->st.be->vol_dependents(&sr->st, key) : 0;
   if (deps == -1)
     goto out;
   if (deps > 0) {
     json_object_set_new(meta, "hidden", json_true());
     json_object_del(meta, ZL_META_STORAGE);
-    r = sr->be->vol_set_meta(sr, key, meta);
+    r = sr->st.be->vol_set_meta(&sr->st, key, meta);
     if (r == 0)
       zl_info("volume %s hidden: %d clone%s still depend on it; removed with the last",
               key, deps, deps == 1 ? "" : "s");

@@ -93,13 +93,13 @@ sr_new(const struct zl_backend *be, const char *key)
 {
   struct zl_sr *sr = calloc(1, sizeof *sr);
 
-  if (!sr || !(sr->key = strdup(key))) {
+  if (!sr || !(sr->st.key = strdup(key))) {
     free(sr);
     zl_error(ENOMEM, "out of memory");
     return NULL;
   }
-  sr->be = be;
-  sr->dirfd = sr->privfd = sr->statefd = sr->lockfd = -1;
+  sr->st.be = be;
+  sr->st.dirfd = sr->st.privfd = sr->st.statefd = sr->lockfd = -1;
   return sr;
 }
 
@@ -109,18 +109,18 @@ zl_sr_close(struct zl_sr *sr)
   if (!sr)
     return;
   zl_sr_unlock(sr);
-  if (sr->be && sr->be_data)
-    sr->be->sr_close(sr);
+  if (sr->st.be && sr->st.be_data)
+    sr->st.be->sr_close(&sr->st);
   if (sr->lockfd >= 0)
     close(sr->lockfd);
-  if (sr->privfd >= 0)
-    close(sr->privfd);
-  if (sr->statefd >= 0)
-    close(sr->statefd);
-  if (sr->dirfd >= 0)
-    close(sr->dirfd);
+  if (sr->st.privfd >= 0)
+    close(sr->st.privfd);
+  if (sr->st.statefd >= 0)
+    close(sr->st.statefd);
+  if (sr->st.dirfd >= 0)
+    close(sr->st.dirfd);
   json_decref(sr->info);
-  free(sr->key);
+  free(sr->st.key);
   free(sr);
 }
 
@@ -137,14 +137,15 @@ sr_open_storage(const struct zl_backend *be, const char *key)
   }
   if (!(sr = sr_new(be, key)))
     return NULL;
-  if (be->sr_open(sr) == -1) {
+  if (be->sr_open(&sr->st) == -1) {
     if (errno == ENOENT || errno == ENOTDIR)
       zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", be->sr_type, key);
     zl_error_subject(key);
     zl_sr_close(sr);
     return NULL;
   }
-  if (sr->statefd < 0 && (sr->statefd = fcntl(sr->privfd, F_DUPFD_CLOEXEC, 0)) == -1) {
+  if (sr->st.statefd < 0 &&
+      (sr->st.statefd = fcntl(sr->st.privfd, F_DUPFD_CLOEXEC, 0)) == -1) {
     zl_error(errno, "SR %s: %s", key, strerror(errno));
     zl_sr_close(sr);
     return NULL;
@@ -160,18 +161,18 @@ static bool
 state_apart(const struct zl_sr *sr)
 {
   struct stat a, b;
-  return fstat(sr->privfd, &a) == 0 && fstat(sr->statefd, &b) == 0 &&
+  return fstat(sr->st.privfd, &a) == 0 && fstat(sr->st.statefd, &b) == 0 &&
          (a.st_dev != b.st_dev || a.st_ino != b.st_ino);
 }
 
 static int
 save_info_file(struct zl_sr *sr, const json_t *info)
 {
-  CLEANUP_CLOSE int scratch = zl_sr_scratch_for(sr, sr->privfd);
+  CLEANUP_CLOSE int scratch = zl_store_scratch_for(&sr->st, sr->st.privfd);
   if (scratch == -1 ||
-      zl_json_save_via(scratch, sr->privfd, ZL_SR_INFO, info, true) == -1)
+      zl_json_save_via(scratch, sr->st.privfd, ZL_SR_INFO, info, true) == -1)
     return -1;
-  if (state_apart(sr) && zl_json_save_at(sr->statefd, ZL_SR_INFO, info, false) == -1)
+  if (state_apart(sr) && zl_json_save_at(sr->st.statefd, ZL_SR_INFO, info, false) == -1)
     return -1;
   return 0;
 }
@@ -180,24 +181,24 @@ static int
 sr_load_info(struct zl_sr *sr)
 {
   json_decref(sr->info);
-  sr->info = zl_json_load_at(sr->statefd, ZL_SR_INFO, 1 << 20);
+  sr->info = zl_json_load_at(sr->st.statefd, ZL_SR_INFO, 1 << 20);
   if (!sr->info && state_apart(sr)) {
-    sr->info = zl_json_load_at(sr->privfd, ZL_SR_INFO, 1 << 20);
-    if (sr->info && zl_json_save_at(sr->statefd, ZL_SR_INFO, sr->info, false) == -1)
-      zl_warn("SR %s: cannot cache %s: %s", sr->key, ZL_SR_INFO, zl_error_msg());
+    sr->info = zl_json_load_at(sr->st.privfd, ZL_SR_INFO, 1 << 20);
+    if (sr->info && zl_json_save_at(sr->st.statefd, ZL_SR_INFO, sr->info, false) == -1)
+      zl_warn("SR %s: cannot cache %s: %s", sr->st.key, ZL_SR_INFO, zl_error_msg());
   }
   if (!sr->info) {
     if (errno == ENOENT)
-      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", sr->be->sr_type,
-                    sr->key);
-    zl_error_subject(sr->key);
+      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", sr->st.be->sr_type,
+                    sr->st.key);
+    zl_error_subject(sr->st.key);
     return -1;
   }
   const char *type = zl_meta_str(sr->info, "type");
-  if (!type || strcmp(type, sr->be->sr_type) != 0) {
-    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "%s is a %s SR, not a %s SR", sr->key,
-                  type ? type : "corrupt", sr->be->sr_type);
-    zl_error_subject(sr->key);
+  if (!type || strcmp(type, sr->st.be->sr_type) != 0) {
+    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "%s is a %s SR, not a %s SR", sr->st.key,
+                  type ? type : "corrupt", sr->st.be->sr_type);
+    zl_error_subject(sr->st.key);
     return -1;
   }
   return 0;
@@ -233,13 +234,13 @@ zl_sr_open(const char *type, const char *sr_key)
 const char *
 zl_sr_key(const struct zl_sr *sr)
 {
-  return sr->key;
+  return sr->st.key;
 }
 
 const char *
 zl_sr_type(const struct zl_sr *sr)
 {
-  return sr->be->sr_type;
+  return sr->st.be->sr_type;
 }
 
 bool
@@ -255,12 +256,12 @@ zl_sr_thick_default(const struct zl_sr *sr)
 static int
 save_new_info_file(struct zl_sr *sr, const json_t *info)
 {
-  if (zl_json_save_new_at(sr->privfd, ZL_SR_INFO, info) == -1) {
+  if (zl_json_save_new_at(sr->st.privfd, ZL_SR_INFO, info) == -1) {
     if (errno == EEXIST)
-      zl_error_kind(ZL_ERR_EXISTS, EEXIST, "there is already an SR at %s", sr->key);
+      zl_error_kind(ZL_ERR_EXISTS, EEXIST, "there is already an SR at %s", sr->st.key);
     return -1;
   }
-  if (state_apart(sr) && zl_json_save_at(sr->statefd, ZL_SR_INFO, info, false) == -1)
+  if (state_apart(sr) && zl_json_save_at(sr->st.statefd, ZL_SR_INFO, info, false) == -1)
     return -1;
   return 0;
 }
@@ -307,7 +308,7 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   if (!sr)
     return -1;
   zl_fault("sr-create", "prepared");
-  if (fstatat(sr->privfd, ZL_SR_INFO, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (fstatat(sr->st.privfd, ZL_SR_INFO, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "there is already an SR at %s", key);
     zl_sr_close(sr);
     return -1;
@@ -452,7 +453,7 @@ zl_sr_ls(struct zl_sr *sr, struct zl_volume **vols, size_t *n)
 {
   struct ls_ctx c = {0};
 
-  if (sr->be->vol_list(sr, ls_cb, &c) == -1) {
+  if (sr->st.be->vol_list(&sr->st, ls_cb, &c) == -1) {
     zl_volume_list_free(c.v, c.n);
     return -1;
   }
@@ -503,16 +504,16 @@ int
 zl_sr_stat(struct zl_sr *sr, struct zl_sr_stat *out)
 {
   memset(out, 0, sizeof *out);
-  if (sr->be->sr_space(sr, &out->total_space, &out->free_space) == -1)
+  if (sr->st.be->sr_space(&sr->st, &out->total_space, &out->free_space) == -1)
     return -1;
-  out->sr = xstrdup(sr->key);
-  out->type = xstrdup(sr->be->sr_type);
+  out->sr = xstrdup(sr->st.key);
+  out->type = xstrdup(sr->st.be->sr_type);
   out->uuid = xstrdup(zl_meta_str(sr->info, "uuid"));
   out->name = xstrdup(zl_meta_str(sr->info, "name"));
   out->description = xstrdup(zl_meta_str(sr->info, "description"));
   out->provisioning = zl_sr_thick_default(sr) ? ZL_PROV_THICK : ZL_PROV_THIN;
   out->healthy = true;
-  out->health_msg = sr->be->sr_summary ? sr->be->sr_summary(sr) : xstrdup("");
+  out->health_msg = sr->st.be->sr_summary ? sr->st.be->sr_summary(&sr->st) : xstrdup("");
   if (!out->sr || !out->type || !out->uuid || !out->name || !out->description ||
       !out->health_msg) {
     zl_sr_stat_free(out);
@@ -574,11 +575,11 @@ foreign_cb(void *opaque, const char *what)
 static int
 check_empty(struct zl_sr *sr, struct any_ctx *c)
 {
-  if (sr->be->vol_list(sr, any_cb, c) == -1)
+  if (sr->st.be->vol_list(&sr->st, any_cb, c) == -1)
     return -1;
   if (c->visible) {
     zl_error_kind(ZL_ERR_BUSY, EBUSY,
-                  "SR %s still holds %zu volume%s (%s%s); destroy them first", sr->key,
+                  "SR %s still holds %zu volume%s (%s%s); destroy them first", sr->st.key,
                   c->visible, c->visible == 1 ? "" : "s", c->first,
                   c->visible > 1 ? ", ..." : "");
     return -1;
@@ -587,17 +588,17 @@ check_empty(struct zl_sr *sr, struct any_ctx *c)
     zl_error_kind(ZL_ERR_BUSY, EBUSY,
                   "SR %s holds %zu volume%s whose metadata cannot be read (%s%s); they "
                   "are kept: repair or remove them first",
-                  sr->key, c->broken, c->broken == 1 ? "" : "s", c->damaged,
+                  sr->st.key, c->broken, c->broken == 1 ? "" : "s", c->damaged,
                   c->broken > 1 ? ", ..." : "");
     return -1;
   }
-  if (sr->be->sr_foreign && sr->be->sr_foreign(sr, foreign_cb, c) == -1)
+  if (sr->st.be->sr_foreign && sr->st.be->sr_foreign(&sr->st, foreign_cb, c) == -1)
     return -1;
   if (c->foreign) {
     zl_error_kind(ZL_ERR_BUSY, EBUSY,
                   "SR %s holds %zu thing%s that %s not volumes of it (%s%s); the SR is "
                   "kept: move or remove them first",
-                  sr->key, c->foreign, c->foreign == 1 ? "" : "s",
+                  sr->st.key, c->foreign, c->foreign == 1 ? "" : "s",
                   c->foreign == 1 ? "is" : "are", c->unknown,
                   c->foreign > 5 ? ", ..." : "");
     return -1;
@@ -619,9 +620,9 @@ zl_sr_destroy(struct zl_sr *sr)
   /* The backend's removal makes the SR cease to exist in one step (the
    * private area renamed away, the SR dataset destroyed) and then clears
    * what is left; a crash before that step leaves the SR as it was. */
-  if (zl_cbt_sr_remove(sr) == -1 || sr->be->sr_remove(sr) == -1)
+  if (zl_cbt_sr_remove(sr) == -1 || sr->st.be->sr_remove(&sr->st) == -1)
     goto fail;
-  zl_info("destroyed SR %s", sr->key);
+  zl_info("destroyed SR %s", sr->st.key);
   zl_sr_unlock(sr);
   return 0;
 

@@ -20,17 +20,17 @@ zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_in
 
   if (zl_check_key(key) == -1)
     return -1;
-  if (sr->be->vol_get(sr, key, &m, info) == -1) {
+  if (sr->st.be->vol_get(&sr->st, key, &m, info) == -1) {
     if (errno == ENOENT)
       zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
-                    sr->key);
+                    sr->st.key);
     zl_error_subject(key);
     return -1;
   }
   if (zl_meta_hidden(m)) {
     json_decref(m);
     zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
-                  sr->key);
+                  sr->st.key);
     zl_error_subject(key);
     return -1;
   }
@@ -55,7 +55,7 @@ zl_vol_stat(struct zl_sr *sr, const char *key, struct zl_volume *out)
   /* a volume whose metadata cannot be read is shown with its health */
   if (zl_vol_lookup(sr, key, &meta, &info) == -1 && zl_error_get_kind() != ZL_ERR_DAMAGED)
     return -1;
-  if (!meta && sr->be->vol_get(sr, key, &meta, &info) == -1)
+  if (!meta && sr->st.be->vol_get(&sr->st, key, &meta, &info) == -1)
     return -1;
   return zl_meta_to_volume(key, meta, &info, out);
 }
@@ -73,16 +73,16 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
 
   if (zl_check_name(a->name, "volume name") == -1 ||
       zl_check_description(a->description, "volume description") == -1 ||
-      zl_round_size(a->size, sr->be->size_granularity, &size) == -1)
+      zl_round_size(a->size, sr->st.be->size_granularity, &size) == -1)
     return -1;
   if (key && zl_check_key(key) == -1)
     return -1;
   thick = a->provisioning == ZL_PROV_DEFAULT ? zl_sr_thick_default(sr)
                                              : a->provisioning == ZL_PROV_THICK;
-  if (thick && !(sr->be->caps(sr) & ZL_CAP_THICK)) {
+  if (thick && !(sr->st.be->caps(&sr->st) & ZL_CAP_THICK)) {
     zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
                   "SR %s cannot reserve space (thick provisioning) on this storage",
-                  sr->key);
+                  sr->st.key);
     return -1;
   }
   if (zl_uuid_generate(uuid) == -1)
@@ -93,9 +93,9 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
   /* a new uuid cannot collide; a key the caller chose (Ganeti) might */
-  if (a->key && sr->be->vol_get(sr, key, NULL, NULL) == 0) {
+  if (a->key && sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
-                  sr->key);
+                  sr->st.key);
     goto fail;
   }
   meta = zl_meta_new(key, uuid, a->name, a->description, a->sharable, false,
@@ -105,11 +105,11 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
     goto fail;
   zl_fault("create", "journaled");
   struct zl_vol_info info;
-  if (sr->be->vol_create(sr, key, size, thick, meta, &info) == -1) {
+  if (sr->st.be->vol_create(&sr->st, key, size, thick, meta, &info) == -1) {
     zl_error_prefix("create volume %s: ", key);
     struct zl_error_saved saved;
     zl_error_save(&saved);
-    if (sr->be->vol_discard(sr, key) == 0)
+    if (sr->st.be->vol_discard(&sr->st, key) == 0)
       zl_intent_end(&in);
     else
       close(in.fd); /* leave the record: the next call cleans up */
@@ -120,7 +120,7 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
   zl_intent_end(&in);
   zl_sr_unlock(sr);
   zl_info("created volume %s (%lld bytes, %s) in SR %s", key, (long long)size,
-          thick ? "thick" : "thin", sr->key);
+          thick ? "thick" : "thin", sr->st.key);
   return zl_meta_to_volume(key, meta, &info, out);
 
 fail:
@@ -170,8 +170,8 @@ update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *fiel
   if (lock_one(sr, key, &l, &meta, NULL) == -1)
     return -1;
   /* a storage tunable is applied to the storage first; the key records it */
-  if (obj && strncmp(field, SM_CONFIG, strlen(SM_CONFIG)) == 0 && sr->be->vol_tune &&
-      sr->be->vol_tune(sr, key, field + strlen(SM_CONFIG), value) == -1) {
+  if (obj && strncmp(field, SM_CONFIG, strlen(SM_CONFIG)) == 0 && sr->st.be->vol_tune &&
+      sr->st.be->vol_tune(&sr->st, key, field + strlen(SM_CONFIG), value) == -1) {
     unlock_one(sr, &l);
     return -1;
   }
@@ -181,7 +181,7 @@ update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *fiel
   else
     json_object_del(target, field);
   json_object_del(meta, ZL_META_STORAGE);
-  r = sr->be->vol_set_meta(sr, key, meta);
+  r = sr->st.be->vol_set_meta(&sr->st, key, meta);
   unlock_one(sr, &l);
   return r;
 }
@@ -198,7 +198,7 @@ zl_vol_update(struct zl_sr *sr, const char *key, zl_meta_fn fn, void *arg)
   r = fn(meta, arg);
   if (r == 1) { /* changed: store it */
     json_object_del(meta, ZL_META_STORAGE);
-    r = sr->be->vol_set_meta(sr, key, meta) == 0 ? 0 : -1;
+    r = sr->st.be->vol_set_meta(&sr->st, key, meta) == 0 ? 0 : -1;
   }
   unlock_one(sr, &l);
   return r;
@@ -247,7 +247,7 @@ zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
   int64_t size;
   bool thick;
 
-  if (zl_round_size(new_size, sr->be->size_granularity, &size) == -1)
+  if (zl_round_size(new_size, sr->st.be->size_granularity, &size) == -1)
     return -1;
   if (lock_one(sr, key, &l, &meta, &info) == -1)
     return -1;
@@ -275,7 +275,7 @@ zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
   zl_fault("resize", "journaled");
-  if (sr->be->vol_resize(sr, key, size, thick) == -1) {
+  if (sr->st.be->vol_resize(&sr->st, key, size, thick) == -1) {
     /* backends leave the old size when they fail */
     zl_error_prefix("resize volume %s: ", key);
     zl_intent_end(&in);
@@ -309,5 +309,5 @@ zl_vol_open(struct zl_sr *sr, const char *key, int flags)
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS, "volume %s is a read-only snapshot", key);
     return -1;
   }
-  return sr->be->vol_open(sr, key, flags);
+  return sr->st.be->vol_open(&sr->st, key, flags);
 }

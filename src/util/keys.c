@@ -59,4 +59,3 @@ zl_path_key_valid(const char *key)
   }
   return true;
 }
-

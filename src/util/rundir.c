@@ -65,4 +65,3 @@ zl_run_lock(const char *name)
   }
   return fd;
 }
-

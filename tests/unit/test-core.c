@@ -46,7 +46,7 @@ dep_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *in
 }
 
 static int
-pinning_dependents(struct zl_sr *sr, const char *key)
+pinning_dependents(struct zl_store *sr, const char *key)
 {
   struct dep_ctx c = {key, 0};
   if (zl_backend_file.vol_list(sr, dep_cb, &c) == -1)
@@ -137,7 +137,7 @@ test_hide_and_collect(void **state)
   struct zl_volume s, c, tmp;
   (void)state;
 
-  sr->be = &pinning; /* the stand-in: clones pin snapshots, snapshots volumes */
+  sr->st.be = &pinning; /* the stand-in: clones pin snapshots, snapshots volumes */
   char *v = make(sr, "base");
   assert_int_equal(zl_vol_snapshot(sr, v, NULL, &s), 0);
   assert_int_equal(zl_vol_clone(sr, s.key, NULL, &c), 0);
@@ -177,7 +177,7 @@ test_sr_destroy_collects_hidden_but_refuses_visible(void **state)
   struct zl_volume s;
   (void)state;
 
-  sr->be = &pinning;
+  sr->st.be = &pinning;
   char *v = make(sr, "keep");
   assert_int_equal(zl_vol_snapshot(sr, v, NULL, &s), 0);
   assert_int_equal(zl_sr_destroy(sr), -1);

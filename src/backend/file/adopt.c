@@ -41,7 +41,7 @@ in_an_sr(const char *canon, char *out, size_t len)
 }
 
 int
-file_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+file_vol_adopt_recover(struct zl_store *sr, const char *key, const char *source,
                        bool committed)
 {
   char img[NAME_MAX + 1];
@@ -67,8 +67,8 @@ file_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
 }
 
 int
-file_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_t *meta,
-               struct zl_vol_info *out)
+file_vol_adopt(struct zl_store *sr, const char *key, const char *source,
+               const json_t *meta, struct zl_vol_info *out)
 {
   char owner[PATH_MAX];
   char canon[PATH_MAX], parent[PATH_MAX], img[NAME_MAX + 1];

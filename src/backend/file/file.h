@@ -16,7 +16,10 @@
 #include <limits.h>
 #include <stdbool.h>
 
-#include "core/internal.h"
+#include "backend/backend.h"
+#include "util/fault.h"
+#include "util/keys.h"
+#include "util/rundir.h"
 
 #define FILE_IMG_SUFFIX  ".img"
 #define FILE_META_SUFFIX ".meta.json"
@@ -29,27 +32,27 @@ struct file_sr {
 /* vol.c: names of a volume's files */
 void file_img_name(char *buf, size_t len, const char *key);
 void file_meta_name(char *buf, size_t len, const char *key);
-int file_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
-int file_vol_get(struct zl_sr *sr, const char *key, json_t **meta,
+int file_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque);
+int file_vol_get(struct zl_store *sr, const char *key, json_t **meta,
                  struct zl_vol_info *info);
-int file_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+int file_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick,
                     const json_t *meta, struct zl_vol_info *out);
-int file_vol_copy(struct zl_sr *sr, const char *src, const char *dst,
+int file_vol_copy(struct zl_store *sr, const char *src, const char *dst,
                   enum zl_copy_kind kind, bool thick, const json_t *meta,
                   const struct zl_vol_info *src_info, struct zl_vol_info *out);
-int file_vol_discard(struct zl_sr *sr, const char *key);
-int file_vol_destroy(struct zl_sr *sr, const char *key);
-int file_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick);
-int file_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick);
-int file_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta);
-int file_vol_open(struct zl_sr *sr, const char *key, int flags);
-int file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
-                     void *opaque);
-int file_vol_data_destroy(struct zl_sr *sr, const char *key);
+int file_vol_discard(struct zl_store *sr, const char *key);
+int file_vol_destroy(struct zl_store *sr, const char *key);
+int file_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick);
+int file_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick);
+int file_vol_set_meta(struct zl_store *sr, const char *key, const json_t *meta);
+int file_vol_open(struct zl_store *sr, const char *key, int flags);
+int file_vol_changes(struct zl_store *sr, const char *from, const char *to,
+                     zl_range_fn cb, void *opaque);
+int file_vol_data_destroy(struct zl_store *sr, const char *key);
 /* adopt.c */
-int file_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
+int file_vol_adopt(struct zl_store *sr, const char *key, const char *source,
                    const json_t *meta, struct zl_vol_info *out);
-int file_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+int file_vol_adopt_recover(struct zl_store *sr, const char *key, const char *source,
                            bool committed);
 
 #endif

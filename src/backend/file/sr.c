@@ -258,7 +258,7 @@ file_sr_locate(const json_t *config, char **sr_key)
 }
 
 static int
-file_sr_open(struct zl_sr *sr)
+file_sr_open(struct zl_store *sr)
 {
   struct file_sr *f = calloc(1, sizeof *f);
 
@@ -283,7 +283,7 @@ file_sr_open(struct zl_sr *sr)
 }
 
 static void
-file_sr_close(struct zl_sr *sr)
+file_sr_close(struct zl_store *sr)
 {
   free(sr->be_data);
   sr->be_data = NULL;
@@ -330,7 +330,7 @@ collect_gone(int dfd)
  * journal) is renamed away; then it is removed, and the directory too if
  * SR.create made it. */
 static int
-file_sr_remove(struct zl_sr *sr)
+file_sr_remove(struct zl_store *sr)
 {
   bool made = faccessat(sr->privfd, FILE_MADE_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
   char gone[NAME_MAX + 1];
@@ -389,7 +389,7 @@ suffix_key(const char *n, const char *suffix)
  * file someone put there under a volume's name) and volume-named files
  * that are not regular files. */
 static int
-file_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque)
+file_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque)
 {
   CLEANUP_DIR DIR *d = NULL;
   struct dirent *de;
@@ -444,7 +444,7 @@ file_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque)
 }
 
 static int
-file_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
+file_sr_space(struct zl_store *sr, int64_t *total, int64_t *free_)
 {
   struct statvfs v;
 
@@ -459,7 +459,7 @@ file_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
 
 /* Does the filesystem under the SR share extents (FICLONE)? */
 static bool
-probe_reflink(struct zl_sr *sr)
+probe_reflink(struct zl_store *sr)
 {
   struct file_sr *f = sr->be_data;
   char a[NAME_MAX + 1], b[NAME_MAX + 1];
@@ -481,7 +481,7 @@ probe_reflink(struct zl_sr *sr)
 }
 
 static unsigned
-file_caps(struct zl_sr *sr)
+file_caps(struct zl_store *sr)
 {
   return ZL_CAP_THICK | ZL_CAP_SPARSE | (probe_reflink(sr) ? ZL_CAP_REFLINK : 0);
 }
@@ -514,7 +514,7 @@ fs_name(long type)
 }
 
 static char *
-file_sr_summary(struct zl_sr *sr)
+file_sr_summary(struct zl_store *sr)
 {
   struct statfs s;
   char *out = NULL;

@@ -36,7 +36,7 @@ revert_tmp_name(char *buf, size_t len, const char *key)
 }
 
 static int
-stat_img(struct zl_sr *sr, const char *key, struct zl_vol_info *info)
+stat_img(struct zl_store *sr, const char *key, struct zl_vol_info *info)
 {
   char img[NAME_MAX + 1];
   struct stat st;
@@ -58,7 +58,7 @@ stat_img(struct zl_sr *sr, const char *key, struct zl_vol_info *info)
 }
 
 static json_t *
-load_meta(struct zl_sr *sr, const char *key)
+load_meta(struct zl_store *sr, const char *key)
 {
   char name[NAME_MAX + 1];
   json_t *m;
@@ -90,7 +90,7 @@ broken_meta(const char *key, const char *why)
  * be read or its image is gone; NULL with errno ENOENT when key is not a
  * volume (no sidecar: destroyed, never committed, or not ours). */
 static json_t *
-meta_or_broken(struct zl_sr *sr, const char *key, struct zl_vol_info *info)
+meta_or_broken(struct zl_store *sr, const char *key, struct zl_vol_info *info)
 {
   struct zl_vol_info local;
   json_t *m = load_meta(sr, key);
@@ -123,7 +123,8 @@ meta_or_broken(struct zl_sr *sr, const char *key, struct zl_vol_info *info)
 }
 
 int
-file_vol_get(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_info *info)
+file_vol_get(struct zl_store *sr, const char *key, json_t **meta,
+             struct zl_vol_info *info)
 {
   json_t *m = meta_or_broken(sr, key, info);
 
@@ -156,7 +157,7 @@ cmp_str(const void *a, const void *b)
 /* Names of images with no metadata: partial creates (whose intent record
  * recovery handles) or files someone put there.  Reported, never removed. */
 static void
-report_orphans(struct zl_sr *sr, char **imgs, size_t nimg, char **metas, size_t nmeta)
+report_orphans(struct zl_store *sr, char **imgs, size_t nimg, char **metas, size_t nmeta)
 {
   size_t j = 0;
 
@@ -175,7 +176,7 @@ report_orphans(struct zl_sr *sr, char **imgs, size_t nimg, char **metas, size_t 
 }
 
 int
-file_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
+file_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
 {
   CLEANUP_DIR DIR *d = NULL;
   struct dirent *de;
@@ -249,12 +250,12 @@ file_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
 }
 
 static int
-write_meta(struct zl_sr *sr, const char *key, const json_t *meta)
+write_meta(struct zl_store *sr, const char *key, const json_t *meta)
 {
   char name[NAME_MAX + 1];
 
   file_meta_name(name, sizeof name, key);
-  CLEANUP_CLOSE int scratch = zl_sr_scratch_for(sr, sr->dirfd);
+  CLEANUP_CLOSE int scratch = zl_store_scratch_for(sr, sr->dirfd);
   if (scratch == -1)
     return -1;
   return zl_json_save_via(scratch, sr->dirfd, name, meta, true);
@@ -292,7 +293,7 @@ sync_data(int fd, const char *key)
 }
 
 int
-file_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+file_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick,
                 const json_t *meta, struct zl_vol_info *out)
 {
   struct stat st;
@@ -321,9 +322,9 @@ file_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
 }
 
 int
-file_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_kind kind,
-              bool thick, const json_t *meta, const struct zl_vol_info *src_info,
-              struct zl_vol_info *info)
+file_vol_copy(struct zl_store *sr, const char *src, const char *dst,
+              enum zl_copy_kind kind, bool thick, const json_t *meta,
+              const struct zl_vol_info *src_info, struct zl_vol_info *info)
 {
   char in_name[NAME_MAX + 1], out_name[NAME_MAX + 1];
   CLEANUP_CLOSE int in = -1;
@@ -360,7 +361,7 @@ file_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_k
 }
 
 static int
-unlink_quiet(struct zl_sr *sr, const char *name)
+unlink_quiet(struct zl_store *sr, const char *name)
 {
   if (unlinkat(sr->dirfd, name, 0) == -1 && errno != ENOENT) {
     zl_error(errno, "remove %s: %s", name, strerror(errno));
@@ -371,7 +372,7 @@ unlink_quiet(struct zl_sr *sr, const char *name)
 
 /* Remove ".<prefix>.tmp.*" temporaries left by a dead writer. */
 static int
-remove_temporaries(struct zl_sr *sr, const char *prefix)
+remove_temporaries(struct zl_store *sr, const char *prefix)
 {
   CLEANUP_DIR DIR *d = NULL;
   struct dirent *de;
@@ -393,7 +394,7 @@ remove_temporaries(struct zl_sr *sr, const char *prefix)
 }
 
 int
-file_vol_discard(struct zl_sr *sr, const char *key)
+file_vol_discard(struct zl_store *sr, const char *key)
 {
   char name[NAME_MAX + 1];
 
@@ -405,7 +406,7 @@ file_vol_discard(struct zl_sr *sr, const char *key)
 }
 
 int
-file_vol_destroy(struct zl_sr *sr, const char *key)
+file_vol_destroy(struct zl_store *sr, const char *key)
 {
   char name[NAME_MAX + 1];
 
@@ -425,7 +426,7 @@ file_vol_destroy(struct zl_sr *sr, const char *key)
 }
 
 int
-file_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
+file_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick)
 {
   char img[NAME_MAX + 1];
   CLEANUP_CLOSE int fd = -1;
@@ -460,7 +461,7 @@ file_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
 }
 
 int
-file_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
+file_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick)
 {
   char in_name[NAME_MAX + 1], img[NAME_MAX + 1], tmp[NAME_MAX + 1];
   CLEANUP_CLOSE int in = -1;
@@ -506,13 +507,13 @@ fail:;
 }
 
 int
-file_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta)
+file_vol_set_meta(struct zl_store *sr, const char *key, const json_t *meta)
 {
   return write_meta(sr, key, meta);
 }
 
 int
-file_vol_open(struct zl_sr *sr, const char *key, int flags)
+file_vol_open(struct zl_store *sr, const char *key, int flags)
 {
   char img[NAME_MAX + 1];
   int fd;
@@ -525,7 +526,7 @@ file_vol_open(struct zl_sr *sr, const char *key, int flags)
 }
 
 int
-file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+file_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_fn cb,
                  void *opaque)
 {
   struct stat st;
@@ -551,7 +552,7 @@ file_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn
 }
 
 int
-file_vol_data_destroy(struct zl_sr *sr, const char *key)
+file_vol_data_destroy(struct zl_store *sr, const char *key)
 {
   struct stat st;
   CLEANUP_CLOSE int fd = file_vol_open(sr, key, O_RDWR);

@@ -30,7 +30,7 @@ zb_zvol_device(const char *sr_dataset, const char *key, bool snap, char *out, si
 }
 
 int
-zb_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len)
+zb_vol_device(struct zl_store *sr, const char *key, char *out, size_t len)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600];
@@ -83,7 +83,7 @@ count_objects(const char *ds)
 }
 
 int
-zb_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_t *meta,
+zb_vol_adopt(struct zl_store *sr, const char *key, const char *source, const json_t *meta,
              struct zl_vol_info *out)
 {
   struct zb_sr *z = zb_of(sr);
@@ -185,7 +185,7 @@ zb_vol_adopt(struct zl_sr *sr, const char *key, const char *source, const json_t
 }
 
 int
-zb_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+zb_vol_adopt_recover(struct zl_store *sr, const char *key, const char *source,
                      bool committed)
 {
   struct zb_sr *z = zb_of(sr);

@@ -112,7 +112,7 @@ send_changes(struct zb_sr *z, uint64_t obj, const char *from, const char *to,
  * layout, the inode number of its file (ZFS inode numbers are object
  * numbers).  0: the file was never made (it reads as zeros). */
 static int
-data_object(struct zl_sr *sr, const char *comp, uint64_t *obj)
+data_object(struct zl_store *sr, const char *comp, uint64_t *obj)
 {
   struct zb_sr *z = zb_of(sr);
   char path[PATH_MAX];
@@ -152,7 +152,7 @@ data_object(struct zl_sr *sr, const char *comp, uint64_t *obj)
 }
 
 int
-zb_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_fn cb,
                void *opaque)
 {
   struct zb_sr *z = zb_of(sr);

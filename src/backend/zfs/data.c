@@ -36,7 +36,7 @@ open_zvol(const char *dev, int flags)
 }
 
 bool
-zb_is_mounted(struct zl_sr *sr, const char *comp)
+zb_is_mounted(struct zl_store *sr, const char *comp)
 {
   struct stat sr_st, st;
 
@@ -46,7 +46,7 @@ zb_is_mounted(struct zl_sr *sr, const char *comp)
 }
 
 int
-zb_mount_comp(struct zl_sr *sr, const char *comp)
+zb_mount_comp(struct zl_store *sr, const char *comp)
 {
   struct zb_sr *z = zb_of(sr);
   char ds[600];
@@ -81,7 +81,7 @@ zeros(const char *key, int64_t size)
  * first writable open, grown to size if a resize came first; read as
  * zeros when it was never made. */
 static int
-open_file(struct zl_sr *sr, const char *key, const char *comp, int64_t size, int flags)
+open_file(struct zl_store *sr, const char *key, const char *comp, int64_t size, int flags)
 {
   char path[PATH_MAX];
   bool rw = (flags & O_ACCMODE) != O_RDONLY;
@@ -104,7 +104,7 @@ open_file(struct zl_sr *sr, const char *key, const char *comp, int64_t size, int
 }
 
 int
-zb_vol_open(struct zl_sr *sr, const char *key, int flags)
+zb_vol_open(struct zl_store *sr, const char *key, int flags)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600], path[PATH_MAX], parent[256];
@@ -157,7 +157,7 @@ zb_vol_open(struct zl_sr *sr, const char *key, int flags)
 /* --- internal objects -------------------------------------------------------- */
 
 int
-zb_sr_clear_internal(struct zl_sr *sr)
+zb_sr_clear_internal(struct zl_store *sr)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
@@ -192,7 +192,7 @@ zb_sr_clear_internal(struct zl_sr *sr)
 /* --- after a reboot ------------------------------------------------------------ */
 
 int
-zb_boot_recovery(struct zl_sr *sr)
+zb_boot_recovery(struct zl_store *sr)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;

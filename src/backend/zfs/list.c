@@ -41,7 +41,7 @@ own_value(const json_t *o, const char *prop)
 /* Build meta (with the storage facts) and info for one object.  Returns 0,
  * 1 if the object is not a committed volume of ours (skip it), -1 on error. */
 int
-zb_describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
+zb_describe(struct zl_store *sr, const char *name, const json_t *o, json_t **metap,
             struct zl_vol_info *info)
 {
   struct zb_sr *z = zb_of(sr);
@@ -83,7 +83,7 @@ zb_describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
     info->virtual_size = json_is_integer(s) ? json_integer_value(s) : 0;
   } else if (zb_obj_value(o, ZB_SIZE_PROP) && own_value(o, ZB_SIZE_PROP)) {
     info->virtual_size = num(o, ZB_SIZE_PROP);
-  } else if (zl_meta_broken(meta)) {
+  } else if (json_object_get(meta, ZL_META_BROKEN)) {
     info->virtual_size = 0; /* unknown: its size was in what cannot be read */
   } else {
     json_decref(meta); /* not made by this version's create */
@@ -117,7 +117,7 @@ zb_describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
 }
 
 int
-zb_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque)
+zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
@@ -167,7 +167,7 @@ internal_name(const char *rel)
  * points of its volumes (empty directories where they are not mounted)
  * belong to it; anything else does not. */
 static int
-foreign_files(struct zl_sr *sr, const json_t *objs, zl_foreign_cb cb, void *opaque)
+foreign_files(struct zl_store *sr, const json_t *objs, zl_foreign_cb cb, void *opaque)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_DIR DIR *d = NULL;
@@ -198,7 +198,7 @@ foreign_files(struct zl_sr *sr, const json_t *objs, zl_foreign_cb cb, void *opaq
 }
 
 int
-zb_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque)
+zb_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
@@ -229,7 +229,7 @@ zb_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque)
 
 /* Find a snapshot by key when the index is missing or wrong. */
 static int
-find_snapshot(struct zl_sr *sr, const char *key, json_t **objp, char *name, size_t len)
+find_snapshot(struct zl_store *sr, const char *key, json_t **objp, char *name, size_t len)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
@@ -258,7 +258,8 @@ find_snapshot(struct zl_sr *sr, const char *key, json_t **objp, char *name, size
 }
 
 int
-zb_vol_get(struct zl_sr *sr, const char *key, json_t **metap, struct zl_vol_info *infop)
+zb_vol_get(struct zl_store *sr, const char *key, json_t **metap,
+           struct zl_vol_info *infop)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600];

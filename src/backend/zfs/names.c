@@ -27,7 +27,7 @@
  * snapshot belongs to.  A cache: when wrong, a scan finds the snapshot and
  * the entry is rewritten. */
 int
-zb_index_read(struct zl_sr *sr, const char *key, char *parent, size_t len)
+zb_index_read(struct zl_store *sr, const char *key, char *parent, size_t len)
 {
   char name[NAME_MAX + 1];
   CLEANUP_FREE char *buf = NULL;
@@ -40,7 +40,7 @@ zb_index_read(struct zl_sr *sr, const char *key, char *parent, size_t len)
 }
 
 int
-zb_index_write(struct zl_sr *sr, const char *key, const char *parent)
+zb_index_write(struct zl_store *sr, const char *key, const char *parent)
 {
   CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, SNAPIDX, true);
 
@@ -52,7 +52,7 @@ zb_index_write(struct zl_sr *sr, const char *key, const char *parent)
 }
 
 void
-zb_index_remove(struct zl_sr *sr, const char *key)
+zb_index_remove(struct zl_store *sr, const char *key)
 {
   CLEANUP_CLOSE int dfd = zl_dir_beneath(sr->statefd, SNAPIDX, false);
 
@@ -64,7 +64,7 @@ zb_index_remove(struct zl_sr *sr, const char *key)
 /* The ZFS name of key: <sr>/<parent>@<key> for a snapshot in the index,
  * <sr>/<key> otherwise.  *is_snap tells which. */
 void
-zb_name_of(struct zl_sr *sr, const char *key, char *out, size_t len, bool *is_snap)
+zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len, bool *is_snap)
 {
   struct zb_sr *z = zb_of(sr);
   char parent[256];

@@ -87,7 +87,7 @@ set_size(struct zb_sr *z, const char *key, int64_t size)
 
 /* The fallback: copy the snapshot's data over the volume's file. */
 static int
-revert_by_copy(struct zl_sr *sr, const char *key, const char *snap, bool thick)
+revert_by_copy(struct zl_store *sr, const char *key, const char *snap, bool thick)
 {
   struct zb_sr *z = zb_of(sr);
   char tmp[PATH_MAX], img[PATH_MAX];
@@ -144,7 +144,7 @@ fail:;
 /* Step 2 after the rename: the old dataset becomes a hidden volume named
  * after itself, and the index follows its snapshots. */
 static int
-retire_old(struct zl_sr *sr, const char *key, const char *old)
+retire_old(struct zl_store *sr, const char *key, const char *old)
 {
   struct zb_sr *z = zb_of(sr);
   char oldname[600];
@@ -186,7 +186,7 @@ retire_old(struct zl_sr *sr, const char *key, const char *old)
 }
 
 int
-zb_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick)
+zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick)
 {
   struct zb_sr *z = zb_of(sr);
   char vol[600], rv[600], snapname[600], oldname[600], old[256], parent[256];

@@ -174,7 +174,7 @@ zb_sr_prepare(const char *uuid, json_t *config, char **sr_key)
 }
 
 static void
-zb_sr_close(struct zl_sr *sr)
+zb_sr_close(struct zl_store *sr)
 {
   struct zb_sr *z = zb_of(sr);
   if (!z)
@@ -231,7 +231,7 @@ load_state(struct zb_sr *z, const json_t *st, const char *key)
 }
 
 static int
-zb_sr_open(struct zl_sr *sr)
+zb_sr_open(struct zl_store *sr)
 {
   struct zb_sr *z = calloc(1, sizeof *z);
   CLEANUP_JSON json_t *st = NULL;
@@ -299,7 +299,7 @@ zb_sr_open(struct zl_sr *sr)
  * working SR.  The dataset is destroyed without -r: SR.destroy checked it
  * holds nothing else, and ZFS refuses if something appeared since. */
 static int
-zb_sr_remove(struct zl_sr *sr)
+zb_sr_remove(struct zl_store *sr)
 {
   struct zb_sr *z = zb_of(sr);
   struct zargv a;
@@ -349,7 +349,7 @@ zb_sr_remove(struct zl_sr *sr)
 }
 
 static int
-zb_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
+zb_sr_space(struct zl_store *sr, int64_t *total, int64_t *free_)
 {
   struct zb_sr *z = zb_of(sr);
   CLEANUP_JSON json_t *objs = NULL;
@@ -372,7 +372,7 @@ zb_sr_space(struct zl_sr *sr, int64_t *total, int64_t *free_)
 }
 
 static char *
-zb_sr_summary(struct zl_sr *sr)
+zb_sr_summary(struct zl_store *sr)
 {
   struct zb_sr *z = zb_of(sr);
   const struct zb_caps *c = &z->caps;
@@ -390,7 +390,7 @@ zb_sr_summary(struct zl_sr *sr)
 }
 
 static unsigned
-zb_caps_bits(struct zl_sr *sr)
+zb_caps_bits(struct zl_store *sr)
 {
   (void)sr;
   return ZL_CAP_REFLINK | ZL_CAP_THICK | ZL_CAP_CLONES_PIN | ZL_CAP_SPARSE |

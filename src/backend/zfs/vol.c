@@ -59,7 +59,7 @@ create_lzc(struct zb_sr *z, const char *ds, int64_t size, bool thick,
 }
 
 int
-zb_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+zb_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick,
               const json_t *meta, struct zl_vol_info *out)
 {
   struct zb_sr *z = zb_of(sr);
@@ -104,7 +104,7 @@ zb_snapshot_cmd(struct zb_sr *z, const char *snap, const struct zprop *props, in
 /* Data written through the file must reach ZFS before a snapshot (a
  * volume never opened has no file, or is not mounted: nothing to do). */
 void
-zb_flush_file(struct zl_sr *sr, const char *comp)
+zb_flush_file(struct zl_store *sr, const char *comp)
 {
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/" ZB_DISK, comp);
@@ -116,7 +116,7 @@ zb_flush_file(struct zl_sr *sr, const char *comp)
 }
 
 int
-zb_vol_copy(struct zl_sr *sr, const char *src, const char *dst, enum zl_copy_kind kind,
+zb_vol_copy(struct zl_store *sr, const char *src, const char *dst, enum zl_copy_kind kind,
             bool thick, const json_t *meta, const struct zl_vol_info *src_info,
             struct zl_vol_info *out)
 {
@@ -253,7 +253,7 @@ find_origin_snapshot(struct zb_sr *z, const char *key, char *out, size_t len)
 }
 
 int
-zb_vol_discard(struct zl_sr *sr, const char *key)
+zb_vol_discard(struct zl_store *sr, const char *key)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600], origin[700];
@@ -272,7 +272,7 @@ zb_vol_discard(struct zl_sr *sr, const char *key)
 }
 
 int
-zb_vol_destroy(struct zl_sr *sr, const char *key)
+zb_vol_destroy(struct zl_store *sr, const char *key)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600], origin[700] = "", ro[600];
@@ -319,7 +319,7 @@ zb_vol_destroy(struct zl_sr *sr, const char *key)
 /* --- metadata, size, dependents, tunables ------------------------------------ */
 
 int
-zb_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta)
+zb_vol_set_meta(struct zl_store *sr, const char *key, const json_t *meta)
 {
   char name[600];
   bool snap;
@@ -329,7 +329,7 @@ zb_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta)
 }
 
 int
-zb_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
+zb_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick)
 {
   struct zb_sr *z = zb_of(sr);
   char ds[600], path[PATH_MAX];
@@ -382,7 +382,7 @@ zb_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick)
 }
 
 int
-zb_vol_dependents(struct zl_sr *sr, const char *key)
+zb_vol_dependents(struct zl_store *sr, const char *key)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600];
@@ -414,7 +414,7 @@ zb_vol_dependents(struct zl_sr *sr, const char *key)
 }
 
 int
-zb_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value)
+zb_vol_tune(struct zl_store *sr, const char *key, const char *prop, const char *value)
 {
   struct zb_sr *z = zb_of(sr);
   char name[600];

@@ -44,7 +44,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/internal.h"
+#include "backend/backend.h"
+#include "util/fault.h"
+#include "util/keys.h"
+#include "util/rundir.h"
 #include "util/exec.h"
 
 #define ZB_SR_PROP       "zfs-live:sr"
@@ -234,7 +237,7 @@ struct zb_sr {
 };
 
 static inline struct zb_sr *
-zb_of(struct zl_sr *sr)
+zb_of(struct zl_store *sr)
 {
   return (struct zb_sr *)sr->be_data;
 }
@@ -260,11 +263,12 @@ int zb_sr_probe(const json_t *config, json_t *results);
 /* --- names.c: ZFS names of keys, the snapshot index --------------------------- */
 
 /* The snapshot index (a cache: snapidx/<key> = the dataset component). */
-int zb_index_read(struct zl_sr *sr, const char *key, char *parent, size_t len);
-int zb_index_write(struct zl_sr *sr, const char *key, const char *parent);
-void zb_index_remove(struct zl_sr *sr, const char *key);
+int zb_index_read(struct zl_store *sr, const char *key, char *parent, size_t len);
+int zb_index_write(struct zl_store *sr, const char *key, const char *parent);
+void zb_index_remove(struct zl_store *sr, const char *key);
 /* <sr>/<parent>@<key> for snapshots in the index, <sr>/<key> otherwise. */
-void zb_name_of(struct zl_sr *sr, const char *key, char *out, size_t len, bool *is_snap);
+void zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len,
+                bool *is_snap);
 /* name relative to the SR dataset, or NULL when not below it. */
 const char *zb_rel_name(const struct zb_sr *z, const char *name);
 /* The properties one `zfs get` of volumes asks for. */
@@ -274,54 +278,55 @@ const char *zb_props_to_get(const struct zb_sr *z);
 
 /* meta (with the storage facts) and info for one object: 0, 1 if it is not
  * a volume of ours, -1 on error. */
-int zb_describe(struct zl_sr *sr, const char *name, const json_t *o, json_t **metap,
+int zb_describe(struct zl_store *sr, const char *name, const json_t *o, json_t **metap,
                 struct zl_vol_info *info);
-int zb_vol_list(struct zl_sr *sr, zl_vol_cb cb, void *opaque);
-int zb_sr_foreign(struct zl_sr *sr, zl_foreign_cb cb, void *opaque);
-int zb_vol_get(struct zl_sr *sr, const char *key, json_t **meta,
+int zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque);
+int zb_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque);
+int zb_vol_get(struct zl_store *sr, const char *key, json_t **meta,
                struct zl_vol_info *info);
 
 /* --- vol.c: making, removing and changing volumes ------------------------------ */
 
-int zb_vol_create(struct zl_sr *sr, const char *key, int64_t size, bool thick,
+int zb_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick,
                   const json_t *meta, struct zl_vol_info *out);
-int zb_vol_copy(struct zl_sr *sr, const char *src, const char *dst,
+int zb_vol_copy(struct zl_store *sr, const char *src, const char *dst,
                 enum zl_copy_kind kind, bool thick, const json_t *meta,
                 const struct zl_vol_info *src_info, struct zl_vol_info *out);
 /* A snapshot through libzfs_core where present, else the CLI. */
 int zb_snapshot_cmd(struct zb_sr *z, const char *snap, const struct zprop *props, int n);
 /* Data written through a dataset-layout file reaches ZFS (before a snapshot). */
-void zb_flush_file(struct zl_sr *sr, const char *comp);
+void zb_flush_file(struct zl_store *sr, const char *comp);
 /* Destroy one object (unmounting a filesystem first); gone is success. */
 int zb_destroy_object(struct zb_sr *z, const char *name);
-int zb_vol_discard(struct zl_sr *sr, const char *key);
-int zb_vol_destroy(struct zl_sr *sr, const char *key);
-int zb_vol_resize(struct zl_sr *sr, const char *key, int64_t size, bool thick);
-int zb_vol_set_meta(struct zl_sr *sr, const char *key, const json_t *meta);
-int zb_vol_dependents(struct zl_sr *sr, const char *key);
-int zb_vol_tune(struct zl_sr *sr, const char *key, const char *prop, const char *value);
+int zb_vol_discard(struct zl_store *sr, const char *key);
+int zb_vol_destroy(struct zl_store *sr, const char *key);
+int zb_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick);
+int zb_vol_set_meta(struct zl_store *sr, const char *key, const json_t *meta);
+int zb_vol_dependents(struct zl_store *sr, const char *key);
+int zb_vol_tune(struct zl_store *sr, const char *key, const char *prop,
+                const char *value);
 
 /* --- data.c: the data of volumes ---------------------------------------------- */
 
-int zb_vol_open(struct zl_sr *sr, const char *key, int flags);
+int zb_vol_open(struct zl_store *sr, const char *key, int flags);
 /* Is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
-bool zb_is_mounted(struct zl_sr *sr, const char *comp);
-int zb_mount_comp(struct zl_sr *sr, const char *comp);
+bool zb_is_mounted(struct zl_store *sr, const char *comp);
+int zb_mount_comp(struct zl_store *sr, const char *comp);
 /* Remove internal objects left in the SR (before the SR dataset goes). */
-int zb_sr_clear_internal(struct zl_sr *sr);
+int zb_sr_clear_internal(struct zl_store *sr);
 /* After a reboot (runtime state gone): finish or undo what the ZFS objects
  * say was cut off, remove orphaned internal objects, rebuild the snapshot
  * index.  One zfs process when there is nothing to do. */
-int zb_boot_recovery(struct zl_sr *sr);
+int zb_boot_recovery(struct zl_store *sr);
 
 /* --- revert.c ----------------------------------------------------------------- */
 
-int zb_vol_revert(struct zl_sr *sr, const char *key, const char *snap, bool thick);
+int zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick);
 
 /* --- changes.c: changed blocks from zfs send ----------------------------------- */
 
 bool zb_cbt_snapshot_stale(const char *snap); /* "_zl-cbt-..." */
-int zb_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_fn cb,
+int zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_fn cb,
                    void *opaque);
 
 /* --- adopt.c ------------------------------------------------------------------ */
@@ -330,10 +335,10 @@ int zb_vol_changes(struct zl_sr *sr, const char *from, const char *to, zl_range_
  * /dev/zvol/<sr dataset>/_zl-ro-<key> (pure: unit-tested). */
 void zb_zvol_device(const char *sr_dataset, const char *key, bool snap, char *out,
                     size_t len);
-int zb_vol_device(struct zl_sr *sr, const char *key, char *out, size_t len);
-int zb_vol_adopt(struct zl_sr *sr, const char *key, const char *source,
+int zb_vol_device(struct zl_store *sr, const char *key, char *out, size_t len);
+int zb_vol_adopt(struct zl_store *sr, const char *key, const char *source,
                  const json_t *meta, struct zl_vol_info *out);
-int zb_vol_adopt_recover(struct zl_sr *sr, const char *key, const char *source,
+int zb_vol_adopt_recover(struct zl_store *sr, const char *key, const char *source,
                          bool committed);
 
 #endif

@@ -1,9 +1,10 @@
-/* registry.c: backends found by SR type; one table. */
+/* registry.c: the SR types this binary knows: one table of backends, found
+ * by SR type. */
 #include <string.h>
 #include <strings.h>
 
-#include "backend.h"
-#include "core/core.h"
+#include "backend/backend.h"
+#include "core/internal.h"
 
 static const struct zl_backend *const backends[] = {
     &zl_backend_file,
