@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cbt.h"
+#include "core/model/cbt.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"

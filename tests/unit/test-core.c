@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "util/uuid.h"

@@ -4,7 +4,7 @@
 #include <strings.h>
 
 #include "backend/backend.h"
-#include "core/internal.h"
+#include "core/model/model.h"
 
 static const struct zl_backend *const backends[] = {
     &zl_backend_file,

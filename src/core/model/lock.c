@@ -1,4 +1,6 @@
-/* lock.c: SR and volume locks; the rules and the order are in core/lock.h. */
+/* lock.c: SR and volume locks, the primitive: flock(2) on files of the
+ * state directory.  The rules and the order are in model.h; recover.c adds
+ * crash recovery to taking the SR lock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -8,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -40,7 +42,7 @@ open_lockfile(struct zl_sr *sr)
 }
 
 int
-zl_sr_lock(struct zl_sr *sr, int mode)
+zl_sr_flock(struct zl_sr *sr, int mode)
 {
   if (open_lockfile(sr) == -1)
     return -1;
@@ -57,24 +59,17 @@ zl_sr_lock(struct zl_sr *sr, int mode)
     zl_sr_unlock(sr);
     return -1;
   }
+  return 0;
+}
 
-  if (mode == LOCK_EX)
-    return zl_recover(sr) == -1 ? (zl_sr_unlock(sr), -1) : 0;
-
-  /* Shared: a dead caller's leftovers must be dealt with before we change
-   * anything.  Only an exclusive holder may recover, so trade up. */
-  int dead = zl_intent_any_dead(sr);
-  if (dead == -1) {
-    zl_sr_unlock(sr);
+int
+zl_sr_flock_change(struct zl_sr *sr, int mode)
+{
+  if (flock_retry(sr->lockfd, mode) == -1) {
+    zl_error(errno, "SR %s: lock: %s", sr->st.key, strerror(errno));
     return -1;
   }
-  if (dead) {
-    if (flock_retry(sr->lockfd, LOCK_EX) == -1 || zl_recover(sr) == -1 ||
-        flock_retry(sr->lockfd, LOCK_SH) == -1) {
-      zl_sr_unlock(sr);
-      return -1;
-    }
-  }
+  sr->lock_mode = mode;
   return 0;
 }
 

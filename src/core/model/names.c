@@ -18,7 +18,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/json.h"

@@ -6,7 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -92,4 +92,25 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
   zl_info("adopted %s as volume %s (%lld bytes) in SR %s", source, key,
           (long long)info.virtual_size, sr->st.key);
   return zl_meta_to_volume(key, meta, &info, out);
+}
+
+/* --- recovery (registered in recover.c) ------------------------------------- */
+
+static int
+recover_adopt(struct zl_sr *sr, const json_t *rec, const char *key)
+{
+  const char *source = zl_meta_str(rec, "source");
+  if (!source) {
+    zl_error(EINVAL, "adopt record without a source");
+    return -1;
+  }
+  return zl_adopt_recover(sr, key, source);
+}
+
+static const struct zl_recovery recoveries[] = {{"adopt", recover_adopt}, {NULL, NULL}};
+
+__attribute__((constructor)) static void
+register_recoveries(void)
+{
+  zl_recover_register(recoveries);
 }

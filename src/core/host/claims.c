@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"

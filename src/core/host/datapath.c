@@ -28,7 +28,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/escape.h"
@@ -422,4 +422,18 @@ zl_dp_close(struct zl_sr *sr, const char *key)
     return -1;
   zl_info("volume %s closed: reset to its state at open", key);
   return 0;
+}
+
+/* --- what the model asks about this host's users (model/users.c) -------- */
+
+static const struct zl_users host_users = {
+    .attached = zl_dp_in_use,
+    .blockdev = zl_dp_blockdev_attached,
+    .writer_blockdev = zl_vol_blockdev_active,
+};
+
+__attribute__((constructor)) static void
+register_users(void)
+{
+  zl_users_register(&host_users);
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/error.h"
 #include "util/json.h"
 #include "util/uuid.h"
@@ -197,4 +197,16 @@ zl_volume_list_free(struct zl_volume *v, size_t n)
   for (size_t i = 0; i < n; i++)
     zl_volume_free(&v[i]);
   free(v);
+}
+
+bool
+zl_meta_cbt(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, "cbt"));
+}
+
+bool
+zl_meta_data_destroyed(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, "data_destroyed"));
 }

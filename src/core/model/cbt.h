@@ -1,6 +1,6 @@
-/* cbt.h: what core/cbt.c (records, rotation, changed blocks) and
- * core/cbt-writer.c (the tracking layer of writers) share: the record
- * format and its helpers.  Private to the core. */
+/* cbt.h: the changed block tracking record format and its helpers, shared
+ * by cbt-record.c (records, rotation), cbt.c (the operations) and the
+ * tracking layer of writers.  Private to the core. */
 #ifndef ZL_CORE_CBT_H
 #define ZL_CORE_CBT_H
 
@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 
 #define G           ZL_CBT_GRANULARITY
 #define CBT_DIR     "cbt"
@@ -70,6 +70,13 @@ void cbt_set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t las
 void cbt_or_into(uint8_t *dst, const uint8_t *src, size_t n);
 /* Does this SR keep tracked bitmaps (its CoW layer cannot always answer)? */
 bool cbt_tracked(struct zl_sr *sr);
+/* Write a new record for key atomically: nslots slots of slot_bytes,
+ * slot 0 filled from bits (nbytes) if given. */
+int cbt_write_new(int dirfd, const char *key, const char *of, const char *prev,
+                  int64_t size, unsigned nslots, size_t slot_bytes, const uint8_t *bits,
+                  size_t nbytes);
+/* A zeroed map of size bytes' blocks. */
+int cbt_map_alloc(struct zl_cbt_map *m, int64_t size);
 /* Make this host's writers look for their records before the next write. */
 void cbt_gen_bump(void);
 

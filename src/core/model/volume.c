@@ -7,7 +7,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -310,4 +310,60 @@ zl_vol_open(struct zl_sr *sr, const char *key, int flags)
     return -1;
   }
   return sr->st.be->vol_open(&sr->st, key, flags);
+}
+
+/* --- recovery (registered in recover.c) ------------------------------------- */
+
+int
+zl_recover_new_volume(struct zl_sr *sr, const char *key)
+{
+  if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
+    zl_info("recovery: volume %s was complete; keeping it", key);
+    return 0;
+  }
+  if (errno != ENOENT)
+    return -1;
+  zl_info("recovery: volume %s was not complete; removing what was made", key);
+  return sr->st.be->vol_discard(&sr->st, key);
+}
+
+/* create: committed (vol_get finds it) -> kept; else the partial data goes */
+static int
+recover_create(struct zl_sr *sr, const json_t *rec, const char *key)
+{
+  (void)rec;
+  return zl_recover_new_volume(sr, key);
+}
+
+/* resize: grown to the recorded size (never shrunk) */
+static int
+recover_resize(struct zl_sr *sr, const json_t *rec, const char *key)
+{
+  json_t *size = json_object_get(rec, "size");
+  struct zl_vol_info info;
+
+  if (!json_is_integer(size)) {
+    zl_error(EINVAL, "resize record without a size");
+    return -1;
+  }
+  if (sr->st.be->vol_get(&sr->st, key, NULL, &info) == -1)
+    return errno == ENOENT ? 0 : -1;
+  int64_t want = json_integer_value(size);
+  if (info.virtual_size > want)
+    want = info.virtual_size;
+  zl_info("recovery: finishing the resize of %s to %lld", key, (long long)want);
+  return sr->st.be->vol_resize(&sr->st, key, want,
+                               json_is_true(json_object_get(rec, "thick")));
+}
+
+static const struct zl_recovery recoveries[] = {
+    {"create", recover_create},
+    {"resize", recover_resize},
+    {NULL, NULL},
+};
+
+__attribute__((constructor)) static void
+register_recoveries(void)
+{
+  zl_recover_register(recoveries);
 }

@@ -10,11 +10,10 @@
 
 #include "backend/backend.h"
 #include "core/core.h"
-#include "core/lock.h"
 
 /* An open SR.
  *
- * Lock order (see lock.c): the SR lock (lockfd) before any volume lock;
+ * Lock order (see "lock.c" below): the SR lock (lockfd) before any volume lock;
  * volume locks in strcmp() order of their keys.  Holding the SR lock
  * exclusively excludes every other change to the SR, so code under LOCK_EX
  * takes no volume locks.
@@ -29,10 +28,56 @@ struct zl_sr {
 /* registry.c: the backend of an SR type, or NULL */
 const struct zl_backend *zl_backend_find(const char *sr_type);
 
-/* sr.c */
+/* handle.c: an open SR, without locking or recovery */
+const struct zl_backend *zl_backend_or_error(const char *type);
+/* Storage and private area, sr.json not required (SR.create). */
+struct zl_sr *zl_sr_open_storage(const struct zl_backend *be, const char *key);
+/* Storage, private area and sr.json. */
+struct zl_sr *zl_sr_open_handle(const char *type, const char *sr_key);
+int zl_sr_load_info(struct zl_sr *sr);
+int zl_sr_save_info(struct zl_sr *sr, const json_t *info);
+/* Is runtime state kept apart from the private area (host-local)? */
+bool zl_sr_state_apart(const struct zl_sr *sr);
 bool zl_sr_thick_default(const struct zl_sr *sr);
 
-/* lock.c: see core/lock.h */
+/* lock.c: SR and volume locks.
+ *
+ * Locks are flock(2) locks on files in the SR's private area, released when
+ * a process dies and honoured across hosts on NFSv4.
+ *
+ * ORDER: the SR lock first, then volume locks in strcmp() order of their
+ * keys.  Never take an SR lock while holding a volume lock.
+ *
+ *   SR lock, LOCK_EX   changes to the set of volumes (create, snapshot,
+ *                      clone, destroy, revert), SR.destroy, SR renames,
+ *                      crash recovery.  Excludes every other change, so
+ *                      code holding it takes no volume locks.
+ *   SR lock, LOCK_SH   changes to one volume (resize, set, unset, names),
+ *                      with that volume's lock held exclusively.
+ *   no lock            reads (stat, ls, SR.stat): every change is published
+ *                      atomically, so readers never see half a change.
+ *
+ * zl_sr_lock (recover.c) takes the SR lock and completes or rolls back
+ * what dead callers left before returning (LOCK_SH trades up to do so when
+ * it finds such leftovers).  The primitive here, zl_sr_flock, only locks;
+ * both fail with kind NO_SR if the SR was destroyed while the caller waited.
+ */
+/* The SR lock, and recovery first: see recover.c.  LOCK_SH or LOCK_EX;
+ * blocks. */
+int zl_sr_lock(struct zl_sr *sr, int mode);
+/* The lock alone (blocks); change the mode of a held one. */
+int zl_sr_flock(struct zl_sr *sr, int mode);
+int zl_sr_flock_change(struct zl_sr *sr, int mode);
+void zl_sr_unlock(struct zl_sr *sr);
+
+struct zl_vol_lock {
+  int fd;
+};
+/* Under the SR lock (LOCK_SH): lock one volume exclusively; blocks. */
+int zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l);
+void zl_vol_unlock(struct zl_vol_lock *l);
+/* Under LOCK_EX, after the volume is gone: remove its lock file. */
+void zl_vol_lock_forget(struct zl_sr *sr, const char *key);
 
 /* journal.c: intent records, one file per operation in progress, held
  * under flock by its owner for its lifetime so that a dead owner is
@@ -47,6 +92,18 @@ int zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in
 void zl_intent_end(struct zl_intent *in);
 /* Any record whose owner is dead?  1 yes, 0 no, -1 error. */
 int zl_intent_any_dead(struct zl_sr *sr);
+/* Under LOCK_EX: fn for every dead record (see journal.c for what its
+ * result does to the record), after the dead writers' temporaries go. */
+typedef int (*zl_record_fn)(struct zl_sr *sr, const json_t *rec);
+int zl_journal_recover(struct zl_sr *sr, zl_record_fn fn);
+
+/* recover.c: what each operation does with its dead records, registered
+ * by the operation files at start (constructors). */
+struct zl_recovery {
+  const char *op;
+  int (*recover)(struct zl_sr *sr, const json_t *rec, const char *key);
+};
+void zl_recover_register(const struct zl_recovery *table); /* {NULL}-ended */
 /* Under LOCK_EX: complete or roll back every dead record. */
 int zl_recover(struct zl_sr *sr);
 
@@ -65,10 +122,10 @@ int zl_meta_broken_error(const char *key, const json_t *meta);
 bool zl_meta_read_only(const json_t *meta);
 bool zl_meta_thick(const json_t *meta);
 const char *zl_meta_str(const json_t *meta, const char *field); /* or NULL */
+bool zl_meta_cbt(const json_t *meta);            /* changed blocks tracked */
+bool zl_meta_data_destroyed(const json_t *meta); /* only CBT metadata left */
 
 /* cbt.c: kept in step with volume operations, under LOCK_EX */
-bool zl_meta_cbt(const json_t *meta);
-bool zl_meta_data_destroyed(const json_t *meta);
 struct zl_cbt_rotation {
   bool active;
   unsigned old;
@@ -96,6 +153,20 @@ int zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta,
  * changed meta (then stored), 0 if not, -1 on error (error set). */
 typedef int (*zl_meta_fn)(json_t *meta, void *arg);
 int zl_vol_update(struct zl_sr *sr, const char *key, zl_meta_fn fn, void *arg);
+/* Recovery of a volume being made (create, snapshot, clone): kept when
+ * committed, else what was made goes. */
+int zl_recover_new_volume(struct zl_sr *sr, const char *key);
+
+/* users.c: who uses a volume on this host (hooks the host layer registers) */
+struct zl_users {
+  bool (*attached)(struct zl_sr *sr, const char *key);        /* any attachment */
+  bool (*blockdev)(struct zl_sr *sr, const char *key);        /* a loop device */
+  bool (*writer_blockdev)(struct zl_sr *sr, const char *key); /* Ganeti's device */
+};
+void zl_users_register(const struct zl_users *u);
+bool zl_users_attached(struct zl_sr *sr, const char *key);
+bool zl_users_blockdev(struct zl_sr *sr, const char *key);
+bool zl_users_writer_blockdev(struct zl_sr *sr, const char *key);
 
 /* adopt.c: recovery of an adopt cut off by a crash (see backend.h). */
 int zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source);

@@ -1,4 +1,4 @@
-/* journal.c: intent records and crash recovery.
+/* journal.c: intent records (what recovery acts on: recover.c).
  *
  * Before the first storage change of a multi-step operation, the owner
  * writes journal/<id> = {"op": ..., "key": ..., ...} and holds an exclusive
@@ -7,14 +7,12 @@
  * is written under a temporary name, locked, then renamed into place, so a
  * record is never seen unlocked by a live owner.
  *
- * Recovery (under the SR lock, LOCK_EX, so no live operation can be
- * running) completes or rolls back each dead record:
- *   create/snapshot/clone  committed (vol_get finds it) -> keep; else discard
- *   destroy                re-run the removal (it is idempotent), collect
- *   resize                 re-run the grow to the recorded size
- *   revert                 re-run the revert from the recorded snapshot
- * Records that cannot be understood are renamed "bad.<id>" and reported,
- * never acted on.
+ * zl_journal_recover (under the SR lock, LOCK_EX, so no live operation can
+ * be running) hands each dead record to the recovery function: 0 -> the
+ * record goes; -1 with EINVAL (a record that cannot be understood) -> it is
+ * renamed "bad.<id>", reported and never acted on; any other failure (no
+ * space, busy) -> it stays for the next call.  What each operation does
+ * with its records is in its own file, registered in recover.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -266,104 +264,8 @@ zl_intent_any_dead(struct zl_sr *sr)
   return 0;
 }
 
-static int
-recover_new_volume(struct zl_sr *sr, const char *key)
-{
-  if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
-    zl_info("recovery: volume %s was complete; keeping it", key);
-    return 0;
-  }
-  if (errno != ENOENT)
-    return -1;
-  zl_info("recovery: volume %s was not complete; removing what was made", key);
-  return sr->st.be->vol_discard(&sr->st, key);
-}
-
-static int
-recover_record(struct zl_sr *sr, const json_t *rec)
-{
-  const char *op = zl_meta_str(rec, "op");
-  const char *key = zl_meta_str(rec, "key");
-
-  if (!op || !key || !zl_key_valid(key)) {
-    zl_error(EINVAL, "record has no valid op and key");
-    return -1;
-  }
-  if (!strcmp(op, "create") || !strcmp(op, "snapshot") || !strcmp(op, "clone")) {
-    if (recover_new_volume(sr, key) == -1)
-      return -1;
-    /* a snapshot that stands finishes its changed-block rotation */
-    const char *source = zl_meta_str(rec, "source");
-    if (!strcmp(op, "snapshot") && source && zl_key_valid(source) &&
-        sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0)
-      return zl_cbt_rotate_recover(sr, source, key);
-    zl_error_clear();
-    return 0;
-  }
-
-  if (!strcmp(op, "adopt")) {
-    const char *source = zl_meta_str(rec, "source");
-    if (!source) {
-      zl_error(EINVAL, "adopt record without a source");
-      return -1;
-    }
-    return zl_adopt_recover(sr, key, source);
-  }
-
-  if (!strcmp(op, "destroy")) {
-    zl_info("recovery: finishing the destruction of %s", key);
-    return zl_vol_remove_unlocked(sr, key);
-  }
-
-  if (!strcmp(op, "resize")) {
-    json_t *size = json_object_get(rec, "size");
-    struct zl_vol_info info;
-    if (!json_is_integer(size)) {
-      zl_error(EINVAL, "resize record without a size");
-      return -1;
-    }
-    if (sr->st.be->vol_get(&sr->st, key, NULL, &info) == -1)
-      return errno == ENOENT ? 0 : -1;
-    int64_t want = json_integer_value(size);
-    if (info.virtual_size > want)
-      want = info.virtual_size;
-    zl_info("recovery: finishing the resize of %s to %lld", key, (long long)want);
-    return sr->st.be->vol_resize(&sr->st, key, want,
-                                 json_is_true(json_object_get(rec, "thick")));
-  }
-
-  if (!strcmp(op, "revert")) {
-    const char *snap = zl_meta_str(rec, "snapshot");
-    if (!snap || !zl_key_valid(snap)) {
-      zl_error(EINVAL, "revert record without a snapshot");
-      return -1;
-    }
-    /* The volume itself may be absent for a moment in a backend's revert
-     * (a rename swap): the backend's re-run sees where it stopped. */
-    if (sr->st.be->vol_get(&sr->st, snap, NULL, NULL) == -1) {
-      if (errno != ENOENT)
-        return -1;
-      zl_warn("recovery: revert of %s: snapshot %s is gone; nothing to redo", key, snap);
-      return 0;
-    }
-    zl_info("recovery: finishing the revert of %s to %s", key, snap);
-    if (zl_cbt_mark_all(sr, key) == -1) /* its blocks change in unknown places */
-      return -1;
-    if (sr->st.be->vol_revert(&sr->st, key, snap,
-                              json_is_true(json_object_get(rec, "thick"))) == -1) {
-      if (errno != ENOENT)
-        return -1;
-      zl_warn("recovery: revert of %s: the volume is gone; nothing to redo", key);
-    }
-    return 0;
-  }
-
-  zl_error(EINVAL, "unknown operation '%s'", op);
-  return -1;
-}
-
 int
-zl_recover(struct zl_sr *sr)
+zl_journal_recover(struct zl_sr *sr, zl_record_fn fn)
 {
   CLEANUP_CLOSE int dfd = journal_dir(sr, false);
   CLEANUP_DIR DIR *d = NULL;
@@ -408,7 +310,7 @@ zl_recover(struct zl_sr *sr)
     }
     CLEANUP_JSON json_t *rec =
         strchr(name, '@') ? record_of_name(name) : zl_json_load_at(dfd, name, 65536);
-    if (rec && recover_record(sr, rec) == 0) {
+    if (rec && fn(sr, rec) == 0) {
       unlinkat(dfd, name, 0);
       continue;
     }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"

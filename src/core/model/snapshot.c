@@ -19,7 +19,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -45,10 +45,10 @@ in_use(struct zl_sr *sr, const char *key, const json_t *meta, int what, const ch
   else if (json_object_size(opened)) {
     const char *node = json_object_iter_key(json_object_iter(opened));
     snprintf(who, sizeof who, "it is open on node %s", node);
-  } else if (zl_vol_blockdev_active(sr, key) ||
-             ((what & USE_ATTACHED) && zl_dp_blockdev_attached(sr, key)))
+  } else if (zl_users_writer_blockdev(sr, key) ||
+             ((what & USE_ATTACHED) && zl_users_blockdev(sr, key)))
     snprintf(who, sizeof who, "it is attached as a block device on this host");
-  else if ((what & USE_ATTACHED) && zl_dp_in_use(sr, key))
+  else if ((what & USE_ATTACHED) && zl_users_attached(sr, key))
     snprintf(who, sizeof who, "it is attached on this host");
   if (!who[0])
     return 0;
@@ -110,7 +110,7 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
     goto fail;
   zl_fault(op, "journaled");
-  if (cbt && zl_dp_blockdev_attached(sr, key)) {
+  if (cbt && zl_users_blockdev(sr, key)) {
     /* writes through a block device passed the tracking layer by */
     zl_warn("volume %s is attached as a block device: every block counts as changed",
             key);
@@ -419,4 +419,73 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
 out:
   zl_sr_unlock(sr);
   return r;
+}
+
+/* --- recovery (registered in recover.c) ------------------------------------- */
+
+/* snapshot, clone: as a create; a snapshot that stands finishes its
+ * changed-block rotation */
+static int
+recover_copy(struct zl_sr *sr, const json_t *rec, const char *key)
+{
+  if (zl_recover_new_volume(sr, key) == -1)
+    return -1;
+  const char *op = zl_meta_str(rec, "op"), *source = zl_meta_str(rec, "source");
+  if (!strcmp(op, "snapshot") && source && zl_key_valid(source) &&
+      sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0)
+    return zl_cbt_rotate_recover(sr, source, key);
+  zl_error_clear();
+  return 0;
+}
+
+/* destroy: finished (the user asked for it) */
+static int
+recover_destroy(struct zl_sr *sr, const json_t *rec, const char *key)
+{
+  (void)rec;
+  zl_info("recovery: finishing the destruction of %s", key);
+  return zl_vol_remove_unlocked(sr, key);
+}
+
+/* revert: finished, the snapshot's content taken again */
+static int
+recover_revert(struct zl_sr *sr, const json_t *rec, const char *key)
+{
+  const char *snap = zl_meta_str(rec, "snapshot");
+  if (!snap || !zl_key_valid(snap)) {
+    zl_error(EINVAL, "revert record without a snapshot");
+    return -1;
+  }
+  /* The volume itself may be absent for a moment in a backend's revert
+   * (a rename swap): the backend's re-run sees where it stopped. */
+  if (sr->st.be->vol_get(&sr->st, snap, NULL, NULL) == -1) {
+    if (errno != ENOENT)
+      return -1;
+    zl_warn("recovery: revert of %s: snapshot %s is gone; nothing to redo", key, snap);
+    return 0;
+  }
+  zl_info("recovery: finishing the revert of %s to %s", key, snap);
+  if (zl_cbt_mark_all(sr, key) == -1) /* its blocks change in unknown places */
+    return -1;
+  if (sr->st.be->vol_revert(&sr->st, key, snap,
+                            json_is_true(json_object_get(rec, "thick"))) == -1) {
+    if (errno != ENOENT)
+      return -1;
+    zl_warn("recovery: revert of %s: the volume is gone; nothing to redo", key);
+  }
+  return 0;
+}
+
+static const struct zl_recovery recoveries[] = {
+    {"snapshot", recover_copy},
+    {"clone", recover_copy},
+    {"destroy", recover_destroy},
+    {"revert", recover_revert},
+    {NULL, NULL},
+};
+
+__attribute__((constructor)) static void
+register_recoveries(void)
+{
+  zl_recover_register(recoveries);
 }

@@ -1,4 +1,4 @@
-/* sr.c: SR lifecycle: create, attach, detach, probe, open, destroy, stat,
+/* sr.c: SR lifecycle: create, attach, detach, probe, destroy, stat,
  * names, listing.
  *
  * The core keeps one file per SR in the private area the backend provides:
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/internal.h"
+#include "core/model/model.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -35,18 +35,6 @@ in_list(const char *const *l, const char *s)
       return true;
   }
   return false;
-}
-
-static const struct zl_backend *
-backend_or_error(const char *type)
-{
-  const struct zl_backend *be = zl_backend_find(type);
-
-  if (!be) {
-    zl_error_kind(ZL_ERR_INVALID, EINVAL, "unknown SR type '%s'", type ? type : "");
-    return NULL;
-  }
-  return be;
 }
 
 /* Check the keys of a device-config against what the type understands. */
@@ -88,168 +76,6 @@ check_config(const struct zl_backend *be, const json_t *config)
   return 0;
 }
 
-static struct zl_sr *
-sr_new(const struct zl_backend *be, const char *key)
-{
-  struct zl_sr *sr = calloc(1, sizeof *sr);
-
-  if (!sr || !(sr->st.key = strdup(key))) {
-    free(sr);
-    zl_error(ENOMEM, "out of memory");
-    return NULL;
-  }
-  sr->st.be = be;
-  sr->st.dirfd = sr->st.privfd = sr->st.statefd = sr->lockfd = -1;
-  return sr;
-}
-
-void
-zl_sr_close(struct zl_sr *sr)
-{
-  if (!sr)
-    return;
-  zl_sr_unlock(sr);
-  if (sr->st.be && sr->st.be_data)
-    sr->st.be->sr_close(&sr->st);
-  if (sr->lockfd >= 0)
-    close(sr->lockfd);
-  if (sr->st.privfd >= 0)
-    close(sr->st.privfd);
-  if (sr->st.statefd >= 0)
-    close(sr->st.statefd);
-  if (sr->st.dirfd >= 0)
-    close(sr->st.dirfd);
-  json_decref(sr->info);
-  free(sr->st.key);
-  free(sr);
-}
-
-/* Open storage and private area, without requiring sr.json. */
-static struct zl_sr *
-sr_open_storage(const struct zl_backend *be, const char *key)
-{
-  struct zl_sr *sr;
-
-  if (!be->sr_key_valid(key)) {
-    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "'%s' is not a valid %s SR", key, be->sr_type);
-    zl_error_subject(key);
-    return NULL;
-  }
-  if (!(sr = sr_new(be, key)))
-    return NULL;
-  if (be->sr_open(&sr->st) == -1) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", be->sr_type, key);
-    zl_error_subject(key);
-    zl_sr_close(sr);
-    return NULL;
-  }
-  if (sr->st.statefd < 0 &&
-      (sr->st.statefd = fcntl(sr->st.privfd, F_DUPFD_CLOEXEC, 0)) == -1) {
-    zl_error(errno, "SR %s: %s", key, strerror(errno));
-    zl_sr_close(sr);
-    return NULL;
-  }
-  return sr;
-}
-
-/* Where runtime state lives apart from the private area (host-local
- * backends), sr.json is copied there: every call reads it, and reading the
- * storage's copy can cost a round trip (FUSE) where the runtime copy does
- * not.  Changes write the storage's copy first, then the runtime one. */
-static bool
-state_apart(const struct zl_sr *sr)
-{
-  struct stat a, b;
-  return fstat(sr->st.privfd, &a) == 0 && fstat(sr->st.statefd, &b) == 0 &&
-         (a.st_dev != b.st_dev || a.st_ino != b.st_ino);
-}
-
-static int
-save_info_file(struct zl_sr *sr, const json_t *info)
-{
-  CLEANUP_CLOSE int scratch = zl_store_scratch_for(&sr->st, sr->st.privfd);
-  if (scratch == -1 ||
-      zl_json_save_via(scratch, sr->st.privfd, ZL_SR_INFO, info, true) == -1)
-    return -1;
-  if (state_apart(sr) && zl_json_save_at(sr->st.statefd, ZL_SR_INFO, info, false) == -1)
-    return -1;
-  return 0;
-}
-
-static int
-sr_load_info(struct zl_sr *sr)
-{
-  json_decref(sr->info);
-  sr->info = zl_json_load_at(sr->st.statefd, ZL_SR_INFO, 1 << 20);
-  if (!sr->info && state_apart(sr)) {
-    sr->info = zl_json_load_at(sr->st.privfd, ZL_SR_INFO, 1 << 20);
-    if (sr->info && zl_json_save_at(sr->st.statefd, ZL_SR_INFO, sr->info, false) == -1)
-      zl_warn("SR %s: cannot cache %s: %s", sr->st.key, ZL_SR_INFO, zl_error_msg());
-  }
-  if (!sr->info) {
-    if (errno == ENOENT)
-      zl_error_kind(ZL_ERR_NO_SR, ENOENT, "%s SR %s does not exist", sr->st.be->sr_type,
-                    sr->st.key);
-    zl_error_subject(sr->st.key);
-    return -1;
-  }
-  const char *type = zl_meta_str(sr->info, "type");
-  if (!type || strcmp(type, sr->st.be->sr_type) != 0) {
-    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "%s is a %s SR, not a %s SR", sr->st.key,
-                  type ? type : "corrupt", sr->st.be->sr_type);
-    zl_error_subject(sr->st.key);
-    return -1;
-  }
-  return 0;
-}
-
-struct zl_sr *
-zl_sr_open(const char *type, const char *sr_key)
-{
-  const struct zl_backend *be;
-  struct zl_sr *sr;
-
-  if (!type && !(type = zl_sr_type_of_key(sr_key))) {
-    zl_error_kind(ZL_ERR_NO_SR, EINVAL, "'%s' does not name an SR of any known type",
-                  sr_key);
-    zl_error_subject(sr_key);
-    return NULL;
-  }
-  if (!(be = backend_or_error(type)) || !(sr = sr_open_storage(be, sr_key)))
-    return NULL;
-  if (sr_load_info(sr) == -1) {
-    zl_sr_close(sr);
-    return NULL;
-  }
-  /* Recovery runs at the start of the next call on the SR. */
-  int dead = zl_intent_any_dead(sr);
-  if (dead == 1 && zl_sr_lock(sr, LOCK_EX) == 0)
-    zl_sr_unlock(sr);
-  else if (dead == 1 || dead == -1)
-    zl_warn("SR %s: recovery could not complete: %s", sr_key, zl_error_msg());
-  return sr;
-}
-
-const char *
-zl_sr_key(const struct zl_sr *sr)
-{
-  return sr->st.key;
-}
-
-const char *
-zl_sr_type(const struct zl_sr *sr)
-{
-  return sr->st.be->sr_type;
-}
-
-bool
-zl_sr_thick_default(const struct zl_sr *sr)
-{
-  const char *p = zl_meta_str(sr->info, "provisioning");
-  return p && strcmp(p, "thick") == 0;
-}
-
 /* Publish a new SR's sr.json: only if there is none (a second SR.create at
  * the same place, even from another host sharing the directory, fails with
  * "already an SR" instead of replacing the first one's identity). */
@@ -261,7 +87,8 @@ save_new_info_file(struct zl_sr *sr, const json_t *info)
       zl_error_kind(ZL_ERR_EXISTS, EEXIST, "there is already an SR at %s", sr->st.key);
     return -1;
   }
-  if (state_apart(sr) && zl_json_save_at(sr->st.statefd, ZL_SR_INFO, info, false) == -1)
+  if (zl_sr_state_apart(sr) &&
+      zl_json_save_at(sr->st.statefd, ZL_SR_INFO, info, false) == -1)
     return -1;
   return 0;
 }
@@ -275,7 +102,7 @@ int
 zl_sr_create(const char *type, const char *uuid, const json_t *config, const char *name,
              const char *description, json_t **config_out)
 {
-  const struct zl_backend *be = backend_or_error(type);
+  const struct zl_backend *be = zl_backend_or_error(type);
   CLEANUP_CLOSE int lock = -1;
   CLEANUP_JSON json_t *cfg = NULL;
   CLEANUP_JSON json_t *info = NULL;
@@ -304,7 +131,7 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   if ((lock = zl_run_lock("sr-create")) == -1 || be->sr_prepare(uuid, cfg, &key) == -1)
     return -1;
 
-  struct zl_sr *sr = sr_open_storage(be, key);
+  struct zl_sr *sr = zl_sr_open_storage(be, key);
   if (!sr)
     return -1;
   zl_fault("sr-create", "prepared");
@@ -332,7 +159,7 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
 char *
 zl_sr_attach(const char *type, const json_t *config)
 {
-  const struct zl_backend *be = backend_or_error(type);
+  const struct zl_backend *be = zl_backend_or_error(type);
   char *key = NULL;
 
   if (!be || check_config(be, config) == -1 || be->sr_locate(config, &key) == -1)
@@ -361,7 +188,7 @@ zl_sr_detach(const char *type, const char *sr_key)
 json_t *
 zl_sr_probe(const char *type, const json_t *config)
 {
-  const struct zl_backend *be = backend_or_error(type);
+  const struct zl_backend *be = zl_backend_or_error(type);
   CLEANUP_JSON json_t *raw = NULL;
   json_t *out, *e;
   size_t i;
@@ -469,10 +296,10 @@ save_info(struct zl_sr *sr, const char *field, const char *value)
 {
   if (zl_sr_lock(sr, LOCK_EX) == -1)
     return -1;
-  int r = sr_load_info(sr);
+  int r = zl_sr_load_info(sr);
   if (r == 0) {
     json_object_set_new(sr->info, field, json_string(value));
-    r = save_info_file(sr, sr->info);
+    r = zl_sr_save_info(sr, sr->info);
   }
   zl_sr_unlock(sr);
   return r;

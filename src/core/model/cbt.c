@@ -1,0 +1,298 @@
+/* cbt.c: changed block tracking, the operations: enable, disable,
+ * data_destroy and list_changed_blocks (from the copy-on-write layer where
+ * it can tell, else from the tracked records of cbt-record.c).  How the
+ * records work is told in cbt-record.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/model/cbt.h"
+#include "core/model/model.h"
+#include "util/beneath.h"
+#include "util/cleanup.h"
+#include "util/error.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+
+static int
+set_flag(json_t *meta, void *arg)
+{
+  const char *field = ((const char **)arg)[0];
+  bool on = ((const char **)arg)[1] != NULL;
+  if (json_is_true(json_object_get(meta, field)) == on)
+    return 0;
+  if (on)
+    json_object_set_new(meta, field, json_true());
+  else
+    json_object_del(meta, field);
+  return 1;
+}
+
+int
+zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  struct zl_vol_info info;
+  const char *arg[2] = {"cbt", "on"};
+  int r = -1;
+
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &meta, &info) == -1)
+    goto out;
+  if (zl_meta_data_destroyed(meta)) {
+    zl_error(EINVAL, "volume %s holds only CBT metadata; CBT cannot be enabled on it",
+             key);
+    goto out;
+  }
+  if (info.virtual_size > ZL_CBT_MAX_SIZE) {
+    zl_error_kind(ZL_ERR_SIZE, EFBIG,
+                  "volume %s is larger than changed block tracking covers (%lld TiB)",
+                  key, (long long)(ZL_CBT_MAX_SIZE >> 40));
+    goto out;
+  }
+  if (zl_meta_cbt(meta)) {
+    r = 0; /* already on: keep what was tracked */
+    goto out;
+  }
+  /* The volume's storage is made now if it was not yet (ZFS's dataset
+   * layout makes its file on first use): a snapshot that holds no file
+   * would make every later change look like a new, wholly changed object. */
+  if (!zl_meta_read_only(meta)) {
+    int fd = sr->st.be->vol_open(&sr->st, key, O_RDWR);
+    if (fd == -1)
+      goto out;
+    close(fd);
+  }
+  if (!zl_meta_read_only(meta) && cbt_tracked(sr)) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, true);
+    if (dfd == -1 || cbt_write_new(dfd, key, key, "", info.virtual_size, 2, ACTIVE_SLOT,
+                                   NULL, 0) == -1)
+      goto out;
+  }
+  r = zl_vol_update(sr, key, set_flag, arg) == -1 ? -1 : 0;
+  cbt_gen_bump(); /* this host's writers look now */
+  if (r == 0)
+    zl_info("changed block tracking enabled on volume %s", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+int
+zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  const char *arg[2] = {"cbt", NULL};
+  int r = -1;
+
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    goto out;
+  if (zl_vol_update(sr, key, set_flag, arg) == -1)
+    goto out;
+  /* the active record goes; snapshots keep theirs until destroyed, but no
+   * chain reaches past this point any more */
+  if (!zl_meta_read_only(meta)) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+    char name[NAME_MAX + 1];
+    cbt_file_name(name, sizeof name, key);
+    if (dfd >= 0 && unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
+      zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
+      goto out;
+    }
+  }
+  cbt_gen_bump();
+  r = 0;
+  zl_info("changed block tracking disabled on volume %s", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+int
+zl_vol_data_destroy(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  const char *arg[2] = {"data_destroyed", "yes"};
+  int r = -1;
+
+  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    goto out;
+  if (zl_meta_data_destroyed(meta)) {
+    /* again, or after a crash between the mark and the freeing */
+    r = sr->st.be->vol_data_destroy ? sr->st.be->vol_data_destroy(&sr->st, key) : 0;
+    goto out;
+  }
+  if (!zl_meta_read_only(meta) || !zl_meta_str(meta, "snapshot_of")) {
+    zl_error(EINVAL,
+             "volume %s is not a snapshot; only a snapshot's data can be destroyed", key);
+    goto out;
+  }
+  if (!zl_meta_cbt(meta)) {
+    zl_error(EINVAL,
+             "snapshot %s was taken without changed block tracking; destroying its data "
+             "would leave nothing (destroy the volume instead)",
+             key);
+    goto out;
+  }
+  if (zl_users_attached(sr, key)) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY, "snapshot %s is attached; detach it first", key);
+    goto out;
+  }
+  /* the record that keeps the changes must exist before the data goes */
+  if (cbt_tracked(sr)) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+    struct cbt_file f;
+    if (dfd == -1 || cbt_map(dfd, key, &f) == -1) {
+      zl_error(ENOENT,
+               "snapshot %s has no CBT record (CBT was enabled after it was taken); "
+               "destroying its data would lose its changes",
+               key);
+      goto out;
+    }
+    cbt_unmap(&f);
+  }
+  /* mark first: a crash after it leaves a volume no one reads, never a
+   * volume whose data is gone but looks whole */
+  if (zl_vol_update(sr, key, set_flag, arg) == -1)
+    goto out;
+  zl_fault("data-destroy", "marked");
+  if (sr->st.be->vol_data_destroy && sr->st.be->vol_data_destroy(&sr->st, key) == -1) {
+    zl_error_prefix("destroy the data of snapshot %s: ", key);
+    goto out;
+  }
+  r = 0;
+  zl_info("data of snapshot %s destroyed; its CBT metadata stays", key);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
+
+/* OR the tracked changes from "from" to "to" (to: a snapshot's map, or the
+ * volume's active file) into m by walking back along "prev".  ENOENT with a
+ * clear error when the chain does not reach from. */
+static int
+tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
+{
+  char cur[KEY_ROOM];
+  snprintf(cur, sizeof cur, "%s", to);
+
+  for (int steps = 0; steps < 100000; steps++) {
+    struct cbt_file f;
+    if (cbt_map(dfd, cur, &f) == -1) {
+      if (errno == ENOENT)
+        zl_error(ENOENT, "no CBT record of the changes up to %s", cur);
+      return -1;
+    }
+    size_t n = nbytes_of((int64_t)f.h->size < m->size ? (int64_t)f.h->size : m->size);
+    for (unsigned i = 0; i < f.h->nslots; i++)
+      cbt_or_into(m->bits, slot(&f, i), n);
+    snprintf(cur, sizeof cur, "%s", f.h->prev);
+    cbt_unmap(&f);
+    if (strcmp(cur, from) == 0)
+      return 0;
+    if (!cur[0]) {
+      zl_error(ENOENT,
+               "CBT has no record of the changes since %s (it was not enabled then)",
+               from);
+      return -1;
+    }
+  }
+  zl_error(ELOOP, "CBT records of %s form a loop", to);
+  return -1;
+}
+
+static int
+add_range(void *opaque, uint64_t offset, uint64_t length)
+{
+  struct zl_cbt_map *m = opaque;
+  if (length == UINT64_MAX)
+    length = (uint64_t)m->size;
+  return zl_cbt_map_add(m, offset, length);
+}
+
+int
+zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
+                      struct zl_cbt_map *out)
+{
+  CLEANUP_JSON json_t *fm = NULL;
+  CLEANUP_JSON json_t *tm = NULL;
+  struct zl_vol_info fi, ti;
+  int r = -1;
+
+  memset(out, 0, sizeof *out);
+  if (zl_check_key(from) == -1 || zl_check_key(to) == -1 || zl_sr_lock(sr, LOCK_SH) == -1)
+    return -1;
+  if (zl_vol_lookup(sr, from, &fm, &fi) == -1 || zl_vol_lookup(sr, to, &tm, &ti) == -1)
+    goto out;
+  const char *base = zl_meta_read_only(tm) ? zl_meta_str(tm, "snapshot_of") : to;
+  const char *fbase = zl_meta_read_only(fm) ? zl_meta_str(fm, "snapshot_of") : from;
+  if (!base || !fbase || strcmp(base, fbase) != 0) {
+    zl_error(EINVAL, "volumes %s and %s are not snapshots of one volume", from, to);
+    goto out;
+  }
+  if (cbt_map_alloc(out, ti.virtual_size) == -1)
+    goto out;
+  if (strcmp(from, to) == 0) {
+    r = 0;
+    goto out;
+  }
+  bool have_data = (!zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm)) ||
+                   !cbt_tracked(sr); /* such storage keeps what it needs */
+  int got = -1;
+  if (have_data && sr->st.be->vol_changes) {
+    got = sr->st.be->vol_changes(&sr->st, from, to, add_range, out);
+    if (got == -1 && errno != ENOTSUP)
+      goto fail;
+    if (got == -1)
+      zl_debug("changed blocks %s..%s: %s; using the tracked record", from, to,
+               zl_error_msg());
+  }
+  if (got == -1) {
+    CLEANUP_CLOSE int dfd = cbt_dir(sr, false);
+    if (dfd == -1) {
+      zl_error(ENOENT, "CBT has no record of the changes between %s and %s", from, to);
+      goto fail;
+    }
+    memset(out->bits, 0, nbytes_of(out->size));
+    if (tracked_changes(dfd, from, to, out) == -1) {
+      /* maybe "to" is the older one: the set of changes is the same */
+      struct zl_error_saved saved;
+      zl_error_save(&saved);
+      memset(out->bits, 0, nbytes_of(out->size));
+      if (zl_meta_read_only(tm) && tracked_changes(dfd, to, from, out) == 0) {
+        zl_debug("changed blocks: %s is older than %s", to, from);
+      } else {
+        zl_error_restore(&saved);
+        goto fail;
+      }
+    }
+  }
+  /* what lies past the smaller size reads as zeros in one of them */
+  int64_t small = fi.virtual_size < ti.virtual_size ? fi.virtual_size : ti.virtual_size;
+  if (ti.virtual_size > small)
+    zl_cbt_map_add(out, (uint64_t)small / G * G, (uint64_t)(ti.virtual_size - small) + G);
+  r = 0;
+  goto out;
+fail:
+  zl_cbt_map_free(out);
+out:
+  zl_sr_unlock(sr);
+  return r;
+}
