@@ -9,13 +9,16 @@
 #include <unistd.h>
 
 #include "ganeti/ganeti.h"
+#include "util/cleanup.h"
 #include "util/error.h"
+#include "util/strbuf.h"
 
 int
 gnt_check_provider_dir(const char *dir)
 {
-  char missing[512] = "", path[4096];
+  char path[4096];
   struct stat st;
+  struct zl_sb missing = ZL_SB_INIT;
 
   for (int i = 0; i < GNT_NACTIONS; i++) {
     snprintf(path, sizeof path, "%s/%s", dir, gnt_action_names[i]);
@@ -23,18 +26,20 @@ gnt_check_provider_dir(const char *dir)
     bool optional = i == GNT_SNAPSHOT || i == GNT_OPEN || i == GNT_CLOSE;
     bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IXUSR);
     if (!ok && (!optional || lstat(path, &st) == 0)) {
-      strncat(missing, " ", sizeof missing - strlen(missing) - 1);
-      strncat(missing, gnt_action_names[i], sizeof missing - strlen(missing) - 1);
+      zl_sb_addf(&missing, " %s", gnt_action_names[i]);
     }
   }
   snprintf(path, sizeof path, "%s/parameters.list", dir);
   if (access(path, R_OK) == -1)
-    strncat(missing, " parameters.list", sizeof missing - strlen(missing) - 1);
-  if (missing[0]) {
+    zl_sb_add(&missing, " parameters.list");
+  CLEANUP_FREE char *m = zl_sb_take(&missing);
+  if (!m)
+    return -1;
+  if (m[0]) {
     zl_error(ENOENT,
              "the provider directory %s is incomplete: missing or not executable:%s "
              "(reinstall: make install)",
-             dir, missing);
+             dir, m);
     return -1;
   }
   return 0;

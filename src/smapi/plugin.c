@@ -6,7 +6,9 @@
 #include <sys/utsname.h>
 
 #include "smapi/smapi.h"
+#include "util/cleanup.h"
 #include "util/error.h"
+#include "util/strbuf.h"
 
 json_t *
 smapi_plugin_query(struct smapi_call *c)
@@ -23,11 +25,11 @@ smapi_plugin_diagnostics(struct smapi_call *c)
 
   if (uname(&u) == -1)
     u.release[0] = u.machine[0] = '\0';
-  char types[256] = "";
-  for (const char *const *t = zl_sr_types(); *t; t++) {
-    strncat(types, *t, sizeof types - strlen(types) - 2);
-    strncat(types, " ", sizeof types - strlen(types) - 1);
-  }
+  struct zl_sb b = ZL_SB_INIT;
+  zl_sb_join(&b, zl_sr_types(), " ");
+  CLEANUP_FREE char *types = zl_sb_take(&b);
+  if (!types)
+    return NULL;
   if (asprintf(&text,
                "zfs-live %s\nplugin: %s (%s)\nhost: %s %s %s\n"
                "SR types in this binary: %s\n",

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "exec.h"
 #include "log.h"
+#include "strbuf.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define OUTPUT_MAX   (256u << 20)
@@ -270,14 +271,14 @@ zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sin
   if (!res->err && append(&res->err, &res->errlen, &errcap, "", 0) == -1)
     goto oom;
   if (zl_log_enabled(LOG_DEBUG)) {
-    char line[1024] = "";
-    for (const char *const *a = argv; *a && strlen(line) < sizeof line - 64; a++) {
-      strncat(line, *a, sizeof line - strlen(line) - 2);
-      strncat(line, " ", sizeof line - strlen(line) - 1);
-    }
-    zl_debug("exec: %s-> %d in %.1f ms", line, res->status,
+    struct zl_sb b = ZL_SB_INIT;
+    zl_sb_join(&b, argv, " ");
+    char *line = zl_sb_take(&b);
+    zl_debug("exec: %s -> %d in %.1f ms", line ? line : argv[0], res->status,
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    free(line);
+    zl_error_clear();
   }
   return 0;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/zfs/zfs.h"
+#include "util/strbuf.h"
 
 void
 za_init(struct zargv *a, const char *prog)
@@ -54,20 +55,9 @@ za_free(struct zargv *a)
 char *
 za_join(const struct zargv *a)
 {
-  size_t len = 1;
-  char *s;
-
-  for (int i = 0; i < a->n; i++)
-    len += strlen(a->v[i]) + 1;
-  if (!(s = malloc(len)))
-    return NULL;
-  s[0] = '\0';
-  for (int i = 0; i < a->n; i++) {
-    if (i)
-      strcat(s, " ");
-    strcat(s, a->v[i]);
-  }
-  return s;
+  struct zl_sb b = ZL_SB_INIT;
+  zl_sb_join(&b, a->v, " "); /* a->v is NULL-terminated */
+  return zl_sb_take(&b);
 }
 
 static void

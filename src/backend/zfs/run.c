@@ -10,6 +10,7 @@
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/strbuf.h"
 
 static bool
 busy(const struct zl_exec_result *r)
@@ -273,25 +274,20 @@ zb_meta_decode(const json_t *obj, const char *name)
     return NULL;
   }
   const char *const *names = bank_names(bank);
-  size_t cap = strlen(v0) + 1;
-  for (unsigned i = 1; i < nchunks; i++) {
-    const char *vi = zb_obj_value(obj, names[i]);
-    cap += vi ? strlen(vi) : 0;
-  }
-  if (!(text = malloc(cap))) {
-    zl_error(ENOMEM, "out of memory");
-    return NULL;
-  }
-  strcpy(text, v0 + used);
+  struct zl_sb b = ZL_SB_INIT;
+  zl_sb_add(&b, v0 + used);
   for (unsigned i = 1; i < nchunks; i++) {
     const char *vi = zb_obj_value(obj, names[i]);
     if (!vi) {
+      zl_sb_free(&b);
       zl_error(EINVAL, "%s: metadata chunk %u of %u (%s) is missing", name, i, nchunks,
                names[i]);
       return NULL;
     }
-    strcat(text, vi);
+    zl_sb_add(&b, vi);
   }
+  if (!(text = zl_sb_take(&b)))
+    return NULL;
   if (fnv64(text, strlen(text)) != sum) {
     zl_error(EINVAL, "%s: metadata chunks do not match their checksum", name);
     return NULL;

@@ -21,6 +21,7 @@
 #include "util/json.h"
 #include "util/log.h"
 #include "util/uuid.h"
+#include "util/strbuf.h"
 
 /* device-config keys every SR type understands */
 static const char *const common_config[] = {"provisioning", NULL};
@@ -54,15 +55,14 @@ check_config(const struct zl_backend *be, const json_t *config)
     if (json_object_get(help, k) || in_list(common_config, k) ||
         in_list(ignored_config, k))
       continue;
-    char known[512] = "";
+    struct zl_sb b = ZL_SB_INIT;
     const char *hk;
     json_t *hv;
-    json_object_foreach(help, hk, hv)
-    {
-      strncat(known, hk, sizeof known - strlen(known) - 3);
-      strncat(known, ", ", sizeof known - strlen(known) - 1);
-    }
-    strncat(known, "provisioning", sizeof known - strlen(known) - 1);
+    json_object_foreach(help, hk, hv) zl_sb_addf(&b, "%s, ", hk);
+    zl_sb_add(&b, "provisioning");
+    CLEANUP_FREE char *known = zl_sb_take(&b);
+    if (!known)
+      return -1;
     zl_error(EINVAL, "unknown device-config key '%s' for an SR of type %s (known: %s)", k,
              be->sr_type, known);
     return -1;
