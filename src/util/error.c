@@ -87,7 +87,9 @@ zl_error_prefix(const char *fmt, ...)
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
   memcpy(old, err.msg, sizeof old);
-  snprintf(err.msg, sizeof err.msg, "%s%s", prefix, old);
+  /* messages are bounded: a long one ends in "..." */
+  if (snprintf(err.msg, sizeof err.msg, "%s%s", prefix, old) >= (int)sizeof err.msg)
+    memcpy(err.msg + sizeof err.msg - 4, "...", 4);
   errno = saved;
 }
 

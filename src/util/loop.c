@@ -30,8 +30,8 @@ zl_loop_find(int fd, char *dev, size_t devlen)
   while ((de = readdir(d))) {
     if (strncmp(de->d_name, "loop", 4) != 0)
       continue;
-    char path[64];
-    snprintf(path, sizeof path, "/dev/%s", de->d_name);
+    char path[NAME_MAX + 8];
+    snprintf(path, sizeof path, "/dev/%s", de->d_name); /* fits: a name */
     int lfd = open(path, O_RDONLY | O_CLOEXEC);
     if (lfd == -1)
       continue;

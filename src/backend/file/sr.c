@@ -56,7 +56,8 @@ static bool
 is_sr_dir(int parentfd, const char *dir)
 {
   char p[PATH_MAX];
-  snprintf(p, sizeof p, "%s/" ZL_PRIV_DIR "/" ZL_SR_INFO, dir);
+  if (snprintf(p, sizeof p, "%s/" ZL_PRIV_DIR "/" ZL_SR_INFO, dir) >= (int)sizeof p)
+    return false; /* no path that long names an SR */
   return faccessat(parentfd, p, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
@@ -547,9 +548,9 @@ file_sr_probe(const json_t *config, json_t *results)
       if (de->d_name[0] == '.' || de->d_type != DT_DIR ||
           !is_sr_dir(dirfd(d), de->d_name))
         continue;
-      snprintf(sub, sizeof sub, "%s%s/%s", strcmp(canon, "/") ? canon : "", "",
-               de->d_name);
-      if (zl_path_key_valid(sub))
+      int n =
+          snprintf(sub, sizeof sub, "%s/%s", strcmp(canon, "/") ? canon : "", de->d_name);
+      if (n < (int)sizeof sub && zl_path_key_valid(sub))
         json_array_append_new(results, json_pack("{s:s, s:{s:s}}", "sr_key", sub,
                                                  "configuration", "path", sub));
     }

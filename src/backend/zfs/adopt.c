@@ -40,7 +40,8 @@ zb_vol_device(struct zl_store *sr, const char *key, char *out, size_t len)
     zl_error(ENOTSUP, "volume %s is a file (layout=dataset)", key);
     return -1;
   }
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+    return -1;
   zb_zvol_device(z->dataset, key, snap, out, len);
   return 0;
 }

@@ -161,8 +161,11 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
   uint64_t obj;
   int r = -1;
 
-  zb_name_of(sr, from, fname, sizeof fname, &fsnap);
-  zb_name_of(sr, to, tname, sizeof tname, &tsnap);
+  if (zb_name_of(sr, from, fname, sizeof fname, &fsnap) == -1)
+
+    return -1;
+  if (zb_name_of(sr, to, tname, sizeof tname, &tsnap) == -1)
+    return -1;
   if (!fsnap && tsnap) { /* the volume and one of its snapshots: the same set */
     char t[600];
     memcpy(t, fname, sizeof t);
@@ -197,7 +200,10 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
       zb_flush_file(sr, comp_only);
     if (zb_snapshot_cmd(z, tmp, NULL, 0) == -1)
       return -1;
-    snprintf(tname, sizeof tname, "%s", tmp);
+    if (snprintf(tname, sizeof tname, "%s", tmp) >= (int)sizeof tname) {
+      zl_error(ENAMETOOLONG, "%s: the name is too long", tmp);
+      return -1;
+    }
   }
 
   struct changes ch = {.cb = cb, .opaque = opaque};

@@ -112,7 +112,9 @@ zb_vol_open(struct zl_store *sr, const char *key, int flags)
   struct zl_vol_info info;
   int fd;
 
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+
+    return -1;
   if (z->layout == LAYOUT_DATASET && zb_vol_get(sr, key, NULL, &info) == -1)
     return -1;
   if (snap && z->layout == LAYOUT_DATASET && z->caps.dot_zfs &&

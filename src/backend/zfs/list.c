@@ -269,7 +269,9 @@ zb_vol_get(struct zl_store *sr, const char *key, json_t **metap,
   struct zl_vol_info info;
   json_t *meta;
 
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+
+    return -1;
   const char *targets[] = {name, NULL};
   if (zget(&z->caps, false, zb_props_to_get(z), targets, &objs, "stat") == 0) {
     o = json_incref(json_object_get(objs, name));

@@ -63,20 +63,27 @@ zb_index_remove(struct zl_store *sr, const char *key)
 
 /* The ZFS name of key: <sr>/<parent>@<key> for a snapshot in the index,
  * <sr>/<key> otherwise.  *is_snap tells which. */
-void
+int
 zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len, bool *is_snap)
 {
   struct zb_sr *z = zb_of(sr);
   char parent[256];
 
+  int n;
+
   if (zb_index_read(sr, key, parent, sizeof parent) == 0) {
-    snprintf(out, len, "%s/%s@%s", z->dataset, parent, key);
+    n = snprintf(out, len, "%s/%s@%s", z->dataset, parent, key);
     *is_snap = true;
   } else {
-    snprintf(out, len, "%s/%s", z->dataset, key);
+    n = snprintf(out, len, "%s/%s", z->dataset, key);
     *is_snap = false;
   }
   zl_error_clear();
+  if (n < 0 || (size_t)n >= len) { /* never a truncated name: it could be another's */
+    zl_error(ENAMETOOLONG, "volume %s: its ZFS name is longer than %zu bytes", key, len);
+    return -1;
+  }
+  return 0;
 }
 
 /* The part of a ZFS name after the SR dataset: "<comp>" or "<comp>@<snap>". */

@@ -196,7 +196,8 @@ zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick
 
   snprintf(vol, sizeof vol, "%s/%s", z->dataset, key);
   snprintf(rv, sizeof rv, "%s/" ZB_RV_PREFIX "%s", z->dataset, key);
-  zb_name_of(sr, snap, snapname, sizeof snapname, &is_snap);
+  if (zb_name_of(sr, snap, snapname, sizeof snapname, &is_snap) == -1)
+    return -1;
   if (!is_snap || zb_index_read(sr, snap, parent, sizeof parent) == -1) {
     zl_error(EINVAL, "%s is not a snapshot", snap);
     return -1;

@@ -130,7 +130,9 @@ zb_vol_copy(struct zl_store *sr, const char *src, const char *dst, enum zl_copy_
   CLEANUP_JSON json_t *m = json_deep_copy(meta);
   const struct zl_vol_info info = *src_info;
 
-  zb_name_of(sr, src, srcname, sizeof srcname, &src_snap);
+  if (zb_name_of(sr, src, srcname, sizeof srcname, &src_snap) == -1)
+
+    return -1;
   /* a new snapshot or clone shares all its data: it has used nothing yet */
   out->virtual_size = src_info->virtual_size;
   out->physical_utilisation = 0;
@@ -259,7 +261,9 @@ zb_vol_discard(struct zl_store *sr, const char *key)
   char name[600], origin[700];
   bool snap;
 
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+
+    return -1;
   if (zb_destroy_object(z, name) == -1)
     return -1;
   if (snap) {
@@ -278,7 +282,9 @@ zb_vol_destroy(struct zl_store *sr, const char *key)
   char name[600], origin[700] = "", ro[600];
   bool snap;
 
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+
+    return -1;
   if (snap) {
     /* the read-only clone a snapshot may have been read through goes first */
     snprintf(ro, sizeof ro, "%s/" ZB_RO_PREFIX "%s", z->dataset, key);
@@ -324,7 +330,9 @@ zb_vol_set_meta(struct zl_store *sr, const char *key, const json_t *meta)
   char name[600];
   bool snap;
 
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+
+    return -1;
   return zb_meta_store(&zb_of(sr)->caps, name, meta);
 }
 
@@ -392,7 +400,9 @@ zb_vol_dependents(struct zl_store *sr, const char *key)
   json_t *o;
   int count = 0;
 
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+
+    return -1;
   const char *targets[] = {snap ? z->dataset : name, NULL};
   /* a snapshot is kept by its clones (not by the internal read clone); a
    * volume by its snapshots (user ones, hidden ones, clone origins) */
@@ -428,7 +438,8 @@ zb_vol_tune(struct zl_store *sr, const char *key, const char *prop, const char *
     return -1;
   if (!value && (strcmp(prop, "volblocksize") == 0 || strcmp(prop, "recordsize") == 0))
     return zb_tunable_check(&z->caps, prop, "x", false);
-  zb_name_of(sr, key, name, sizeof name, &snap);
+  if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
+    return -1;
   if (snap) {
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS,
                   "%s is a snapshot: its tunables are those of "

@@ -266,8 +266,9 @@ int zb_sr_probe(const json_t *config, json_t *results);
 int zb_index_read(struct zl_store *sr, const char *key, char *parent, size_t len);
 int zb_index_write(struct zl_store *sr, const char *key, const char *parent);
 void zb_index_remove(struct zl_store *sr, const char *key);
-/* <sr>/<parent>@<key> for snapshots in the index, <sr>/<key> otherwise. */
-void zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len,
+/* <sr>/<parent>@<key> for snapshots in the index, <sr>/<key> otherwise;
+ * -1 with ENAMETOOLONG when it does not fit in out. */
+int zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len,
                 bool *is_snap);
 /* name relative to the SR dataset, or NULL when not below it. */
 const char *zb_rel_name(const struct zb_sr *z, const char *name);

@@ -325,8 +325,8 @@ zl_journal_recover(struct zl_sr *sr, zl_record_fn fn)
     }
     zl_err("SR %s: journal record %s cannot be recovered (%s); kept as bad.%s",
            sr->st.key, name, zl_error_msg(), name);
-    snprintf(bad, sizeof bad, "bad.%s", name);
-    renameat(dfd, name, dfd, bad);
+    if (snprintf(bad, sizeof bad, "bad.%s", name) < (int)sizeof bad)
+      renameat(dfd, name, dfd, bad); /* a name too long for "bad." stays as it is */
   }
   return 0;
 }
