@@ -269,7 +269,7 @@ void zb_index_remove(struct zl_store *sr, const char *key);
 /* <sr>/<parent>@<key> for snapshots in the index, <sr>/<key> otherwise;
  * -1 with ENAMETOOLONG when it does not fit in out. */
 int zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len,
-                bool *is_snap);
+               bool *is_snap);
 /* name relative to the SR dataset, or NULL when not below it. */
 const char *zb_rel_name(const struct zb_sr *z, const char *name);
 /* The properties one `zfs get` of volumes asks for. */
