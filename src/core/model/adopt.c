@@ -54,12 +54,12 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
                   sr->st.be->sr_type);
     return -1;
   }
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
                   sr->st.key);
-    zl_sr_unlock(sr);
     return -1;
   }
   zl_error_clear();
@@ -68,11 +68,9 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
   rec = json_pack("{s:s, s:s, s:s}", "op", "adopt", "key", key, "source", source);
   if (!meta || !rec) {
     zl_error(ENOMEM, "out of memory");
-    zl_sr_unlock(sr);
     return -1;
   }
   if (zl_intent_begin(sr, rec, &in) == -1) {
-    zl_sr_unlock(sr);
     return -1;
   }
   if (sr->st.be->vol_adopt(&sr->st, key, source, meta, &info) == -1) {
@@ -84,11 +82,9 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
     else
       close(in.fd); /* the next call undoes what was done */
     zl_error_restore(&saved);
-    zl_sr_unlock(sr);
     return -1;
   }
   zl_intent_end(&in);
-  zl_sr_unlock(sr);
   zl_info("adopted %s as volume %s (%lld bytes) in SR %s", source, key,
           (long long)info.virtual_size, sr->st.key);
   return zl_meta_to_volume(key, meta, &info, out);

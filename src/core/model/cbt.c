@@ -48,7 +48,10 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
   const char *arg[2] = {"cbt", "on"};
   int r = -1;
 
-  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+  if (zl_check_key(key) == -1)
+    return -1;
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (zl_vol_lookup(sr, key, &meta, &info) == -1)
     goto out;
@@ -87,7 +90,6 @@ zl_vol_enable_cbt(struct zl_sr *sr, const char *key)
   if (r == 0)
     zl_info("changed block tracking enabled on volume %s", key);
 out:
-  zl_sr_unlock(sr);
   return r;
 }
 
@@ -98,7 +100,10 @@ zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
   const char *arg[2] = {"cbt", NULL};
   int r = -1;
 
-  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+  if (zl_check_key(key) == -1)
+    return -1;
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     goto out;
@@ -119,7 +124,6 @@ zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
   r = 0;
   zl_info("changed block tracking disabled on volume %s", key);
 out:
-  zl_sr_unlock(sr);
   return r;
 }
 
@@ -130,7 +134,10 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
   const char *arg[2] = {"data_destroyed", "yes"};
   int r = -1;
 
-  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+  if (zl_check_key(key) == -1)
+    return -1;
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     goto out;
@@ -180,7 +187,6 @@ zl_vol_data_destroy(struct zl_sr *sr, const char *key)
   r = 0;
   zl_info("data of snapshot %s destroyed; its CBT metadata stays", key);
 out:
-  zl_sr_unlock(sr);
   return r;
 }
 
@@ -237,7 +243,10 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
   int r = -1;
 
   memset(out, 0, sizeof *out);
-  if (zl_check_key(from) == -1 || zl_check_key(to) == -1 || zl_sr_lock(sr, LOCK_SH) == -1)
+  if (zl_check_key(from) == -1 || zl_check_key(to) == -1)
+    return -1;
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_SH);
+  if (!held)
     return -1;
   if (zl_vol_lookup(sr, from, &fm, &fi) == -1 || zl_vol_lookup(sr, to, &tm, &ti) == -1)
     goto out;
@@ -293,6 +302,5 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
 fail:
   zl_cbt_map_free(out);
 out:
-  zl_sr_unlock(sr);
   return r;
 }

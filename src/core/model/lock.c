@@ -81,6 +81,13 @@ zl_sr_unlock(struct zl_sr *sr)
   sr->lock_mode = 0;
 }
 
+void
+zl_cleanup_sr_unlock(struct zl_sr **held)
+{
+  if (*held)
+    zl_sr_unlock(*held);
+}
+
 int
 zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l)
 {

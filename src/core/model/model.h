@@ -69,6 +69,14 @@ int zl_sr_lock(struct zl_sr *sr, int mode);
 int zl_sr_flock(struct zl_sr *sr, int mode);
 int zl_sr_flock_change(struct zl_sr *sr, int mode);
 void zl_sr_unlock(struct zl_sr *sr);
+/* The SR lock (recovery first, as zl_sr_lock) for the rest of the scope,
+ * after nbdkit's ACQUIRE_LOCK_FOR_CURRENT_SCOPE:
+ *   CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+ *   if (!held) return -1;
+ * NULL (error set) when it cannot be had. */
+struct zl_sr *zl_sr_hold(struct zl_sr *sr, int mode);
+void zl_cleanup_sr_unlock(struct zl_sr **held);
+#define CLEANUP_SR_UNLOCK __attribute__((cleanup(zl_cleanup_sr_unlock)))
 
 struct zl_vol_lock {
   int fd;
@@ -76,6 +84,13 @@ struct zl_vol_lock {
 /* Under the SR lock (LOCK_SH): lock one volume exclusively; blocks. */
 int zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l);
 void zl_vol_unlock(struct zl_vol_lock *l);
+/* A volume lock released at the end of the scope (declared after the SR
+ * hold, it goes first: the lock order). */
+#define ZL_VOL_LOCK_INIT                                                                 \
+  {                                                                                      \
+    -1                                                                                   \
+  }
+#define CLEANUP_VOL_UNLOCK __attribute__((cleanup(zl_vol_unlock)))
 /* Under LOCK_EX, after the volume is gone: remove its lock file. */
 void zl_vol_lock_forget(struct zl_sr *sr, const char *key);
 

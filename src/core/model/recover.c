@@ -96,6 +96,12 @@ zl_sr_lock(struct zl_sr *sr, int mode)
 }
 
 struct zl_sr *
+zl_sr_hold(struct zl_sr *sr, int mode)
+{
+  return zl_sr_lock(sr, mode) == 0 ? sr : NULL;
+}
+
+struct zl_sr *
 zl_sr_open(const char *type, const char *sr_key)
 {
   struct zl_sr *sr = zl_sr_open_handle(type, sr_key);

@@ -74,15 +74,16 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
   if (!new_key)
     new_key = uuid;
 
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   struct zl_vol_info src_info, info;
   if (zl_vol_lookup(sr, key, &src, &src_info) == -1)
-    goto fail;
+    return -1;
   if (new_key != uuid && sr->st.be->vol_get(&sr->st, new_key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", new_key,
                   sr->st.key);
-    goto fail;
+    return -1;
   }
   /* a copy made while writes land is torn: only storage that snapshots in
    * one step (reflinks, ZFS) may take a volume something writes to */
@@ -91,7 +92,7 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
              "this SR copies data to snapshot it (no reflinks "
              "on its filesystem) and the copy would be torn: "
              "stop its writer (shut the VM down) first"))
-    goto fail;
+    return -1;
   bool thick = zl_meta_thick(src);
   meta = zl_meta_new(
       new_key, uuid, zl_meta_str(src, "name"),
@@ -108,7 +109,7 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
     json_object_set_new(meta, "cbt", json_true());
   rec = json_pack("{s:s, s:s, s:s}", "op", op, "key", new_key, "source", key);
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
-    goto fail;
+    return -1;
   zl_fault(op, "journaled");
   if (cbt && zl_users_blockdev(sr, key)) {
     /* writes through a block device passed the tracking layer by */
@@ -129,7 +130,7 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
     else
       close(in.fd); /* leave the record: the next call cleans up */
     zl_error_restore(&saved);
-    goto fail;
+    return -1;
   }
   zl_fault(op, "committed");
   if (cbt && zl_cbt_rotate_end(sr, key, new_key, &rot) == -1) {
@@ -139,14 +140,11 @@ copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
     zl_error_clear();
   }
   zl_intent_end(&in);
-  zl_sr_unlock(sr);
   zl_info("%s of volume %s is %s", op, key, new_key);
   return zl_meta_to_volume(new_key, meta, &info, out);
 
 fail_journaled:
   zl_intent_end(&in);
-fail:
-  zl_sr_unlock(sr);
   return -1;
 }
 
@@ -214,14 +212,16 @@ zl_vol_revert_any(struct zl_sr *sr, const char *snapshot, const char *key)
 int
 zl_vol_remove(struct zl_sr *sr, const char *key)
 {
-  if (zl_check_key(key) == -1 || zl_sr_lock(sr, LOCK_EX) == -1)
+  if (zl_check_key(key) == -1)
+    return -1;
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   int r = 0;
   if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0)
     r = zl_vol_remove_unlocked(sr, key);
   else if (errno != ENOENT)
     r = -1;
-  zl_sr_unlock(sr);
   return r;
 }
 
@@ -235,39 +235,40 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
 
   if (zl_check_key(key) == -1 || zl_check_key(snapshot) == -1)
     return -1;
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (zl_vol_lookup(sr, key, &vol, NULL) == -1 ||
       (any ? lookup_any(sr, snapshot, &snap)
            : zl_vol_lookup(sr, snapshot, &snap, NULL)) == -1)
-    goto fail;
+    return -1;
   if (zl_meta_read_only(vol)) {
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS,
                   "volume %s is a snapshot; it cannot be reverted", key);
-    goto fail;
+    return -1;
   }
   const char *of = zl_meta_str(snap, "snapshot_of");
   if (!zl_meta_read_only(snap) || !of || strcmp(of, key) != 0) {
     zl_error(EINVAL, "volume %s is not a snapshot of %s", snapshot, key);
-    goto fail;
+    return -1;
   }
   /* the user's revert: not under a running guest.  The reset of a
    * non-persistent disk (any) runs at Datapath.close, attached but after
    * deactivate: only writers refuse it. */
   if (in_use(sr, key, vol, any ? USE_WRITERS : USE_WRITERS | USE_ATTACHED,
              "revert it when it is detached"))
-    goto fail;
+    return -1;
   bool thick = zl_meta_thick(vol);
   rec = json_pack("{s:s, s:s, s:s, s:b}", "op", "revert", "key", key, "snapshot",
                   snapshot, "thick", thick);
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
-    goto fail;
+    return -1;
   zl_fault("revert", "journaled");
   if (sr->st.be->vol_revert(&sr->st, key, snapshot, thick) == -1) {
     /* backends leave the volume as it was when they fail */
     zl_error_prefix("revert volume %s to %s: ", key, snapshot);
     zl_intent_end(&in);
-    goto fail;
+    return -1;
   }
   zl_intent_end(&in);
   /* the volume now differs from its last snapshot in unknown blocks */
@@ -275,13 +276,8 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
     zl_warn("revert of %s: %s", key, zl_error_msg());
     zl_error_clear();
   }
-  zl_sr_unlock(sr);
   zl_info("reverted volume %s to snapshot %s", key, snapshot);
   return 0;
-
-fail:
-  zl_sr_unlock(sr);
-  return -1;
 }
 
 static int
@@ -381,7 +377,8 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
 
   if (zl_check_key(key) == -1)
     return -1;
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (sr->st.be->vol_get(&sr->st, key, &meta, NULL) == -1) {
     if (errno == ENOENT) {
@@ -417,7 +414,6 @@ zl_vol_destroy(struct zl_sr *sr, const char *key)
   if (r == 0)
     zl_info("destroyed volume %s", key);
 out:
-  zl_sr_unlock(sr);
   return r;
 }
 

@@ -294,14 +294,14 @@ zl_sr_ls(struct zl_sr *sr, struct zl_volume **vols, size_t *n)
 static int
 save_info(struct zl_sr *sr, const char *field, const char *value)
 {
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   int r = zl_sr_load_info(sr);
   if (r == 0) {
     json_object_set_new(sr->info, field, json_string(value));
     r = zl_sr_save_info(sr, sr->info);
   }
-  zl_sr_unlock(sr);
   return r;
 }
 
@@ -438,22 +438,18 @@ zl_sr_destroy(struct zl_sr *sr)
 {
   struct any_ctx c = {0};
 
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   if (check_empty(sr, &c) == -1)
-    goto fail;
+    return -1;
   if (c.hidden && zl_collect_hidden(sr) == -1)
-    goto fail;
+    return -1;
   /* The backend's removal makes the SR cease to exist in one step (the
    * private area renamed away, the SR dataset destroyed) and then clears
    * what is left; a crash before that step leaves the SR as it was. */
   if (zl_cbt_sr_remove(sr) == -1 || sr->st.be->sr_remove(&sr->st) == -1)
-    goto fail;
+    return -1;
   zl_info("destroyed SR %s", sr->st.key);
-  zl_sr_unlock(sr);
   return 0;
-
-fail:
-  zl_sr_unlock(sr);
-  return -1;
 }

@@ -90,19 +90,20 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
   if (!key)
     key = uuid;
 
-  if (zl_sr_lock(sr, LOCK_EX) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
+  if (!held)
     return -1;
   /* a new uuid cannot collide; a key the caller chose (Ganeti) might */
   if (a->key && sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
     zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
                   sr->st.key);
-    goto fail;
+    return -1;
   }
   meta = zl_meta_new(key, uuid, a->name, a->description, a->sharable, false,
                      thick ? ZL_PROV_THICK : ZL_PROV_THIN, NULL, NULL);
   rec = json_pack("{s:s, s:s}", "op", "create", "key", key);
   if (!meta || !rec || zl_intent_begin(sr, rec, &in) == -1)
-    goto fail;
+    return -1;
   zl_fault("create", "journaled");
   struct zl_vol_info info;
   if (sr->st.be->vol_create(&sr->st, key, size, thick, meta, &info) == -1) {
@@ -114,46 +115,23 @@ zl_vol_create(struct zl_sr *sr, const struct zl_create_args *a, struct zl_volume
     else
       close(in.fd); /* leave the record: the next call cleans up */
     zl_error_restore(&saved);
-    goto fail;
+    return -1;
   }
   zl_fault("create", "committed");
   zl_intent_end(&in);
-  zl_sr_unlock(sr);
   zl_info("created volume %s (%lld bytes, %s) in SR %s", key, (long long)size,
           thick ? "thick" : "thin", sr->st.key);
   return zl_meta_to_volume(key, meta, &info, out);
-
-fail:
-  zl_sr_unlock(sr);
-  return -1;
 }
 
-/* Lock the SR shared and one volume exclusively, then fetch its metadata. */
+/* With the SR held shared: lock one volume exclusively (for the caller's
+ * scope: CLEANUP_VOL_UNLOCK), then fetch its metadata. */
 static int
 lock_one(struct zl_sr *sr, const char *key, struct zl_vol_lock *l, json_t **meta,
          struct zl_vol_info *info)
 {
-  if (zl_check_key(key) == -1)
-    return -1;
-  if (zl_sr_lock(sr, LOCK_SH) == -1)
-    return -1;
-  if (zl_vol_lock(sr, key, l) == -1) {
-    zl_sr_unlock(sr);
-    return -1;
-  }
-  if (zl_vol_lookup(sr, key, meta, info) == -1) {
-    zl_vol_unlock(l);
-    zl_sr_unlock(sr);
-    return -1;
-  }
-  return 0;
-}
-
-static void
-unlock_one(struct zl_sr *sr, struct zl_vol_lock *l)
-{
-  zl_vol_unlock(l);
-  zl_sr_unlock(sr);
+  return zl_vol_lock(sr, key, l) == -1 || zl_vol_lookup(sr, key, meta, info) == -1 ? -1
+                                                                                   : 0;
 }
 
 #define SM_CONFIG "_sm_config_"
@@ -163,44 +141,43 @@ static int
 update_meta(struct zl_sr *sr, const char *key, const char *obj, const char *field,
             const char *value)
 {
-  struct zl_vol_lock l;
   CLEANUP_JSON json_t *meta = NULL;
-  int r;
 
-  if (lock_one(sr, key, &l, &meta, NULL) == -1)
+  if (zl_check_key(key) == -1)
+    return -1;
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_SH);
+  CLEANUP_VOL_UNLOCK struct zl_vol_lock l = ZL_VOL_LOCK_INIT;
+  if (!held || lock_one(sr, key, &l, &meta, NULL) == -1)
     return -1;
   /* a storage tunable is applied to the storage first; the key records it */
   if (obj && strncmp(field, SM_CONFIG, strlen(SM_CONFIG)) == 0 && sr->st.be->vol_tune &&
-      sr->st.be->vol_tune(&sr->st, key, field + strlen(SM_CONFIG), value) == -1) {
-    unlock_one(sr, &l);
+      sr->st.be->vol_tune(&sr->st, key, field + strlen(SM_CONFIG), value) == -1)
     return -1;
-  }
   json_t *target = obj ? json_object_get(meta, obj) : meta;
   if (value)
     json_object_set_new(target, field, json_string(value));
   else
     json_object_del(target, field);
   json_object_del(meta, ZL_META_STORAGE);
-  r = sr->st.be->vol_set_meta(&sr->st, key, meta);
-  unlock_one(sr, &l);
-  return r;
+  return sr->st.be->vol_set_meta(&sr->st, key, meta);
 }
 
 int
 zl_vol_update(struct zl_sr *sr, const char *key, zl_meta_fn fn, void *arg)
 {
-  struct zl_vol_lock l;
   CLEANUP_JSON json_t *meta = NULL;
-  int r;
 
-  if (lock_one(sr, key, &l, &meta, NULL) == -1)
+  if (zl_check_key(key) == -1)
     return -1;
-  r = fn(meta, arg);
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_SH);
+  CLEANUP_VOL_UNLOCK struct zl_vol_lock l = ZL_VOL_LOCK_INIT;
+  if (!held || lock_one(sr, key, &l, &meta, NULL) == -1)
+    return -1;
+  int r = fn(meta, arg);
   if (r == 1) { /* changed: store it */
     json_object_del(meta, ZL_META_STORAGE);
     r = sr->st.be->vol_set_meta(&sr->st, key, meta) == 0 ? 0 : -1;
   }
-  unlock_one(sr, &l);
   return r;
 }
 
@@ -239,7 +216,6 @@ zl_vol_unset(struct zl_sr *sr, const char *key, const char *k)
 int
 zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
 {
-  struct zl_vol_lock l;
   struct zl_vol_info info;
   struct zl_intent in;
   CLEANUP_JSON json_t *meta = NULL;
@@ -247,50 +223,46 @@ zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
   int64_t size;
   bool thick;
 
-  if (zl_round_size(new_size, sr->st.be->size_granularity, &size) == -1)
+  if (zl_round_size(new_size, sr->st.be->size_granularity, &size) == -1 ||
+      zl_check_key(key) == -1)
     return -1;
-  if (lock_one(sr, key, &l, &meta, &info) == -1)
+  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_SH);
+  CLEANUP_VOL_UNLOCK struct zl_vol_lock l = ZL_VOL_LOCK_INIT;
+  if (!held || lock_one(sr, key, &l, &meta, &info) == -1)
     return -1;
   if (zl_meta_read_only(meta)) {
     zl_error_kind(ZL_ERR_READ_ONLY, EROFS,
                   "volume %s is a snapshot and cannot be resized", key);
-    goto fail;
+    return -1;
   }
   if (size < info.virtual_size) {
     zl_error_kind(ZL_ERR_SIZE, EINVAL,
                   "shrinking not allowed: volume %s is %lld bytes, asked for %lld", key,
                   (long long)info.virtual_size, (long long)new_size);
-    goto fail;
+    return -1;
   }
-  if (size == info.virtual_size) {
-    unlock_one(sr, &l);
+  if (size == info.virtual_size)
     return 0;
-  }
   thick = zl_meta_thick(meta);
   /* the tracked record grows first (it refuses sizes it cannot cover) */
   if (zl_meta_cbt(meta) && zl_cbt_resize(sr, key, size) == -1)
-    goto fail;
+    return -1;
   rec = json_pack("{s:s, s:s, s:I, s:b}", "op", "resize", "key", key, "size",
                   (json_int_t)size, "thick", thick);
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
-    goto fail;
+    return -1;
   zl_fault("resize", "journaled");
   if (sr->st.be->vol_resize(&sr->st, key, size, thick) == -1) {
     /* backends leave the old size when they fail */
     zl_error_prefix("resize volume %s: ", key);
     zl_intent_end(&in);
-    goto fail;
+    return -1;
   }
   zl_fault("resize", "committed");
   zl_intent_end(&in);
-  unlock_one(sr, &l);
   zl_info("resized volume %s from %lld to %lld bytes", key, (long long)info.virtual_size,
           (long long)size);
   return 0;
-
-fail:
-  unlock_one(sr, &l);
-  return -1;
 }
 
 int
