@@ -37,12 +37,3 @@ zl_cleanup_dir(DIR **d)
   }
 }
 
-void
-zl_cleanup_strv(char ***v)
-{
-  if (*v) {
-    for (char **p = *v; *p; p++)
-      free(*p);
-    free(*v);
-  }
-}

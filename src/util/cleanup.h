@@ -18,13 +18,11 @@ void zl_cleanup_free(void *ptr);
 void zl_cleanup_close(int *fd);
 void zl_cleanup_json(json_t **j);
 void zl_cleanup_dir(DIR **d);
-void zl_cleanup_strv(char ***v);
 
 #define CLEANUP_FREE  __attribute__((cleanup(zl_cleanup_free)))
 #define CLEANUP_CLOSE __attribute__((cleanup(zl_cleanup_close)))
 #define CLEANUP_JSON  __attribute__((cleanup(zl_cleanup_json)))
 #define CLEANUP_DIR   __attribute__((cleanup(zl_cleanup_dir)))
-#define CLEANUP_STRV  __attribute__((cleanup(zl_cleanup_strv)))
 
 #define TAKE_PTR(p)                                                                      \
   ({                                                                                     \

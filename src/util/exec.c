@@ -22,13 +22,6 @@
 
 extern char **environ;
 
-static unsigned count;
-
-unsigned
-zl_exec_count(void)
-{
-  return count;
-}
 
 void
 zl_exec_result_free(struct zl_exec_result *res)
@@ -192,7 +185,6 @@ zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sin
   } else {
     fcntl(in[1], F_SETFL, O_NONBLOCK);
   }
-  count++;
 
   char small[65536];
   char *buf = small;

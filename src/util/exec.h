@@ -37,7 +37,4 @@ void zl_exec_result_free(struct zl_exec_result *res);
 /* The first line of res->err (or "exit status N"), for error messages. */
 const char *zl_exec_reason(const struct zl_exec_result *res);
 
-/* How many programs this process has run (for budgets and logs). */
-unsigned zl_exec_count(void);
-
 #endif

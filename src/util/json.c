@@ -83,17 +83,6 @@ zl_json_string(const json_t *obj, const char *name, const char *what, const char
 }
 
 int
-zl_json_string_opt(const json_t *obj, const char *name, const char *what,
-                   const char *dflt, const char **out)
-{
-  if (!field(obj, name)) {
-    *out = dflt;
-    return 0;
-  }
-  return zl_json_string(obj, name, what, out);
-}
-
-int
 zl_json_int64(const json_t *obj, const char *name, const char *what, int64_t *out)
 {
   json_t *v = field(obj, name);
@@ -123,17 +112,6 @@ zl_json_bool(const json_t *obj, const char *name, const char *what, bool *out)
   }
   *out = json_is_true(v);
   return 0;
-}
-
-int
-zl_json_bool_opt(const json_t *obj, const char *name, const char *what, bool dflt,
-                 bool *out)
-{
-  if (!field(obj, name)) {
-    *out = dflt;
-    return 0;
-  }
-  return zl_json_bool(obj, name, what, out);
 }
 
 int

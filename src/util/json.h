@@ -20,16 +20,11 @@ int zl_json_save_new_at(int dirfd, const char *name, const json_t *j);
 
 /* Typed field access for objects that came from outside (stdin, files).
  * Each returns 0 and stores the value, or -1 with an EINVAL error naming
- * what: "<what> 'name' is missing" / "... must be a string".
- * With optional, a missing field stores the default and returns 0. */
+ * what: "<what> 'name' is missing" / "... must be a string". */
 int zl_json_string(const json_t *obj, const char *name, const char *what,
                    const char **out);
-int zl_json_string_opt(const json_t *obj, const char *name, const char *what,
-                       const char *dflt, const char **out);
 int zl_json_int64(const json_t *obj, const char *name, const char *what, int64_t *out);
 int zl_json_bool(const json_t *obj, const char *name, const char *what, bool *out);
-int zl_json_bool_opt(const json_t *obj, const char *name, const char *what, bool dflt,
-                     bool *out);
 /* An object whose values are all strings (a (string * string) list). */
 int zl_json_strmap(const json_t *obj, const char *name, const char *what,
                    json_t **out /* borrowed */);
