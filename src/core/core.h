@@ -274,6 +274,17 @@ int zl_blockdev_standin_release(const char *key);
  * needed) or its device.  ENOTSUP when its data is neither. */
 int zl_vol_data_path(struct zl_sr *sr, const char *key, char *out, size_t len);
 
+/* --- places (core/host/place.c) -------------------------------------------- */
+
+/* The key of the SR at a place (its type and the device-config that says
+ * where), or NULL (kind NO_SR when there is none). */
+char *zl_place_find(const char *type, const json_t *config);
+/* The same, making the SR (name, description, create_config: SR.create's
+ * device-config) when there is none and SR.probe says one can be made;
+ * one first use at a time on this host. */
+char *zl_place_make(const char *type, const json_t *config, const json_t *create_config,
+                    const char *name, const char *description);
+
 /* --- per-node opens (core/claims.c) ---------------------------------------- */
 
 /* This node's name for opens: $ZFS_LIVE_NODE, else the host name. */

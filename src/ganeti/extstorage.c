@@ -53,17 +53,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "core/core.h"
 #include "ganeti/ganeti.h"
-#include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/paths.h"
-#include "util/uuid.h"
 
 extern char **environ;
 
@@ -155,70 +152,25 @@ place(const struct gnt_req *r, char *canon, size_t len)
 static char *
 find_sr(const struct gnt_req *r, const char *canon)
 {
-  if (r->dir) {
-    if (!zl_sr_key_type_is(canon, "file-live") || !zl_path_key_valid(canon)) {
-      zl_error_kind(ZL_ERR_INVALID, EINVAL, "%s is not a file SR", canon);
-      return NULL;
-    }
-    char info[PATH_MAX + 32];
-    snprintf(info, sizeof info, "%s/.zfs-live/sr.json", canon);
-    if (access(info, F_OK) == -1) {
-      zl_error_kind(ZL_ERR_NO_SR, ENOENT,
-                    "there is no SR in %s (the first create of a disk makes one)", canon);
-      return NULL;
-    }
-    return strdup(canon);
-  }
   CLEANUP_JSON json_t *cfg = sr_config(r, canon, false);
-  return cfg ? zl_sr_attach("zfs-live", cfg) : NULL;
+  return cfg ? zl_place_find(sr_type(r), cfg) : NULL;
 }
 
-/* Make the SR at the place (first use).  Serialised on this host by a
- * lock in the runtime directory; a second node racing on a shared
- * directory finds the SR made (sr_prepare refuses a second one). */
+/* Make the SR at the place (first use): the core finds or makes it. */
 static char *
 make_sr(const struct gnt_req *r, const char *canon)
 {
-  CLEANUP_CLOSE int run = zl_run_subdir("ganeti", true);
-  CLEANUP_CLOSE int lock = -1;
-  CLEANUP_JSON json_t *cfg = NULL;
-  CLEANUP_JSON json_t *out = NULL;
-  CLEANUP_JSON json_t *probe = NULL;
-  char uuid[ZL_UUID_LEN + 1];
-  char *key;
+  CLEANUP_JSON json_t *cfg = sr_config(r, canon, false);
+  CLEANUP_JSON json_t *create_cfg = sr_config(r, canon, true);
 
-  if (run == -1)
+  if (!cfg || !create_cfg)
     return NULL;
-  lock = zl_file_beneath(run, "first-use.lock", O_RDWR | O_CREAT, 0600);
-  if (lock == -1 || flock(lock, LOCK_EX) == -1) {
-    zl_error(errno, "first-use lock: %s", strerror(errno));
-    return NULL;
-  }
-  if ((key = find_sr(r, canon)) || zl_error_get_kind() != ZL_ERR_NO_SR)
-    return key;
-  /* what probe says about the place: refuse with its reason */
-  cfg = sr_config(r, canon, false);
-  if (!cfg || !(probe = zl_sr_probe(sr_type(r), cfg)))
-    return NULL;
-  json_t *last = json_array_get(probe, json_array_size(probe) - 1);
-  const char *can = json_string_value(
-      json_object_get(json_object_get(last, "extra_info"), "can_create"));
-  if (!can || strcmp(can, "true") != 0) {
-    const char *why =
-        json_string_value(json_object_get(json_object_get(last, "extra_info"), "reason"));
-    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR in %s, and none can be made there: %s",
-                  canon, why ? why : "unknown reason");
-    return NULL;
-  }
-  json_decref(cfg);
-  cfg = sr_config(r, canon, true);
-  if (!cfg || zl_uuid_generate(uuid) == -1 ||
-      zl_sr_create(sr_type(r), uuid, cfg, "ganeti",
-                   "made by the Ganeti ExtStorage provider zfs-live at first use",
-                   &out) == -1)
-    return NULL;
-  zl_info("made %s SR %s in %s for Ganeti", sr_type(r), uuid, canon);
-  return r->dir ? strdup(canon) : zl_sr_attach("zfs-live", out);
+  char *key =
+      zl_place_make(sr_type(r), cfg, create_cfg, "ganeti",
+                    "made by the Ganeti ExtStorage provider zfs-live at first use");
+  if (!key)
+    zl_error_prefix("%s: ", canon);
+  return key;
 }
 
 static struct zl_sr *
