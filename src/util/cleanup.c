@@ -36,4 +36,3 @@ zl_cleanup_dir(DIR **d)
     errno = saved;
   }
 }
-

@@ -22,7 +22,6 @@
 
 extern char **environ;
 
-
 void
 zl_exec_result_free(struct zl_exec_result *res)
 {
