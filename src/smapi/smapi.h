@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "commands.h"
 #include "core/core.h"
@@ -13,6 +14,13 @@
  * stdin, one JSON value or the error object on stdout.  Returns the exit
  * status. */
 int smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type);
+/* The call itself, in-process (smapi_run and the fuzzer use it): in/len are
+ * the parameter bytes as they arrive on stdin (not NUL-terminated); the
+ * reply, the result or the error object, is written to out as one line.
+ * Returns the exit status (0: a result, 1: the error object).  Starts from a
+ * clear error and keeps nothing between calls. */
+int smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
+                 const char *in, size_t len, FILE *out);
 /* The error object for the current error (util/error.h). */
 json_t *smapi_error_object(void);
 
