@@ -1,0 +1,515 @@
+/* fuzz-smapi.c: libFuzzer harness for the SMAPIv3 front end, from the
+ * request bytes through src/smapi/ into the core and the file backend, on a
+ * real file SR.  Built and run by scripts/fuzz.sh (clang); replayed over
+ * fuzz/seeds/smapi/ by the unit tests (fuzz/replay.c, gcc).
+ *
+ * An input is "<Method>\n<request>": the method's name as a plugin link
+ * is named (looked up as xapi-storage-script does, case-insensitively, in
+ * the dispatch table's SMAPIv3 rows), then the bytes xapi-storage-script
+ * writes on stdin.  Volume-plugin methods run for SR type file-live,
+ * datapath methods for the scheme zfs-live.  In the request, "@SR@" stands
+ * for the template SR's path, "@AREA@" for the directory SRs may be made
+ * in and "@CANARY@" for the canary directory (seeds are portable).
+ *
+ * The sandbox (mkdtemp under $TMPDIR, once per process):
+ *   area/sr   the template SR: fixed volume keys (below), made once
+ *   area/     where requests may make other SRs
+ *   run/      $ZFS_LIVE_RUN
+ *   canary/   must stay empty; nothing else may appear beside these
+ *   tpl/      pristine copies of area/ and run/
+ * Before every input area/ and run/ are restored from tpl/, so every input
+ * is independent of the ones before it (a crash reproduces alone).
+ *
+ * Checked after every request (abort on violation): the exit status and the
+ * reply agree; the reply is exactly one line holding one JSON value; a
+ * result has the shape of the method's v5 type (smapi-check.c), an error is
+ * a well-formed SMAPIv3 error object with a kind and a message; nothing was
+ * made outside area/ and run/ (canary/ empty, no new entry beside them, no
+ * plain file in area/ where only SR directories belong); no descriptor
+ * leaked (counted around the call); the working directory is unchanged.  The sanitizers
+ * (ASan, UBSan, LeakSanitizer per input) report the rest.
+ *
+ * Left out or held in, and why (the harness runs as whoever runs it, root
+ * on the build hosts, on a shared machine):
+ *   Datapath.attach  not run: it starts `zfs-live serve --daemon` through
+ *                    /proc/self/exe (here the fuzzer itself) and binds loop
+ *                    devices (kernel state outliving the input).  Without
+ *                    attach no attach record exists, so Datapath.detach
+ *                    never releases a loop device either.
+ *   zfs-live SRs     a URI naming SR type zfs-live is skipped: the ZFS
+ *                    backend runs zfs(8) on pools the input would name.
+ *   paths            an input is skipped (returns -1, not kept) when the
+ *                    "sr" parameter, a configuration value or the SR part
+ *                    of a URI is not an absolute path inside area/, or any
+ *                    other string (keys, domains; not names, descriptions,
+ *                    dbg or Volume.set's k/v, which are data) holding a '/'
+ *                    is not an absolute path inside area/ or canary/.  So
+ *                    the code never acts on the host's own directories;
+ *                    escapes through keys are still caught by the canary.
+ *   thick volumes    none in the template: a thick resize would fallocate
+ *                    whatever size the input asks for on the host's disk.
+ *   one request per input: state comes from the template. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "core/core.h"
+#include "fuzz/sandbox.h"
+#include "fuzz/smapi-check.h"
+#include "smapi/smapi.h"
+#include "util/error.h"
+#include "util/log.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The template SR's volumes. */
+#define SR_UUID   "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+#define K_VOL     "11111111-1111-4111-8111-111111111111" /* data, keys */
+#define K_SNAP    "22222222-2222-4222-8222-222222222222" /* snapshot of K_VOL */
+#define K_CLONE   "33333333-3333-4333-8333-333333333333" /* clone of K_SNAP */
+#define K_CBT     "44444444-4444-4444-8444-444444444444" /* CBT on, 37 MiB */
+#define K_CBT_S1  "55555555-5555-4555-8555-555555555555" /* its data destroyed */
+#define K_CBT_S2  "66666666-6666-4666-8666-666666666666"
+#define K_CBT_S3  "77777777-7777-4777-8777-777777777777"
+#define K_ELSE    "88888888-8888-4888-8888-888888888888" /* active on another host */
+#define K_NONPERS "99999999-9999-4999-8999-999999999999" /* opened non-persistent */
+#define THIS_HOST "fuzz-host-0000-this"
+
+static char sandbox[PATH_MAX], area[PATH_MAX], sr_path[PATH_MAX], canary[PATH_MAX];
+static char cwd0[PATH_MAX];
+static int sandbox_fd = -1, area_fd, run_fd, canary_fd, tpl_area_fd, tpl_run_fd;
+static bool verbose;
+
+static void
+fail(const char *method, const char *in, size_t len, const char *reply, size_t rlen,
+     const char *why)
+{
+  fprintf(stderr,
+          "\n*** fuzz-smapi: %s\n*** method: %s\n*** request: %.*s\n*** reply: %.*s\n",
+          why, method, (int)len, in, (int)rlen, reply);
+  abort();
+}
+
+/* --- the sandbox ------------------------------------------------------------ */
+
+static int
+sub(const char *name, bool make)
+{
+  if (make && mkdirat(sandbox_fd, name, 0755) == -1)
+    sb_die(name);
+  int fd = openat(sandbox_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1)
+    sb_die(name);
+  return fd;
+}
+
+static void
+remove_sandbox(void)
+{
+  if (sandbox_fd >= 0) {
+    sb_rm_contents(sandbox_fd);
+    rmdir(sandbox);
+  }
+}
+
+static void
+restore(void)
+{
+  sb_rm_contents(area_fd);
+  sb_rm_contents(run_fd);
+  sb_copy_tree(tpl_area_fd, area_fd);
+  sb_copy_tree(tpl_run_fd, run_fd);
+}
+
+/* --- one request ------------------------------------------------------------ */
+
+/* Run method on in/len; the reply into *out (malloc()ed).  Exit status. */
+static int
+handle(const struct command *cmd, const char *in, size_t len, char **out, size_t *outlen)
+{
+  bool volume = cmd->where & IN_VOLUME;
+  FILE *f = open_memstream(out, outlen);
+
+  if (!f)
+    sb_die("open_memstream");
+  int rc = smapi_handle(cmd, volume ? PLUGIN_VOLUME : PLUGIN_DATAPATH,
+                        volume ? "file-live" : "zfs-live", in, len, f);
+  if (fclose(f) != 0)
+    sb_die("fclose");
+  if (verbose)
+    fprintf(stderr, "%s -> %d %.*s", cmd->name, rc, (int)*outlen, *out);
+  return rc;
+}
+
+/* Exit status and reply agree, the reply is one line of one JSON value, of
+ * the method's shape. */
+static void
+check_reply(const struct command *cmd, const char *in, size_t len, int rc,
+            const char *out, size_t outlen)
+{
+  json_error_t jerr;
+  const char *why = NULL;
+
+  if (rc != 0 && rc != 1)
+    fail(cmd->name, in, len, out, outlen, "exit status neither 0 nor 1");
+  if (outlen == 0 || out[outlen - 1] != '\n' || memchr(out, '\n', outlen - 1))
+    fail(cmd->name, in, len, out, outlen, "the reply is not exactly one line");
+  json_t *v = json_loadb(out, outlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+  if (!v)
+    fail(cmd->name, in, len, out, outlen, "the reply is not one JSON value");
+  why = rc == 0 ? smapi_check_result(smapi_check_shape_of(cmd->name), v)
+                : smapi_check_error(v);
+  json_decref(v);
+  if (why)
+    fail(cmd->name, in, len, out, outlen, why);
+}
+
+/* Nothing made outside area/ and run/; nothing leaked. */
+static void
+check_world(const struct command *cmd, const char *in, size_t len, int fds_before)
+{
+  char names[1024], here[PATH_MAX];
+
+  if (sb_count(sandbox_fd, names, sizeof names) != 4)
+    fail(cmd->name, in, len, names, strlen(names), "a new entry beside area/ and run/");
+  if (sb_count(canary_fd, names, sizeof names) != 0)
+    fail(cmd->name, in, len, names, strlen(names), "something was made in canary/");
+  /* area/ holds SR directories only */
+  int n = sb_count(area_fd, names, sizeof names);
+  for (char *p = names; n > 0 && *p; p += strcspn(p, " ") + 1) {
+    struct stat st;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(p, " "), p);
+    if (fstatat(area_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+      fail(cmd->name, in, len, name, strlen(name), "a file in area/, outside every SR");
+  }
+  if (sb_open_fds() != fds_before)
+    fail(cmd->name, in, len, "", 0, "a descriptor leaked");
+  if (!getcwd(here, sizeof here) || strcmp(here, cwd0) != 0)
+    fail(cmd->name, in, len, "", 0, "the working directory changed");
+}
+
+/* --- what the input may name (see the header) ------------------------------- */
+
+static const char *const data_fields[] = {
+    "dbg", "name", "description", "new_name", "new_description", "k", "v", NULL};
+
+static bool
+is_data(const char *field)
+{
+  for (const char *const *d = data_fields; *d; d++) {
+    if (strcmp(*d, field) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A path parameter: absolute, inside area/.  Anything else with a '/':
+ * absolute, inside area/ or canary/. */
+static bool
+string_ok(const char *s, bool path)
+{
+  if (path)
+    return sb_path_within(s, area);
+  return !strchr(s, '/') || sb_path_within(s, area) || sb_path_within(s, canary);
+}
+
+static bool
+uri_ok(const char *uri)
+{
+  const char *p = uri, *scheme = "zfs-live://";
+
+  if (strncmp(p, scheme, strlen(scheme)) != 0)
+    return string_ok(uri, false);
+  p += strlen(scheme);
+  const char *slash = strchr(p, '/'), *bar = strrchr(uri, '|');
+  if (!slash)
+    return true;
+  char type[64], sr[PATH_MAX];
+  snprintf(type, sizeof type, "%.*s", (int)(slash - p), p);
+  if (zl_sr_type_known(type) && strcmp(type, "file-live") != 0)
+    return false;
+  if (!bar || bar < slash)
+    return string_ok(slash + 1, false);
+  snprintf(sr, sizeof sr, "%.*s", (int)(bar - slash - 1), slash + 1);
+  return string_ok(sr, true) && string_ok(bar + 1, false);
+}
+
+static bool
+value_ok(const json_t *v, const char *field, bool path)
+{
+  const char *k;
+  size_t i;
+  json_t *x;
+
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    return !strcmp(field, "uri") ? uri_ok(s) : string_ok(s, path);
+  }
+  if (json_is_array(v)) {
+    json_array_foreach(v, i, x)
+    {
+      if (!value_ok(x, field, path))
+        return false;
+    }
+  } else if (json_is_object(v)) {
+    json_object_foreach((json_t *)v, k, x)
+    {
+      if (!value_ok(x, field, path))
+        return false;
+    }
+  }
+  return true;
+}
+
+/* May this request run?  One the code cannot parse is always fine. */
+static bool
+request_ok(const char *in, size_t len)
+{
+  json_t *params = json_loadb(in, len, JSON_REJECT_DUPLICATES, NULL), *v;
+  const char *k;
+  bool ok = true;
+
+  json_object_foreach(params, k, v)
+  {
+    if (is_data(k))
+      continue;
+    bool path = !strcmp(k, "sr") || !strcmp(k, "configuration");
+    if (!(ok = value_ok(v, k, path)))
+      break;
+  }
+  json_decref(params);
+  return ok;
+}
+
+/* in with the placeholders replaced, in a buffer of exactly *len bytes (no
+ * NUL after them: a read past the end is caught). */
+static char *
+substitute(const char *in, size_t *len)
+{
+  static const struct {
+    const char *from;
+    const char *to;
+  } subs[] = {{"@SR@", sr_path}, {"@AREA@", area}, {"@CANARY@", canary}};
+  char *out = NULL;
+  size_t outlen = 0;
+  FILE *f = open_memstream(&out, &outlen);
+
+  if (!f)
+    sb_die("open_memstream");
+  for (size_t i = 0; i < *len;) {
+    size_t s = 0;
+    while (s < sizeof subs / sizeof subs[0] &&
+           (*len - i < strlen(subs[s].from) ||
+            memcmp(in + i, subs[s].from, strlen(subs[s].from)) != 0))
+      s++;
+    if (s < sizeof subs / sizeof subs[0]) {
+      fputs(subs[s].to, f);
+      i += strlen(subs[s].from);
+    } else {
+      fputc(in[i++], f);
+    }
+  }
+  fclose(f);
+  char *exact = malloc(outlen ? outlen : 1);
+  if (!exact)
+    sb_die("malloc");
+  memcpy(exact, out, outlen);
+  free(out);
+  *len = outlen;
+  return exact;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  const char *nl = memchr(data, '\n', size < 64 ? size : 64);
+  char method[64];
+
+  if (!nl)
+    return -1;
+  snprintf(method, sizeof method, "%.*s", (int)(nl - (const char *)data),
+           (const char *)data);
+  const struct command *cmd = command_find(method, IN_VOLUME | IN_DATAPATH);
+  if (!cmd || strcmp(cmd->name, "Datapath.attach") == 0)
+    return -1;
+
+  size_t len = size - (size_t)(nl + 1 - (const char *)data);
+  char *in = substitute(nl + 1, &len);
+  if (!request_ok(in, len)) {
+    free(in);
+    return -1;
+  }
+  char *out = NULL;
+  size_t outlen = 0;
+  /* counted here: libFuzzer and the sanitizers open descriptors of their
+   * own between inputs (the symbolizer's pipes) */
+  int fds = sb_open_fds();
+  int rc = handle(cmd, in, len, &out, &outlen);
+  check_reply(cmd, in, len, rc, out, outlen);
+  check_world(cmd, in, len, fds);
+  free(out);
+  free(in);
+  zl_error_clear();
+  restore();
+  return 0;
+}
+
+/* --- the template ------------------------------------------------------------ */
+
+/* A call that must succeed while the template is made. */
+static void must(const char *method, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+must(const char *method, const char *fmt, ...)
+{
+  char *in = NULL, *out = NULL;
+  size_t outlen = 0;
+  va_list ap;
+
+  va_start(ap, fmt);
+  int n = vasprintf(&in, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    sb_die("vasprintf");
+  const struct command *cmd = command_find(method, IN_VOLUME | IN_DATAPATH);
+  if (!cmd || handle(cmd, in, (size_t)n, &out, &outlen) != 0)
+    fail(method, in, (size_t)n, out, outlen, "making the template failed");
+  free(in);
+  free(out);
+}
+
+static void
+core(int r, const char *what)
+{
+  if (r == -1) {
+    fprintf(stderr, "fuzz-smapi: template: %s: %s\n", what, zl_error_msg());
+    abort();
+  }
+}
+
+static void
+write_at(struct zl_sr *sr, const char *key, off_t off, const char *text)
+{
+  int fd = zl_vol_open(sr, key, O_RDWR);
+  struct zl_cbt_writer *w = zl_cbt_writer_open(sr, key);
+  size_t n = strlen(text);
+
+  core(fd == -1 || (!w && errno != 0) ? -1 : 0, key);
+  zl_cbt_mark(w, (uint64_t)off, n);
+  if (pwrite(fd, text, n, off) != (ssize_t)n || fsync(fd) == -1)
+    sb_die("write");
+  zl_cbt_mark(w, (uint64_t)off, n);
+  core(zl_cbt_sync(w), "cbt sync");
+  zl_cbt_writer_close(w);
+  close(fd);
+}
+
+static void
+make_template(void)
+{
+  struct zl_volume v;
+  struct zl_create_args a = {.name = "disk",
+                             .description = "",
+                             .size = 16 << 20,
+                             .provisioning = ZL_PROV_DEFAULT};
+
+  must("SR.create",
+       "{\"dbg\":\"t\",\"uuid\":\"" SR_UUID "\",\"configuration\":{\"path\":\"%s\"},"
+       "\"name\":\"fuzz\",\"description\":\"the template\"}",
+       sr_path);
+  struct zl_sr *sr = zl_sr_open("file-live", sr_path);
+  core(sr ? 0 : -1, "open");
+#define VOL(k, call) (core(call, k), zl_volume_free(&v))
+  a.key = K_VOL;
+  VOL(K_VOL, zl_vol_create(sr, &a, &v));
+  write_at(sr, K_VOL, 0, "the first block");
+  write_at(sr, K_VOL, 5 << 20, "five MiB in");
+  core(zl_vol_set(sr, K_VOL, "vdi-type", "user"), "set");
+  core(zl_vol_set(sr, K_VOL, "_sm_config_x", "y"), "set");
+  core(zl_vol_set_description(sr, K_VOL, "line one\nline two\t\"quoted\""), "describe");
+  VOL(K_SNAP, zl_vol_snapshot(sr, K_VOL, K_SNAP, &v));
+  write_at(sr, K_VOL, 1 << 20, "after the snapshot");
+  VOL(K_CLONE, zl_vol_clone(sr, K_SNAP, K_CLONE, &v));
+  core(zl_vol_set(sr, K_VOL, "clone-on-boot", K_CLONE), "set");
+
+  a.key = K_CBT, a.name = "tracked", a.size = 37 << 20;
+  VOL(K_CBT, zl_vol_create(sr, &a, &v));
+  core(zl_vol_enable_cbt(sr, K_CBT), "enable cbt");
+  write_at(sr, K_CBT, 0, "one");
+  VOL(K_CBT_S1, zl_vol_snapshot(sr, K_CBT, K_CBT_S1, &v));
+  write_at(sr, K_CBT, 3 << 20, "two");
+  VOL(K_CBT_S2, zl_vol_snapshot(sr, K_CBT, K_CBT_S2, &v));
+  write_at(sr, K_CBT, (37 << 20) - 3, "end");
+  VOL(K_CBT_S3, zl_vol_snapshot(sr, K_CBT, K_CBT_S3, &v));
+  core(zl_vol_data_destroy(sr, K_CBT_S1), "data destroy");
+
+  a.key = K_ELSE, a.name = "elsewhere", a.size = 1 << 20;
+  VOL(K_ELSE, zl_vol_create(sr, &a, &v));
+  setenv("ZFS_LIVE_HOST_UUID", "fuzz-host-1111-other", 1);
+  core(zl_dp_activate(sr, K_ELSE, "7", false), "activate elsewhere");
+  setenv("ZFS_LIVE_HOST_UUID", THIS_HOST, 1);
+  a.key = K_NONPERS, a.name = "non-persistent";
+  VOL(K_NONPERS, zl_vol_create(sr, &a, &v));
+  core(zl_dp_open(sr, K_NONPERS, false), "open non-persistent");
+#undef VOL
+  zl_sr_close(sr);
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+  (void)argc, (void)argv;
+  const char *tmp = getenv("TMPDIR");
+  char dir[PATH_MAX];
+
+  verbose = getenv("FUZZ_SMAPI_VERBOSE") != NULL;
+  snprintf(dir, sizeof dir, "%s/zfs-live-fuzz-smapi.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(dir) || !realpath(dir, sandbox))
+    sb_die(dir);
+  if ((sandbox_fd = open(sandbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+    sb_die(sandbox);
+  atexit(remove_sandbox);
+  area_fd = sub("area", true);
+  run_fd = sub("run", true);
+  canary_fd = sub("canary", true);
+  int tpl = sub("tpl", true);
+  if (mkdirat(tpl, "area", 0755) == -1 || mkdirat(tpl, "run", 0755) == -1 ||
+      (tpl_area_fd = openat(tpl, "area", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+      (tpl_run_fd = openat(tpl, "run", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+    sb_die("tpl");
+  close(tpl);
+  snprintf(area, sizeof area, "%s/area", sandbox);
+  snprintf(sr_path, sizeof sr_path, "%s/area/sr", sandbox);
+  snprintf(canary, sizeof canary, "%s/canary", sandbox);
+
+  char run[PATH_MAX + 8];
+  snprintf(run, sizeof run, "%s/run", sandbox);
+  setenv("ZFS_LIVE_RUN", run, 1);
+  setenv("ZFS_LIVE_HOST_UUID", THIS_HOST, 1);
+  setenv("ZFS_LIVE_NODE", "fuzz-node", 1);
+  unsetenv("ZFS_LIVE_FAULT");
+  unsetenv("ZFS_LIVE_TEST_WRITE_DELAY_US");
+  /* every log line is formatted (debug included) and goes nowhere, unless
+   * FUZZ_SMAPI_VERBOSE is set */
+  setenv("ZFS_LIVE_DEBUG", "1", 1);
+  zl_log_init(NULL, verbose ? LOG_DEBUG : -1);
+
+  make_template();
+  sb_copy_tree(area_fd, tpl_area_fd);
+  sb_copy_tree(run_fd, tpl_run_fd);
+  restore();
+  if (!getcwd(cwd0, sizeof cwd0))
+    sb_die("getcwd");
+  return 0;
+}
