@@ -14,7 +14,7 @@
 #   ganeti-env  the Ganeti ExtStorage environment (fuzz/fuzz-ganeti-env.c)
 # Each keeps a working corpus in build-fuzz/corpus-<harness>, seeded from
 # fuzz/seeds/<harness>/ (zstream also from tests/unit/data/*.zstream).
-# Crash inputs land in build-fuzz/crash-<harness>-*; after fixing one, add it
+# Crash inputs land in build-fuzz/<harness>-crash-*; after fixing one, add it
 # to fuzz/seeds/<harness>/ (the unit tests replay the seeds) with a test.
 # Exit status: 0 when no harness found anything, else 1.
 set -eu
@@ -72,11 +72,11 @@ for h in $harnesses; do
   echo "== fuzz-$h: $time s"
   # shellcheck disable=SC2086
   if ! "$out/fuzz-$h" -max_total_time="$time" -print_final_stats=1 -timeout=20 \
-      -rss_limit_mb=2048 -artifact_prefix="$out/crash-$h-" $opts "$@" "$corpus" \
+      -rss_limit_mb=2048 -artifact_prefix="$out/$h-" $opts "$@" "$corpus" \
       2>"$out/fuzz-$h.log"; then
     status=1
     tail -n 60 "$out/fuzz-$h.log" >&2
-    echo "== fuzz-$h FOUND A CRASH: $out/crash-$h-* (log: $out/fuzz-$h.log)" >&2
+    echo "== fuzz-$h FOUND A CRASH: $out/$h-crash-* (log: $out/fuzz-$h.log)" >&2
   else
     grep -E '^(#[0-9]+.*DONE|stat::)' "$out/fuzz-$h.log" || true
   fi

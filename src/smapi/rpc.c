@@ -65,19 +65,51 @@ read_stdin(char **bufp, size_t *lenp)
   return 0;
 }
 
+static int
+emit(json_t *value, FILE *out)
+{
+  if (json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
+      fputc('\n', out) == EOF || fflush(out) == EOF) {
+    zl_err("cannot write the reply: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* s with every byte that does not begin valid UTF-8 replaced by '?'
+ * (malloc()ed, or NULL).  Messages quote what the caller sent, and may be
+ * cut at any byte; JSON strings must be UTF-8. */
+static char *
+utf8_clean(const char *s)
+{
+  char *out = strdup(s ? s : "");
+
+  for (unsigned char *p = (unsigned char *)out; p && *p;) {
+    size_t n = zl_utf8_len(p);
+    if (n == 0)
+      *p++ = '?';
+    else
+      p += n;
+  }
+  return out;
+}
+
 /* The one place where errors become SMAPIv3 error objects. */
 json_t *
 smapi_error_object(void)
 {
   enum zl_errkind kind = zl_error_get_kind();
-  const char *msg = zl_error_msg();
+  CLEANUP_FREE char *msg = utf8_clean(zl_error_msg());
+  CLEANUP_FREE char *subject = utf8_clean(zl_error_get_subject());
   const char *code = "SR_BACKEND_FAILURE";
   json_t *params;
 
+  if (!msg || !subject)
+    return NULL;
   switch (kind) {
   case ZL_ERR_ACTIVE_ELSEWHERE:
     /* xapi redirects the operation when params are exactly this pair */
-    params = json_pack("[s, s]", "Activated_on_another_host", zl_error_get_subject());
+    params = json_pack("[s, s]", "Activated_on_another_host", subject);
     break;
   case ZL_ERR_SIZE:
     code = "SR_BACKEND_FAILURE_79";
@@ -96,15 +128,18 @@ smapi_error_object(void)
                    "backtrace", "error", msg, "files", "lines");
 }
 
-static int
-emit(json_t *value, FILE *out)
+void
+smapi_emit_error(FILE *out)
 {
-  if (json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
-      fputc('\n', out) == EOF || fflush(out) == EOF) {
-    zl_err("cannot write the reply: %s", strerror(errno));
-    return -1;
+  CLEANUP_JSON json_t *err = smapi_error_object();
+
+  if (!err || emit(err, out) == -1) {
+    fputs("{\"code\":\"SR_BACKEND_FAILURE\",\"params\":[\"Internal_error\",\"cannot "
+          "render the error\"],\"backtrace\":{\"error\":\"cannot render the "
+          "error\",\"files\":[],\"lines\":[]}}\n",
+          out);
+    fflush(out);
   }
-  return 0;
 }
 
 static double
@@ -150,8 +185,7 @@ smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_ty
   CLEANUP_JSON json_t *result = call(cmd, kind, sr_type, in, len);
   if (result)
     return emit(result, out) == 0 ? 0 : 1;
-  CLEANUP_JSON json_t *err = smapi_error_object();
-  emit(err, out);
+  smapi_emit_error(out);
   return 1;
 }
 
@@ -167,8 +201,7 @@ smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type)
   if (read_stdin(&input, &len) == 0) {
     rc = smapi_handle(cmd, kind, sr_type, input, len, stdout);
   } else {
-    CLEANUP_JSON json_t *err = smapi_error_object();
-    emit(err, stdout);
+    smapi_emit_error(stdout);
     rc = 1;
   }
   if (rc == 0)

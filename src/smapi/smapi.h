@@ -21,8 +21,12 @@ int smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_t
  * clear error and keeps nothing between calls. */
 int smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
                  const char *in, size_t len, FILE *out);
-/* The error object for the current error (util/error.h). */
+/* The error object for the current error (util/error.h); messages are
+ * made valid UTF-8 ('?' for what is not).  NULL when out of memory. */
 json_t *smapi_error_object(void);
+/* Write it to out as one line; a fixed error object if it cannot be made,
+ * so out always gets exactly one JSON value. */
+void smapi_emit_error(FILE *out);
 
 /* Parameters (EINVAL errors naming the parameter). */
 int smapi_str(struct smapi_call *c, const char *name, const char **out);
