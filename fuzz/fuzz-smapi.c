@@ -11,7 +11,9 @@
  * for the template SR's path, "@AREA@" for the directory SRs may be made
  * in and "@CANARY@" for the canary directory (seeds are portable).
  *
- * The sandbox (mkdtemp under $TMPDIR, once per process):
+ * The sandbox (mkdtemp under $TMPDIR, once per process; with
+ * FUZZ_SANDBOX_TMPFS set, a tmpfs of 1 GiB mounted there in a mount
+ * namespace of the process's own, where it may):
  *   area/sr   the template SR: fixed volume keys (below), made once
  *   area/     where requests may make other SRs
  *   run/      $ZFS_LIVE_RUN
@@ -38,12 +40,12 @@
  *                    never releases a loop device either.
  *   zfs-live SRs     a URI naming SR type zfs-live is skipped: the ZFS
  *                    backend runs zfs(8) on pools the input would name.
- *   paths            an input is skipped (returns -1, not kept) when the
- *                    "sr" parameter, a configuration value or the SR part
- *                    of a URI is not an absolute path inside area/, or any
- *                    other string (keys, domains; not names, descriptions,
- *                    dbg or Volume.set's k/v, which are data) holding a '/'
- *                    is not an absolute path inside area/ or canary/.  So
+ *   paths            an input is skipped (returns -1, not kept) when a
+ *                    string holding a '/' is not an absolute path inside
+ *                    area/ (the "sr" parameter, configuration values, the
+ *                    SR part of a URI) or inside area/ or canary/ (keys,
+ *                    domains, anything else but names, descriptions, dbg
+ *                    and Volume.set's k/v, which are data).  So
  *                    the code never acts on the host's own directories;
  *                    escapes through keys are still caught by the canary.
  *   thick volumes    none in the template: a thick resize would fallocate
@@ -57,6 +59,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +123,20 @@ remove_sandbox(void)
     sb_rm_contents(sandbox_fd);
     rmdir(sandbox);
   }
+}
+
+/* A tmpfs on dir seen by this process only (a mount namespace of its own:
+ * the mount goes with the process), where the privileges allow: fsync and
+ * the restores cost nothing there.  Otherwise dir as it is. */
+static void
+private_tmpfs(const char *dir)
+{
+  if (unshare(CLONE_NEWNS) == -1 ||
+      mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1 ||
+      mount("zfs-live-fuzz", dir, "tmpfs", 0, "size=1g,mode=0700") == -1)
+    fprintf(stderr,
+            "fuzz-smapi: no private tmpfs (%s); the sandbox is on %s's filesystem\n",
+            strerror(errno), dir);
 }
 
 static void
@@ -213,14 +231,16 @@ is_data(const char *field)
   return false;
 }
 
-/* A path parameter: absolute, inside area/.  Anything else with a '/':
- * absolute, inside area/ or canary/. */
+/* A string with a '/': absolute and inside area/ for a path parameter,
+ * inside area/ or canary/ for anything else. */
 static bool
 string_ok(const char *s, bool path)
 {
+  if (!strchr(s, '/'))
+    return true; /* a bare name: what the code must refuse as a path */
   if (path)
     return sb_path_within(s, area);
-  return !strchr(s, '/') || sb_path_within(s, area) || sb_path_within(s, canary);
+  return sb_path_within(s, area) || sb_path_within(s, canary);
 }
 
 static bool
@@ -477,6 +497,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
   snprintf(dir, sizeof dir, "%s/zfs-live-fuzz-smapi.XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(dir) || !realpath(dir, sandbox))
     sb_die(dir);
+  if (getenv("FUZZ_SANDBOX_TMPFS"))
+    private_tmpfs(sandbox);
   if ((sandbox_fd = open(sandbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
     sb_die(sandbox);
   atexit(remove_sandbox);

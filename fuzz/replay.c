@@ -14,7 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
+/* optional, as for libFuzzer */
+int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int ran, refused;
@@ -56,7 +57,8 @@ regular(const struct dirent *e)
 int
 main(int argc, char **argv)
 {
-  LLVMFuzzerInitialize(&argc, &argv);
+  if (LLVMFuzzerInitialize)
+    LLVMFuzzerInitialize(&argc, &argv);
   for (int i = 1; i < argc; i++) {
     struct stat st;
     if (stat(argv[i], &st) == -1) {
