@@ -15,6 +15,8 @@
  * FUZZ_SANDBOX_TMPFS set, a tmpfs of 1 GiB mounted there in a mount
  * namespace of the process's own, where it may):
  *   area/sr   the template SR: fixed volume keys (below), made once
+ *   area/crashed-<op>  SRs with calls killed part-way (recovery pending)
+ *   area/empty    an SR without volumes
  *   area/     where requests may make other SRs
  *   run/      $ZFS_LIVE_RUN
  *   canary/   must stay empty; nothing else may appear beside these
@@ -61,7 +63,9 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -87,6 +91,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define K_ELSE    "88888888-8888-4888-8888-888888888888" /* active on another host */
 #define K_NONPERS "99999999-9999-4999-8999-999999999999" /* opened non-persistent */
 #define THIS_HOST "fuzz-host-0000-this"
+/* area/empty: an SR without volumes (SR.destroy can succeed).
+ * area/crashed-<op>: SRs whose calls were killed part-way (ZFS_LIVE_FAULT),
+ * so every request on one runs recovery first; their volumes: */
+#define C_VOL  "c0000000-0000-4000-8000-000000000001" /* snapshotted */
+#define C_SNAP "c0000000-0000-4000-8000-000000000002"
+#define C_CBT  "c0000000-0000-4000-8000-000000000003" /* CBT on */
+#define C_CBT1 "c0000000-0000-4000-8000-000000000004" /* its snapshot */
+#define C_GONE "c0000000-0000-4000-8000-000000000005" /* destroy cut off */
+#define C_NEW  "c0000000-0000-4000-8000-000000000006" /* create cut off */
 
 static char sandbox[PATH_MAX], area[PATH_MAX], sr_path[PATH_MAX], canary[PATH_MAX];
 static char cwd0[PATH_MAX];
@@ -486,6 +499,108 @@ make_template(void)
   zl_sr_close(sr);
 }
 
+/* Run fn in a child killed at the fault point (the way a plugin process
+ * dies: no cleanup, locks released by the kernel). */
+static void
+crash_at(const char *point, void (*fn)(struct zl_sr *), struct zl_sr *sr)
+{
+  pid_t pid = fork();
+  int st;
+
+  if (pid == -1)
+    sb_die("fork");
+  if (pid == 0) {
+    setenv("ZFS_LIVE_FAULT", point, 1);
+    fn(sr);
+    _exit(3); /* the point was not reached */
+  }
+  if (waitpid(pid, &st, 0) != pid || !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
+    fprintf(stderr, "fuzz-smapi: template: %s was not reached\n", point);
+    abort();
+  }
+}
+
+static void
+cut_create(struct zl_sr *sr)
+{
+  struct zl_volume v;
+  struct zl_create_args a = {.key = C_NEW,
+                             .name = "cut",
+                             .description = "",
+                             .size = 1 << 20,
+                             .provisioning = ZL_PROV_DEFAULT};
+  zl_vol_create(sr, &a, &v);
+}
+
+static void
+cut_snapshot(struct zl_sr *sr)
+{
+  struct zl_volume v;
+  zl_vol_snapshot(sr, C_VOL, NULL, &v);
+}
+
+static void
+cut_resize(struct zl_sr *sr)
+{
+  zl_vol_resize(sr, C_VOL, 3 << 20);
+}
+
+static void
+cut_revert(struct zl_sr *sr)
+{
+  zl_vol_revert(sr, C_SNAP, C_VOL);
+}
+
+static void
+cut_destroy(struct zl_sr *sr)
+{
+  zl_vol_destroy(sr, C_GONE);
+}
+
+static void
+cut_cbt_snapshot(struct zl_sr *sr)
+{
+  struct zl_volume v;
+  zl_vol_snapshot(sr, C_CBT, NULL, &v);
+}
+
+/* area/crashed-<op>: the volumes above, then a call killed at point.  One
+ * per SR: the next call of a child would recover the one before. */
+static void
+make_crashed(const char *op, const char *point, void (*cut)(struct zl_sr *))
+{
+  char path[PATH_MAX + 16];
+  struct zl_volume v;
+  struct zl_create_args a = {
+      .name = "c", .description = "", .size = 2 << 20, .provisioning = ZL_PROV_DEFAULT};
+
+  static unsigned crashed;
+
+  snprintf(path, sizeof path, "%s/crashed-%s", area, op);
+  must("SR.create",
+       "{\"dbg\":\"t\",\"uuid\":\"cccccccc-cccc-4ccc-8ccc-%012x\","
+       "\"configuration\":{\"path\":\"%s\"},\"name\":\"crashed\",\"description\":\"\"}",
+       ++crashed, path);
+  struct zl_sr *sr = zl_sr_open("file-live", path);
+  core(sr ? 0 : -1, "open crashed");
+#define VOL(k, call) (core(call, k), zl_volume_free(&v))
+  a.key = C_VOL;
+  VOL(C_VOL, zl_vol_create(sr, &a, &v));
+  write_at(sr, C_VOL, 0, "before");
+  VOL(C_SNAP, zl_vol_snapshot(sr, C_VOL, C_SNAP, &v));
+  write_at(sr, C_VOL, 0, "after!");
+  a.key = C_CBT;
+  VOL(C_CBT, zl_vol_create(sr, &a, &v));
+  core(zl_vol_enable_cbt(sr, C_CBT), "enable cbt");
+  VOL(C_CBT1, zl_vol_snapshot(sr, C_CBT, C_CBT1, &v));
+  write_at(sr, C_CBT, 1 << 20, "tracked");
+  a.key = C_GONE;
+  VOL(C_GONE, zl_vol_create(sr, &a, &v));
+#undef VOL
+  crash_at(point, cut, sr);
+  zl_sr_close(sr);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -528,6 +643,17 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
   zl_log_init(NULL, verbose ? LOG_DEBUG : -1);
 
   make_template();
+  make_crashed("create", "create:data", cut_create);
+  make_crashed("resize", "resize:journaled", cut_resize);
+  make_crashed("snapshot", "snapshot:data", cut_snapshot);
+  make_crashed("revert", "revert:copied", cut_revert);
+  make_crashed("destroy", "destroy:unlisted", cut_destroy);
+  make_crashed("cbt", "cbt-rotate:switched", cut_cbt_snapshot);
+  must("SR.create",
+       "{\"dbg\":\"t\",\"uuid\":\"eeeeeeee-eeee-4eee-8eee-eeeeeeeeeeee\","
+       "\"configuration\":{\"path\":\"%s/"
+       "empty\"},\"name\":\"empty\",\"description\":\"\"}",
+       area);
   sb_copy_tree(area_fd, tpl_area_fd);
   sb_copy_tree(run_fd, tpl_run_fd);
   restore();
