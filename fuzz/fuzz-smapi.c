@@ -12,17 +12,14 @@
  * in and "@CANARY@" for the canary directory (seeds are portable).
  *
  * The sandbox (mkdtemp under $TMPDIR, once per process; with
- * FUZZ_SANDBOX_TMPFS set, a tmpfs of 1 GiB mounted there in a mount
- * namespace of the process's own, where it may):
- *   area/sr   the template SR: fixed volume keys (below), made once
- *   area/crashed-<op>  SRs with calls killed part-way (recovery pending)
- *   area/empty    an SR without volumes
- *   area/     where requests may make other SRs
- *   run/      $ZFS_LIVE_RUN
- *   canary/   must stay empty; nothing else may appear beside these
- *   tpl/      pristine copies of area/ and run/
- * Before every input area/ and run/ are restored from tpl/, so every input
- * is independent of the ones before it (a crash reproduces alone).
+ * FUZZ_SANDBOX_KEEP set, left at exit; with FUZZ_SANDBOX_TMPFS set, a tmpfs of 1 GiB
+ * mounted there in a mount namespace of the process's own, where it may): area/sr   the
+ * template SR: fixed volume keys (below), made once area/crashed-<op>  SRs with calls
+ * killed part-way (recovery pending) area/empty    an SR without volumes area/     where
+ * requests may make other SRs run/      $ZFS_LIVE_RUN canary/   must stay empty; nothing
+ * else may appear beside these tpl/      pristine copies of area/ and run/ Before every
+ * input area/ and run/ are restored from tpl/, so every input is independent of the ones
+ * before it (a crash reproduces alone).
  *
  * Checked after every request (abort on violation): the exit status and the
  * reply agree; the reply is exactly one line holding one JSON value; a
@@ -30,7 +27,11 @@
  * a well-formed SMAPIv3 error object with a kind and a message; nothing was
  * made outside area/ and run/ (canary/ empty, no new entry beside them, no
  * plain file in area/ where only SR directories belong); no descriptor
- * leaked (counted around the call); the working directory is unchanged.  The sanitizers
+ * leaked (counted around the call); the working directory is unchanged;
+ * the SRs without pending recovery (area/sr, area/empty) hold no
+ * temporary, no intent record, no image without metadata or the reverse,
+ * and are unchanged (names, sizes, small files' bytes; lock files aside)
+ * after a request that failed.  The sanitizers
  * (ASan, UBSan, LeakSanitizer per input) report the rest.
  *
  * Left out or held in, and why (the harness runs as whoever runs it, root
@@ -229,6 +230,70 @@ check_world(const struct command *cmd, const char *in, size_t len, int fds_befor
     fail(cmd->name, in, len, "", 0, "the working directory changed");
 }
 
+/* The SRs without a call pending recovery, and their digests at rest. */
+static const char *const clean_srs[] = {"sr", "empty"};
+static uint64_t clean_digest[2];
+
+static bool
+lock_file(const char *rel)
+{
+  return !strcmp(rel, ".zfs-live/lock") || !strcmp(rel, ".zfs-live/locks");
+}
+
+static bool
+has_suffix(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* A clean SR after a call: nothing left behind (temporaries, intent
+ * records, an image without metadata or metadata without an image), and
+ * unchanged if the call failed. */
+static void
+check_clean_sr(const struct command *cmd, const char *in, size_t len, int i, int rc)
+{
+  char names[8192], name[NAME_MAX + 1];
+  int dfd =
+      openat(area_fd, clean_srs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+  if (dfd == -1 || faccessat(dfd, ".zfs-live/sr.json", F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+    if (rc == 1)
+      fail(cmd->name, in, len, clean_srs[i], strlen(clean_srs[i]),
+           "a failed request removed an SR");
+    if (dfd >= 0)
+      close(dfd);
+    return; /* destroyed */
+  }
+  sb_count(dfd, names, sizeof names);
+  for (char *p = names; *p; p += strcspn(p, " ") + 1) {
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(p, " "), p);
+    char other[NAME_MAX + 16];
+    if (name[0] == '.' && strcmp(name, ".zfs-live") != 0)
+      fail(cmd->name, in, len, name, strlen(name), "a temporary left in the SR");
+    if (has_suffix(name, ".img"))
+      snprintf(other, sizeof other, "%.*s.meta.json", (int)strlen(name) - 4, name);
+    else if (has_suffix(name, ".meta.json"))
+      snprintf(other, sizeof other, "%.*s.img", (int)strlen(name) - 10, name);
+    else
+      continue;
+    if (faccessat(dfd, other, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
+      fail(cmd->name, in, len, name, strlen(name),
+           "an image or metadata without the other");
+  }
+  int j = openat(dfd, ".zfs-live/journal", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (j >= 0) {
+    sb_count(j, names, sizeof names);
+    close(j);
+    if (*names && strcmp(names, "spare ") != 0)
+      fail(cmd->name, in, len, names, strlen(names), "an intent record left behind");
+  }
+  if (rc == 1 && sb_digest(dfd, lock_file) != clean_digest[i])
+    fail(cmd->name, in, len, clean_srs[i], strlen(clean_srs[i]),
+         "a failed request changed the SR");
+  close(dfd);
+}
+
 /* --- what the input may name (see the header) ------------------------------- */
 
 static const char *const data_fields[] = {
@@ -390,6 +455,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   int rc = handle(cmd, in, len, &out, &outlen);
   check_reply(cmd, in, len, rc, out, outlen);
   check_world(cmd, in, len, fds);
+  for (int i = 0; i < 2; i++)
+    check_clean_sr(cmd, in, len, i, rc);
   free(out);
   free(in);
   zl_error_clear();
@@ -616,7 +683,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     private_tmpfs(sandbox);
   if ((sandbox_fd = open(sandbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
     sb_die(sandbox);
-  atexit(remove_sandbox);
+  if (!getenv("FUZZ_SANDBOX_KEEP"))
+    atexit(remove_sandbox);
   area_fd = sub("area", true);
   run_fd = sub("run", true);
   canary_fd = sub("canary", true);
@@ -657,6 +725,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
   sb_copy_tree(area_fd, tpl_area_fd);
   sb_copy_tree(run_fd, tpl_run_fd);
   restore();
+  for (int i = 0; i < 2; i++) {
+    int dfd = openat(area_fd, clean_srs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd == -1)
+      sb_die(clean_srs[i]);
+    clean_digest[i] = sb_digest(dfd, lock_file);
+    close(dfd);
+  }
   if (!getcwd(cwd0, sizeof cwd0))
     sb_die("getcwd");
   return 0;

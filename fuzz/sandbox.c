@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,4 +190,90 @@ sb_path_within(const char *path, const char *dir)
   }
   size_t d = strlen(dir);
   return strncmp(norm, dir, d) == 0 && (norm[d] == '\0' || norm[d] == '/');
+}
+
+static uint64_t
+fnv(uint64_t h, const void *p, size_t n)
+{
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ c[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names of dfd's entries, sorted (malloc()ed, *n of them). */
+static char **
+sorted_names(int dfd, size_t *n)
+{
+  DIR *d = dir_of(dfd);
+  struct dirent *e;
+  char **v = NULL;
+
+  *n = 0;
+  while ((e = readdir(d))) {
+    if (dots(e->d_name))
+      continue;
+    char **nv = realloc(v, (*n + 1) * sizeof *v);
+    if (!nv || !(nv[*n] = strdup(e->d_name)))
+      sb_die("malloc");
+    v = nv;
+    (*n)++;
+  }
+  closedir(d);
+  if (*n)
+    qsort(v, *n, sizeof *v, by_name);
+  return v;
+}
+
+static uint64_t
+digest_at(int dfd, const char *rel, bool (*skip)(const char *rel), uint64_t h)
+{
+  size_t n;
+  char **names = sorted_names(dfd, &n);
+
+  for (size_t i = 0; i < n; i++) {
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s%s%s", rel, *rel ? "/" : "", names[i]);
+    if (skip && skip(path))
+      goto next;
+    if (fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1)
+      sb_die(path);
+    h = fnv(h, path, strlen(path) + 1);
+    h = fnv(h, &st.st_mode, sizeof st.st_mode);
+    if (S_ISDIR(st.st_mode)) {
+      int sub = openat(dfd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub == -1)
+        sb_die(path);
+      h = digest_at(sub, path, skip, h);
+      close(sub);
+    } else if (S_ISREG(st.st_mode)) {
+      h = fnv(h, &st.st_size, sizeof st.st_size);
+      if (st.st_size <= 65536) {
+        static char buf[65536];
+        int fd = openat(dfd, names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        ssize_t r = fd == -1 ? -1 : pread(fd, buf, sizeof buf, 0);
+        if (r < 0)
+          sb_die(path);
+        h = fnv(h, buf, (size_t)r);
+        close(fd);
+      }
+    }
+  next:
+    free(names[i]);
+  }
+  free(names);
+  return h;
+}
+
+uint64_t
+sb_digest(int dfd, bool (*skip)(const char *rel))
+{
+  return digest_at(dfd, "", skip, 0xcbf29ce484222325ull);
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Print what failed (with errno) and abort. */
 void sb_die(const char *what) __attribute__((noreturn));
@@ -21,5 +22,10 @@ int sb_open_fds(void);
 /* Is the absolute path, with "." and ".." resolved lexically, dir or
  * below it?  (dir: canonical.)  False for a relative path. */
 bool sb_path_within(const char *path, const char *dir);
+
+/* A hash of the tree below dfd: names, types, sizes, and the content of
+ * files up to 64 KiB; entries for which skip(relative path) is true are
+ * left out. */
+uint64_t sb_digest(int dfd, bool (*skip)(const char *rel));
 
 #endif
