@@ -3,7 +3,9 @@
  * real file SR.  Built and run by scripts/fuzz.sh (clang); replayed over
  * fuzz/seeds/smapi/ by the unit tests (fuzz/replay.c, gcc).
  *
- * An input is "<Method>\n<request>": the method's name as a plugin link
+ * An input is "<Method>\n<request>", or up to four of them separated by
+ * lines "--" (a sequence: each request sees what the ones before did; the
+ * restore comes after the last): the method's name as a plugin link
  * is named (looked up as xapi-storage-script does, case-insensitively, in
  * the dispatch table's SMAPIv3 rows), then the bytes xapi-storage-script
  * writes on stdin.  Volume-plugin methods run for SR type file-live,
@@ -31,7 +33,7 @@
  * the SRs without pending recovery (area/sr, area/empty) hold no
  * temporary, no intent record, no image without metadata or the reverse,
  * and are unchanged (names, sizes, small files' bytes; lock files aside)
- * after a request that failed.  The sanitizers
+ * by a request that failed.  The sanitizers
  * (ASan, UBSan, LeakSanitizer per input) report the rest.
  *
  * Left out or held in, and why (the harness runs as whoever runs it, root
@@ -53,7 +55,8 @@
  *                    escapes through keys are still caught by the canary.
  *   thick volumes    none in the template: a thick resize would fallocate
  *                    whatever size the input asks for on the host's disk.
- *   one request per input: state comes from the template. */
+ *                    Inputs that say "thick" run only on the private tmpfs
+ *                    (1 GiB), where a later request may create one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -105,7 +108,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char sandbox[PATH_MAX], area[PATH_MAX], sr_path[PATH_MAX], canary[PATH_MAX];
 static char cwd0[PATH_MAX];
 static int sandbox_fd = -1, area_fd, run_fd, canary_fd, tpl_area_fd, tpl_run_fd;
-static bool verbose;
+static bool verbose, on_tmpfs;
+
+/* An input is up to MAX_REQUESTS blocks, one request each, separated by
+ * SEPARATOR lines. */
+#define MAX_REQUESTS 4
+#define SEPARATOR    "\n--\n"
 
 static void
 fail(const char *method, const char *in, size_t len, const char *reply, size_t rlen,
@@ -147,10 +155,13 @@ private_tmpfs(const char *dir)
 {
   if (unshare(CLONE_NEWNS) == -1 ||
       mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1 ||
-      mount("zfs-live-fuzz", dir, "tmpfs", 0, "size=1g,mode=0700") == -1)
+      mount("zfs-live-fuzz", dir, "tmpfs", 0, "size=1g,mode=0700") == -1) {
     fprintf(stderr,
             "fuzz-smapi: no private tmpfs (%s); the sandbox is on %s's filesystem\n",
             strerror(errno), dir);
+    return;
+  }
+  on_tmpfs = true;
 }
 
 static void
@@ -250,19 +261,44 @@ has_suffix(const char *s, const char *suffix)
 /* A clean SR after a call: nothing left behind (temporaries, intent
  * records, an image without metadata or metadata without an image), and
  * unchanged if the call failed. */
-static void
-check_clean_sr(const struct command *cmd, const char *in, size_t len, int i, int rc)
+/* The clean SR i's directory, or -1 if it is no SR (any more). */
+static int
+clean_sr_fd(int i)
 {
-  char names[8192], name[NAME_MAX + 1];
   int dfd =
       openat(area_fd, clean_srs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
-  if (dfd == -1 || faccessat(dfd, ".zfs-live/sr.json", F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
-    if (rc == 1)
+  if (dfd >= 0 && faccessat(dfd, ".zfs-live/sr.json", F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+    close(dfd);
+    dfd = -1;
+  }
+  return dfd;
+}
+
+/* Its digest before a request (the template's for the first); 0: no SR. */
+static uint64_t
+clean_sr_digest(int i, bool first)
+{
+  if (first)
+    return clean_digest[i];
+  int dfd = clean_sr_fd(i);
+  uint64_t d = dfd == -1 ? 0 : sb_digest(dfd, lock_file);
+  if (dfd >= 0)
+    close(dfd);
+  return d;
+}
+
+static void
+check_clean_sr(const struct command *cmd, const char *in, size_t len, int i, int rc,
+               uint64_t before)
+{
+  char names[8192], name[NAME_MAX + 1];
+  int dfd = clean_sr_fd(i);
+
+  if (dfd == -1) {
+    if (rc == 1 && before != 0)
       fail(cmd->name, in, len, clean_srs[i], strlen(clean_srs[i]),
            "a failed request removed an SR");
-    if (dfd >= 0)
-      close(dfd);
     return; /* destroyed */
   }
   sb_count(dfd, names, sizeof names);
@@ -288,7 +324,7 @@ check_clean_sr(const struct command *cmd, const char *in, size_t len, int i, int
     if (*names && strcmp(names, "spare ") != 0)
       fail(cmd->name, in, len, names, strlen(names), "an intent record left behind");
   }
-  if (rc == 1 && sb_digest(dfd, lock_file) != clean_digest[i])
+  if (rc == 1 && sb_digest(dfd, lock_file) != before)
     fail(cmd->name, in, len, clean_srs[i], strlen(clean_srs[i]),
          "a failed request changed the SR");
   close(dfd);
@@ -427,39 +463,85 @@ substitute(const char *in, size_t *len)
   return exact;
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+struct request {
+  const struct command *cmd;
+  char *in; /* the bytes after substitution, exactly len of them */
+  size_t len;
+};
+
+/* One "<Method>\n<request>" block; 0, or -1 if it is not to run. */
+static int
+parse_block(const char *p, size_t n, struct request *r)
 {
-  const char *nl = memchr(data, '\n', size < 64 ? size : 64);
+  const char *nl = memchr(p, '\n', n < 64 ? n : 64);
   char method[64];
 
   if (!nl)
     return -1;
-  snprintf(method, sizeof method, "%.*s", (int)(nl - (const char *)data),
-           (const char *)data);
-  const struct command *cmd = command_find(method, IN_VOLUME | IN_DATAPATH);
-  if (!cmd || strcmp(cmd->name, "Datapath.attach") == 0)
+  snprintf(method, sizeof method, "%.*s", (int)(nl - p), p);
+  r->cmd = command_find(method, IN_VOLUME | IN_DATAPATH);
+  if (!r->cmd || strcmp(r->cmd->name, "Datapath.attach") == 0)
     return -1;
-
-  size_t len = size - (size_t)(nl + 1 - (const char *)data);
-  char *in = substitute(nl + 1, &len);
-  if (!request_ok(in, len)) {
-    free(in);
+  r->len = n - (size_t)(nl + 1 - p);
+  r->in = substitute(nl + 1, &r->len);
+  if (!request_ok(r->in, r->len)) {
+    free(r->in);
     return -1;
   }
-  char *out = NULL;
-  size_t outlen = 0;
-  /* counted here: libFuzzer and the sanitizers open descriptors of their
-   * own between inputs (the symbolizer's pipes) */
-  int fds = sb_open_fds();
-  int rc = handle(cmd, in, len, &out, &outlen);
-  check_reply(cmd, in, len, rc, out, outlen);
-  check_world(cmd, in, len, fds);
-  for (int i = 0; i < 2; i++)
-    check_clean_sr(cmd, in, len, i, rc);
-  free(out);
-  free(in);
-  zl_error_clear();
+  return 0;
+}
+
+/* Split data into blocks at SEPARATOR lines; all or nothing. */
+static int
+parse_input(const char *data, size_t size, struct request *reqs, int *n)
+{
+  static const char sep[] = SEPARATOR;
+  const char *p = data, *end = data + size;
+
+  for (*n = 0; *n < MAX_REQUESTS; (*n)++) {
+    const char *s = memmem(p, (size_t)(end - p), sep, strlen(sep));
+    const char *stop = s ? s : end;
+    if (parse_block(p, (size_t)(stop - p), &reqs[*n]) == -1)
+      break;
+    if (!s) {
+      (*n)++;
+      return 0;
+    }
+    p = s + strlen(sep);
+  }
+  for (int i = 0; i < *n; i++)
+    free(reqs[i].in);
+  return -1;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+  struct request reqs[MAX_REQUESTS];
+  int n;
+
+  /* without the private tmpfs, a thick volume would take the disk's space */
+  if ((!on_tmpfs && memmem(data, size, "thick", 5)) ||
+      parse_input((const char *)data, size, reqs, &n) == -1)
+    return -1;
+  for (int i = 0; i < n; i++) {
+    const struct request *r = &reqs[i];
+    uint64_t before[2] = {clean_sr_digest(0, i == 0), clean_sr_digest(1, i == 0)};
+    char *out = NULL;
+    size_t outlen = 0;
+    /* counted here: libFuzzer and the sanitizers open descriptors of their
+     * own between inputs (the symbolizer's pipes) */
+    int fds = sb_open_fds();
+    int rc = handle(r->cmd, r->in, r->len, &out, &outlen);
+    check_reply(r->cmd, r->in, r->len, rc, out, outlen);
+    check_world(r->cmd, r->in, r->len, fds);
+    for (int j = 0; j < 2; j++)
+      check_clean_sr(r->cmd, r->in, r->len, j, rc, before[j]);
+    free(out);
+    zl_error_clear();
+  }
+  for (int i = 0; i < n; i++)
+    free(reqs[i].in);
   restore();
   return 0;
 }
