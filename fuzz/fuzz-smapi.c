@@ -26,7 +26,8 @@
  * Checked after every request (abort on violation): the exit status and the
  * reply agree; the reply is exactly one line holding one JSON value; a
  * result has the shape of the method's v5 type (smapi-check.c), an error is
- * a well-formed SMAPIv3 error object with a kind and a message; nothing was
+ * a well-formed SMAPIv3 error object with a kind and a message; a success
+ * did what was asked, as follow-up calls see it (smapi-oracle.c); nothing was
  * made outside area/ and run/ (canary/ empty, no new entry beside them, no
  * plain file in area/ where only SR directories belong); no descriptor
  * leaked (counted around the call); the working directory is unchanged;
@@ -76,34 +77,14 @@
 #include "core/core.h"
 #include "fuzz/sandbox.h"
 #include "fuzz/smapi-check.h"
+#include "fuzz/smapi-oracle.h"
+#include "fuzz/smapi-template.h"
 #include "smapi/smapi.h"
 #include "util/error.h"
 #include "util/log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The template SR's volumes. */
-#define SR_UUID   "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
-#define K_VOL     "11111111-1111-4111-8111-111111111111" /* data, keys */
-#define K_SNAP    "22222222-2222-4222-8222-222222222222" /* snapshot of K_VOL */
-#define K_CLONE   "33333333-3333-4333-8333-333333333333" /* clone of K_SNAP */
-#define K_CBT     "44444444-4444-4444-8444-444444444444" /* CBT on, 37 MiB */
-#define K_CBT_S1  "55555555-5555-4555-8555-555555555555" /* its data destroyed */
-#define K_CBT_S2  "66666666-6666-4666-8666-666666666666"
-#define K_CBT_S3  "77777777-7777-4777-8777-777777777777"
-#define K_ELSE    "88888888-8888-4888-8888-888888888888" /* active on another host */
-#define K_NONPERS "99999999-9999-4999-8999-999999999999" /* opened non-persistent */
-#define THIS_HOST "fuzz-host-0000-this"
-/* area/empty: an SR without volumes (SR.destroy can succeed).
- * area/crashed-<op>: SRs whose calls were killed part-way (ZFS_LIVE_FAULT),
- * so every request on one runs recovery first; their volumes: */
-#define C_VOL  "c0000000-0000-4000-8000-000000000001" /* snapshotted */
-#define C_SNAP "c0000000-0000-4000-8000-000000000002"
-#define C_CBT  "c0000000-0000-4000-8000-000000000003" /* CBT on */
-#define C_CBT1 "c0000000-0000-4000-8000-000000000004" /* its snapshot */
-#define C_GONE "c0000000-0000-4000-8000-000000000005" /* destroy cut off */
-#define C_NEW  "c0000000-0000-4000-8000-000000000006" /* create cut off */
 
 static char sandbox[PATH_MAX], area[PATH_MAX], sr_path[PATH_MAX], canary[PATH_MAX];
 static char cwd0[PATH_MAX];
@@ -463,6 +444,39 @@ substitute(const char *in, size_t *len)
   return exact;
 }
 
+/* A follow-up call for the oracle, checked like any reply. */
+static json_t *
+oracle_call(const char *method, const json_t *params, int *rc)
+{
+  const struct command *cmd = command_find(method, IN_VOLUME | IN_DATAPATH);
+  char *in = json_dumps(params, JSON_COMPACT), *out = NULL;
+  size_t outlen = 0;
+
+  if (!cmd || !in)
+    sb_die("oracle");
+  *rc = handle(cmd, in, strlen(in), &out, &outlen);
+  check_reply(cmd, in, strlen(in), *rc, out, outlen);
+  json_t *v = json_loadb(out, outlen, JSON_DECODE_ANY, NULL);
+  free(in);
+  free(out);
+  return v;
+}
+
+/* After a success: did it do what was asked? */
+static void
+check_done(const struct command *cmd, const char *in, size_t len, const char *out,
+           size_t outlen)
+{
+  json_t *params = json_loadb(in, len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *result = json_loadb(out, outlen, JSON_DECODE_ANY, NULL);
+  const char *why = smapi_oracle(cmd->name, params, result, oracle_call);
+
+  if (why)
+    fail(cmd->name, in, len, out, outlen, why);
+  json_decref(params);
+  json_decref(result);
+}
+
 struct request {
   const struct command *cmd;
   char *in; /* the bytes after substitution, exactly len of them */
@@ -534,6 +548,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int fds = sb_open_fds();
     int rc = handle(r->cmd, r->in, r->len, &out, &outlen);
     check_reply(r->cmd, r->in, r->len, rc, out, outlen);
+    if (rc == 0)
+      check_done(r->cmd, r->in, r->len, out, outlen);
     check_world(r->cmd, r->in, r->len, fds);
     for (int j = 0; j < 2; j++)
       check_clean_sr(r->cmd, r->in, r->len, j, rc, before[j]);
@@ -546,208 +562,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   return 0;
 }
 
-/* --- the template ------------------------------------------------------------ */
-
-/* A call that must succeed while the template is made. */
-static void must(const char *method, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
+/* A request of the template's making: it must succeed. */
 static void
-must(const char *method, const char *fmt, ...)
+template_call(const char *method, const char *in)
 {
-  char *in = NULL, *out = NULL;
-  size_t outlen = 0;
-  va_list ap;
-
-  va_start(ap, fmt);
-  int n = vasprintf(&in, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    sb_die("vasprintf");
   const struct command *cmd = command_find(method, IN_VOLUME | IN_DATAPATH);
-  if (!cmd || handle(cmd, in, (size_t)n, &out, &outlen) != 0)
-    fail(method, in, (size_t)n, out, outlen, "making the template failed");
-  free(in);
+  char *out = NULL;
+  size_t outlen = 0;
+
+  if (!cmd || handle(cmd, in, strlen(in), &out, &outlen) != 0)
+    fail(method, in, strlen(in), out, outlen, "making the template failed");
   free(out);
-}
-
-static void
-core(int r, const char *what)
-{
-  if (r == -1) {
-    fprintf(stderr, "fuzz-smapi: template: %s: %s\n", what, zl_error_msg());
-    abort();
-  }
-}
-
-static void
-write_at(struct zl_sr *sr, const char *key, off_t off, const char *text)
-{
-  int fd = zl_vol_open(sr, key, O_RDWR);
-  struct zl_cbt_writer *w = zl_cbt_writer_open(sr, key);
-  size_t n = strlen(text);
-
-  core(fd == -1 || (!w && errno != 0) ? -1 : 0, key);
-  zl_cbt_mark(w, (uint64_t)off, n);
-  if (pwrite(fd, text, n, off) != (ssize_t)n || fsync(fd) == -1)
-    sb_die("write");
-  zl_cbt_mark(w, (uint64_t)off, n);
-  core(zl_cbt_sync(w), "cbt sync");
-  zl_cbt_writer_close(w);
-  close(fd);
-}
-
-static void
-make_template(void)
-{
-  struct zl_volume v;
-  struct zl_create_args a = {.name = "disk",
-                             .description = "",
-                             .size = 16 << 20,
-                             .provisioning = ZL_PROV_DEFAULT};
-
-  must("SR.create",
-       "{\"dbg\":\"t\",\"uuid\":\"" SR_UUID "\",\"configuration\":{\"path\":\"%s\"},"
-       "\"name\":\"fuzz\",\"description\":\"the template\"}",
-       sr_path);
-  struct zl_sr *sr = zl_sr_open("file-live", sr_path);
-  core(sr ? 0 : -1, "open");
-#define VOL(k, call) (core(call, k), zl_volume_free(&v))
-  a.key = K_VOL;
-  VOL(K_VOL, zl_vol_create(sr, &a, &v));
-  write_at(sr, K_VOL, 0, "the first block");
-  write_at(sr, K_VOL, 5 << 20, "five MiB in");
-  core(zl_vol_set(sr, K_VOL, "vdi-type", "user"), "set");
-  core(zl_vol_set(sr, K_VOL, "_sm_config_x", "y"), "set");
-  core(zl_vol_set_description(sr, K_VOL, "line one\nline two\t\"quoted\""), "describe");
-  VOL(K_SNAP, zl_vol_snapshot(sr, K_VOL, K_SNAP, &v));
-  write_at(sr, K_VOL, 1 << 20, "after the snapshot");
-  VOL(K_CLONE, zl_vol_clone(sr, K_SNAP, K_CLONE, &v));
-  core(zl_vol_set(sr, K_VOL, "clone-on-boot", K_CLONE), "set");
-
-  a.key = K_CBT, a.name = "tracked", a.size = 37 << 20;
-  VOL(K_CBT, zl_vol_create(sr, &a, &v));
-  core(zl_vol_enable_cbt(sr, K_CBT), "enable cbt");
-  write_at(sr, K_CBT, 0, "one");
-  VOL(K_CBT_S1, zl_vol_snapshot(sr, K_CBT, K_CBT_S1, &v));
-  write_at(sr, K_CBT, 3 << 20, "two");
-  VOL(K_CBT_S2, zl_vol_snapshot(sr, K_CBT, K_CBT_S2, &v));
-  write_at(sr, K_CBT, (37 << 20) - 3, "end");
-  VOL(K_CBT_S3, zl_vol_snapshot(sr, K_CBT, K_CBT_S3, &v));
-  core(zl_vol_data_destroy(sr, K_CBT_S1), "data destroy");
-
-  a.key = K_ELSE, a.name = "elsewhere", a.size = 1 << 20;
-  VOL(K_ELSE, zl_vol_create(sr, &a, &v));
-  setenv("ZFS_LIVE_HOST_UUID", "fuzz-host-1111-other", 1);
-  core(zl_dp_activate(sr, K_ELSE, "7", false), "activate elsewhere");
-  setenv("ZFS_LIVE_HOST_UUID", THIS_HOST, 1);
-  a.key = K_NONPERS, a.name = "non-persistent";
-  VOL(K_NONPERS, zl_vol_create(sr, &a, &v));
-  core(zl_dp_open(sr, K_NONPERS, false), "open non-persistent");
-#undef VOL
-  zl_sr_close(sr);
-}
-
-/* Run fn in a child killed at the fault point (the way a plugin process
- * dies: no cleanup, locks released by the kernel). */
-static void
-crash_at(const char *point, void (*fn)(struct zl_sr *), struct zl_sr *sr)
-{
-  pid_t pid = fork();
-  int st;
-
-  if (pid == -1)
-    sb_die("fork");
-  if (pid == 0) {
-    setenv("ZFS_LIVE_FAULT", point, 1);
-    fn(sr);
-    _exit(3); /* the point was not reached */
-  }
-  if (waitpid(pid, &st, 0) != pid || !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
-    fprintf(stderr, "fuzz-smapi: template: %s was not reached\n", point);
-    abort();
-  }
-}
-
-static void
-cut_create(struct zl_sr *sr)
-{
-  struct zl_volume v;
-  struct zl_create_args a = {.key = C_NEW,
-                             .name = "cut",
-                             .description = "",
-                             .size = 1 << 20,
-                             .provisioning = ZL_PROV_DEFAULT};
-  zl_vol_create(sr, &a, &v);
-}
-
-static void
-cut_snapshot(struct zl_sr *sr)
-{
-  struct zl_volume v;
-  zl_vol_snapshot(sr, C_VOL, NULL, &v);
-}
-
-static void
-cut_resize(struct zl_sr *sr)
-{
-  zl_vol_resize(sr, C_VOL, 3 << 20);
-}
-
-static void
-cut_revert(struct zl_sr *sr)
-{
-  zl_vol_revert(sr, C_SNAP, C_VOL);
-}
-
-static void
-cut_destroy(struct zl_sr *sr)
-{
-  zl_vol_destroy(sr, C_GONE);
-}
-
-static void
-cut_cbt_snapshot(struct zl_sr *sr)
-{
-  struct zl_volume v;
-  zl_vol_snapshot(sr, C_CBT, NULL, &v);
-}
-
-/* area/crashed-<op>: the volumes above, then a call killed at point.  One
- * per SR: the next call of a child would recover the one before. */
-static void
-make_crashed(const char *op, const char *point, void (*cut)(struct zl_sr *))
-{
-  char path[PATH_MAX + 16];
-  struct zl_volume v;
-  struct zl_create_args a = {
-      .name = "c", .description = "", .size = 2 << 20, .provisioning = ZL_PROV_DEFAULT};
-
-  static unsigned crashed;
-
-  snprintf(path, sizeof path, "%s/crashed-%s", area, op);
-  must("SR.create",
-       "{\"dbg\":\"t\",\"uuid\":\"cccccccc-cccc-4ccc-8ccc-%012x\","
-       "\"configuration\":{\"path\":\"%s\"},\"name\":\"crashed\",\"description\":\"\"}",
-       ++crashed, path);
-  struct zl_sr *sr = zl_sr_open("file-live", path);
-  core(sr ? 0 : -1, "open crashed");
-#define VOL(k, call) (core(call, k), zl_volume_free(&v))
-  a.key = C_VOL;
-  VOL(C_VOL, zl_vol_create(sr, &a, &v));
-  write_at(sr, C_VOL, 0, "before");
-  VOL(C_SNAP, zl_vol_snapshot(sr, C_VOL, C_SNAP, &v));
-  write_at(sr, C_VOL, 0, "after!");
-  a.key = C_CBT;
-  VOL(C_CBT, zl_vol_create(sr, &a, &v));
-  core(zl_vol_enable_cbt(sr, C_CBT), "enable cbt");
-  VOL(C_CBT1, zl_vol_snapshot(sr, C_CBT, C_CBT1, &v));
-  write_at(sr, C_CBT, 1 << 20, "tracked");
-  a.key = C_GONE;
-  VOL(C_GONE, zl_vol_create(sr, &a, &v));
-#undef VOL
-  crash_at(point, cut, sr);
-  zl_sr_close(sr);
 }
 
 int
@@ -783,7 +608,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
   char run[PATH_MAX + 8];
   snprintf(run, sizeof run, "%s/run", sandbox);
   setenv("ZFS_LIVE_RUN", run, 1);
-  setenv("ZFS_LIVE_HOST_UUID", THIS_HOST, 1);
+  setenv("ZFS_LIVE_HOST_UUID", SMAPI_TEMPLATE_HOST, 1);
   setenv("ZFS_LIVE_NODE", "fuzz-node", 1);
   unsetenv("ZFS_LIVE_FAULT");
   unsetenv("ZFS_LIVE_TEST_WRITE_DELAY_US");
@@ -792,18 +617,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
   setenv("ZFS_LIVE_DEBUG", "1", 1);
   zl_log_init(NULL, verbose ? LOG_DEBUG : -1);
 
-  make_template();
-  make_crashed("create", "create:data", cut_create);
-  make_crashed("resize", "resize:journaled", cut_resize);
-  make_crashed("snapshot", "snapshot:data", cut_snapshot);
-  make_crashed("revert", "revert:copied", cut_revert);
-  make_crashed("destroy", "destroy:unlisted", cut_destroy);
-  make_crashed("cbt", "cbt-rotate:switched", cut_cbt_snapshot);
-  must("SR.create",
-       "{\"dbg\":\"t\",\"uuid\":\"eeeeeeee-eeee-4eee-8eee-eeeeeeeeeeee\","
-       "\"configuration\":{\"path\":\"%s/"
-       "empty\"},\"name\":\"empty\",\"description\":\"\"}",
-       area);
+  smapi_template_make(area, template_call);
   sb_copy_tree(area_fd, tpl_area_fd);
   sb_copy_tree(run_fd, tpl_run_fd);
   restore();

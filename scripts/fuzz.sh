@@ -48,7 +48,8 @@ build() { # name, sources...
     -o "$out/fuzz-$name" "$@" $LIBS
 }
 build zstream fuzz/fuzz-zstream.c
-build smapi fuzz/fuzz-smapi.c fuzz/smapi-check.c fuzz/sandbox.c
+build smapi fuzz/fuzz-smapi.c fuzz/smapi-check.c fuzz/smapi-oracle.c \
+  fuzz/smapi-template.c fuzz/sandbox.c
 build ganeti-env fuzz/fuzz-ganeti-env.c
 
 # The SMAPIv3 harness makes its sandbox (a file SR, restored before every
