@@ -5,7 +5,8 @@
 #   make demo       the main job on the embedded default (a file SR)
 #   make install    DESTDIR=... PREFIX=/usr
 #   make bench      benchmarks against the named peers (bench/)
-#   make fuzz       libFuzzer on the send stream parser (clang; FUZZ_TIME=60 seconds)
+#   make fuzz       libFuzzer: send stream parser, SMAPIv3 requests, Ganeti env
+#                   (clang; FUZZ_TIME=60 seconds per harness, run in turn)
 
 PREFIX ?= /usr
 DESTDIR ?=

@@ -1,5 +1,5 @@
 /* fuzz-zstream.c: libFuzzer harness for the send stream parser
- * (src/backend/zfs-stream.c).  Built and run by scripts/fuzz.sh, outside
+ * (src/backend/zfs/stream.c).  Built and run by scripts/fuzz.sh, outside
  * the meson build (it needs clang).
  *
  * Each input is a stream.  It is fed to three parsers:

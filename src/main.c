@@ -98,10 +98,7 @@ smapi_main(int argc, char **argv, const char *method)
     return smapi_run(cmd, kind, type);
   }
   /* Could not even start: still answer in the protocol. */
-  json_t *err = smapi_error_object();
-  json_dumpf(err, stdout, JSON_COMPACT);
-  fputc('\n', stdout);
-  json_decref(err);
+  smapi_emit_error(stdout);
   zl_err("%s", zl_error_msg());
   return 1;
 }

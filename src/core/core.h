@@ -319,6 +319,10 @@ int zl_check_key(const char *key); /* -1 with a clear error */
 int zl_check_name(const char *name, const char *what);
 int zl_check_description(const char *d, const char *what);
 int zl_check_keys_entry(const char *k, const char *v); /* v NULL: for unset */
+/* The length of the UTF-8 sequence at s (1-4), or 0 if it is not one:
+ * no overlong forms, no surrogates, nothing past U+10FFFF (what JSON, and
+ * so the metadata and both protocols, can carry). */
+size_t zl_utf8_len(const unsigned char *s);
 int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
 /* Does the SR at path key say it is of this type?  (True if there is no
  * SR there at all: the caller will find out.) */

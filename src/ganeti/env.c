@@ -210,9 +210,19 @@ take_param(struct gnt_req *r, const char *name, const char *value)
         return -1;
       }
     }
-    r->tune[r->ntune][0] = p->tunable;
-    r->tune[r->ntune][1] = value;
-    r->ntune++;
+    /* a variable given twice (execve allows it): the last one counts, as
+     * for every other variable, and tune[] never holds more than the
+     * tunables there are */
+    int i = 0;
+    while (i < r->ntune && strcmp(r->tune[i][0], p->tunable) != 0)
+      i++;
+    if (i == GNT_MAX_TUNE) {
+      zl_error(EINVAL, "too many tunables");
+      return -1;
+    }
+    r->tune[i][0] = p->tunable;
+    r->tune[i][1] = value;
+    r->ntune += i == r->ntune;
   }
   return 0;
 }

@@ -7,6 +7,7 @@
  *   logs   syslog LOCAL2 and stderr, never stdout
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,19 +65,51 @@ read_stdin(char **bufp, size_t *lenp)
   return 0;
 }
 
+static int
+emit(json_t *value, FILE *out)
+{
+  if (json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
+      fputc('\n', out) == EOF || fflush(out) == EOF) {
+    zl_err("cannot write the reply: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* s with every byte that does not begin valid UTF-8 replaced by '?'
+ * (malloc()ed, or NULL).  Messages quote what the caller sent, and may be
+ * cut at any byte; JSON strings must be UTF-8. */
+static char *
+utf8_clean(const char *s)
+{
+  char *out = strdup(s ? s : "");
+
+  for (unsigned char *p = (unsigned char *)out; p && *p;) {
+    size_t n = zl_utf8_len(p);
+    if (n == 0)
+      *p++ = '?';
+    else
+      p += n;
+  }
+  return out;
+}
+
 /* The one place where errors become SMAPIv3 error objects. */
 json_t *
 smapi_error_object(void)
 {
   enum zl_errkind kind = zl_error_get_kind();
-  const char *msg = zl_error_msg();
+  CLEANUP_FREE char *msg = utf8_clean(zl_error_msg());
+  CLEANUP_FREE char *subject = utf8_clean(zl_error_get_subject());
   const char *code = "SR_BACKEND_FAILURE";
   json_t *params;
 
+  if (!msg || !subject)
+    return NULL;
   switch (kind) {
   case ZL_ERR_ACTIVE_ELSEWHERE:
     /* xapi redirects the operation when params are exactly this pair */
-    params = json_pack("[s, s]", "Activated_on_another_host", zl_error_get_subject());
+    params = json_pack("[s, s]", "Activated_on_another_host", subject);
     break;
   case ZL_ERR_SIZE:
     code = "SR_BACKEND_FAILURE_79";
@@ -95,15 +128,18 @@ smapi_error_object(void)
                    "backtrace", "error", msg, "files", "lines");
 }
 
-static int
-emit(json_t *value)
+void
+smapi_emit_error(FILE *out)
 {
-  if (json_dumpf(value, stdout, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
-      fputc('\n', stdout) == EOF || fflush(stdout) == EOF) {
-    zl_err("cannot write the reply to stdout: %s", strerror(errno));
-    return -1;
+  CLEANUP_JSON json_t *err = smapi_error_object();
+
+  if (!err || emit(err, out) == -1) {
+    fputs("{\"code\":\"SR_BACKEND_FAILURE\",\"params\":[\"Internal_error\",\"cannot "
+          "render the error\"],\"backtrace\":{\"error\":\"cannot render the "
+          "error\",\"files\":[],\"lines\":[]}}\n",
+          out);
+    fflush(out);
   }
-  return 0;
 }
 
 static double
@@ -114,40 +150,65 @@ now_ms(void)
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The result of one call, or NULL with the error set. */
+static json_t *
+call(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
+     const char *in, size_t len)
+{
+  CLEANUP_JSON json_t *params = NULL;
+  json_error_t jerr;
+  struct smapi_call c = {.method = cmd->name, .kind = kind, .sr_type = sr_type};
+
+  params = json_loadb(in, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!params) {
+    zl_error(EINVAL, "malformed JSON on stdin: %s (line %d, column %d)", jerr.text,
+             jerr.line, jerr.column);
+    return NULL;
+  }
+  if (!json_is_object(params)) {
+    zl_error(EINVAL, "parameters on stdin must be a JSON object");
+    return NULL;
+  }
+  if (zl_json_string(params, "dbg", "parameter", &c.dbg) == -1)
+    return NULL;
+  c.params = params;
+  /* in is not NUL-terminated */
+  zl_debug("dbg=%s params=%.*s", c.dbg, (int)(len < INT_MAX ? len : INT_MAX), in);
+  return cmd->smapi(&c);
+}
+
+int
+smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
+             const char *in, size_t len, FILE *out)
+{
+  zl_error_clear();
+  CLEANUP_JSON json_t *result = call(cmd, kind, sr_type, in, len);
+  if (result)
+    return emit(result, out) == 0 ? 0 : 1;
+  smapi_emit_error(out);
+  return 1;
+}
+
 int
 smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type)
 {
   CLEANUP_FREE char *input = NULL;
-  CLEANUP_JSON json_t *params = NULL;
-  CLEANUP_JSON json_t *result = NULL;
-  json_error_t jerr;
   size_t len;
   double t0 = now_ms();
-  struct smapi_call call = {.method = cmd->name, .kind = kind, .sr_type = sr_type};
+  int rc;
 
   zl_log_set_tag(cmd->name);
   if (read_stdin(&input, &len) == 0) {
-    params = json_loadb(input, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!params)
-      zl_error(EINVAL, "malformed JSON on stdin: %s (line %d, column %d)", jerr.text,
-               jerr.line, jerr.column);
-    else if (!json_is_object(params))
-      zl_error(EINVAL, "parameters on stdin must be a JSON object");
-    else if (zl_json_string(params, "dbg", "parameter", &call.dbg) == 0) {
-      call.params = params;
-      zl_debug("dbg=%s params=%s", call.dbg, input);
-      result = cmd->smapi(&call);
-    }
+    rc = smapi_handle(cmd, kind, sr_type, input, len, stdout);
+  } else {
+    smapi_emit_error(stdout);
+    rc = 1;
   }
-
-  if (result) {
+  if (rc == 0)
     zl_info("ok in %.1f ms", now_ms() - t0);
-    return emit(result) == 0 ? 0 : 1;
-  }
-  zl_err("failed in %.1f ms: %s", now_ms() - t0, zl_error_msg());
-  CLEANUP_JSON json_t *err = smapi_error_object();
-  emit(err);
-  return 1;
+  else
+    zl_err("failed in %.1f ms: %s", now_ms() - t0, zl_error_msg());
+  return rc;
 }
 
 int

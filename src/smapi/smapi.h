@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "commands.h"
 #include "core/core.h"
@@ -13,8 +14,19 @@
  * stdin, one JSON value or the error object on stdout.  Returns the exit
  * status. */
 int smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type);
-/* The error object for the current error (util/error.h). */
+/* The call itself, in-process (smapi_run and the fuzzer use it): in/len are
+ * the parameter bytes as they arrive on stdin (not NUL-terminated); the
+ * reply, the result or the error object, is written to out as one line.
+ * Returns the exit status (0: a result, 1: the error object).  Starts from a
+ * clear error and keeps nothing between calls. */
+int smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
+                 const char *in, size_t len, FILE *out);
+/* The error object for the current error (util/error.h); messages are
+ * made valid UTF-8 ('?' for what is not).  NULL when out of memory. */
 json_t *smapi_error_object(void);
+/* Write it to out as one line; a fixed error object if it cannot be made,
+ * so out always gets exactly one JSON value. */
+void smapi_emit_error(FILE *out);
 
 /* Parameters (EINVAL errors naming the parameter). */
 int smapi_str(struct smapi_call *c, const char *name, const char **out);

@@ -48,7 +48,7 @@ kind_of_errno(int errnum)
   }
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 set_v(enum zl_errkind kind, int errnum, const char *fmt, va_list ap)
 {
   vsnprintf(err.msg, sizeof err.msg, fmt, ap);

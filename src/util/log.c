@@ -21,8 +21,9 @@ zl_log_init(const char *ident, int stderr_min)
 
   debug_enabled = d && *d && strcmp(d, "0") != 0;
   stderr_level = debug_enabled && stderr_min >= 0 ? LOG_DEBUG : stderr_min;
-  openlog(ident, LOG_PID | LOG_NDELAY, LOG_LOCAL2);
-  opened = true;
+  opened = ident != NULL;
+  if (opened)
+    openlog(ident, LOG_PID | LOG_NDELAY, LOG_LOCAL2);
 }
 
 void

@@ -11,7 +11,8 @@
 #include <syslog.h>
 
 /* stderr_min: the least severe level also copied to stderr (LOG_DEBUG = all,
- * LOG_WARNING = warnings and errors only, -1 = never). */
+ * LOG_WARNING = warnings and errors only, -1 = never).  ident NULL: no
+ * syslog (in-process harnesses; lines are still formatted). */
 void zl_log_init(const char *ident, int stderr_min);
 
 /* Attach a per-call tag (e.g. the method name) to every following line. */

@@ -41,7 +41,9 @@ def base(sr, **kw):
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"str"', b"null", b"{} {}",
-                                 b'{"dbg":"x","dbg":"y"}', b"\xff\xfe", b'{"dbg": x}'])
+                                 b'{"dbg":"x","dbg":"y"}', b"\xff\xfe", b'{"dbg": x}',
+                                 # the parser's message quotes half a character
+                                 b'{"dbg":"\\u00e\xc7\x8b"}'])
 def test_malformed_json(loaded, raw):
     sr, key, _ = loaded
     err = expect_refused(sr, "Volume.stat", raw=raw)
@@ -110,6 +112,15 @@ def test_unknown_sr(loaded, tmp_path):
                                          "name": "n", "description": "", "size": 1,
                                          "sharable": False}, kind="SR_does_not_exist")
     assert not (tmp_path / "nope").exists()
+
+
+def test_error_messages_are_utf8(loaded):
+    """A message that quotes the caller's text cut at a byte limit still
+    makes a JSON reply (found by fuzz/fuzz-smapi.c: stdout stayed empty)."""
+    sr, _, _ = loaded
+    err = expect_refused(sr, "Volume.stat", base(sr, key="x" + "\u00e9" * 40))
+    assert err["params"][0] == "Invalid_argument"
+    assert "x" + "\u00e9" * 31 + "?..." in err["params"][1], err
 
 
 @pytest.mark.parametrize("bad", ODD_NAMES)

@@ -112,6 +112,17 @@ def test_params_arrive_without_trailing_newline_or_with_one(plugin, file_sr):
         v5.sr_stat(res.value())
 
 
+def test_debug_logging_reads_only_the_params(plugin, file_sr):
+    """ZFS_LIVE_DEBUG=1 logs the parameters; they arrive without a NUL, so
+    the log line must stop at their end (it read past the buffer)."""
+    sr = file_sr
+    for method, raw in (("Plugin.Query", b'{"dbg":"x"}'),
+                        ("SR.stat", json.dumps({"dbg": "y", "sr": sr.key}).encode())):
+        res = plugin.run(method, None, raw=raw, env={"ZFS_LIVE_DEBUG": "1"})
+        assert res.rc == 0, res.stderr.decode(errors="replace")
+        assert b"params=" + raw + b"\n" in res.stderr
+
+
 def run_as(plugin, tmp_path, sr_type, method):
     """Run the binary under a link <tmp>/volume/org.xen.xapi.storage.<type>/<method>."""
     d = tmp_path / "volume" / f"org.xen.xapi.storage.{sr_type}"

@@ -280,14 +280,41 @@ test_parameters_list(void **state)
   free(l);
 }
 
+/* A variable twice in the environment (execve allows it; found by
+ * fuzz/fuzz-ganeti-env.c): the last one counts, and repeated tunables never
+ * write past the request's table of GNT_MAX_TUNE. */
+static void
+test_parse_repeated_tunables(void **state)
+{
+  (void)state;
+  const char *env[16] = {"VOL_NAME=" VOL, "EXTP_POOL=tank/g", "EXTP_COPIES=1"};
+  size_t n = 3;
+  for (; n < 13; n++)
+    env[n] = n % 2 ? "EXTP_COPIES=2" : "EXTP_COMPRESSION=lz4";
+  env[n++] = "EXTP_COPIES=3";
+  struct gnt_req r;
+
+  assert_int_equal(gnt_parse(GNT_ATTACH, (char *const *)env, &r), 0);
+  assert_int_equal(r.ntune, 2);
+  assert_string_equal(r.tune[0][0], "copies");
+  assert_string_equal(r.tune[0][1], "3");
+  assert_string_equal(r.tune[1][0], "compression");
+  assert_string_equal(r.tune[1][1], "lz4");
+}
+
 int
 main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_create),    cmocka_unit_test(test_parse_errors),
-      cmocka_unit_test(test_parse_actions),   cmocka_unit_test(test_xen_specs),
-      cmocka_unit_test(test_zvol_paths),      cmocka_unit_test(test_allowed_paths),
-      cmocka_unit_test(test_parameters_list), cmocka_unit_test(test_mount_declarations),
+      cmocka_unit_test(test_parse_create),
+      cmocka_unit_test(test_parse_errors),
+      cmocka_unit_test(test_parse_actions),
+      cmocka_unit_test(test_xen_specs),
+      cmocka_unit_test(test_zvol_paths),
+      cmocka_unit_test(test_allowed_paths),
+      cmocka_unit_test(test_parameters_list),
+      cmocka_unit_test(test_mount_declarations),
+      cmocka_unit_test(test_parse_repeated_tunables),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,15 @@ test_error_objects(void **state)
   check_error("SR_BACKEND_FAILURE", "Internal_error", "disk on fire");
   zl_error_clear();
   check_error("SR_BACKEND_FAILURE", "Internal_error", "unknown error");
+  /* messages quote input and are cut at any byte: JSON needs UTF-8 (found
+   * by fuzz/fuzz-smapi.c: jansson's parse error quoted half a character,
+   * the error object could not be made and stdout stayed empty) */
+  zl_error(EINVAL, "near '\\u00e\xc7' \xed\xa0\x80 \xc3\xa9t\xc3\xa9 \xf4\x90\x80\x80.");
+  check_error("SR_BACKEND_FAILURE", "Invalid_argument",
+              "near '\\u00e?' ??? \xc3\xa9t\xc3\xa9 ????.");
+  zl_error_kind(ZL_ERR_ACTIVE_ELSEWHERE, EBUSY, "active elsewhere");
+  zl_error_subject("host-\xff");
+  check_error("SR_BACKEND_FAILURE", "Activated_on_another_host", "host-?");
 }
 
 static void

@@ -1,4 +1,4 @@
-/* test-zfs-stream.c: the zfs send stream parser (backend/zfs-stream.c).
+/* test-zfs-stream.c: the zfs send stream parser (backend/zfs/stream.c).
  *
  * Two sources of streams:
  *  - real zfs-fuse streams in tests/unit/data/ (made by make-streams.sh,
@@ -451,7 +451,7 @@ want(const struct range *v, size_t n)
 }
 
 /* With ZSTREAM_SEED_DIR set, write the stream there (the fuzzer's seeds in
- * fuzz/seeds/ come from this). */
+ * fuzz/seeds/zstream/ come from this). */
 static void
 maybe_dump(const char *name, const struct sb *b)
 {

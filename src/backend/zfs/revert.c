@@ -192,6 +192,8 @@ zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick
   char vol[600], rv[600], snapname[600], oldname[600], old[256], parent[256];
   bool is_snap;
   CLEANUP_JSON json_t *rvobj = NULL;
+  /* declared before the goto below: its cleanup runs on every return */
+  CLEANUP_JSON json_t *meta = NULL;
   struct zargv a;
 
   snprintf(vol, sizeof vol, "%s/%s", z->dataset, key);
@@ -245,7 +247,6 @@ zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thick
   }
 
   /* otherwise the clone swap */
-  CLEANUP_JSON json_t *meta = NULL;
   struct zl_vol_info info;
   if (zb_vol_get(sr, key, &meta, &info) == -1)
     return -1;

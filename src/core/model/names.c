@@ -43,11 +43,8 @@ zl_check_key(const char *key)
   return 0;
 }
 
-/* The length of the UTF-8 sequence at s (1-4), or 0 if it is not one:
- * no overlong forms, no surrogates, nothing past U+10FFFF (what JSON, and
- * so the metadata and both protocols, can carry). */
-static size_t
-utf8_len(const unsigned char *s)
+size_t
+zl_utf8_len(const unsigned char *s)
 {
   if (s[0] < 0x80)
     return 1;
@@ -86,7 +83,7 @@ check_text(const char *s, const char *what, size_t max, enum controls ctl)
   }
   for (size_t i = 0, n; i < len; i += n) {
     unsigned char c = (unsigned char)s[i];
-    if (!(n = utf8_len((const unsigned char *)s + i))) {
+    if (!(n = zl_utf8_len((const unsigned char *)s + i))) {
       zl_error(EINVAL, "%s is not valid UTF-8 (byte 0x%02x at %zu)", what, c, i);
       return -1;
     }
