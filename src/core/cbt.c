@@ -34,8 +34,8 @@
  * cache keeps them).  A host crash can lose bits not yet written back: a
  * writer records the boot id and counts itself in the header, and a file
  * found with writers of an earlier boot is marked entirely dirty.  FLUSH and
- * FUA write the bits back before they are acknowledged (zl_cbt_sync).
- * The tracking layer itself is in cbt-writer.c.
+ * FUA write the bits back before they are acknowledged.  The tracking layer
+ * itself is core/io/tracking.c, in every writer's write path (core/io/io.h).
  */
 #include <errno.h>
 #include <fcntl.h>

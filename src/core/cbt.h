@@ -1,6 +1,6 @@
 /* cbt.h: what core/cbt.c (records, rotation, changed blocks) and
- * core/cbt-writer.c (the tracking layer of writers) share: the record
- * format and its helpers.  Private to the core. */
+ * core/io/tracking.c (the tracking layer of the write path) share: the
+ * record format and its helpers.  Private to the core. */
 #ifndef ZL_CORE_CBT_H
 #define ZL_CORE_CBT_H
 
