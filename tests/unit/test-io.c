@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,13 @@ setup(void **state)
 }
 
 static int
+remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+static int
 teardown(void **state)
 {
   (void)state;
@@ -70,11 +78,9 @@ teardown(void **state)
   zl_volume_list_free(v, n);
   int r = zl_sr_destroy(sr);
   zl_sr_close(sr);
-  char p[256];
-  snprintf(p, sizeof p, "%s/cbt.gen", rundir);
-  unlink(p);
-  rmdir(rundir);
-  rmdir(base);
+  nftw(rundir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
+  if (rmdir(base) == -1)
+    return -1; /* something was left behind */
   return r;
 }
 
