@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/io/io.h"
 #include "fuzz/sandbox.h"
 #include "fuzz/smapi-template.h"
 #include "util/error.h"
@@ -53,16 +54,20 @@ static void
 write_at(struct zl_sr *sr, const char *key, off_t off, const char *text)
 {
   int fd = zl_vol_open(sr, key, O_RDWR);
-  struct zl_cbt_writer *w = zl_cbt_writer_open(sr, key);
-  size_t n = strlen(text);
-
-  core(fd == -1 || (!w && errno != 0) ? -1 : 0, key);
-  zl_cbt_mark(w, (uint64_t)off, n);
-  if (pwrite(fd, text, n, off) != (ssize_t)n || fsync(fd) == -1)
+  core(fd, key);
+  /* down the volume's write path, as every writer goes (tracked) */
+  struct zl_io *io = zl_io_open(sr, key, fd, false);
+  struct zl_io_queue *q = io ? zl_io_queue_new(1, true) : NULL;
+  core(q ? 0 : -1, key);
+  struct zl_io_req r[2] = {
+      {.op = ZL_IO_WRITE, .buf = (void *)text, .off = (uint64_t)off, .len = strlen(text)},
+      {.op = ZL_IO_FLUSH},
+  };
+  zl_io_batch(io, q, r, 2);
+  if (r[0].result != 0 || r[1].result != 0)
     sb_die("write");
-  zl_cbt_mark(w, (uint64_t)off, n);
-  core(zl_cbt_sync(w), "cbt sync");
-  zl_cbt_writer_close(w);
+  zl_io_queue_free(q);
+  zl_io_close(io);
   close(fd);
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/io/io.h"
 #include "smapi/smapi.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -132,6 +133,21 @@ vol_copy(struct zl_sr *sr, int argc, char **argv, bool snapshot)
   return r;
 }
 
+/* One request down the write path; -1 with an error message. */
+static int
+vol_io(struct zl_io *io, struct zl_io_queue *q, struct zl_io_req *r, const char *key)
+{
+  zl_io_batch(io, q, r, 1);
+  if (r->result == 0)
+    return 0;
+  if (r->op == ZL_IO_FLUSH)
+    zl_error(-r->result, "flush volume %s: %s", key, strerror(-r->result));
+  else
+    zl_error(-r->result, "write volume %s at %llu: %s", key, (unsigned long long)r->off,
+             strerror(-r->result));
+  return -1;
+}
+
 static int
 vol_write(struct zl_sr *sr, int argc, char **argv)
 {
@@ -147,10 +163,11 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
   int fd = zl_vol_open(sr, argv[0], O_RDWR);
   if (fd == -1)
     return cli_fail();
-  /* a writer like any other: changes are tracked */
-  struct zl_cbt_writer *w = zl_cbt_writer_open(sr, argv[0]);
+  /* a writer like any other: down the volume's write path (tracked) */
+  struct zl_io *io = zl_io_open(sr, argv[0], fd, false);
+  struct zl_io_queue *q = io ? zl_io_queue_new(1, true) : NULL;
   int r = -1;
-  if (!w && errno != 0)
+  if (!q)
     goto out;
   off_t end = lseek(fd, 0, SEEK_END);
   for (;;) {
@@ -169,21 +186,17 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
                     argv[0], (long long)end);
       goto out;
     }
-    zl_cbt_mark(w, (uint64_t)off, (uint64_t)n);
-    if (zl_pwrite_all(fd, buf, (size_t)n, off) == -1)
+    struct zl_io_req w = {
+        .op = ZL_IO_WRITE, .buf = buf, .off = (uint64_t)off, .len = (uint64_t)n};
+    if (vol_io(io, q, &w, argv[0]) == -1)
       goto out;
-    zl_cbt_mark(w, (uint64_t)off, (uint64_t)n);
     off += n;
   }
-  if (fsync(fd) == -1) {
-    zl_error(errno, "fsync: %s", strerror(errno));
-    goto out;
-  }
-  if (zl_cbt_sync(w) == -1)
-    goto out;
-  r = 0;
+  struct zl_io_req flush = {.op = ZL_IO_FLUSH}; /* the data and its tracking bits */
+  r = vol_io(io, q, &flush, argv[0]);
 out:
-  zl_cbt_writer_close(w);
+  zl_io_queue_free(q);
+  zl_io_close(io);
   close(fd);
   return r == 0 ? 0 : cli_fail();
 }

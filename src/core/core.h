@@ -230,14 +230,8 @@ int zl_vol_data_destroy(struct zl_sr *sr, const char *key);
  * the volume itself); out covers to's size.  Never misses a change. */
 int zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
                           struct zl_cbt_map *out);
-/* The tracking layer: every writer of a volume marks what it writes, before
- * issuing each write and again after it completed, and syncs before it
- * acknowledges a flush.  NULL with errno 0: this SR needs no tracking. */
-struct zl_cbt_writer;
-struct zl_cbt_writer *zl_cbt_writer_open(struct zl_sr *sr, const char *key);
-void zl_cbt_writer_close(struct zl_cbt_writer *w);
-void zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length);
-int zl_cbt_sync(struct zl_cbt_writer *w);
+/* Writers of a volume (the NBD server, `vol write`) go through its write
+ * path, which tracks what they change: core/io/io.h. */
 /* --- block devices without NBD (core/blockdev.c) ------------------------- */
 
 /* A volume as a block device on this host, for Ganeti's attach: the zvol

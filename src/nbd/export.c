@@ -33,13 +33,10 @@ static struct nbd_export *open_exports[MAX_OPEN];
 
 /* The volume's data, opened now: fd, identity and size.  -1 on error. */
 static int
-open_data(const struct zl_export_info *info, struct stat *st, int64_t *size)
+open_data(struct zl_sr *sr, const struct zl_export_info *info, struct stat *st,
+          int64_t *size)
 {
-  struct zl_sr *sr = zl_sr_open(info->sr_type, info->sr_key);
-  if (!sr)
-    return -1;
   int fd = zl_vol_open(sr, info->vol_key, info->readonly ? O_RDONLY : O_RDWR);
-  zl_sr_close(sr);
   if (fd == -1)
     return -1;
   if (fstat(fd, st) == -1) {
@@ -60,21 +57,16 @@ open_data(const struct zl_export_info *info, struct stat *st, int64_t *size)
   return fd;
 }
 
-/* A new export over fd (owned from here on). */
+/* A new export over fd (owned from here on), writing down the volume's
+ * write path (which tracks the writes where the SR needs it). */
 static struct nbd_export *
-new_export(const struct zl_export_info *info, int fd, const struct stat *st)
+new_export(struct zl_sr *sr, const struct zl_export_info *info, int fd,
+           const struct stat *st)
 {
-  /* every writer tracks its writes (core/cbt.c) */
-  struct zl_cbt_writer *cbt = NULL;
-  if (!info->readonly) {
-    struct zl_sr *sr = zl_sr_open(info->sr_type, info->sr_key);
-    errno = 0;
-    if (!sr || (!(cbt = zl_cbt_writer_open(sr, info->vol_key)) && errno != 0)) {
-      zl_sr_close(sr);
-      close(fd);
-      return NULL;
-    }
-    zl_sr_close(sr);
+  struct zl_io *io = zl_io_open(sr, info->vol_key, fd, info->readonly);
+  if (!io) {
+    close(fd);
+    return NULL;
   }
   struct nbd_export *e = calloc(1, sizeof *e);
   if (e) {
@@ -91,8 +83,8 @@ new_export(const struct zl_export_info *info, int fd, const struct stat *st)
       free(e->vol_key);
     }
     free(e);
+    zl_io_close(io);
     close(fd);
-    zl_cbt_writer_close(cbt);
     zl_error(ENOMEM, "export %s: out of memory", info->name);
     return NULL;
   }
@@ -100,10 +92,9 @@ new_export(const struct zl_export_info *info, int fd, const struct stat *st)
   e->dev = st->st_dev;
   e->rdev = st->st_rdev;
   e->ino = st->st_ino;
-  e->cbt = cbt;
+  e->io = io;
   e->readonly = info->readonly;
   e->blockdev = S_ISBLK(st->st_mode);
-  e->can_zero_range = e->can_punch = true;
   atomic_init(&e->refs, 1);
   return e;
 }
@@ -111,8 +102,7 @@ new_export(const struct zl_export_info *info, int fd, const struct stat *st)
 static void
 free_export(struct nbd_export *e)
 {
-  zl_cbt_sync(e->cbt);
-  zl_cbt_writer_close(e->cbt);
+  zl_io_close(e->io); /* tracking bits durable first */
   close(e->fd);
   free(e->name);
   free(e->sr_type);
@@ -132,8 +122,10 @@ nbd_export_get(const char *name, int64_t *size)
   /* the registry decides, every time: a detached volume is not exported */
   if (zl_export_lookup(name, &info) == -1)
     return NULL;
-  int fd = open_data(&info, &st, &now);
+  struct zl_sr *sr = zl_sr_open(info.sr_type, info.sr_key);
+  int fd = sr ? open_data(sr, &info, &st, &now) : -1;
   if (fd == -1) {
+    zl_sr_close(sr);
     zl_export_info_free(&info);
     return NULL;
   }
@@ -150,7 +142,7 @@ nbd_export_get(const char *name, int64_t *size)
   }
   if (e) {
     close(fd); /* the same file: the shared descriptor serves */
-  } else if ((e = new_export(&info, fd, &st))) {
+  } else if ((e = new_export(sr, &info, fd, &st))) {
     int i = 0;
     while (i < MAX_OPEN && open_exports[i])
       i++;
@@ -163,6 +155,7 @@ nbd_export_get(const char *name, int64_t *size)
     }
   }
   pthread_mutex_unlock(&lock);
+  zl_sr_close(sr);
   zl_export_info_free(&info);
   if (e && size)
     *size = now;

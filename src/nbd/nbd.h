@@ -4,10 +4,12 @@
  * Threads: the main thread accepts connections and handles signals; each
  * connection has one thread that negotiates (handshake.c) and then runs
  * the transmission loop (transmission.c): it reads every request that has
- * arrived, runs their I/O together (io.c: io_uring, or pread/pwrite), and
- * sends all replies with one write.  Connections to the same export share
- * one file descriptor (export.c), so the page cache, FLUSH and FUA are
- * shared: multi-conn is safe.
+ * arrived, runs their I/O as one batch down the volume's write path
+ * (core/io/io.h: tracking, then the storage through the connection's
+ * io_uring or pread/pwrite), and sends all replies with one write.
+ * Connections to the same export share one file descriptor and one write
+ * path (export.c), so the page cache, FLUSH and FUA are shared: multi-conn
+ * is safe.
  */
 #ifndef ZL_NBD_H
 #define ZL_NBD_H
@@ -21,6 +23,7 @@
 #include <sys/uio.h>
 
 #include "core/core.h"
+#include "core/io/io.h"
 #include "nbd/protocol.h"
 
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
@@ -69,10 +72,9 @@ struct nbd_export {
   ino_t ino;
   bool readonly;
   bool blockdev;
-  bool can_zero_range, can_punch; /* fallocate modes; learned as used */
   atomic_int refs;
   char *sr_type, *sr_key, *vol_key;
-  struct zl_cbt_writer *cbt; /* tracks writes (NULL: no tracking needed) */
+  struct zl_io *io; /* the volume's write path over fd */
 };
 /* Look an attached export up by name, open its data afresh and take a
  * reference; *size (if not NULL) is the volume's size now.  NULL (with an
@@ -105,23 +107,6 @@ int nbd_handshake(struct nbd_conn *c);
 
 /* transmission.c */
 void nbd_transmission(struct nbd_conn *c);
-
-/* io.c: the I/O engine of one connection */
-struct nbd_io;
-struct nbd_io *nbd_io_new(unsigned depth, bool no_uring);
-void nbd_io_free(struct nbd_io *io);
-enum io_op { IO_READ, IO_WRITE, IO_FSYNC, IO_FALLOC, IO_FADVISE, IO_NONE };
-struct io_req {
-  enum io_op op;
-  int fd;
-  void *buf;
-  uint64_t off, len;
-  int mode;     /* fallocate mode; for IO_WRITE: RWF_DSYNC (FUA) */
-  bool barrier; /* run after every earlier request of the batch */
-  int result;   /* 0 or -errno */
-};
-/* Run n requests (in parallel where the engine can); every result set. */
-void nbd_io_run(struct nbd_io *io, struct io_req *r, size_t n);
 
 /* server.c */
 extern atomic_bool nbd_shutting_down;

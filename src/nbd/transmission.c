@@ -2,14 +2,13 @@
  *
  * Each round reads every request that has arrived (one recv into a 4 MiB
  * buffer; write payloads are used where they lie), checks them, runs their
- * I/O as one batch (io.c), and sends every reply with one writev — so a
+ * I/O as one batch down the export's write path (core/io/io.h, through the
+ * connection's queue), and sends every reply with one writev — so a
  * client with 32 requests in flight costs a handful of system calls per
  * round, not several per request.  Replies may go in any order the protocol
  * allows; here they follow the requests.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,7 +36,7 @@ struct req {
   uint8_t *data;
   size_t data_off; /* into the arena, which may move while parsing */
   uint32_t error;
-  int io, io_fua; /* indexes into the io batch, -1: none */
+  int io; /* index into the io batch, -1: none */
   int nextents, ndirty;
   uint32_t *extents, *dirty; /* base:allocation, qemu:dirty-bitmap */
   uint8_t hdr[40], hdr2[24];
@@ -45,7 +44,7 @@ struct req {
 
 struct tx {
   struct nbd_conn *c;
-  struct nbd_io *io;
+  struct zl_io_queue *q;
   uint8_t *rbuf;
   size_t rlen, rpos;
   uint8_t *arena;
@@ -53,10 +52,9 @@ struct tx {
   uint8_t *big; /* a write payload too large for rbuf */
   size_t big_cap;
   struct req reqs[MAX_BATCH];
-  struct io_req ios[2 * MAX_BATCH];
+  struct zl_io_req ios[MAX_BATCH];
   struct iovec iov[4 * MAX_BATCH];
   uint32_t extents[2 * MAX_STATUS][2 * MAX_EXTENTS]; /* two contexts each */
-  uint8_t zeroes[65536];
 };
 
 uint32_t
@@ -173,24 +171,6 @@ arena_reserve(struct tx *t, size_t total)
   return 0;
 }
 
-/* Zero a range by writing zeroes (when fallocate cannot). */
-static int
-write_zeroes(struct tx *t, int fd, uint64_t off, uint64_t len)
-{
-  while (len) {
-    size_t n = len > sizeof t->zeroes ? sizeof t->zeroes : (size_t)len;
-    ssize_t w = pwrite(fd, t->zeroes, n, (off_t)off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    off += (uint64_t)w;
-    len -= (uint64_t)w;
-  }
-  return 0;
-}
-
 /* Parse the requests available (at least one, reading as needed).
  * Returns the number, 0 at EOF/protocol error. *disc: a DISC was seen. */
 static size_t
@@ -214,7 +194,7 @@ parse(struct tx *t, bool *disc)
     r->cookie = be64(h + 8);
     r->off = be64(h + 16);
     r->len = be32(h + 24);
-    r->io = r->io_fua = -1;
+    r->io = -1;
     if (r->type == NBD_CMD_WRITE) {
       if (r->len > NBD_MAX_PAYLOAD) {
         zl_info("write of %u bytes is over the limit: disconnecting", r->len);
@@ -283,152 +263,82 @@ parse(struct tx *t, bool *disc)
   return nb;
 }
 
-/* ZFS_LIVE_TEST_WRITE_DELAY_US: hold each round's writes this long between
- * tracking them and issuing them, so that tests can make snapshots land
- * in that window (the race core/cbt.c is built for).  Tests only. */
-static long
-test_write_delay_us(void)
+/* Fill r's block status replies (which need no I/O). */
+static void
+block_status(struct tx *t, struct req *r, size_t bs)
 {
-  static long delay = -1;
-  if (delay < 0) {
-    const char *s = getenv("ZFS_LIVE_TEST_WRITE_DELAY_US");
-    delay = s ? strtol(s, NULL, 10) : 0;
-    if (delay < 0 || delay > 1000000)
-      delay = 0;
+  bool one = r->flags & NBD_CMD_FLAG_REQ_ONE;
+
+  r->extents = t->extents[2 * bs]; /* parse() keeps bs < MAX_STATUS */
+  r->dirty = t->extents[2 * bs + 1];
+  if (t->c->meta_base_allocation) {
+    int n = nbd_extents(t->c->exp, r->off, r->len, one, r->extents, MAX_EXTENTS);
+    if (n < 0)
+      r->error = nbd_errno(errno);
+    r->nextents = n;
   }
-  return delay;
+  if (t->c->meta_dirty)
+    r->ndirty =
+        nbd_bitmap_extents(&t->c->dirty, r->off, r->len, one, r->dirty, MAX_EXTENTS);
 }
 
+/* The write path's request for r; false when r needs no I/O. */
+static bool
+io_request(const struct req *r, struct zl_io_req *q)
+{
+  uint8_t fua = r->flags & NBD_CMD_FLAG_FUA ? ZL_IO_FUA : 0;
+
+  *q = (struct zl_io_req){.off = r->off, .len = r->len};
+  switch (r->type) {
+  case NBD_CMD_READ:
+    q->op = ZL_IO_READ;
+    q->buf = r->data;
+    return r->len != 0;
+  case NBD_CMD_WRITE:
+    q->op = ZL_IO_WRITE;
+    q->flags = fua;
+    q->buf = (void *)r->payload;
+    return true;
+  case NBD_CMD_FLUSH:
+    q->op = ZL_IO_FLUSH;
+    return true;
+  case NBD_CMD_TRIM:
+    q->op = ZL_IO_TRIM;
+    q->flags = fua;
+    return true;
+  case NBD_CMD_WRITE_ZEROES:
+    q->op = ZL_IO_ZERO;
+    q->flags = fua | (r->flags & NBD_CMD_FLAG_NO_HOLE ? 0 : ZL_IO_MAY_TRIM) |
+               (r->flags & NBD_CMD_FLAG_FAST_ZERO ? ZL_IO_FAST_ONLY : 0);
+    return true;
+  case NBD_CMD_CACHE:
+    q->op = ZL_IO_CACHE;
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* Run the round's requests: one batch down the write path. */
 static void
 execute(struct tx *t, size_t nb)
 {
-  const struct nbd_export *e = t->c->exp;
   size_t ni = 0, bs = 0;
 
   for (size_t i = 0; i < nb; i++) {
     struct req *r = &t->reqs[i];
     if (r->error || r->type == NBD_CMD_DISC)
       continue;
-    struct io_req *q = &t->ios[ni];
-    memset(q, 0, sizeof *q);
-    q->fd = e->fd;
-    q->off = r->off;
-    q->len = r->len;
-    switch (r->type) {
-    case NBD_CMD_READ:
-      if (!r->len)
-        continue;
-      q->op = IO_READ;
-      q->buf = r->data;
-      break;
-    case NBD_CMD_WRITE:
-      q->op = IO_WRITE;
-      q->buf = (void *)r->payload;
-      q->mode = r->flags & NBD_CMD_FLAG_FUA ? RWF_DSYNC : 0;
-      break;
-    case NBD_CMD_FLUSH:
-      q->op = IO_FSYNC;
-      q->barrier = true; /* covers every write before it */
-      break;
-    case NBD_CMD_TRIM:
-      q->op = IO_FALLOC;
-      q->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-      break;
-    case NBD_CMD_WRITE_ZEROES:
-      q->op = IO_FALLOC;
-      q->mode = r->flags & NBD_CMD_FLAG_NO_HOLE
-                    ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE
-                    : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-      break;
-    case NBD_CMD_CACHE:
-      q->op = IO_FADVISE;
-      break;
-    case NBD_CMD_BLOCK_STATUS: {
-      bool one = r->flags & NBD_CMD_FLAG_REQ_ONE;
-      r->extents = t->extents[2 * bs]; /* parse() keeps bs < MAX_STATUS */
-      r->dirty = t->extents[2 * bs + 1];
-      bs++;
-      if (t->c->meta_base_allocation) {
-        int n = nbd_extents(e, r->off, r->len, one, r->extents, MAX_EXTENTS);
-        if (n < 0)
-          r->error = nbd_errno(errno);
-        r->nextents = n;
-      }
-      if (t->c->meta_dirty)
-        r->ndirty =
-            nbd_bitmap_extents(&t->c->dirty, r->off, r->len, one, r->dirty, MAX_EXTENTS);
-      continue;
-    }
-    default:
-      continue;
-    }
-    r->io = (int)ni++;
-    /* FUA on trim/zero: durable before the reply */
-    if ((r->flags & NBD_CMD_FLAG_FUA) &&
-        (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_WRITE_ZEROES)) {
-      memset(&t->ios[ni], 0, sizeof t->ios[ni]);
-      t->ios[ni] = (struct io_req){.op = IO_FSYNC, .fd = e->fd, .barrier = true};
-      r->io_fua = (int)ni++;
-    }
+    if (r->type == NBD_CMD_BLOCK_STATUS)
+      block_status(t, r, bs++);
+    else if (io_request(r, &t->ios[ni]))
+      r->io = (int)ni++;
   }
-  /* changes are tracked before the writes are issued and again after they
-   * completed (see core/cbt.c); bits are durable before a flush or FUA is
-   * acknowledged */
-  bool sync = false;
-  if (e->cbt) {
-    bool wrote = false;
-    for (size_t i = 0; i < nb; i++) {
-      const struct req *r = &t->reqs[i];
-      if (r->io >= 0 && (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
-                         r->type == NBD_CMD_WRITE_ZEROES)) {
-        zl_cbt_mark(e->cbt, r->off, r->len);
-        wrote = true;
-      }
-    }
-    if (wrote && test_write_delay_us())
-      usleep((useconds_t)test_write_delay_us());
-  }
-  nbd_io_run(t->io, t->ios, ni);
-  if (e->cbt) {
-    for (size_t i = 0; i < nb; i++) {
-      const struct req *r = &t->reqs[i];
-      if (r->io < 0)
-        continue;
-      if (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
-          r->type == NBD_CMD_WRITE_ZEROES) {
-        zl_cbt_mark(e->cbt, r->off, r->len);
-        sync |= (r->flags & NBD_CMD_FLAG_FUA) != 0;
-      }
-      sync |= r->type == NBD_CMD_FLUSH;
-    }
-    if (sync && zl_cbt_sync(e->cbt) == -1) {
-      zl_err("%s", zl_error_msg());
-      for (size_t i = 0; i < nb; i++) { /* not durable: not acknowledged */
-        struct req *r = &t->reqs[i];
-        if (r->io >= 0 && r->type != NBD_CMD_READ && r->type != NBD_CMD_CACHE)
-          r->error = NBD_EIO;
-      }
-    }
-  }
-
+  zl_io_batch(t->c->exp->io, t->q, t->ios, ni);
   for (size_t i = 0; i < nb; i++) {
     struct req *r = &t->reqs[i];
-    if (r->io < 0 || r->error)
-      continue;
-    int res = t->ios[r->io].result;
-    if (res == -EOPNOTSUPP || res == -ENOTSUP) {
-      if (r->type == NBD_CMD_WRITE_ZEROES) {
-        if (r->flags & NBD_CMD_FLAG_FAST_ZERO)
-          res = -ENOTSUP; /* not faster than writing: say so, fast */
-        else
-          res = write_zeroes(t, e->fd, r->off, r->len);
-      } else if (r->type == NBD_CMD_TRIM || r->type == NBD_CMD_CACHE) {
-        res = 0; /* hints */
-      }
-    }
-    if (res == 0 && r->io_fua >= 0)
-      res = t->ios[r->io_fua].result;
-    r->error = nbd_errno(-res);
+    if (r->io >= 0)
+      r->error = nbd_errno(-t->ios[r->io].result);
   }
 }
 
@@ -509,7 +419,7 @@ nbd_transmission(struct nbd_conn *c)
   struct tx *t = calloc(1, sizeof *t);
 
   if (!t || !(t->rbuf = malloc(RBUF_SIZE)) ||
-      !(t->io = nbd_io_new((unsigned)c->cfg->threads_io_depth, c->cfg->no_uring))) {
+      !(t->q = zl_io_queue_new((unsigned)c->cfg->threads_io_depth, c->cfg->no_uring))) {
     zl_err("connection: out of memory");
     goto out;
   }
@@ -529,7 +439,7 @@ nbd_transmission(struct nbd_conn *c)
   }
 out:
   if (t) {
-    nbd_io_free(t->io);
+    zl_io_queue_free(t->q);
     free(t->rbuf);
     free(t->arena);
     free(t->big);

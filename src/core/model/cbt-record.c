@@ -34,8 +34,8 @@
  * cache keeps them).  A host crash can lose bits not yet written back: a
  * writer records the boot id and counts itself in the header, and a file
  * found with writers of an earlier boot is marked entirely dirty.  FLUSH and
- * FUA write the bits back before they are acknowledged (zl_cbt_sync).
- * The tracking layer itself is in cbt-writer.c.
+ * FUA write the bits back before they are acknowledged.  The tracking layer
+ * itself is core/io/tracking.c, in every writer's write path (core/io/io.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -611,4 +611,47 @@ zl_cbt_sr_remove(struct zl_sr *sr)
     return -1;
   }
   return 0;
+}
+
+/* --- the host's generation of CBT records ------------------------------------- */
+
+/* <run>/cbt.gen: a counter in shared memory that enable and disable bump
+ * after they made or removed a record, so that every writer on this host
+ * looks again before its next write (writers otherwise look once a
+ * second).  NULL when it cannot be had: writers then rely on the timer. */
+static _Atomic(uint64_t *) gen_ptr;
+static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
+
+static void
+gen_open(void)
+{
+  CLEANUP_CLOSE int run = zl_run_dirfd(true);
+  int fd = run == -1 ? -1 : zl_file_beneath(run, "cbt.gen", O_RDWR | O_CREAT, 0644);
+  struct stat st;
+  if (fd == -1 || fstat(fd, &st) == -1 ||
+      (st.st_size < 4096 && ftruncate(fd, 4096) == -1)) {
+    if (fd >= 0)
+      close(fd);
+    zl_error_clear();
+    return;
+  }
+  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p != MAP_FAILED)
+    atomic_store(&gen_ptr, (uint64_t *)p);
+}
+
+uint64_t *
+cbt_gen(void)
+{
+  pthread_once(&gen_once, gen_open);
+  return atomic_load(&gen_ptr);
+}
+
+void
+cbt_gen_bump(void)
+{
+  uint64_t *g = cbt_gen();
+  if (g)
+    __atomic_fetch_add(g, 1, __ATOMIC_SEQ_CST);
 }

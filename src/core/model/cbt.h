@@ -1,6 +1,7 @@
 /* cbt.h: the changed block tracking record format and its helpers, shared
- * by cbt-record.c (records, rotation), cbt.c (the operations) and the
- * tracking layer of writers.  Private to the core. */
+ * by cbt-record.c (records, rotation), cbt.c (the operations) and
+ * core/io/tracking.c (the tracking layer of the write path).  Private to
+ * the core. */
 #ifndef ZL_CORE_CBT_H
 #define ZL_CORE_CBT_H
 
@@ -79,5 +80,9 @@ int cbt_write_new(int dirfd, const char *key, const char *of, const char *prev,
 int cbt_map_alloc(struct zl_cbt_map *m, int64_t size);
 /* Make this host's writers look for their records before the next write. */
 void cbt_gen_bump(void);
+/* The host's counter of CBT record changes (<run>/cbt.gen, shared memory)
+ * that cbt_gen_bump moves, for writers to watch; NULL where it cannot be
+ * had (writers then look on a timer). */
+uint64_t *cbt_gen(void);
 
 #endif

@@ -1,5 +1,14 @@
-/* cbt-writer.c: the tracking layer of writers (see core/cbt.c for the
- * record format and the rotation it must agree with). */
+/* tracking.c: the CBT layer of the write path (see core/cbt.c for the
+ * record format and the rotation it must agree with).
+ *
+ * Every range a batch changes is marked in the volume's record before the
+ * batch goes to the layer below and again after it came back, reading the
+ * record's current slot each time; before a FLUSH or a FUA request
+ * completes, the bits are written back (fdatasync of the record), and a
+ * batch whose bits cannot be made durable fails its writes and flushes
+ * with EIO.  The layer is in a stack when the SR keeps tracked bitmaps
+ * (cbt_tracked); whether the volume has CBT enabled is found by looking for
+ * its record: at open, when <run>/cbt.gen moves, and once a second. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/io/io.h"
 #include "core/model/cbt.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
@@ -23,52 +33,9 @@
 
 #define CHECK_NS 1000000000ull /* writers look for a new record this often */
 
-/* --- the host's generation of CBT records ------------------------------------- */
+/* --- the layer ---------------------------------------------------------------- */
 
-/* <run>/cbt.gen: a counter in shared memory that enable and disable bump
- * after they made or removed a record, so that every writer on this host
- * looks again before its next write (writers otherwise look once a
- * second).  NULL when it cannot be had: writers then rely on the timer. */
-static _Atomic(uint64_t *) gen_ptr;
-static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
-
-static void
-gen_open(void)
-{
-  CLEANUP_CLOSE int run = zl_run_dirfd(true);
-  int fd = run == -1 ? -1 : zl_file_beneath(run, "cbt.gen", O_RDWR | O_CREAT, 0644);
-  struct stat st;
-  if (fd == -1 || fstat(fd, &st) == -1 ||
-      (st.st_size < 4096 && ftruncate(fd, 4096) == -1)) {
-    if (fd >= 0)
-      close(fd);
-    zl_error_clear();
-    return;
-  }
-  void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (p != MAP_FAILED)
-    atomic_store(&gen_ptr, (uint64_t *)p);
-}
-
-static uint64_t *
-gen(void)
-{
-  pthread_once(&gen_once, gen_open);
-  return atomic_load(&gen_ptr);
-}
-
-void
-cbt_gen_bump(void)
-{
-  uint64_t *g = gen();
-  if (g)
-    __atomic_fetch_add(g, 1, __ATOMIC_SEQ_CST);
-}
-
-/* --- the tracking layer for writers ------------------------------------------ */
-
-struct zl_cbt_writer {
+struct tracking {
   pthread_rwlock_t lock;
   int privfd; /* the SR's private area; its cbt/ may come later */
   char key[KEY_ROOM];
@@ -78,6 +45,7 @@ struct zl_cbt_writer {
   bool counted; /* we are in f's writer count */
   atomic_bool dirty;
   atomic_bool wrote;
+  uint64_t *gen;             /* <run>/cbt.gen (cbt_gen), or NULL */
   _Atomic uint64_t seen_gen; /* of <run>/cbt.gen, at the last look */
   _Atomic uint64_t next_check;
   char boot[48];
@@ -93,7 +61,7 @@ now_ns(void)
 
 /* Under the write lock: let go of the mapped file. */
 static void
-writer_release(struct zl_cbt_writer *w)
+writer_release(struct tracking *w)
 {
   if (!w->f.base)
     return;
@@ -111,7 +79,7 @@ writer_release(struct zl_cbt_writer *w)
  * Writes made since the last look may have gone untracked (or into a record
  * that was replaced): they are unknown, so everything is marked. */
 static void
-writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
+writer_check(struct tracking *w, bool first, bool by_gen)
 {
   char name[NAME_MAX + 1];
   struct stat st;
@@ -158,53 +126,44 @@ writer_check(struct zl_cbt_writer *w, bool first, bool by_gen)
   atomic_store(&w->next_check, now_ns() + CHECK_NS);
 }
 
-struct zl_cbt_writer *
-zl_cbt_writer_open(struct zl_sr *sr, const char *key)
+static bool
+tracking_wanted(const struct zl_io_target *t)
 {
-  if (!cbt_tracked(sr)) {
-    errno = 0;
-    return NULL;
-  }
-  struct zl_cbt_writer *w = calloc(1, sizeof *w);
+  return !t->readonly && cbt_tracked(t->sr);
+}
+
+static int
+tracking_open(struct zl_io_layer *self, const struct zl_io_target *t)
+{
+  struct tracking *w = calloc(1, sizeof *w);
   if (!w) {
     zl_error(ENOMEM, "out of memory");
-    return NULL;
+    return -1;
   }
   w->f.fd = -1;
-  w->privfd = fcntl(sr->st.privfd, F_DUPFD_CLOEXEC, 0);
+  w->privfd = fcntl(t->sr->st.privfd, F_DUPFD_CLOEXEC, 0);
   if (w->privfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->st.key, strerror(errno));
+    zl_error(errno, "SR %s: %s", t->sr->st.key, strerror(errno));
     free(w);
-    return NULL;
+    return -1;
   }
   pthread_rwlock_init(&w->lock, NULL);
-  snprintf(w->key, sizeof w->key, "%s", key);
+  snprintf(w->key, sizeof w->key, "%s", t->key);
   zl_boot_id(w->boot, sizeof w->boot);
-  uint64_t *g = gen();
+  uint64_t *g = w->gen = cbt_gen();
   atomic_store(&w->seen_gen, g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0);
   writer_check(w, true, false);
-  return w;
+  self->state = w;
+  return 0;
 }
 
-void
-zl_cbt_writer_close(struct zl_cbt_writer *w)
+/* Mark [offset, offset + length) changed in the current slot. */
+static void
+mark(struct tracking *w, uint64_t offset, uint64_t length)
 {
-  if (!w)
+  if (length == 0)
     return;
-  pthread_rwlock_wrlock(&w->lock);
-  writer_release(w);
-  pthread_rwlock_unlock(&w->lock);
-  pthread_rwlock_destroy(&w->lock);
-  close(w->privfd);
-  free(w);
-}
-
-void
-zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
-{
-  if (!w || length == 0)
-    return;
-  uint64_t *g = atomic_load_explicit(&gen_ptr, memory_order_relaxed);
+  uint64_t *g = w->gen;
   uint64_t cur_gen = g ? __atomic_load_n(g, __ATOMIC_ACQUIRE) : 0;
   bool by_gen = cur_gen != atomic_load_explicit(&w->seen_gen, memory_order_relaxed);
   if (by_gen || now_ns() >= atomic_load_explicit(&w->next_check, memory_order_relaxed)) {
@@ -230,15 +189,70 @@ zl_cbt_mark(struct zl_cbt_writer *w, uint64_t offset, uint64_t length)
   pthread_rwlock_unlock(&w->lock);
 }
 
-int
-zl_cbt_sync(struct zl_cbt_writer *w)
+/* Write the bits set since the last sync back to the record. */
+static int
+sync_bits(struct tracking *w)
 {
-  if (!w || !atomic_exchange(&w->dirty, false))
+  if (!atomic_exchange(&w->dirty, false))
     return 0;
   pthread_rwlock_rdlock(&w->lock);
   int r = w->f.base ? fdatasync(w->f.fd) : 0;
   pthread_rwlock_unlock(&w->lock);
-  if (r == -1)
+  if (r == -1) {
     zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
+    atomic_store(&w->dirty, true); /* the next flush tries again */
+  }
   return r;
 }
+
+static void
+tracking_close(struct zl_io_layer *self)
+{
+  struct tracking *w = self->state;
+  if (!w)
+    return;
+  if (sync_bits(w) == -1)
+    zl_err("%s", zl_error_msg());
+  pthread_rwlock_wrlock(&w->lock);
+  writer_release(w);
+  pthread_rwlock_unlock(&w->lock);
+  pthread_rwlock_destroy(&w->lock);
+  close(w->privfd);
+  free(w);
+}
+
+static void
+tracking_batch(struct zl_io_layer *self, struct zl_io_queue *q, struct zl_io_req *r,
+               size_t n)
+{
+  struct tracking *w = self->state;
+  bool durable = false;
+
+  for (size_t i = 0; i < n; i++) {
+    if (zl_io_changes(&r[i]))
+      mark(w, r[i].off, r[i].len);
+  }
+  zl_io_next(self, q, r, n);
+  for (size_t i = 0; i < n; i++) {
+    if (zl_io_changes(&r[i])) {
+      mark(w, r[i].off, r[i].len);
+      durable |= (r[i].flags & ZL_IO_FUA) != 0;
+    }
+    durable |= r[i].op == ZL_IO_FLUSH;
+  }
+  if (durable && sync_bits(w) == -1) {
+    zl_err("%s", zl_error_msg());
+    for (size_t i = 0; i < n; i++) { /* not durable: not acknowledged */
+      if (zl_io_changes(&r[i]) || r[i].op == ZL_IO_FLUSH)
+        r[i].result = -EIO;
+    }
+  }
+}
+
+const struct zl_io_layer_ops zl_io_tracking = {
+    .name = "tracking",
+    .wanted = tracking_wanted,
+    .open = tracking_open,
+    .close = tracking_close,
+    .batch = tracking_batch,
+};
