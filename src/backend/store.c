@@ -22,6 +22,6 @@ zl_store_scratch_for(const struct zl_store *st, int targetfd)
   zl_error_clear();
   int fd = fcntl(targetfd, F_DUPFD_CLOEXEC, 0);
   if (fd == -1)
-    zl_error(errno, "scratch directory: %s", strerror(errno));
+    zl_error_sys(errno, "scratch directory");
   return fd;
 }

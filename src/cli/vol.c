@@ -141,10 +141,9 @@ vol_io(struct zl_io *io, struct zl_io_queue *q, struct zl_io_req *r, const char 
   if (r->result == 0)
     return 0;
   if (r->op == ZL_IO_FLUSH)
-    zl_error(-r->result, "flush volume %s: %s", key, strerror(-r->result));
+    zl_error_sys(-r->result, "flush volume %s", key);
   else
-    zl_error(-r->result, "write volume %s at %llu: %s", key, (unsigned long long)r->off,
-             strerror(-r->result));
+    zl_error_sys(-r->result, "write volume %s at %llu", key, (unsigned long long)r->off);
   return -1;
 }
 
@@ -175,7 +174,7 @@ vol_write(struct zl_sr *sr, int argc, char **argv)
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
-      zl_error(errno, "read stdin: %s", strerror(errno));
+      zl_error_sys(errno, "read stdin");
       goto out;
     }
     if (n == 0)
@@ -228,7 +227,7 @@ vol_read(struct zl_sr *sr, int argc, char **argv)
       if (!ferror(stdout))
         zl_error_prefix("volume %s: ", argv[0]);
       else
-        zl_error(errno, "write stdout: %s", strerror(errno));
+        zl_error_sys(errno, "write stdout");
       close(fd);
       return cli_fail();
     }

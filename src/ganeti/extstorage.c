@@ -294,7 +294,7 @@ do_attach(const struct gnt_req *r)
   }
   /* line 1: the block device; no userspace URIs */
   if (printf("%s\n", b.path) < 0 || fflush(stdout) != 0) {
-    zl_error(errno, "stdout: %s", strerror(errno));
+    zl_error_sys(errno, "stdout");
     return -1;
   }
   return 0;

@@ -40,7 +40,7 @@ open_data(struct zl_sr *sr, const struct zl_export_info *info, struct stat *st,
   if (fd == -1)
     return -1;
   if (fstat(fd, st) == -1) {
-    zl_error(errno, "export %s: %s", info->name, strerror(errno));
+    zl_error_sys(errno, "export %s", info->name);
     close(fd);
     return -1;
   }
@@ -48,7 +48,7 @@ open_data(struct zl_sr *sr, const struct zl_export_info *info, struct stat *st,
   if (S_ISBLK(st->st_mode)) {
     uint64_t sz;
     if (ioctl(fd, BLKGETSIZE64, &sz) == -1) {
-      zl_error(errno, "export %s: size of the device: %s", info->name, strerror(errno));
+      zl_error_sys(errno, "export %s: size of the device", info->name);
       close(fd);
       return -1;
     }

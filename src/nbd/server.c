@@ -174,14 +174,14 @@ listen_unix(const char *path)
   snprintf(lockpath, sizeof lockpath, "%s.lock", path);
   int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (lock == -1 || flock(lock, LOCK_EX) == -1) {
-    zl_error(errno, "lock %s: %s", lockpath, strerror(errno));
+    zl_error_sys(errno, "lock %s", lockpath);
     if (lock >= 0)
       close(lock);
     return -1;
   }
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd == -1) {
-    zl_error(errno, "socket: %s", strerror(errno));
+    zl_error_sys(errno, "socket");
     close(lock);
     return -1;
   }
@@ -194,8 +194,7 @@ listen_unix(const char *path)
     if (live)
       zl_error(EADDRINUSE, "an NBD server already listens on %s", path);
     else
-      zl_error(e, "cannot tell whether an NBD server listens on %s: %s", path,
-               strerror(e));
+      zl_error_sys(e, "cannot tell whether an NBD server listens on %s", path);
     return -1;
   }
   unlink(path);
@@ -203,7 +202,7 @@ listen_unix(const char *path)
   int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
   umask(old);
   if (r == -1 || listen(fd, 128) == -1) {
-    zl_error(errno, "listen on %s: %s", path, strerror(errno));
+    zl_error_sys(errno, "listen on %s", path);
     close(fd);
     close(lock);
     return -1;
@@ -243,7 +242,7 @@ listen_tcp(const char *spec, struct listener *out, int max)
     if (a->ai_family == AF_INET6)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, a->ai_addr, a->ai_addrlen) == -1 || listen(fd, 128) == -1) {
-      zl_error(errno, "listen on %s: %s", spec, strerror(errno));
+      zl_error_sys(errno, "listen on %s", spec);
       close(fd);
       continue;
     }
@@ -376,7 +375,7 @@ nbd_serve(const struct nbd_config *cfg)
     return -1;
   }
   if (cfg->daemon && daemonize(cfg, &ready) == -1) {
-    zl_error(errno, "daemonize: %s", strerror(errno));
+    zl_error_sys(errno, "daemonize");
     return -1;
   }
 

@@ -52,7 +52,7 @@ read_stdin(char **bufp, size_t *lenp)
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      zl_error(errno, "read parameters from stdin: %s", strerror(errno));
+      zl_error_sys(errno, "read parameters from stdin");
       free(buf);
       return -1;
     }

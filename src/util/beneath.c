@@ -151,7 +151,7 @@ zl_parent_beneath(int dirfd, const char *path, bool create, const char **last)
   if (!slash) {
     int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (fd == -1)
-      zl_error(errno, "%s: %s", path, strerror(errno));
+      zl_error_sys(errno, "%s", path);
     return fd;
   }
   size_t n = (size_t)(slash - path);
@@ -183,7 +183,7 @@ zl_file_beneath(int dirfd, const char *path, int flags, mode_t mode)
   if (fstat(fd, &st) == -1) {
     e = errno;
     close(fd);
-    zl_error(e, "%s: %s", path, strerror(e));
+    zl_error_sys(e, "%s", path);
     errno = e;
     return -1;
   }
@@ -196,7 +196,7 @@ zl_file_beneath(int dirfd, const char *path, int flags, mode_t mode)
   if (!(flags & O_NONBLOCK) && (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)) {
     e = errno;
     close(fd);
-    zl_error(e, "%s: %s", path, strerror(e));
+    zl_error_sys(e, "%s", path);
     errno = e;
     return -1;
   }
@@ -246,7 +246,7 @@ zl_remove_tree(int parent, const char *name)
     return bad_path(name);
   if (remove_tree_at(parent, name, 0) == -1) {
     int e = errno;
-    zl_error(e, "remove %s: %s", name, strerror(e));
+    zl_error_sys(e, "remove %s", name);
     errno = e;
     return -1;
   }

@@ -67,6 +67,39 @@ zl_error(int errnum, const char *fmt, ...)
   va_end(ap);
 }
 
+/* The message, then ": " and strerror(errnum) (libnbd's set_error). */
+static void __attribute__((format(printf, 3, 0)))
+set_sys_v(enum zl_errkind kind, int errnum, const char *fmt, va_list ap)
+{
+  char sys[128];
+  const char *s = strerror_r(errnum, sys, sizeof sys); /* GNU: may not use sys */
+
+  set_v(kind, errnum, fmt, ap);
+  size_t n = strlen(err.msg);
+  if (snprintf(err.msg + n, sizeof err.msg - n, ": %s", s) >= (int)(sizeof err.msg - n))
+    memcpy(err.msg + sizeof err.msg - 4, "...", 4);
+}
+
+void
+zl_error_sys(int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  set_sys_v(kind_of_errno(errnum), errnum, fmt, ap);
+  va_end(ap);
+  errno = errnum;
+}
+
+void
+zl_error_kind_sys(enum zl_errkind kind, int errnum, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  set_sys_v(kind, errnum, fmt, ap);
+  va_end(ap);
+  errno = errnum;
+}
+
 void
 zl_error_kind(enum zl_errkind kind, int errnum, const char *fmt, ...)
 {

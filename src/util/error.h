@@ -40,6 +40,12 @@ void zl_error(int errnum, const char *fmt, ...) __attribute__((format(printf, 2,
 void zl_error_kind(enum zl_errkind kind, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The same, with ": " and strerror(errnum) appended to the message (what
+ * a failed system call reports). */
+void zl_error_sys(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void zl_error_kind_sys(enum zl_errkind kind, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Prefix the current message with more context ("create disk0: " + old).
  * errno and kind are preserved. */
 void zl_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

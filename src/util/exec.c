@@ -162,7 +162,7 @@ zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sin
   memset(res, 0, sizeof *res);
   if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
       pipe2(err, O_CLOEXEC) == -1) {
-    zl_error(errno, "%s: pipe: %s", argv[0], strerror(errno));
+    zl_error_sys(errno, "%s: pipe", argv[0]);
     goto fail_fds;
   }
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -171,7 +171,7 @@ zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sin
     if (sr == ENOENT)
       zl_error(ENOENT, "%s is not installed (not found in PATH)", argv[0]);
     else
-      zl_error(sr, "cannot run %s: %s", argv[0], strerror(sr));
+      zl_error_sys(sr, "cannot run %s", argv[0]);
     goto fail_fds;
   }
   close(in[0]);
@@ -250,7 +250,7 @@ zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink sin
     free(buf);
   while (waitpid(pid, &wstatus, 0) == -1) {
     if (errno != EINTR) {
-      zl_error(errno, "%s: waitpid: %s", argv[0], strerror(errno));
+      zl_error_sys(errno, "%s: waitpid", argv[0]);
       zl_exec_result_free(res);
       return -1;
     }

@@ -39,7 +39,7 @@ zl_pwrite_all(int fd, const void *buf, size_t len, off_t off)
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      zl_error(errno, "write: %s", strerror(errno));
+      zl_error_sys(errno, "write");
       return -1;
     }
     p += n;
@@ -59,7 +59,7 @@ zl_pread_all(int fd, void *buf, size_t len, off_t off)
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      zl_error(errno, "read: %s", strerror(errno));
+      zl_error_sys(errno, "read");
       return -1;
     }
     if (n == 0) {
@@ -77,7 +77,7 @@ int
 zl_fsync_dir(int dirfd)
 {
   if (fsync(dirfd) == -1 && errno != EINVAL && errno != EROFS) {
-    zl_error(errno, "fsync directory: %s", strerror(errno));
+    zl_error_sys(errno, "fsync directory");
     return -1;
   }
   return 0;
@@ -109,13 +109,13 @@ write_then_publish(int tmpdir, int parent, const char *path, const void *buf, si
     }
     /* blocking: a scanner that took it first lets go at once */
     if (flock(fd, LOCK_EX) == -1) {
-      zl_error(errno, "lock %s: %s", tmp, strerror(errno));
+      zl_error_sys(errno, "lock %s", tmp);
       goto fail;
     }
     if (zl_pwrite_all(fd, buf, len, 0) == -1)
       goto fail;
     if (durable && fdatasync(fd) == -1) {
-      zl_error(errno, "fsync %s: %s", tmp, strerror(errno));
+      zl_error_sys(errno, "fsync %s", tmp);
       goto fail;
     }
     zl_fault("write-file", "written");
@@ -129,9 +129,9 @@ write_then_publish(int tmpdir, int parent, const char *path, const void *buf, si
     if (errno == ENOENT && attempt < 3)
       continue;
     if (replace)
-      zl_error(errno, "rename %s to %s: %s", tmp, name, strerror(errno));
+      zl_error_sys(errno, "rename %s to %s", tmp, name);
     else
-      zl_error(errno, "%s: %s", name, strerror(errno));
+      zl_error_sys(errno, "%s", name);
     goto fail;
   fail:;
     int saved = errno;
@@ -196,7 +196,7 @@ zl_sweep_temporaries(int dirfd)
   if (fd == -1 || !(d = fdopendir(fd))) {
     if (fd >= 0)
       close(fd);
-    zl_error(errno, "sweep: %s", strerror(errno));
+    zl_error_sys(errno, "sweep");
     return -1;
   }
   while ((de = readdir(d))) {
@@ -231,11 +231,11 @@ zl_read_file_at(int dirfd, const char *name, size_t max, char **bufp, size_t *le
       return -1;
   } else if ((fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
                                   O_NOCTTY)) == -1) {
-    zl_error(errno, "open %s: %s", name, strerror(errno));
+    zl_error_sys(errno, "open %s", name);
     return -1;
   }
   if (fstat(fd, &st) == -1) {
-    zl_error(errno, "stat %s: %s", name, strerror(errno));
+    zl_error_sys(errno, "stat %s", name);
     return -1;
   }
   if (!S_ISREG(st.st_mode)) {
@@ -257,7 +257,7 @@ zl_read_file_at(int dirfd, const char *name, size_t max, char **bufp, size_t *le
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      zl_error(errno, "read %s: %s", name, strerror(errno));
+      zl_error_sys(errno, "read %s", name);
       return -1;
     }
     if (n == 0)
@@ -321,7 +321,7 @@ copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp)
       if (errno == EINTR)
         continue;
       if (!cfr_unsupported(errno)) {
-        zl_error(errno, "copy_file_range: %s", strerror(errno));
+        zl_error_sys(errno, "copy_file_range");
         return -1;
       }
       *use_cfr = false;
@@ -350,7 +350,7 @@ zl_copy_sparse(int in, int out, off_t size, uint64_t *copied)
   CLEANUP_FREE char *buf = NULL;
 
   if (ftruncate(out, 0) == -1 || ftruncate(out, size) == -1) {
-    zl_error(errno, "truncate copy: %s", strerror(errno));
+    zl_error_sys(errno, "truncate copy");
     return -1;
   }
   while (pos < size) {
@@ -361,7 +361,7 @@ zl_copy_sparse(int in, int out, off_t size, uint64_t *copied)
       if (errno == EINVAL) { /* no SEEK_DATA support: copy all */
         data = pos;
       } else {
-        zl_error(errno, "seek data: %s", strerror(errno));
+        zl_error_sys(errno, "seek data");
         return -1;
       }
     }
@@ -392,7 +392,7 @@ zl_clone_or_copy(int in, int out, off_t size, bool *reflinked)
   }
   if (errno != EOPNOTSUPP && errno != EXDEV && errno != EINVAL && errno != ENOTTY &&
       errno != ENOSYS) {
-    zl_error(errno, "reflink: %s", strerror(errno));
+    zl_error_sys(errno, "reflink");
     return -1;
   }
   if (reflinked)

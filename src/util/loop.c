@@ -102,7 +102,7 @@ zl_loop_refresh(const char *dev)
 {
   int lfd = open(dev, O_RDONLY | O_CLOEXEC);
   if (lfd == -1 || ioctl(lfd, LOOP_SET_CAPACITY, 0) == -1) {
-    zl_error(errno, "%s: cannot update the size: %s", dev, strerror(errno));
+    zl_error_sys(errno, "%s: cannot update the size", dev);
     if (lfd >= 0)
       close(lfd);
     return -1;
@@ -152,7 +152,7 @@ zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
   for (int attempt = 0; attempt < 8; attempt++) {
     int n = ioctl(ctl, LOOP_CTL_GET_FREE);
     if (n < 0) {
-      zl_error(errno, "no free loop device: %s", strerror(errno));
+      zl_error_sys(errno, "no free loop device");
       close(ctl);
       return -1;
     }
@@ -175,7 +175,7 @@ zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
       return 0;
     }
     if (e != EBUSY) { /* EBUSY: taken meanwhile, try the next one */
-      zl_error(e, "%s: cannot attach: %s", dev, strerror(e));
+      zl_error_sys(e, "%s: cannot attach", dev);
       close(ctl);
       return -1;
     }
@@ -190,12 +190,12 @@ zl_loop_detach(const char *dev)
 {
   int lfd = open(dev, O_RDONLY | O_CLOEXEC);
   if (lfd == -1)
-    return errno == ENOENT ? 0 : (zl_error(errno, "%s: %s", dev, strerror(errno)), -1);
+    return errno == ENOENT ? 0 : (zl_error_sys(errno, "%s", dev), -1);
   int r = ioctl(lfd, LOOP_CLR_FD, 0);
   int e = errno;
   close(lfd);
   if (r == -1 && e != ENXIO) {
-    zl_error(e, "release %s: %s", dev, strerror(e));
+    zl_error_sys(e, "release %s", dev);
     return -1;
   }
   return 0;

@@ -74,7 +74,7 @@ zl_path_canonical(const char *path, char *out, size_t len)
     if (realpath(head[0] ? head : "/", rp))
       break;
     if (errno != ENOENT && errno != ENOTDIR) {
-      zl_error(errno, "%s: %s", head, strerror(errno));
+      zl_error_sys(errno, "%s", head);
       return -1;
     }
     char *slash = strrchr(head, '/');

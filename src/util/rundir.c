@@ -25,12 +25,12 @@ zl_run_dirfd(bool create)
   const char *path = zl_run_dir();
 
   if (create && mkdir(path, 0700) == -1 && errno != EEXIST) {
-    zl_error(errno, "%s: %s", path, strerror(errno));
+    zl_error_sys(errno, "%s", path);
     return -1;
   }
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1 && !(errno == ENOENT && !create))
-    zl_error(errno, "%s: %s", path, strerror(errno));
+    zl_error_sys(errno, "%s", path);
   return fd;
 }
 
@@ -58,7 +58,7 @@ zl_run_lock(const char *name)
   close(dfd);
   if (fd == -1 || flock(fd, LOCK_EX) == -1) {
     e = fd == -1 ? e : errno;
-    zl_error(e, "lock %s/locks/%s: %s", zl_run_dir(), name, strerror(e));
+    zl_error_sys(e, "lock %s/locks/%s", zl_run_dir(), name);
     if (fd >= 0)
       close(fd);
     return -1;

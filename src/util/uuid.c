@@ -20,7 +20,7 @@ zl_uuid_generate(char *out)
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      zl_error(errno, "getrandom: %s", strerror(errno));
+      zl_error_sys(errno, "getrandom");
       return -1;
     }
     got += (size_t)n;

@@ -53,14 +53,14 @@ file_vol_adopt_recover(struct zl_store *sr, const char *key, const char *source,
     return 0; /* one name already (or not ours to touch) */
   if (committed) {
     if (unlink(source) == -1 && errno != ENOENT) {
-      zl_error(errno, "adopt: remove the old name %s: %s", source, strerror(errno));
+      zl_error_sys(errno, "adopt: remove the old name %s", source);
       return -1;
     }
     return 0;
   }
   /* not committed: the source still holds the data; our link goes */
   if (unlinkat(sr->dirfd, img, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "adopt: remove %s: %s", img, strerror(errno));
+    zl_error_sys(errno, "adopt: remove %s", img);
     return -1;
   }
   return 0;
@@ -107,7 +107,7 @@ file_vol_adopt(struct zl_store *sr, const char *key, const char *source,
   }
   snprintf(parent, sizeof parent, "%s", canon);
   if (stat(dirname(parent), &pst) == -1 || fstat(sr->dirfd, &sst) == -1) {
-    zl_error(errno, "%s: %s", source, strerror(errno));
+    zl_error_sys(errno, "%s", source);
     return -1;
   }
   if (pst.st_dev == sst.st_dev && pst.st_ino == sst.st_ino) {
@@ -130,8 +130,7 @@ file_vol_adopt(struct zl_store *sr, const char *key, const char *source,
                "move the file onto that filesystem first",
                source, sr->key);
     else
-      zl_error(errno, "%s: cannot link it into the SR as %s: %s", source, img,
-               strerror(errno));
+      zl_error_sys(errno, "%s: cannot link it into the SR as %s", source, img);
     return -1;
   }
   zl_fault("adopt", "linked");

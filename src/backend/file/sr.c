@@ -123,14 +123,13 @@ canonical(const char *path, char *out, bool *exists)
     return 0;
   }
   if (errno != ENOENT) {
-    zl_error(errno, "%s: %s", path, strerror(errno));
+    zl_error_sys(errno, "%s", path);
     return -1;
   }
   *exists = false;
   snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
   if (!realpath(parent[0] ? parent : "/", rp)) {
-    zl_error_kind(ZL_ERR_INVALID, errno, "parent directory of %s: %s", path,
-                  strerror(errno));
+    zl_error_kind_sys(ZL_ERR_INVALID, errno, "parent directory of %s", path);
     return -1;
   }
   snprintf(out, PATH_MAX, "%s%s", strcmp(rp, "/") ? rp : "", slash);
@@ -208,14 +207,14 @@ file_sr_prepare(const char *uuid, json_t *config, char **sr_key)
   }
   if (!exists) {
     if (mkdir(canon, 0700) == -1 && errno != EEXIST) {
-      zl_error(errno, "cannot create %s: %s", canon, strerror(errno));
+      zl_error_sys(errno, "cannot create %s", canon);
       return -1;
     }
     made = true;
   }
   dfd = open(canon, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (dfd == -1) {
-    zl_error(errno, "%s: %s", canon, strerror(errno));
+    zl_error_sys(errno, "%s", canon);
     return -1;
   }
   /* an SR destroyed part-way here: its leftovers go, and if it had made
@@ -248,7 +247,7 @@ file_sr_locate(const json_t *config, char **sr_key)
   if (config_path(config, &path) == -1)
     return -1;
   if (!realpath(path, canon)) {
-    zl_error_kind(ZL_ERR_NO_SR, errno, "no SR at %s: %s", path, strerror(errno));
+    zl_error_kind_sys(ZL_ERR_NO_SR, errno, "no SR at %s", path);
     return -1;
   }
   if (!(*sr_key = strdup(canon))) {
@@ -271,13 +270,13 @@ file_sr_open(struct zl_store *sr)
   sr->be_data = f;
   sr->dirfd = open(sr->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (sr->dirfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s", sr->key);
     return -1;
   }
   sr->privfd =
       openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (sr->privfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s", sr->key);
     return -1;
   }
   return 0;
@@ -341,7 +340,7 @@ file_sr_remove(struct zl_store *sr)
     r = (unsigned)getpid();
   snprintf(gone, sizeof gone, GONE_PREFIX "%08x", r);
   if (renameat(sr->dirfd, ZL_PRIV_DIR, sr->dirfd, gone) == -1) {
-    zl_error(errno, "SR %s: cannot remove " ZL_PRIV_DIR ": %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s: cannot remove " ZL_PRIV_DIR "", sr->key);
     return -1;
   }
   zl_fault("sr-destroy", "unmarked");
@@ -400,7 +399,7 @@ file_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque)
   if (fd == -1 || !(d = fdopendir(fd))) {
     if (fd >= 0)
       close(fd);
-    zl_error(errno, "SR %s: cannot list: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s: cannot list", sr->key);
     return -1;
   }
   while ((de = readdir(d))) {
@@ -414,7 +413,7 @@ file_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque)
     }
     if (is_temporary(n)) { /* a dead call's: no call is half-way now */
       if (unlinkat(sr->dirfd, n, 0) == -1 && errno != ENOENT) {
-        zl_error(errno, "SR %s: remove %s: %s", sr->key, n, strerror(errno));
+        zl_error_sys(errno, "SR %s: remove %s", sr->key, n);
         return -1;
       }
       zl_info("SR %s: removed %s, left by a call that died", sr->key, n);
@@ -450,7 +449,7 @@ file_sr_space(struct zl_store *sr, int64_t *total, int64_t *free_)
   struct statvfs v;
 
   if (fstatvfs(sr->dirfd, &v) == -1) {
-    zl_error(errno, "SR %s: statvfs: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s: statvfs", sr->key);
     return -1;
   }
   *total = (int64_t)v.f_blocks * (int64_t)v.f_frsize;

@@ -43,7 +43,7 @@ stat_img(struct zl_store *sr, const char *key, struct zl_vol_info *info)
 
   file_img_name(img, sizeof img, key);
   if (fstatat(sr->dirfd, img, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-    zl_error(errno, "volume %s: %s: %s", key, img, strerror(errno));
+    zl_error_sys(errno, "volume %s: %s", key, img);
     return -1;
   }
   if (!S_ISREG(st.st_mode)) {
@@ -188,7 +188,7 @@ file_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
   if (fd == -1 || !(d = fdopendir(fd))) {
     if (fd >= 0)
       close(fd);
-    zl_error(errno, "SR %s: cannot list: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s: cannot list", sr->key);
     return -1;
   }
   while (r == 0 && (de = readdir(d))) {
@@ -270,13 +270,12 @@ reserve(int fd, int64_t size, bool keep_size, const char *key)
   if (fallocate(fd, keep_size ? FALLOC_FL_KEEP_SIZE : 0, 0, size) == -1) {
     int e = errno;
     if (e == EOPNOTSUPP || e == ENOSYS)
-      zl_error_kind(ZL_ERR_UNSUPPORTED, e,
-                    "volume %s: this filesystem cannot reserve space (thick "
-                    "provisioning): %s",
-                    key, strerror(e));
+      zl_error_kind_sys(ZL_ERR_UNSUPPORTED, e,
+                        "volume %s: this filesystem cannot reserve space (thick "
+                        "provisioning)",
+                        key);
     else
-      zl_error(e, "volume %s: cannot reserve %lld bytes: %s", key, (long long)size,
-               strerror(e));
+      zl_error_sys(e, "volume %s: cannot reserve %lld bytes", key, (long long)size);
     return -1;
   }
   return 0;
@@ -286,7 +285,7 @@ static int
 sync_data(int fd, const char *key)
 {
   if (fdatasync(fd) == -1) {
-    zl_error(errno, "volume %s: fsync: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s: fsync", key);
     return -1;
   }
   return 0;
@@ -303,12 +302,11 @@ file_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick,
   file_img_name(img, sizeof img, key);
   fd = openat(sr->dirfd, img, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd == -1) {
-    zl_error(errno, "%s: %s", img, strerror(errno));
+    zl_error_sys(errno, "%s", img);
     return -1;
   }
   if (ftruncate(fd, size) == -1) {
-    zl_error(errno, "%s: cannot set size %lld: %s", img, (long long)size,
-             strerror(errno));
+    zl_error_sys(errno, "%s: cannot set size %lld", img, (long long)size);
     return -1;
   }
   if (thick && reserve(fd, size, false, key) == -1)
@@ -336,13 +334,13 @@ file_vol_copy(struct zl_store *sr, const char *src, const char *dst,
   file_img_name(out_name, sizeof out_name, dst);
   in = openat(sr->dirfd, in_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (in == -1 || fstat(in, &st) == -1) {
-    zl_error(errno, "%s: %s", in_name, strerror(errno));
+    zl_error_sys(errno, "%s", in_name);
     return -1;
   }
   out = openat(sr->dirfd, out_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
                0600);
   if (out == -1) {
-    zl_error(errno, "%s: %s", out_name, strerror(errno));
+    zl_error_sys(errno, "%s", out_name);
     return -1;
   }
   if (zl_clone_or_copy(in, out, st.st_size, &reflinked) == -1)
@@ -364,7 +362,7 @@ static int
 unlink_quiet(struct zl_store *sr, const char *name)
 {
   if (unlinkat(sr->dirfd, name, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "remove %s: %s", name, strerror(errno));
+    zl_error_sys(errno, "remove %s", name);
     return -1;
   }
   return 0;
@@ -382,7 +380,7 @@ remove_temporaries(struct zl_store *sr, const char *prefix)
   if (fd == -1 || !(d = fdopendir(fd))) {
     if (fd >= 0)
       close(fd);
-    zl_error(errno, "SR %s: cannot list: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s: cannot list", sr->key);
     return -1;
   }
   int n = snprintf(want, sizeof want, ".%s.tmp.", prefix);
@@ -435,7 +433,7 @@ file_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick)
   file_img_name(img, sizeof img, key);
   fd = openat(sr->dirfd, img, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1 || fstat(fd, &st) == -1) {
-    zl_error(errno, "%s: %s", img, strerror(errno));
+    zl_error_sys(errno, "%s", img);
     return -1;
   }
   if (size < st.st_size) { /* never shrink, even when asked to redo */
@@ -453,8 +451,7 @@ file_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick)
   }
   zl_fault("resize", "reserved");
   if (ftruncate(fd, size) == -1) {
-    zl_error(errno, "%s: cannot set size %lld: %s", img, (long long)size,
-             strerror(errno));
+    zl_error_sys(errno, "%s: cannot set size %lld", img, (long long)size);
     return -1;
   }
   return sync_data(fd, key);
@@ -475,12 +472,12 @@ file_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thi
     return -1;
   in = openat(sr->dirfd, in_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (in == -1 || fstat(in, &st) == -1) {
-    zl_error(errno, "%s: %s", in_name, strerror(errno));
+    zl_error_sys(errno, "%s", in_name);
     return -1;
   }
   /* what a dead revert left is replaced, never written through */
   if (unlinkat(sr->dirfd, tmp, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "%s: %s", tmp, strerror(errno));
+    zl_error_sys(errno, "%s", tmp);
     return -1;
   }
   out = zl_file_beneath(sr->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -491,7 +488,7 @@ file_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thi
     goto fail;
   zl_fault("revert", "copied");
   if (renameat(sr->dirfd, tmp, sr->dirfd, img) == -1) {
-    zl_error(errno, "replace %s: %s", img, strerror(errno));
+    zl_error_sys(errno, "replace %s", img);
     goto fail;
   }
   if (zl_fsync_dir(sr->dirfd) == -1)
@@ -521,7 +518,7 @@ file_vol_open(struct zl_store *sr, const char *key, int flags)
   file_img_name(img, sizeof img, key);
   fd = openat(sr->dirfd, img, flags | O_CLOEXEC | O_NOFOLLOW);
   if (fd == -1)
-    zl_error(errno, "volume %s: %s: %s", key, img, strerror(errno));
+    zl_error_sys(errno, "volume %s: %s", key, img);
   return fd;
 }
 
@@ -541,7 +538,7 @@ file_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range
   if (b == -1)
     return -1;
   if (fstat(b, &st) == -1) {
-    zl_error(errno, "volume %s: %s", to, strerror(errno));
+    zl_error_sys(errno, "volume %s", to);
     return -1;
   }
   if (zl_fiemap_diff(a, b, (uint64_t)st.st_size, cb, opaque) == -1) {
@@ -561,7 +558,7 @@ file_vol_data_destroy(struct zl_store *sr, const char *key)
    * blocks: truncating to zero and back frees them on every filesystem */
   if (fd == -1 || fstat(fd, &st) == -1 || ftruncate(fd, 0) == -1 ||
       ftruncate(fd, st.st_size) == -1 || fsync(fd) == -1) {
-    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s", key);
     return -1;
   }
   return 0;

@@ -145,7 +145,7 @@ data_object(struct zl_store *sr, const char *comp, uint64_t *obj)
   else if (errno == ENOENT)
     *obj = 0;
   else {
-    zl_error(errno, "volume %s: %s", comp, strerror(errno));
+    zl_error_sys(errno, "volume %s", comp);
     return -1;
   }
   return 0;

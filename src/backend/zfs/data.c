@@ -69,7 +69,7 @@ zeros(const char *key, int64_t size)
   int fd = memfd_create("zfs-live-zeros", MFD_CLOEXEC);
 
   if (fd == -1 || ftruncate(fd, size) == -1) {
-    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s", key);
     if (fd >= 0)
       close(fd);
     return -1;
@@ -96,7 +96,7 @@ open_file(struct zl_store *sr, const char *key, const char *comp, int64_t size, 
     return -1;
   }
   if (rw && fstat(fd, &st) == 0 && st.st_size < size && ftruncate(fd, size) == -1) {
-    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s", key);
     close(fd);
     return -1;
   }
@@ -152,7 +152,7 @@ zb_vol_open(struct zl_store *sr, const char *key, int flags)
                                        : -1;
   }
   if (fd == -1)
-    zl_error(errno, "volume %s: %s: %s", key, path, strerror(errno));
+    zl_error_sys(errno, "volume %s: %s", key, path);
   return fd;
 }
 

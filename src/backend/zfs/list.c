@@ -178,7 +178,7 @@ foreign_files(struct zl_store *sr, const json_t *objs, zl_foreign_cb cb, void *o
   if (fd == -1 || !(d = fdopendir(fd))) {
     if (fd >= 0)
       close(fd);
-    zl_error(errno, "SR %s: cannot list: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s: cannot list", sr->key);
     return -1;
   }
   while ((de = readdir(d))) {

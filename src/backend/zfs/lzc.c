@@ -131,7 +131,7 @@ result(int r, const char *what, const char *name)
 {
   if (r == 0)
     return 0;
-  zl_error(r, "%s %s: %s", what, name, strerror(r));
+  zl_error_sys(r, "%s %s", what, name);
   return -1;
 }
 

@@ -107,7 +107,7 @@ revert_by_copy(struct zl_store *sr, const char *key, const char *snap, bool thic
   const char *last;
   CLEANUP_CLOSE int tdir = zl_parent_beneath(sr->dirfd, tmp, false, &last);
   if (tdir == -1 || (unlinkat(tdir, last, 0) == -1 && errno != ENOENT)) {
-    zl_error(errno, "%s/%s: %s", sr->key, tmp, strerror(errno));
+    zl_error_sys(errno, "%s/%s", sr->key, tmp);
     return -1;
   }
   out = zl_file_beneath(sr->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -127,7 +127,7 @@ revert_by_copy(struct zl_store *sr, const char *key, const char *snap, bool thic
       goto fail;
   }
   if (renameat(sr->dirfd, tmp, sr->dirfd, img) == -1) {
-    zl_error(errno, "replace %s/%s: %s", sr->key, img, strerror(errno));
+    zl_error_sys(errno, "replace %s/%s", sr->key, img);
     goto fail;
   }
   if (set_size(z, key, st.st_size) == -1)

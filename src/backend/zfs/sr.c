@@ -152,7 +152,7 @@ zb_sr_prepare(const char *uuid, json_t *config, char **sr_key)
   }
   CLEANUP_CLOSE int dfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (dfd == -1) {
-    zl_error(errno, "SR dataset %s is not mounted at %s: %s", ds, mnt, strerror(errno));
+    zl_error_sys(errno, "SR dataset %s is not mounted at %s", ds, mnt);
     return -1;
   }
   CLEANUP_CLOSE int pfd = zl_dir_beneath(dfd, ZL_PRIV_DIR, true);
@@ -245,13 +245,13 @@ zb_sr_open(struct zl_store *sr)
   sr->be_data = z;
   sr->dirfd = open(sr->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (sr->dirfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s", sr->key);
     return -1;
   }
   sr->privfd =
       openat(sr->dirfd, ZL_PRIV_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (sr->privfd == -1) {
-    zl_error(errno, "SR %s: %s", sr->key, strerror(errno));
+    zl_error_sys(errno, "SR %s", sr->key);
     return -1;
   }
   /* runtime state is host-local, in /run; its zfs.json is a copy of the

@@ -383,7 +383,7 @@ zb_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick)
   struct stat st;
   if (zb_is_mounted(sr, key) && stat(path, &st) == 0 && st.st_size < size &&
       truncate(path, size) == -1) {
-    zl_error(errno, "%s: %s", path, strerror(errno));
+    zl_error_sys(errno, "%s", path);
     return -1;
   }
   return 0;

@@ -45,7 +45,7 @@ records_locked(bool create)
   int dfd = zl_run_subdir("blockdev", create);
 
   if (dfd >= 0 && flock(dfd, LOCK_EX) == -1) {
-    zl_error(errno, "lock %s/blockdev: %s", zl_run_dir(), strerror(errno));
+    zl_error_sys(errno, "lock %s/blockdev", zl_run_dir());
     close(dfd);
     return -1;
   }
@@ -97,7 +97,7 @@ device_path(struct zl_sr *sr, const char *key, int fd, const struct stat *st, ch
   snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
   ssize_t n = readlink(link, out, len - 1);
   if (n <= 0) {
-    zl_error(errno, "volume %s: cannot name its device: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s: cannot name its device", key);
     return -1;
   }
   out[n] = '\0';
@@ -120,7 +120,7 @@ zl_vol_blockdev(struct zl_sr *sr, const char *key, struct zl_blockdev *out)
   if ((fd = zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR)) == -1)
     return -1;
   if (fstat(fd, &st) == -1) {
-    zl_error(errno, "volume %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s", key);
     return -1;
   }
   if (S_ISBLK(st.st_mode))
@@ -195,7 +195,7 @@ zl_vol_blockdev_release(struct zl_sr *sr, const char *key)
   }
   record_name(sr, key, file, sizeof file);
   if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "%s: %s", file, strerror(errno));
+    zl_error_sys(errno, "%s", file);
     return -1;
   }
   return 0;
@@ -359,7 +359,7 @@ zl_blockdev_standin_release(const char *key)
     return -1;
   standin_name(key, file, sizeof file);
   if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "%s: %s", file, strerror(errno));
+    zl_error_sys(errno, "%s", file);
     return -1;
   }
   return 0;

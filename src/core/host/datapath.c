@@ -156,7 +156,7 @@ lock_record(int dfd, const char *file)
   snprintf(name, sizeof name, "%.*s.lock", (int)n, file);
   int fd = zl_file_beneath(dfd, name, O_RDWR | O_CREAT, 0600);
   if (fd == -1 || flock(fd, LOCK_EX) == -1) {
-    zl_error(errno, "lock %s/attach/%s: %s", zl_run_dir(), name, strerror(errno));
+    zl_error_sys(errno, "lock %s/attach/%s", zl_run_dir(), name);
     if (fd >= 0)
       close(fd);
     return -1;

@@ -93,7 +93,7 @@ zl_export_unregister(const char *name)
   if (file_of(name, file, sizeof file) == -1)
     return -1;
   if (unlinkat(dfd, file, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "unregister export %s: %s", name, strerror(errno));
+    zl_error_sys(errno, "unregister export %s", name);
     return -1;
   }
   return 0;

@@ -143,7 +143,7 @@ tracking_open(struct zl_io_layer *self, const struct zl_io_target *t)
   w->f.fd = -1;
   w->privfd = fcntl(t->sr->st.privfd, F_DUPFD_CLOEXEC, 0);
   if (w->privfd == -1) {
-    zl_error(errno, "SR %s: %s", t->sr->st.key, strerror(errno));
+    zl_error_sys(errno, "SR %s", t->sr->st.key);
     free(w);
     return -1;
   }
@@ -199,7 +199,7 @@ sync_bits(struct tracking *w)
   int r = w->f.base ? fdatasync(w->f.fd) : 0;
   pthread_rwlock_unlock(&w->lock);
   if (r == -1) {
-    zl_error(errno, "CBT record of %s: %s", w->key, strerror(errno));
+    zl_error_sys(errno, "CBT record of %s", w->key);
     atomic_store(&w->dirty, true); /* the next flush tries again */
   }
   return r;

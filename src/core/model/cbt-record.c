@@ -114,7 +114,7 @@ cbt_map(int dirfd, const char *key, struct cbt_file *f)
   f->base = mmap(NULL, f->len, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
   if (f->base == MAP_FAILED) {
     f->base = NULL;
-    zl_error(errno, "CBT record of %s: mmap: %s", key, strerror(errno));
+    zl_error_sys(errno, "CBT record of %s: mmap", key);
     goto fail;
   }
   f->h = (struct cbt_hdr *)f->base;
@@ -192,7 +192,7 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
       (bits && nbytes && zl_pwrite_all(fd, bits, nbytes, CBT_HDR) == -1) ||
       fsync(fd) == -1 || renameat(dirfd, tmp, dirfd, name) == -1 ||
       zl_fsync_dir(dirfd) == -1) {
-    zl_error(errno, "write CBT record of %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "write CBT record of %s", key);
     unlinkat(dirfd, tmp, 0);
     return -1;
   }
@@ -317,7 +317,7 @@ zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
     memset(slot(&f, j), 0, n);
     __atomic_store_n(&f.h->cur, j, __ATOMIC_RELEASE);
     if (fdatasync(f.fd) == -1) {
-      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      zl_error_sys(errno, "CBT record of %s", key);
       cbt_unmap(&f);
       return -1;
     }
@@ -353,7 +353,7 @@ zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
   zl_fault("cbt-rotate", "map-written");
   snprintf(f.h->prev, KEY_ROOM, "%s", snap);
   if (fdatasync(f.fd) == -1) {
-    zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "CBT record of %s", key);
     goto out;
   }
   memset(slot(&f, rot->old), 0, n);
@@ -497,7 +497,7 @@ zl_cbt_forget(struct zl_sr *sr, const char *key)
   cbt_unmap(&f);
   cbt_file_name(name, sizeof name, key);
   if (unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
-    zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "remove CBT record of %s", key);
     return -1;
   }
   return 0;
@@ -513,7 +513,7 @@ zl_cbt_mark_all(struct zl_sr *sr, const char *key)
   struct mark m = {&f, 0, nblocks_of((int64_t)f.h->size), 0};
   int r = guarded(mark_fn, &m, key);
   if (r == 0 && (r = fdatasync(f.fd)) == -1)
-    zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "CBT record of %s", key);
   cbt_unmap(&f);
   return r;
 }
@@ -536,12 +536,12 @@ zl_cbt_resize(struct zl_sr *sr, const char *key, int64_t size)
     struct mark m = {&f, f.h->size / G, nblocks_of(size), (uint64_t)size};
     if (allocate_bits(f.fd, f.h->nslots, f.h->slot_bytes, nbytes_of((int64_t)f.h->size),
                       nbytes_of(size)) == -1) {
-      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      zl_error_sys(errno, "CBT record of %s", key);
       r = -1;
     } else if (guarded(mark_fn, &m, key) == -1) {
       r = -1;
     } else if (fdatasync(f.fd) == -1) {
-      zl_error(errno, "CBT record of %s: %s", key, strerror(errno));
+      zl_error_sys(errno, "CBT record of %s", key);
       r = -1;
     }
   }
@@ -600,14 +600,14 @@ zl_cbt_sr_remove(struct zl_sr *sr)
   struct dirent *de;
   if (!d) {
     close(dfd);
-    zl_error(errno, "CBT directory of SR %s: %s", sr->st.key, strerror(errno));
+    zl_error_sys(errno, "CBT directory of SR %s", sr->st.key);
     return -1;
   }
   while ((de = readdir(d)))
     if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")))
       unlinkat(dirfd(d), de->d_name, 0);
   if (unlinkat(sr->st.privfd, CBT_DIR, AT_REMOVEDIR) == -1 && errno != ENOENT) {
-    zl_error(errno, "CBT directory of SR %s: %s", sr->st.key, strerror(errno));
+    zl_error_sys(errno, "CBT directory of SR %s", sr->st.key);
     return -1;
   }
   return 0;

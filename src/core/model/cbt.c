@@ -116,7 +116,7 @@ zl_vol_disable_cbt(struct zl_sr *sr, const char *key)
     char name[NAME_MAX + 1];
     cbt_file_name(name, sizeof name, key);
     if (dfd >= 0 && unlinkat(dfd, name, 0) == -1 && errno != ENOENT) {
-      zl_error(errno, "remove CBT record of %s: %s", key, strerror(errno));
+      zl_error_sys(errno, "remove CBT record of %s", key);
       goto out;
     }
   }

@@ -89,7 +89,7 @@ zl_sr_open_storage(const struct zl_backend *be, const char *key)
   }
   if (sr->st.statefd < 0 &&
       (sr->st.statefd = fcntl(sr->st.privfd, F_DUPFD_CLOEXEC, 0)) == -1) {
-    zl_error(errno, "SR %s: %s", key, strerror(errno));
+    zl_error_sys(errno, "SR %s", key);
     zl_sr_close(sr);
     return NULL;
   }

@@ -109,7 +109,7 @@ begin_from_spare(int dfd, const json_t *record, struct zl_intent *in)
     return -1;
   snprintf(in->name, sizeof in->name, "%s@%s", op, key);
   if (flock(fd, LOCK_EX) == -1 || renameat(dfd, SPARE, dfd, in->name) == -1) {
-    zl_error(errno, "journal: take the spare record: %s", strerror(errno));
+    zl_error_sys(errno, "journal: take the spare record");
     close(fd);
     return -1;
   }
@@ -172,7 +172,7 @@ zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
     goto fail;
   }
   if (flock(in->fd, LOCK_EX) == -1) { /* a scanner lets go at once */
-    zl_error(errno, "journal: lock %s: %s", tmp, strerror(errno));
+    zl_error_sys(errno, "journal: lock %s", tmp);
     goto fail;
   }
   /* Not fsync()ed: the record guards against the death of the process.  A
@@ -181,7 +181,7 @@ zl_intent_begin(struct zl_sr *sr, const json_t *record, struct zl_intent *in)
   if (zl_pwrite_all(in->fd, text, strlen(text), 0) == -1)
     goto fail;
   if (renameat(dfd, tmp, dfd, id) == -1) {
-    zl_error(errno, "journal: rename %s: %s", tmp, strerror(errno));
+    zl_error_sys(errno, "journal: rename %s", tmp);
     goto fail;
   }
   ensure_spare(dfd);
@@ -247,7 +247,7 @@ zl_intent_any_dead(struct zl_sr *sr)
   if (dup_fd == -1 || !(d = fdopendir(dup_fd))) {
     if (dup_fd >= 0)
       close(dup_fd);
-    zl_error(errno, "journal: %s", strerror(errno));
+    zl_error_sys(errno, "journal");
     return -1;
   }
   while ((de = readdir(d))) {
@@ -282,7 +282,7 @@ zl_journal_recover(struct zl_sr *sr, zl_record_fn fn)
   if (dup_fd == -1 || !(d = fdopendir(dup_fd))) {
     if (dup_fd >= 0)
       close(dup_fd);
-    zl_error(errno, "journal: %s", strerror(errno));
+    zl_error_sys(errno, "journal");
     return -1;
   }
   while ((de = readdir(d))) {

@@ -47,7 +47,7 @@ zl_sr_flock(struct zl_sr *sr, int mode)
   if (open_lockfile(sr) == -1)
     return -1;
   if (flock_retry(sr->lockfd, mode) == -1) {
-    zl_error(errno, "SR %s: lock: %s", sr->st.key, strerror(errno));
+    zl_error_sys(errno, "SR %s: lock", sr->st.key);
     return -1;
   }
   sr->lock_mode = mode;
@@ -66,7 +66,7 @@ int
 zl_sr_flock_change(struct zl_sr *sr, int mode)
 {
   if (flock_retry(sr->lockfd, mode) == -1) {
-    zl_error(errno, "SR %s: lock: %s", sr->st.key, strerror(errno));
+    zl_error_sys(errno, "SR %s: lock", sr->st.key);
     return -1;
   }
   sr->lock_mode = mode;
@@ -103,7 +103,7 @@ zl_vol_lock(struct zl_sr *sr, const char *key, struct zl_vol_lock *l)
     return -1;
   }
   if (flock_retry(l->fd, LOCK_EX) == -1) {
-    zl_error(errno, "volume %s: lock: %s", key, strerror(errno));
+    zl_error_sys(errno, "volume %s: lock", key);
     close(l->fd);
     l->fd = -1;
     return -1;
