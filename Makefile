@@ -40,6 +40,7 @@ format:
 
 # .clang-format is the style; this keeps it enforced.
 format-check:
+	scripts/check-banned.sh
 	clang-format --dry-run --Werror $(SOURCES)
 
 unit: $(ASAN)/build.ninja

@@ -36,6 +36,8 @@
 #include "ganeti/ganeti.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MiB (INT64_C(1) << 20)

@@ -83,6 +83,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -162,12 +164,13 @@ static int
 handle(const struct command *cmd, const char *in, size_t len, char **out, size_t *outlen)
 {
   bool volume = cmd->where & IN_VOLUME;
+  struct smapi_target t = {.kind = volume ? PLUGIN_VOLUME : PLUGIN_DATAPATH,
+                           .sr_type = volume ? "file-live" : "zfs-live"};
   FILE *f = open_memstream(out, outlen);
 
-  if (!f)
+  if (!f || command_smapi_target(cmd->name, t.kind, &t) == -1)
     sb_die("open_memstream");
-  int rc = smapi_handle(cmd, volume ? PLUGIN_VOLUME : PLUGIN_DATAPATH,
-                        volume ? "file-live" : "zfs-live", in, len, f);
+  int rc = smapi_handle(&t, in, len, f);
   if (fclose(f) != 0)
     sb_die("fclose");
   if (verbose)

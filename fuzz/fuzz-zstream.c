@@ -21,6 +21,8 @@
 #include "backend/zfs/stream.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct acc {

@@ -12,6 +12,8 @@
 
 #include "fuzz/sandbox.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 void
 sb_die(const char *what)
 {
@@ -141,8 +143,8 @@ sb_count(int dfd, char *names, size_t len)
       continue;
     n++;
     if (names && len) {
-      strncat(names, e->d_name, len - strlen(names) - 1);
-      strncat(names, " ", len - strlen(names) - 1);
+      size_t used = strlen(names);
+      snprintf(names + used, len - used, "%s ", e->d_name); /* truncates at len */
     }
   }
   closedir(d);

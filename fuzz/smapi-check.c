@@ -13,6 +13,8 @@
 
 #include "fuzz/smapi-check.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static char why[512];
 
 #define BAD(...) (snprintf(why, sizeof why, __VA_ARGS__), why)

@@ -19,6 +19,8 @@
 #include "fuzz/smapi-template.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static const char *area;
 static smapi_template_call call;
 

@@ -1,4 +1,7 @@
 /* commands.c: the dispatch table (see commands.h). */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -7,10 +10,17 @@
 #include "ganeti/ganeti.h"
 #include "smapi/smapi.h"
 
-#define V IN_VOLUME
-#define D IN_DATAPATH
-#define C IN_CLI
-#define G IN_GANETI
+#include "util/banned.h" /* last: after every declaration */
+
+/* The table's own commands (below the table: they read it). */
+static int install_layout(int argc, char **argv);
+
+#define V   IN_VOLUME
+#define D   IN_DATAPATH
+#define C   IN_CLI
+#define G   IN_GANETI
+#define SR  NEEDS_SR
+#define KEY NEEDS_KEY
 
 /* clang-format off */
 const struct command commands[] = {
@@ -21,28 +31,28 @@ const struct command commands[] = {
   { "SR.create", V, smapi_sr_create, NULL, NULL, NULL },
   { "SR.attach", V, smapi_sr_attach, NULL, NULL, NULL },
   { "SR.detach", V, smapi_sr_detach, NULL, NULL, NULL },
-  { "SR.destroy", V, smapi_sr_destroy, NULL, NULL, NULL },
-  { "SR.stat", V, smapi_sr_stat_m, NULL, NULL, NULL },
-  { "SR.set_name", V, smapi_sr_set_name, NULL, NULL, NULL },
-  { "SR.set_description", V, smapi_sr_set_description, NULL, NULL, NULL },
-  { "SR.ls", V, smapi_sr_ls, NULL, NULL, NULL },
-  { "Volume.create", V, smapi_vol_create, NULL, "VDI_CREATE", NULL },
-  { "Volume.snapshot", V, smapi_vol_snapshot, NULL, "VDI_SNAPSHOT", NULL },
-  { "Volume.clone", V, smapi_vol_clone, NULL, "VDI_CLONE", NULL },
-  { "Volume.destroy", V, smapi_vol_destroy, NULL, "VDI_DESTROY", NULL },
-  { "Volume.set_name", V, smapi_vol_set_name, NULL, NULL, NULL },
-  { "Volume.set_description", V, smapi_vol_set_description, NULL, NULL, NULL },
-  { "Volume.set", V, smapi_vol_set, NULL, NULL, NULL },
-  { "Volume.unset", V, smapi_vol_unset, NULL, NULL, NULL },
-  { "Volume.resize", V, smapi_vol_resize, NULL, "VDI_RESIZE", NULL },
-  { "Volume.stat", V, smapi_vol_stat, NULL, NULL, NULL },
-  { "Volume.revert", V, smapi_vol_revert, NULL, "VDI_REVERT", NULL },
+  { "SR.destroy", V | SR, smapi_sr_destroy, NULL, NULL, NULL },
+  { "SR.stat", V | SR, smapi_sr_stat_m, NULL, NULL, NULL },
+  { "SR.set_name", V | SR, smapi_sr_set_name, NULL, NULL, NULL },
+  { "SR.set_description", V | SR, smapi_sr_set_description, NULL, NULL, NULL },
+  { "SR.ls", V | SR, smapi_sr_ls, NULL, NULL, NULL },
+  { "Volume.create", V | SR, smapi_vol_create, NULL, "VDI_CREATE", NULL },
+  { "Volume.snapshot", V | SR | KEY, smapi_vol_snapshot, NULL, "VDI_SNAPSHOT", NULL },
+  { "Volume.clone", V | SR | KEY, smapi_vol_clone, NULL, "VDI_CLONE", NULL },
+  { "Volume.destroy", V | SR | KEY, smapi_vol_destroy, NULL, "VDI_DESTROY", NULL },
+  { "Volume.set_name", V | SR | KEY, smapi_vol_set_name, NULL, NULL, NULL },
+  { "Volume.set_description", V | SR | KEY, smapi_vol_set_description, NULL, NULL, NULL },
+  { "Volume.set", V | SR | KEY, smapi_vol_set, NULL, NULL, NULL },
+  { "Volume.unset", V | SR | KEY, smapi_vol_unset, NULL, NULL, NULL },
+  { "Volume.resize", V | SR | KEY, smapi_vol_resize, NULL, "VDI_RESIZE", NULL },
+  { "Volume.stat", V | SR | KEY, smapi_vol_stat, NULL, NULL, NULL },
+  { "Volume.revert", V | SR | KEY, smapi_vol_revert, NULL, "VDI_REVERT", NULL },
   /* changed block tracking: VDI_CONFIG_CBT stands for all five */
-  { "Volume.enable_cbt", V, smapi_vol_enable_cbt, NULL, "VDI_CONFIG_CBT", NULL },
-  { "Volume.disable_cbt", V, smapi_vol_disable_cbt, NULL, NULL, NULL },
-  { "Volume.list_changed_blocks", V, smapi_vol_list_changed_blocks, NULL, NULL, NULL },
-  { "Volume.data_destroy", V, smapi_vol_data_destroy, NULL, NULL, NULL },
-  { "Volume.compare", V, smapi_vol_compare, NULL, NULL, NULL },
+  { "Volume.enable_cbt", V | SR | KEY, smapi_vol_enable_cbt, NULL, "VDI_CONFIG_CBT", NULL },
+  { "Volume.disable_cbt", V | SR | KEY, smapi_vol_disable_cbt, NULL, NULL, NULL },
+  { "Volume.list_changed_blocks", V | SR | KEY, smapi_vol_list_changed_blocks, NULL, NULL, NULL },
+  { "Volume.data_destroy", V | SR | KEY, smapi_vol_data_destroy, NULL, NULL, NULL },
+  { "Volume.compare", V | SR | KEY, smapi_vol_compare, NULL, NULL, NULL },
 
   { "Datapath.open", D, smapi_dp_open, NULL, "NONPERSISTENT", NULL },
   { "Datapath.attach", D, smapi_dp_attach, NULL, NULL, NULL },
@@ -103,10 +113,10 @@ const struct command commands[] = {
   { "vol data-destroy", C, NULL, cli_vol_data_destroy, NULL,
     "keep only a snapshot's CBT metadata" },
   { "fault-points", C, NULL, cli_fault_points, NULL, "list fault-injection points" },
-  { "install-layout", C, NULL, cli_install_layout, NULL,
+  { "install-layout", C, NULL, install_layout, NULL,
     "list the plugin links to install" },
-  { "version", C, NULL, cli_version, NULL, "print the version" },
-  { "help", C, NULL, cli_help, NULL, "this list" },
+  { "version", C, NULL, command_version, NULL, "print the version" },
+  { "help", C, NULL, command_help, NULL, "this list" },
   { NULL, 0, NULL, NULL, NULL, NULL },
 };/* clang-format on */
 
@@ -118,4 +128,98 @@ command_find(const char *name, unsigned where)
       return c;
   }
   return NULL;
+}
+
+int
+command_smapi_target(const char *method, enum plugin_kind kind, struct smapi_target *t)
+{
+  enum { MAX_FEATURES = 32 };
+  static const char *features[2][MAX_FEATURES + 1];
+  unsigned where = kind == PLUGIN_VOLUME ? IN_VOLUME : IN_DATAPATH;
+  const char **f = features[kind == PLUGIN_VOLUME ? 0 : 1];
+  const struct command *cmd = command_find(method, where);
+
+  if (!cmd || !cmd->smapi)
+    return -1;
+  if (!f[0]) { /* the plugin's features, from its rows, once */
+    size_t n = 0;
+    for (const struct command *c = commands; c->name && n < MAX_FEATURES; c++) {
+      if (c->feature && (c->where & where))
+        f[n++] = c->feature;
+    }
+  }
+  t->method = cmd->name;
+  t->fn = cmd->smapi;
+  t->needs = ((cmd->where & NEEDS_SR) ? SMAPI_NEEDS_SR : 0) |
+             ((cmd->where & NEEDS_KEY) ? SMAPI_NEEDS_KEY : 0);
+  t->features = f;
+  return 0;
+}
+
+int
+command_version(int argc, char **argv)
+{
+  (void)argc, (void)argv;
+  printf("zfs-live %s\n", ZFS_LIVE_VERSION);
+  return 0;
+}
+
+int
+command_help(int argc, char **argv)
+{
+  (void)argc, (void)argv;
+  printf("zfs-live %s: storage driver for Xen toolstacks (XAPI SMAPIv3, Ganeti)\n\n"
+         "usage: zfs-live COMMAND [ARGS...]   (--json for JSON output)\n\n",
+         ZFS_LIVE_VERSION);
+  for (const struct command *c = commands; c->name; c++) {
+    if (c->where & IN_CLI)
+      printf("  %-22s %s\n", c->name, c->summary);
+  }
+  printf("\nAs an XAPI plugin it runs under the method names (SR.create, ...);\n"
+         "see zfs-live(8).\n");
+  return 0;
+}
+
+/* The plugin directories and their links, relative to the
+ * xapi-storage-script root, generated from the dispatch table:
+ * "volume/org.xen.xapi.storage.<type>/<Method>" and
+ * "datapath/<scheme>/<Method>".  With --ganeti: the scripts of the Ganeti
+ * provider directory; with --ganeti-parameters: its parameters.list. */
+static int
+install_layout(int argc, char **argv)
+{
+  bool any_datapath = false;
+
+  if (argc == 1 && strcmp(argv[0], "--ganeti") == 0) {
+    for (const struct command *c = commands; c->name; c++) {
+      if (c->where & IN_GANETI)
+        printf("%s\n", c->name);
+    }
+    return 0;
+  }
+  if (argc == 1 && strcmp(argv[0], "--ganeti-parameters") == 0) {
+    char *list = gnt_parameters_list();
+    if (!list)
+      return 1;
+    fputs(list, stdout);
+    free(list);
+    return 0;
+  }
+  if (argc != 0)
+    return cli_usage("zfs-live install-layout [--ganeti | --ganeti-parameters]",
+                     "unexpected argument '%s'", argv[0]);
+
+  for (const char *const *t = zl_sr_types(); *t; t++) {
+    for (const struct command *c = commands; c->name; c++) {
+      if (c->where & IN_VOLUME)
+        printf("volume/org.xen.xapi.storage.%s/%s\n", *t, c->name);
+    }
+  }
+  for (const struct command *c = commands; c->name; c++)
+    any_datapath |= (c->where & IN_DATAPATH) && strncmp(c->name, "Plugin.", 7) != 0;
+  for (const struct command *c = commands; any_datapath && c->name; c++) {
+    if (c->where & IN_DATAPATH)
+      printf("datapath/zfs-live/%s\n", c->name);
+  }
+  return 0;
 }

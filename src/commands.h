@@ -10,22 +10,8 @@
 #ifndef ZL_COMMANDS_H
 #define ZL_COMMANDS_H
 
-#include <jansson.h>
+#include "smapi/smapi.h"
 
-enum plugin_kind { PLUGIN_NONE = 0, PLUGIN_VOLUME = 1, PLUGIN_DATAPATH = 2 };
-
-/* One SMAPIv3 call. */
-struct smapi_call {
-  const char *method;    /* the table's name, e.g. "Volume.create" */
-  enum plugin_kind kind; /* which plugin directory it was invoked from */
-  const char *sr_type;   /* volume plugins: "file-live", ... */
-  json_t *params;        /* the named parameters (an object) */
-  const char *dbg;
-};
-
-/* Handlers return the result (json_null() for unit) or NULL with the error
- * set (util/error.h); they never print. */
-typedef json_t *(*smapi_fn)(struct smapi_call *c);
 /* CLI handlers return an exit status. */
 typedef int (*cli_fn)(int argc, char **argv);
 
@@ -36,6 +22,12 @@ typedef int (*cli_fn)(int argc, char **argv);
   (1u << 3) /* a Ganeti ExtStorage script; its handler is in the                         \
              * cli field (an exit status; the request is in                              \
              * the environment) */
+
+/* What a row's handler needs before it runs (git's RUN_SETUP): SMAPIv3
+ * methods get the "sr" parameter's SR open (and closed after) and the
+ * "key" parameter read (struct smapi_call's sr and key). */
+#define NEEDS_SR  (1u << 4)
+#define NEEDS_KEY (1u << 5)
 
 struct command {
   const char *name;
@@ -48,7 +40,12 @@ struct command {
 
 extern const struct command commands[];
 const struct command *command_find(const char *name, unsigned where);
-
-#define ZL_VERSION_STRING ZFS_LIVE_VERSION
+/* The table's own CLI commands: help lists it, version. */
+int command_help(int argc, char **argv);
+int command_version(int argc, char **argv);
+/* What the SMAPIv3 front end needs to run method in a plugin of that kind
+ * (an smapi_lookup_fn); -1 if that plugin has no such method. */
+int command_smapi_target(const char *method, enum plugin_kind kind,
+                         struct smapi_target *t);
 
 #endif

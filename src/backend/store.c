@@ -9,6 +9,8 @@
 #include "util/beneath.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int
 zl_store_scratch_for(const struct zl_store *st, int targetfd)
 {

@@ -10,6 +10,8 @@
 #include "cli/cli.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 bool cli_json;
 
 int

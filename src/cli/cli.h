@@ -70,8 +70,5 @@ int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 const char *nbd_default_socket(void);
-int cli_install_layout(int argc, char **argv);
-int cli_version(int argc, char **argv);
-int cli_help(int argc, char **argv);
 
 #endif

@@ -4,8 +4,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "commands.h"
 #include "util/error.h"
+
+#include "util/banned.h" /* last: after every declaration */
 
 int
 cli_doctor(int argc, char **argv)
@@ -24,7 +25,7 @@ cli_doctor(int argc, char **argv)
   if (cli_json)
     return cli_print_json(rep);
 
-  printf("zfs-live %s\n", ZL_VERSION_STRING);
+  printf("zfs-live %s\n", ZFS_LIVE_VERSION);
   const char *t;
   json_t *r;
   json_object_foreach(rep, t, r)

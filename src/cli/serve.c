@@ -12,6 +12,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define SERVE_USAGE                                                                      \
   "zfs-live serve [--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"          \
   "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"               \

@@ -5,9 +5,10 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "smapi/smapi.h"
 #include "util/error.h"
 #include "util/uuid.h"
+
+#include "util/banned.h" /* last: after every declaration */
 
 #define SR_USAGE                                                                         \
   "zfs-live sr create --type TYPE --path DIR [--name N] [--description D]\n"             \
@@ -111,7 +112,7 @@ sr_stat(struct zl_sr *sr)
   if (zl_sr_stat(sr, &st) == -1)
     return cli_fail();
   if (cli_json) {
-    json_t *j = smapi_sr_stat(&st);
+    json_t *j = zl_sr_stat_json(&st);
     json_object_set_new(j, "type", json_string(st.type));
     json_object_set_new(j, "provisioning",
                         json_string(st.provisioning == ZL_PROV_THICK ? "thick" : "thin"));

@@ -8,6 +8,8 @@
 #include "ganeti/ganeti.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define ADOPT_USAGE                                                                      \
   "zfs-live vol adopt SR SOURCE [--key K] [--name N] [--description D]\n"                \
   "  SOURCE: a raw file on the file SR's filesystem (moved in, not copied), or a\n"      \

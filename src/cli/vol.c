@@ -8,9 +8,10 @@
 
 #include "cli/cli.h"
 #include "core/io/io.h"
-#include "smapi/smapi.h"
 #include "util/error.h"
 #include "util/fsutil.h"
+
+#include "util/banned.h" /* last: after every declaration */
 
 #define VOL_USAGE                                                                        \
   "zfs-live vol create SR --name N --size SIZE [--description D] [--key K]\n"            \
@@ -33,7 +34,7 @@ show(struct zl_sr *sr, struct zl_volume *v)
   char vs[32], pu[32];
 
   if (cli_json)
-    return cli_print_json(smapi_volume(v, zl_sr_type(sr), zl_sr_key(sr)));
+    return cli_print_json(zl_volume_json(v, zl_sr_type(sr), zl_sr_key(sr)));
   cli_human(v->virtual_size, vs, sizeof vs);
   cli_human(v->physical_utilisation, pu, sizeof pu);
   printf(
@@ -67,7 +68,7 @@ cli_vol_list(struct zl_sr *sr)
   if (cli_json) {
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-      json_array_append_new(arr, smapi_volume(&v[i], zl_sr_type(sr), zl_sr_key(sr)));
+      json_array_append_new(arr, zl_volume_json(&v[i], zl_sr_type(sr), zl_sr_key(sr)));
     zl_volume_list_free(v, n);
     return cli_print_json(arr);
   }

@@ -322,4 +322,14 @@ int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
  * SR there at all: the caller will find out.) */
 bool zl_sr_key_type_is(const char *key, const char *type);
 
+/* --- records as JSON (record.c): the shapes of SMAPIv3's v5 records ---------- */
+
+/* zfs-live://<sr type>/<sr key>|<volume key>; NULL when out of memory. */
+char *zl_volume_uri(const char *sr_type, const char *sr_key, const char *key);
+/* A volume of the SR of that type and key; an SR's stat.  New references,
+ * NULL when out of memory. */
+json_t *zl_volume_json(const struct zl_volume *v, const char *sr_type,
+                       const char *sr_key);
+json_t *zl_sr_stat_json(const struct zl_sr_stat *s);
+
 #endif

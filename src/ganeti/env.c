@@ -7,7 +7,11 @@
 
 #include "core/core.h"
 #include "ganeti/ganeti.h"
+#include "util/cleanup.h"
 #include "util/error.h"
+#include "util/strbuf.h"
+
+#include "util/banned.h" /* last: after every declaration */
 
 const char *const gnt_action_names[GNT_NACTIONS] = {
     "create",  "attach", "detach",   "remove", "grow",
@@ -95,16 +99,14 @@ gnt_allowed_paths_file(void)
   return e && *e ? e : "/etc/ganeti/file-storage-paths";
 }
 
-static void
-known_names(char *out, size_t len)
+/* "EXTP_A, EXTP_B, ..." (malloc()ed), NULL when out of memory. */
+static char *
+known_names(void)
 {
-  out[0] = '\0';
-  for (size_t i = 0; i < NPARAMS; i++) {
-    strncat(out, "EXTP_", len - strlen(out) - 1);
-    strncat(out, params[i].name, len - strlen(out) - 1);
-    if (i + 1 < NPARAMS)
-      strncat(out, ", ", len - strlen(out) - 1);
-  }
+  struct zl_sb b = ZL_SB_INIT;
+  for (size_t i = 0; i < NPARAMS; i++)
+    zl_sb_addf(&b, "%sEXTP_%s", i ? ", " : "", params[i].name);
+  return zl_sb_take(&b);
 }
 
 /* Sizes are whole MiB: digits only, at least min, small enough in bytes. */
@@ -164,9 +166,8 @@ take_param(struct gnt_req *r, const char *name, const char *value)
   for (size_t i = 0; i < NPARAMS && !p; i++)
     p = strcmp(params[i].name, name) == 0 ? &params[i] : NULL;
   if (!p) {
-    char known[1024];
-    known_names(known, sizeof known);
-    zl_error(EINVAL, "unknown parameter EXTP_%s (known: %s)", name, known);
+    CLEANUP_FREE char *known = known_names();
+    zl_error(EINVAL, "unknown parameter EXTP_%s (known: %s)", name, known ? known : "?");
     return -1;
   }
   if (p->values) {
@@ -174,13 +175,10 @@ take_param(struct gnt_req *r, const char *name, const char *value)
     for (const char *const *v = p->values; *v && !ok; v++)
       ok = strcmp(*v, value) == 0;
     if (!ok) {
-      char vals[256] = "";
-      for (const char *const *v = p->values; *v; v++) {
-        strncat(vals, *v, sizeof vals - strlen(vals) - 1);
-        if (v[1])
-          strncat(vals, ", ", sizeof vals - strlen(vals) - 1);
-      }
-      zl_error(EINVAL, "EXTP_%s='%s' is not one of: %s%s", name, value, vals,
+      struct zl_sb b = ZL_SB_INIT;
+      zl_sb_join(&b, p->values, ", ");
+      CLEANUP_FREE char *vals = zl_sb_take(&b);
+      zl_error(EINVAL, "EXTP_%s='%s' is not one of: %s%s", name, value, vals ? vals : "?",
                strcmp(name, "ACCESS") == 0
                    ? " (userspace access is not offered: the disk is a block device)"
                    : "");

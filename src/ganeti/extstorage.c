@@ -62,6 +62,8 @@
 #include "util/log.h"
 #include "util/paths.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 extern char **environ;
 
 /* The one mapping of errors to Ganeti: a line on stderr, exit status 1. */

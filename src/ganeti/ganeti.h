@@ -68,6 +68,10 @@ const char *gnt_allowed_paths_file(void);
  * requires, each a regular file with the owner-execute bit, and a readable
  * parameters.list)?  0, or -1 naming what is missing. */
 int gnt_check_provider_dir(const char *dir);
+/* Is argv0 the path of a script in a Ganeti ExtStorage provider directory
+ * (its parent is named "extstorage", Ganeti's search path, or it holds a
+ * parameters.list)? */
+bool gnt_is_provider_script(const char *argv0);
 
 /* extstorage.c: run one action (argv[0] is the script's path). */
 int gnt_main(enum gnt_action action, int argc, char **argv);

@@ -3,6 +3,9 @@
  * by the script that runs, not only by `gnt-storage diagnose`. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +15,8 @@
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/strbuf.h"
+
+#include "util/banned.h" /* last: after every declaration */
 
 int
 gnt_check_provider_dir(const char *dir)
@@ -43,4 +48,19 @@ gnt_check_provider_dir(const char *dir)
     return -1;
   }
   return 0;
+}
+
+bool
+gnt_is_provider_script(const char *argv0)
+{
+  char dir[PATH_MAX], parent[PATH_MAX], list[PATH_MAX + 32];
+
+  if (!strchr(argv0, '/') || snprintf(dir, sizeof dir, "%s", argv0) >= (int)sizeof dir)
+    return false;
+  dirname(dir);
+  snprintf(parent, sizeof parent, "%s", dir);
+  if (strcmp(basename(dirname(parent)), "extstorage") == 0)
+    return true;
+  snprintf(list, sizeof list, "%s/parameters.list", dir);
+  return access(list, F_OK) == 0;
 }

@@ -8,6 +8,8 @@
 #include "ganeti/ganeti.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static const struct {
   const char *driver, *alias, *prefix;
 } drivers[] = {

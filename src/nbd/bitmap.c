@@ -15,6 +15,8 @@
 #include "nbd/nbd.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define EXTENT_MAX UINT32_C(0xffff0000) /* one u32 extent, 64 KiB aligned */
 
 char **

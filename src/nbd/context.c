@@ -5,6 +5,8 @@
 
 #include "nbd/nbd.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define EXTENT_MAX UINT32_C(0xfffff000) /* one u32 extent, block aligned */
 
 static int

@@ -26,6 +26,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define MAX_OPEN 4096
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

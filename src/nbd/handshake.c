@@ -10,6 +10,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define CTX_BASE_ALLOCATION    "base:allocation"
 #define CTX_ID_BASE_ALLOCATION 1
 #define CTX_DIRTY_PREFIX       "qemu:dirty-bitmap:"

@@ -31,6 +31,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 atomic_bool nbd_shutting_down;
 
 #define MAX_LISTEN 8
@@ -170,7 +172,7 @@ listen_unix(const char *path)
     zl_error(ENAMETOOLONG, "socket path %s is too long", path);
     return -1;
   }
-  strcpy(sa.sun_path, path);
+  memcpy(sa.sun_path, path, strlen(path) + 1); /* fits: checked above */
   snprintf(lockpath, sizeof lockpath, "%s.lock", path);
   int lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (lock == -1 || flock(lock, LOCK_EX) == -1) {

@@ -15,6 +15,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 struct nbd_tls {
   atomic_int refs; /* sessions hold them across a reload */
   gnutls_psk_server_credentials_t psk;

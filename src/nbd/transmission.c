@@ -18,6 +18,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define RBUF_SIZE (4u << 20)
 #define MAX_BATCH 256
 /* Read data held for one batch.  Small on purpose: a round's data is sent

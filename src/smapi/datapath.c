@@ -9,9 +9,11 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define SCHEME "zfs-live://"
 
-/* zfs-live://<sr type>/<sr key>|<volume key> (smapi_volume_uri) */
+/* zfs-live://<sr type>/<sr key>|<volume key> (zl_volume_uri) */
 static struct zl_sr *
 open_uri(struct smapi_call *c, char *key, size_t keylen)
 {

@@ -20,6 +20,8 @@
 #include "util/json.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define STDIN_MAX (16u << 20)
 
 static int
@@ -152,12 +154,14 @@ now_ms(void)
 
 /* The result of one call, or NULL with the error set. */
 static json_t *
-call(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
-     const char *in, size_t len)
+call(const struct smapi_target *t, const char *in, size_t len)
 {
   CLEANUP_JSON json_t *params = NULL;
   json_error_t jerr;
-  struct smapi_call c = {.method = cmd->name, .kind = kind, .sr_type = sr_type};
+  struct smapi_call c = {.method = t->method,
+                         .kind = t->kind,
+                         .sr_type = t->sr_type,
+                         .features = t->features};
 
   params = json_loadb(in, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!params) {
@@ -174,15 +178,25 @@ call(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
   c.params = params;
   /* in is not NUL-terminated */
   zl_debug("dbg=%s params=%.*s", c.dbg, (int)(len < INT_MAX ? len : INT_MAX), in);
-  return cmd->smapi(&c);
+  if ((t->needs & SMAPI_NEEDS_KEY) && smapi_str(&c, "key", &c.key) == -1)
+    return NULL;
+  if ((t->needs & SMAPI_NEEDS_SR) && !(c.sr = smapi_open_sr(&c)))
+    return NULL;
+  json_t *result = t->fn(&c);
+  if (c.sr) { /* keep the handler's error across the close */
+    struct zl_error_saved e;
+    zl_error_save(&e);
+    zl_sr_close(c.sr);
+    zl_error_restore(&e);
+  }
+  return result;
 }
 
 int
-smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
-             const char *in, size_t len, FILE *out)
+smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE *out)
 {
   zl_error_clear();
-  CLEANUP_JSON json_t *result = call(cmd, kind, sr_type, in, len);
+  CLEANUP_JSON json_t *result = call(t, in, len);
   if (result)
     return emit(result, out) == 0 ? 0 : 1;
   smapi_emit_error(out);
@@ -190,16 +204,16 @@ smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_ty
 }
 
 int
-smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type)
+smapi_run(const struct smapi_target *t)
 {
   CLEANUP_FREE char *input = NULL;
   size_t len;
   double t0 = now_ms();
   int rc;
 
-  zl_log_set_tag(cmd->name);
+  zl_log_set_tag(t->method);
   if (read_stdin(&input, &len) == 0) {
-    rc = smapi_handle(cmd, kind, sr_type, input, len, stdout);
+    rc = smapi_handle(t, input, len, stdout);
   } else {
     smapi_emit_error(stdout);
     rc = 1;

@@ -7,20 +7,61 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "commands.h"
 #include "core/core.h"
+
+enum plugin_kind { PLUGIN_NONE = 0, PLUGIN_VOLUME = 1, PLUGIN_DATAPATH = 2 };
+
+/* One SMAPIv3 call. */
+struct smapi_call {
+  const char *method;          /* the table's name, e.g. "Volume.create" */
+  enum plugin_kind kind;       /* which plugin directory it was invoked from */
+  const char *sr_type;         /* volume plugins: "file-live", ... */
+  const char *const *features; /* the plugin's features, NULL-terminated */
+  json_t *params;              /* the named parameters (an object) */
+  const char *dbg;
+  struct zl_sr *sr; /* SMAPI_NEEDS_SR: the SR of the "sr" parameter, open */
+  const char *key;  /* SMAPI_NEEDS_KEY: the "key" parameter */
+};
+
+/* Handlers return the result (json_null() for unit) or NULL with the error
+ * set (util/error.h); they never print. */
+typedef json_t *(*smapi_fn)(struct smapi_call *c);
+
+/* What a handler needs before it runs (git's RUN_SETUP): the call's SR
+ * opened, and closed after it, and the volume key read. */
+#define SMAPI_NEEDS_SR  (1u << 0)
+#define SMAPI_NEEDS_KEY (1u << 1)
+
+/* What the dispatch table (commands.c) tells this front end about a call. */
+struct smapi_target {
+  const char *method;
+  smapi_fn fn;
+  unsigned needs; /* SMAPI_NEEDS_* */
+  enum plugin_kind kind;
+  const char *sr_type;
+  const char *const *features; /* the plugin's SMAPIv3 features (Plugin.Query) */
+};
+/* The dispatch table's lookup: fill t->method, t->fn and t->features for
+ * method in a plugin of that kind; -1 (nothing set) if it has none. */
+typedef int (*smapi_lookup_fn)(const char *method, enum plugin_kind kind,
+                               struct smapi_target *t);
+
+/* plugin.c: the binary invoked as <root>/volume/org.xen.xapi.storage.<type>/
+ * <Method> or <root>/datapath/<scheme>/<Method>: tell the plugin from the
+ * directory, find the method through lookup and run it (smapi_run); a
+ * call that cannot start still gets the error object.  Exit status. */
+int smapi_main(int argc, char **argv, const char *method, smapi_lookup_fn lookup);
 
 /* rpc.c: run one call the way xapi-storage-script does it: params on
  * stdin, one JSON value or the error object on stdout.  Returns the exit
  * status. */
-int smapi_run(const struct command *cmd, enum plugin_kind kind, const char *sr_type);
+int smapi_run(const struct smapi_target *t);
 /* The call itself, in-process (smapi_run and the fuzzer use it): in/len are
  * the parameter bytes as they arrive on stdin (not NUL-terminated); the
  * reply, the result or the error object, is written to out as one line.
  * Returns the exit status (0: a result, 1: the error object).  Starts from a
  * clear error and keeps nothing between calls. */
-int smapi_handle(const struct command *cmd, enum plugin_kind kind, const char *sr_type,
-                 const char *in, size_t len, FILE *out);
+int smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE *out);
 /* The error object for the current error (util/error.h); messages are
  * made valid UTF-8 ('?' for what is not).  NULL when out of memory. */
 json_t *smapi_error_object(void);
@@ -36,11 +77,9 @@ int smapi_map(struct smapi_call *c, const char *name, json_t **out);
 /* Open the SR named by the "sr" parameter. */
 struct zl_sr *smapi_open_sr(struct smapi_call *c);
 
-/* types.c: v5 records. */
-json_t *smapi_volume(const struct zl_volume *v, const char *sr_type, const char *sr_key);
-json_t *smapi_sr_stat(const struct zl_sr_stat *s);
-json_t *smapi_query(enum plugin_kind kind, const char *sr_type);
-char *smapi_volume_uri(const char *sr_type, const char *sr_key, const char *key);
+/* types.c: Plugin.Query's record. */
+json_t *smapi_query(enum plugin_kind kind, const char *sr_type,
+                    const char *const *features);
 
 /* plugin.c, sr.c, volume.c: the handlers (named in commands.c) */
 json_t *smapi_plugin_query(struct smapi_call *c);

@@ -7,6 +7,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 json_t *
 smapi_sr_probe(struct smapi_call *c)
 {
@@ -28,7 +30,7 @@ smapi_sr_probe(struct smapi_call *c)
       struct zl_sr *sr = zl_sr_open(c->sr_type, key);
       struct zl_sr_stat st;
       if (sr && zl_sr_stat(sr, &st) == 0) {
-        json_object_set_new(r, "sr", smapi_sr_stat(&st));
+        json_object_set_new(r, "sr", zl_sr_stat_json(&st));
         zl_sr_stat_free(&st);
       } else {
         /* a complete result needs its sr: report it as a hint instead */
@@ -80,33 +82,24 @@ smapi_sr_detach(struct smapi_call *c)
   return json_null();
 }
 
+/* The handlers below run with c->sr open (the SR flag of their rows in
+ * commands.c). */
+
 json_t *
 smapi_sr_destroy(struct smapi_call *c)
 {
-  struct zl_sr *sr = smapi_open_sr(c);
-  int r;
-
-  if (!sr)
-    return NULL;
-  r = zl_sr_destroy(sr);
-  zl_sr_close(sr);
-  return r == 0 ? json_null() : NULL;
+  return zl_sr_destroy(c->sr) == 0 ? json_null() : NULL;
 }
 
 json_t *
 smapi_sr_stat_m(struct smapi_call *c)
 {
-  struct zl_sr *sr = smapi_open_sr(c);
   struct zl_sr_stat st;
-  json_t *j = NULL;
 
-  if (!sr)
+  if (zl_sr_stat(c->sr, &st) == -1)
     return NULL;
-  if (zl_sr_stat(sr, &st) == 0) {
-    j = smapi_sr_stat(&st);
-    zl_sr_stat_free(&st);
-  }
-  zl_sr_close(sr);
+  json_t *j = zl_sr_stat_json(&st);
+  zl_sr_stat_free(&st);
   return j;
 }
 
@@ -115,14 +108,10 @@ set_field(struct smapi_call *c, const char *param,
           int (*fn)(struct zl_sr *, const char *))
 {
   const char *value;
-  struct zl_sr *sr;
-  int r;
 
-  if (smapi_str(c, param, &value) == -1 || !(sr = smapi_open_sr(c)))
+  if (smapi_str(c, param, &value) == -1 || fn(c->sr, value) == -1)
     return NULL;
-  r = fn(sr, value);
-  zl_sr_close(sr);
-  return r == 0 ? json_null() : NULL;
+  return json_null();
 }
 
 json_t *
@@ -140,25 +129,20 @@ smapi_sr_set_description(struct smapi_call *c)
 json_t *
 smapi_sr_ls(struct smapi_call *c)
 {
-  struct zl_sr *sr = smapi_open_sr(c);
   struct zl_volume *v = NULL;
   size_t n = 0;
-  json_t *arr = NULL;
 
-  if (!sr)
+  if (zl_sr_ls(c->sr, &v, &n) == -1)
     return NULL;
-  if (zl_sr_ls(sr, &v, &n) == 0) {
-    arr = json_array();
-    for (size_t i = 0; arr && i < n; i++) {
-      json_t *rec = smapi_volume(&v[i], zl_sr_type(sr), zl_sr_key(sr));
-      if (!rec || json_array_append_new(arr, rec) == -1) {
-        json_decref(arr);
-        arr = NULL;
-        zl_error(ENOMEM, "out of memory");
-      }
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n; i++) {
+    json_t *rec = zl_volume_json(&v[i], zl_sr_type(c->sr), zl_sr_key(c->sr));
+    if (!rec || json_array_append_new(arr, rec) == -1) {
+      json_decref(arr);
+      arr = NULL;
+      zl_error(ENOMEM, "out of memory");
     }
-    zl_volume_list_free(v, n);
   }
-  zl_sr_close(sr);
+  zl_volume_list_free(v, n);
   return arr;
 }

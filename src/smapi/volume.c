@@ -8,200 +8,141 @@
 #include "smapi/smapi.h"
 #include "util/error.h"
 
-/* Open the SR and read "key"; on success the caller closes *srp. */
-static int
-open_key(struct smapi_call *c, const char *name, struct zl_sr **srp, const char **key)
-{
-  if (smapi_str(c, name, key) == -1)
-    return -1;
-  *srp = smapi_open_sr(c);
-  return *srp ? 0 : -1;
-}
+#include "util/banned.h" /* last: after every declaration */
 
+/* The volume v as a v5 record if r is 0, freeing v; NULL otherwise. */
 static json_t *
-render(struct zl_sr *sr, struct zl_volume *v, int r)
+render(struct smapi_call *c, struct zl_volume *v, int r)
 {
-  json_t *j = NULL;
-
-  if (r == 0) {
-    j = smapi_volume(v, zl_sr_type(sr), zl_sr_key(sr));
-    zl_volume_free(v);
-    if (!j)
-      zl_error(ENOMEM, "out of memory");
-  }
-  zl_sr_close(sr);
+  if (r == -1)
+    return NULL;
+  json_t *j = zl_volume_json(v, zl_sr_type(c->sr), zl_sr_key(c->sr));
+  zl_volume_free(v);
+  if (!j)
+    zl_error(ENOMEM, "out of memory");
   return j;
 }
+
+/* A unit result. */
+static json_t *
+unit(int r)
+{
+  return r == 0 ? json_null() : NULL;
+}
+
+/* The handlers run with c->sr open and, for methods on a volume, c->key
+ * read: the dispatch table's SR and KEY flags (commands.c, rpc.c). */
 
 json_t *
 smapi_vol_create(struct smapi_call *c)
 {
   struct zl_create_args a = {.provisioning = ZL_PROV_DEFAULT};
   struct zl_volume v;
-  struct zl_sr *sr;
 
   if (smapi_str(c, "name", &a.name) == -1 ||
       smapi_str(c, "description", &a.description) == -1 ||
-      smapi_int(c, "size", &a.size) == -1 ||
-      smapi_bool(c, "sharable", &a.sharable) == -1 || !(sr = smapi_open_sr(c)))
+      smapi_int(c, "size", &a.size) == -1 || smapi_bool(c, "sharable", &a.sharable) == -1)
     return NULL;
-  return render(sr, &v, zl_vol_create(sr, &a, &v));
-}
-
-static json_t *
-copy_m(struct smapi_call *c,
-       int (*fn)(struct zl_sr *, const char *, const char *, struct zl_volume *))
-{
-  struct zl_volume v;
-  struct zl_sr *sr;
-  const char *key;
-
-  if (open_key(c, "key", &sr, &key) == -1)
-    return NULL;
-  return render(sr, &v, fn(sr, key, NULL, &v));
+  return render(c, &v, zl_vol_create(c->sr, &a, &v));
 }
 
 json_t *
 smapi_vol_snapshot(struct smapi_call *c)
 {
-  return copy_m(c, zl_vol_snapshot);
+  struct zl_volume v;
+  return render(c, &v, zl_vol_snapshot(c->sr, c->key, NULL, &v));
 }
 
 json_t *
 smapi_vol_clone(struct smapi_call *c)
 {
-  return copy_m(c, zl_vol_clone);
+  struct zl_volume v;
+  return render(c, &v, zl_vol_clone(c->sr, c->key, NULL, &v));
 }
 
 json_t *
 smapi_vol_stat(struct smapi_call *c)
 {
   struct zl_volume v;
-  struct zl_sr *sr;
-  const char *key;
-
-  if (open_key(c, "key", &sr, &key) == -1)
-    return NULL;
-  return render(sr, &v, zl_vol_stat(sr, key, &v));
-}
-
-static json_t *
-unit(struct zl_sr *sr, int r)
-{
-  zl_sr_close(sr);
-  return r == 0 ? json_null() : NULL;
+  return render(c, &v, zl_vol_stat(c->sr, c->key, &v));
 }
 
 json_t *
 smapi_vol_destroy(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key;
-
-  if (open_key(c, "key", &sr, &key) == -1)
-    return NULL;
-  return unit(sr, zl_vol_destroy(sr, key));
+  return unit(zl_vol_destroy(c->sr, c->key));
 }
 
 json_t *
 smapi_vol_set_name(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key, *name;
-
-  if (smapi_str(c, "new_name", &name) == -1 || open_key(c, "key", &sr, &key) == -1)
+  const char *name;
+  if (smapi_str(c, "new_name", &name) == -1)
     return NULL;
-  return unit(sr, zl_vol_set_name(sr, key, name));
+  return unit(zl_vol_set_name(c->sr, c->key, name));
 }
 
 json_t *
 smapi_vol_set_description(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key, *d;
-
-  if (smapi_str(c, "new_description", &d) == -1 || open_key(c, "key", &sr, &key) == -1)
+  const char *d;
+  if (smapi_str(c, "new_description", &d) == -1)
     return NULL;
-  return unit(sr, zl_vol_set_description(sr, key, d));
+  return unit(zl_vol_set_description(c->sr, c->key, d));
 }
 
 json_t *
 smapi_vol_set(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key, *k, *v;
-
-  if (smapi_str(c, "k", &k) == -1 || smapi_str(c, "v", &v) == -1 ||
-      open_key(c, "key", &sr, &key) == -1)
+  const char *k, *v;
+  if (smapi_str(c, "k", &k) == -1 || smapi_str(c, "v", &v) == -1)
     return NULL;
-  return unit(sr, zl_vol_set(sr, key, k, v));
+  return unit(zl_vol_set(c->sr, c->key, k, v));
 }
 
 json_t *
 smapi_vol_unset(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key, *k;
-
-  if (smapi_str(c, "k", &k) == -1 || open_key(c, "key", &sr, &key) == -1)
+  const char *k;
+  if (smapi_str(c, "k", &k) == -1)
     return NULL;
-  return unit(sr, zl_vol_unset(sr, key, k));
+  return unit(zl_vol_unset(c->sr, c->key, k));
 }
 
 json_t *
 smapi_vol_resize(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key;
   int64_t size;
-
-  if (smapi_int(c, "new_size", &size) == -1 || open_key(c, "key", &sr, &key) == -1)
+  if (smapi_int(c, "new_size", &size) == -1)
     return NULL;
-  return unit(sr, zl_vol_resize(sr, key, size));
+  return unit(zl_vol_resize(c->sr, c->key, size));
 }
 
 json_t *
 smapi_vol_revert(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key, *snapshot;
-
-  if (smapi_str(c, "snapshot", &snapshot) == -1 || open_key(c, "key", &sr, &key) == -1)
+  const char *snapshot;
+  if (smapi_str(c, "snapshot", &snapshot) == -1)
     return NULL;
-  return unit(sr, zl_vol_revert(sr, snapshot, key));
+  return unit(zl_vol_revert(c->sr, snapshot, c->key));
 }
 
 json_t *
 smapi_vol_enable_cbt(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key;
-
-  if (open_key(c, "key", &sr, &key) == -1)
-    return NULL;
-  return unit(sr, zl_vol_enable_cbt(sr, key));
+  return unit(zl_vol_enable_cbt(c->sr, c->key));
 }
 
 json_t *
 smapi_vol_disable_cbt(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key;
-
-  if (open_key(c, "key", &sr, &key) == -1)
-    return NULL;
-  return unit(sr, zl_vol_disable_cbt(sr, key));
+  return unit(zl_vol_disable_cbt(c->sr, c->key));
 }
 
 json_t *
 smapi_vol_data_destroy(struct smapi_call *c)
 {
-  struct zl_sr *sr;
-  const char *key;
-
-  if (open_key(c, "key", &sr, &key) == -1)
-    return NULL;
-  return unit(sr, zl_vol_data_destroy(sr, key));
+  return unit(zl_vol_data_destroy(c->sr, c->key));
 }
 
 /* Blocks [first, first + n) of m, packed most significant bit first, as
@@ -245,16 +186,14 @@ json_t *
 smapi_vol_list_changed_blocks(struct smapi_call *c)
 {
   struct zl_cbt_map m;
-  struct zl_sr *sr;
-  const char *key, *key2;
+  const char *key2;
   int64_t offset, length;
   json_t *res = NULL;
 
   if (smapi_str(c, "key2", &key2) == -1 || smapi_int(c, "offset", &offset) == -1 ||
-      smapi_int(c, "length", &length) == -1 || open_key(c, "key", &sr, &key) == -1)
+      smapi_int(c, "length", &length) == -1 ||
+      zl_vol_changed_blocks(c->sr, c->key, key2, &m) == -1)
     return NULL;
-  if (zl_vol_changed_blocks(sr, key, key2, &m) == -1)
-    goto out;
   /* offset and length select whole blocks of the result; a negative
    * length means to the end */
   if (offset < 0 || offset % ZL_CBT_GRANULARITY || offset > m.size ||
@@ -277,8 +216,6 @@ smapi_vol_list_changed_blocks(struct smapi_call *c)
     res = json_pack("{s:i, s:o}", "granularity", ZL_CBT_GRANULARITY, "bitmap", b);
 out_map:
   zl_cbt_map_free(&m);
-out:
-  zl_sr_close(sr);
   return res;
 }
 
@@ -286,14 +223,12 @@ json_t *
 smapi_vol_compare(struct smapi_call *c)
 {
   struct zl_cbt_map m;
-  struct zl_sr *sr;
-  const char *key, *key2;
+  const char *key2;
   json_t *ranges = NULL, *res = NULL;
 
-  if (smapi_str(c, "key2", &key2) == -1 || open_key(c, "key", &sr, &key) == -1)
+  if (smapi_str(c, "key2", &key2) == -1 ||
+      zl_vol_changed_blocks(c->sr, c->key, key2, &m) == -1)
     return NULL;
-  if (zl_vol_changed_blocks(sr, key, key2, &m) == -1)
-    goto out;
   ranges = json_array();
   uint64_t pos = 0, first, count;
   while (ranges && zl_cbt_map_next_run(&m, &pos, &first, &count))
@@ -303,7 +238,5 @@ smapi_vol_compare(struct smapi_call *c)
     res = json_pack("{s:i, s:O}", "blocksize", ZL_CBT_GRANULARITY, "ranges", ranges);
   json_decref(ranges);
   zl_cbt_map_free(&m);
-out:
-  zl_sr_close(sr);
   return res;
 }

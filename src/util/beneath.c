@@ -20,6 +20,8 @@
 #include "beneath.h"
 #include "error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 bool
 zl_path_relative_ok(const char *path)
 {

@@ -5,6 +5,8 @@
 
 #include "cleanup.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 void
 zl_cleanup_free(void *ptr)
 {

@@ -5,6 +5,8 @@
 
 #include "error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define MSG_MAX 2048
 
 static _Thread_local struct {

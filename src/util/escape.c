@@ -6,6 +6,8 @@
 #include "error.h"
 #include "escape.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int
 zl_escape_name(const char *in, const char *suffix, char *out, size_t len)
 {

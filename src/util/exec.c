@@ -17,6 +17,8 @@
 #include "log.h"
 #include "strbuf.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define OUTPUT_MAX   (256u << 20)
 

@@ -14,6 +14,8 @@
 #include "fault.h"
 #include "log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* clang-format off */
 static const char *const points[] = {
   /* op:step                  reached when ... */

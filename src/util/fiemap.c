@@ -10,6 +10,8 @@
 #include "error.h"
 #include "fiemap.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define BATCH 512
 
 /* extents we cannot compare by address */

@@ -19,6 +19,8 @@
 #include "fault.h"
 #include "fsutil.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 void
 zl_tmp_name(char *out, size_t outlen, const char *base)
 {

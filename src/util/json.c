@@ -7,6 +7,8 @@
 #include "fsutil.h"
 #include "json.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 json_t *
 zl_json_load_at(int dirfd, const char *name, size_t max)
 {

@@ -4,6 +4,8 @@
 
 #include "keys.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define ZL_KEY_MAX  200
 #define SR_PATH_MAX 1024
 

@@ -9,6 +9,8 @@
 
 #include "log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static int stderr_level = LOG_WARNING;
 static bool debug_enabled;
 static bool opened;

@@ -16,6 +16,8 @@
 #include "util/log.h"
 #include "util/loop.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int
 zl_loop_find(int fd, char *dev, size_t devlen)
 {

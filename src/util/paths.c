@@ -12,6 +12,8 @@
 #include "util/fsutil.h"
 #include "util/paths.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static const char *const forbidden[] = {
     "/boot",
     "/dev",

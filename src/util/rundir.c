@@ -12,6 +12,8 @@
 #include "error.h"
 #include "rundir.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 const char *
 zl_run_dir(void)
 {

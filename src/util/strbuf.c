@@ -8,6 +8,8 @@
 #include "error.h"
 #include "strbuf.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static bool
 grow(struct zl_sb *b, size_t more)
 {

@@ -9,6 +9,8 @@
 #include "error.h"
 #include "uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int
 zl_uuid_generate(char *out)
 {

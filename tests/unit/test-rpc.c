@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "commands.h"
 #include "smapi/smapi.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -74,7 +75,7 @@ test_volume_record(void **state)
       .physical_utilisation = 0,
       .keys = json_pack("{s:s}", "vdi-type", "user"),
   };
-  json_t *r = smapi_volume(&v, "file-live", "/srv/sr");
+  json_t *r = zl_volume_json(&v, "file-live", "/srv/sr");
   assert_non_null(r);
   assert_true(json_is_false(json_object_get(r, "read_write")));
   assert_true(json_is_integer(json_object_get(r, "virtual_size")));
@@ -92,7 +93,9 @@ static void
 test_query_features_come_from_the_table(void **state)
 {
   (void)state;
-  json_t *q = smapi_query(PLUGIN_VOLUME, "file-live");
+  struct smapi_target t;
+  assert_int_equal(command_smapi_target("Plugin.Query", PLUGIN_VOLUME, &t), 0);
+  json_t *q = smapi_query(PLUGIN_VOLUME, "file-live", t.features);
   json_t *f = json_object_get(q, "features");
   size_t i;
   json_t *x;

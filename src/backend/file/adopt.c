@@ -21,6 +21,8 @@
 #include "util/log.h"
 #include "util/paths.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* The SR directory at or above the directory of canon (a directory
  * holding .zfs-live: an SR, or one half made or half destroyed), into out. */
 static bool

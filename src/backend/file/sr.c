@@ -20,6 +20,8 @@
 #include "util/log.h"
 #include "util/paths.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define SR_PATH_MAX 1024
 
 /* Never an SR in or below a system directory (util/paths.c: Ganeti's

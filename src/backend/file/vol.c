@@ -17,6 +17,8 @@
 #include "util/json.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 void
 file_img_name(char *buf, size_t len, const char *key)
 {

@@ -22,6 +22,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 void
 zb_zvol_device(const char *sr_dataset, const char *key, bool snap, char *out, size_t len)
 {

@@ -21,6 +21,8 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static bool
 at_least(const struct zb_caps *c, int major, int minor)
 {

@@ -22,6 +22,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 struct changes {
   struct zstream *parser;
   bool empty; /* no stream byte came */

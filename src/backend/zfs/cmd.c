@@ -10,6 +10,8 @@
 #include "backend/zfs/zfs.h"
 #include "util/strbuf.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 void
 za_init(struct zargv *a, const char *prog)
 {

@@ -20,6 +20,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* Wait for a zvol's device link (created asynchronously by udev). */
 static int
 open_zvol(const char *dev, int flags)

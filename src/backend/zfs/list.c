@@ -22,6 +22,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static int64_t
 num(const json_t *o, const char *prop)
 {

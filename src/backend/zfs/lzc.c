@@ -25,6 +25,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 typedef struct nvlist nvlist_t;
 
 enum { LZC_TYPE_ZFS = 2, LZC_TYPE_ZVOL = 3 }; /* enum lzc_dataset_type */

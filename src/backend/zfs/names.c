@@ -21,6 +21,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define SNAPIDX "snapidx"
 
 /* The snapshot index: snapidx/<key> holds the dataset component the

@@ -22,6 +22,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* <pool>[/<parent>...]: ZFS's component alphabet, no snapshots, no '//'. */
 static bool
 dataset_name_valid(const char *s)

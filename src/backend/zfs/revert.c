@@ -37,6 +37,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static int
 exists(struct zb_sr *z, const char *name, json_t **objp)
 {

@@ -12,6 +12,8 @@
 #include "util/log.h"
 #include "util/strbuf.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static bool
 busy(const struct zl_exec_result *r)
 {

@@ -22,6 +22,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static int
 save_state(int privfd, const struct zb_sr *z, const char *identity)
 {

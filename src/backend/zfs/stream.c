@@ -20,6 +20,8 @@
 #include "backend/zfs/stream.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define HDR_SIZE          312u /* sizeof (dmu_replay_record_t) */
 #define CKSUM_OFF         280u /* drr_checksum.drr_checksum: 4 x u64 */
 #define STREAM_MAGIC      0x2F5BACBACull

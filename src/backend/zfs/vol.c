@@ -22,6 +22,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* --- making volumes ---------------------------------------------------------- */
 
 /* Create through libzfs_core: 1 if done, 0 if the CLI must do it, -1 on

@@ -10,6 +10,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 char *
 zl_vol_export(struct zl_sr *sr, const char *key, bool readonly)
 {

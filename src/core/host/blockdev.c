@@ -34,6 +34,8 @@
 #include "util/log.h"
 #include "util/loop.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* The records' directory, locked for this host's changes to them (flock on
  * the directory, released when the fd is closed): the check of a record,
  * the device it leads to and the record written are one step, so attaches

@@ -21,6 +21,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define OPENED "opened"
 
 const char *

@@ -40,6 +40,8 @@
 #include "util/log.h"
 #include "util/loop.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 const char *
 zl_host_uuid(void)
 {

@@ -29,6 +29,8 @@
 #include "util/json.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* <run>/exports/<name with '/' as "%2F">.json */
 static int
 file_of(const char *name, char *out, size_t len)

@@ -14,6 +14,8 @@
 #include "util/rundir.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 char *
 zl_place_find(const char *type, const json_t *config)
 {

@@ -12,6 +12,8 @@
 #include "core/io/io.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define DELAY_VAR "ZFS_LIVE_TEST_WRITE_DELAY_US"
 
 static long

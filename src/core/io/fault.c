@@ -18,6 +18,8 @@
 #include "core/io/io.h"
 #include "util/error.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define FAULT_VAR "ZFS_LIVE_TEST_IO_FAULT"
 
 struct fault {

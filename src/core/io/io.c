@@ -8,6 +8,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define MAX_LAYERS 4
 
 struct zl_io {

@@ -4,6 +4,8 @@
  * the stack the same whatever the volume needs. */
 #include "core/io/io.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static void
 passthrough_batch(struct zl_io_layer *self, struct zl_io_queue *q, struct zl_io_req *r,
                   size_t n)

@@ -28,6 +28,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 struct zl_io_queue {
   bool uring;
   struct io_uring ring;

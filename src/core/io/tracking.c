@@ -31,6 +31,8 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define CHECK_NS 1000000000ull /* writers look for a new record this often */
 
 /* --- the layer ---------------------------------------------------------------- */

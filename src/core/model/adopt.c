@@ -12,6 +12,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int
 zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source)
 {

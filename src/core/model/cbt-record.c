@@ -61,6 +61,8 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* The cbt directory of the SR's private area. */
 int
 cbt_dir(struct zl_sr *sr, bool create)

@@ -26,6 +26,8 @@
 #include "util/fsutil.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static int
 set_flag(json_t *meta, void *arg)
 {

@@ -19,6 +19,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 const struct zl_backend *
 zl_backend_or_error(const char *type)
 {

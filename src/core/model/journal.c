@@ -33,6 +33,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define JOURNAL ZL_JOURNAL_DIR
 
 static int

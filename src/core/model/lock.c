@@ -16,6 +16,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define LOCKS_DIR "locks"
 
 static int

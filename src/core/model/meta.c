@@ -18,6 +18,8 @@
 #include "util/json.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define META_FORMAT 1
 
 static void

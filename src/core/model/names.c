@@ -24,6 +24,8 @@
 #include "util/json.h"
 #include "util/keys.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define ZL_KEY_MAX  200
 #define ZL_NAME_MAX 1024
 #define ZL_DESC_MAX 16384

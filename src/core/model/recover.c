@@ -20,6 +20,8 @@
 #include "util/error.h"
 #include "util/log.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 #define MAX_TABLES 16
 
 static const struct zl_recovery *tables[MAX_TABLES];

@@ -6,6 +6,8 @@
 #include "backend/backend.h"
 #include "core/model/model.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static const struct zl_backend *const backends[] = {
     &zl_backend_file,
     &zl_backend_zfs,

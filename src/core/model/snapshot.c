@@ -25,6 +25,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* What uses key now, for the refusals below (ZL_ERR_BUSY: VDIInUse).
  *   USE_ATTACHED  attached on this host (an NBD export, a loop device)
  *   USE_WRITERS   something may be writing it: active on a host (XAPI's

@@ -23,6 +23,8 @@
 #include "util/uuid.h"
 #include "util/strbuf.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 /* device-config keys every SR type understands */
 static const char *const common_config[] = {"provisioning", NULL};
 /* keys toolstacks add on their own, accepted and ignored */

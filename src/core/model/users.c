@@ -11,6 +11,8 @@
 
 #include "core/model/model.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 static const struct zl_users *users;
 
 void

@@ -13,6 +13,8 @@
 #include "util/log.h"
 #include "util/uuid.h"
 
+#include "util/banned.h" /* last: after every declaration */
+
 int
 zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_info *info)
 {
