@@ -17,63 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/zfs/stream-format.h"
 #include "backend/zfs/stream.h"
 #include "util/error.h"
 
 #include "util/banned.h" /* last: after every declaration */
-
-#define HDR_SIZE          312u /* sizeof (dmu_replay_record_t) */
-#define CKSUM_OFF         280u /* drr_checksum.drr_checksum: 4 x u64 */
-#define STREAM_MAGIC      0x2F5BACBACull
-#define MAX_PAYLOAD       (16u << 20) /* SPA_MAXBLOCKSIZE */
-#define MAX_BEGIN_PAYLOAD (1u << 20)
-#define MAX_EMBEDDED      112u /* BPE_PAYLOAD_SIZE */
-
-enum rec_type {
-  R_BEGIN,
-  R_OBJECT,
-  R_FREEOBJECTS,
-  R_WRITE,
-  R_FREE,
-  R_END,
-  R_WRITE_BYREF,
-  R_SPILL,
-  R_WRITE_EMBEDDED,
-  R_OBJECT_RANGE,
-  R_REDACT,
-  R_NTYPES
-};
-
-static const char *const rec_names[R_NTYPES] = {
-    "BEGIN",       "OBJECT", "FREEOBJECTS",    "WRITE",        "FREE",   "END",
-    "WRITE_BYREF", "SPILL",  "WRITE_EMBEDDED", "OBJECT_RANGE", "REDACT",
-};
-
-/* Feature flags (drr_versioninfo >> 2), zfs.md §3.2. */
-#define F_DEDUP        (UINT64_C(1) << 0)
-#define F_DEDUPPROPS   (UINT64_C(1) << 1)
-#define F_SA_SPILL     (UINT64_C(1) << 2)
-#define F_EMBED_DATA   (UINT64_C(1) << 16)
-#define F_LZ4          (UINT64_C(1) << 17)
-#define F_LARGE_BLOCKS (UINT64_C(1) << 19)
-#define F_RESUMING     (UINT64_C(1) << 20)
-#define F_REDACTED     (UINT64_C(1) << 21)
-#define F_COMPRESSED   (UINT64_C(1) << 22)
-#define F_LARGE_DNODE  (UINT64_C(1) << 23)
-#define F_RAW          (UINT64_C(1) << 24)
-#define F_ZSTD         (UINT64_C(1) << 25)
-#define F_HOLDS        (UINT64_C(1) << 26)
-#define F_SWITCH_LARGE (UINT64_C(1) << 27)
-#define F_BIT28        (UINT64_C(1) << 28) /* BLAKE3 in 2.2, LONGNAME later */
-#define F_BIT29        (UINT64_C(1) << 29) /* LARGE_MICROZAP */
-/* Features that change nothing this parser relies on. */
-#define F_ACCEPTED                                                                       \
-  (F_DEDUP | F_DEDUPPROPS | F_SA_SPILL | F_EMBED_DATA | F_LZ4 | F_LARGE_BLOCKS |         \
-   F_COMPRESSED | F_LARGE_DNODE | F_RAW | F_ZSTD | F_HOLDS | F_SWITCH_LARGE | F_BIT28 |  \
-   F_BIT29)
-
-#define HDRTYPE_SUBSTREAM 1
-#define HDRTYPE_COMPOUND  2
 
 enum state { S_HEADER, S_PAYLOAD, S_DONE, S_FAILED };
 
@@ -104,48 +52,14 @@ struct zstream {
   struct zl_error_saved err; /* the error that stopped the parser */
 };
 
-/* ---- Fletcher-4 over 32-bit words --------------------------------------- */
-
-static void
-fletcher_native(uint64_t ck[4], const uint8_t *p, size_t nwords)
-{
-  uint64_t a = ck[0], b = ck[1], c = ck[2], d = ck[3];
-
-  for (size_t i = 0; i < nwords; i++) {
-    uint32_t w;
-    memcpy(&w, p + 4 * i, 4);
-    a += w;
-    b += a;
-    c += b;
-    d += c;
-  }
-  ck[0] = a, ck[1] = b, ck[2] = c, ck[3] = d;
-}
-
-static void
-fletcher_swapped(uint64_t ck[4], const uint8_t *p, size_t nwords)
-{
-  uint64_t a = ck[0], b = ck[1], c = ck[2], d = ck[3];
-
-  for (size_t i = 0; i < nwords; i++) {
-    uint32_t w;
-    memcpy(&w, p + 4 * i, 4);
-    a += __builtin_bswap32(w);
-    b += a;
-    c += b;
-    d += c;
-  }
-  ck[0] = a, ck[1] = b, ck[2] = c, ck[3] = d;
-}
-
 /* Fold len bytes (a multiple of 4) in the stream's byte order. */
 static void
 fold(struct zstream *s, const uint8_t *p, size_t len)
 {
   if (s->bswap)
-    fletcher_swapped(s->ck, p, len / 4);
+    zb_fletcher4(s->ck, p, len / 4, true);
   else
-    fletcher_native(s->ck, p, len / 4);
+    zb_fletcher4(s->ck, p, len / 4, false);
 }
 
 /* Fold payload bytes that may split words anywhere.  As in OpenZFS, which
