@@ -97,8 +97,10 @@ def fill_random(path):
         os.fsync(f.fileno())
 
 
-def start_servers(zl, work, srdir, img, env):
-    """Each server twice: plain, and TLS-PSK required."""
+def start_servers(zl, work, srdir, img, env, baseline=None):
+    """Each server twice: plain, and TLS-PSK required.  baseline: another
+    zfs-live binary (an earlier build) serving the same export, for a
+    same-run comparison of two builds."""
     psk = os.path.join(work, "keys.psk")
     run(["psktool", "-u", "alice", "-p", psk])
     qdir = os.path.join(work, "qemu-psk")  # qemu wants <dir>/keys.psk
@@ -115,6 +117,15 @@ def start_servers(zl, work, srdir, img, env):
     servers.append(Server("zfs-live", f"nbd+unix:///{export}?socket={s1}",
                           f"nbds+unix://alice@/{export}?socket={s2}&tls-psk-file={psk}",
                           [p1, p2]))
+    if baseline:
+        s1, s2 = os.path.join(work, "base.sock"), os.path.join(work, "base-tls.sock")
+        p1 = start([baseline, "serve", "--socket", s1], s1, "baseline serve", env)
+        p2 = start([baseline, "serve", "--socket", s2, "--tls", "require", "--tls-psk", psk,
+                    "--pidfile", os.path.join(work, "base-tls.pid")], s2,
+                   "baseline serve --tls", env)
+        servers.append(Server("baseline", f"nbd+unix:///{export}?socket={s1}",
+                              f"nbds+unix://alice@/{export}?socket={s2}&tls-psk-file={psk}",
+                              [p1, p2]))
 
     s1, s2 = os.path.join(work, "nbdkit.sock"), os.path.join(work, "nbdkit-tls.sock")
     p1 = start(["nbdkit", "-f", "-U", s1, "-t", "16", "file", img], s1, "nbdkit")
@@ -216,6 +227,7 @@ def fmt(v, unit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--zfs-live", default="build/zfs-live")
+    ap.add_argument("--baseline", help="an earlier zfs-live binary to compare in the same run")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runtime", type=int, default=8, help="seconds per fio job")
     ap.add_argument("--dir", help="work directory (default: a new one in /var/tmp)")
@@ -235,7 +247,8 @@ def main():
         srdir, img = make_volume(zl, work, env)
         a.src = os.path.join(work, "src.img")
         fill_random(a.src)
-        servers = start_servers(zl, work, srdir, img, env)
+        servers = start_servers(zl, work, srdir, img, env,
+                                os.path.abspath(a.baseline) if a.baseline else None)
         check_data(servers, img, work)
         results = {(w[0], s.name): [] for w in WORKLOADS for s in servers}
         ceiling = {c[0]: [] for c in CEILING}
@@ -266,7 +279,8 @@ def report(results, ceiling, servers, a):
     print("median [min-max]; ratio = zfs-live / peer\n")
     names = [s.name for s in servers]
     head = f"{'workload':24} {'unit':6}" + "".join(f"{n:>26}" for n in names) + \
-        f"{'psync ceiling':>16}{'vs nbdkit':>11}{'vs qemu':>9}  target"
+        f"{'psync ceiling':>16}{'vs nbdkit':>11}{'vs qemu':>9}" + \
+        (f"{'vs base':>9}" if "baseline" in names else "") + "  target"
     print(head)
     print("-" * len(head))
     verdicts = []
@@ -280,10 +294,12 @@ def report(results, ceiling, servers, a):
             else f"{'':>16}"
         rk = med["zfs-live"] / med["nbdkit"]
         rq = med["zfs-live"] / med["qemu-nbd"]
+        rb = f"{med['zfs-live'] / med['baseline']:>8.2f}x" if "baseline" in med else ""
         want = TARGETS[name]
         ok = "met" if rk >= want else "MISSED"
         verdicts.append(ok)
-        print(f"{name:24} {unit:6}{cells}{ceil}{rk:>10.2f}x{rq:>8.2f}x  >= {want}x nbdkit: {ok}")
+        print(f"{name:24} {unit:6}{cells}{ceil}{rk:>10.2f}x{rq:>8.2f}x{rb}"
+              f"  >= {want}x nbdkit: {ok}")
     print(f"\n{verdicts.count('met')}/{len(verdicts)} targets met")
 
 
