@@ -21,7 +21,14 @@ static int install_layout(int argc, char **argv);
 #define G   IN_GANETI
 #define SR  NEEDS_SR
 #define KEY NEEDS_KEY
+/* CLI rows on an SR: the handler, how many arguments follow the SR (-1:
+ * the handler takes its own options) and the usage text (cli_run_sr). */
+#define ON_SR(fn, n)  .cli_sr = fn, .nargs = n, .usage = cli_sr_usage
+#define ON_VOL(fn, n) .cli_sr = fn, .nargs = n, .usage = cli_vol_usage
 
+/* Rows name the fields they use; the rest are zero. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 /* clang-format off */
 const struct command commands[] = {
   /* name, where, SMAPIv3 handler, CLI handler, feature, summary */
@@ -76,49 +83,48 @@ const struct command commands[] = {
 
   { "sr create", C, NULL, cli_sr_create, NULL, "create an SR (--type, --path)" },
   { "sr probe", C, NULL, cli_sr_probe, NULL, "look for SRs at a place (--type, --path)" },
-  { "sr stat", C, NULL, cli_sr_stat, NULL, "show an SR" },
-  { "sr ls", C, NULL, cli_vol_list_cmd, NULL, "list an SR's volumes" },
-  { "sr set-name", C, NULL, cli_sr_set_name, NULL, "rename an SR" },
-  { "sr set-description", C, NULL, cli_sr_set_description, NULL, "describe an SR" },
-  { "sr destroy", C, NULL, cli_sr_destroy, NULL, "destroy an empty SR" },
-  { "vol create", C, NULL, cli_vol_create, NULL, "create a volume (--name, --size)" },
-  { "vol list", C, NULL, cli_vol_list_cmd, NULL, "list volumes" },
-  { "vol stat", C, NULL, cli_vol_stat, NULL, "show a volume" },
-  { "vol snapshot", C, NULL, cli_vol_snapshot, NULL, "snapshot a volume (read-only)" },
-  { "vol clone", C, NULL, cli_vol_clone, NULL, "clone a volume (writable)" },
-  { "vol destroy", C, NULL, cli_vol_destroy, NULL, "destroy a volume" },
-  { "vol resize", C, NULL, cli_vol_resize, NULL, "grow a volume" },
-  { "vol revert", C, NULL, cli_vol_revert, NULL, "revert a volume to a snapshot (--to)" },
-  { "vol rename", C, NULL, cli_vol_rename, NULL, "set a volume's name" },
-  { "vol set-description", C, NULL, cli_vol_set_description, NULL,
-    "set a volume's description" },
-  { "vol set", C, NULL, cli_vol_set, NULL, "set a key (as XAPI's Volume.set)" },
-  { "vol unset", C, NULL, cli_vol_unset, NULL, "remove a key" },
+  { "sr stat", C | SR, NULL, NULL, NULL, "show an SR", ON_SR(cli_sr_stat, 0) },
+  { "sr ls", C | SR, NULL, NULL, NULL, "list an SR's volumes", ON_VOL(cli_vol_list, 0) },
+  { "sr set-name", C | SR, NULL, NULL, NULL, "rename an SR", ON_SR(cli_sr_set_name, 1) },
+  { "sr set-description", C | SR, NULL, NULL, NULL, "describe an SR", ON_SR(cli_sr_set_description, 1) },
+  { "sr destroy", C | SR, NULL, NULL, NULL, "destroy an empty SR", ON_SR(cli_sr_destroy, 0) },
+  { "vol create", C | SR, NULL, NULL, NULL, "create a volume (--name, --size)", ON_VOL(cli_vol_create, -1) },
+  { "vol list", C | SR, NULL, NULL, NULL, "list volumes", ON_VOL(cli_vol_list, 0) },
+  { "vol stat", C | SR, NULL, NULL, NULL, "show a volume", ON_VOL(cli_vol_stat, 1) },
+  { "vol snapshot", C | SR, NULL, NULL, NULL, "snapshot a volume (read-only)", ON_VOL(cli_vol_snapshot, -1) },
+  { "vol clone", C | SR, NULL, NULL, NULL, "clone a volume (writable)", ON_VOL(cli_vol_clone, -1) },
+  { "vol destroy", C | SR, NULL, NULL, NULL, "destroy a volume", ON_VOL(cli_vol_destroy, 1) },
+  { "vol resize", C | SR, NULL, NULL, NULL, "grow a volume", ON_VOL(cli_vol_resize, 2) },
+  { "vol revert", C | SR, NULL, NULL, NULL, "revert a volume to a snapshot (--to)", ON_VOL(cli_vol_revert, -1) },
+  { "vol rename", C | SR, NULL, NULL, NULL, "set a volume's name", ON_VOL(cli_vol_rename, 2) },
+  { "vol set-description", C | SR, NULL, NULL, NULL, "set a volume's description", ON_VOL(cli_vol_set_description, 2) },
+  { "vol set", C | SR, NULL, NULL, NULL, "set a key (as XAPI's Volume.set)", ON_VOL(cli_vol_set, 3) },
+  { "vol unset", C | SR, NULL, NULL, NULL, "remove a key", ON_VOL(cli_vol_unset, 2) },
   { "vol adopt", C, NULL, cli_vol_adopt, NULL,
     "take an existing raw file, zvol or dataset into an SR (no copy)" },
   { "vol xen-disk", C, NULL, cli_vol_xen_disk, NULL,
     "print a volume's Xen disk spec (--driver phy|file|tap|tap2)" },
   { "vol takeover", C, NULL, cli_vol_takeover, NULL,
     "open a volume exclusively on this node, dropping other nodes' opens" },
-  { "vol write", C, NULL, cli_vol_write, NULL, "write stdin into a volume (--offset)" },
-  { "vol read", C, NULL, cli_vol_read, NULL, "read a volume to stdout" },
+  { "vol write", C | SR, NULL, NULL, NULL, "write stdin into a volume (--offset)", ON_VOL(cli_vol_write, -1) },
+  { "vol read", C | SR, NULL, NULL, NULL, "read a volume to stdout", ON_VOL(cli_vol_read, -1) },
   { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)" },
   { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)" },
   { "vol export", C, NULL, cli_vol_export, NULL, "serve a volume over NBD (--readonly)" },
-  { "vol unexport", C, NULL, cli_vol_unexport, NULL, "stop serving a volume" },
-  { "vol cbt-enable", C, NULL, cli_vol_cbt_enable, NULL, "track a volume's changed blocks" },
-  { "vol cbt-disable", C, NULL, cli_vol_cbt_disable, NULL, "stop tracking changed blocks" },
-  { "vol changed-blocks", C, NULL, cli_vol_changed_blocks, NULL,
-    "byte ranges changed between two snapshots (FROM TO)" },
-  { "vol data-destroy", C, NULL, cli_vol_data_destroy, NULL,
-    "keep only a snapshot's CBT metadata" },
+  { "vol unexport", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unexport, 1) },
+  { "vol cbt-enable", C | SR, NULL, NULL, NULL, "track a volume's changed blocks", ON_VOL(cli_vol_cbt_enable, 1) },
+  { "vol cbt-disable", C | SR, NULL, NULL, NULL, "stop tracking changed blocks", ON_VOL(cli_vol_cbt_disable, 1) },
+  { "vol changed-blocks", C | SR, NULL, NULL, NULL, "byte ranges changed between two snapshots (FROM TO)", ON_VOL(cli_vol_changed_blocks, 2) },
+  { "vol data-destroy", C | SR, NULL, NULL, NULL, "keep only a snapshot's CBT metadata", ON_VOL(cli_vol_data_destroy, 1) },
   { "fault-points", C, NULL, cli_fault_points, NULL, "list fault-injection points" },
   { "install-layout", C, NULL, install_layout, NULL,
     "list the plugin links to install" },
   { "version", C, NULL, command_version, NULL, "print the version" },
   { "help", C, NULL, command_help, NULL, "this list" },
   { NULL, 0, NULL, NULL, NULL, NULL },
-};/* clang-format on */
+};
+/* clang-format on */
+#pragma GCC diagnostic pop
 
 const struct command *
 command_find(const char *name, unsigned where)

@@ -10,6 +10,7 @@
 #ifndef ZL_COMMANDS_H
 #define ZL_COMMANDS_H
 
+#include "cli/cli.h"
 #include "smapi/smapi.h"
 
 /* CLI handlers return an exit status. */
@@ -25,7 +26,8 @@ typedef int (*cli_fn)(int argc, char **argv);
 
 /* What a row's handler needs before it runs (git's RUN_SETUP): SMAPIv3
  * methods get the "sr" parameter's SR open (and closed after) and the
- * "key" parameter read (struct smapi_call's sr and key). */
+ * "key" parameter read (struct smapi_call's sr and key); CLI commands get
+ * the SR their first argument names open (cli_sr, cli_run_sr). */
 #define NEEDS_SR  (1u << 4)
 #define NEEDS_KEY (1u << 5)
 
@@ -36,6 +38,11 @@ struct command {
   cli_fn cli;
   const char *feature; /* SMAPIv3 feature the method provides, or NULL */
   const char *summary; /* one line, for help */
+  /* NEEDS_SR CLI rows: the handler instead of cli, the number of
+   * arguments after the SR (-1: its own options) and the usage text */
+  cli_sr_fn cli_sr;
+  int nargs;
+  const char *usage;
 };
 
 extern const struct command commands[];

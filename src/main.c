@@ -64,5 +64,7 @@ main(int argc, char **argv)
     return 2;
   }
   zl_log_set_tag(cmd->name);
+  if (cmd->where & NEEDS_SR)
+    return cli_run_sr(cmd->cli_sr, cmd->nargs, cmd->usage, argc - skip, argv + skip);
   return cmd->cli(argc - skip, argv + skip);
 }

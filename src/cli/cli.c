@@ -102,6 +102,28 @@ cli_open_sr(const char *type, const char *key)
 }
 
 int
+cli_run_sr(cli_sr_fn fn, int nargs, const char *usage, int argc, char **argv)
+{
+  const char *type = NULL;
+
+  argc = cli_common_opts(argc, argv, &type);
+  if (nargs >= 0) {
+    if (cli_no_more_options(argc, argv) == -1)
+      return cli_fail();
+    if (argc != nargs + 1)
+      return cli_usage(usage, "wrong number of arguments");
+  } else if (argc < 1 || strncmp(argv[0], "--", 2) == 0) {
+    return cli_usage(usage, "missing SR");
+  }
+  struct zl_sr *sr = cli_open_sr(type, argv[0]);
+  if (!sr)
+    return cli_fail();
+  int r = fn(sr, argc - 1, argv + 1);
+  zl_sr_close(sr);
+  return r;
+}
+
+int
 cli_common_opts(int argc, char **argv, const char **type)
 {
   int out = 0;

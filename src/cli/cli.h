@@ -27,6 +27,14 @@ struct zl_sr *cli_open_sr(const char *type, const char *key);
  * argc with argv compacted. */
 int cli_common_opts(int argc, char **argv, const char **type);
 
+/* A command on an SR: argv[0] names it (after the common options); the
+ * handler runs with it open and argv holding what follows.  nargs >= 0:
+ * exactly that many arguments follow and no other option is allowed;
+ * -1: the handler takes its own options and checks its arguments. */
+typedef int (*cli_sr_fn)(struct zl_sr *sr, int argc, char **argv);
+int cli_run_sr(cli_sr_fn fn, int nargs, const char *usage, int argc, char **argv);
+extern const char cli_sr_usage[], cli_vol_usage[];
+
 /* Remove "--flag VALUE" / "--flag=VALUE" from argv: 1 found, 0 not, -1
  * without a value.  cli_flag removes a bare "--flag". */
 int cli_take(int *argc, char **argv, const char *flag, const char **value);
@@ -37,35 +45,34 @@ int cli_no_more_options(int argc, char **argv);
 /* sr.c, vol.c, misc.c: subcommands (rows of commands.c) */
 int cli_sr_create(int argc, char **argv);
 int cli_sr_probe(int argc, char **argv);
-int cli_sr_stat(int argc, char **argv);
-int cli_sr_destroy(int argc, char **argv);
-int cli_sr_set_name(int argc, char **argv);
-int cli_sr_set_description(int argc, char **argv);
-int cli_vol_list(struct zl_sr *sr);
-int cli_vol_create(int argc, char **argv);
-int cli_vol_list_cmd(int argc, char **argv);
-int cli_vol_stat(int argc, char **argv);
-int cli_vol_snapshot(int argc, char **argv);
-int cli_vol_clone(int argc, char **argv);
-int cli_vol_destroy(int argc, char **argv);
-int cli_vol_resize(int argc, char **argv);
-int cli_vol_revert(int argc, char **argv);
-int cli_vol_rename(int argc, char **argv);
-int cli_vol_set_description(int argc, char **argv);
-int cli_vol_set(int argc, char **argv);
-int cli_vol_unset(int argc, char **argv);
-int cli_vol_write(int argc, char **argv);
-int cli_vol_read(int argc, char **argv);
+int cli_sr_stat(struct zl_sr *sr, int argc, char **argv);
+int cli_sr_destroy(struct zl_sr *sr, int argc, char **argv);
+int cli_sr_set_name(struct zl_sr *sr, int argc, char **argv);
+int cli_sr_set_description(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_list(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_create(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_stat(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_snapshot(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_clone(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_destroy(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_resize(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_revert(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_rename(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_set_description(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_set(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_unset(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_write(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_read(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_export(int argc, char **argv);
 /* vol-ganeti.c: the file-storage workflows of Ganeti's design */
 int cli_vol_adopt(int argc, char **argv);
 int cli_vol_xen_disk(int argc, char **argv);
 int cli_vol_takeover(int argc, char **argv);
-int cli_vol_unexport(int argc, char **argv);
-int cli_vol_cbt_enable(int argc, char **argv);
-int cli_vol_cbt_disable(int argc, char **argv);
-int cli_vol_data_destroy(int argc, char **argv);
-int cli_vol_changed_blocks(int argc, char **argv);
+int cli_vol_unexport(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_cbt_enable(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_cbt_disable(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_changed_blocks(struct zl_sr *sr, int argc, char **argv);
 int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
 int cli_serve(int argc, char **argv);

@@ -10,13 +10,14 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-#define SR_USAGE                                                                         \
-  "zfs-live sr create --type TYPE --path DIR [--name N] [--description D]\n"             \
-  "                   [--uuid UUID] [--provisioning thin|thick]\n"                       \
-  "       zfs-live sr probe --type TYPE --path DIR\n"                                    \
-  "       zfs-live sr stat SR | sr ls SR | sr destroy SR\n"                              \
-  "       zfs-live sr set-name SR NAME | sr set-description SR TEXT\n"                   \
-  "  (--json for JSON output; SR is the key printed by create, e.g. a directory)"
+const char cli_sr_usage[] =
+    "zfs-live sr create --type TYPE --path DIR [--name N] [--description D]\n"
+    "                   [--uuid UUID] [--provisioning thin|thick]\n"
+    "       zfs-live sr probe --type TYPE --path DIR\n"
+    "       zfs-live sr stat SR | sr ls SR | sr destroy SR\n"
+    "       zfs-live sr set-name SR NAME | sr set-description SR TEXT\n"
+    "  (--json for JSON output; SR is the key printed by create, e.g. a directory)";
+#define SR_USAGE cli_sr_usage
 
 static int
 sr_create(int argc, char **argv, const char *type)
@@ -146,72 +147,33 @@ cli_sr_probe(int argc, char **argv)
   return sr_probe(argc, argv, type);
 }
 
-/* Open the SR named by the first argument; want more arguments after it. */
-static struct zl_sr *
-open_args(int *argc, char **argv, int want, int *status)
-{
-  const char *type = NULL;
-  struct zl_sr *sr;
+/* The handlers below run with the SR open (the SR flag of their rows,
+ * cli_run_sr); argv holds the arguments after it. */
 
-  *argc = cli_common_opts(*argc, argv, &type);
-  *status = 0;
-  if (cli_no_more_options(*argc, argv) == -1) {
-    *status = cli_fail();
-    return NULL;
-  }
-  if (*argc != want + 1) {
-    *status = cli_usage(SR_USAGE, "wrong number of arguments");
-    return NULL;
-  }
-  if (!(sr = cli_open_sr(type, argv[0])))
-    *status = cli_fail();
-  return sr;
+int
+cli_sr_stat(struct zl_sr *sr, int argc, char **argv)
+{
+  (void)argc, (void)argv;
+  return sr_stat(sr);
 }
 
 int
-cli_sr_stat(int argc, char **argv)
+cli_sr_destroy(struct zl_sr *sr, int argc, char **argv)
 {
-  int st;
-  struct zl_sr *sr = open_args(&argc, argv, 0, &st);
-  if (!sr)
-    return st;
-  st = sr_stat(sr);
-  zl_sr_close(sr);
-  return st;
+  (void)argc, (void)argv;
+  return zl_sr_destroy(sr) == 0 ? 0 : cli_fail();
 }
 
 int
-cli_sr_destroy(int argc, char **argv)
+cli_sr_set_name(struct zl_sr *sr, int argc, char **argv)
 {
-  int st;
-  struct zl_sr *sr = open_args(&argc, argv, 0, &st);
-  if (!sr)
-    return st;
-  st = zl_sr_destroy(sr) == 0 ? 0 : cli_fail();
-  zl_sr_close(sr);
-  return st;
+  (void)argc;
+  return zl_sr_set_name(sr, argv[0]) == 0 ? 0 : cli_fail();
 }
 
 int
-cli_sr_set_name(int argc, char **argv)
+cli_sr_set_description(struct zl_sr *sr, int argc, char **argv)
 {
-  int st;
-  struct zl_sr *sr = open_args(&argc, argv, 1, &st);
-  if (!sr)
-    return st;
-  st = zl_sr_set_name(sr, argv[1]) == 0 ? 0 : cli_fail();
-  zl_sr_close(sr);
-  return st;
-}
-
-int
-cli_sr_set_description(int argc, char **argv)
-{
-  int st;
-  struct zl_sr *sr = open_args(&argc, argv, 1, &st);
-  if (!sr)
-    return st;
-  st = zl_sr_set_description(sr, argv[1]) == 0 ? 0 : cli_fail();
-  zl_sr_close(sr);
-  return st;
+  (void)argc;
+  return zl_sr_set_description(sr, argv[0]) == 0 ? 0 : cli_fail();
 }

@@ -13,20 +13,21 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-#define VOL_USAGE                                                                        \
-  "zfs-live vol create SR --name N --size SIZE [--description D] [--key K]\n"            \
-  "                       [--thin|--thick] [--sharable]\n"                               \
-  "       zfs-live vol list SR | vol stat SR KEY | vol destroy SR KEY\n"                 \
-  "       zfs-live vol snapshot SR KEY [--key NEW] | vol clone SR KEY [--key NEW]\n"     \
-  "       zfs-live vol resize SR KEY SIZE | vol revert SR KEY --to SNAPSHOT\n"           \
-  "       zfs-live vol rename SR KEY NAME | vol set-description SR KEY TEXT\n"           \
-  "       zfs-live vol set SR KEY K V | vol unset SR KEY K\n"                            \
-  "       zfs-live vol write SR KEY [--offset N] < data\n"                               \
-  "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"                   \
-  "       zfs-live vol export SR KEY [--readonly] | vol unexport SR KEY\n"               \
-  "       zfs-live vol cbt-enable SR KEY | vol cbt-disable SR KEY\n"                     \
-  "       zfs-live vol changed-blocks SR FROM TO | vol data-destroy SR SNAPSHOT\n"       \
-  "  (SIZE: bytes or with K, M, G, T; --json for JSON output)"
+const char cli_vol_usage[] =
+    "zfs-live vol create SR --name N --size SIZE [--description D] [--key K]\n"
+    "                       [--thin|--thick] [--sharable]\n"
+    "       zfs-live vol list SR | vol stat SR KEY | vol destroy SR KEY\n"
+    "       zfs-live vol snapshot SR KEY [--key NEW] | vol clone SR KEY [--key NEW]\n"
+    "       zfs-live vol resize SR KEY SIZE | vol revert SR KEY --to SNAPSHOT\n"
+    "       zfs-live vol rename SR KEY NAME | vol set-description SR KEY TEXT\n"
+    "       zfs-live vol set SR KEY K V | vol unset SR KEY K\n"
+    "       zfs-live vol write SR KEY [--offset N] < data\n"
+    "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"
+    "       zfs-live vol export SR KEY [--readonly] | vol unexport SR KEY\n"
+    "       zfs-live vol cbt-enable SR KEY | vol cbt-disable SR KEY\n"
+    "       zfs-live vol changed-blocks SR FROM TO | vol data-destroy SR SNAPSHOT\n"
+    "  (SIZE: bytes or with K, M, G, T; --json for JSON output)";
+#define VOL_USAGE cli_vol_usage
 
 static int
 show(struct zl_sr *sr, struct zl_volume *v)
@@ -58,8 +59,9 @@ show(struct zl_sr *sr, struct zl_volume *v)
 }
 
 int
-cli_vol_list(struct zl_sr *sr)
+cli_vol_list(struct zl_sr *sr, int argc, char **argv)
 {
+  (void)argc, (void)argv;
   struct zl_volume *v;
   size_t n;
 
@@ -87,8 +89,8 @@ cli_vol_list(struct zl_sr *sr)
   return 0;
 }
 
-static int
-vol_create(struct zl_sr *sr, int argc, char **argv)
+int
+cli_vol_create(struct zl_sr *sr, int argc, char **argv)
 {
   struct zl_create_args a = {
       .name = NULL, .description = "", .provisioning = ZL_PROV_DEFAULT};
@@ -148,8 +150,8 @@ vol_io(struct zl_io *io, struct zl_io_queue *q, struct zl_io_req *r, const char 
   return -1;
 }
 
-static int
-vol_write(struct zl_sr *sr, int argc, char **argv)
+int
+cli_vol_write(struct zl_sr *sr, int argc, char **argv)
 {
   const char *off_s = "0";
   int64_t off;
@@ -201,8 +203,8 @@ out:
   return r == 0 ? 0 : cli_fail();
 }
 
-static int
-vol_read(struct zl_sr *sr, int argc, char **argv)
+int
+cli_vol_read(struct zl_sr *sr, int argc, char **argv)
 {
   const char *off_s = "0", *len_s = NULL;
   int64_t off, len;
@@ -239,180 +241,89 @@ vol_read(struct zl_sr *sr, int argc, char **argv)
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/* Common prologue: options, then "SR" and want more arguments.  On success
- * *srp is open and argv[0..want-1] are the arguments after SR. */
-static int
-begin(int *argc, char ***argv, int want, struct zl_sr **srp)
-{
-  const char *type = NULL;
-
-  *argc = cli_common_opts(*argc, *argv, &type);
-  if (cli_no_more_options(*argc, *argv) == -1)
-    return cli_fail();
-  if (*argc != want + 1)
-    return cli_usage(VOL_USAGE, "wrong number of arguments");
-  if (!(*srp = cli_open_sr(type, (*argv)[0])))
-    return cli_fail();
-  (*argc)--, (*argv)++;
-  return 0;
-}
-
-/* Like begin, but leaves options for the handler (it takes its own). */
-static int
-begin_opts(int *argc, char ***argv, struct zl_sr **srp)
-{
-  const char *type = NULL;
-
-  *argc = cli_common_opts(*argc, *argv, &type);
-  if (*argc < 1 || strncmp((*argv)[0], "--", 2) == 0)
-    return cli_usage(VOL_USAGE, "missing SR");
-  if (!(*srp = cli_open_sr(type, (*argv)[0])))
-    return cli_fail();
-  (*argc)--, (*argv)++;
-  return 0;
-}
-
-static int
-done(struct zl_sr *sr, int r)
-{
-  zl_sr_close(sr);
-  return r;
-}
-
 #define TRY(call) ((call) == -1 ? cli_fail() : 0)
 
 int
-cli_vol_create(int argc, char **argv)
+cli_vol_stat(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin_opts(&argc, &argv, &sr);
-  return r ? r : done(sr, vol_create(sr, argc, argv));
-}
-
-int
-cli_vol_list_cmd(int argc, char **argv)
-{
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 0, &sr);
-  return r ? r : done(sr, cli_vol_list(sr));
-}
-
-int
-cli_vol_stat(int argc, char **argv)
-{
-  struct zl_sr *sr;
   struct zl_volume v;
-  int r = begin(&argc, &argv, 1, &sr);
 
-  if (r)
-    return r;
+  (void)argc;
   if (zl_vol_stat(sr, argv[0], &v) == -1)
-    return done(sr, cli_fail());
-  r = show(sr, &v);
+    return cli_fail();
+  int r = show(sr, &v);
   zl_volume_free(&v);
-  return done(sr, r);
+  return r;
 }
 
 int
-cli_vol_snapshot(int argc, char **argv)
+cli_vol_snapshot(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin_opts(&argc, &argv, &sr);
-  return r ? r : done(sr, vol_copy(sr, argc, argv, true));
+  return vol_copy(sr, argc, argv, true);
 }
 
 int
-cli_vol_clone(int argc, char **argv)
+cli_vol_clone(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin_opts(&argc, &argv, &sr);
-  return r ? r : done(sr, vol_copy(sr, argc, argv, false));
+  return vol_copy(sr, argc, argv, false);
 }
 
 int
-cli_vol_destroy(int argc, char **argv)
+cli_vol_destroy(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 1, &sr);
-  return r ? r : done(sr, TRY(zl_vol_destroy(sr, argv[0])));
+  (void)argc;
+  return TRY(zl_vol_destroy(sr, argv[0]));
 }
 
 int
-cli_vol_resize(int argc, char **argv)
+cli_vol_resize(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
   int64_t size;
-  int r = begin(&argc, &argv, 2, &sr);
 
-  if (r)
-    return r;
+  (void)argc;
   if (cli_parse_size(argv[1], &size) == -1)
-    return done(sr, cli_fail());
-  return done(sr, TRY(zl_vol_resize(sr, argv[0], size)));
+    return cli_fail();
+  return TRY(zl_vol_resize(sr, argv[0], size));
 }
 
 int
-cli_vol_revert(int argc, char **argv)
+cli_vol_revert(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
   const char *to = NULL;
-  int r = begin_opts(&argc, &argv, &sr);
 
-  if (r)
-    return r;
   if (cli_take(&argc, argv, "--to", &to) == -1 || cli_no_more_options(argc, argv) == -1)
-    return done(sr, cli_fail());
+    return cli_fail();
   if (!to || argc != 1)
-    return done(sr, cli_usage(VOL_USAGE, "vol revert SR KEY --to SNAPSHOT"));
-  return done(sr, TRY(zl_vol_revert(sr, to, argv[0])));
+    return cli_usage(VOL_USAGE, "vol revert SR KEY --to SNAPSHOT");
+  return TRY(zl_vol_revert(sr, to, argv[0]));
 }
 
 int
-cli_vol_rename(int argc, char **argv)
+cli_vol_rename(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 2, &sr);
-  return r ? r : done(sr, TRY(zl_vol_set_name(sr, argv[0], argv[1])));
+  (void)argc;
+  return TRY(zl_vol_set_name(sr, argv[0], argv[1]));
 }
 
 int
-cli_vol_set_description(int argc, char **argv)
+cli_vol_set_description(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 2, &sr);
-  return r ? r : done(sr, TRY(zl_vol_set_description(sr, argv[0], argv[1])));
+  (void)argc;
+  return TRY(zl_vol_set_description(sr, argv[0], argv[1]));
 }
 
 int
-cli_vol_set(int argc, char **argv)
+cli_vol_set(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 3, &sr);
-  return r ? r : done(sr, TRY(zl_vol_set(sr, argv[0], argv[1], argv[2])));
+  (void)argc;
+  return TRY(zl_vol_set(sr, argv[0], argv[1], argv[2]));
 }
 
 int
-cli_vol_unset(int argc, char **argv)
+cli_vol_unset(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 2, &sr);
-  return r ? r : done(sr, TRY(zl_vol_unset(sr, argv[0], argv[1])));
-}
-
-int
-cli_vol_write(int argc, char **argv)
-{
-  struct zl_sr *sr;
-  int r = begin_opts(&argc, &argv, &sr);
-  return r ? r : done(sr, vol_write(sr, argc, argv));
-}
-
-int
-cli_vol_read(int argc, char **argv)
-{
-  struct zl_sr *sr;
-  int r = begin_opts(&argc, &argv, &sr);
-  return r ? r : done(sr, vol_read(sr, argc, argv));
+  (void)argc;
+  return TRY(zl_vol_unset(sr, argv[0], argv[1]));
 }
 
 int
@@ -440,35 +351,31 @@ cli_vol_export(int argc, char **argv)
 }
 
 int
-cli_vol_unexport(int argc, char **argv)
+cli_vol_unexport(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 1, &sr);
-  return r ? r : done(sr, TRY(zl_vol_unexport(sr, argv[0])));
+  (void)argc;
+  return TRY(zl_vol_unexport(sr, argv[0]));
 }
 
 int
-cli_vol_cbt_enable(int argc, char **argv)
+cli_vol_cbt_enable(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 1, &sr);
-  return r ? r : done(sr, TRY(zl_vol_enable_cbt(sr, argv[0])));
+  (void)argc;
+  return TRY(zl_vol_enable_cbt(sr, argv[0]));
 }
 
 int
-cli_vol_cbt_disable(int argc, char **argv)
+cli_vol_cbt_disable(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 1, &sr);
-  return r ? r : done(sr, TRY(zl_vol_disable_cbt(sr, argv[0])));
+  (void)argc;
+  return TRY(zl_vol_disable_cbt(sr, argv[0]));
 }
 
 int
-cli_vol_data_destroy(int argc, char **argv)
+cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 1, &sr);
-  return r ? r : done(sr, TRY(zl_vol_data_destroy(sr, argv[0])));
+  (void)argc;
+  return TRY(zl_vol_data_destroy(sr, argv[0]));
 }
 
 /* The changed 64 KiB blocks as byte ranges, one "OFFSET LENGTH" per line,
@@ -495,9 +402,8 @@ changed_blocks(struct zl_sr *sr, const char *from, const char *to)
 }
 
 int
-cli_vol_changed_blocks(int argc, char **argv)
+cli_vol_changed_blocks(struct zl_sr *sr, int argc, char **argv)
 {
-  struct zl_sr *sr;
-  int r = begin(&argc, &argv, 2, &sr);
-  return r ? r : done(sr, changed_blocks(sr, argv[0], argv[1]));
+  (void)argc;
+  return changed_blocks(sr, argv[0], argv[1]);
 }
