@@ -7,7 +7,8 @@
 # Runs apt-get as root, or through sudo when not root.
 set -eu
 
-build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev libgnutls28-dev liburing-dev"
+build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev libgnutls28-dev nettle-dev
+  liburing-dev"
 test_pkgs="clang-format zfs-fuse libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount nbdkit libnbd-bin python3-libnbd qemu-utils fio gnutls-bin fuse3
   procps iproute2"

@@ -383,12 +383,12 @@ cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv)
 static int
 changed_blocks(struct zl_sr *sr, const char *from, const char *to)
 {
-  struct zl_cbt_map m;
+  struct zl_bitmap m;
 
   if (zl_vol_changed_blocks(sr, from, to, &m) == -1)
     return cli_fail();
   uint64_t total = 0, pos = 0, first, count;
-  while (zl_cbt_map_next_run(&m, &pos, &first, &count)) {
+  while (zl_bitmap_next_run(&m, &pos, &first, &count)) {
     uint64_t off = first * ZL_CBT_GRANULARITY, end = (first + count) * ZL_CBT_GRANULARITY;
     if (end > (uint64_t)m.size)
       end = (uint64_t)m.size;
@@ -397,7 +397,7 @@ changed_blocks(struct zl_sr *sr, const char *from, const char *to)
   }
   fprintf(stderr, "%llu of %llu blocks of %d bytes changed\n", (unsigned long long)total,
           (unsigned long long)m.nblocks, ZL_CBT_GRANULARITY);
-  zl_cbt_map_free(&m);
+  zl_bitmap_free(&m);
   return fflush(stdout) == 0 ? 0 : 1;
 }
 

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/bitmap.h"
 #include "util/fault.h"
 #include "util/keys.h"
 #include "util/rundir.h"
@@ -207,29 +208,16 @@ bool zl_dp_blockdev_attached(struct zl_sr *sr, const char *key);
 /* --- changed block tracking (core/cbt.c) ------------------------------------ */
 #define ZL_CBT_GRANULARITY 65536
 #define ZL_CBT_MAX_SIZE    (INT64_C(64) << 40)
-/* One bit per 64 KiB block of a volume of size bytes; the most significant
- * bit of byte 0 is block 0. */
-struct zl_cbt_map {
-  int64_t size;
-  uint64_t nblocks;
-  uint8_t *bits;
-};
-void zl_cbt_map_free(struct zl_cbt_map *m);
-int zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length);
-/* Is block b changed?  (False past the end.) */
-bool zl_cbt_map_test(const struct zl_cbt_map *m, uint64_t b);
-/* The next run of changed blocks at or after *pos: true with [*first,
- * *first + *count), *pos moved past it; false when there is none. */
-bool zl_cbt_map_next_run(const struct zl_cbt_map *m, uint64_t *pos, uint64_t *first,
-                         uint64_t *count);
 int zl_vol_enable_cbt(struct zl_sr *sr, const char *key);
 int zl_vol_disable_cbt(struct zl_sr *sr, const char *key);
 /* Drop a CBT-enabled snapshot's data, keeping what CBT needs of it. */
 int zl_vol_data_destroy(struct zl_sr *sr, const char *key);
 /* Blocks that differ between from and to (snapshots of one volume, or
- * the volume itself); out covers to's size.  Never misses a change. */
+ * the volume itself): out is a map (util/bitmap.h) of ZL_CBT_GRANULARITY
+ * blocks covering to's size, the caller's to zl_bitmap_free.  Never misses
+ * a change. */
 int zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
-                          struct zl_cbt_map *out);
+                          struct zl_bitmap *out);
 /* Writers of a volume (the NBD server, `vol write`) go through its write
  * path, which tracks what they change: core/io/io.h. */
 /* --- block devices without NBD (core/blockdev.c) ------------------------- */

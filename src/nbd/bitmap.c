@@ -48,7 +48,7 @@ out:
 }
 
 int
-nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_cbt_map *out)
+nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_bitmap *out)
 {
   struct zl_sr *sr = zl_sr_open(e->sr_type, e->sr_key);
   if (!sr)
@@ -58,33 +58,23 @@ nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_cbt_map 
   return r;
 }
 
+/* One extent per run of blocks in one state, cut at EXTENT_MAX and at the
+ * end of the request; blocks past the map read as clean. */
 int
-nbd_bitmap_extents(const struct zl_cbt_map *m, uint64_t off, uint64_t len, bool one,
+nbd_bitmap_extents(const struct zl_bitmap *m, uint64_t off, uint64_t len, bool one,
                    uint32_t *pairs, int max)
 {
-  const uint64_t g = ZL_CBT_GRANULARITY;
+  const uint64_t g = m->granularity ? m->granularity : ZL_CBT_GRANULARITY; /* unloaded */
   uint64_t pos = off, end = off + len;
   int n = 0;
 
   while (pos < end && n < max && !(one && n == 1)) {
+    uint64_t stop = end - pos > EXTENT_MAX ? pos + EXTENT_MAX : end;
     uint64_t b = pos / g;
-    bool dirty = zl_cbt_map_test(m, b);
-    uint64_t next = (b + 1) * g;
-    /* extend over blocks in the same state, whole bytes at a time */
-    while (next < end && next - pos < EXTENT_MAX) {
-      uint64_t nb = next / g;
-      if (nb % 8 == 0 && nb + 8 <= m->nblocks && m->bits[nb >> 3] == (dirty ? 0xff : 0)) {
-        next += 8 * g;
-        continue;
-      }
-      if (zl_cbt_map_test(m, nb) != dirty)
-        break;
-      next += g;
-    }
-    if (next > end)
-      next = end;
-    if (next - pos > EXTENT_MAX)
-      next = pos + EXTENT_MAX;
+    bool dirty = zl_bitmap_test(m, b);
+    uint64_t next = zl_bitmap_run_end(m, b, stop / g + (stop % g != 0)) * g;
+    if (next > stop)
+      next = stop;
     pairs[2 * n] = (uint32_t)(next - pos);
     pairs[2 * n + 1] = dirty ? NBD_STATE_DIRTY : 0;
     n++;

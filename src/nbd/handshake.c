@@ -196,7 +196,7 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
     c->meta_base_allocation = c->meta_dirty = 0;
     free(c->dirty_from);
     c->dirty_from = NULL;
-    zl_cbt_map_free(&c->dirty);
+    zl_bitmap_free(&c->dirty);
     free(*meta_export);
     *meta_export = NULL;
   }
@@ -416,7 +416,7 @@ nbd_handshake(struct nbd_conn *c)
             c->meta_base_allocation = c->meta_dirty = 0;
             free(c->dirty_from);
             c->dirty_from = NULL;
-            zl_cbt_map_free(&c->dirty);
+            zl_bitmap_free(&c->dirty);
             free(meta_export);
             meta_export = NULL;
           } else {

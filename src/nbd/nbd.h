@@ -97,7 +97,7 @@ struct nbd_conn {
   uint32_t meta_base_allocation; /* context id, 0: not selected */
   uint32_t meta_dirty;           /* qemu:dirty-bitmap:<dirty_from>, 0: not */
   char *dirty_from;
-  struct zl_cbt_map dirty; /* loaded at GO */
+  struct zl_bitmap dirty; /* loaded at GO */
   struct nbd_export *exp;
   int64_t size; /* of the export when it was opened (GO, EXPORT_NAME): fixed */
   const struct nbd_config *cfg;
@@ -116,8 +116,11 @@ uint32_t nbd_errno(int e);
 
 /* bitmap.c: qemu:dirty-bitmap:<snapshot> */
 char **nbd_bitmap_names(const struct nbd_export *e); /* NULL-terminated */
-int nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_cbt_map *out);
-int nbd_bitmap_extents(const struct zl_cbt_map *m, uint64_t off, uint64_t len, bool one,
+/* The blocks changed from snapshot from to the export (util/bitmap.h). */
+int nbd_bitmap_load(const struct nbd_export *e, const char *from, struct zl_bitmap *out);
+/* Fill up to max (length, flags) extent pairs of m for [off, off+len)
+ * (one: at most one); returns the number. */
+int nbd_bitmap_extents(const struct zl_bitmap *m, uint64_t off, uint64_t len, bool one,
                        uint32_t *pairs, int max);
 
 /* context.c: base:allocation */

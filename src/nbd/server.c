@@ -149,7 +149,7 @@ conn_thread(void *arg)
   }
   nbd_export_put(c.exp);
   free(c.dirty_from);
-  zl_cbt_map_free(&c.dirty);
+  zl_bitmap_free(&c.dirty);
   conn_track(a.fd, false);
   nbd_stream_close(&c.st);
   nbd_tls_free(c.creds); /* the last session of replaced credentials frees them */

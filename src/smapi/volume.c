@@ -1,6 +1,5 @@
 /* volume.c: the Volume.* methods.  Translate, call the core, render. */
 #include <errno.h>
-#include <gnutls/gnutls.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,47 +144,23 @@ smapi_vol_data_destroy(struct smapi_call *c)
   return unit(zl_vol_data_destroy(c->sr, c->key));
 }
 
-/* Blocks [first, first + n) of m, packed most significant bit first, as
- * base64, padded with zero bits to whole 32-bit words: Xen Orchestra reads
- * the bitmap as big-endian 32-bit words (one per 2 MiB) and fails on a
- * length that is not a multiple of 4 bytes. */
+/* Blocks [first, first + n) of m as the SMAPIv3 base64 bitmap, padded to
+ * whole 32-bit words for Xen Orchestra (see zl_bitmap_base64). */
 static json_t *
-bitmap_b64(const struct zl_cbt_map *m, uint64_t first, uint64_t n)
+bitmap_b64(const struct zl_bitmap *m, uint64_t first, uint64_t n)
 {
-  size_t used = (size_t)((n + 7) / 8), bytes = (used + 3) / 4 * 4;
-  unsigned char *buf = calloc(1, bytes + 1);
-  gnutls_datum_t in = {buf, (unsigned)bytes}, out = {NULL, 0};
-  json_t *j = NULL;
-
-  if (!buf || bytes > UINT_MAX) {
-    free(buf);
+  char *b64 = zl_bitmap_base64(m, first, n);
+  json_t *j = b64 ? json_string(b64) : NULL;
+  if (b64 && !j)
     zl_error(ENOMEM, "out of memory");
-    return NULL;
-  }
-  if (first % 8 == 0) {
-    memcpy(buf, m->bits + first / 8, used);
-    if (n % 8)
-      buf[used - 1] &= (unsigned char)(0xff00u >> (n % 8));
-  } else {
-    for (uint64_t i = 0; i < n; i++) {
-      if (zl_cbt_map_test(m, first + i))
-        buf[i >> 3] |= (unsigned char)(0x80u >> (i & 7));
-    }
-  }
-  int r = gnutls_base64_encode2(&in, &out);
-  if (r < 0)
-    zl_error(ENOMEM, "base64: %s", gnutls_strerror(r));
-  else
-    j = json_stringn((const char *)out.data, out.size);
-  gnutls_free(out.data);
-  free(buf);
+  free(b64);
   return j;
 }
 
 json_t *
 smapi_vol_list_changed_blocks(struct smapi_call *c)
 {
-  struct zl_cbt_map m;
+  struct zl_bitmap m;
   const char *key2;
   int64_t offset, length;
   json_t *res = NULL;
@@ -196,12 +171,13 @@ smapi_vol_list_changed_blocks(struct smapi_call *c)
     return NULL;
   /* offset and length select whole blocks of the result; a negative
    * length means to the end */
-  if (offset < 0 || offset % ZL_CBT_GRANULARITY || offset > m.size ||
-      (length >= 0 && length % ZL_CBT_GRANULARITY && length < m.size - offset)) {
+  int64_t size = (int64_t)m.size;
+  if (offset < 0 || offset % ZL_CBT_GRANULARITY || offset > size ||
+      (length >= 0 && length % ZL_CBT_GRANULARITY && length < size - offset)) {
     zl_error(EINVAL,
              "offset %lld and length %lld must be multiples of %d within the volume "
              "(%lld bytes)",
-             (long long)offset, (long long)length, ZL_CBT_GRANULARITY, (long long)m.size);
+             (long long)offset, (long long)length, ZL_CBT_GRANULARITY, (long long)size);
     goto out_map;
   }
   uint64_t first = (uint64_t)offset / ZL_CBT_GRANULARITY;
@@ -215,14 +191,14 @@ smapi_vol_list_changed_blocks(struct smapi_call *c)
   if (b)
     res = json_pack("{s:i, s:o}", "granularity", ZL_CBT_GRANULARITY, "bitmap", b);
 out_map:
-  zl_cbt_map_free(&m);
+  zl_bitmap_free(&m);
   return res;
 }
 
 json_t *
 smapi_vol_compare(struct smapi_call *c)
 {
-  struct zl_cbt_map m;
+  struct zl_bitmap m;
   const char *key2;
   json_t *ranges = NULL, *res = NULL;
 
@@ -231,12 +207,12 @@ smapi_vol_compare(struct smapi_call *c)
     return NULL;
   ranges = json_array();
   uint64_t pos = 0, first, count;
-  while (ranges && zl_cbt_map_next_run(&m, &pos, &first, &count))
+  while (ranges && zl_bitmap_next_run(&m, &pos, &first, &count))
     json_array_append_new(ranges,
                           json_pack("[I, I]", (json_int_t)first, (json_int_t)count));
   if (ranges)
     res = json_pack("{s:i, s:O}", "blocksize", ZL_CBT_GRANULARITY, "ranges", ranges);
   json_decref(ranges);
-  zl_cbt_map_free(&m);
+  zl_bitmap_free(&m);
   return res;
 }

@@ -115,10 +115,9 @@ writer_check(struct tracking *w, bool first, bool by_gen)
           w->f.h->writers++;
           snprintf(w->f.h->boot_id, sizeof w->f.h->boot_id, "%s", w->boot);
           w->counted = true;
-          if (all && w->f.h->size)
-            cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)),
-                          nblocks_of((int64_t)w->f.h->size), 0,
-                          nblocks_of((int64_t)w->f.h->size) - 1);
+          struct zl_bitmap cur = cur_map(&w->f);
+          if (all)
+            zl_bitmap_set_blocks(&cur, 0, cur.nblocks);
           fdatasync(w->f.fd);
           flock(w->f.fd, LOCK_UN);
         }
@@ -183,8 +182,9 @@ mark(struct tracking *w, uint64_t offset, uint64_t length)
     uint64_t nb = w->f.h->slot_bytes * 8;
     uint64_t first = offset / G, last = (offset + length - 1) / G;
     if (first < nb) {
-      cbt_set_range(slot(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE)), nb,
-                    first, last);
+      struct zl_bitmap cur =
+          slot_map(&w->f, __atomic_load_n(&w->f.h->cur, __ATOMIC_ACQUIRE), nb);
+      zl_bitmap_set_blocks(&cur, first, last - first + 1);
       atomic_store_explicit(&w->dirty, true, memory_order_relaxed);
     }
   }

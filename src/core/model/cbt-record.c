@@ -56,6 +56,7 @@
 #include "core/model/cbt.h"
 #include "core/model/model.h"
 #include "util/beneath.h"
+#include "util/bitmap.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
@@ -201,91 +202,6 @@ cbt_write_new(int dirfd, const char *key, const char *of, const char *prev, int6
   return 0;
 }
 
-void
-cbt_set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last)
-{
-  if (last >= nblocks)
-    last = nblocks - 1;
-  for (uint64_t b = first; b <= last && b < nblocks;) {
-    if ((b & 7) == 0 && b + 8 <= last + 1) {
-      if (bits[b >> 3] != 0xff)
-        __atomic_store_n(&bits[b >> 3], 0xff, __ATOMIC_RELAXED);
-      b += 8;
-      continue;
-    }
-    uint8_t m = (uint8_t)(0x80u >> (b & 7));
-    if (!(__atomic_load_n(&bits[b >> 3], __ATOMIC_RELAXED) & m))
-      __atomic_fetch_or(&bits[b >> 3], m, __ATOMIC_RELAXED);
-    b++;
-  }
-}
-
-void
-cbt_or_into(uint8_t *dst, const uint8_t *src, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (src[i])
-      __atomic_fetch_or(&dst[i], src[i], __ATOMIC_RELAXED);
-}
-
-/* --- results ---------------------------------------------------------------- */
-
-void
-zl_cbt_map_free(struct zl_cbt_map *m)
-{
-  free(m->bits);
-  m->bits = NULL;
-}
-
-int
-cbt_map_alloc(struct zl_cbt_map *m, int64_t size)
-{
-  m->size = size;
-  m->nblocks = nblocks_of(size);
-  m->bits = calloc(1, nbytes_of(size) + 1);
-  if (!m->bits) {
-    zl_error(ENOMEM, "out of memory");
-    return -1;
-  }
-  return 0;
-}
-
-int
-zl_cbt_map_add(struct zl_cbt_map *m, uint64_t offset, uint64_t length)
-{
-  if (length == 0 || offset >= (uint64_t)m->size || m->nblocks == 0)
-    return 0;
-  uint64_t end =
-      length > (uint64_t)m->size - offset ? (uint64_t)m->size : offset + length;
-  cbt_set_range(m->bits, m->nblocks, offset / G, (end - 1) / G);
-  return 0;
-}
-
-bool
-zl_cbt_map_test(const struct zl_cbt_map *m, uint64_t b)
-{
-  return b < m->nblocks && (m->bits[b >> 3] & (0x80u >> (b & 7)));
-}
-
-bool
-zl_cbt_map_next_run(const struct zl_cbt_map *m, uint64_t *pos, uint64_t *first,
-                    uint64_t *count)
-{
-  uint64_t b = *pos;
-  while (b < m->nblocks && !zl_cbt_map_test(m, b))
-    b += (b & 7) == 0 && m->bits[b >> 3] == 0 ? 8 : 1;
-  if (b >= m->nblocks) {
-    *pos = m->nblocks;
-    return false;
-  }
-  *first = b;
-  while (b < m->nblocks && zl_cbt_map_test(m, b))
-    b++;
-  *count = b - *first;
-  *pos = b;
-  return true;
-}
-
 /* --- state kept with volume operations (called by the core under LOCK_EX) -- */
 
 /* Does this SR keep tracked bitmaps?  Storage whose copy-on-write layer can
@@ -311,12 +227,13 @@ zl_cbt_rotate_begin(struct zl_sr *sr, const char *key, const json_t *meta,
     return errno == ENOENT ? 0 : -1;
   if (f.h->nslots == 2) {
     unsigned old = __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE), j = 1 - old;
-    size_t n = nbytes_of((int64_t)f.h->size);
+    uint64_t nb = nblocks_of((int64_t)f.h->size);
+    struct zl_bitmap cur = slot_map(&f, old, nb), spare = slot_map(&f, j, nb);
     /* The spare slot is empty after a rotation that finished; after one cut
      * off by a crash it still holds changes no map has: they move into the
      * current slot (the changes are the union of both) before it is reused. */
-    cbt_or_into(slot(&f, old), slot(&f, j), n);
-    memset(slot(&f, j), 0, n);
+    zl_bitmap_or(&cur, &spare);
+    zl_bitmap_clear(&spare);
     __atomic_store_n(&f.h->cur, j, __ATOMIC_RELEASE);
     if (fdatasync(f.fd) == -1) {
       zl_error_sys(errno, "CBT record of %s", key);
@@ -342,15 +259,16 @@ zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
   if (dfd == -1 || cbt_map(dfd, key, &f) == -1)
     return -1;
   size_t n = nbytes_of((int64_t)f.h->size);
-  CLEANUP_FREE uint8_t *bits = malloc(n + 1);
+  uint64_t nb = nblocks_of((int64_t)f.h->size);
+  struct zl_bitmap map, s0 = slot_map(&f, 0, nb), s1 = slot_map(&f, 1, nb),
+                        old = slot_map(&f, rot->old, nb);
   int r = -1;
-  if (!bits) {
-    zl_error(ENOMEM, "out of memory");
+  if (zl_bitmap_alloc(&map, f.h->size, G) == -1)
     goto out;
-  }
-  memcpy(bits, slot(&f, 0), n);
-  cbt_or_into(bits, slot(&f, 1), n);
-  if (cbt_write_new(dfd, snap, key, f.h->prev, (int64_t)f.h->size, 1, n, bits, n) == -1)
+  zl_bitmap_or(&map, &s0);
+  zl_bitmap_or(&map, &s1);
+  if (cbt_write_new(dfd, snap, key, f.h->prev, (int64_t)f.h->size, 1, n, map.bits, n) ==
+      -1)
     goto out;
   zl_fault("cbt-rotate", "map-written");
   snprintf(f.h->prev, KEY_ROOM, "%s", snap);
@@ -358,9 +276,10 @@ zl_cbt_rotate_end(struct zl_sr *sr, const char *key, const char *snap,
     zl_error_sys(errno, "CBT record of %s", key);
     goto out;
   }
-  memset(slot(&f, rot->old), 0, n);
+  zl_bitmap_clear(&old);
   r = 0;
 out:
+  zl_bitmap_free(&map);
   cbt_unmap(&f);
   return r;
 }
@@ -440,15 +359,15 @@ guarded(void (*fn)(void *), void *arg, const char *key)
 
 struct merge {
   struct cbt_file *into, *from;
-  size_t n;
 };
 
 static void
 merge_fn(void *arg)
 {
   struct merge *m = arg;
-  cbt_or_into(slot(m->into, __atomic_load_n(&m->into->h->cur, __ATOMIC_ACQUIRE)),
-              slot(m->from, 0), m->n);
+  struct zl_bitmap into = cur_map(m->into),
+                   from = slot_map(m->from, 0, nblocks_of((int64_t)m->from->h->size));
+  zl_bitmap_or(&into, &from); /* over the smaller size */
   snprintf(m->into->h->prev, KEY_ROOM, "%s", m->from->h->prev);
 }
 
@@ -462,9 +381,10 @@ static void
 mark_fn(void *arg)
 {
   struct mark *m = arg;
+  struct zl_bitmap cur =
+      slot_map(m->f, __atomic_load_n(&m->f->h->cur, __ATOMIC_ACQUIRE), m->nblocks);
   if (m->nblocks > m->first)
-    cbt_set_range(slot(m->f, __atomic_load_n(&m->f->h->cur, __ATOMIC_ACQUIRE)),
-                  m->nblocks, m->first, m->nblocks - 1);
+    zl_bitmap_set_blocks(&cur, m->first, m->nblocks - m->first);
   if (m->new_size)
     m->f->h->size = m->new_size;
 }
@@ -483,8 +403,7 @@ zl_cbt_forget(struct zl_sr *sr, const char *key)
   /* a snapshot's changes move into its successor: (P,S) + (S,N) = (P,N) */
   CLEANUP_FREE char *next = f.h->nslots == 1 ? successor(dfd, key) : NULL;
   if (next && cbt_map(dfd, next, &s) == 0) {
-    struct merge m = {
-        &s, &f, nbytes_of((int64_t)(f.h->size < s.h->size ? f.h->size : s.h->size))};
+    struct merge m = {&s, &f};
     /* a merge that cannot be stored (a full disk) is not done: the
      * successor still names key as its predecessor, so a query across the
      * gap is an error, never a partial answer; the destroy goes on */
@@ -571,8 +490,10 @@ zl_cbt_rotate_recover(struct zl_sr *sr, const char *key, const char *snap)
       snprintf(f.h->prev, KEY_ROOM, "%s", snap);
       fdatasync(f.fd);
       /* the slot before the switch is all in the map */
-      memset(slot(&f, 1 - __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE)), 0,
-             nbytes_of((int64_t)f.h->size));
+      struct zl_bitmap before =
+          slot_map(&f, 1 - __atomic_load_n(&f.h->cur, __ATOMIC_ACQUIRE),
+                   nblocks_of((int64_t)f.h->size));
+      zl_bitmap_clear(&before);
       zl_info("recovery: CBT of %s continues from snapshot %s", key, snap);
     }
     cbt_unmap(&m);

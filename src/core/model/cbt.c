@@ -196,7 +196,7 @@ out:
  * volume's active file) into m by walking back along "prev".  ENOENT with a
  * clear error when the chain does not reach from. */
 static int
-tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
+tracked_changes(int dfd, const char *from, const char *to, struct zl_bitmap *m)
 {
   char cur[KEY_ROOM];
   snprintf(cur, sizeof cur, "%s", to);
@@ -208,9 +208,10 @@ tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
         zl_error(ENOENT, "no CBT record of the changes up to %s", cur);
       return -1;
     }
-    size_t n = nbytes_of((int64_t)f.h->size < m->size ? (int64_t)f.h->size : m->size);
-    for (unsigned i = 0; i < f.h->nslots; i++)
-      cbt_or_into(m->bits, slot(&f, i), n);
+    for (unsigned i = 0; i < f.h->nslots; i++) {
+      struct zl_bitmap s = slot_map(&f, i, nblocks_of((int64_t)f.h->size));
+      zl_bitmap_or(m, &s); /* over the smaller size */
+    }
     snprintf(cur, sizeof cur, "%s", f.h->prev);
     cbt_unmap(&f);
     if (strcmp(cur, from) == 0)
@@ -229,15 +230,13 @@ tracked_changes(int dfd, const char *from, const char *to, struct zl_cbt_map *m)
 static int
 add_range(void *opaque, uint64_t offset, uint64_t length)
 {
-  struct zl_cbt_map *m = opaque;
-  if (length == UINT64_MAX)
-    length = (uint64_t)m->size;
-  return zl_cbt_map_add(m, offset, length);
+  zl_bitmap_set_bytes(opaque, offset, length); /* UINT64_MAX: to the end */
+  return 0;
 }
 
 int
 zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
-                      struct zl_cbt_map *out)
+                      struct zl_bitmap *out)
 {
   CLEANUP_JSON json_t *fm = NULL;
   CLEANUP_JSON json_t *tm = NULL;
@@ -258,7 +257,7 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
     zl_error(EINVAL, "volumes %s and %s are not snapshots of one volume", from, to);
     goto out;
   }
-  if (cbt_map_alloc(out, ti.virtual_size) == -1)
+  if (zl_bitmap_alloc(out, (uint64_t)ti.virtual_size, G) == -1)
     goto out;
   if (strcmp(from, to) == 0) {
     r = 0;
@@ -281,12 +280,12 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
       zl_error(ENOENT, "CBT has no record of the changes between %s and %s", from, to);
       goto fail;
     }
-    memset(out->bits, 0, nbytes_of(out->size));
+    zl_bitmap_clear(out);
     if (tracked_changes(dfd, from, to, out) == -1) {
       /* maybe "to" is the older one: the set of changes is the same */
       struct zl_error_saved saved;
       zl_error_save(&saved);
-      memset(out->bits, 0, nbytes_of(out->size));
+      zl_bitmap_clear(out);
       if (zl_meta_read_only(tm) && tracked_changes(dfd, to, from, out) == 0) {
         zl_debug("changed blocks: %s is older than %s", to, from);
       } else {
@@ -298,11 +297,12 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
   /* what lies past the smaller size reads as zeros in one of them */
   int64_t small = fi.virtual_size < ti.virtual_size ? fi.virtual_size : ti.virtual_size;
   if (ti.virtual_size > small)
-    zl_cbt_map_add(out, (uint64_t)small / G * G, (uint64_t)(ti.virtual_size - small) + G);
+    zl_bitmap_set_bytes(out, (uint64_t)small / G * G,
+                        (uint64_t)(ti.virtual_size - small) + G);
   r = 0;
   goto out;
 fail:
-  zl_cbt_map_free(out);
+  zl_bitmap_free(out);
 out:
   return r;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/model/model.h"
+#include "util/bitmap.h"
 
 #define G           ZL_CBT_GRANULARITY
 #define CBT_DIR     "cbt"
@@ -45,13 +46,13 @@ struct cbt_file {
 static inline uint64_t
 nblocks_of(int64_t size)
 {
-  return ((uint64_t)size + G - 1) / G;
+  return zl_bitmap_blocks((uint64_t)size, G);
 }
 
 static inline size_t
 nbytes_of(int64_t size)
 {
-  return (size_t)((nblocks_of(size) + 7) / 8);
+  return zl_bitmap_bytes(nblocks_of(size));
 }
 
 static inline uint8_t *
@@ -60,15 +61,29 @@ slot(const struct cbt_file *f, unsigned i)
   return f->base + CBT_HDR + (size_t)i * f->h->slot_bytes;
 }
 
+/* Slot i as a map of nblocks blocks (the record's size: nblocks_of(h->size);
+ * at most slot_bytes * 8), over the mapping: setters share it. */
+static inline struct zl_bitmap
+slot_map(const struct cbt_file *f, unsigned i, uint64_t nblocks)
+{
+  return zl_bitmap_view(slot(f, i), nblocks, G);
+}
+
+/* The current slot (the one writers set bits in) as a map of the record's
+ * size. */
+static inline struct zl_bitmap
+cur_map(const struct cbt_file *f)
+{
+  return slot_map(f, __atomic_load_n(&f->h->cur, __ATOMIC_ACQUIRE),
+                  nblocks_of((int64_t)f->h->size));
+}
+
 /* The cbt directory of the SR's private area (made when create). */
 int cbt_dir(struct zl_sr *sr, bool create);
 void cbt_file_name(char *buf, size_t len, const char *key);
 /* Map key's record; -1 with errno ENOENT (no error set) when there is none. */
 int cbt_map(int dirfd, const char *key, struct cbt_file *f);
 void cbt_unmap(struct cbt_file *f);
-/* Set the bits of blocks [first, last] (atomically: writers share them). */
-void cbt_set_range(uint8_t *bits, uint64_t nblocks, uint64_t first, uint64_t last);
-void cbt_or_into(uint8_t *dst, const uint8_t *src, size_t n);
 /* Does this SR keep tracked bitmaps (its CoW layer cannot always answer)? */
 bool cbt_tracked(struct zl_sr *sr);
 /* Write a new record for key atomically: nslots slots of slot_bytes,
@@ -76,8 +91,6 @@ bool cbt_tracked(struct zl_sr *sr);
 int cbt_write_new(int dirfd, const char *key, const char *of, const char *prev,
                   int64_t size, unsigned nslots, size_t slot_bytes, const uint8_t *bits,
                   size_t nbytes);
-/* A zeroed map of size bytes' blocks. */
-int cbt_map_alloc(struct zl_cbt_map *m, int64_t size);
 /* Make this host's writers look for their records before the next write. */
 void cbt_gen_bump(void);
 /* The host's counter of CBT record changes (<run>/cbt.gen, shared memory)
