@@ -261,6 +261,9 @@ int zl_vol_data_path(struct zl_sr *sr, const char *key, char *out, size_t len);
 /* The key of the SR at a place (its type and the device-config that says
  * where), or NULL (kind NO_SR when there is none). */
 char *zl_place_find(const char *type, const json_t *config);
+/* Could an SR be made at the place (what SR.probe says)?  1 or 0, with the
+ * reason in *why (malloc()ed, NULL if none given); -1 on error. */
+int zl_place_can_make(const char *type, const json_t *config, char **why);
 /* The same, making the SR (name, description, create_config: SR.create's
  * device-config) when there is none and SR.probe says one can be made;
  * one first use at a time on this host. */

@@ -463,7 +463,7 @@ do_verify(const struct gnt_req *r)
 {
   char canon[PATH_MAX];
   CLEANUP_JSON json_t *cfg = NULL;
-  CLEANUP_JSON json_t *probe = NULL;
+  CLEANUP_FREE char *why = NULL;
 
   if (place(r, canon, sizeof canon) == -1)
     return -1;
@@ -488,13 +488,10 @@ do_verify(const struct gnt_req *r)
   if (zl_error_get_kind() != ZL_ERR_NO_SR)
     return -1;
   cfg = sr_config(r, canon, false);
-  if (!cfg || !(probe = zl_sr_probe(sr_type(r), cfg)))
+  int can = cfg ? zl_place_can_make(sr_type(r), cfg, &why) : -1;
+  if (can == -1)
     return -1;
-  json_t *last = json_array_get(probe, json_array_size(probe) - 1);
-  json_t *extra = json_object_get(last, "extra_info");
-  const char *can = json_string_value(json_object_get(extra, "can_create"));
-  const char *why = json_string_value(json_object_get(extra, "reason"));
-  if (!can || strcmp(can, "true") != 0) {
+  if (!can) {
     zl_error(EINVAL, "no SR in %s and none can be made there: %s", canon,
              why ? why : "?");
     return -1;

@@ -4,6 +4,7 @@
  * by SR (Ganeti's EXTP_DIR and EXTP_POOL): what an SR at a place is, how
  * it is found and when one may be made is the core's business. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,24 +23,36 @@ zl_place_find(const char *type, const json_t *config)
   return zl_sr_attach(type, config);
 }
 
-/* Can an SR be made at the place?  What SR.probe says about it. */
-static int
-can_create(const char *type, const json_t *config)
+int
+zl_place_can_make(const char *type, const json_t *config, char **why)
 {
   CLEANUP_JSON json_t *probe = zl_sr_probe(type, config);
 
+  *why = NULL;
   if (!probe)
     return -1;
   json_t *last = json_array_get(probe, json_array_size(probe) - 1);
   json_t *extra = json_object_get(last, "extra_info");
   const char *can = json_string_value(json_object_get(extra, "can_create"));
-  if (!can || strcmp(can, "true") != 0) {
-    const char *why = json_string_value(json_object_get(extra, "reason"));
-    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR there, and none can be made: %s",
-                  why ? why : "unknown reason");
+  const char *reason = json_string_value(json_object_get(extra, "reason"));
+  if (reason && !(*why = strdup(reason))) {
+    zl_error(ENOMEM, "out of memory");
     return -1;
   }
-  return 0;
+  return can && strcmp(can, "true") == 0;
+}
+
+/* Can an SR be made at the place?  An error (NO_SR) saying why not. */
+static int
+can_create(const char *type, const json_t *config)
+{
+  CLEANUP_FREE char *why = NULL;
+  int r = zl_place_can_make(type, config, &why);
+
+  if (r == 0)
+    zl_error_kind(ZL_ERR_NO_SR, ENOENT, "no SR there, and none can be made: %s",
+                  why ? why : "unknown reason");
+  return r == 1 ? 0 : -1;
 }
 
 char *
