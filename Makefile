@@ -14,7 +14,7 @@ BUILD ?= build
 ASAN ?= build-asan
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check format format-check unit integration demo demo-clean install bench fuzz clean
+.PHONY: all check format format-check unit graph integration demo demo-clean install bench fuzz clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -46,6 +46,14 @@ format-check:
 unit: $(ASAN)/build.ninja
 	ninja -C $(ASAN)
 	meson test -C $(ASAN) --print-errorlogs
+	$(MAKE) graph
+
+# Layering: no cycle between folders or inside one, no arrow up the layers,
+# in the include graph and in the call graph of the objects (nm).
+graph: $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	/usr/bin/python3 scripts/include-graph.py
+	/usr/bin/python3 scripts/include-graph.py --objects $(ASAN)/libzl.a.p
 
 # The integration tests drive the *installed* plugin links of the ASan build.
 integration: $(ASAN)/build.ninja

@@ -10,13 +10,19 @@ module depends on another when it includes that one's header.  Reports:
   * dependencies that point up the layers (util -> anything, backend ->
     core or a front end, core -> a front end or nbd).
 
+With --objects DIR (a meson build's libzl.a.p), the same checks on the
+call graph instead: a module depends on another when its object file uses
+a symbol the other's defines (nm), which catches calls that no include
+shows (an extern declared by hand, a callback registered upward).
+
 Exit status 0 when there is none of these, 1 otherwise.
 
-    scripts/include-graph.py [--dot] [--src DIR]
+    scripts/include-graph.py [--dot] [--src DIR] [--objects DIR]
 """
 import argparse
 import os
 import re
+import subprocess
 import sys
 from collections import defaultdict
 
@@ -61,6 +67,40 @@ def scan(src):
     return deps
 
 
+def scan_objects(src, objdir):
+    """module -> modules whose symbols its object file uses."""
+    by_obj = {}
+    for dp, _, fns in os.walk(src):
+        for fn in fns:
+            if fn.endswith(".c"):
+                rel = os.path.relpath(os.path.join(dp, fn), os.path.join(src, ".."))
+                by_obj[rel.replace("/", "_") + ".o"] = module_of(
+                    os.path.relpath(os.path.join(dp, fn), src))
+    defined, used = {}, defaultdict(set)
+    for fn in os.listdir(objdir):
+        mod = by_obj.get(fn)
+        if not mod:
+            continue
+        out = subprocess.run(["nm", os.path.join(objdir, fn)], check=True,
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "U":
+                used[mod].add(parts[1])
+            elif len(parts) == 3 and parts[1] in "TDBR":
+                defined[parts[2]] = mod
+    deps = defaultdict(set)
+    for mod, syms in used.items():
+        deps[mod]
+        for sym in syms:
+            t = defined.get(sym)
+            if t and t != mod:
+                deps[mod].add(t)
+    for mod in defined.values():
+        deps[mod]
+    return deps
+
+
 def cycles(graph):
     """Strongly connected components with more than one node (Tarjan)."""
     index, low, on, stack, out = {}, {}, set(), [], []
@@ -99,8 +139,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default=os.path.join(os.path.dirname(__file__), "..", "src"))
     ap.add_argument("--dot", action="store_true", help="print the folder graph as dot")
+    ap.add_argument("--objects", help="check the call graph of these object files instead")
     a = ap.parse_args()
-    deps = scan(a.src)
+    deps = scan_objects(a.src, a.objects) if a.objects else scan(a.src)
+    what = "calls" if a.objects else "includes"
 
     folders = defaultdict(set)
     within = defaultdict(lambda: defaultdict(set))
@@ -133,9 +175,9 @@ def main():
             print(f"cycle inside {f}: " + " <-> ".join(c))
             bad += 1
     for u in sorted(up):
-        print("include up the layers: " + u)
+        print(f"{what[:-1]} up the layers: " + u)
         bad += 1
-    print(f"{len(deps)} modules, {sum(len(t) for t in deps.values())} includes, "
+    print(f"{len(deps)} modules, {sum(len(t) for t in deps.values())} {what} edges, "
           f"{len(folders)} folders: {bad} problem{'s' if bad != 1 else ''}")
     return 1 if bad else 0
 

@@ -383,7 +383,7 @@ nbd_handshake(struct nbd_conn *c)
     }
     int r;
     bool tls_missing = c->tls == TLS_REQUIRE && !c->st.session;
-    if (atomic_load(&nbd_shutting_down) && opt != NBD_OPT_ABORT) {
+    if (atomic_load(c->stopping) && opt != NBD_OPT_ABORT) {
       r = reply_error(c, opt, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
     } else if (tls_missing && opt == NBD_OPT_EXPORT_NAME) {
       r = -1; /* FORCEDTLS: a plain EXPORT_NAME is answered by hanging up */

@@ -101,6 +101,7 @@ struct nbd_conn {
   struct nbd_export *exp;
   int64_t size; /* of the export when it was opened (GO, EXPORT_NAME): fixed */
   const struct nbd_config *cfg;
+  const atomic_bool *stopping; /* the server is shutting down */
 };
 /* Negotiate; 0: transmission may start (c->exp set), -1: close. */
 int nbd_handshake(struct nbd_conn *c);
@@ -109,7 +110,6 @@ int nbd_handshake(struct nbd_conn *c);
 void nbd_transmission(struct nbd_conn *c);
 
 /* server.c */
-extern atomic_bool nbd_shutting_down;
 int nbd_serve(const struct nbd_config *cfg);
 /* errno -> NBD error */
 uint32_t nbd_errno(int e);

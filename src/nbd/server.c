@@ -33,7 +33,7 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-atomic_bool nbd_shutting_down;
+static atomic_bool shutting_down; /* connections see it as c->stopping */
 
 #define MAX_LISTEN 8
 #define MAX_CONNS  1024
@@ -137,7 +137,8 @@ static void *
 conn_thread(void *arg)
 {
   struct conn_arg a = *(struct conn_arg *)arg;
-  struct nbd_conn c = {.st = {.fd = a.fd}, .tcp = a.tcp, .cfg = a.cfg};
+  struct nbd_conn c = {
+      .st = {.fd = a.fd}, .tcp = a.tcp, .cfg = a.cfg, .stopping = &shutting_down};
 
   free(arg);
   c.tls = tls_mode_of(a.cfg, a.tcp);
@@ -448,7 +449,7 @@ nbd_serve(const struct nbd_config *cfg)
       pthread_attr_destroy(&attr);
     }
   }
-  atomic_store(&nbd_shutting_down, true);
+  atomic_store(&shutting_down, true);
   for (int i = 0; i < nl; i++)
     close(ls[i].fd);
   if (cfg->socket_path && !activated)

@@ -243,7 +243,7 @@ parse(struct tx *t, bool *disc)
       break;
     }
     r->error = check(t->c, r);
-    if (atomic_load(&nbd_shutting_down))
+    if (atomic_load(t->c->stopping))
       r->error = NBD_ESHUTDOWN;
     if (!r->error && r->type == NBD_CMD_READ && r->len) {
       r->data_off = t->arena_used;

@@ -31,29 +31,6 @@ struct changes {
   void *opaque;
 };
 
-/* The temporary snapshot a comparison with the volume itself takes is named
- * _zl-cbt-<pid>-<first 8 of the boot id>-<random>: one whose process is gone
- * (or of an earlier boot) is stale. */
-static void
-boot8(char *out)
-{
-  char id[64];
-  zl_boot_id(id, sizeof id);
-  snprintf(out, 9, "%.8s", strlen(id) >= 8 ? id : "00000000");
-}
-
-bool
-zb_cbt_snapshot_stale(const char *snap)
-{
-  char boot[9], theirs[9] = "";
-  long pid = 0;
-  if (sscanf(snap + strlen(ZB_CBT_PREFIX), "%ld-%8[0-9a-f]", &pid, theirs) != 2 ||
-      pid <= 0)
-    return false; /* not ours to judge */
-  boot8(boot);
-  return strcmp(boot, theirs) != 0 || (kill((pid_t)pid, 0) == -1 && errno == ESRCH);
-}
-
 static int
 stream_sink(void *opaque, const void *data, size_t len)
 {
@@ -195,7 +172,7 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
     if (zl_uuid_generate(uuid) == -1)
       return -1;
     char boot[9];
-    boot8(boot);
+    zb_boot8(boot);
     snprintf(tmp, sizeof tmp, "%s@" ZB_CBT_PREFIX "%ld-%s-%.8s", tname, (long)getpid(),
              boot, uuid);
     if (z->layout == LAYOUT_DATASET)

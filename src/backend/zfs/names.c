@@ -106,3 +106,26 @@ zb_props_to_get(const struct zb_sr *z)
            z->caps.sync_prop ? ",sync" : "", zb_meta_prop_list());
   return buf;
 }
+
+/* The temporary snapshot a comparison with the volume itself takes is named
+ * _zl-cbt-<pid>-<first 8 of the boot id>-<random>: one whose process is gone
+ * (or of an earlier boot) is stale. */
+void
+zb_boot8(char *out)
+{
+  char id[64];
+  zl_boot_id(id, sizeof id);
+  snprintf(out, 9, "%.8s", strlen(id) >= 8 ? id : "00000000");
+}
+
+bool
+zb_cbt_snapshot_stale(const char *snap)
+{
+  char boot[9], theirs[9] = "";
+  long pid = 0;
+  if (sscanf(snap + strlen(ZB_CBT_PREFIX), "%ld-%8[0-9a-f]", &pid, theirs) != 2 ||
+      pid <= 0)
+    return false; /* not ours to judge */
+  zb_boot8(boot);
+  return strcmp(boot, theirs) != 0 || (kill((pid_t)pid, 0) == -1 && errno == ESRCH);
+}

@@ -92,32 +92,6 @@ zb_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick,
 }
 
 int
-zb_snapshot_cmd(struct zb_sr *z, const char *snap, const struct zprop *props, int n)
-{
-  if (zb_lzc_available())
-    return zb_lzc_snapshot(snap, props, n);
-  struct zargv a;
-  zcmd_snapshot(&a, &z->caps, snap, props, n);
-  int rc = zrun(&a, "snapshot", NULL);
-  za_free(&a);
-  return rc;
-}
-
-/* Data written through the file must reach ZFS before a snapshot (a
- * volume never opened has no file, or is not mounted: nothing to do). */
-void
-zb_flush_file(struct zl_store *sr, const char *comp)
-{
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/" ZB_DISK, comp);
-  int fd = openat(sr->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-}
-
-int
 zb_vol_copy(struct zl_store *sr, const char *src, const char *dst, enum zl_copy_kind kind,
             bool thick, const json_t *meta, const struct zl_vol_info *src_info,
             struct zl_vol_info *out)
@@ -204,34 +178,6 @@ zb_vol_copy(struct zl_store *sr, const char *src, const char *dst, enum zl_copy_
 }
 
 /* --- removing volumes -------------------------------------------------------- */
-
-/* Destroy one ZFS object, unmounting a filesystem first; gone is fine. */
-int
-zb_destroy_object(struct zb_sr *z, const char *name)
-{
-  struct zargv a;
-  int rc;
-
-  if (strchr(name, '@') && zb_lzc_available())
-    return zb_lzc_destroy_snapshot(name);
-  if (zb_lzc_available() && zb_lzc_destroy(name) == 0)
-    return 0; /* a mounted filesystem is busy for lzc: the CLI unmounts it */
-  zl_error_clear();
-  if (!strchr(name, '@') && z->layout == LAYOUT_DATASET) {
-    zcmd_mount(&a, &z->caps, name, false);
-    zrun(&a, "unmount", NULL); /* "not mounted" is fine */
-    za_free(&a);
-    zl_error_clear();
-  }
-  zcmd_destroy(&a, &z->caps, name);
-  rc = zrun(&a, "destroy", NULL);
-  za_free(&a);
-  if (rc == -1 && errno == ENOENT) {
-    zl_error_clear();
-    return 0;
-  }
-  return rc;
-}
 
 /* The internal origin snapshot of clone key, wherever it is ("" if none). */
 static int

@@ -274,6 +274,11 @@ int zb_name_of(struct zl_store *sr, const char *key, char *out, size_t len,
 const char *zb_rel_name(const struct zb_sr *z, const char *name);
 /* The properties one `zfs get` of volumes asks for. */
 const char *zb_props_to_get(const struct zb_sr *z);
+/* The first 8 characters of this boot's id (names of temporary snapshots). */
+void zb_boot8(char *out);
+/* Is the temporary snapshot "_zl-cbt-<pid>-<boot8>-<r>" of a process gone
+ * or of an earlier boot? */
+bool zb_cbt_snapshot_stale(const char *snap);
 
 /* --- list.c: what the SR holds ------------------------------------------------ */
 
@@ -293,12 +298,6 @@ int zb_vol_create(struct zl_store *sr, const char *key, int64_t size, bool thick
 int zb_vol_copy(struct zl_store *sr, const char *src, const char *dst,
                 enum zl_copy_kind kind, bool thick, const json_t *meta,
                 const struct zl_vol_info *src_info, struct zl_vol_info *out);
-/* A snapshot through libzfs_core where present, else the CLI. */
-int zb_snapshot_cmd(struct zb_sr *z, const char *snap, const struct zprop *props, int n);
-/* Data written through a dataset-layout file reaches ZFS (before a snapshot). */
-void zb_flush_file(struct zl_store *sr, const char *comp);
-/* Destroy one object (unmounting a filesystem first); gone is success. */
-int zb_destroy_object(struct zb_sr *z, const char *name);
 int zb_vol_discard(struct zl_store *sr, const char *key);
 int zb_vol_destroy(struct zl_store *sr, const char *key);
 int zb_vol_resize(struct zl_store *sr, const char *key, int64_t size, bool thick);
@@ -310,9 +309,21 @@ int zb_vol_tune(struct zl_store *sr, const char *key, const char *prop,
 /* --- data.c: the data of volumes ---------------------------------------------- */
 
 int zb_vol_open(struct zl_store *sr, const char *key, int flags);
+
+/* --- dataset.c: one ZFS object ------------------------------------------------- */
+
+/* A snapshot through libzfs_core where present, else the CLI. */
+int zb_snapshot_cmd(struct zb_sr *z, const char *snap, const struct zprop *props, int n);
+/* Data written through a dataset-layout file reaches ZFS (before a snapshot). */
+void zb_flush_file(struct zl_store *sr, const char *comp);
+/* Destroy one object (unmounting a filesystem first); gone is success. */
+int zb_destroy_object(struct zb_sr *z, const char *name);
 /* Is <mnt>/<comp> a mounted dataset (not the SR's directory)? */
 bool zb_is_mounted(struct zl_store *sr, const char *comp);
 int zb_mount_comp(struct zl_store *sr, const char *comp);
+
+/* --- recover.c: the backend's own leftovers ------------------------------------ */
+
 /* Remove internal objects left in the SR (before the SR dataset goes). */
 int zb_sr_clear_internal(struct zl_store *sr);
 /* After a reboot (runtime state gone): finish or undo what the ZFS objects
@@ -326,7 +337,6 @@ int zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool t
 
 /* --- changes.c: changed blocks from zfs send ----------------------------------- */
 
-bool zb_cbt_snapshot_stale(const char *snap); /* "_zl-cbt-..." */
 int zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_fn cb,
                    void *opaque);
 
