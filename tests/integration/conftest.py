@@ -408,7 +408,7 @@ def zfs_pool(tmp_path_factory):
             last["r"] = zfs_cmd("zpool", "list", "-H", check=False)
             return last["r"].returncode == 0
         wait_for(serving, lambda: "zfs-fuse to answer zpool list (last: "
-                 f"{last['r'].stderr.strip()!r})", timeout=10, interval=0.1)
+                 f"{last['r'].stderr.strip()!r})", timeout=30, interval=0.1)
     where = tmp_path_factory.mktemp("zpool")
     img = str(where / "pool.img")
     with open(img, "wb") as f:
