@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import uuid as uuidlib
 
 import pytest
@@ -48,6 +49,33 @@ def no_sanitizer_reports():
             texts.append(f.read())
         os.unlink(os.path.join(SANITIZER_DIR, r))
     assert not texts, "sanitizer reports:\n" + "\n".join(texts)
+
+
+def wait_for(cond, what, timeout=20, interval=0.05):
+    """Poll cond() until it returns something true, and return that; after
+    timeout seconds fail, naming what was awaited.  what: a string, or a
+    callable giving one (called only on failure, so it can report the state
+    seen then: a log, a command's last stderr).  The one way tests wait:
+    never sleep in the hope that something has happened."""
+    end = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() >= end:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
+        time.sleep(interval)
+
+
+def gone(pid):
+    """Has process pid exited?  For processes that are not our children (a
+    child of ours stays a zombie until reaped: use Popen.poll for those)."""
+    try:
+        os.kill(pid, 0)
+        return False
+    except ProcessLookupError:
+        return True
 
 
 def need(cond, why):
@@ -367,20 +395,20 @@ def zfs_pool(tmp_path_factory):
         # zfs-fuse silently refuses to start over the pid file of a daemon
         # that was killed or is still exiting: wait for that one to go, then
         # remove its file.
-        import time
-        for _ in range(300):
-            if subprocess.run(["pgrep", "-x", "zfs-fuse"], capture_output=True).returncode:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: subprocess.run(["pgrep", "-x", "zfs-fuse"],
+                                        capture_output=True).returncode != 0,
+                 "the previous zfs-fuse daemon to exit", timeout=30, interval=0.1)
         for stale in ("/run/zfs-fuse.pid", "/var/run/zfs-fuse.pid"):
             if os.path.exists(stale):
                 os.unlink(stale)
         subprocess.run(["zfs-fuse", "--pidfile", "/run/zfs-fuse.pid"], check=True)
-        for _ in range(100):
-            if zfs_cmd("zpool", "list", "-H", check=False).returncode == 0:
-                break
-            import time
-            time.sleep(0.1)
+        last = {}
+
+        def serving():
+            last["r"] = zfs_cmd("zpool", "list", "-H", check=False)
+            return last["r"].returncode == 0
+        wait_for(serving, lambda: "zfs-fuse to answer zpool list (last: "
+                 f"{last['r'].stderr.strip()!r})", timeout=30, interval=0.1)
     where = tmp_path_factory.mktemp("zpool")
     img = str(where / "pool.img")
     with open(img, "wb") as f:
@@ -397,11 +425,20 @@ def zfs_pool_cleanup():
     outlives the session."""
     if not ZFS_POOL:
         return
-    import time
-    for _ in range(100):
-        if zfs_cmd("zpool", "destroy", "-f", ZFS_POOL["name"], check=False).returncode == 0:
-            return
-        time.sleep(0.1)
+    destroy_pool(ZFS_POOL["name"])
+
+
+def destroy_pool(name, timeout=30):
+    """zpool destroy -f name, retried while zfs-fuse answers "busy" for a
+    moment after use; fails, with zpool's last answer, if the pool is still
+    there after timeout seconds."""
+    last = {}
+
+    def destroyed():
+        last["r"] = zfs_cmd("zpool", "destroy", "-f", name, check=False)
+        return last["r"].returncode == 0
+    wait_for(destroyed, lambda: f"zpool destroy {name} (last: "
+             f"{last['r'].stderr.strip()!r})", timeout=timeout, interval=0.1)
 
 
 def stop_nbd_server():
@@ -411,6 +448,17 @@ def stop_nbd_server():
             os.kill(int(open(pidfile).read()), signal.SIGTERM)
         except (ProcessLookupError, ValueError):
             pass
+
+
+def stop_nbd_server_and_wait():
+    """Stop the session's NBD server (if one runs) and wait until it has
+    exited, so the next attach starts a new one."""
+    try:
+        pid = int(open(os.path.join(RUN_DIR, "nbd.pid")).read())
+    except (OSError, ValueError):
+        return
+    stop_nbd_server()
+    wait_for(lambda: gone(pid), f"the NBD server (pid {pid}) to stop")
 
 
 def pytest_sessionfinish(session, exitstatus):

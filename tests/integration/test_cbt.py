@@ -13,14 +13,13 @@ import random
 import signal
 import struct
 import subprocess
-import time
 
 import nbd
 import pytest
 
 import v5
-from conftest import (RUN_DIR, Attached, FileSR, Plugin, ZfsSR, cli, make_fs, need,
-                      stop_nbd_server, zfs_pool)
+from conftest import (RUN_DIR, Attached, FileSR, Plugin, ZfsSR, cli, gone, make_fs, need,
+                      stop_nbd_server_and_wait, wait_for, zfs_pool)
 
 G = 65536
 SIZE = 8 << 20
@@ -52,22 +51,6 @@ def src(request, plugin, mounts, tmp_path_factory):
         sr = FileSR(plugin, path)
     sr.kind = kind
     return sr
-
-
-def stop_server_and_wait():
-    pidfile = os.path.join(RUN_DIR, "nbd.pid")
-    try:
-        pid = int(open(pidfile).read())
-    except (OSError, ValueError):
-        return
-    stop_nbd_server()
-    for _ in range(200):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the NBD server did not stop")
 
 
 def blocks(off, length):
@@ -420,12 +403,7 @@ def test_server_killed_mid_write(file_sr, datapath):
         w.h.shutdown()
     except nbd.Error:
         pass
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-            time.sleep(0.05)
-        except ProcessLookupError:
-            break
+    wait_for(lambda: gone(pid), f"the killed NBD server (pid {pid}) to exit")
     w.a.detach()
     b = snap(sr, v["key"])
     got = changed(sr, a, b)
@@ -676,7 +654,7 @@ def test_snapshots_taken_during_writes(kind, plugin, mounts, tmp_path_factory, d
     v = fresh(sr)
     # a server that holds each round of writes 20 ms between tracking and
     # issuing them: most snapshots then fall inside a round
-    stop_server_and_wait()
+    stop_nbd_server_and_wait()
     res = datapath.run("Datapath.attach", dict(dbg="t", uri=v["uri"][0], domain="race"),
                        env={"ZFS_LIVE_TEST_WRITE_DELAY_US": "20000"})
     assert res.rc == 0, res.stderr
@@ -684,6 +662,7 @@ def test_snapshots_taken_during_writes(kind, plugin, mounts, tmp_path_factory, d
     w = Writer(sr, v, datapath)
     stop = threading.Event()
     errors = []
+    rounds = [0]  # rounds of writes issued so far
 
     def writer():
         rnd = random.Random(99)
@@ -692,6 +671,7 @@ def test_snapshots_taken_during_writes(kind, plugin, mounts, tmp_path_factory, d
                 for _ in range(16):
                     off = rnd.randrange(0, SIZE - 4096, 512)
                     w.h.aio_pwrite(os.urandom(4096), off)
+                rounds[0] += 1
                 while w.h.aio_in_flight() > 0:
                     w.h.poll(-1)
         except Exception as e:  # reported below
@@ -702,7 +682,11 @@ def test_snapshots_taken_during_writes(kind, plugin, mounts, tmp_path_factory, d
     keys = []
     try:
         for _ in range(8):
-            time.sleep(0.05)
+            # writes issued since the previous snapshot (or the writer died:
+            # its error is reported below)
+            seen = rounds[0]
+            wait_for(lambda: rounds[0] > seen or not t.is_alive(),
+                     "the writer to issue a round of writes")
             keys.append(snap(sr, v["key"]))
     finally:
         stop.set()
@@ -716,4 +700,4 @@ def test_snapshots_taken_during_writes(kind, plugin, mounts, tmp_path_factory, d
         assert truth <= got, f"{kind}: missed {sorted(truth - got)}"
     total = changed(sr, keys[0], keys[-1])
     assert differing(sr, keys[0], keys[-1]) <= total
-    stop_server_and_wait()  # the next test gets a server without the delay
+    stop_nbd_server_and_wait()  # the next test gets a server without the delay

@@ -8,14 +8,13 @@ import random
 import re
 import signal
 import subprocess
-import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import v5
-from conftest import RUN_DIR, zfs_cmd
+from conftest import RUN_DIR, wait_for, zfs_cmd
 
 MiB = 1 << 20
 
@@ -160,10 +159,8 @@ def test_160_concurrent_first_attaches(file_sr, datapath, tmp_path):
     finally:
         for pid in server_pids(run_dir):
             os.kill(pid, signal.SIGTERM)
-        end = time.monotonic() + 30
-        while server_pids(run_dir) and time.monotonic() < end:
-            time.sleep(0.05)
-        assert not server_pids(run_dir)
+        wait_for(lambda: not server_pids(run_dir),
+                 lambda: f"the NBD servers to stop (left: {server_pids(run_dir)})", timeout=30)
         reports = [line for f in logs.iterdir() for line in f.read_text().splitlines()
                    if line.strip() and not re.fullmatch(r"==\d+==Sleeping for 1 second\(s\)",
                                                         line.strip())]

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import v5
-from conftest import DP_ROOT, RUN_DIR, Attached, Datapath, cli
+from conftest import DP_ROOT, RUN_DIR, Attached, Datapath, cli, stop_nbd_server_and_wait
 
 DP_METHODS = {"Plugin.Query", "Plugin.diagnostics", "Datapath.open", "Datapath.attach",
               "Datapath.activate", "Datapath.activate_readonly", "Datapath.deactivate",
@@ -121,12 +121,7 @@ def test_attach_reuses_a_loop_device_only_as_the_volume_is_now(file_sr, datapath
 def test_attach_starts_the_server_detached(file_sr, datapath):
     """No server running: attach starts one that does not hold the caller's
     stdout/stderr (xapi-storage-script waits for EOF on both)."""
-    from conftest import stop_nbd_server
-    stop_nbd_server()
-    for _ in range(100):
-        if not os.path.exists(os.path.join(RUN_DIR, "nbd.sock")):
-            break
-        time.sleep(0.05)
+    stop_nbd_server_and_wait()
     v = file_sr.create(size=1 << 20)
     t0 = time.monotonic()
     a = Attached(file_sr, v, datapath)  # capture_output: waits for EOF on both pipes

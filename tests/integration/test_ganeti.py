@@ -22,8 +22,8 @@ import uuid
 
 import pytest
 
-from conftest import CLI, ROOT, RUN_DIR, SANITIZER_DIR, cli, need, sanitizer_clean, \
-    zfs_cmd, zfs_pool
+from conftest import CLI, ROOT, RUN_DIR, SANITIZER_DIR, cli, destroy_pool, need, \
+    sanitizer_clean, zfs_cmd, zfs_pool
 
 MiB = 1 << 20
 PROVIDER = os.path.join(ROOT, "srv/ganeti/extstorage/zfs-live")
@@ -1024,11 +1024,7 @@ def test_pool_not_imported_keeps_disks(node, tmp_path, installed):
         zfs_cmd("zpool", "import", "-d", os.path.dirname(dev), pool, check=False)
         # zfs-fuse answers "busy" for a moment after use: wait for the
         # destroy to go through (bounded), so no pool outlives the test
-        import time
-        for _ in range(100):
-            if zfs_cmd("zpool", "destroy", "-f", pool, check=False).returncode == 0:
-                break
-            time.sleep(0.1)
+        destroy_pool(pool)
         assert pool not in zfs_cmd("zpool", "list", "-H", "-o", "name").stdout.split()
         subprocess.run(["losetup", "-d", dev], check=False)
 

@@ -12,7 +12,7 @@ import subprocess
 import nbd
 import pytest
 
-from conftest import Attached, need
+from conftest import Attached, need, wait_for
 
 MiB = 1 << 20
 
@@ -202,10 +202,9 @@ def test_a_filesystem_on_an_export(attached, tmp_path):
     p = subprocess.Popen(["nbdfuse", str(fuse / "disk"), attached.nbd_uri])
     loop = None
     try:
-        for _ in range(100):
-            if (fuse / "disk").exists():
-                break
-            __import__("time").sleep(0.05)
+        wait_for(lambda: (fuse / "disk").exists() or p.poll() is not None,
+                 "nbdfuse to create its file")
+        assert p.poll() is None, f"nbdfuse exited with status {p.returncode}"
         loop = run("losetup", "--find", "--show", str(fuse / "disk")).strip()
         run("mkfs.ext4", "-q", "-F", loop)
         run("mount", loop, str(mnt))

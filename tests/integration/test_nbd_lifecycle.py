@@ -9,24 +9,14 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 
 import nbd
 import pytest
 
-from conftest import CLI, need
+from conftest import CLI, gone, need, wait_for
 from test_nbd_tls import free_port, make_x509
 
 MiB = 1 << 20
-
-
-def wait_for(cond, what, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -56,14 +46,6 @@ def connect(sock, name):
     return h
 
 
-def gone(pid):
-    try:
-        os.kill(pid, 0)
-        return False
-    except ProcessLookupError:
-        return True
-
-
 def x509_client(host, port, name, pki):
     h = nbd.NBD()
     h.set_export_name(name)
@@ -73,14 +55,57 @@ def x509_client(host, port, name, pki):
     return h
 
 
-def tls_server(e):
+def tls_args(e):
+    """A fresh CA and server certificate, a free port: (pki, port, args)."""
     need(subprocess.run(["which", "certtool"], capture_output=True).returncode == 0,
          "gnutls-bin (certtool) is not installed")
     pki = e["base"] / "pki"
     make_x509(pki)
     port = free_port()
-    sock, pid = serve(e, "--tcp", f"127.0.0.1:{port}", "--tls-certificates", str(pki))
+    return pki, port, ["--tcp", f"127.0.0.1:{port}", "--tls-certificates", str(pki)]
+
+
+def tls_server(e):
+    pki, port, args = tls_args(e)
+    sock, pid = serve(e, *args)
     return pki, port, pid
+
+
+class Foreground:
+    """The server as systemd runs zfs-live-nbd.service: in the foreground,
+    its log lines on stderr, which go to a file here (self.log)."""
+
+    def __init__(self, e, *args):
+        self.log = e["base"] / "serve.log"
+        with open(self.log, "wb") as f:
+            self.p = subprocess.Popen([CLI, "serve", "--socket", str(e["base"] / "s.sock"),
+                                       *args], env=e["env"], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=f)
+        try:
+            self.wait_logged("serving NBD on", "the server to listen")
+        except BaseException:
+            self.kill()
+            raise
+
+    def logged(self):
+        return self.log.read_text(errors="replace")
+
+    def wait_logged(self, line, what):
+        """Wait until the log has a line containing `line` (fails at once
+        if the server exits)."""
+        wait_for(lambda: line in self.logged() or self.p.poll() is not None,
+                 lambda: f"{what}: a log line with {line!r}; the log:\n{self.logged()}")
+        assert line in self.logged(), \
+            f"the server exited ({self.p.returncode}); the log:\n{self.logged()}"
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(30)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
 
 
 def stop(pid):
@@ -122,18 +147,25 @@ def test_reload_rereads_certificates_and_keeps_connections(exported):
 
 
 def test_reload_with_broken_certificates_keeps_the_old_ones(exported):
+    """A reload (SIGHUP) that cannot read the new credentials keeps serving
+    with the old ones.  The server logs the reload's outcome: the test waits
+    for that line, so it knows the reload was attempted and is over."""
     e = exported
-    pki, port, pid = tls_server(e)
-    good = e["base"] / "good-pki"
-    shutil.copytree(pki, good)
-    (pki / "server-cert.pem").write_text("not a certificate\n")
-    os.kill(pid, signal.SIGHUP)
-    time.sleep(0.5)
-    h = x509_client("127.0.0.1", port, e["name"], good)  # still the old credentials
-    h.pwrite(b"x" * 512, 0)
-    h.shutdown()
-    assert not gone(pid)
-    stop(pid)
+    pki, port, args = tls_args(e)
+    server = Foreground(e, *args)
+    try:
+        good = e["base"] / "good-pki"
+        shutil.copytree(pki, good)
+        (pki / "server-cert.pem").write_text("not a certificate\n")
+        server.p.send_signal(signal.SIGHUP)
+        server.wait_logged("reload failed, keeping the old credentials", "the reload's outcome")
+        h = x509_client("127.0.0.1", port, e["name"], good)  # still the old credentials
+        h.pwrite(b"x" * 512, 0)
+        h.shutdown()
+        assert server.p.poll() is None
+        server.stop()
+    finally:
+        server.kill()
 
 
 def test_graceful_stop_then_restart_keeps_exports_and_acknowledged_writes(exported):

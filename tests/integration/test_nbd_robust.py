@@ -346,14 +346,18 @@ def test_64_connections_under_load(file_sr, datapath):
         except Exception as e:  # noqa: BLE001
             errors.append(f"connection {i}: {e}")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(64)]
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(64)]
     for t in threads:
         t.start()
+    # the server's RSS, sampled every half second while the load runs: a
+    # measurement at intervals, not a wait (the workers end themselves at
+    # `stop`; one still running 60 s later is stuck in a request)
     while any(t.is_alive() for t in threads):
+        assert time.monotonic() < stop + 60, \
+            f"connections {[i for i, t in enumerate(threads) if t.is_alive()]} still " \
+            "running 60 s after the load's end"
         rss.append(server_rss_kib())
         time.sleep(0.5)
-    for t in threads:
-        t.join()
     assert not errors, errors[:5]
     assert min(rounds) > 0 and sum(rounds) > 640
     # memory flat: after the first seconds (buffers touched), no growth

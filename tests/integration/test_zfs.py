@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import v5
-from conftest import CLI, ZfsSR, cli, zfs_cmd
+from conftest import CLI, ZfsSR, cli, wait_for, zfs_cmd
 
 MiB = 1 << 20
 
@@ -344,12 +344,13 @@ def test_runtime_state_is_host_local_and_rebuilt_after_a_restart(zsr):
                          env={"ZFS_LIVE_FAULT": "revert:copied"})
     assert res.killed
     # and a clone destroy cut between its two steps: the origin stays behind
-    import time
-    for _ in range(50):  # zfs-fuse says "busy" for a moment after use
-        if zfs_cmd("zfs", "destroy", f"{zsr.dataset}/{c['key']}",
-                   check=False).returncode == 0:
-            break
-        time.sleep(0.1)
+    last = {}
+
+    def destroyed():  # zfs-fuse says "busy" for a moment after use
+        last["r"] = zfs_cmd("zfs", "destroy", f"{zsr.dataset}/{c['key']}", check=False)
+        return last["r"].returncode == 0
+    wait_for(destroyed, lambda: f"zfs destroy of the clone (last: {last['r'].stderr.strip()!r})",
+             interval=0.1)
     assert any("_zl-origin-" in n for n in names_under(zsr.dataset))
     shutil.rmtree(zsr.state_dir())  # the reboot: /run is empty
     listed = {x["key"] for x in zsr.check_consistent()}
