@@ -29,6 +29,16 @@ struct file_sr {
   int reflink; /* -1 not probed, 0 no, 1 yes */
 };
 
+/* place.c: the place of an SR (device-config:path) */
+/* config's "path" (a string, within bounds) in *path; -1 with an error. */
+int file_config_path(const json_t *config, const char **path);
+/* The canonical form of path in out (PATH_MAX), *exists whether it is
+ * there; -1 with an error. */
+int file_canonical(const char *path, char *out, bool *exists);
+/* NULL if an SR may be made at canon, else why not (in why). */
+const char *file_why_not(const char *canon, bool exists, char *why, size_t len);
+int file_sr_probe(const json_t *config, json_t *results);
+
 /* vol.c: names of a volume's files */
 void file_img_name(char *buf, size_t len, const char *key);
 void file_meta_name(char *buf, size_t len, const char *key);
