@@ -40,7 +40,7 @@ if [ ! -f "$out/lib/build.ninja" ]; then
     -Dc_args="-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined" >/dev/null
 fi
 ninja -C "$out/lib" libzl.a >/dev/null
-LIBS="$out/lib/libzl.a -ljansson -lgnutls -luring -lpthread -ldl"
+LIBS="$out/lib/libzl.a -ljansson -lnettle -lgnutls -luring -lpthread -ldl"
 
 build() { # name, sources...
   name=$1; shift
