@@ -40,7 +40,7 @@ struct nbd_config {
   bool no_uring;        /* testing: the pread/pwrite engine */
 };
 
-/* tls.c */
+/* tls-gnutls.c or tls-openssl.c (-Dtls=): credentials and sessions */
 struct nbd_tls; /* credentials, shared by reference count */
 struct nbd_tls *nbd_tls_new(const struct nbd_config *cfg); /* one reference */
 struct nbd_tls *nbd_tls_ref(struct nbd_tls *t);
@@ -50,11 +50,17 @@ bool nbd_tls_configured(const struct nbd_tls *t);
 /* A connection's byte stream: plain socket or TLS session. */
 struct nbd_stream {
   int fd;
-  void *session; /* gnutls_session_t when TLS is up */
+  void *session; /* the TLS library's session when TLS is up */
   bool corked;
 };
 /* Start TLS on the stream (after NBD_OPT_STARTTLS was acked). */
 int nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t);
+/* A session's records: what was read (>0, 0 at EOF, -1 with errno); all
+ * of iov sent in as few records as the library allows (0, -1 with errno);
+ * close_notify and free. */
+ssize_t nbd_tls_recv(void *session, void *buf, size_t max);
+int nbd_tls_sendv(void *session, const struct iovec *iov, int n);
+void nbd_tls_end(void *session);
 /* Read exactly len bytes (0) or fail (-1: EOF, error). */
 int nbd_read_full(struct nbd_stream *s, void *buf, size_t len);
 /* Read what is available, at least 1 byte: >0, 0 at EOF, -1 on error. */

@@ -232,6 +232,9 @@ listen_tcp(const char *spec, struct listener *out, int max)
     memmove(host, host + 1, strlen(host));
     host[strcspn(host, "]")] = '\0';
   }
+#ifdef ZL_STATIC
+  hints.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV; /* no NSS in a static binary */
+#endif
   int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
   if (r != 0) {
     zl_error(EINVAL, "--tcp %s: %s", spec, gai_strerror(r));

@@ -56,6 +56,11 @@ zb_lzc_load_from(const char *dir)
 
   memset(&lzc, 0, sizeof lzc);
   lzc.tried = true;
+#ifdef ZL_STATIC
+  (void)dir, (void)core_path, (void)nv_path, (void)core, (void)nv;
+  zl_debug("a static binary does not load libzfs_core: using the zfs command");
+  return -1;
+#endif
   snprintf(core_path, sizeof core_path, "%s%slibzfs_core.so.3", dir ? dir : "",
            dir ? "/" : "");
   snprintf(nv_path, sizeof nv_path, "%s%slibnvpair.so.3", dir ? dir : "", dir ? "/" : "");

@@ -1,6 +1,7 @@
-/* tls.c: the connection's byte stream, plain or TLS (GnuTLS; PSK and
- * X.509).  With TLS, replies are corked so a batch leaves in full-size
- * records instead of one record per reply. */
+/* tls-gnutls.c: TLS through GnuTLS (PSK and X.509), for the distro-linked
+ * build.  With TLS, replies are corked so a batch leaves in full-size
+ * records instead of one record per reply.  (tls-openssl.c is the same
+ * for the self-contained release build.) */
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <limits.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "nbd/nbd.h"
@@ -164,46 +166,27 @@ nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t)
 }
 
 ssize_t
-nbd_read_some(struct nbd_stream *s, void *buf, size_t max)
+nbd_tls_recv(void *session, void *buf, size_t max)
 {
   for (;;) {
-    ssize_t n =
-        s->session ? gnutls_record_recv(s->session, buf, max) : recv(s->fd, buf, max, 0);
+    ssize_t n = gnutls_record_recv(session, buf, max);
     if (n >= 0)
       return n;
-    if (s->session) {
-      if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
-        continue;
-      if (n == GNUTLS_E_PREMATURE_TERMINATION)
-        return 0;
-      errno = EPROTO;
-      return -1;
-    }
-    if (errno != EINTR)
-      return -1;
+    if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
+      continue;
+    if (n == GNUTLS_E_PREMATURE_TERMINATION)
+      return 0;
+    errno = EPROTO;
+    return -1;
   }
-}
-
-int
-nbd_read_full(struct nbd_stream *s, void *buf, size_t len)
-{
-  char *p = buf;
-  while (len > 0) {
-    ssize_t n = nbd_read_some(s, p, len);
-    if (n <= 0)
-      return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
 }
 
 static int
-tls_write(struct nbd_stream *s, const void *buf, size_t len)
+tls_write(gnutls_session_t sess, const void *buf, size_t len)
 {
   const char *p = buf;
   while (len > 0) {
-    ssize_t n = gnutls_record_send(s->session, p, len);
+    ssize_t n = gnutls_record_send(sess, p, len);
     if (n < 0) {
       if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
         continue;
@@ -217,61 +200,28 @@ tls_write(struct nbd_stream *s, const void *buf, size_t len)
 }
 
 int
-nbd_writev_full(struct nbd_stream *s, struct iovec *iov, int n)
+nbd_tls_sendv(void *session, const struct iovec *iov, int n)
 {
-  if (s->session) {
-    /* cork: the batch leaves in full records */
-    gnutls_record_cork(s->session);
-    for (int i = 0; i < n; i++) {
-      if (iov[i].iov_len && tls_write(s, iov[i].iov_base, iov[i].iov_len) == -1)
-        return -1;
-    }
-    int r;
-    do {
-      r = gnutls_record_uncork(s->session, GNUTLS_RECORD_WAIT);
-    } while (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN);
-    if (r < 0) {
-      errno = EPIPE;
+  /* cork: the batch leaves in full records */
+  gnutls_record_cork(session);
+  for (int i = 0; i < n; i++) {
+    if (iov[i].iov_len && tls_write(session, iov[i].iov_base, iov[i].iov_len) == -1)
       return -1;
-    }
-    return 0;
   }
-  while (n > 0) {
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)(n > IOV_MAX ? IOV_MAX : n)};
-    ssize_t w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    while (n > 0 && (size_t)w >= iov->iov_len) {
-      w -= (ssize_t)iov->iov_len;
-      iov++, n--;
-    }
-    if (n > 0) {
-      iov->iov_base = (char *)iov->iov_base + w;
-      iov->iov_len -= (size_t)w;
-    }
+  int r;
+  do {
+    r = gnutls_record_uncork(session, GNUTLS_RECORD_WAIT);
+  } while (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN);
+  if (r < 0) {
+    errno = EPIPE;
+    return -1;
   }
   return 0;
 }
 
-int
-nbd_write_full(struct nbd_stream *s, const void *buf, size_t len)
-{
-  struct iovec iov = {(void *)buf, len};
-  return nbd_writev_full(s, &iov, 1);
-}
-
 void
-nbd_stream_close(struct nbd_stream *s)
+nbd_tls_end(void *session)
 {
-  if (s->session) {
-    gnutls_bye(s->session, GNUTLS_SHUT_WR);
-    gnutls_deinit(s->session);
-    s->session = NULL;
-  }
-  if (s->fd >= 0)
-    close(s->fd);
-  s->fd = -1;
+  gnutls_bye(session, GNUTLS_SHUT_WR);
+  gnutls_deinit(session);
 }
