@@ -1,6 +1,8 @@
 # zfs-live: the front door.  Meson and Ninja do the building.
 #
 #   make            optimised build/zfs-live (release with debug info, -Werror)
+#   make release    build-release/zfs-live: one static binary, no runtime
+#                   dependency beyond the kernel (glibc static, OpenSSL TLS)
 #   make check      install test packages, ASan+UBSan build, every test
 #   make demo       the main job on the embedded default (a file SR)
 #   make install    DESTDIR=... PREFIX=/usr
@@ -12,9 +14,10 @@ PREFIX ?= /usr
 DESTDIR ?=
 BUILD ?= build
 ASAN ?= build-asan
+RELEASE ?= build-release
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check format format-check unit graph integration demo demo-clean install bench fuzz clean
+.PHONY: all check release format format-check unit graph integration demo demo-clean install bench fuzz clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -30,7 +33,20 @@ $(ASAN)/build.ninja:
 
 check:
 	scripts/deps.sh test
-	$(MAKE) format-check unit integration
+	$(MAKE) format-check unit release integration
+
+# The self-contained binary: glibc linked statically (no NSS, no dlopen
+# needed), OpenSSL for TLS (GnuTLS does not link statically on Debian), the
+# zfs command for ZFS (a static binary does not load libzfs_core).
+# check-release.sh fails if it gains any dynamic dependency.
+$(RELEASE)/build.ninja:
+	scripts/deps.sh build
+	meson setup $(RELEASE) --buildtype=release -Dwerror=true -Dtests=disabled \
+	  -Dstatic=true -Dtls=openssl
+
+release: $(RELEASE)/build.ninja
+	ninja -C $(RELEASE)
+	scripts/check-release.sh $(RELEASE)/zfs-live
 
 SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'fuzz/*.c' 2>/dev/null || \
             find src tests/unit fuzz -name '*.[ch]')
@@ -60,7 +76,8 @@ integration: $(ASAN)/build.ninja
 	ninja -C $(ASAN)
 	rm -rf $(ASAN)/root
 	scripts/install.sh $(ASAN)/zfs-live $(CURDIR)/$(ASAN)/root /usr
-	ZFS_LIVE_ROOT=$(CURDIR)/$(ASAN)/root $(PYTEST) -q tests/integration
+	ZFS_LIVE_ROOT=$(CURDIR)/$(ASAN)/root ZFS_LIVE_RELEASE=$(CURDIR)/$(RELEASE)/zfs-live \
+	  $(PYTEST) -q tests/integration
 
 demo: all
 	scripts/demo.sh $(BUILD)/zfs-live
