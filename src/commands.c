@@ -147,13 +147,16 @@ command_smapi_target(const char *method, enum plugin_kind kind, struct smapi_tar
 
   if (!cmd || !cmd->smapi)
     return -1;
-  if (!f[0]) { /* the plugin's features, from its rows, once */
-    size_t n = 0;
-    for (const struct command *c = commands; c->name && n < MAX_FEATURES; c++) {
-      if (c->feature && (c->where & where))
-        f[n++] = c->feature;
-    }
+  /* The plugin's features, from its rows, less those this host's XAPI
+   * cannot call (core/host/platform.c). */
+  struct zl_platform p;
+  size_t n = 0;
+  zl_platform_detect(&p);
+  for (const struct command *c = commands; c->name && n < MAX_FEATURES; c++) {
+    if (c->feature && (c->where & where) && zl_platform_feature_ok(&p, c->feature))
+      f[n++] = c->feature;
   }
+  f[n] = NULL;
   t->method = cmd->name;
   t->fn = cmd->smapi;
   t->needs = ((cmd->where & NEEDS_SR) ? SMAPI_NEEDS_SR : 0) |

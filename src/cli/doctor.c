@@ -1,12 +1,26 @@
 /* doctor.c: `zfs-live doctor [--pool POOL] [--json]`: what this host offers,
  * as detected (the same detection the SRs use and cache). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "util/error.h"
 
 #include "util/banned.h" /* last: after every declaration */
+
+/* The XAPI platform, the daemon's version and the shims on (platform.c). */
+static void
+print_platform(const struct zl_platform *p)
+{
+  char *s = zl_platform_summary(p);
+  char why[512];
+
+  printf("XAPI: %s\n", s ? s : "?");
+  if (!zl_platform_supported(p, why, sizeof why))
+    printf("  %s\n", why);
+  free(s);
+}
 
 int
 cli_doctor(int argc, char **argv)
@@ -22,10 +36,15 @@ cli_doctor(int argc, char **argv)
     return cli_usage("zfs-live doctor [--pool POOL] [--json]", "unexpected argument");
   if (!(rep = zl_host_report(pool)))
     return cli_fail();
-  if (cli_json)
+  struct zl_platform platform;
+  zl_platform_detect(&platform);
+  if (cli_json) {
+    json_object_set_new(rep, "xapi", zl_platform_json(&platform));
     return cli_print_json(rep);
+  }
 
   printf("zfs-live %s\n", ZFS_LIVE_VERSION);
+  print_platform(&platform);
   const char *t;
   json_t *r;
   json_object_foreach(rep, t, r)

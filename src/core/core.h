@@ -313,6 +313,56 @@ int zl_round_size(int64_t size, int64_t granularity, int64_t *out);
  * SR there at all: the caller will find out.) */
 bool zl_sr_key_type_is(const char *key, const char *type);
 
+/* --- the XAPI platform (core/host/platform.c) ------------------------------- */
+
+/* A xen-api release, year.release.patch (1.x before 2022); 0.0.0: unknown. */
+struct zl_version {
+  unsigned major, minor, patch;
+};
+/* -1, 0, 1 */
+int zl_version_cmp(struct zl_version a, struct zl_version b);
+/* "25.3.0", "v25.3", "xapi-core-25.33.1-1.xs8": true and *out; else false
+ * and 0.0.0. */
+bool zl_version_parse(const char *s, struct zl_version *out);
+
+/* What this host is, as far as XAPI goes.  Strings are "" when absent. */
+struct zl_platform {
+  bool xapi_host;             /* an inventory, or ZFS_LIVE_XAPI_VERSION */
+  char inventory[256];        /* the path read */
+  char brand[64];             /* PRODUCT_BRAND: XCP-ng, XenServer, ... */
+  char product_version[32];   /* PRODUCT_VERSION: 8.2.1, 8.3.0, 8.4.0 */
+  char platform_name[32];     /* PLATFORM_NAME: XCP */
+  char platform_version[32];  /* PLATFORM_VERSION: 3.2.1, 3.4.0 */
+  char build[64];             /* BUILD_NUMBER */
+  struct zl_version platform; /* PLATFORM_VERSION parsed */
+  struct zl_version xapi;     /* the storage daemon's xen-api release */
+  char xapi_source[64];       /* where xapi came from, or "unknown" */
+};
+/* $ZFS_LIVE_INVENTORY, else /etc/xensource-inventory. */
+const char *zl_platform_inventory_path(void);
+/* Read the inventory and $ZFS_LIVE_XAPI_VERSION.  Never fails: a missing or
+ * unreadable inventory is "not a XAPI host". */
+void zl_platform_detect(struct zl_platform *out);
+/* Fill out's inventory fields from an inventory's text (KEY='value' lines;
+ * quotes, comments, blanks and unknown keys tolerated; a missing key stays
+ * ""). */
+void zl_platform_parse(const char *text, struct zl_platform *out);
+/* May Plugin.Query declare feature ("VDI_REVERT", "X/2") to this daemon?
+ * Not a XAPI host: always; an unknown daemon: only ungated features. */
+bool zl_platform_feature_ok(const struct zl_platform *p, const char *feature);
+/* Shims for daemons without CA-412420's fix (snapshots get no vdi-type:
+ * copy the parent's) and without CA-431606's (read-only snapshots break
+ * cross-pool migration: report them read_write). */
+bool zl_platform_shim_vdi_type(const struct zl_platform *p);
+bool zl_platform_shim_read_write(const struct zl_platform *p);
+/* Can zfs-live serve this platform's daemon?  false with the reason in
+ * why. */
+bool zl_platform_supported(const struct zl_platform *p, char *why, size_t len);
+/* For doctor and diagnostics: a JSON report (new reference) and a one-line
+ * summary (malloc()ed); NULL when out of memory. */
+json_t *zl_platform_json(const struct zl_platform *p);
+char *zl_platform_summary(const struct zl_platform *p);
+
 /* --- records as JSON (record.c): the shapes of SMAPIv3's v5 records ---------- */
 
 /* zfs-live://<sr type>/<sr key>|<volume key>; NULL when out of memory. */
@@ -321,6 +371,10 @@ char *zl_volume_uri(const char *sr_type, const char *sr_key, const char *key);
  * NULL when out of memory. */
 json_t *zl_volume_json(const struct zl_volume *v, const char *sr_type,
                        const char *sr_key);
+/* The same, with snapshots reported read_write if asked (the shim for
+ * daemons without CA-431606's fix: zl_platform_shim_read_write). */
+json_t *zl_volume_json_xapi(const struct zl_volume *v, const char *sr_type,
+                            const char *sr_key, bool snapshots_read_write);
 json_t *zl_sr_stat_json(const struct zl_sr_stat *s);
 
 #endif

@@ -90,14 +90,19 @@ smapi_plugin_diagnostics(struct smapi_call *c)
   struct zl_sb b = ZL_SB_INIT;
   zl_sb_join(&b, zl_sr_types(), " ");
   CLEANUP_FREE char *types = zl_sb_take(&b);
-  if (!types)
+  struct zl_platform p;
+  zl_platform_detect(&p);
+  CLEANUP_FREE char *platform = zl_platform_summary(&p);
+  if (!types || !platform) {
+    zl_error(ENOMEM, "out of memory");
     return NULL;
+  }
   if (asprintf(&text,
                "zfs-live %s\nplugin: %s (%s)\nhost: %s %s %s\n"
-               "SR types in this binary: %s\n",
+               "SR types in this binary: %s\nXAPI: %s\n",
                ZFS_LIVE_VERSION, c->sr_type ? c->sr_type : "-",
                c->kind == PLUGIN_DATAPATH ? "datapath" : "volume", u.sysname, u.release,
-               u.machine, types) < 0) {
+               u.machine, types, platform) < 0) {
     zl_error(ENOMEM, "out of memory");
     return NULL;
   }

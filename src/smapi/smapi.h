@@ -78,6 +78,11 @@ int smapi_map(struct smapi_call *c, const char *name, json_t **out);
 struct zl_sr *smapi_open_sr(struct smapi_call *c);
 
 /* types.c: Plugin.Query's record. */
+/* v as a v5 record for this host's XAPI (p: zl_platform_detect's),
+ * with the shims it needs.  New reference; NULL (ENOMEM set) when out of
+ * memory. */
+json_t *smapi_volume_record(struct smapi_call *c, const struct zl_volume *v,
+                            const struct zl_platform *p);
 json_t *smapi_query(enum plugin_kind kind, const char *sr_type,
                     const char *const *features);
 

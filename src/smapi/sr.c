@@ -55,6 +55,13 @@ smapi_sr_create(struct smapi_call *c)
       smapi_str(c, "name", &name) == -1 ||
       smapi_str(c, "description", &description) == -1)
     return NULL;
+  struct zl_platform p;
+  char why[512];
+  zl_platform_detect(&p);
+  if (!zl_platform_supported(&p, why, sizeof why)) { /* say so before making anything */
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP, "%s", why);
+    return NULL;
+  }
   if (zl_sr_create(c->sr_type, uuid, config, name, description, &out) == -1)
     return NULL;
   return out;
@@ -134,9 +141,11 @@ smapi_sr_ls(struct smapi_call *c)
 
   if (zl_sr_ls(c->sr, &v, &n) == -1)
     return NULL;
+  struct zl_platform p;
+  zl_platform_detect(&p);
   json_t *arr = json_array();
   for (size_t i = 0; arr && i < n; i++) {
-    json_t *rec = zl_volume_json(&v[i], zl_sr_type(c->sr), zl_sr_key(c->sr));
+    json_t *rec = smapi_volume_record(c, &v[i], &p);
     if (!rec || json_array_append_new(arr, rec) == -1) {
       json_decref(arr);
       arr = NULL;

@@ -1,5 +1,6 @@
-/* types.c: Plugin.Query's record (the volume and SR records are the
- * core's own, core/model/record.c). */
+/* types.c: Plugin.Query's record, and volume records as this host's XAPI
+ * needs them (the records themselves are the core's, core/model/record.c). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,17 @@
 
 #define VENDOR    "the zfs-live project"
 #define COPYRIGHT "Copyright (C) 2026 the zfs-live authors; BSD-2-Clause"
+
+json_t *
+smapi_volume_record(struct smapi_call *c, const struct zl_volume *v,
+                    const struct zl_platform *p)
+{
+  json_t *j = zl_volume_json_xapi(v, zl_sr_type(c->sr), zl_sr_key(c->sr),
+                                  zl_platform_shim_read_write(p));
+  if (!j)
+    zl_error(ENOMEM, "out of memory");
+  return j;
+}
 
 json_t *
 smapi_query(enum plugin_kind kind, const char *sr_type, const char *const *features)
@@ -28,9 +40,15 @@ smapi_query(enum plugin_kind kind, const char *sr_type, const char *const *featu
                      ZFS_LIVE_VERSION, "required_api_version", "5.0", "features", f,
                      "configuration", "required_cluster_stack");
   json_t *extra = zl_sr_type_features(sr_type);
+  struct zl_platform p;
   size_t i;
   json_t *x;
-  json_array_foreach(extra, i, x) json_array_append(f, x);
+  zl_platform_detect(&p); /* as the rows' features (commands.c) */
+  json_array_foreach(extra, i, x)
+  {
+    if (zl_platform_feature_ok(&p, json_string_value(x)))
+      json_array_append(f, x);
+  }
   json_decref(extra);
 
   return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:[]}", "plugin",

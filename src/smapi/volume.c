@@ -6,6 +6,7 @@
 
 #include "smapi/smapi.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #include "util/banned.h" /* last: after every declaration */
 
@@ -15,10 +16,10 @@ render(struct smapi_call *c, struct zl_volume *v, int r)
 {
   if (r == -1)
     return NULL;
-  json_t *j = zl_volume_json(v, zl_sr_type(c->sr), zl_sr_key(c->sr));
+  struct zl_platform p;
+  zl_platform_detect(&p);
+  json_t *j = smapi_volume_record(c, v, &p);
   zl_volume_free(v);
-  if (!j)
-    zl_error(ENOMEM, "out of memory");
   return j;
 }
 
@@ -45,11 +46,42 @@ smapi_vol_create(struct smapi_call *c)
   return render(c, &v, zl_vol_create(c->sr, &a, &v));
 }
 
+/* CA-412420: a daemon without the fix does not set vdi-type on a
+ * snapshot, and migration preparation then fails ("Unknown tag/contents").
+ * Give the snapshot its parent's, as the fixed daemon does.  A failure
+ * here leaves the snapshot as an unfixed daemon would: logged, not fatal
+ * (the snapshot is made). */
+static void
+shim_vdi_type(struct smapi_call *c, struct zl_volume *snap)
+{
+  struct zl_volume parent;
+
+  if (json_object_get(snap->keys, "vdi-type"))
+    return; /* never the case today: keys are not copied */
+  if (zl_vol_stat(c->sr, c->key, &parent) == -1) {
+    zl_warn("snapshot %s: vdi-type not copied: %s", snap->key, zl_error_msg());
+    return;
+  }
+  const char *vt = json_string_value(json_object_get(parent.keys, "vdi-type"));
+  if (vt && zl_vol_set(c->sr, snap->key, "vdi-type", vt) == -1)
+    zl_warn("snapshot %s: vdi-type not copied: %s", snap->key, zl_error_msg());
+  else if (vt)
+    json_object_set_new(snap->keys, "vdi-type", json_string(vt));
+  zl_volume_free(&parent);
+}
+
 json_t *
 smapi_vol_snapshot(struct smapi_call *c)
 {
   struct zl_volume v;
-  return render(c, &v, zl_vol_snapshot(c->sr, c->key, NULL, &v));
+  struct zl_platform p;
+
+  if (zl_vol_snapshot(c->sr, c->key, NULL, &v) == -1)
+    return NULL;
+  zl_platform_detect(&p);
+  if (zl_platform_shim_vdi_type(&p))
+    shim_vdi_type(c, &v);
+  return render(c, &v, 0);
 }
 
 json_t *

@@ -580,3 +580,8 @@ def attached(file_sr, datapath):
     a = Attached(file_sr, v, datapath)
     yield a
     a.detach()
+
+
+# Tests never read this host's XAPI inventory (core/host/platform.c); the
+# ones about platforms point ZFS_LIVE_INVENTORY at tests/unit/data/inventory.
+os.environ.setdefault("ZFS_LIVE_INVENTORY", "/nonexistent/xensource-inventory")

@@ -13,8 +13,9 @@
  *   deactivate clears it if this host holds it.  Idempotent.
  *   open/close persistent=false takes a hidden snapshot (the reset point);
  *              close reverts to it and removes it.
- * The host is INSTALLATION_UUID from /etc/xensource-inventory, else
- * /etc/machine-id ($ZFS_LIVE_HOST_UUID overrides, for tests).
+ * The host is INSTALLATION_UUID from /etc/xensource-inventory
+ * ($ZFS_LIVE_INVENTORY: another file), else /etc/machine-id
+ * ($ZFS_LIVE_HOST_UUID overrides both, for tests).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +54,7 @@ zl_host_uuid(void)
     return env;
   if (id[0])
     return id;
-  if (zl_read_file_at(AT_FDCWD, "/etc/xensource-inventory", 1 << 16, &buf, NULL) == 0) {
+  if (zl_read_file_at(AT_FDCWD, zl_platform_inventory_path(), 1 << 16, &buf, NULL) == 0) {
     const char *p = strstr(buf, "INSTALLATION_UUID=");
     if (p) {
       p += strlen("INSTALLATION_UUID=");

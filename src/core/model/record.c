@@ -51,6 +51,21 @@ zl_volume_json(const struct zl_volume *v, const char *sr_type, const char *sr_ke
 }
 
 json_t *
+zl_volume_json_xapi(const struct zl_volume *v, const char *sr_type, const char *sr_key,
+                    bool snapshots_read_write)
+{
+  json_t *j = zl_volume_json(v, sr_type, sr_key);
+
+  /* CA-431606: a daemon without the fix refuses cross-pool migration of
+   * read-only snapshots (VDI_READONLY).  Reported read_write as the Citrix
+   * COW plugins do; the data stays read-only (the datapath exports
+   * snapshots read-only whatever xapi asks). */
+  if (j && snapshots_read_write && v->read_only && v->snapshot_of)
+    json_object_set_new(j, "read_write", json_true());
+  return j;
+}
+
+json_t *
 zl_sr_stat_json(const struct zl_sr_stat *s)
 {
   return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:[], s:b, s:[s, s]}", "sr", s->sr,
