@@ -66,7 +66,7 @@ integration: $(ASAN)/build.ninja
 # The tests of the NBD server, the datapath and file SRs again under the
 # Linux 4.19 system call profile (XCP-ng 8.3's dom0; tests/tools/k419-exec.c):
 # the install root's binary is the launcher, which runs the real one
-# (zfs-live.real) under the filter, so every plugin link, CLI call and the
+# (real/zfs-live beside it) under the filter, so every plugin link, CLI call and the
 # NBD server they start take the old kernel's paths.
 K419_TESTS = test_k419.py test_nbd.py test_nbd_lifecycle.py test_nbd_robust.py \
   test_nbd_tls.py test_datapath.py test_sr.py test_volume.py test_xapi_sequences.py \
@@ -77,7 +77,8 @@ integration-k419: $(ASAN)/build.ninja
 	  "(libseccomp-dev: scripts/deps.sh test, then meson setup --reconfigure)" >&2; exit 1; }
 	rm -rf $(ASAN)/root-k419
 	scripts/install.sh $(ASAN)/zfs-live $(CURDIR)/$(ASAN)/root-k419 /usr
-	mv $(ASAN)/root-k419/usr/libexec/zfs-live/zfs-live $(ASAN)/root-k419/usr/libexec/zfs-live/zfs-live.real
+	install -d $(ASAN)/root-k419/usr/libexec/zfs-live/real
+	mv $(ASAN)/root-k419/usr/libexec/zfs-live/zfs-live $(ASAN)/root-k419/usr/libexec/zfs-live/real/
 	install -m 0755 $(ASAN)/k419-exec $(ASAN)/root-k419/usr/libexec/zfs-live/zfs-live
 	ZFS_LIVE_ROOT=$(CURDIR)/$(ASAN)/root-k419 ZFS_LIVE_K419=1 \
 	  ZFS_LIVE_K419_EXEC=$(CURDIR)/$(ASAN)/k419-exec \

@@ -8,9 +8,11 @@
  *   k419-exec PROGRAM [ARG...]     run PROGRAM (found in PATH)
  *   NAME [ARG...]                  as any other name (an installed copy
  *                                  standing in for the zfs-live binary):
- *                                  runs NAME's own file + ".real" with
+ *                                  runs real/F beside its own file F,
  *                                  argv unchanged (argv[0] picks the
- *                                  plugin method)
+ *                                  plugin method; F's name stays, for
+ *                                  what the real one finds at
+ *                                  /proc/self/exe)
  *
  * ENOSYS: io_uring_setup/enter/register, copy_file_range, memfd_create,
  * getrandom, close_range, openat2, and the later calls glibc tries first
@@ -70,12 +72,23 @@ main(int argc, char **argv)
     return 2;
   }
   if (!direct) {
-    ssize_t n = readlink("/proc/self/exe", real, sizeof real - 6);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
       perror("k419-exec: /proc/self/exe");
       return 127;
     }
-    memcpy(real + n, ".real", 6);
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash) {
+      fprintf(stderr, "k419-exec: %s: not a path\n", self);
+      return 127;
+    }
+    *slash = '\0';
+    if (snprintf(real, sizeof real, "%s/real/%s", self, slash + 1) >= (int)sizeof real) {
+      fprintf(stderr, "k419-exec: %s: too long\n", self);
+      return 127;
+    }
   }
   int r = install();
   if (r != 0) {
