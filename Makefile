@@ -32,8 +32,8 @@ check:
 	scripts/deps.sh test
 	$(MAKE) format-check unit integration integration-k419
 
-SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'fuzz/*.c' 2>/dev/null || \
-            find src tests/unit fuzz -name '*.[ch]')
+SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'tests/tools/*.c' 'fuzz/*.c' 2>/dev/null || \
+            find src tests/unit tests/tools fuzz -name '*.[ch]')
 
 format:
 	clang-format -i $(SOURCES)
