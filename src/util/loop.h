@@ -45,7 +45,8 @@ int zl_loop_configure_state(void);
 /* Does this kernel take LOOP_CONFIGURE?  Asked of /dev/loop0 (else of
  * the first free loop device) with a configuration naming no file: 1 yes
  * (EBADF), 0 no (EINVAL, ENOTTY: an older kernel), -1 with the error set
- * when no loop device can be asked.  Changes nothing. */
+ * when no loop device can be asked.  Binds nothing (LOOP_CTL_GET_FREE
+ * may add a free device node, as `losetup -f` does). */
 int zl_loop_probe_configure(void);
 
 /* Release a loop device; gone already is fine. */
