@@ -11,7 +11,7 @@ build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev libgnutls28-dev
   liburing-dev libssl-dev binutils"
 test_pkgs="clang-format zfs-fuse libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount nbdkit libnbd-bin python3-libnbd qemu-utils fio gnutls-bin fuse3
-  procps iproute2 file"
+  procps iproute2 file libseccomp-dev"
 bench_pkgs="zfs-fuse"
 
 case "${1:-build}" in

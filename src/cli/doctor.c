@@ -1,11 +1,21 @@
 /* doctor.c: `zfs-live doctor [--pool POOL] [--json]`: what this host offers,
- * as detected (the same detection the SRs use and cache). */
+ * as detected (the same detection the SRs use and cache), and which way
+ * this process takes where the kernel may be older than the code (JSON
+ * key "host": Linux 4.19 on XCP-ng 8.3 has no io_uring, LOOP_CONFIGURE,
+ * close_range, openat2).  Each is probed with a call that changes
+ * nothing: a ring of one entry, LOOP_CONFIGURE naming no file, the
+ * system calls with arguments they refuse. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #include "cli/cli.h"
+#include "core/io/io.h"
+#include "util/compat.h"
 #include "util/error.h"
+#include "util/loop.h"
 
 #include "util/banned.h" /* last: after every declaration */
 
@@ -20,6 +30,57 @@ print_platform(const struct zl_platform *p)
   if (!zl_platform_supported(p, why, sizeof why))
     printf("  %s\n", why);
   free(s);
+}
+
+/* One row of the host's paths: what it is used for, the fallback. */
+static const struct {
+  const char *name, *use, *fallback;
+} paths[] = {
+    {"io_uring", "NBD server and datapath I/O", "pread/pwrite"},
+    {"loop", "block devices for XenDisk/Ganeti", "LOOP_SET_FD"},
+    {"copy_file_range", "volume copies", "read/write"},
+    {"getrandom", "UUIDs, temporary names", "/dev/urandom"},
+    {"memfd_create", "zeros of unmade volumes", "O_TMPFILE"},
+    {"close_range", "no fd leaks into children", "/proc/self/fd"},
+    {"openat2", "paths beneath a directory", "O_NOFOLLOW walk"},
+};
+
+static json_t *
+host_paths(void)
+{
+  struct zl_compat_paths c;
+  struct utsname u;
+  const char *loop;
+
+  zl_compat_probe(&c);
+  int lp = zl_loop_probe_configure();
+  loop = lp == 1 ? "LOOP_CONFIGURE" : lp == 0 ? "LOOP_SET_FD" : "unknown";
+  json_t *h =
+      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "io_uring",
+                zl_io_uring_available() ? "io_uring" : "pread/pwrite", "loop", loop,
+                "copy_file_range", c.copy_file_range ? "syscall" : "fallback",
+                "getrandom", c.getrandom ? "syscall" : "fallback", "memfd_create",
+                c.memfd_create ? "syscall" : "fallback", "close_range",
+                c.close_range ? "syscall" : "fallback", "openat2",
+                c.openat2 ? "syscall" : "fallback");
+  if (h && lp == -1)
+    json_object_set_new(h, "loop_reason", json_string(zl_error_msg()));
+  if (h && uname(&u) == 0)
+    json_object_set_new(h, "kernel", json_string(u.release));
+  zl_error_clear();
+  return h;
+}
+
+static void
+print_host(json_t *h)
+{
+  printf("\nhost: Linux %s\n\n", json_string_value(json_object_get(h, "kernel")));
+  printf("  %-16s %-15s  %-33s %s\n", "CALL", "THIS HOST", "USED FOR", "ELSE");
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+    printf("  %-16s %-15s  %-33s %s\n", paths[i].name,
+           json_string_value(json_object_get(h, paths[i].name)), paths[i].use,
+           paths[i].fallback);
+  }
 }
 
 int
@@ -38,13 +99,22 @@ cli_doctor(int argc, char **argv)
     return cli_fail();
   struct zl_platform platform;
   zl_platform_detect(&platform);
+  json_t *host = host_paths();
+  if (!host) {
+    json_decref(rep);
+    zl_error(ENOMEM, "out of memory");
+    return cli_fail();
+  }
   if (cli_json) {
     json_object_set_new(rep, "xapi", zl_platform_json(&platform));
+    json_object_set_new(rep, "host", host);
     return cli_print_json(rep);
   }
 
   printf("zfs-live %s\n", ZFS_LIVE_VERSION);
   print_platform(&platform);
+  print_host(host);
+  json_decref(host);
   const char *t;
   json_t *r;
   json_object_foreach(rep, t, r)

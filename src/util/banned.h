@@ -7,6 +7,11 @@
  * others, so a call anywhere below fails to compile with the function's
  * name in the message; scripts/check-banned.sh checks that every file
  * does include it.
+ *
+ * Also banned: the glibc wrappers of system calls newer than Linux 4.19
+ * or glibc 2.17 (copy_file_range, getrandom, memfd_create, close_range,
+ * closefrom, posix_spawn_file_actions_addclosefrom_np): util/compat.h
+ * makes the call where the kernel has it and falls back where it has not.
  */
 #ifndef ZL_BANNED_H
 #define ZL_BANNED_H
@@ -25,5 +30,18 @@
 #define vsprintf(...) BANNED(vsprintf)
 #undef strtok
 #define strtok(x, y) BANNED(strtok)
+#undef copy_file_range
+#define copy_file_range(...) BANNED(copy_file_range)
+#undef getrandom
+#define getrandom(...) BANNED(getrandom)
+#undef memfd_create
+#define memfd_create(...) BANNED(memfd_create)
+#undef close_range
+#define close_range(...) BANNED(close_range)
+#undef closefrom
+#define closefrom(...) BANNED(closefrom)
+#undef posix_spawn_file_actions_addclosefrom_np
+#define posix_spawn_file_actions_addclosefrom_np(...)                                    \
+  BANNED(posix_spawn_file_actions_addclosefrom_np)
 
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "error.h"
 #include "exec.h"
 #include "log.h"
@@ -91,7 +92,11 @@ resolve(const char *name, char *buf, size_t len)
 /* Spawn argv with fds 0-2 from the pipes and nothing else inherited,
  * searching PATH (a system default when unset).  posix_spawn uses
  * vfork semantics: no copy of our address space, and exec failures come
- * back here as errors. */
+ * back here as errors.  Nothing else inherited: every descriptor of ours
+ * from 3 on is marked close-on-exec first (this program hands none to a
+ * child; ours are opened O_CLOEXEC, this catches those a library or our
+ * caller left open).  Not posix_spawn_file_actions_addclosefrom_np: that
+ * is glibc 2.34, and it needs close_range (Linux 5.9) to be cheap. */
 static int
 spawn(const char *const *argv, int in, int out, int err, pid_t *pid)
 {
@@ -101,11 +106,11 @@ spawn(const char *const *argv, int in, int out, int err, pid_t *pid)
   char full[4096];
   int r = ENOENT;
 
+  zl_cloexec_from(3); /* cannot fail but without /proc and RLIMIT_NOFILE */
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in, 0);
   posix_spawn_file_actions_adddup2(&fa, out, 1);
   posix_spawn_file_actions_adddup2(&fa, err, 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_init(&attr);
   sigemptyset(&none);
   sigemptyset(&dfl);

@@ -9,12 +9,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "beneath.h"
 #include "cleanup.h"
+#include "compat.h"
 #include "error.h"
 #include "fault.h"
 #include "fsutil.h"
@@ -26,7 +26,7 @@ zl_tmp_name(char *out, size_t outlen, const char *base)
 {
   unsigned int r = 0;
 
-  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+  if (zl_random_bytes(&r, sizeof r, true) == -1)
     r = (unsigned int)rand();
   snprintf(out, outlen, ".%s.tmp.%d.%08x", base, (int)getpid(), r);
 }
@@ -309,8 +309,8 @@ copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp)
 
   while (len > 0) {
     if (*use_cfr) {
-      loff_t io = off, oo = off;
-      ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)len, 0);
+      off_t io = off, oo = off;
+      ssize_t n = zl_copy_file_range(in, &io, out, &oo, (size_t)len);
       if (n > 0) {
         off += n;
         len -= n;

@@ -1,5 +1,7 @@
-/* loop.c: see loop.h.  ioctl-based (LOOP_CTL_GET_FREE, LOOP_CONFIGURE):
- * no losetup process. */
+/* loop.c: see loop.h.  ioctl-based (LOOP_CTL_GET_FREE, LOOP_CONFIGURE;
+ * LOOP_SET_FD + LOOP_SET_STATUS64 + LOOP_SET_DIRECT_IO on kernels before
+ * 5.8): no losetup process. */
+#include <stdatomic.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -142,6 +144,82 @@ zl_loop_attach(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
   return zl_loop_setup(fd, readonly, dev, devlen, direct);
 }
 
+/* LOOP_CONFIGURE (Linux 5.8): 0 not tried yet, 1 works, -1 refused (the
+ * kernel is older, or a filter says so): the three older ioctls then. */
+static atomic_int configure_state;
+
+int
+zl_loop_configure_state(void)
+{
+  return atomic_load(&configure_state);
+}
+
+/* LOOP_CONFIGURE refused as a request, not as a configuration. */
+static bool
+no_configure(int e)
+{
+  return e == EINVAL || e == ENOTTY || e == ENOSYS;
+}
+
+/* Bind lfd (a free loop device) to fd in one step, direct I/O if the
+ * file's filesystem allows it.  -1 with errno; -2 when the kernel lacks
+ * LOOP_CONFIGURE. */
+static int
+configure(int lfd, int fd, bool readonly, bool *direct)
+{
+  struct loop_config cfg = {.fd = (unsigned)fd, .block_size = 512};
+  cfg.info.lo_flags = (readonly ? LO_FLAGS_READ_ONLY : 0) | LO_FLAGS_DIRECT_IO;
+  int r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+  *direct = r == 0;
+  if (r == -1 && errno == EINVAL) { /* no direct I/O on this filesystem? */
+    cfg.info.lo_flags &= ~(unsigned)LO_FLAGS_DIRECT_IO;
+    r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+  }
+  if (r == 0) {
+    atomic_store(&configure_state, 1);
+    return 0;
+  }
+  /* EINVAL without direct I/O too: a kernel that knows no LOOP_CONFIGURE
+   * (before 5.8 the loop driver answers EINVAL to what it does not know),
+   * unless it answered LOOP_CONFIGURE before */
+  if (no_configure(errno) && atomic_load(&configure_state) != 1) {
+    atomic_store(&configure_state, -1);
+    return -2;
+  }
+  return -1;
+}
+
+/* The same in three steps, as losetup does on old kernels: LOOP_SET_FD
+ * (read-only when the device is open read-only), LOOP_SET_STATUS64 (no
+ * offset, no size limit, no flags: as LOOP_CONFIGURE above), then
+ * LOOP_SET_DIRECT_IO where the filesystem allows it. */
+static int
+set_fd(const char *dev, int fd, bool readonly, bool *direct)
+{
+  int lfd = open(dev, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (lfd == -1)
+    return -1;
+  if (ioctl(lfd, LOOP_SET_FD, fd) == -1) {
+    int e = errno;
+    close(lfd);
+    errno = e;
+    return -1;
+  }
+  struct loop_info64 info = {0};
+  if (ioctl(lfd, LOOP_SET_STATUS64, &info) == -1) {
+    int e = errno;
+    ioctl(lfd, LOOP_CLR_FD, 0);
+    close(lfd);
+    errno = e == EBUSY ? EIO : e; /* not "taken meanwhile": it was ours */
+    return -1;
+  }
+  *direct = ioctl(lfd, LOOP_SET_DIRECT_IO, 1UL) == 0;
+  if (!*direct)
+    zl_debug("%s: no direct I/O (%s)", dev, strerror(errno));
+  close(lfd);
+  return 0;
+}
+
 int
 zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
 {
@@ -159,19 +237,24 @@ zl_loop_setup(int fd, bool readonly, char *dev, size_t devlen, bool *direct)
       return -1;
     }
     snprintf(dev, devlen, "/dev/loop%d", n);
-    int lfd = open(dev, O_RDWR | O_CLOEXEC);
-    if (lfd == -1)
-      continue;
-    struct loop_config cfg = {.fd = (unsigned)fd, .block_size = 512};
-    cfg.info.lo_flags = (readonly ? LO_FLAGS_READ_ONLY : 0) | LO_FLAGS_DIRECT_IO;
-    int r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
-    *direct = r == 0;
-    if (r == -1 && errno == EINVAL) { /* no direct I/O on this filesystem */
-      cfg.info.lo_flags &= ~(unsigned)LO_FLAGS_DIRECT_IO;
-      r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+    int r = -2, e = 0;
+    if (atomic_load(&configure_state) >= 0) {
+      int lfd = open(dev, O_RDWR | O_CLOEXEC);
+      if (lfd == -1)
+        continue;
+      r = configure(lfd, fd, readonly, direct);
+      e = errno;
+      close(lfd);
+      if (r == -2)
+        zl_debug("%s: LOOP_CONFIGURE refused (%s): LOOP_SET_FD from now on", dev,
+                 strerror(e));
     }
-    int e = errno;
-    close(lfd);
+    if (r == -2) {
+      r = set_fd(dev, fd, readonly, direct);
+      e = errno;
+      if (r == -1 && e == ENOENT)
+        continue;
+    }
     if (r == 0) {
       close(ctl);
       return 0;
@@ -201,4 +284,34 @@ zl_loop_detach(const char *dev)
     return -1;
   }
   return 0;
+}
+
+int
+zl_loop_probe_configure(void)
+{
+  char dev[32] = "/dev/loop0";
+  int lfd = open(dev, O_RDONLY | O_CLOEXEC);
+  if (lfd == -1 && errno == ENOENT) {
+    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    int n = ctl == -1 ? -1 : ioctl(ctl, LOOP_CTL_GET_FREE);
+    if (ctl >= 0)
+      close(ctl);
+    if (n >= 0) {
+      snprintf(dev, sizeof dev, "/dev/loop%d", n);
+      lfd = open(dev, O_RDONLY | O_CLOEXEC);
+    }
+  }
+  if (lfd == -1) {
+    zl_error(errno, "no loop device to ask (%s)", strerror(errno));
+    return -1;
+  }
+  struct loop_config cfg = {.fd = (unsigned)-1};
+  int r = ioctl(lfd, LOOP_CONFIGURE, &cfg), e = errno;
+  close(lfd);
+  if (r == 0 || e == EBADF)
+    return 1; /* r == 0 cannot be: no file has descriptor -1 */
+  if (no_configure(e))
+    return 0;
+  zl_error_sys(e, "%s: LOOP_CONFIGURE", dev);
+  return -1;
 }

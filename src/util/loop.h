@@ -37,6 +37,18 @@ bool zl_loop_direct(const char *dev);
  * errno ENOENT if none). */
 int zl_loop_find(int fd, char *dev, size_t devlen);
 
+/* How this process sets loop devices up: 1 with LOOP_CONFIGURE, -1 with
+ * LOOP_SET_FD and friends (LOOP_CONFIGURE was refused: Linux < 5.8), 0 not
+ * known yet (none set up so far). */
+int zl_loop_configure_state(void);
+
+/* Does this kernel take LOOP_CONFIGURE?  Asked of /dev/loop0 (else of
+ * the first free loop device) with a configuration naming no file: 1 yes
+ * (EBADF), 0 no (EINVAL, ENOTTY: an older kernel), -1 with the error set
+ * when no loop device can be asked.  Binds nothing (LOOP_CTL_GET_FREE
+ * may add a free device node, as `losetup -f` does). */
+int zl_loop_probe_configure(void);
+
 /* Release a loop device; gone already is fine. */
 int zl_loop_detach(const char *dev);
 

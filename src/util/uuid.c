@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "compat.h"
 #include "error.h"
 #include "uuid.h"
 
@@ -15,17 +15,10 @@ int
 zl_uuid_generate(char *out)
 {
   uint8_t b[16];
-  size_t got = 0;
 
-  while (got < sizeof b) {
-    ssize_t n = getrandom(b + got, sizeof b - got, 0);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      zl_error_sys(errno, "getrandom");
-      return -1;
-    }
-    got += (size_t)n;
+  if (zl_random_bytes(b, sizeof b, false) == -1) {
+    zl_error_sys(errno, "random bytes");
+    return -1;
   }
   b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
   b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */

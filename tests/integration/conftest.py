@@ -4,7 +4,14 @@ JSON object on stdin, stdout parsed strictly as one JSON value), and make
 real filesystems (ext4, XFS, btrfs) on loop devices.
 
 ZFS_LIVE_ROOT names the install root (make integration sets it).  In CI
-(CI=true) a missing prerequisite is a failure, never a skip."""
+(CI=true) a missing prerequisite is a failure, never a skip.
+
+ZFS_LIVE_TEST_WRAP (optional) is a command put before every plugin and
+CLI invocation of the helpers here, e.g. tests/tools/k419-exec (the Linux
+4.19 system call profile).  `make integration-k419` goes further: its
+install root's binary is the launcher itself, so that every invocation,
+the tests' own and the NBD server's, runs under the profile
+(ZFS_LIVE_K419=1 tells the tests so)."""
 
 import json
 import os
@@ -22,6 +29,7 @@ IN_CI = os.environ.get("CI") == "true"
 ROOT = os.environ.get("ZFS_LIVE_ROOT", "")
 PLUGIN_ROOT = os.path.join(ROOT, "usr/libexec/xapi-storage-script")
 CLI = os.path.join(ROOT, "usr/sbin/zfs-live")
+WRAP = os.environ.get("ZFS_LIVE_TEST_WRAP", "").split()
 
 # Runtime state (exports, attachments, the NBD socket, ZFS SR state) of this
 # test session, apart from the host's /run/zfs-live.
@@ -122,6 +130,7 @@ class Plugin:
     def __init__(self, sr_type):
         self.sr_type = sr_type
         self.dir = os.path.join(PLUGIN_ROOT, "volume", f"org.xen.xapi.storage.{sr_type}")
+        self.wrap = list(WRAP)  # a launcher to run the links under
 
     def path(self, method):
         return os.path.join(self.dir, method)
@@ -133,7 +142,7 @@ class Plugin:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        proc = subprocess.run([self.path(method), "--json"], input=data,
+        proc = subprocess.run([*self.wrap, self.path(method), "--json"], input=data,
                               capture_output=True, cwd="/", env=full_env, timeout=timeout)
         res = Result(proc, method)
         if not res.killed:
@@ -172,7 +181,7 @@ def cli(*args, check=True, input=None, env=None):
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    proc = subprocess.run([CLI, *args], capture_output=True, input=input, env=full_env,
+    proc = subprocess.run([*WRAP, CLI, *args], capture_output=True, input=input, env=full_env,
                           timeout=120)
     sanitizer_clean(proc.stderr.decode(errors="replace"))
     if check:

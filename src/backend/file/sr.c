@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -15,6 +14,7 @@
 #include "backend/file/file.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
+#include "util/compat.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -172,7 +172,7 @@ file_sr_remove(struct zl_store *sr)
   char gone[NAME_MAX + 1];
   unsigned r = 0;
 
-  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+  if (zl_random_bytes(&r, sizeof r, true) == -1)
     r = (unsigned)getpid();
   snprintf(gone, sizeof gone, GONE_PREFIX "%08x", r);
   if (renameat(sr->dirfd, ZL_PRIV_DIR, sr->dirfd, gone) == -1) {

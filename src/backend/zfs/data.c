@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include "backend/zfs/zfs.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
+#include "util/compat.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -41,7 +41,7 @@ open_zvol(const char *dev, int flags)
 static int
 zeros(const char *key, int64_t size)
 {
-  int fd = memfd_create("zfs-live-zeros", MFD_CLOEXEC);
+  int fd = zl_memfd("zfs-live-zeros");
 
   if (fd == -1 || ftruncate(fd, size) == -1) {
     zl_error_sys(errno, "volume %s", key);

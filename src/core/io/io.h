@@ -66,6 +66,9 @@ zl_io_changes(const struct zl_io_req *r)
  * one) the system calls.  One thread at a time.  NULL on error (ENOMEM). */
 struct zl_io_queue;
 struct zl_io_queue *zl_io_queue_new(unsigned depth, bool no_uring);
+/* Does this host give io_uring to this process (a ring of one entry is
+ * set up and torn down)?  false on kernels before 5.1 or under a filter. */
+bool zl_io_uring_available(void);
 void zl_io_queue_free(struct zl_io_queue *q);
 
 /* --- the stack of one volume (what writers use) ------------------------------- */

@@ -56,6 +56,17 @@ zl_io_queue_new(unsigned depth, bool no_uring)
   return q;
 }
 
+bool
+zl_io_uring_available(void)
+{
+  struct io_uring ring;
+
+  if (io_uring_queue_init(1, &ring, 0) != 0)
+    return false;
+  io_uring_queue_exit(&ring);
+  return true;
+}
+
 void
 zl_io_queue_free(struct zl_io_queue *q)
 {
