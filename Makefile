@@ -17,7 +17,7 @@ ASAN ?= build-asan
 RELEASE ?= build-release
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check release format format-check unit graph integration integration-k419 demo demo-clean install bench fuzz clean
+.PHONY: all check release format format-check unit graph integration integration-k419 integration-emptyroot demo demo-clean install bench fuzz clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -33,7 +33,7 @@ $(ASAN)/build.ninja:
 
 check:
 	scripts/deps.sh test
-	$(MAKE) format-check unit release integration integration-k419
+	$(MAKE) format-check unit release integration integration-k419 integration-emptyroot
 
 # The self-contained binary: glibc linked statically (no NSS, no dlopen
 # needed), OpenSSL for TLS (GnuTLS does not link statically on Debian), the
@@ -100,6 +100,31 @@ integration-k419: $(ASAN)/build.ninja
 	ZFS_LIVE_ROOT=$(CURDIR)/$(ASAN)/root-k419 ZFS_LIVE_K419=1 \
 	  ZFS_LIVE_K419_EXEC=$(CURDIR)/$(ASAN)/k419-exec \
 	  $(PYTEST) -q $(addprefix tests/integration/,$(K419_TESTS))
+
+# The file-SR, datapath, CBT and NBD tests again with the release binary
+# in an empty root: the install root's binary is tests/tools/emptyroot-exec,
+# which runs the release binary (real/zfs-live) chrooted into a tmpfs that
+# holds /dev, /proc, /sys, /tmp, /var/tmp, /run, /etc/machine-id and the
+# install root -- no /lib, /usr/lib or /etc.  Left out: the ZFS cases (the
+# zfs command the binary runs is the host's own, a dynamic program no empty
+# root holds), /usr/lib/x as a refused system directory (the root has no
+# /usr/lib to refuse) and the server's open files as /proc shows them from
+# outside the root (they carry the root's mount point).
+EMPTYROOT_TESTS = test_sr.py test_volume.py test_xapi_sequences.py test_protocol.py \
+  test_nbd.py test_nbd_lifecycle.py test_nbd_robust.py test_nbd_tls.py test_datapath.py \
+  test_filesystems.py test_cbt.py
+EMPTYROOT_SKIP = not zfs and not test_system_directories_are_refused \
+  and not test_attach_starts_the_server_detached \
+  and not test_stale_comparison_snapshot_is_collected
+integration-emptyroot: release $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+	rm -rf $(ASAN)/root-empty
+	scripts/install.sh $(RELEASE)/zfs-live $(CURDIR)/$(ASAN)/root-empty /usr
+	install -d $(ASAN)/root-empty/usr/libexec/zfs-live/real
+	mv $(ASAN)/root-empty/usr/libexec/zfs-live/zfs-live $(ASAN)/root-empty/usr/libexec/zfs-live/real/
+	install -m 0755 $(ASAN)/emptyroot-exec $(ASAN)/root-empty/usr/libexec/zfs-live/zfs-live
+	ZFS_LIVE_ROOT=$(CURDIR)/$(ASAN)/root-empty $(PYTEST) -q -k "$(EMPTYROOT_SKIP)" \
+	  $(addprefix tests/integration/,$(EMPTYROOT_TESTS))
 
 demo: all
 	scripts/demo.sh $(BUILD)/zfs-live
