@@ -136,7 +136,9 @@ test_exec_inherits_nothing(void **state)
   close(100);
 }
 
-/* Under k419-exec every probe finds the fallback, without forcing. */
+/* Under k419-exec the calls 4.19 lacks find their fallback, without
+ * forcing; those it has (getrandom, memfd_create, copy_file_range) are
+ * still system calls there. */
 static void
 test_probe(void **state)
 {
@@ -144,9 +146,9 @@ test_probe(void **state)
   struct zl_compat_paths p;
   zl_compat_probe(&p);
   bool want = !under_k419;
-  assert_int_equal(p.copy_file_range, want);
-  assert_int_equal(p.getrandom, want);
-  assert_int_equal(p.memfd_create, want);
+  assert_true(p.copy_file_range);
+  assert_true(p.getrandom);
+  assert_true(p.memfd_create);
   assert_int_equal(p.close_range, want);
   assert_int_equal(p.openat2, want);
   assert_int_equal(zl_io_uring_available(), want);
