@@ -110,9 +110,12 @@ integration-k419: $(ASAN)/build.ninja
 # root holds), /usr/lib/x as a refused system directory (the root has no
 # /usr/lib to refuse) and the server's open files as /proc shows them from
 # outside the root (they carry the root's mount point).
-EMPTYROOT_TESTS = test_sr.py test_volume.py test_xapi_sequences.py test_protocol.py \
-  test_nbd.py test_nbd_lifecycle.py test_nbd_robust.py test_nbd_tls.py test_datapath.py \
-  test_filesystems.py test_cbt.py
+# test_cbt.py comes first: it mounts filesystems under /tmp, and an NBD
+# server already running in its own namespace would not see them (this
+# host's / is a private mount, so later mounts do not propagate into it).
+EMPTYROOT_TESTS = test_cbt.py test_sr.py test_volume.py test_xapi_sequences.py \
+  test_protocol.py test_nbd.py test_nbd_lifecycle.py test_nbd_robust.py test_nbd_tls.py \
+  test_datapath.py test_filesystems.py
 EMPTYROOT_SKIP = not zfs and not test_system_directories_are_refused \
   and not test_attach_starts_the_server_detached \
   and not test_stale_comparison_snapshot_is_collected

@@ -118,8 +118,11 @@ main(int argc, char **argv)
 
   if (unshare(CLONE_NEWNS) == -1)
     die("unshare", "CLONE_NEWNS");
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
-    die("make private", "/");
+  /* slave: nothing mounted here leaks out; where the host's / is shared,
+   * what it mounts later (a test's filesystem under /tmp) reaches a server
+   * started before that (where / is private, as here, it does not) */
+  if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) == -1)
+    die("make slave", "/");
   if (mount("emptyroot", NEWROOT, "tmpfs", 0, "mode=0755,size=1m") == -1)
     die("tmpfs on", NEWROOT);
   const char *dirs[] = {"/dev", "/proc", "/sys", "/tmp", "/var/tmp", "/run"};
