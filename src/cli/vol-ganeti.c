@@ -16,7 +16,11 @@
   "  zvol or dataset (holding disk.img) of the ZFS SR's pool (renamed into it)"
 #define XEN_USAGE                                                                        \
   "zfs-live vol xen-disk SR KEY [--driver phy|file|tap|tap2] [--vdev xvda] [--readonly]"
-#define TAKEOVER_USAGE "zfs-live vol takeover SR KEY [--node NAME]"
+#define TAKEOVER_USAGE                                                                   \
+  "zfs-live vol takeover SR KEY [--node NAME] [--domain D]\n"                            \
+  "  for a node or host that died with the volume in use: drops other Ganeti nodes'\n"   \
+  "  opens, and takes over an XAPI activation held by another host (a new\n"             \
+  "  generation; that host's server fences itself within the lease)"
 
 int
 cli_vol_adopt(int argc, char **argv)
@@ -106,11 +110,13 @@ cli_vol_xen_disk(int argc, char **argv)
 int
 cli_vol_takeover(int argc, char **argv)
 {
-  const char *type = NULL, *node = NULL;
+  const char *type = NULL, *node = NULL, *domain = "takeover";
+  char from[128];
   int dropped = 0;
 
   argc = cli_common_opts(argc, argv, &type);
   if (cli_take(&argc, argv, "--node", &node) == -1 ||
+      cli_take(&argc, argv, "--domain", &domain) == -1 ||
       cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 2)
@@ -121,9 +127,14 @@ cli_vol_takeover(int argc, char **argv)
   if (!node)
     node = zl_node_name();
   int r = zl_vol_takeover(sr, argv[1], node, &dropped);
+  if (r == 0)
+    r = zl_dp_takeover(sr, argv[1], domain, from, sizeof from);
   zl_sr_close(sr);
   if (r == -1)
     return cli_fail();
+  if (from[0])
+    fprintf(stderr, "zfs-live: volume %s: activation taken over from host %s\n", argv[1],
+            from);
   fprintf(stderr,
           "zfs-live: volume %s is open exclusively on %s (%d other open%s dropped)\n",
           argv[1], node, dropped, dropped == 1 ? "" : "s");

@@ -200,6 +200,14 @@ int zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain);
 /* ZL_ERR_ACTIVE_ELSEWHERE (subject: the host) when another host holds it. */
 int zl_dp_activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly);
 int zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain);
+/* Activate over another host's claim, if there is one: for a host that
+ * died while active (an operator's explicit act).  Waits ZL_LEASE_MS
+ * first, the longest a live but cut-off server of the old host writes
+ * after the takeover.  from: the host it was taken from ("" if no other
+ * host held it: then nothing is done). */
+int zl_dp_takeover(struct zl_sr *sr, const char *key, const char *domain, char *from,
+                   size_t len);
+#define ZL_LEASE_MS 3000
 int zl_dp_open(struct zl_sr *sr, const char *key, bool persistent);
 int zl_dp_close(struct zl_sr *sr, const char *key);
 

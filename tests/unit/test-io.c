@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/model/cbt.h"
+#include "core/io/fence.h"
 #include "core/io/io.h"
 #include "util/error.h"
 #include "util/uuid.h"
@@ -115,21 +116,21 @@ test_stack_has_test_layers_only_when_configured(void **state)
   char *key = make(sr);
   (void)state;
 
-  assert_stack(sr, key, false, "tracking>storage");
+  assert_stack(sr, key, false, "fence>tracking>storage");
   assert_stack(sr, key, true, "passthrough>storage");
   setenv("ZFS_LIVE_TEST_WRITE_DELAY_US", "1000", 1);
-  assert_stack(sr, key, false, "tracking>delay>storage");
+  assert_stack(sr, key, false, "fence>tracking>delay>storage");
   setenv("ZFS_LIVE_TEST_IO_FAULT", "write:EIO", 1);
-  assert_stack(sr, key, false, "tracking>delay>fault>storage");
+  assert_stack(sr, key, false, "fence>tracking>delay>fault>storage");
   assert_stack(sr, key, true, "passthrough>delay>fault>storage");
   for (const char *const *bad = (const char *const[]){"0", "-5", "2000000", "1x", NULL};
        *bad; bad++) {
     setenv("ZFS_LIVE_TEST_WRITE_DELAY_US", *bad, 1);
-    assert_stack(sr, key, false, "tracking>fault>storage");
+    assert_stack(sr, key, false, "fence>tracking>fault>storage");
   }
   unsetenv("ZFS_LIVE_TEST_WRITE_DELAY_US");
   unsetenv("ZFS_LIVE_TEST_IO_FAULT");
-  assert_stack(sr, key, false, "tracking>storage");
+  assert_stack(sr, key, false, "fence>tracking>storage");
 
   /* a fault setting that cannot be understood fails the open */
   int fd = zl_vol_open(sr, key, O_RDWR);
@@ -347,6 +348,62 @@ test_fault_layer_fails_the_named_kinds(void **state)
   zl_sr_close(sr);
 }
 
+/* The fence layer: a volume held by another host refuses this host's
+ * writes with EPERM (and lets reads and flushes by); held by a peer, the
+ * queue carrying that peer's writes passes; "open" passes everyone. */
+static void
+test_fence_refuses_writers_the_volume_is_not_active_for(void **state)
+{
+  (void)state;
+  struct zl_sr *sr = open_sr();
+  char *key = make(sr);
+  static uint8_t buf[4096];
+  int fd = zl_vol_open(sr, key, O_RDWR);
+  assert_true(fd >= 0);
+  struct zl_io *io = zl_io_open(sr, key, fd, false);
+  struct zl_io_queue *q = zl_io_queue_new(4, true);
+  assert_non_null(io);
+  assert_non_null(q);
+  struct zl_io_req w = {.op = ZL_IO_WRITE, .buf = buf, .off = 0, .len = 4096};
+  struct zl_io_req b[3] = {
+      w, {.op = ZL_IO_READ, .buf = buf, .off = 0, .len = 4096}, {.op = ZL_IO_FLUSH}};
+
+  zl_io_batch(io, q, b, 1); /* no activation: open */
+  assert_int_equal(b[0].result, 0);
+  assert_int_equal(zl_fence_set(sr, key, "host-a", "host-b", 7, 1000), 0);
+  b[0] = w;
+  zl_io_batch(io, q, b, 3);
+  assert_int_equal(b[0].result, -EPERM);
+  assert_int_equal(b[1].result, 0);
+  assert_int_equal(b[2].result, 0);
+  assert_int_equal(zl_io_queue_set_peer(q, "host-b"), 0); /* host-b's own writes */
+  b[0] = w;
+  zl_io_batch(io, q, b, 1);
+  assert_int_equal(b[0].result, 0);
+  assert_int_equal(zl_io_queue_set_peer(q, NULL), 0);
+  assert_int_equal(zl_fence_set(sr, key, "host-a", "", 8, 1000), 0); /* nobody */
+  b[0] = w;
+  zl_io_batch(io, q, b, 1);
+  assert_int_equal(b[0].result, -EPERM);
+  assert_int_equal(zl_fence_set(sr, key, "host-a", "host-a", 9, 1000), 0); /* us */
+  b[0] = w;
+  zl_io_batch(io, q, b, 1);
+  assert_int_equal(b[0].result, 0);
+  bool open;
+  char holder[128];
+  uint64_t gen;
+  assert_int_equal(zl_fence_get(sr, key, &open, holder, sizeof holder, &gen), 0);
+  assert_false(open);
+  assert_string_equal(holder, "host-a");
+  assert_int_equal(gen, 9);
+  assert_int_equal(zl_fence_remove(sr, key), 0);
+  zl_io_queue_free(q);
+  zl_io_close(io);
+  close(fd);
+  free(key);
+  zl_sr_close(sr);
+}
+
 int
 main(void)
 {
@@ -356,6 +413,7 @@ main(void)
       cmocka_unit_test(test_requests_system_calls),
       cmocka_unit_test(test_tracking_marks_what_a_batch_changes),
       cmocka_unit_test(test_fault_layer_fails_the_named_kinds),
+      cmocka_unit_test(test_fence_refuses_writers_the_volume_is_not_active_for),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

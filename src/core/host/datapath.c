@@ -10,7 +10,9 @@
  *   activate   exclusive per host: the volume's metadata records the active
  *              host, so another host (shared storage) sees it and is told
  *              Activated_on_another_host.  Again from the same host: fine.
- *   deactivate clears it if this host holds it.  Idempotent.
+ *              This host's writers are fenced accordingly (see "activation"
+ *              below).
+ *   deactivate hands it back; from then on this host's writes are refused.
  *   open/close persistent=false takes a hidden snapshot (the reset point);
  *              close reverts to it and removes it.
  * The host is INSTALLATION_UUID from /etc/xensource-inventory
@@ -27,8 +29,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core/io/fence.h"
 #include "core/model/model.h"
 #include "util/beneath.h"
 #include "util/cleanup.h"
@@ -137,6 +141,189 @@ ensure_server(void)
   return st == 0 ? 0 : -1;
 }
 
+/* --- activation: who may write, and the handoff between hosts ------------
+ *
+ * The volume's metadata (on the SR: every host of a shared SR sees it)
+ * holds the activation, active_on = {host, domain, gen}, with host "" once
+ * deactivated (nobody may write until a host activates it), and
+ * activation_gen, the last generation handed out (never goes back).  This
+ * host's fence page (core/io/fence.h) enforces it on this host's writers:
+ * the metadata says who may write, the page makes it so here.
+ *
+ *   activate     metadata first (refused while another host holds it), then
+ *                the page: held by this host, generation + 1;
+ *   deactivate   the page first (nobody; waits for writes in flight; makes
+ *                the data durable and drops this host's cached pages), then
+ *                the metadata: held by "" (so nobody writes between the old
+ *                host's deactivate and the new host's activate);
+ *   takeover     activate over another host's claim (a host that died while
+ *                active): a new generation; waits ZL_LEASE_MS, the time a
+ *                live but cut-off NBD server of the old host takes to see
+ *                the new generation and fence itself (nbd/server.c);
+ *   attach       makes the page from the metadata (a host attaching for an
+ *                incoming migration can read, not write);
+ *   detach       the last one on this host removes the page, and the
+ *                activation if nobody holds it: the volume is idle, open to
+ *                writers that never activate (Ganeti, the CLI).
+ */
+
+#define FENCE_DRAIN_MS 30000
+
+struct activation {
+  const char *host, *domain;
+  bool readonly, on, force;
+  uint64_t gen;  /* out: the generation now */
+  char was[128]; /* out: the host that held it before (takeover) */
+};
+
+static uint64_t
+meta_gen(const json_t *meta)
+{
+  json_int_t g = json_integer_value(json_object_get(meta, "activation_gen"));
+  return g > 0 ? (uint64_t)g : 0;
+}
+
+static const char *
+active_host(const json_t *meta)
+{
+  return json_string_value(json_object_get(json_object_get(meta, "active_on"), "host"));
+}
+
+static int
+set_active(json_t *meta, void *arg)
+{
+  struct activation *a = arg;
+  const char *host = active_host(meta);
+  const char *dom =
+      json_string_value(json_object_get(json_object_get(meta, "active_on"), "domain"));
+
+  a->gen = meta_gen(meta);
+  snprintf(a->was, sizeof a->was, "%s", host ? host : "");
+  if (!a->on) { /* deactivate: only our own */
+    if (!host || strcmp(host, a->host) != 0)
+      return 0;
+    json_object_set_new(meta, "active_on",
+                        json_pack("{s:s, s:s, s:I}", "host", "", "domain", "", "gen",
+                                  (json_int_t)a->gen));
+    return 1;
+  }
+  if (host && *host && strcmp(host, a->host) != 0 && !a->force) {
+    zl_error_kind(ZL_ERR_ACTIVE_ELSEWHERE, EBUSY, "volume is active on host %s", host);
+    zl_error_subject(host);
+    return -1;
+  }
+  if (a->readonly)
+    return 0; /* readers share; they take nothing */
+  if (host && strcmp(host, a->host) == 0 && dom && strcmp(dom, a->domain) == 0)
+    return 0; /* again: idempotent, same generation */
+  a->gen++;
+  json_object_set_new(meta, "activation_gen", json_integer((json_int_t)a->gen));
+  json_object_set_new(meta, "active_on",
+                      json_pack("{s:s, s:s, s:I}", "host", a->host, "domain", a->domain,
+                                "gen", (json_int_t)a->gen));
+  return 1;
+}
+
+/* Make what this host wrote durable and forget what it cached of the data
+ * (another host writes it next; this one may read it again later). */
+static void
+sync_and_forget(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_CLOSE int fd = zl_vol_open(sr, key, O_RDONLY);
+  if (fd == -1 || fsync(fd) == -1)
+    zl_warn("volume %s: cannot make its data durable: %s", key,
+            fd == -1 ? zl_error_msg() : strerror(errno));
+  else
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  zl_error_clear();
+}
+
+static int
+activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly, bool force)
+{
+  struct activation a = {zl_host_uuid(), domain, readonly, true, force, 0, ""};
+
+  if (zl_vol_update(sr, key, set_active, &a) == -1)
+    return -1;
+  if (readonly)
+    return 0;
+  if (force && a.was[0] && strcmp(a.was, a.host) != 0) {
+    zl_warn("volume %s: taken over from host %s (generation %llu); waiting %d ms for "
+            "that host's server to fence itself",
+            key, a.was, (unsigned long long)a.gen, ZL_LEASE_MS);
+    struct timespec ts = {ZL_LEASE_MS / 1000, (ZL_LEASE_MS % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+      ;
+  }
+  /* what this host cached while another host wrote is stale */
+  sync_and_forget(sr, key);
+  return zl_fence_set(sr, key, a.host, a.host, a.gen, FENCE_DRAIN_MS);
+}
+
+int
+zl_dp_activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly)
+{
+  return activate(sr, key, domain, readonly, false);
+}
+
+int
+zl_dp_takeover(struct zl_sr *sr, const char *key, const char *domain, char *from,
+               size_t len)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+
+  if (len)
+    from[0] = '\0';
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  const char *host = active_host(meta);
+  if (!host || !*host || !strcmp(host, zl_host_uuid()))
+    return 0; /* no other host's activation to take over */
+  snprintf(from, len, "%s", host);
+  return activate(sr, key, domain, false, true);
+}
+
+int
+zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  struct activation a = {zl_host_uuid(), domain, false, false, false, 0, ""};
+
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : -1;
+  const char *host = active_host(meta);
+  /* fence this host first: when the metadata lets another host activate,
+   * no write of ours runs or will start */
+  if (zl_fence_set(sr, key, a.host, host && strcmp(host, a.host) != 0 ? host : "",
+                   meta_gen(meta), FENCE_DRAIN_MS) == -1)
+    return -1;
+  sync_and_forget(sr, key);
+  int r = zl_vol_update(sr, key, set_active, &a);
+  return r == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : r;
+}
+
+/* The last detach on this host: nobody holds the activation any more
+ * (deactivated, no host activated since): forget it. */
+static int
+clear_idle(json_t *meta, void *arg)
+{
+  (void)arg;
+  const char *host = active_host(meta);
+  if (!host || *host)
+    return 0;
+  json_object_del(meta, "active_on");
+  return 1;
+}
+
+/* attach: this host's page from the activation record */
+static int
+init_fence(struct zl_sr *sr, const char *key, const json_t *meta)
+{
+  json_t *on = json_object_get(meta, "active_on");
+  const char *host = json_string_value(json_object_get(on, "host"));
+  return zl_fence_init(sr, key, zl_host_uuid(), host, meta_gen(meta));
+}
+
 /* <run>/attach/<export name escaped>.json */
 static int
 attach_file(const char *export, char *out, size_t len)
@@ -197,6 +384,8 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
   if ((dfd = zl_run_subdir("attach", true)) == -1)
     return -1;
   if (attach_file(name, file, sizeof file) == -1 || (lock = lock_record(dfd, file)) == -1)
+    return -1;
+  if (!out->readonly && init_fence(sr, key, meta) == -1)
     return -1;
   if (!(out->export_name = zl_vol_export(sr, key, out->readonly)))
     return -1;
@@ -322,53 +511,10 @@ zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain)
   if (dev && !strncmp(dev, "/dev/loop", 9) && zl_loop_detach(dev) == -1)
     zl_warn("volume %s: %s", key, zl_error_msg());
   unlinkat(dfd, file, 0);
+  if (zl_fence_remove(sr, key) == -1 || zl_vol_update(sr, key, clear_idle, NULL) == -1)
+    zl_warn("volume %s: %s", key, zl_error_msg());
   zl_error_clear();
   return zl_export_unregister(export);
-}
-
-struct activation {
-  const char *host, *domain;
-  bool readonly, on;
-};
-
-static int
-set_active(json_t *meta, void *arg)
-{
-  struct activation *a = arg;
-  json_t *cur = json_object_get(meta, "active_on");
-  const char *host = json_string_value(json_object_get(cur, "host"));
-
-  if (!a->on) { /* deactivate: only our own */
-    if (!host || strcmp(host, a->host) != 0)
-      return 0;
-    json_object_del(meta, "active_on");
-    return 1;
-  }
-  if (host && strcmp(host, a->host) != 0) {
-    zl_error_kind(ZL_ERR_ACTIVE_ELSEWHERE, EBUSY, "volume is active on host %s", host);
-    zl_error_subject(host);
-    return -1;
-  }
-  if (a->readonly)
-    return 0; /* readers share; they take nothing */
-  json_object_set_new(meta, "active_on",
-                      json_pack("{s:s, s:s}", "host", a->host, "domain", a->domain));
-  return 1;
-}
-
-int
-zl_dp_activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly)
-{
-  struct activation a = {zl_host_uuid(), domain, readonly, true};
-  return zl_vol_update(sr, key, set_active, &a);
-}
-
-int
-zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain)
-{
-  struct activation a = {zl_host_uuid(), domain, false, false};
-  int r = zl_vol_update(sr, key, set_active, &a);
-  return r == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : r;
 }
 
 static int

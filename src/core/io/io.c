@@ -10,7 +10,7 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-#define MAX_LAYERS 4
+#define MAX_LAYERS 6
 
 struct zl_io {
   size_t n;
@@ -48,7 +48,8 @@ zl_io_open(struct zl_sr *sr, const char *key, int fd, bool readonly)
     return NULL;
   }
   /* top first; the test layers only when configured */
-  if (push(io, zl_io_tracking.wanted(&t) ? &zl_io_tracking : &zl_io_passthrough, &t) ==
+  if ((zl_io_fence.wanted(&t) && push(io, &zl_io_fence, &t) == -1) ||
+      push(io, zl_io_tracking.wanted(&t) ? &zl_io_tracking : &zl_io_passthrough, &t) ==
           -1 ||
       (zl_io_delay.wanted(&t) && push(io, &zl_io_delay, &t) == -1) ||
       (zl_io_fault.wanted(&t) && push(io, &zl_io_fault, &t) == -1) ||

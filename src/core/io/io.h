@@ -5,6 +5,8 @@
  * volume's stack and hands it batches of requests; it never tracks, delays
  * or syncs by itself.  The stack, top first:
  *
+ *   fence                    refuses the writes of a host the volume is not
+ *                            active on (fence.h); writable stacks only
  *   tracking | passthrough   CBT (core/cbt.c): marks every changed range
  *                            before and after the layer below ran it, and
  *                            makes the bits durable before a FLUSH or FUA
@@ -70,6 +72,11 @@ struct zl_io_queue *zl_io_queue_new(unsigned depth, bool no_uring);
  * set up and torn down)?  false on kernels before 5.1 or under a filter. */
 bool zl_io_uring_available(void);
 void zl_io_queue_free(struct zl_io_queue *q);
+/* Whose writes the queue carries: host, the authenticated identity of a
+ * remote client (the fence layer lets a host write only while the volume
+ * is active there: fence.h); NULL (the default): this host.  0 or -1. */
+int zl_io_queue_set_peer(struct zl_io_queue *q, const char *host);
+const char *zl_io_queue_peer(const struct zl_io_queue *q);
 
 /* --- the stack of one volume (what writers use) ------------------------------- */
 
@@ -130,6 +137,7 @@ zl_io_next(struct zl_io_layer *self, struct zl_io_queue *q, struct zl_io_req *r,
 }
 
 /* The layers (one file each). */
+extern const struct zl_io_layer_ops zl_io_fence;       /* fence.c */
 extern const struct zl_io_layer_ops zl_io_tracking;    /* tracking.c */
 extern const struct zl_io_layer_ops zl_io_passthrough; /* passthrough.c */
 extern const struct zl_io_layer_ops zl_io_delay;       /* delay.c */

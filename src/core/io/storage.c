@@ -34,7 +34,27 @@ struct zl_io_queue {
   bool uring;
   struct io_uring ring;
   unsigned depth;
+  char *peer; /* the writer's host when remote, else NULL */
 };
+
+int
+zl_io_queue_set_peer(struct zl_io_queue *q, const char *host)
+{
+  char *p = host ? strdup(host) : NULL;
+  if (host && !p) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  free(q->peer);
+  q->peer = p;
+  return 0;
+}
+
+const char *
+zl_io_queue_peer(const struct zl_io_queue *q)
+{
+  return q ? q->peer : NULL;
+}
 
 struct zl_io_queue *
 zl_io_queue_new(unsigned depth, bool no_uring)
@@ -74,6 +94,7 @@ zl_io_queue_free(struct zl_io_queue *q)
     return;
   if (q->uring)
     io_uring_queue_exit(&q->ring);
+  free(q->peer);
   free(q);
 }
 

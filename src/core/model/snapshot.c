@@ -42,7 +42,7 @@ in_use(struct zl_sr *sr, const char *key, const json_t *meta, int what, const ch
   json_t *opened = json_object_get(meta, "opened");
   char who[512] = "";
 
-  if (host)
+  if (host && *host) /* "": deactivated, nobody holds it */
     snprintf(who, sizeof who, "it is active on host %s", host);
   else if (json_object_size(opened)) {
     const char *node = json_object_iter_key(json_object_iter(opened));
