@@ -208,6 +208,10 @@ int zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain);
 int zl_dp_takeover(struct zl_sr *sr, const char *key, const char *domain, char *from,
                    size_t len);
 #define ZL_LEASE_MS 3000
+/* The NBD server, once a second (ZL_LEASE_MS covers it): if this host's
+ * fence lets it write a volume whose activation record now names another
+ * host or generation (a takeover), fence this host.  0 or -1. */
+int zl_dp_recheck(struct zl_sr *sr, const char *key);
 int zl_dp_open(struct zl_sr *sr, const char *key, bool persistent);
 int zl_dp_close(struct zl_sr *sr, const char *key);
 

@@ -180,6 +180,38 @@ nbd_export_put(struct nbd_export *e)
   pthread_mutex_unlock(&lock);
 }
 
+void
+nbd_export_recheck(void)
+{
+  struct {
+    char *type, *sr, *key;
+  } w[64];
+  int n = 0;
+
+  /* copy out what to look at: no metadata read under the lock */
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < MAX_OPEN && n < 64; i++) {
+    struct nbd_export *x = open_exports[i];
+    if (x && !x->readonly) {
+      w[n].type = strdup(x->sr_type);
+      w[n].sr = strdup(x->sr_key);
+      w[n].key = strdup(x->vol_key);
+      n++;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  for (int i = 0; i < n; i++) {
+    struct zl_sr *sr = w[i].type && w[i].sr ? zl_sr_open(w[i].type, w[i].sr) : NULL;
+    if (sr && w[i].key && zl_dp_recheck(sr, w[i].key) == -1)
+      zl_debug("export %s: fence not rechecked: %s", w[i].key, zl_error_msg());
+    zl_sr_close(sr);
+    zl_error_clear();
+    free(w[i].type);
+    free(w[i].sr);
+    free(w[i].key);
+  }
+}
+
 char **
 nbd_export_list(void)
 {

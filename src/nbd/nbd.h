@@ -88,6 +88,10 @@ struct nbd_export {
  * opened. */
 struct nbd_export *nbd_export_get(const char *name, int64_t *size);
 void nbd_export_put(struct nbd_export *e);
+/* The lease: fence this host's writers of any open export that another
+ * host has taken over since (zl_dp_recheck).  The server calls it once a
+ * second. */
+void nbd_export_recheck(void);
 /* Names of the attached exports (NULL-terminated, malloc()ed). */
 char **nbd_export_list(void);
 uint16_t nbd_export_tflags(const struct nbd_export *e, bool structured);

@@ -344,6 +344,30 @@ shutdown_connections(void)
   pthread_mutex_unlock(&conns.lock);
 }
 
+static pthread_mutex_t lease_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t lease_cond = PTHREAD_COND_INITIALIZER;
+
+/* Once a second: has another host taken over a volume this host writes? */
+static void *
+lease_thread(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&lease_lock);
+  while (!atomic_load(&shutting_down)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&lease_cond, &lease_lock, &ts);
+    if (atomic_load(&shutting_down))
+      break;
+    pthread_mutex_unlock(&lease_lock);
+    nbd_export_recheck();
+    pthread_mutex_lock(&lease_lock);
+  }
+  pthread_mutex_unlock(&lease_lock);
+  return NULL;
+}
+
 int
 nbd_serve(const struct nbd_config *cfg)
 {
@@ -401,6 +425,11 @@ nbd_serve(const struct nbd_config *cfg)
     close(ready);
   }
 
+  pthread_t lease;
+  bool leasing = pthread_create(&lease, NULL, lease_thread, NULL) == 0;
+  if (!leasing)
+    zl_warn("no lease thread: a takeover by another host is not noticed here");
+
   struct pollfd p[MAX_LISTEN + 1];
   for (;;) {
     for (int i = 0; i < nl; i++)
@@ -453,6 +482,12 @@ nbd_serve(const struct nbd_config *cfg)
     }
   }
   atomic_store(&shutting_down, true);
+  if (leasing) {
+    pthread_mutex_lock(&lease_lock);
+    pthread_cond_signal(&lease_cond);
+    pthread_mutex_unlock(&lease_lock);
+    pthread_join(lease, NULL);
+  }
   for (int i = 0; i < nl; i++)
     close(ls[i].fd);
   if (cfg->socket_path && !activated)

@@ -169,3 +169,29 @@ def test_takeover_of_a_host_that_died_while_active(file_sr, datapath, host_b):
         datapath.ok("Datapath.deactivate", uri=uri, domain="7")
     finally:
         a.detach()
+
+
+def test_takeover_fences_an_old_host_that_is_still_alive(file_sr, datapath, host_b):
+    """The lease: a takeover while the old host's server still runs (cut off
+    from its toolstack, say) -- that server sees the new generation within a
+    second and refuses its connections' writes before the takeover returns."""
+    v = file_sr.create(size=8 << 20)
+    uri = v["uri"][0]
+    sock_b, name_b, _ = attach_on(host_b, uri, "9")
+    host_b.ok("Datapath.activate", uri=uri, domain="9")
+    hb = connect(sock_b, name_b)
+    hb.pwrite(b"B" * 4096, 0)
+    a = Attached(file_sr, v, datapath, domain="7")
+    try:
+        r = cli("vol", "takeover", file_sr.key, v["key"], "--domain", "7")
+        assert f"taken over from host {HOST_B}" in r.stderr.decode(), r.stderr
+        assert refused(hb, b"b" * 4096, 0)
+        assert hb.pread(4096, 0) == b"B" * 4096
+        h = connect(a.socket, a.export)
+        h.pwrite(b"A" * 4096, 4096)
+        h.shutdown()
+        hb.shutdown()
+        datapath.ok("Datapath.deactivate", uri=uri, domain="7")
+        host_b.ok("Datapath.detach", uri=uri, domain="9")
+    finally:
+        a.detach()

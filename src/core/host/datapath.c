@@ -302,6 +302,32 @@ zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain)
   return r == -1 && zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : r;
 }
 
+int
+zl_dp_recheck(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_JSON json_t *meta = NULL;
+  const char *me = zl_host_uuid();
+  char holder[128];
+  uint64_t gen;
+  bool open;
+
+  if (zl_fence_get(sr, key, &open, holder, sizeof holder, &gen) == -1)
+    return errno == ENOENT ? 0 : -1;
+  if (open || strcmp(holder, me) != 0)
+    return 0; /* only this host's own hold can go stale */
+  if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1; /* cannot tell (nor write there, most likely): as it is */
+  json_t *on = json_object_get(meta, "active_on");
+  const char *host = json_string_value(json_object_get(on, "host"));
+  json_int_t g = json_integer_value(json_object_get(on, "gen"));
+  if (host && !strcmp(host, me) && (uint64_t)g >= gen)
+    return 0;
+  zl_warn("volume %s: %s (generation %lld): this host's writes are fenced", key,
+          host && *host ? "another host took it over" : "it was deactivated",
+          (long long)g);
+  return zl_fence_set(sr, key, me, host ? host : "", (uint64_t)g, FENCE_DRAIN_MS);
+}
+
 /* The last detach on this host: nobody holds the activation any more
  * (deactivated, no host activated since): forget it. */
 static int
