@@ -109,6 +109,8 @@ const struct command commands[] = {
   { "vol write", C | SR, NULL, NULL, NULL, "write stdin into a volume (--offset)", ON_VOL(cli_vol_write, -1) },
   { "vol read", C | SR, NULL, NULL, NULL, "read a volume to stdout", ON_VOL(cli_vol_read, -1) },
   { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)" },
+  /* internal: Datapath.attach of a remote volume starts it (nbd/relay.c) */
+  { "relay", C, NULL, cli_relay, NULL, NULL },
   { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)" },
   { "vol export", C, NULL, cli_vol_export, NULL, "serve a volume over NBD (--readonly)" },
   { "vol unexport", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unexport, 1) },

@@ -68,6 +68,7 @@ int cli_vol_export(int argc, char **argv);
 int cli_vol_adopt(int argc, char **argv);
 int cli_vol_xen_disk(int argc, char **argv);
 int cli_vol_takeover(int argc, char **argv);
+int cli_relay(int argc, char **argv);
 int cli_vol_unexport(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_cbt_enable(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_cbt_disable(struct zl_sr *sr, int argc, char **argv);

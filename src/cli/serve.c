@@ -87,3 +87,23 @@ cli_serve(int argc, char **argv)
     return cli_fail();
   return 0;
 }
+
+int
+cli_relay(int argc, char **argv)
+{
+  const char *listen = NULL, *to = NULL, *psk = NULL, *pidfile = NULL, *type = NULL;
+
+  argc = cli_common_opts(argc, argv, &type);
+  if (cli_take(&argc, argv, "--listen", &listen) == -1 ||
+      cli_take(&argc, argv, "--to", &to) == -1 ||
+      cli_take(&argc, argv, "--psk", &psk) == -1 ||
+      cli_take(&argc, argv, "--pidfile", &pidfile) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
+    return cli_fail();
+  if (argc || !listen || !to || !psk)
+    return cli_usage(
+        "zfs-live relay --listen SOCKET --to HOST:PORT --psk FILE [--pidfile F]",
+        "relay needs --listen, --to and --psk");
+  int r = nbd_relay_main(listen, to, psk, pidfile);
+  return r == 0 ? 0 : cli_fail();
+}

@@ -63,6 +63,7 @@ struct zl_sr_stat {
   int64_t total_space;
   int64_t free_space;
   enum zl_provisioning provisioning; /* SR default */
+  bool clustered;                    /* used by several hosts at once (a shared SR) */
   bool healthy;
   char *health_msg; /* capability summary or what is wrong */
 };
@@ -200,6 +201,11 @@ int zl_dp_detach(struct zl_sr *sr, const char *key, const char *domain);
 /* ZL_ERR_ACTIVE_ELSEWHERE (subject: the host) when another host holds it. */
 int zl_dp_activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly);
 int zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain);
+/* Datapath calls of this process act for host (a storage host running a
+ * call forwarded by another host of a shared SR, smapi/remote.c): they
+ * activate, deactivate and attach for it, not for this host.  NULL: this
+ * host. */
+void zl_dp_set_peer(const char *host);
 /* Activate over another host's claim, if there is one: for a host that
  * died while active (an operator's explicit act).  Waits ZL_LEASE_MS
  * first, the longest a live but cut-off server of the old host writes

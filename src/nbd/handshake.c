@@ -440,6 +440,18 @@ nbd_handshake(struct nbd_conn *c)
       case NBD_OPT_SET_META_CONTEXT:
         r = opt_meta(c, opt, p, len, &meta_export);
         break;
+      case NBD_OPT_ZL_CALL: {
+        const char *peer = c->st.session ? nbd_tls_peer(c->st.session) : NULL;
+        char *res = peer ? nbd_call_run(peer, (const char *)p, len) : NULL;
+        if (!peer)
+          r = reply_error(c, opt, NBD_REP_ERR_POLICY, "calls need TLS with a host's PSK");
+        else if (!res)
+          r = reply_error(c, opt, NBD_REP_ERR_INVALID, "%s", zl_error_msg());
+        else
+          r = reply(c, opt, NBD_REP_ZL_RESULT, res, (uint32_t)strlen(res));
+        free(res);
+        break;
+      }
       default:
         r = reply_error(c, opt, NBD_REP_ERR_UNSUP, "option %u is not supported", opt);
         break;

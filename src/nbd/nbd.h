@@ -14,6 +14,7 @@
 #ifndef ZL_NBD_H
 #define ZL_NBD_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -53,6 +54,15 @@ struct nbd_stream {
   void *session; /* the TLS library's session when TLS is up */
   bool corked;
 };
+/* The client side (client.c, relay.c): credentials from a psktool file
+ * whose first line is this host's "identity:hex key" (the identity: its
+ * host UUID); TLS 1.2+ with that PSK on a stream whose STARTTLS was acked. */
+struct nbd_tls *nbd_tls_client_new(const char *psk_file);
+int nbd_stream_starttls_client(struct nbd_stream *s, struct nbd_tls *t);
+/* Does the session hold decrypted bytes not read yet (poll cannot see)? */
+bool nbd_tls_pending(void *session);
+/* The PSK identity the peer authenticated with, or NULL (no TLS, X.509). */
+const char *nbd_tls_peer(void *session);
 /* Start TLS on the stream (after NBD_OPT_STARTTLS was acked). */
 int nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t);
 /* A session's records: what was read (>0, 0 at EOF, -1 with errno); all
@@ -119,8 +129,37 @@ int nbd_handshake(struct nbd_conn *c);
 /* transmission.c */
 void nbd_transmission(struct nbd_conn *c);
 
+/* client.c: this host as a TLS client of a storage host's server */
+/* The first line of a psktool file: identity and hex key. */
+int nbd_psk_read(const char *file, char *id, size_t idlen, char *hex, size_t hexlen);
+/* Connect to HOST:PORT and read the server's greeting (18 bytes): the
+ * socket, or -1. */
+int nbd_client_dial(const char *hostport, uint8_t greeting[18], int timeout_s);
+/* NBD_OPT_STARTTLS (client flags already sent), then the handshake. */
+int nbd_client_starttls(struct nbd_stream *s, struct nbd_tls *t);
+/* Run a plugin method on the storage host (NBD_OPT_ZL_CALL): the reply
+ * {"status", "stdout", "stderr"}, or NULL with the error set. */
+json_t *nbd_remote_call(const char *hostport, const char *psk_file, const json_t *req,
+                        int timeout_s);
+
+/* call.c: the server side of NBD_OPT_ZL_CALL for an authenticated peer:
+ * the reply's JSON text (malloc()ed), or NULL with the error set. */
+char *nbd_call_run(const char *peer, const char *body, size_t len);
+
+/* relay.c: `zfs-live relay`: a local unix socket whose connections are
+ * carried to the storage host's server over TLS.  Exit status. */
+int nbd_relay_main(const char *listen_path, const char *hostport, const char *psk_file,
+                   const char *pidfile);
+
 /* server.c */
 int nbd_serve(const struct nbd_config *cfg);
+/* Listen on a Unix socket (0600), replacing a stale one, never a live one:
+ * the fd, or -1. */
+int nbd_listen_unix(const char *path);
+/* Detach from the caller (fork, setsid, stdio on /dev/null, log as tag,
+ * pidfile): the caller's process exits once the child writes 1 to
+ * *ready_fd.  0 in the child, -1 on error. */
+int nbd_daemonize(const char *pidfile, const char *tag, int *ready_fd);
 /* errno -> NBD error */
 uint32_t nbd_errno(int e);
 

@@ -162,8 +162,8 @@ conn_thread(void *arg)
  * "<path>.lock" for the whole look-remove-bind-listen step, so none removes
  * the socket another has just bound (which would leave that one serving a
  * name nobody can reach); the later ones find it answering and stop. */
-static int
-listen_unix(const char *path)
+int
+nbd_listen_unix(const char *path)
 {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   char lockpath[PATH_MAX];
@@ -292,8 +292,8 @@ tune_socket(int fd, bool tcp)
 
 /* Detach from the caller: fork, new session, stdio on /dev/null; the
  * parent returns once the child listens (ready != 0 read from the pipe). */
-static int
-daemonize(const struct nbd_config *cfg, int *ready_fd)
+int
+nbd_daemonize(const char *pidfile, const char *tag, int *ready_fd)
 {
   int p[2];
   if (pipe2(p, O_CLOEXEC) == -1)
@@ -316,9 +316,9 @@ daemonize(const struct nbd_config *cfg, int *ready_fd)
     dup2(null, 0), dup2(null, 1), dup2(null, 2);
     close(null);
   }
-  zl_log_init("zfs-live-nbd", -1); /* syslog only from now on */
-  if (cfg->pidfile) {
-    FILE *f = fopen(cfg->pidfile, "we");
+  zl_log_init(tag, -1); /* syslog only from now on */
+  if (pidfile) {
+    FILE *f = fopen(pidfile, "we");
     if (f) {
       fprintf(f, "%d\n", (int)getpid());
       fclose(f);
@@ -389,7 +389,7 @@ nbd_serve(const struct nbd_config *cfg)
   }
   creds_set(t);
   if (nl == 0 && cfg->socket_path) {
-    int fd = listen_unix(cfg->socket_path);
+    int fd = nbd_listen_unix(cfg->socket_path);
     if (fd == -1)
       return -1;
     ls[nl++] = (struct listener){fd, false};
@@ -404,7 +404,7 @@ nbd_serve(const struct nbd_config *cfg)
     zl_error(EINVAL, "nothing to listen on");
     return -1;
   }
-  if (cfg->daemon && daemonize(cfg, &ready) == -1) {
+  if (cfg->daemon && nbd_daemonize(cfg->pidfile, "zfs-live-nbd", &ready) == -1) {
     zl_error_sys(errno, "daemonize");
     return -1;
   }

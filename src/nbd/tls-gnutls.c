@@ -20,7 +20,8 @@
 #include "util/banned.h" /* last: after every declaration */
 
 struct nbd_tls {
-  atomic_int refs; /* sessions hold them across a reload */
+  atomic_int refs;                        /* sessions hold them across a reload */
+  gnutls_psk_client_credentials_t client; /* client side: this host's key */
   gnutls_psk_server_credentials_t psk;
   gnutls_certificate_credentials_t x509;
   gnutls_priority_t prio;
@@ -116,6 +117,8 @@ nbd_tls_free(struct nbd_tls *t)
     return;
   if (t->psk)
     gnutls_psk_free_server_credentials(t->psk);
+  if (t->client)
+    gnutls_psk_free_client_credentials(t->client);
   if (t->x509)
     gnutls_certificate_free_credentials(t->x509);
   if (t->prio)
@@ -224,4 +227,75 @@ nbd_tls_end(void *session)
 {
   gnutls_bye(session, GNUTLS_SHUT_WR);
   gnutls_deinit(session);
+}
+
+/* --- the client side (relay.c, client.c) ---------------------------------- */
+
+struct nbd_tls *
+nbd_tls_client_new(const char *psk_file)
+{
+  char id[256], hex[300];
+  struct nbd_tls *t = calloc(1, sizeof *t);
+  int r;
+
+  if (!t) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  atomic_init(&t->refs, 1);
+  if (nbd_psk_read(psk_file, id, sizeof id, hex, sizeof hex) == -1)
+    goto fail;
+  gnutls_datum_t key = {(unsigned char *)hex, (unsigned)strlen(hex)};
+  if ((r = gnutls_psk_allocate_client_credentials(&t->client)) < 0 ||
+      (r = gnutls_psk_set_client_credentials(t->client, id, &key, GNUTLS_PSK_KEY_HEX)) <
+          0 ||
+      (r = gnutls_priority_init(
+           &t->prio, "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1:+ECDHE-PSK:+PSK", NULL)) < 0) {
+    zl_error(EINVAL, "TLS PSK file %s: %s", psk_file, gnutls_strerror(r));
+    goto fail;
+  }
+  explicit_bzero(hex, sizeof hex);
+  return t;
+fail:
+  explicit_bzero(hex, sizeof hex);
+  nbd_tls_free(t);
+  return NULL;
+}
+
+int
+nbd_stream_starttls_client(struct nbd_stream *s, struct nbd_tls *t)
+{
+  gnutls_session_t sess;
+  int r;
+
+  if ((r = gnutls_init(&sess, GNUTLS_CLIENT | GNUTLS_NO_SIGNAL)) < 0) {
+    zl_error(ENOMEM, "TLS: %s", gnutls_strerror(r));
+    return -1;
+  }
+  gnutls_priority_set(sess, t->prio);
+  gnutls_credentials_set(sess, GNUTLS_CRD_PSK, t->client);
+  gnutls_transport_set_int(sess, s->fd);
+  gnutls_handshake_set_timeout(sess, 10000);
+  do {
+    r = gnutls_handshake(sess);
+  } while (r < 0 && !gnutls_error_is_fatal(r));
+  if (r < 0) {
+    zl_error(EPROTO, "TLS handshake: %s", gnutls_strerror(r));
+    gnutls_deinit(sess);
+    return -1;
+  }
+  s->session = sess;
+  return 0;
+}
+
+const char *
+nbd_tls_peer(void *session)
+{
+  return session ? gnutls_psk_server_get_username(session) : NULL;
+}
+
+bool
+nbd_tls_pending(void *session)
+{
+  return session && gnutls_record_check_pending(session) > 0;
 }

@@ -54,6 +54,7 @@ struct nbd_tls {
 };
 
 static int ex_index = -1; /* SSL ex_data slot: the session's struct nbd_tls */
+static int ex_peer = -1;  /* and the identity its PSK was found for */
 
 static const char *
 ssl_error(void)
@@ -163,6 +164,7 @@ psk_find_session(SSL *ssl, const unsigned char *identity, size_t len, SSL_SESSIO
   *out = NULL;
   if (!p)
     return 1; /* unknown identity: no PSK, the handshake goes on without */
+  SSL_set_ex_data(ssl, ex_peer, (void *)p->identity);
   if (!c || !(s = SSL_SESSION_new()))
     return 0;
   if (!SSL_SESSION_set1_master_key(s, p->key, p->len) || !SSL_SESSION_set_cipher(s, c) ||
@@ -181,6 +183,7 @@ psk_server(SSL *ssl, const char *identity, unsigned char *psk, unsigned int max)
   const struct psk *p = identity ? find_psk(ssl, identity, strlen(identity)) : NULL;
   if (!p || p->len > max)
     return 0;
+  SSL_set_ex_data(ssl, ex_peer, (void *)p->identity);
   memcpy(psk, p->key, p->len);
   return (unsigned int)p->len;
 }
@@ -209,6 +212,8 @@ nbd_tls_new(const struct nbd_config *cfg)
     return t;
   if (ex_index == -1)
     ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  if (ex_peer == -1)
+    ex_peer = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
   if (!(t->ctx = SSL_CTX_new(TLS_server_method()))) {
     zl_error(ENOMEM, "TLS: %s", ssl_error());
     goto fail;
@@ -399,4 +404,103 @@ nbd_tls_end(void *session)
   free(ss->buf);
   free(ss);
   OPENSSL_thread_stop(); /* the connection's thread ends with its session */
+}
+
+/* --- the client side (relay.c, client.c) ---------------------------------- */
+
+/* TLS 1.3: this host's PSK as a session of SHA-256's suite. */
+static int
+psk_use_session(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
+                SSL_SESSION **out)
+{
+  static const unsigned char aes128gcm[] = {0x13, 0x01};
+  struct nbd_tls *t = SSL_get_ex_data(ssl, ex_index);
+  const SSL_CIPHER *c = SSL_CIPHER_find(ssl, aes128gcm);
+  SSL_SESSION *s;
+
+  *out = NULL;
+  if (!t || t->npsks == 0 || (md && md != EVP_sha256()))
+    return 1;
+  if (!c || !(s = SSL_SESSION_new()))
+    return 0;
+  if (!SSL_SESSION_set1_master_key(s, t->psks[0].key, t->psks[0].len) ||
+      !SSL_SESSION_set_cipher(s, c) ||
+      !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
+    SSL_SESSION_free(s);
+    return 0;
+  }
+  *id = (const unsigned char *)t->psks[0].identity;
+  *idlen = strlen(t->psks[0].identity);
+  *out = s;
+  return 1;
+}
+
+struct nbd_tls *
+nbd_tls_client_new(const char *psk_file)
+{
+  struct nbd_tls *t = calloc(1, sizeof *t);
+
+  if (!t) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  atomic_init(&t->refs, 1);
+  if (ex_index == -1)
+    ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  if (ex_peer == -1)
+    ex_peer = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  if (load_psks(t, psk_file) == -1)
+    goto fail;
+  if (!(t->ctx = SSL_CTX_new(TLS_client_method()))) {
+    zl_error(ENOMEM, "TLS: %s", ssl_error());
+    goto fail;
+  }
+  SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
+  SSL_CTX_set_psk_use_session_callback(t->ctx, psk_use_session);
+  t->configured = true;
+  return t;
+fail:
+  nbd_tls_free(t);
+  return NULL;
+}
+
+int
+nbd_stream_starttls_client(struct nbd_stream *s, struct nbd_tls *t)
+{
+  struct session *ss = calloc(1, sizeof *ss);
+
+  if (!ss || !(ss->ssl = SSL_new(t->ctx))) {
+    free(ss);
+    zl_error(ENOMEM, "TLS: out of memory");
+    return -1;
+  }
+  ss->creds = nbd_tls_ref(t);
+  SSL_set_ex_data(ss->ssl, ex_index, t);
+  SSL_set_fd(ss->ssl, s->fd);
+  handshake_timeout(s->fd, 10);
+  int r = SSL_connect(ss->ssl);
+  handshake_timeout(s->fd, 0);
+  if (r != 1) {
+    zl_error(EPROTO, "TLS handshake: %s", ssl_error());
+    SSL_free(ss->ssl);
+    nbd_tls_free(ss->creds);
+    free(ss);
+    return -1;
+  }
+  s->session = ss;
+  return 0;
+}
+
+const char *
+nbd_tls_peer(void *session)
+{
+  struct session *ss = session;
+  return ss ? SSL_get_ex_data(ss->ssl, ex_peer) : NULL;
+}
+
+bool
+nbd_tls_pending(void *session)
+{
+  struct session *ss = session;
+  return ss && SSL_pending(ss->ssl) > 0;
 }

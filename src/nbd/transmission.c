@@ -425,6 +425,18 @@ nbd_transmission(struct nbd_conn *c)
     zl_err("connection: out of memory");
     goto out;
   }
+  /* whose writes these are, for the fence: a TLS peer writes as the host
+   * its PSK names (an X.509 peer as nobody's), a plain connection (the
+   * local socket) as this host, a plain TCP one as nobody's */
+  const char *peer = c->st.session ? nbd_tls_peer(c->st.session) : NULL;
+  if (c->st.session || c->tcp) {
+    if (zl_io_queue_set_peer(t->q, peer            ? peer
+                                   : c->st.session ? "tls:anonymous"
+                                                   : "tcp:anonymous") == -1) {
+      zl_err("connection: out of memory");
+      goto out;
+    }
+  }
   t->c = c;
   for (;;) {
     bool disc = false;

@@ -176,6 +176,9 @@ call(const struct smapi_target *t, const char *in, size_t len)
   if (zl_json_string(params, "dbg", "parameter", &c.dbg) == -1)
     return NULL;
   c.params = params;
+  /* a call another host forwarded to this storage host (nbd/call.c puts
+   * the authenticated identity there): it acts for that host */
+  zl_dp_set_peer(json_string_value(json_object_get(params, "zfs-live-peer")));
   /* in is not NUL-terminated */
   zl_debug("dbg=%s params=%.*s", c.dbg, (int)(len < INT_MAX ? len : INT_MAX), in);
   if ((t->needs & SMAPI_NEEDS_KEY) && smapi_str(&c, "key", &c.key) == -1)
@@ -213,7 +216,9 @@ smapi_run(const struct smapi_target *t)
 
   zl_log_set_tag(t->method);
   if (read_stdin(&input, &len) == 0) {
-    rc = smapi_handle(t, input, len, stdout);
+    if (!smapi_remote(t, input, len, stdout,
+                      &rc)) /* a shared SR's storage host runs it */
+      rc = smapi_handle(t, input, len, stdout);
   } else {
     smapi_emit_error(stdout);
     rc = 1;

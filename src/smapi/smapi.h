@@ -62,6 +62,11 @@ int smapi_run(const struct smapi_target *t);
  * Returns the exit status (0: a result, 1: the error object).  Starts from a
  * clear error and keeps nothing between calls. */
 int smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE *out);
+/* remote.c: a call about a shared SR whose storage host is another host:
+ * run there, its reply written to out (1, *rc the exit status); 0 when
+ * the call is this host's to run. */
+int smapi_remote(const struct smapi_target *t, const char *in, size_t len, FILE *out,
+                 int *rc);
 /* The error object for the current error (util/error.h); messages are
  * made valid UTF-8 ('?' for what is not).  NULL when out of memory. */
 json_t *smapi_error_object(void);

@@ -402,21 +402,27 @@ zb_caps_bits(struct zl_store *sr)
 static json_t *
 zb_config_help(void)
 {
-  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "path",
-                   "<pool>[/<parent dataset>]: where the SR's dataset is made (the pool "
-                   "must be imported)",
-                   "layout",
-                   "zvol (a raw zvol per volume; OpenZFS) or dataset (a "
-                   "filesystem per volume holding one raw file); default: zvol where "
-                   "the host has zvols",
-                   "provisioning", "thin (sparse, the default) or thick (refreservation)",
-                   "compression", "SR default; lz4 where available, else on", "copies",
-                   "SR default: 1, 2 or 3", "sync",
-                   "SR default: standard, always or disabled (OpenZFS)", "primarycache",
-                   "SR default: all, none or metadata", "secondarycache",
-                   "SR default: all, none or metadata", "logbias",
-                   "SR default: latency or throughput", "volblocksize",
-                   "block size of new volumes (power of two, 512 to 128K or 1M)");
+  return json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "storage-host",
+      "shared SR: HOST:PORT of the NBD/TLS server of the host whose pool "
+      "holds it; the other hosts reach it from there",
+      "storage-host-uuid", "shared SR: that host's UUID (INSTALLATION_UUID)", "tls-psk",
+      "shared SR: each host's own PSK file, first line '<host uuid>:<hex key>' "
+      "(default /etc/zfs-live/tls/host.psk)",
+      "path",
+      "<pool>[/<parent dataset>]: where the SR's dataset is made (the pool "
+      "must be imported)",
+      "layout",
+      "zvol (a raw zvol per volume; OpenZFS) or dataset (a "
+      "filesystem per volume holding one raw file); default: zvol where "
+      "the host has zvols",
+      "provisioning", "thin (sparse, the default) or thick (refreservation)",
+      "compression", "SR default; lz4 where available, else on", "copies",
+      "SR default: 1, 2 or 3", "sync",
+      "SR default: standard, always or disabled (OpenZFS)", "primarycache",
+      "SR default: all, none or metadata", "secondarycache",
+      "SR default: all, none or metadata", "logbias", "SR default: latency or throughput",
+      "volblocksize", "block size of new volumes (power of two, 512 to 128K or 1M)");
 }
 
 static json_t *

@@ -75,6 +75,22 @@ zl_host_uuid(void)
   return id[0] ? id : "unknown-host";
 }
 
+static const char *acting; /* the peer a storage host runs a call for */
+
+void
+zl_dp_set_peer(const char *host)
+{
+  acting = host && *host ? host : NULL;
+}
+
+/* The host a datapath call acts for: the peer that forwarded it to this
+ * storage host (smapi/remote.c), else this host. */
+static const char *
+acting_host(void)
+{
+  return acting ? acting : zl_host_uuid();
+}
+
 const char *
 zl_nbd_socket(void)
 {
@@ -241,7 +257,7 @@ sync_and_forget(struct zl_sr *sr, const char *key)
 static int
 activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly, bool force)
 {
-  struct activation a = {zl_host_uuid(), domain, readonly, true, force, 0, ""};
+  struct activation a = {acting_host(), domain, readonly, true, force, 0, ""};
 
   if (zl_vol_update(sr, key, set_active, &a) == -1)
     return -1;
@@ -257,7 +273,7 @@ activate(struct zl_sr *sr, const char *key, const char *domain, bool readonly, b
   }
   /* what this host cached while another host wrote is stale */
   sync_and_forget(sr, key);
-  return zl_fence_set(sr, key, a.host, a.host, a.gen, FENCE_DRAIN_MS);
+  return zl_fence_set(sr, key, zl_host_uuid(), a.host, a.gen, FENCE_DRAIN_MS);
 }
 
 int
@@ -277,7 +293,7 @@ zl_dp_takeover(struct zl_sr *sr, const char *key, const char *domain, char *from
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     return -1;
   const char *host = active_host(meta);
-  if (!host || !*host || !strcmp(host, zl_host_uuid()))
+  if (!host || !*host || !strcmp(host, acting_host()))
     return 0; /* no other host's activation to take over */
   snprintf(from, len, "%s", host);
   return activate(sr, key, domain, false, true);
@@ -287,14 +303,14 @@ int
 zl_dp_deactivate(struct zl_sr *sr, const char *key, const char *domain)
 {
   CLEANUP_JSON json_t *meta = NULL;
-  struct activation a = {zl_host_uuid(), domain, false, false, false, 0, ""};
+  struct activation a = {acting_host(), domain, false, false, false, 0, ""};
 
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     return zl_error_get_kind() == ZL_ERR_NO_VOLUME ? 0 : -1;
   const char *host = active_host(meta);
   /* fence this host first: when the metadata lets another host activate,
    * no write of ours runs or will start */
-  if (zl_fence_set(sr, key, a.host, host && strcmp(host, a.host) != 0 ? host : "",
+  if (zl_fence_set(sr, key, zl_host_uuid(), host && strcmp(host, a.host) != 0 ? host : "",
                    meta_gen(meta), FENCE_DRAIN_MS) == -1)
     return -1;
   sync_and_forget(sr, key);
@@ -425,6 +441,9 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
    * would pass the tracking layer by (NBD only then). */
   bool tracked = zl_meta_cbt(meta) && !out->readonly &&
                  !(sr->st.be->caps(&sr->st) & ZL_CAP_CHANGES_ALWAYS);
+  /* for a peer (a remote host's attach): it reads over TLS, never a device
+   * here; treated as tracked: NBD only */
+  tracked = tracked || acting != NULL;
   CLEANUP_CLOSE int fd =
       tracked ? -1 : zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);
   struct stat st;

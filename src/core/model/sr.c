@@ -148,6 +148,9 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   info = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "format", 1, "uuid", uuid,
                    "type", be->sr_type, "name", name, "description", description,
                    "provisioning", prov ? prov : "thin", "created", created);
+  const char *shost = json_string_value(json_object_get(cfg, "storage-host"));
+  if (info && shost) /* a shared SR (a zfs-live pool served to other hosts) */
+    json_object_set_new(info, "storage_host", json_string(shost));
   int r = info ? save_new_info_file(sr, info) : -1;
   zl_sr_close(sr);
   if (r == -1)
@@ -341,6 +344,7 @@ zl_sr_stat(struct zl_sr *sr, struct zl_sr_stat *out)
   out->name = xstrdup(zl_meta_str(sr->info, "name"));
   out->description = xstrdup(zl_meta_str(sr->info, "description"));
   out->provisioning = zl_sr_thick_default(sr) ? ZL_PROV_THICK : ZL_PROV_THIN;
+  out->clustered = zl_meta_str(sr->info, "storage_host") != NULL;
   out->healthy = true;
   out->health_msg = sr->st.be->sr_summary ? sr->st.be->sr_summary(&sr->st) : xstrdup("");
   if (!out->sr || !out->type || !out->uuid || !out->name || !out->description ||
