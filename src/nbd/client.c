@@ -31,28 +31,6 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-int
-nbd_psk_read(const char *file, char *id, size_t idlen, char *hex, size_t hexlen)
-{
-  CLEANUP_FREE char *buf = NULL;
-
-  if (zl_read_file_at(AT_FDCWD, file, 4096, &buf, NULL) == -1)
-    return -1;
-  size_t line = strcspn(buf, "\n");
-  buf[line] = '\0';
-  char *colon = strchr(buf, ':');
-  if (!colon || colon == buf || (size_t)(colon - buf) >= idlen ||
-      strlen(colon + 1) >= hexlen || !colon[1]) {
-    explicit_bzero(buf, line);
-    zl_error(EINVAL, "TLS PSK file %s: the first line is not 'identity:hex key'", file);
-    return -1;
-  }
-  snprintf(id, idlen, "%.*s", (int)(colon - buf), buf);
-  snprintf(hex, hexlen, "%s", colon + 1);
-  explicit_bzero(buf, line);
-  return 0;
-}
-
 static void
 timeouts(int fd, int seconds)
 {

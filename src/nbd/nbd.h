@@ -130,8 +130,6 @@ int nbd_handshake(struct nbd_conn *c);
 void nbd_transmission(struct nbd_conn *c);
 
 /* client.c: this host as a TLS client of a storage host's server */
-/* The first line of a psktool file: identity and hex key. */
-int nbd_psk_read(const char *file, char *id, size_t idlen, char *hex, size_t hexlen);
 /* Connect to HOST:PORT and read the server's greeting (18 bytes): the
  * socket, or -1. */
 int nbd_client_dial(const char *hostport, uint8_t greeting[18], int timeout_s);

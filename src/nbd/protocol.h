@@ -31,8 +31,8 @@
 #define NBD_OPT_SET_META_CONTEXT  10
 /* zfs-live's own, between its hosts only (client.c, call.c): run a plugin
  * method on the storage host; answered with NBD_REP_ZL_RESULT */
-#define NBD_OPT_ZL_CALL    UINT32_C(0x5a4c0001)
-#define NBD_REP_ZL_RESULT  UINT32_C(0x5a4c0001)
+#define NBD_OPT_ZL_CALL   UINT32_C(0x5a4c0001)
+#define NBD_REP_ZL_RESULT UINT32_C(0x5a4c0001)
 
 /* option replies */
 #define NBD_REP_ACK                 1

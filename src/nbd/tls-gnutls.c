@@ -15,6 +15,7 @@
 
 #include "nbd/nbd.h"
 #include "util/error.h"
+#include "util/psk.h"
 #include "util/log.h"
 
 #include "util/banned.h" /* last: after every declaration */
@@ -243,7 +244,7 @@ nbd_tls_client_new(const char *psk_file)
     return NULL;
   }
   atomic_init(&t->refs, 1);
-  if (nbd_psk_read(psk_file, id, sizeof id, hex, sizeof hex) == -1)
+  if (zl_psk_read(psk_file, id, sizeof id, hex, sizeof hex) == -1)
     goto fail;
   gnutls_datum_t key = {(unsigned char *)hex, (unsigned)strlen(hex)};
   if ((r = gnutls_psk_allocate_client_credentials(&t->client)) < 0 ||

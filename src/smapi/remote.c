@@ -340,10 +340,8 @@ smapi_remote(const struct smapi_target *t, const char *in, size_t len, FILE *out
   if (remote == 0)
     return 0;
   *rc = 1;
-  if (remote == -1) {
-    smapi_emit_error(out);
-    return 1;
-  }
+  if (remote == -1)
+    return -1;
   if (!strcmp(t->method, "SR.detach")) { /* only this host lets go */
     char file[NAME_MAX + 1];
     CLEANUP_CLOSE int dfd = zl_run_subdir("remote", false);
@@ -365,24 +363,18 @@ smapi_remote(const struct smapi_target *t, const char *in, size_t len, FILE *out
   }
   CLEANUP_FREE char *reply = NULL;
   int st = forward(t, &r, params, &reply);
-  if (st == -1) {
-    smapi_emit_error(out);
-    return 1;
-  }
+  if (st == -1)
+    return -1;
   CLEANUP_JSON json_t *local = NULL;
   if (st == 0 && !strcmp(t->method, "SR.attach")) {
     json_t *key = json_loads(reply, JSON_DECODE_ANY, &je);
     int saved = json_is_string(key) ? remote_save(json_string_value(key), &r) : -1;
     json_decref(key);
-    if (saved == -1) {
-      smapi_emit_error(out);
-      return 1;
-    }
+    if (saved == -1)
+      return -1;
   } else if (st == 0 && !strcmp(t->method, "Datapath.attach")) {
-    if (!(local = attach_here(&r, reply, uri, domain))) {
-      smapi_emit_error(out);
-      return 1;
-    }
+    if (!(local = attach_here(&r, reply, uri, domain)))
+      return -1;
   } else if (!strcmp(t->method, "Datapath.detach") && domain) {
     /* the last domain here: stop this host's relay */
     char export[512], sock[PATH_MAX], pid[PATH_MAX];

@@ -216,9 +216,14 @@ smapi_run(const struct smapi_target *t)
 
   zl_log_set_tag(t->method);
   if (read_stdin(&input, &len) == 0) {
-    if (!smapi_remote(t, input, len, stdout,
-                      &rc)) /* a shared SR's storage host runs it */
+    /* a shared SR's call may be its storage host's to run (remote.c) */
+    int fwd = smapi_remote(t, input, len, stdout, &rc);
+    if (fwd == 0) {
       rc = smapi_handle(t, input, len, stdout);
+    } else if (fwd == -1) {
+      smapi_emit_error(stdout);
+      rc = 1;
+    }
   } else {
     smapi_emit_error(stdout);
     rc = 1;

@@ -64,7 +64,8 @@ int smapi_run(const struct smapi_target *t);
 int smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE *out);
 /* remote.c: a call about a shared SR whose storage host is another host:
  * run there, its reply written to out (1, *rc the exit status); 0 when
- * the call is this host's to run. */
+ * the call is this host's to run; -1 with the error set when it could not
+ * be run there (the caller writes the error object). */
 int smapi_remote(const struct smapi_target *t, const char *in, size_t len, FILE *out,
                  int *rc);
 /* The error object for the current error (util/error.h); messages are
