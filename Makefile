@@ -87,7 +87,7 @@ integration: $(ASAN)/build.ninja
 # NBD server they start take the old kernel's paths.
 K419_TESTS = test_k419.py test_nbd.py test_nbd_lifecycle.py test_nbd_robust.py \
   test_nbd_tls.py test_datapath.py test_sr.py test_volume.py test_xapi_sequences.py \
-  test_filesystems.py
+  test_filesystems.py test_handoff.py test_shared_zfs.py
 integration-k419: $(ASAN)/build.ninja
 	ninja -C $(ASAN)
 	@test -x $(ASAN)/k419-exec || { echo "integration-k419: no $(ASAN)/k419-exec" \
@@ -115,7 +115,7 @@ integration-k419: $(ASAN)/build.ninja
 # host's / is a private mount, so later mounts do not propagate into it).
 EMPTYROOT_TESTS = test_cbt.py test_sr.py test_volume.py test_xapi_sequences.py \
   test_protocol.py test_nbd.py test_nbd_lifecycle.py test_nbd_robust.py test_nbd_tls.py \
-  test_datapath.py test_filesystems.py
+  test_datapath.py test_filesystems.py test_handoff.py
 EMPTYROOT_SKIP = not zfs and not test_system_directories_are_refused \
   and not test_attach_starts_the_server_detached \
   and not test_stale_comparison_snapshot_is_collected

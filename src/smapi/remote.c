@@ -176,7 +176,13 @@ answers(const char *path)
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   bool up = false;
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  size_t n = strlen(path);
+  if (n >= sizeof sa.sun_path) {
+    if (fd >= 0)
+      close(fd);
+    return false;
+  }
+  memcpy(sa.sun_path, path, n + 1);
   if (fd >= 0) {
     up = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
     close(fd);
