@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "ganeti/ganeti.h"
+#include "smapi/smapi.h"
 #include "util/error.h"
 
 #include "util/banned.h" /* last: after every declaration */
@@ -110,31 +111,44 @@ cli_vol_xen_disk(int argc, char **argv)
 int
 cli_vol_takeover(int argc, char **argv)
 {
-  const char *type = NULL, *node = NULL, *domain = "takeover";
+  const char *type = NULL, *node = NULL, *domain = "takeover", *as_host = NULL;
   char from[128];
   int dropped = 0;
 
   argc = cli_common_opts(argc, argv, &type);
   if (cli_take(&argc, argv, "--node", &node) == -1 ||
       cli_take(&argc, argv, "--domain", &domain) == -1 ||
+      cli_take(&argc, argv, "--as-host", &as_host) == -1 ||
       cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 2)
     return cli_usage(TAKEOVER_USAGE, "vol takeover needs SR and KEY");
+  /* a shared SR whose pool is on another host: done there, for this host */
+  int remote = as_host ? 0 : smapi_remote_takeover(argv[0], argv[1], domain);
+  if (remote != 0)
+    return remote == 1 ? 0 : cli_fail();
+  zl_dp_set_peer(as_host); /* the storage host, running it for that host */
   struct zl_sr *sr = cli_open_sr(type, argv[0]);
   if (!sr)
     return cli_fail();
   if (!node)
     node = zl_node_name();
-  int r = zl_vol_takeover(sr, argv[1], node, &dropped);
+  /* an XAPI activation (another host's is taken over), else Ganeti's opens */
+  int r = zl_dp_takeover(sr, argv[1], domain, from, sizeof from);
   if (r == 0)
-    r = zl_dp_takeover(sr, argv[1], domain, from, sizeof from);
+    r = zl_vol_takeover(sr, argv[1], node, &dropped);
   zl_sr_close(sr);
   if (r == -1)
     return cli_fail();
-  if (from[0])
+  if (from[0]) {
     fprintf(stderr, "zfs-live: volume %s: activation taken over from host %s\n", argv[1],
             from);
+    return 0;
+  }
+  if (r == 1) {
+    fprintf(stderr, "zfs-live: volume %s: no other host holds its activation\n", argv[1]);
+    return 0;
+  }
   fprintf(stderr,
           "zfs-live: volume %s is open exclusively on %s (%d other open%s dropped)\n",
           argv[1], node, dropped, dropped == 1 ? "" : "s");

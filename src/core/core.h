@@ -210,7 +210,9 @@ void zl_dp_set_peer(const char *host);
  * died while active (an operator's explicit act).  Waits ZL_LEASE_MS
  * first, the longest a live but cut-off server of the old host writes
  * after the takeover.  from: the host it was taken from ("" if no other
- * host held it: then nothing is done). */
+ * host held it: then nothing is done).  1: a volume activated through a
+ * toolstack (taken over if another host held it); 0: never activated (a
+ * Ganeti volume: its opens are what to take over); -1 on error. */
 int zl_dp_takeover(struct zl_sr *sr, const char *key, const char *domain, char *from,
                    size_t len);
 #define ZL_LEASE_MS 3000

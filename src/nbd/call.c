@@ -69,6 +69,29 @@ link_of(const char *path, char *out, size_t len)
   return 0;
 }
 
+/* "cli/vol-takeover" {sr, key, domain}: the operator's takeover on a host
+ * of a shared SR, run here for that host (zfs-live vol takeover --as-host). */
+static int
+takeover_argv(const char *peer, const json_t *args, char *self, size_t len,
+              const char **argv)
+{
+  const char *sr = json_string_value(json_object_get(args, "sr"));
+  const char *key = json_string_value(json_object_get(args, "key"));
+  const char *dom = json_string_value(json_object_get(args, "domain"));
+  ssize_t n = readlink("/proc/self/exe", self, len - 1);
+
+  if (!sr || !*sr || !key || !*key || !dom || !*dom || *sr == '-' || *key == '-' ||
+      n <= 0) {
+    zl_error(EINVAL, "a takeover call is {sr, key, domain}");
+    return -1;
+  }
+  self[n] = '\0';
+  const char *v[] = {self, "vol",      "takeover", "--type", "zfs-live", "--as-host",
+                     peer, "--domain", dom,        sr,       key,        NULL};
+  memcpy(argv, v, sizeof v);
+  return 0;
+}
+
 char *
 nbd_call_run(const char *peer, const char *body, size_t len)
 {
@@ -83,12 +106,17 @@ nbd_call_run(const char *peer, const char *body, size_t len)
     zl_error(EINVAL, "a call is {\"path\": ..., \"args\": {...}}");
     return NULL;
   }
-  if (link_of(path, link, sizeof link) == -1)
+  const char *argv[12] = {link, "--json", NULL};
+  bool cli = !strcmp(path, "cli/vol-takeover");
+  if (cli) {
+    if (takeover_argv(peer, args, link, sizeof link, argv) == -1)
+      return NULL;
+  } else if (link_of(path, link, sizeof link) == -1) {
     return NULL;
+  }
   json_object_set_new(args, "zfs-live-peer", json_string(peer));
   CLEANUP_FREE char *in = json_dumps(args, JSON_COMPACT);
-  const char *argv[] = {link, "--json", NULL};
-  if (!in || zl_exec(argv, in, &r) == -1)
+  if (!in || zl_exec(argv, cli ? NULL : in, &r) == -1)
     return NULL;
   zl_info("call from host %s: %s: exit %d", peer, path, r.status);
   json_t *out = json_pack("{s:i, s:s, s:s}", "status", r.status, "stdout",

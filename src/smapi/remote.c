@@ -400,3 +400,32 @@ smapi_remote(const struct smapi_target *t, const char *in, size_t len, FILE *out
   *rc = st;
   return 1;
 }
+
+int
+smapi_remote_takeover(const char *sr, const char *key, const char *domain)
+{
+  struct remote r;
+  char qualified[512];
+
+  if (remote_find(sr, &r) != 1)
+    return 0;
+  snprintf(qualified, sizeof qualified, "%s/%s", zl_host_uuid(), domain);
+  CLEANUP_JSON json_t *req =
+      json_pack("{s:s, s:{s:s, s:s, s:s}}", "path", "cli/vol-takeover", "args", "sr", sr,
+                "key", key, "domain", qualified);
+  CLEANUP_JSON json_t *rep =
+      req ? nbd_remote_call(r.host, r.psk, req, CALL_TIMEOUT_S) : NULL;
+  if (!rep) {
+    zl_error_prefix("storage host %s: ", r.host);
+    return -1;
+  }
+  const char *err = json_string_value(json_object_get(rep, "stderr"));
+  if (json_integer_value(json_object_get(rep, "status")) != 0) {
+    zl_error(EIO, "takeover on the storage host %s failed: %.*s", r.host,
+             err ? (int)strcspn(err, "\n") : 0, err ? err : "");
+    return -1;
+  }
+  if (err && *err) /* what the storage host said it did */
+    fputs(err, stderr);
+  return 1;
+}

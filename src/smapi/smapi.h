@@ -68,6 +68,10 @@ int smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE 
  * be run there (the caller writes the error object). */
 int smapi_remote(const struct smapi_target *t, const char *in, size_t len, FILE *out,
                  int *rc);
+/* `vol takeover` of a volume of a shared SR whose storage host is another
+ * host: run there, for this host.  1 done, 0 not such an SR here, -1 with
+ * the error set. */
+int smapi_remote_takeover(const char *sr, const char *key, const char *domain);
 /* The error object for the current error (util/error.h); messages are
  * made valid UTF-8 ('?' for what is not).  NULL when out of memory. */
 json_t *smapi_error_object(void);

@@ -178,3 +178,36 @@ def test_remote_datapath_handoff_is_fenced_on_the_storage_host(cluster):
     b.ok("Datapath.deactivate", uri=uri, domain="1")
     b.ok("Datapath.detach", uri=uri, domain="1")
     b.ok("Volume.destroy", sr=key, key=v["key"])
+
+
+def test_takeover_of_a_dead_host_runs_on_the_storage_host(cluster):
+    hosts, config, ds = cluster
+    s, a, b = (hosts[u] for u in (S, A, B))
+    out = s.ok("SR.create", uuid=str(uuidlib.uuid4()), configuration=config,
+               name="shared", description="")
+    key = a.ok("SR.attach", configuration=out)
+    b.ok("SR.attach", configuration=out)
+    v = a.ok("Volume.create", sr=key, name="vm", description="", size=8 << 20,
+             sharable=False)
+    uri = v["uri"][0]
+    sock_a, name = attach(a, uri, "1")
+    a.ok("Datapath.activate", uri=uri, domain="1")
+    ha = connect(sock_a, name)
+    ha.pwrite(b"A" * 4096, 0)
+    ha.flush()
+    a.stop()  # host A dies: its relay and connections with it
+    sock_b, _ = attach(b, uri, "2")
+    hb = connect(sock_b, name)
+    assert refused(hb, b"b" * 4096, 4096)
+    err = b.err("Datapath.activate", uri=uri, domain="2")
+    assert err["params"][0] == "Activated_on_another_host"
+    r = subprocess.run([CLI, "vol", "takeover", key, v["key"], "--domain", "2"],
+                       env={**os.environ, **b.env}, capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"taken over from host {A}" in r.stderr.decode(), r.stderr
+    assert hb.pread(4096, 0) == b"A" * 4096  # intact up to A's last flush
+    hb.pwrite(b"B" * 4096, 4096)  # the connection B opened before
+    hb.flush()
+    hb.shutdown()
+    b.ok("Datapath.deactivate", uri=uri, domain="2")
+    b.ok("Datapath.detach", uri=uri, domain="2")

@@ -292,11 +292,13 @@ zl_dp_takeover(struct zl_sr *sr, const char *key, const char *domain, char *from
     from[0] = '\0';
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
     return -1;
+  if (!json_object_get(meta, "active_on") && !meta_gen(meta))
+    return 0; /* never activated through a toolstack: nothing of ours to take */
   const char *host = active_host(meta);
   if (!host || !*host || !strcmp(host, acting_host()))
-    return 0; /* no other host's activation to take over */
+    return 1; /* no other host's activation to take over */
   snprintf(from, len, "%s", host);
-  return activate(sr, key, domain, false, true);
+  return activate(sr, key, domain, false, true) == -1 ? -1 : 1;
 }
 
 int
