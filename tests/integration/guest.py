@@ -467,7 +467,8 @@ class Guest:
     into (a destination shares its source's)."""
 
     def __init__(self, image, nbd_socket, export, workdir, prefix=(), name="src",
-                 incoming=False, records=None, run_id=1, interval_ms=20, mem_mb=128):
+                 incoming=False, records=None, run_id=1, interval_ms=20, mem_mb=128,
+                 trace_nbd=True):
         self.image, self.nbd_socket, self.export = image, nbd_socket, export
         self.workdir, self.prefix, self.name = workdir, list(prefix), name
         self.incoming = incoming
@@ -476,6 +477,7 @@ class Guest:
         self.proc = self.qmp = self.console = None
         self.started_at = None
         self.stderr_path = os.path.join(workdir, f"qemu-{name}.stderr")
+        self.trace_path = os.path.join(workdir, f"nbd-trace-{name}.log") if trace_nbd else None
         self.timings = {}
 
     def argv(self, qmp_fd, ser_fd):
@@ -492,6 +494,10 @@ class Guest:
                 "-chardev", f"socket,id=ser0,fd={ser_fd}", "-serial", "chardev:ser0",
                 "-blockdev", blockdev,
                 "-device", "virtio-blk-pci,drive=disk0,id=vd0"]
+        if self.trace_path:
+            # every NBD request QEMU sends, with its wall-clock time
+            args += ["-trace", "enable=nbd_send_request", "-D", self.trace_path,
+                     "-msg", "timestamp=on"]
         if self.incoming:
             args += ["-incoming", "defer", "-S"]
         return [*self.prefix, *args]
@@ -527,6 +533,23 @@ class Guest:
                 return f.read()[-4000:]
         except OSError:
             return ""
+
+    def nbd_requests(self):
+        """[(wall time, type, offset, length)] of the NBD requests this QEMU
+        sent (trace_nbd; complete once it has exited).  type: read, write,
+        flush, trim, write_zeroes, block_status, disconnect..."""
+        if not self.trace_path or not os.path.exists(self.trace_path):
+            return []
+        out = []
+        pat = re.compile(r"^\d+@(\d+\.\d+):nbd_send_request .*\.from = (\d+), \.len = (\d+),"
+                         r".*\.type = \d+ \((\w+)\)")
+        with open(self.trace_path, errors="replace") as f:
+            for line in f:
+                m = pat.match(line)
+                if m:
+                    out.append((float(m.group(1)), m.group(4), int(m.group(2)),
+                                int(m.group(3))))
+        return out
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -575,6 +598,7 @@ class Guest:
         params = {"max-bandwidth": max_bandwidth or (1 << 30), "downtime-limit": 300}
         self.qmp.cmd("migrate-set-parameters", **params)
         self.timings["migrate_start"] = time.monotonic()
+        self.timings["migrate_wall"] = time.time()
         self.qmp.cmd("migrate", uri=connect_uri)
 
     def query_migrate(self):
@@ -606,6 +630,7 @@ class Guest:
         self.start_migration(dest, uri, connect_uri)
         info = self.wait_migration(timeout=timeout)
         done = time.monotonic()
+        dest.timings["completed_wall"] = time.time()
         assert self.status() == "postmigrate", self.status()
         # count what the source printed before it stopped; a partial line
         # goes on at the destination
@@ -624,6 +649,7 @@ class Guest:
             handoff()
         t["handoff"] = time.monotonic() - h0
         t["completed_at"] = done
+        t["cont_wall"] = time.time()
         dest.qmp.cmd("cont")
         t["cont_at"] = time.monotonic()
         return dest
