@@ -61,8 +61,9 @@ NEEDED = [("CONFIG_VIRTIO_PCI", "virtio_pci"), ("CONFIG_VIRTIO_BLK", "virtio_blk
 class Image:
     """Kernel + initramfs of the test guest."""
 
-    def __init__(self, kernel, initrd, modules, writer_cc):
+    def __init__(self, kernel, initrd, modules, writer, writer_cc):
         self.kernel, self.initrd = kernel, initrd
+        self.writer = writer  # the record writer, also runnable on the host
         self.modules = modules  # insmod order
         self.writer_cc = writer_cc
 
@@ -219,7 +220,7 @@ def build_image(workdir):
     initrd = os.path.join(workdir, "initramfs.cpio")
     with open(initrd, "wb") as fh:
         fh.write(cpio_newc(entries))
-    return Image(f"/boot/vmlinuz-{ver}", initrd, [n for n, _ in mods], cc)
+    return Image(f"/boot/vmlinuz-{ver}", initrd, [n for n, _ in mods], writer, cc)
 
 
 # --- records -----------------------------------------------------------------

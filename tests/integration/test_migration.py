@@ -12,6 +12,7 @@ These run on one host (the source and the destination are two QEMUs and
 two domains of this machine); the two-host runs use the same Guest with
 an argv prefix that enters each host's namespaces."""
 import os
+import subprocess
 import time
 
 import pytest
@@ -44,8 +45,8 @@ class Run:
         self.run_id = int.from_bytes(os.urandom(7), "little")
         self.guests = []
 
-    def guest(self, att, **kw):
-        g = guestlib.Guest(self.image, att.socket, att.export, self.workdir,
+    def guest(self, att, prefix=(), **kw):
+        g = guestlib.Guest(self.image, att.socket, att.export, self.workdir, prefix=prefix,
                            run_id=self.run_id, **kw)
         self.guests.append(g)
         return g.start()
@@ -103,7 +104,15 @@ def check_all_reported(records):
     return idx
 
 
-def test_live_migration_one_host(file_sr, datapath, run):
+# unix: the destination QEMU runs under a prefix, in a network namespace of
+# its own (the way a guest runs on another "host"), the migration stream on
+# a unix socket; tcp: on 127.0.0.1, the port the destination binds (0: any)
+TRANSPORTS = {"unix": (["unshare", "--net"], None), "tcp": ((), "tcp:127.0.0.1:0")}
+
+
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
+def test_live_migration_one_host(file_sr, datapath, run, transport):
+    prefix, uri = TRANSPORTS[transport]
     vol = file_sr.create(size=VOL_SIZE, name="guest")
     t0 = time.monotonic()
     a = Attached(file_sr, vol, datapath, domain="11")
@@ -115,7 +124,7 @@ def test_live_migration_one_host(file_sr, datapath, run):
     # xenopsd: the destination attaches (non exclusive), its QEMU starts
     # waiting for the migration
     b = Attached(file_sr, vol, datapath, domain="12")
-    dst = run.guest(b, name="dst", incoming=True, records=src.records)
+    dst = run.guest(b, prefix=prefix, name="dst", incoming=True, records=src.records)
     handoff = {}
 
     def do_handoff():
@@ -129,7 +138,7 @@ def test_live_migration_one_host(file_sr, datapath, run):
         handoff["deactivate"], handoff["activate"] = h1 - h0, time.monotonic() - h1
         assert image_stamp(file_sr, vol) == handoff["stamp"], \
             "the volume changed between migration completion and cont"
-    src.migrate_to(dst, handoff=do_handoff)
+    src.migrate_to(dst, handoff=do_handoff, uri=uri)
     dst.wait_first_record_after_migration()
     moved_at = dst.timings["last_rec_on_source"]
     dst.wait_records(moved_at + 1 + AFTER)
@@ -160,7 +169,7 @@ def test_live_migration_one_host(file_sr, datapath, run):
           f"(times from cont); source from migrate to completion {summary(src_during)}, "
           f"the last ones {rel(src_during[-4:], t['completed_wall'])} (times from completion "
           f"seen); source after completion (at its quit) {summary(src_after)}", flush=True)
-    print(f"\nmigration (one host): boot {boot:.2f} s; migrate->completed {t['migration']:.3f} s "
+    print(f"\nmigration (one host, {transport}): boot {boot:.2f} s; migrate->completed {t['migration']:.3f} s "
           f"(QEMU total {t['qemu_total_ms']} ms, downtime {t['qemu_downtime_ms']} ms); "
           f"handoff {t['handoff']:.3f} s (deactivate {handoff['deactivate']:.3f} s, "
           f"activate {handoff['activate']:.3f} s); completed->first REC on destination "
@@ -202,3 +211,33 @@ def test_cancelled_migration_stays_on_the_source(file_sr, datapath, run):
     print(f"\ndestination of the cancelled migration sent {summary(dst.nbd_requests())}")
     print(f"\ncancelled migration: boot {boot:.2f} s; {n} records verified, all on the source; "
           f"test {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def test_verify_detects_a_bad_record(guest_image, tmp_path):
+    """The check can fail: records written by the guest's writer itself (on
+    a file, here on the host), then one byte of one record flipped."""
+    img = str(tmp_path / "disk")
+    with open(img, "wb") as f:
+        f.truncate(64 * guestlib.REC_SIZE)
+    out = subprocess.run([guest_image.writer, img, "77", "0"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert lines[0] == "START run=77 records=64" and lines[-2] == "END 64", out.stdout
+    recs = [int(x.split()[1]) for x in lines if x.startswith("REC ")]
+    assert recs == list(range(64))
+
+    def read(offset, length):
+        with open(img, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    assert guestlib.verify(read, recs, 77) == 64
+    with pytest.raises(AssertionError, match="record 5: bad checksum"):
+        with open(img, "r+b") as f:
+            f.seek(5 * guestlib.REC_SIZE + 100)
+            b = f.read(1)
+            f.seek(5 * guestlib.REC_SIZE + 100)
+            f.write(bytes([b[0] ^ 1]))
+        guestlib.verify(read, recs, 77)
+    with pytest.raises(AssertionError, match="record 0: holds record 0 of run 77"):
+        guestlib.verify(read, [0], 76)
