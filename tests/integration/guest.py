@@ -367,6 +367,19 @@ class Records:
         with self.cond:
             return sorted(self.recs)
 
+    def wait_line(self, pattern, who=None, timeout=60):
+        """Wait for a console line matching the regular expression pattern
+        (from guest who, if given); returns (who, line)."""
+        rx = re.compile(pattern)
+        found = []
+
+        def seen():
+            found[:] = [(w, ln) for _, w, ln in self.lines
+                        if rx.fullmatch(ln) and (who is None or w == who)]
+            return found
+        self.wait(seen, f"a line {pattern!r}", timeout, fail_on_error=False)
+        return found[0]
+
     def first_after(self, t):
         """(index, time, guest) of the first record reported after t."""
         with self.cond:
@@ -380,11 +393,22 @@ class Records:
         with self.cond:
             return "\n".join(f"[{who}] {line}" for _, who, line in self.lines[-n:])
 
-    def wait(self, cond, what, timeout):
-        """Wait until cond() (called under the lock) is true."""
+    def errors(self):
+        """Lines telling the writer failed or stopped (ERR, WRITER EXIT,
+        NO DISK, INSMOD FAILED)."""
+        with self.cond:
+            return [(who, line) for who, line in self.other
+                    if line.startswith(("ERR", "WRITER EXIT", "NO DISK", "INSMOD FAILED"))]
+
+    def wait(self, cond, what, timeout, fail_on_error=True):
+        """Wait until cond() (called under the lock) is true; fail at once
+        if the writer reports an error (unless fail_on_error is false)."""
         end = time.monotonic() + timeout
         with self.cond:
             while not cond():
+                if fail_on_error and self.errors():
+                    raise AssertionError(f"the guest failed while waiting for {what}: "
+                                         f"{self.errors()}; console:\n{self.tail()}")
                 left = end - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
@@ -469,7 +493,7 @@ class Guest:
 
     def __init__(self, image, nbd_socket, export, workdir, prefix=(), name="src",
                  incoming=False, records=None, run_id=1, interval_ms=20, mem_mb=128,
-                 trace_nbd=True):
+                 trace_nbd=True, reconnect_delay=None):
         self.image, self.nbd_socket, self.export = image, nbd_socket, export
         self.workdir, self.prefix, self.name = workdir, list(prefix), name
         self.incoming = incoming
@@ -479,6 +503,7 @@ class Guest:
         self.started_at = None
         self.stderr_path = os.path.join(workdir, f"qemu-{name}.stderr")
         self.trace_path = os.path.join(workdir, f"nbd-trace-{name}.log") if trace_nbd else None
+        self.reconnect_delay = reconnect_delay
         self.timings = {}
 
     def argv(self, qmp_fd, ser_fd):
@@ -487,6 +512,10 @@ class Guest:
         blockdev = (f"driver=nbd,server.type=unix,server.path={self.nbd_socket},"
                     f"export={self.export},node-name=disk0,"
                     "cache.direct=on,cache.no-flush=off")
+        if self.reconnect_delay is not None:
+            # after a lost connection, reconnect and retry requests for this
+            # many seconds instead of failing them
+            blockdev += f",reconnect-delay={self.reconnect_delay}"
         args = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
                 "-machine", "pc,accel=tcg", "-cpu", "qemu64", "-smp", "1",
                 "-m", str(self.mem_mb), "-no-reboot",
@@ -666,6 +695,12 @@ class Guest:
         t["first_rec_after"] = ts - t["completed_at"]
         t["cont_to_rec"] = ts - t["cont_at"]
         return i
+
+    def resume(self):
+        """`cont`: on a source after a completed migration QEMU 7.2 accepts
+        it, re-activates its block nodes and the guest writes again from
+        the old host (what fencing after the handoff must refuse)."""
+        self.qmp.cmd("cont")
 
     def cancel_migration(self, timeout=60):
         """migrate_cancel on the source: it stays (or goes back to) running."""

@@ -132,6 +132,7 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
         # destination paused: nothing writes now
         handoff["stamp"] = image_stamp(file_sr, vol)
         h0 = time.monotonic()
+        handoff["deactivate_wall"] = time.time()
         datapath.ok("Datapath.deactivate", uri=a.uri, domain="11")
         h1 = time.monotonic()
         datapath.ok("Datapath.activate", uri=b.uri, domain="12")
@@ -163,6 +164,9 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
         f"the destination QEMU wrote before cont: {dst_before}"
     src_during = [r for r in src_reqs if src.timings["migrate_wall"] <= r[0] < t["completed_wall"]]
     src_after = [r for r in src_reqs if r[0] >= t["completed_wall"]]
+    first_write = min(r[0] for r in dst_reqs if r[1] == "write")
+    assert first_write > t["cont_wall"]
+
     def rel(reqs, t0):
         return [(typ, off, ln, f"{(ts - t0) * 1000:+.1f} ms") for ts, typ, off, ln in reqs]
     print(f"\nNBD requests: destination before cont {rel(dst_before, t['cont_wall'])} "
@@ -173,7 +177,9 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
           f"(QEMU total {t['qemu_total_ms']} ms, downtime {t['qemu_downtime_ms']} ms); "
           f"handoff {t['handoff']:.3f} s (deactivate {handoff['deactivate']:.3f} s, "
           f"activate {handoff['activate']:.3f} s); completed->first REC on destination "
-          f"{t['first_rec_after']:.3f} s (cont->REC {t['cont_to_rec']:.3f} s); "
+          f"{t['first_rec_after']:.3f} s (cont->REC {t['cont_to_rec']:.3f} s); deactivate->"
+          f"first write sent by the destination "
+          f"{first_write - handoff['deactivate_wall']:.3f} s; "
           f"{len(on_src)} records on the source, {len(on_dst)} on the destination, "
           f"{n} verified; test {time.monotonic() - t0:.1f} s", flush=True)
 
