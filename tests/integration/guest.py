@@ -474,11 +474,12 @@ class Console:
 # --- the guest ---------------------------------------------------------------
 
 PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
 
 
 def _die_with_parent():
     # a QEMU must not outlive a test run that was killed
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Guest:
@@ -486,10 +487,14 @@ class Guest:
 
     Guest(image, nbd_socket, export, workdir, prefix=(), name="src",
           incoming=False, records=None, run_id=1, interval_ms=20,
-          mem_mb=128)
-    start() launches it; with incoming=True it waits, paused, for a
-    migration (migrate_to on the source).  records: the Records to report
-    into (a destination shares its source's)."""
+          mem_mb=128, trace_nbd=True, reconnect_delay=None)
+    start() launches `prefix + [qemu-system-x86_64, ...]`; with
+    incoming=True it waits, paused, for a migration (migrate_to on the
+    source).  records: the Records to report into (a destination shares its
+    source's).  workdir (the test's side) holds QEMU's stderr and, by
+    default, the unix socket of a migration to this guest.  trace_nbd: QEMU
+    logs every NBD request it sends (nbd_requests()).  reconnect_delay:
+    QEMU's nbd reconnect-delay (seconds)."""
 
     def __init__(self, image, nbd_socket, export, workdir, prefix=(), name="src",
                  incoming=False, records=None, run_id=1, interval_ms=20, mem_mb=128,
@@ -502,7 +507,7 @@ class Guest:
         self.proc = self.qmp = self.console = None
         self.started_at = None
         self.stderr_path = os.path.join(workdir, f"qemu-{name}.stderr")
-        self.trace_path = os.path.join(workdir, f"nbd-trace-{name}.log") if trace_nbd else None
+        self.trace_nbd = trace_nbd
         self.reconnect_delay = reconnect_delay
         self.timings = {}
 
@@ -524,10 +529,10 @@ class Guest:
                 "-chardev", f"socket,id=ser0,fd={ser_fd}", "-serial", "chardev:ser0",
                 "-blockdev", blockdev,
                 "-device", "virtio-blk-pci,drive=disk0,id=vd0"]
-        if self.trace_path:
-            # every NBD request QEMU sends, with its wall-clock time
-            args += ["-trace", "enable=nbd_send_request", "-D", self.trace_path,
-                     "-msg", "timestamp=on"]
+        if self.trace_nbd:
+            # every NBD request QEMU sends, with its wall-clock time, on
+            # its stderr (a file the test opened: no path in the host)
+            args += ["-trace", "enable=nbd_send_request", "-msg", "timestamp=on"]
         if self.incoming:
             args += ["-incoming", "defer", "-S"]
         return [*self.prefix, *args]
@@ -558,9 +563,11 @@ class Guest:
         return self
 
     def stderr(self):
+        """QEMU's stderr but the NBD trace, the end of it."""
         try:
             with open(self.stderr_path, errors="replace") as f:
-                return f.read()[-4000:]
+                lines = [ln for ln in f if ":nbd_send_request " not in ln]
+            return "".join(lines)[-4000:]
         except OSError:
             return ""
 
@@ -568,12 +575,10 @@ class Guest:
         """[(wall time, type, offset, length)] of the NBD requests this QEMU
         sent (trace_nbd; complete once it has exited).  type: read, write,
         flush, trim, write_zeroes, block_status, disconnect..."""
-        if not self.trace_path or not os.path.exists(self.trace_path):
-            return []
         out = []
         pat = re.compile(r"^\d+@(\d+\.\d+):nbd_send_request .*\.from = (\d+), \.len = (\d+),"
                          r".*\.type = \d+ \((\w+)\)")
-        with open(self.trace_path, errors="replace") as f:
+        with open(self.stderr_path, errors="replace") as f:
             for line in f:
                 m = pat.match(line)
                 if m:
