@@ -18,7 +18,9 @@ import time
 import pytest
 
 import guest as guestlib
-from conftest import Attached, need
+import uuid
+
+from conftest import Attached, FileSR, Plugin, ZfsSR, need, zfs_pool
 
 VOL_SIZE = 64 << 20
 BEFORE = 100  # records on the source before migrating
@@ -65,9 +67,18 @@ def run(guest_image, tmp_path):
     r.stop()
 
 
+def make_sr(sr_type, plugin, tmp_path, tmp_path_factory):
+    if sr_type == "file-live":
+        return FileSR(plugin, str(tmp_path / "sr"))
+    pool = zfs_pool(tmp_path_factory)
+    return ZfsSR(Plugin("zfs-live"), f"{pool}/t{uuid.uuid4().hex[:8]}")
+
+
 def volume_reader(sr, vol):
-    """read(offset, length) on the volume's data, as stored (the image
-    file of the file-live SR)."""
+    """read(offset, length) on the volume's data as stored: the image file
+    of a file-live SR; a zfs-live volume through `zfs-live vol read`."""
+    if not isinstance(sr, FileSR):
+        return lambda offset, length: sr.read(vol["key"], offset, length)
     path = sr.img(vol["key"])
 
     def read(offset, length):
@@ -80,7 +91,10 @@ def volume_reader(sr, vol):
 
 
 def image_stamp(sr, vol):
-    """Changes with every write to the volume's image (mtime, ctime)."""
+    """Changes with every write to a file-live volume's image (mtime,
+    ctime); None for other SRs."""
+    if not isinstance(sr, FileSR):
+        return None
     st = os.stat(sr.img(vol["key"]))
     return st.st_mtime_ns, st.st_ctime_ns, st.st_size
 
@@ -110,12 +124,15 @@ def check_all_reported(records):
 TRANSPORTS = {"unix": (["unshare", "--net"], None), "tcp": ((), "tcp:127.0.0.1:0")}
 
 
-@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
-def test_live_migration_one_host(file_sr, datapath, run, transport):
+@pytest.mark.parametrize("sr_type,transport", [("file-live", "tcp"), ("file-live", "unix"),
+                                               ("zfs-live", "unix")])
+def test_live_migration_one_host(plugin, datapath, run, sr_type, transport, tmp_path,
+                                 tmp_path_factory):
     prefix, uri = TRANSPORTS[transport]
-    vol = file_sr.create(size=VOL_SIZE, name="guest")
+    sr = make_sr(sr_type, plugin, tmp_path, tmp_path_factory)
+    vol = sr.create(size=VOL_SIZE, name="guest")
     t0 = time.monotonic()
-    a = Attached(file_sr, vol, datapath, domain="11")
+    a = Attached(sr, vol, datapath, domain="11")
     datapath.ok("Datapath.activate", uri=a.uri, domain="11")
     src = run.guest(a, name="src")
     boot = src.wait_boot()
@@ -123,21 +140,21 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
 
     # xenopsd: the destination attaches (non exclusive), its QEMU starts
     # waiting for the migration
-    b = Attached(file_sr, vol, datapath, domain="12")
+    b = Attached(sr, vol, datapath, domain="12")
     dst = run.guest(b, prefix=prefix, name="dst", incoming=True, records=src.records)
     handoff = {}
 
     def do_handoff():
         # the source is paused with its disk flushed and inactive, the
         # destination paused: nothing writes now
-        handoff["stamp"] = image_stamp(file_sr, vol)
+        handoff["stamp"] = image_stamp(sr, vol)
         h0 = time.monotonic()
         handoff["deactivate_wall"] = time.time()
         datapath.ok("Datapath.deactivate", uri=a.uri, domain="11")
         h1 = time.monotonic()
         datapath.ok("Datapath.activate", uri=b.uri, domain="12")
         handoff["deactivate"], handoff["activate"] = h1 - h0, time.monotonic() - h1
-        assert image_stamp(file_sr, vol) == handoff["stamp"], \
+        assert image_stamp(sr, vol) == handoff["stamp"], \
             "the volume changed between migration completion and cont"
     src.migrate_to(dst, handoff=do_handoff, uri=uri)
     dst.wait_first_record_after_migration()
@@ -154,7 +171,7 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
     on_dst = [i for i in idx if src.records.recs[i][1] == "dst"]
     assert len(on_src) >= BEFORE and len(on_dst) >= AFTER, (len(on_src), len(on_dst))
     assert max(on_src) < min(on_dst)  # the guest went on where it stopped
-    n = guestlib.verify(volume_reader(file_sr, vol), idx, run.run_id)
+    n = guestlib.verify(volume_reader(sr, vol), idx, run.run_id)
     t = dst.timings
     # what each QEMU sent the NBD server around the handoff (both have
     # exited: their traces are complete)
@@ -164,8 +181,15 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
         f"the destination QEMU wrote before cont: {dst_before}"
     src_during = [r for r in src_reqs if src.timings["migrate_wall"] <= r[0] < t["completed_wall"]]
     src_after = [r for r in src_reqs if r[0] >= t["completed_wall"]]
-    first_write = min(r[0] for r in dst_reqs if r[1] == "write")
+    dst_writes = [r for r in dst_reqs if r[1] == "write"]
+    first_write = min(r[0] for r in dst_writes)
     assert first_write > t["cont_wall"]
+    # the guest goes on where it stopped: the destination's first write is
+    # the record after the source's last (whose REC may be printed on
+    # either side: the vCPU stops anywhere between the flush and the print)
+    last_src_rec = max(r[2] for r in src_reqs if r[1] == "write") // guestlib.REC_SIZE
+    assert min(r[2] for r in dst_writes) == (last_src_rec + 1) * guestlib.REC_SIZE
+    new_rec_after = src.records.recs[last_src_rec + 1][0] - t["completed_at"]
 
     def rel(reqs, t0):
         return [(typ, off, ln, f"{(ts - t0) * 1000:+.1f} ms") for ts, typ, off, ln in reqs]
@@ -173,11 +197,12 @@ def test_live_migration_one_host(file_sr, datapath, run, transport):
           f"(times from cont); source from migrate to completion {summary(src_during)}, "
           f"the last ones {rel(src_during[-4:], t['completed_wall'])} (times from completion "
           f"seen); source after completion (at its quit) {summary(src_after)}", flush=True)
-    print(f"\nmigration (one host, {transport}): boot {boot:.2f} s; migrate->completed {t['migration']:.3f} s "
+    print(f"\nmigration (one host, {sr_type}, {transport}): boot {boot:.2f} s; migrate->completed {t['migration']:.3f} s "
           f"(QEMU total {t['qemu_total_ms']} ms, downtime {t['qemu_downtime_ms']} ms); "
           f"handoff {t['handoff']:.3f} s (deactivate {handoff['deactivate']:.3f} s, "
-          f"activate {handoff['activate']:.3f} s); completed->first REC on destination "
-          f"{t['first_rec_after']:.3f} s (cont->REC {t['cont_to_rec']:.3f} s); deactivate->"
+          f"activate {handoff['activate']:.3f} s); completed->first REC printed on the "
+          f"destination {t['first_rec_after']:.3f} s (cont->it {t['cont_to_rec']:.3f} s), "
+          f"->first REC of a record the destination wrote {new_rec_after:.3f} s; deactivate->"
           f"first write sent by the destination "
           f"{first_write - handoff['deactivate_wall']:.3f} s; "
           f"{len(on_src)} records on the source, {len(on_dst)} on the destination, "
