@@ -510,6 +510,7 @@ class Guest:
         self.trace_nbd = trace_nbd
         self.reconnect_delay = reconnect_delay
         self.timings = {}
+        self.mig_socket = None
 
     def argv(self, qmp_fd, ser_fd):
         append = (f"console=ttyS0 quiet loglevel=1 panic=-1 "
@@ -622,7 +623,12 @@ class Guest:
         "tcp:<addr>:<port>" across network namespaces, port 0 for any);
         connect_uri: what the source connects to (default: uri, with the
         port dest bound if uri's port was 0)."""
-        uri = uri or f"unix:{os.path.join(dest.workdir, f'mig-{dest.name}.sock')}"
+        if uri is None:
+            path = os.path.join(dest.workdir, f"mig-{dest.name}.sock")
+            if len(path) > 100:  # sun_path holds 108 bytes
+                path = f"/tmp/zl-mig-{os.getpid()}-{id(dest)}.sock"
+            dest.mig_socket = path  # removed by dest.kill()
+            uri = f"unix:{path}"
         dest.qmp.cmd("migrate-incoming", uri=uri)
         if connect_uri is None:
             connect_uri = uri
@@ -738,6 +744,9 @@ class Guest:
             # the prefix (nsenter...) may have forked: end its group too
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.mig_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.mig_socket)
         if self.qmp:
             self.qmp.close()
         if self.console:

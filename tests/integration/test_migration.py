@@ -197,7 +197,8 @@ def test_live_migration_one_host(plugin, datapath, run, sr_type, transport, tmp_
           f"(times from cont); source from migrate to completion {summary(src_during)}, "
           f"the last ones {rel(src_during[-4:], t['completed_wall'])} (times from completion "
           f"seen); source after completion (at its quit) {summary(src_after)}", flush=True)
-    print(f"\nmigration (one host, {sr_type}, {transport}): boot {boot:.2f} s; migrate->completed {t['migration']:.3f} s "
+    print(f"\nmigration (one host, {sr_type}, {transport}): boot {boot:.2f} s; "
+          f"migrate->completed {t['migration']:.3f} s "
           f"(QEMU total {t['qemu_total_ms']} ms, downtime {t['qemu_downtime_ms']} ms); "
           f"handoff {t['handoff']:.3f} s (deactivate {handoff['deactivate']:.3f} s, "
           f"activate {handoff['activate']:.3f} s); completed->first REC printed on the "
