@@ -104,6 +104,9 @@ def test_calls_from_other_hosts_run_on_the_storage_host(cluster):
                name="shared", description="")
     assert out["storage-host"] == config["storage-host"]
     key_s = s.ok("SR.attach", configuration=out)
+    # probe from another host: S answers, the SR is there, complete
+    found = b.ok("SR.probe", configuration=config)
+    assert [p["sr"]["sr"] for p in found if p["complete"]] == [key_s], found
     key_a = a.ok("SR.attach", configuration=out)  # found through S
     assert key_a == key_s
     st = a.ok("SR.stat", sr=key_a)
