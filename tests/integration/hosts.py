@@ -41,6 +41,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import uuid as uuidlib
 
 import pytest
@@ -51,6 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 INVENTORY = os.path.join(HERE, "..", "unit", "data", "inventory", "xcp-ng-8.3")
 NET = "10.213.0"
 STORAGE_IP = f"{NET}.1"
+PYTHON = sys.executable
 HOST_IPS = {"a": f"{NET}.11", "b": f"{NET}.12", "c": f"{NET}.13"}
 VOLUME = "zlshared"
 # what commands on a host must not inherit from the test session
@@ -413,3 +415,59 @@ def cluster(installed, tmp_path_factory):
         raise
     yield c
     c.close()
+
+
+# --- locks, as a process on a host takes them --------------------------------
+
+LOCKER = r"""
+import fcntl, os, struct, sys
+path, kind, mode, wait = sys.argv[1:5]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+try:
+    if kind == "flock":
+        op = fcntl.LOCK_EX if mode == "x" else fcntl.LOCK_SH
+        fcntl.flock(fd, op | (0 if wait == "wait" else fcntl.LOCK_NB))
+    else:  # fcntl record locks over the whole file: OFD or classic POSIX
+        setlk, setlkw = {"ofd": (37, 38), "posix": (fcntl.F_SETLK, fcntl.F_SETLKW)}[kind]
+        typ = fcntl.F_WRLCK if mode == "x" else fcntl.F_RDLCK
+        fcntl.fcntl(fd, setlkw if wait == "wait" else setlk,
+                    struct.pack("hhqqi4x", typ, 0, 0, 0, 0))
+except BlockingIOError:
+    print("busy", flush=True)
+    sys.exit(0)
+print("locked", flush=True)
+if wait != "try":
+    sys.stdin.read()  # hold until stdin closes or the process is killed
+"""
+
+
+class Locker:
+    """A process on a host holding a lock on path: kind "flock", "ofd"
+    (F_OFD_SETLKW) or "posix" (F_SETLKW); mode "x" or "s".  Started, it
+    waits for the lock (wait=True) or fails at once if busy."""
+
+    def __init__(self, host, path, kind="flock", mode="x", wait=True):
+        self.proc = host.popen([PYTHON, "-c", LOCKER, path, kind, mode,
+                                "wait" if wait else "nowait"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def locked(self):
+        """Block until the lock is held (True) or refused (False)."""
+        line = self.proc.stdout.readline().strip()
+        assert line in ("locked", "busy"), f"locker said {line!r}"
+        return line == "locked"
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def release(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def try_lock(host, path, kind="flock", mode="x"):
+    """Can a new process on host take the lock now?  (It lets go at once.)"""
+    out = host.run([PYTHON, "-c", LOCKER, path, kind, mode, "try"], text=True).stdout
+    assert out.strip() in ("locked", "busy"), out
+    return out.strip() == "locked"
