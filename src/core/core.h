@@ -63,6 +63,7 @@ struct zl_sr_stat {
   int64_t total_space;
   int64_t free_space;
   enum zl_provisioning provisioning; /* SR default */
+  bool clustered; /* other hosts can use it at once (a shared filesystem) */
   bool healthy;
   char *health_msg; /* capability summary or what is wrong */
 };

@@ -155,3 +155,23 @@ def test_the_sr_lock_held_on_one_host_holds_a_call_on_the_other(shared):
     assert create.returncode == 0, err
     made = v5.volume(json.loads(out))
     assert [v["key"] for v in sa.ls()] == [made["key"]]
+
+
+def test_an_sr_made_on_one_host_is_found_and_attached_on_the_other(cluster, shared, plugin,
+                                                                    tmp_path):
+    sa, sb = shared
+    v = sa.create(name="from-a")
+    assert sb.key == sa.key  # the same path on every host: the same key
+    res = [v5.probe_result(r) for r in sb.plugin.ok(
+        "SR.probe", configuration={"path": cluster.mnt})]
+    found = [r for r in res if r["complete"]]
+    assert [r["configuration"] for r in found] == [{"path": sa.key, "sr_uuid": sa.uuid}]
+    assert found[0]["sr"]["clustered"] is True
+    assert [x["key"] for x in sb.ls()] == [v["key"]]
+    for s in (sa, sb):
+        st = v5.sr_stat(s.call("SR.stat"))
+        assert st["uuid"] == sa.uuid
+        assert st["clustered"] is True  # fuse.glusterfs: other hosts use it too
+    # a local filesystem is not shared
+    local = FileSR(plugin, str(tmp_path / "local"))
+    assert v5.sr_stat(local.call("SR.stat"))["clustered"] is False

@@ -71,6 +71,6 @@ zl_sr_stat_json(const struct zl_sr_stat *s)
   return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:[], s:b, s:[s, s]}", "sr", s->sr,
                    "name", s->name, "uuid", s->uuid, "description", s->description,
                    "free_space", (json_int_t)s->free_space, "total_space",
-                   (json_int_t)s->total_space, "datasources", "clustered", 0, "health",
-                   s->healthy ? "Healthy" : "Unavailable", s->health_msg);
+                   (json_int_t)s->total_space, "datasources", "clustered", s->clustered,
+                   "health", s->healthy ? "Healthy" : "Unavailable", s->health_msg);
 }

@@ -341,6 +341,7 @@ zl_sr_stat(struct zl_sr *sr, struct zl_sr_stat *out)
   out->name = xstrdup(zl_meta_str(sr->info, "name"));
   out->description = xstrdup(zl_meta_str(sr->info, "description"));
   out->provisioning = zl_sr_thick_default(sr) ? ZL_PROV_THICK : ZL_PROV_THIN;
+  out->clustered = sr->st.be->sr_clustered && sr->st.be->sr_clustered(&sr->st);
   out->healthy = true;
   out->health_msg = sr->st.be->sr_summary ? sr->st.be->sr_summary(&sr->st) : xstrdup("");
   if (!out->sr || !out->type || !out->uuid || !out->name || !out->description ||
