@@ -57,6 +57,22 @@ HOST_IPS = {"a": f"{NET}.11", "b": f"{NET}.12", "c": f"{NET}.13"}
 VOLUME = "zlshared"
 # what commands on a host must not inherit from the test session
 HOST_UNSET = ("ZFS_LIVE_INVENTORY", "ZFS_LIVE_HOST_UUID", "ZFS_LIVE_RUN")
+# What a shared SR needs of the filesystem (docs/design.md, "Shared SRs"):
+# a file opened on one host after another host renamed it into place, or
+# wrote and closed it, has the new content.  GlusterFS's client caches
+# break that by default: with md-cache (stat-prefetch), quick-read and
+# open-behind on, host b went on reading the old content of a file host a
+# had replaced, for up to a second (or got ESTALE); io-cache and
+# read-ahead cache file data, flush-behind lets close() return before the
+# data is on the brick.  test_shared_file.py checks the result.
+VOLUME_OPTIONS = {
+    "performance.stat-prefetch": "off",
+    "performance.quick-read": "off",
+    "performance.open-behind": "off",
+    "performance.io-cache": "off",
+    "performance.read-ahead": "off",
+    "performance.flush-behind": "off",
+}
 TOOLS = ("glusterd", "gluster", "glusterfs", "glusterfsd", "mount.glusterfs", "ip",
          "nsenter", "unshare")
 
@@ -159,6 +175,8 @@ class StorageHost(Node):
         self.brick = os.path.join(self.dir, "brick")
         os.makedirs(self.brick)
         self.gluster("volume", "create", VOLUME, f"{self.ip}:{self.brick}", "force")
+        for k, v in VOLUME_OPTIONS.items():
+            self.gluster("volume", "set", VOLUME, k, v)
         self.gluster("volume", "start", VOLUME)
 
     def gluster(self, *args, check=True):
