@@ -269,6 +269,33 @@ def test_changes_made_from_both_hosts_at_once_leave_a_consistent_sr(shared):
     assert len(kept) == 4 * (3 + 2)
 
 
+def test_metadata_changes_from_both_hosts_at_once_lose_nothing(shared):
+    """Volume.set on one volume from both hosts at once: each call reads,
+    changes and rewrites the volume's metadata under the volume lock, so
+    a lock that does not exclude across hosts, or a read that does not
+    see the other host's last rename, loses keys."""
+    import threading
+    sa, sb = shared
+    v = sa.create(name="busy")
+    errors = []
+
+    def setter(sr, n):
+        try:
+            for i in range(n):
+                sr.call("Volume.set", key=v["key"], k=f"tags{sr.host.name}{i}", v="x")
+        except BaseException as e:
+            errors.append(f"{sr.host.name}: {e}")
+    threads = [threading.Thread(target=setter, args=(s, 8)) for s in (sa, sb)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    keys = v5.volume(sb.call("Volume.stat", key=v["key"]))["keys"]
+    want = {f"tags{h}{i}" for h in "ab" for i in range(8)}
+    assert want <= set(keys), f"lost: {sorted(want - set(keys))}"
+
+
 CRASHES = {  # fault point -> (method, params(v, s)), what survives
     "create:data": ("Volume.create", lambda v, s: dict(name="x", description="",
                                                        size=MiB, sharable=False)),
