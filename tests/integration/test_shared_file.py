@@ -5,6 +5,7 @@ an SR used from both hosts at once."""
 import copy
 import json
 import os
+import signal
 import subprocess
 import uuid
 
@@ -12,7 +13,8 @@ import pytest
 
 import v5
 from conftest import WRAP, Attached, FileSR, wait_for
-from hosts import PYTHON, Locker, cluster, try_lock  # noqa: F401 (cluster: a fixture)
+from hosts import (PYTHON, Locker, cluster, is_gluster_client, procs_in,  # noqa: F401
+                   try_lock)
 
 MiB = 1 << 20
 FLOCK_SYSCALL = 73  # x86_64: what a process blocked in flock(2) shows in /proc/<pid>/syscall
@@ -113,6 +115,57 @@ def test_shared_locks_are_shared_across_hosts(cluster):
     assert not try_lock(b, path, "flock", "x")
     holder.release()
     assert try_lock(b, path, "flock", "x")
+
+
+UPGRADER = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_SH)
+print("shared", flush=True)
+sys.stdin.readline()
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("exclusive", flush=True)
+fcntl.flock(fd, fcntl.LOCK_UN)
+"""
+
+
+def test_two_hosts_trading_shared_up_to_exclusive_do_not_deadlock(cluster):
+    """zl_sr_lock trades LOCK_SH up to LOCK_EX to recover: two hosts may
+    do it at once.  flock conversion drops the old lock (Linux), so one
+    gets it, then the other; a record-lock upgrade would deadlock."""
+    path = f"{cluster.mnt}/lock-upgrade"
+    procs = [h.popen([PYTHON, "-c", UPGRADER, path], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, text=True) for h in (cluster["a"], cluster["b"])]
+    for p in procs:
+        assert p.stdout.readline().strip() == "shared"
+    for p in procs:
+        p.stdin.write("up\n")
+        p.stdin.flush()
+    try:
+        outs = [p.communicate(timeout=30)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert outs == ["exclusive\n", "exclusive\n"]
+
+
+def test_a_hosts_locks_go_when_its_client_dies(cluster):
+    """A host whose glusterfs client dies (a host crash closes its
+    connections) loses its locks: the other hosts can recover.  Not always
+    at once: host b's attempt blocked up to 13 s in some runs."""
+    c = cluster.hosts.get("c") or cluster.add_host("c")
+    path = f"{cluster.mnt}/lock-client-death"
+    holder = Locker(c, path)
+    assert holder.locked()
+    assert not try_lock(cluster["b"], path)
+    clients = [p for p in procs_in(c.inodes()) if is_gluster_client(p)]
+    assert len(clients) == 1
+    os.kill(clients[0], signal.SIGKILL)
+    wait_for(lambda: try_lock(cluster["b"], path), "host b to get the lock of the dead client",
+             timeout=120)
+    holder.kill()
+    c.unmount()  # a dead FUSE mount: gone without the client
+    c.mount()
 
 
 @pytest.mark.parametrize("held,tried", [("flock", "ofd"), ("ofd", "flock"),
