@@ -187,7 +187,8 @@ test_fd_fstype(void **state)
   int fd = mkstemp(mi);
   assert_true(fd >= 0 && fstat(fd, &st) == 0);
   FILE *f = fdopen(fd, "w");
-  fprintf(f, "27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+  fprintf(f, "27 1 %u:%u / / rw - ext4 /dev/vda rw\n", major(st.st_dev) + 1,
+          minor(st.st_dev)); /* another device first */
   fprintf(f, "61 27 %u:%u / /mnt/sr\\040x rw shared:5 - fuse.glusterfs 10.0.0.1:/v rw\n",
           major(st.st_dev), minor(st.st_dev));
   fclose(f);
