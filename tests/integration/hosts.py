@@ -32,8 +32,8 @@ ZFS_LIVE_RUN removed from their environment (env -u, in the argv prefix),
 so the host's UUID comes from its inventory and its runtime state lives in
 its own /run/zfs-live.
 
-Use the `cluster` fixture (module scope): a storage host and hosts a, b,
-the volume mounted on both.  Teardown unmounts, stops the volume, kills
+Use the `cluster` fixture (conftest.py, module scope): a storage host and
+hosts a, b, the volume mounted on both (cluster_of makes it).  Teardown unmounts, stops the volume, kills
 every process left in our namespaces, deletes them and asserts that no
 namespace, mount or process of ours is left."""
 
@@ -43,8 +43,6 @@ import signal
 import subprocess
 import sys
 import uuid as uuidlib
-
-import pytest
 
 from conftest import CLI, WRAP, Datapath, Plugin, need, sanitizer_clean, wait_for
 
@@ -187,14 +185,11 @@ class StorageHost(Node):
         if getattr(self, "glusterd", None):
             self.gluster("volume", "stop", VOLUME, "force", check=False)
             os.kill(self.glusterd, signal.SIGTERM)
-            wait_for(lambda: not procs_alive([self.glusterd]), "glusterd to exit")
+            wait_for(lambda: not alive([self.glusterd]), "glusterd to exit")
 
 
-def procs_alive(pids):
-    return [p for p in pids if p in procs_in_all(pids)]
-
-
-def procs_in_all(pids):
+def alive(pids):
+    """Those of pids that are live processes (not zombies)."""
     alive = set()
     for p in pids:
         try:
@@ -208,7 +203,19 @@ def procs_in_all(pids):
 
 class Host(Node):
     """An XAPI-like host: its own inventory (host UUID), /run/zfs-live, NBD
-    server and FUSE mount of the shared volume."""
+    server and FUSE mount of the shared volume.
+
+    Running things there: host.plugin("file-live").ok(...) and
+    host.datapath().ok("Datapath.attach", ...) as xapi-storage-script on
+    that host (the NBD server an attach starts runs in the host, its
+    socket host.nbd_socket); host.cli("serve", ...) for zfs-live itself;
+    host.popen(["qemu-system-x86_64", ...]) for a guest (its NBD URI the
+    Nbd implementation of the attach, valid inside the host).  The test
+    process reaches a host's files, unix sockets included, at
+    host.path(p).  Everything still running on a host at teardown is
+    killed."""
+
+    nbd_socket = "/run/zfs-live/nbd.sock"
 
     def __init__(self, cluster, name, ip):
         super().__init__(cluster, name, ip)
@@ -406,7 +413,7 @@ def kill_all(pids):
             except ProcessLookupError:
                 pass
         try:
-            wait_for(lambda: not procs_in_all(pids), f"processes {pids} to exit", timeout=10)
+            wait_for(lambda: not alive(pids), f"processes {pids} to exit", timeout=10)
             return
         except AssertionError:
             if sig == signal.SIGKILL:
@@ -420,14 +427,14 @@ def prerequisites():
     need(os.path.exists("/dev/fuse"), "no /dev/fuse")
 
 
-@pytest.fixture(scope="module")
-def cluster(installed, tmp_path_factory):
-    """A storage host serving one GlusterFS volume and hosts a and b with it
-    mounted at cluster.mnt."""
+def cluster_of(tmp_path_factory, names=("a", "b")):
+    """Generator for a fixture: a storage host serving one GlusterFS volume
+    and hosts names with it mounted at cluster.mnt; everything removed
+    (and checked gone) after the yield.  conftest.cluster is one."""
     prerequisites()
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
-        c.start()
+        c.start(names)
     except BaseException:
         c.close()
         raise

@@ -13,8 +13,7 @@ import pytest
 
 import v5
 from conftest import WRAP, Attached, FileSR, wait_for
-from hosts import (PYTHON, Locker, cluster, is_gluster_client, procs_in,  # noqa: F401
-                   try_lock)
+from hosts import PYTHON, Locker, is_gluster_client, procs_in, try_lock
 
 MiB = 1 << 20
 FLOCK_SYSCALL = 73  # x86_64: what a process blocked in flock(2) shows in /proc/<pid>/syscall
@@ -28,6 +27,17 @@ def test_hosts_see_one_filesystem(cluster):
     assert a.fstype(cluster.mnt) == b.fstype(cluster.mnt) == "fuse.glusterfs"
     a.run(["sh", "-c", f"echo from-a > {cluster.mnt}/hello"])
     assert b.run(["cat", f"{cluster.mnt}/hello"], text=True).stdout == "from-a\n"
+    # hosts reach each other (QEMU's migration stream goes host to host)
+    server = b.popen([PYTHON, "-c", "import socket, sys\n"
+                      "s = socket.create_server(('0.0.0.0', 4567)); print('up', flush=True)\n"
+                      "c, _ = s.accept(); c.sendall(open('/etc/xensource-inventory', 'rb')"
+                      ".read())"], stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "up"
+    got = a.run([PYTHON, "-c", "import socket, sys\n"
+                 f"c = socket.create_connection(('{b.ip}', 4567))\n"
+                 "sys.stdout.buffer.write(c.makefile('rb').read())"], text=True).stdout
+    assert f"INSTALLATION_UUID='{b.uuid}'" in got
+    server.wait(timeout=30)
     # each host is its own XAPI host (and the test session's overrides are gone)
     for h in (a, b):
         inv = h.run(["cat", "/etc/xensource-inventory"], text=True).stdout
