@@ -246,7 +246,8 @@ class Host(Node):
             f.write(self.inventory())
         self.run(["mount", "-t", "overlay", "-o", f"lowerdir={etc}:/etc", f"zl-{self.name}",
                   "/etc"])
-        os.makedirs("/run/zfs-live", exist_ok=True)  # the mount point (empty, 0755)
+        # the mount point; made as zfs-live makes it, if the machine has none
+        os.makedirs("/run/zfs-live", mode=0o700, exist_ok=True)
         self.run(["mount", "-t", "tmpfs", "-o", "mode=0700", f"zl-{self.name}",
                   "/run/zfs-live"])
         self.run(["mount", "--bind", os.path.join(self.dir, "log"), "/var/log/glusterfs"])
