@@ -122,6 +122,9 @@ struct zl_backend {
   /* Append {"sr_key"?, "configuration", "uuid"?, "can_create", "reason"}
    * objects to results for the place config describes. */
   int (*sr_probe)(const json_t *config, json_t *results);
+  /* Can other hosts use this SR at the same time (its storage is on a
+   * network or cluster filesystem)?  SR.stat's "clustered".  NULL: never. */
+  bool (*sr_clustered)(struct zl_store *sr);
   /* A short description of what this SR can do ("reflink=yes fs=btrfs"). */
   char *(*sr_summary)(struct zl_store *sr);
 

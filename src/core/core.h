@@ -63,11 +63,14 @@ struct zl_sr_stat {
   int64_t total_space;
   int64_t free_space;
   enum zl_provisioning provisioning; /* SR default */
-  bool clustered;                    /* used by several hosts at once (a shared SR) */
+  bool clustered; /* several hosts use it at once: a shared filesystem, or a
+                   * zfs-live pool its storage host serves to others */
   bool healthy;
   char *health_msg; /* capability summary or what is wrong */
 };
 void zl_sr_stat_free(struct zl_sr_stat *s);
+/* Do several hosts use the SR at once (SR.stat's clustered)? */
+bool zl_sr_clustered(struct zl_sr *sr);
 
 /* --- SR types and backends (backend/registry.c) -------------------------- */
 

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "util/cleanup.h"
 #include "util/error.h"
@@ -199,6 +201,59 @@ zl_path_is_mountpoint(const char *dir)
   }
   fclose(f);
   return found;
+}
+
+int
+zl_fd_fstype(int fd, const char *mountinfo, char *out, size_t len)
+{
+  struct stat st;
+  CLEANUP_FREE char *line = NULL;
+  size_t cap = 0;
+  int found = -1;
+
+  if (fstat(fd, &st) == -1) {
+    zl_error_sys(errno, "fstat");
+    return -1;
+  }
+  FILE *f = fopen(mountinfo, "re");
+  if (!f) {
+    zl_error_sys(errno, "%s", mountinfo);
+    return -1;
+  }
+  /* id parent major:minor root mountpoint options [optional...] - fstype ... */
+  while (found == -1 && getline(&line, &cap, f) > 0) {
+    unsigned maj, min;
+    char *fs = NULL, *field = strtok_r(line, " \n", &fs);
+    for (int i = 1; field && i < 3; i++)
+      field = strtok_r(NULL, " \n", &fs);
+    if (!field || sscanf(field, "%u:%u", &maj, &min) != 2 || maj != major(st.st_dev) ||
+        min != minor(st.st_dev))
+      continue;
+    while ((field = strtok_r(NULL, " \n", &fs)) && strcmp(field, "-") != 0)
+      ;
+    if (field && (field = strtok_r(NULL, " \n", &fs))) {
+      unescape(field);
+      snprintf(out, len, "%s", field);
+      found = 0;
+    }
+  }
+  fclose(f);
+  if (found == -1)
+    zl_error(ENOENT, "no mount of device %u:%u in %s", major(st.st_dev), minor(st.st_dev),
+             mountinfo);
+  return found;
+}
+
+bool
+zl_fstype_shared(const char *fstype)
+{
+  static const char *const shared[] = {
+      "nfs", "nfs4", "fuse.glusterfs", "ceph", "fuse.ceph-fuse", "ocfs2", "gfs2", NULL};
+  for (size_t i = 0; shared[i]; i++) {
+    if (strcmp(fstype, shared[i]) == 0)
+      return true;
+  }
+  return false;
 }
 
 /* The deepest declared mount point at or above path so far. */

@@ -31,6 +31,18 @@ int zl_path_canonical(const char *path, char *out, size_t len);
 /* Is dir (canonical) a mount point on this host (/proc/self/mountinfo)? */
 bool zl_path_is_mountpoint(const char *dir);
 
+/* The type of the filesystem fd is on, as mountinfo (a file of
+ * /proc/self/mountinfo's form) names it ("ext4", "fuse.glusterfs",
+ * "nfs4"), into out: the first mount whose major:minor is fd's st_dev.
+ * -1 with errno ENOENT (and an error) when no mount has that device
+ * (btrfs subvolumes report devices of their own) or the file cannot be
+ * read. */
+int zl_fd_fstype(int fd, const char *mountinfo, char *out, size_t len);
+
+/* Is fstype a network or cluster filesystem, one whose files other hosts
+ * can see (nfs, nfs4, fuse.glusterfs, ceph, fuse.ceph-fuse, ocfs2, gfs2)? */
+bool zl_fstype_shared(const char *fstype);
+
 /* Is path (canonical) on the filesystem this host's mount configuration
  * says it is on?  The deepest mount point declared for path or one of its
  * ancestors -- a mount point of fstab (one of /etc/fstab's form), or the

@@ -591,6 +591,15 @@ def attached(file_sr, datapath):
     a.detach()
 
 
+@pytest.fixture(scope="module")
+def cluster(installed, tmp_path_factory):
+    """Hosts a and b and a GlusterFS storage host, each in its own network
+    and mount namespaces, the volume mounted at cluster.mnt on both
+    (tests/integration/hosts.py)."""
+    import hosts  # it imports this module
+    yield from hosts.cluster_of(tmp_path_factory)
+
+
 # Tests never read this host's XAPI inventory (core/host/platform.c); the
 # ones about platforms point ZFS_LIVE_INVENTORY at tests/unit/data/inventory.
 os.environ.setdefault("ZFS_LIVE_INVENTORY", "/nonexistent/xensource-inventory")

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "util/beneath.h"
 #include "util/cleanup.h"
 #include "util/error.h"
 #include "util/fsutil.h"
+#include "util/paths.h"
 #include "util/uuid.h"
 
 static char dir[] = "/var/tmp/zl-unit-XXXXXX";
@@ -174,6 +176,44 @@ test_uuid(void **state)
   assert_false(zl_uuid_valid(NULL));
 }
 
+/* The filesystem type of an fd comes from the mountinfo line of its
+ * device; a device no line names is an error, never a guess. */
+static void
+test_fd_fstype(void **state)
+{
+  char mi[] = "/var/tmp/zl-unit-mountinfo-XXXXXX", got[64] = "";
+  struct stat st;
+  (void)state;
+  int fd = mkstemp(mi);
+  assert_true(fd >= 0 && fstat(fd, &st) == 0);
+  FILE *f = fdopen(fd, "w");
+  fprintf(f, "27 1 %u:%u / / rw - ext4 /dev/vda rw\n", major(st.st_dev) + 1,
+          minor(st.st_dev)); /* another device first */
+  fprintf(f, "61 27 %u:%u / /mnt/sr\\040x rw shared:5 - fuse.glusterfs 10.0.0.1:/v rw\n",
+          major(st.st_dev), minor(st.st_dev));
+  fclose(f);
+  int self = open(mi, O_RDONLY);
+  assert_int_equal(zl_fd_fstype(self, mi, got, sizeof got), 0);
+  assert_string_equal(got, "fuse.glusterfs");
+  assert_true(zl_fstype_shared(got));
+  f = fopen(mi, "w");
+  fprintf(f, "27 1 %u:%u / / rw - ext4 /dev/vda rw\n", major(st.st_dev) + 1,
+          minor(st.st_dev));
+  fclose(f);
+  assert_int_equal(zl_fd_fstype(self, mi, got, sizeof got), -1);
+  assert_int_equal(errno, ENOENT);
+  close(self);
+  unlink(mi);
+  for (const char *const *t = (const char *const[]){"nfs", "nfs4", "ceph", "ocfs2",
+                                                    "gfs2", "fuse.ceph-fuse", NULL};
+       *t; t++)
+    assert_true(zl_fstype_shared(*t));
+  for (const char *const *t = (const char *const[]){"ext4", "xfs", "btrfs", "tmpfs",
+                                                    "fuse", "fuse.zfs-fuse", NULL};
+       *t; t++)
+    assert_false(zl_fstype_shared(*t));
+}
+
 int
 main(void)
 {
@@ -183,6 +223,7 @@ main(void)
       cmocka_unit_test(test_copy_sparse_keeps_holes),
       cmocka_unit_test(test_beneath),
       cmocka_unit_test(test_uuid),
+      cmocka_unit_test(test_fd_fstype),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

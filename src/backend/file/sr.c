@@ -349,6 +349,20 @@ fs_name(long type)
   }
 }
 
+/* On a network or cluster filesystem, as this host mounts the SR's
+ * directory.  Unknown (no mount found): local. */
+static bool
+file_sr_clustered(struct zl_store *sr)
+{
+  char fstype[64];
+  bool shared =
+      zl_fd_fstype(sr->dirfd, "/proc/self/mountinfo", fstype, sizeof fstype) == 0 &&
+      zl_fstype_shared(fstype);
+
+  zl_error_clear();
+  return shared;
+}
+
 static char *
 file_sr_summary(struct zl_store *sr)
 {
@@ -399,6 +413,7 @@ const struct zl_backend zl_backend_file = {
     .sr_foreign = file_sr_foreign,
     .sr_space = file_sr_space,
     .sr_probe = file_sr_probe,
+    .sr_clustered = file_sr_clustered,
     .sr_summary = file_sr_summary,
     .vol_list = file_vol_list,
     .vol_get = file_vol_get,

@@ -438,19 +438,26 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
   snprintf(out->nbd_socket, sizeof out->nbd_socket, "%s", zl_nbd_socket());
   rec = attach_record(dfd, file);
 
-  /* a block device: the zvol itself, or a loop device over the file.  Not
-   * for a volume whose changes are tracked: writes through a loop device
-   * would pass the tracking layer by (NBD only then). */
-  bool tracked = zl_meta_cbt(meta) && !out->readonly &&
-                 !(sr->st.be->caps(&sr->st) & ZL_CAP_CHANGES_ALWAYS);
-  /* for a peer (a remote host's attach): it reads over TLS, never a device
-   * here; treated as tracked: NBD only */
-  tracked = tracked || acting != NULL;
+  /* a block device: the zvol itself, or a loop device over the file; NBD
+   * only where the server must see every write: a volume whose changes are
+   * tracked (the tracking layer), a shared SR's volume (the fence layer:
+   * no other host's activation may overlap, and writes through a local
+   * device would pass it by), a peer's attach on a storage host (it reads
+   * over TLS, never a device here) */
+  const char *why = NULL;
+  if (zl_meta_cbt(meta) && !out->readonly &&
+      !(sr->st.be->caps(&sr->st) & ZL_CAP_CHANGES_ALWAYS))
+    why = "changed block tracking is on";
+  else if (acting)
+    why = "attached for another host";
+  else if (zl_sr_clustered(sr))
+    why = "the SR is shared";
+  bool tracked = why != NULL;
   CLEANUP_CLOSE int fd =
       tracked ? -1 : zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);
   struct stat st;
   if (tracked) {
-    zl_info("volume %s: changed block tracking is on; NBD only", key);
+    zl_info("volume %s: %s; NBD only", key, why);
   } else if (fd >= 0 && fstat(fd, &st) == 0) {
     if (S_ISBLK(st.st_mode)) {
       char link[64];

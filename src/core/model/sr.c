@@ -344,7 +344,7 @@ zl_sr_stat(struct zl_sr *sr, struct zl_sr_stat *out)
   out->name = xstrdup(zl_meta_str(sr->info, "name"));
   out->description = xstrdup(zl_meta_str(sr->info, "description"));
   out->provisioning = zl_sr_thick_default(sr) ? ZL_PROV_THICK : ZL_PROV_THIN;
-  out->clustered = zl_meta_str(sr->info, "storage_host") != NULL;
+  out->clustered = zl_sr_clustered(sr);
   out->healthy = true;
   out->health_msg = sr->st.be->sr_summary ? sr->st.be->sr_summary(&sr->st) : xstrdup("");
   if (!out->sr || !out->type || !out->uuid || !out->name || !out->description ||
@@ -458,4 +458,11 @@ zl_sr_destroy(struct zl_sr *sr)
     return -1;
   zl_info("destroyed SR %s", sr->st.key);
   return 0;
+}
+
+bool
+zl_sr_clustered(struct zl_sr *sr)
+{
+  return zl_meta_str(sr->info, "storage_host") != NULL ||
+         (sr->st.be->sr_clustered && sr->st.be->sr_clustered(&sr->st));
 }
