@@ -29,8 +29,9 @@
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
 
 struct nbd_config {
-  const char *socket_path; /* Unix socket, NULL: none */
-  const char *tcp;         /* "host:port" or ":port", NULL: none */
+  const char *socket_path;  /* Unix socket, NULL: none */
+  const char *control_path; /* control channel (control.c), NULL: none */
+  const char *tcp;          /* "host:port" or ":port", NULL: none */
   enum tls_mode tls_unix, tls_tcp;
   const char *tls_psk;   /* psktool file */
   const char *tls_certs; /* dir with server-cert.pem, server-key.pem [ca-cert.pem] */
@@ -108,6 +109,7 @@ struct nbd_conn {
   int64_t size; /* of the export when it was opened (GO, EXPORT_NAME): fixed */
   const struct nbd_config *cfg;
   const atomic_bool *stopping; /* the server is shutting down */
+  const char *import;          /* an import's export: served whatever the client asks */
 };
 /* Negotiate; 0: transmission may start (c->exp set), -1: close. */
 int nbd_handshake(struct nbd_conn *c);
@@ -117,6 +119,14 @@ void nbd_transmission(struct nbd_conn *c);
 
 /* server.c */
 int nbd_serve(const struct nbd_config *cfg);
+/* Serve NBD on the connected fd (owned from here on) for export only (an
+ * import, control.c), in a thread of its own; -1 with a message. */
+int nbd_serve_fd(int fd, const char *export);
+
+/* control.c: the control channel at path (after daemonising: it starts
+ * threads); stop: close it, free the mirrors, close the imports. */
+int nbd_control_start(const char *path);
+void nbd_control_stop(const char *path);
 /* errno -> NBD error */
 uint32_t nbd_errno(int e);
 

@@ -10,7 +10,7 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-#define MAX_LAYERS 4
+#define MAX_LAYERS 8
 
 struct zl_io {
   size_t n;
@@ -48,7 +48,8 @@ zl_io_open(struct zl_sr *sr, const char *key, int fd, bool readonly)
     return NULL;
   }
   /* top first; the test layers only when configured */
-  if (push(io, zl_io_tracking.wanted(&t) ? &zl_io_tracking : &zl_io_passthrough, &t) ==
+  if ((zl_io_mirror.wanted(&t) && push(io, &zl_io_mirror, &t) == -1) ||
+      push(io, zl_io_tracking.wanted(&t) ? &zl_io_tracking : &zl_io_passthrough, &t) ==
           -1 ||
       (zl_io_delay.wanted(&t) && push(io, &zl_io_delay, &t) == -1) ||
       (zl_io_fault.wanted(&t) && push(io, &zl_io_fault, &t) == -1) ||
@@ -78,6 +79,16 @@ zl_io_batch(struct zl_io *io, struct zl_io_queue *q, struct zl_io_req *r, size_t
 {
   if (n)
     io->layers[0].ops->batch(&io->layers[0], q, r, n);
+}
+
+void *
+zl_io_layer_state(struct zl_io *io, const struct zl_io_layer_ops *ops)
+{
+  for (size_t i = 0; i < io->n; i++) {
+    if (io->layers[i].ops == ops)
+      return io->layers[i].state;
+  }
+  return NULL;
 }
 
 const char *

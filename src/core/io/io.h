@@ -5,6 +5,9 @@
  * volume's stack and hands it batches of requests; it never tracks, delays
  * or syncs by itself.  The stack, top first:
  *
+ *   mirror                   writable stacks: when a mirror is attached
+ *                            (SXM, core/io/mirror.h), forwards every change
+ *                            and flush to the remote before it completes
  *   tracking | passthrough   CBT (core/cbt.c): marks every changed range
  *                            before and after the layer below ran it, and
  *                            makes the bits durable before a FLUSH or FUA
@@ -129,7 +132,12 @@ zl_io_next(struct zl_io_layer *self, struct zl_io_queue *q, struct zl_io_req *r,
   self->next->ops->batch(self->next, q, r, n);
 }
 
+/* The state of io's layer of ops (NULL if io has none): for a layer's
+ * own functions that work on an open stack (mirror.h). */
+void *zl_io_layer_state(struct zl_io *io, const struct zl_io_layer_ops *ops);
+
 /* The layers (one file each). */
+extern const struct zl_io_layer_ops zl_io_mirror;      /* mirror.c */
 extern const struct zl_io_layer_ops zl_io_tracking;    /* tracking.c */
 extern const struct zl_io_layer_ops zl_io_passthrough; /* passthrough.c */
 extern const struct zl_io_layer_ops zl_io_delay;       /* delay.c */
