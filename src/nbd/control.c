@@ -90,10 +90,9 @@ op_mirror(const json_t *req)
   struct nbd_export *e = nbd_export_get(name, NULL);
   if (!e)
     return NULL;
-  if (e->readonly || e->blockdev) {
-    const char *why = e->readonly ? "read-only" : "a block device";
+  if (e->readonly) {
     nbd_export_put(e);
-    zl_error(EROFS, "export %s cannot be mirrored (%s)", name, why);
+    zl_error(EROFS, "export %s is read-only: there is nothing to mirror", name);
     return NULL;
   }
   struct zl_mirror *m = zl_io_mirror_start(e->io, remote);

@@ -14,8 +14,8 @@
 #define SCHEME "zfs-live://"
 
 /* zfs-live://<sr type>/<sr key>|<volume key> (zl_volume_uri) */
-static struct zl_sr *
-open_uri(struct smapi_call *c, char *key, size_t keylen)
+struct zl_sr *
+smapi_dp_open_uri(struct smapi_call *c, char *key, size_t keylen)
 {
   const char *uri;
   char type[64], sr[4096];
@@ -48,7 +48,7 @@ smapi_dp_open(struct smapi_call *c)
   struct zl_sr *sr;
 
   if (smapi_bool(c, "persistent", &persistent) == -1 ||
-      !(sr = open_uri(c, key, sizeof key)))
+      !(sr = smapi_dp_open_uri(c, key, sizeof key)))
     return NULL;
   int r = zl_dp_open(sr, key, persistent);
   zl_sr_close(sr);
@@ -63,7 +63,8 @@ smapi_dp_attach(struct smapi_call *c)
   struct zl_attach_result a;
   struct zl_sr *sr;
 
-  if (smapi_str(c, "domain", &domain) == -1 || !(sr = open_uri(c, key, sizeof key)))
+  if (smapi_str(c, "domain", &domain) == -1 ||
+      !(sr = smapi_dp_open_uri(c, key, sizeof key)))
     return NULL;
   int r = zl_dp_attach(sr, key, domain, &a);
   zl_sr_close(sr);
@@ -99,7 +100,8 @@ with_domain(struct smapi_call *c, int (*fn)(struct zl_sr *, const char *, const 
   const char *domain;
   struct zl_sr *sr;
 
-  if (smapi_str(c, "domain", &domain) == -1 || !(sr = open_uri(c, key, sizeof key)))
+  if (smapi_str(c, "domain", &domain) == -1 ||
+      !(sr = smapi_dp_open_uri(c, key, sizeof key)))
     return NULL;
   int r = fn(sr, key, domain);
   zl_sr_close(sr);
@@ -152,7 +154,7 @@ json_t *
 smapi_dp_close(struct smapi_call *c)
 {
   char key[256];
-  struct zl_sr *sr = open_uri(c, key, sizeof key);
+  struct zl_sr *sr = smapi_dp_open_uri(c, key, sizeof key);
 
   if (!sr)
     return NULL;

@@ -28,11 +28,13 @@
  * and its forwarding, so no batch that ran without the mirror overlaps a
  * copy, and none is forwarding when the connections go. */
 #include <errno.h>
+#include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -344,6 +346,12 @@ zl_io_mirror_start(struct zl_io *io, const char *remote)
   m->slot = s;
   m->fd = s->fd;
   m->size = (uint64_t)st.st_size;
+  if (S_ISBLK(st.st_mode) && ioctl(s->fd, BLKGETSIZE64, &m->size) == -1) {
+    zl_error_sys(errno, "mirror: the volume's size");
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    return NULL;
+  }
   if (connect_all(m, remote) == -1) {
     zl_error_prefix("mirror to %s: ", remote);
     close_all(m);
