@@ -86,6 +86,8 @@ cli_serve(int argc, char **argv)
     cfg.control_path = sock ? NULL : ctl;
   else
     cfg.control_path = ctl_opt[0] ? ctl_opt : NULL;
+  cfg.started = nbd_control_start;
+  cfg.stopping = nbd_control_stop;
   if (!cfg.pidfile && cfg.daemon) {
     snprintf(pid, sizeof pid, "%s/nbd.pid", zl_run_dir());
     cfg.pidfile = pid;

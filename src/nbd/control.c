@@ -95,7 +95,7 @@ op_mirror(const json_t *req)
     zl_error(EROFS, "export %s is read-only: there is nothing to mirror", name);
     return NULL;
   }
-  struct zl_mirror *m = zl_io_mirror_start(e->io, remote);
+  struct zl_mirror *m = zl_io_mirror_start(e->fd, remote);
   if (!m) {
     nbd_export_put(e);
     return NULL;
@@ -449,16 +449,21 @@ control_thread(void *arg)
 static int control_fd = -1;
 
 int
-nbd_control_start(const char *path)
+nbd_control_start(const struct nbd_config *cfg)
 {
+  const char *path = cfg->control_path;
+  if (!path)
+    return 0;
   const char *slash = strrchr(path, '/');
   if (slash)
     snprintf(import_dir, sizeof import_dir, "%.*s", (int)(slash - path), path);
   else
     snprintf(import_dir, sizeof import_dir, ".");
   control_fd = listen_at(path);
-  if (control_fd == -1)
+  if (control_fd == -1) {
+    zl_error_prefix("no control channel (no mirrors, no imports): ");
     return -1;
+  }
   pthread_t th;
   if (pthread_create(&th, NULL, control_thread, (void *)(intptr_t)control_fd) != 0) {
     zl_error(EAGAIN, "control: cannot start its thread");
@@ -470,11 +475,12 @@ nbd_control_start(const char *path)
 }
 
 void
-nbd_control_stop(const char *path)
+nbd_control_stop(const struct nbd_config *cfg)
 {
-  if (control_fd >= 0)
-    shutdown(control_fd, SHUT_RDWR);
-  unlink(path);
+  if (control_fd < 0)
+    return;
+  shutdown(control_fd, SHUT_RDWR);
+  unlink(cfg->control_path);
   pthread_mutex_lock(&lock);
   for (int i = 0; i < MAX_MIRRORS; i++) {
     if (mirrors[i].m) {

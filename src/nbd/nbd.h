@@ -31,7 +31,12 @@ enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
 struct nbd_config {
   const char *socket_path;  /* Unix socket, NULL: none */
   const char *control_path; /* control channel (control.c), NULL: none */
-  const char *tcp;          /* "host:port" or ":port", NULL: none */
+  /* The caller's hooks (NULL: none): once serving (after daemonising, so
+   * they may start threads), and when stopping, before the connections
+   * finish.  cli/serve.c starts the control channel with them. */
+  int (*started)(const struct nbd_config *cfg);
+  void (*stopping)(const struct nbd_config *cfg);
+  const char *tcp; /* "host:port" or ":port", NULL: none */
   enum tls_mode tls_unix, tls_tcp;
   const char *tls_psk;   /* psktool file */
   const char *tls_certs; /* dir with server-cert.pem, server-key.pem [ca-cert.pem] */
@@ -123,10 +128,11 @@ int nbd_serve(const struct nbd_config *cfg);
  * import, control.c), in a thread of its own; -1 with a message. */
 int nbd_serve_fd(int fd, const char *export);
 
-/* control.c: the control channel at path (after daemonising: it starts
- * threads); stop: close it, free the mirrors, close the imports. */
-int nbd_control_start(const char *path);
-void nbd_control_stop(const char *path);
+/* control.c: the control channel at cfg->control_path (a started hook:
+ * after daemonising, it starts threads); stop (a stopping hook): close
+ * it, free the mirrors, close the imports. */
+int nbd_control_start(const struct nbd_config *cfg);
+void nbd_control_stop(const struct nbd_config *cfg);
 /* errno -> NBD error */
 uint32_t nbd_errno(int e);
 

@@ -433,8 +433,8 @@ nbd_serve(const struct nbd_config *cfg)
   }
 
   serving = cfg;
-  if (cfg->control_path && nbd_control_start(cfg->control_path) == -1)
-    zl_warn("no control channel (no mirrors, no imports): %s", zl_error_msg());
+  if (cfg->started && cfg->started(cfg) == -1)
+    zl_warn("%s", zl_error_msg());
 
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
@@ -494,8 +494,8 @@ nbd_serve(const struct nbd_config *cfg)
     }
   }
   atomic_store(&shutting_down, true);
-  if (cfg->control_path)
-    nbd_control_stop(cfg->control_path);
+  if (cfg->stopping)
+    cfg->stopping(cfg);
   for (int i = 0; i < nl; i++)
     close(ls[i].fd);
   if (cfg->socket_path && !activated)

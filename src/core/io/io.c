@@ -81,16 +81,6 @@ zl_io_batch(struct zl_io *io, struct zl_io_queue *q, struct zl_io_req *r, size_t
     io->layers[0].ops->batch(&io->layers[0], q, r, n);
 }
 
-void *
-zl_io_layer_state(struct zl_io *io, const struct zl_io_layer_ops *ops)
-{
-  for (size_t i = 0; i < io->n; i++) {
-    if (io->layers[i].ops == ops)
-      return io->layers[i].state;
-  }
-  return NULL;
-}
-
 const char *
 zl_io_describe(const struct zl_io *io)
 {

@@ -132,10 +132,6 @@ zl_io_next(struct zl_io_layer *self, struct zl_io_queue *q, struct zl_io_req *r,
   self->next->ops->batch(self->next, q, r, n);
 }
 
-/* The state of io's layer of ops (NULL if io has none): for a layer's
- * own functions that work on an open stack (mirror.h). */
-void *zl_io_layer_state(struct zl_io *io, const struct zl_io_layer_ops *ops);
-
 /* The layers (one file each). */
 extern const struct zl_io_layer_ops zl_io_mirror;      /* mirror.c */
 extern const struct zl_io_layer_ops zl_io_tracking;    /* tracking.c */

@@ -52,8 +52,13 @@ struct slot {
   pthread_rwlock_t lock; /* shared: a batch; exclusive: attach, detach */
   struct zl_mirror *m;
   int fd;
-  bool readonly;
+  struct slot *next; /* in slots */
 };
+
+/* The mirror layers of the open stacks, by descriptor (zl_io_mirror_start
+ * finds a stack's layer by the fd it was opened over). */
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slot *slots;
 
 struct zl_mirror {
   struct slot *slot;
@@ -207,8 +212,11 @@ mirror_open(struct zl_io_layer *self, const struct zl_io_target *t)
   pthread_rwlock_init(&s->lock, &attr);
   pthread_rwlockattr_destroy(&attr);
   s->fd = t->fd;
-  s->readonly = t->readonly;
   self->state = s;
+  pthread_mutex_lock(&slots_lock);
+  s->next = slots;
+  slots = s;
+  pthread_mutex_unlock(&slots_lock);
   return 0;
 }
 
@@ -219,6 +227,14 @@ mirror_close(struct zl_io_layer *self)
   /* the owner of a mirror frees it before the stack (it holds the stack) */
   if (s->m)
     zl_warn("mirror: stack closed under a mirror");
+  pthread_mutex_lock(&slots_lock);
+  for (struct slot **p = &slots; *p; p = &(*p)->next) {
+    if (*p == s) {
+      *p = s->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&slots_lock);
   pthread_rwlock_destroy(&s->lock);
   free(s);
 }
@@ -323,14 +339,25 @@ connect_all(struct zl_mirror *m, const char *remote)
   return 0;
 }
 
-struct zl_mirror *
-zl_io_mirror_start(struct zl_io *io, const char *remote)
+static struct slot *
+slot_of(int fd)
 {
-  struct slot *s = zl_io_layer_state(io, &zl_io_mirror);
+  pthread_mutex_lock(&slots_lock);
+  struct slot *s = slots;
+  while (s && s->fd != fd)
+    s = s->next;
+  pthread_mutex_unlock(&slots_lock);
+  return s;
+}
+
+struct zl_mirror *
+zl_io_mirror_start(int fd, const char *remote)
+{
+  struct slot *s = slot_of(fd);
   struct stat st;
 
-  if (!s || s->readonly) {
-    zl_error(EROFS, "a read-only write path cannot be mirrored");
+  if (!s) {
+    zl_error(ENOENT, "no writable write path is open over descriptor %d", fd);
     return NULL;
   }
   if (fstat(s->fd, &st) == -1) {

@@ -21,11 +21,13 @@
 
 struct zl_mirror;
 
-/* Start mirroring io (a writable stack) to remote (util/nbdclient.h's
- * URIs): connects, then copies in the background.  NULL with an error
- * message: EBUSY if io already has a mirror, EROFS for a read-only stack,
- * EINVAL if the remote is smaller than the volume. */
-struct zl_mirror *zl_io_mirror_start(struct zl_io *io, const char *remote);
+/* Start mirroring the writable stack open over fd (the descriptor given
+ * to zl_io_open; the stack must stay open until zl_mirror_free) to remote
+ * (util/nbdclient.h's URIs): connects, then copies in the background.
+ * NULL with an error message: ENOENT if no writable stack is open over
+ * fd, EBUSY if it has a mirror already, EINVAL if the remote is smaller
+ * than the volume. */
+struct zl_mirror *zl_io_mirror_start(int fd, const char *remote);
 
 struct zl_mirror_stat {
   bool complete;   /* copied, and every write is now mirrored synchronously */
