@@ -377,7 +377,7 @@ answer(int fd, const char *line)
   if (!out)
     return -1;
   size_t len = strlen(out);
-  out[len] = '\n'; /* replaces the NUL: written by length */
+  out[len++] = '\n'; /* replaces the NUL: written by length */
   const char *p = out;
   while (len) {
     ssize_t n = write(fd, p, len);

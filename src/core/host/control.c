@@ -55,7 +55,7 @@ send_line(int fd, const json_t *req)
     return -1;
   }
   size_t len = strlen(s);
-  s[len] = '\n'; /* written by length */
+  s[len++] = '\n'; /* replaces the NUL: written by length */
   for (const char *p = s; len;) {
     ssize_t n = write(fd, p, len);
     if (n <= 0) {
