@@ -432,10 +432,6 @@ nbd_serve(const struct nbd_config *cfg)
     return -1;
   }
 
-  serving = cfg;
-  if (cfg->started && cfg->started(cfg) == -1)
-    zl_warn("%s", zl_error_msg());
-
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
@@ -443,6 +439,10 @@ nbd_serve(const struct nbd_config *cfg)
   sigaddset(&sigs, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  /* threads started from here on inherit the mask: no SIGPIPE kills */
+  serving = cfg;
+  if (cfg->started && cfg->started(cfg) == -1)
+    zl_warn("%s", zl_error_msg());
   zl_info("serving NBD on %d listener%s%s%s", nl, nl == 1 ? "" : "s",
           cfg->socket_path ? ", unix " : "", cfg->socket_path ? cfg->socket_path : "");
   if (ready >= 0) {

@@ -97,7 +97,8 @@ static int
 writev_full(int fd, struct iovec *iov, int n)
 {
   while (n > 0) {
-    ssize_t w = writev(fd, iov, n);
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL); /* a dead peer: EPIPE, no signal */
     if (w == -1) {
       if (errno == EINTR)
         continue;

@@ -57,7 +57,7 @@ send_line(int fd, const json_t *req)
   size_t len = strlen(s);
   s[len++] = '\n'; /* replaces the NUL: written by length */
   for (const char *p = s; len;) {
-    ssize_t n = write(fd, p, len);
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL); /* the server gone: EPIPE */
     if (n <= 0) {
       zl_error_sys(n == 0 ? EPIPE : errno, "control channel: sending");
       return -1;
