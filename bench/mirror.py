@@ -104,11 +104,24 @@ def fill_random(path):
 
 def timed_nbdcopy(src, dst):
     t0 = time.perf_counter()
-    subprocess.run(["nbdcopy", src, dst], check=True)
+    subprocess.run(["nbdcopy", "--flush", src, dst], check=True)
     return time.perf_counter() - t0
 
 
-def timed_mirror(dp, src_uri, remote):
+def control(run_dir, req):
+    """One request on the NBD server's control channel (nbd/control.c)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(os.path.join(run_dir, "control.sock"))
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            buf += s.recv(65536)
+    return json.loads(buf)
+
+
+def timed_mirror(dp, src_uri, remote, run_dir):
+    """(seconds from Data.mirror to Data.stat complete, seconds of the copy
+    in the server)."""
     t0 = time.perf_counter()
     op = dp("Data.mirror", uri=src_uri, domain="1", remote=remote)
     while True:
@@ -117,10 +130,11 @@ def timed_mirror(dp, src_uri, remote):
             sys.exit(f"bench/mirror: the mirror failed: {st}")
         if st["complete"]:
             break
-        time.sleep(0.01)
+        time.sleep(0.05)
     t = time.perf_counter() - t0
+    inside = control(run_dir, {"op": "mirror-stat", "id": op[1]})["copy_seconds"]
     dp("Data.destroy", operation=op)
-    return t
+    return t, inside
 
 
 def summary(xs):
@@ -167,7 +181,7 @@ def main():
         remote = f"nbd+unix:///?socket={proxy.path}"
         want = sha(src_img)  # also warms the page cache
 
-        runs = {"nbdcopy": [], "mirror": []}
+        runs = {"nbdcopy": [], "mirror": [], "copy": []}
         for r in range(a.rounds):
             os.truncate(dst_img, 0)  # both write a deallocated destination
             os.truncate(dst_img, SIZE)
@@ -175,17 +189,21 @@ def main():
             runs["nbdcopy"].append(SIZE / MiB / t)
             os.truncate(dst_img, 0)  # and the check below sees the mirror's copy
             os.truncate(dst_img, SIZE)
-            t = timed_mirror(dp, src_uri, remote)
+            t, inside = timed_mirror(dp, src_uri, remote, env["ZFS_LIVE_RUN"])
             runs["mirror"].append(SIZE / MiB / t)
+            runs["copy"].append(SIZE / MiB / inside)
             got = sha(dst_img)
             if got != want:
                 sys.exit("bench/mirror: the destination differs from the source")
             print(f"round {r + 1}: nbdcopy {runs['nbdcopy'][-1]:.1f} MiB/s, "
-                  f"mirror {runs['mirror'][-1]:.1f} MiB/s", flush=True)
+                  f"mirror {runs['mirror'][-1]:.1f} MiB/s "
+                  f"(its copy in the server: {runs['copy'][-1]:.1f})", flush=True)
         m, c = statistics.median(runs["mirror"]), statistics.median(runs["nbdcopy"])
         print(f"\n1 GiB of data, {a.rounds} rounds (median [min-max]):")
         print(f"  nbdcopy SRC DST   {summary(runs['nbdcopy'])}")
-        print(f"  Data.mirror       {summary(runs['mirror'])}")
+        print(f"  Data.mirror       {summary(runs['mirror'])}  (as xapi sees it: "
+              "from the call to Data.stat complete, polled every 50 ms)")
+        print(f"   its copy         {summary(runs['copy'])}  (in the server)")
         print(f"  ratio mirror/nbdcopy: {m / c:.2f}x (target >= 0.9x)")
     finally:
         for uri in attached:

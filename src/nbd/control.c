@@ -11,7 +11,8 @@
  *   {"op":"ping"}                              -> {}
  *   {"op":"mirror","export":E,"remote":URI}    -> {"id":ID}
  *   {"op":"mirror-stat","id":ID}               -> {"failed","complete",
- *                                                  "cancelled","progress","error"}
+ *                                                  "cancelled","progress",
+ *                                                  "copy_seconds","error"}
  *   {"op":"mirror-cancel","id":ID}             -> {}
  *   {"op":"mirror-destroy","id":ID}            -> {}  (unknown id: ok)
  *   {"op":"mirror-ls"}                         -> {"ids":[ID...]}
@@ -135,9 +136,9 @@ op_mirror_stat(const json_t *req)
   pthread_mutex_unlock(&lock);
   if (i < 0)
     return NULL;
-  return json_pack("{s:b, s:b, s:b, s:f, s:s}", "failed", st.failed, "complete",
+  return json_pack("{s:b, s:b, s:b, s:f, s:f, s:s}", "failed", st.failed, "complete",
                    st.complete, "cancelled", st.cancelled, "progress", st.progress,
-                   "error", st.error);
+                   "copy_seconds", st.copy_seconds, "error", st.error);
 }
 
 /* cancel (destroy: false) or destroy a mirror */

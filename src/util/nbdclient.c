@@ -34,6 +34,7 @@
 #define TF_READ_ONLY  0x2u
 #define TF_TRIM       0x20u
 #define TF_ZEROES     0x40u
+#define TF_MULTI_CONN 0x100u
 #define CMD_READ      0u
 #define CMD_WRITE     1u
 #define CMD_DISC      2u
@@ -443,6 +444,12 @@ bool
 zl_nbdc_can_trim(const struct zl_nbdc *c)
 {
   return c->tflags & TF_TRIM;
+}
+
+bool
+zl_nbdc_can_multi_conn(const struct zl_nbdc *c)
+{
+  return c->tflags & TF_MULTI_CONN;
 }
 
 void

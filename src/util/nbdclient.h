@@ -22,6 +22,8 @@ void zl_nbdc_close(struct zl_nbdc *c);
 uint64_t zl_nbdc_size(const struct zl_nbdc *c);
 bool zl_nbdc_can_zero(const struct zl_nbdc *c);
 bool zl_nbdc_can_trim(const struct zl_nbdc *c);
+/* NBD_FLAG_CAN_MULTI_CONN: a FLUSH covers writes of every connection. */
+bool zl_nbdc_can_multi_conn(const struct zl_nbdc *c);
 
 /* The commands: 0, or -errno (the server's error, or -EIO / -EPIPE when
  * the connection failed: then every later call fails too).  fua: the

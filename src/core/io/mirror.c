@@ -28,6 +28,7 @@
  * and its forwarding, so no batch that ran without the mirror overlaps a
  * copy, and none is forwarding when the connections go. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/io/mirror.h"
@@ -76,7 +78,14 @@ struct zl_mirror {
     bool busy, dirty;
   } inflight[NCOPY];
   char error[256];
+  struct timespec t0, t1; /* start; complete (CLOCK_MONOTONIC) */
 };
+
+static double
+seconds(const struct timespec *a, const struct timespec *b)
+{
+  return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
 
 static bool
 stopped(struct zl_mirror *m)
@@ -171,17 +180,35 @@ copier(void *arg)
     if (off >= m->size)
       break;
     uint64_t len = m->size - off < CHUNK ? m->size - off : CHUNK;
+    /* start reading what this copier takes next: the volume's data may
+     * not be cached, and one synchronous read at a time would wait on
+     * the disk for each */
+    if (off + NCOPY * CHUNK < m->size)
+      posix_fadvise(m->fd, (off_t)(off + NCOPY * CHUNK), (off_t)CHUNK,
+                    POSIX_FADV_WILLNEED);
     r = copy_chunk(m, a.i, buf, off, len);
     if (r == 0)
       atomic_fetch_add(&m->copied, len);
   }
-  if (r == 0 && !stopped(m))
-    r = zl_nbdc_flush(m->copy[a.i]);
   if (r != 0 && !stopped(m))
     fail(m, -r, "copying to the remote");
   free(buf);
-  /* the last copier out declares the copy complete */
-  if (atomic_fetch_sub(&m->running, 1) == 1 && !stopped(m)) {
+  /* the last copier out makes the copy durable and declares it complete:
+   * one FLUSH where the remote has multi-conn (it covers every
+   * connection's completed writes), else one per connection, now that
+   * they are idle (a FLUSH per copier as it ends would fsync while the
+   * others still write) */
+  if (atomic_fetch_sub(&m->running, 1) != 1 || stopped(m))
+    return NULL;
+  r = zl_nbdc_flush(m->copy[a.i]);
+  for (int i = 0; r == 0 && !zl_nbdc_can_multi_conn(m->fwd) && i < NCOPY; i++)
+    r = i == a.i ? 0 : zl_nbdc_flush(m->copy[i]);
+  if (r != 0 && !stopped(m))
+    fail(m, -r, "flushing the copy on the remote");
+  if (r == 0 && !stopped(m)) {
+    pthread_mutex_lock(&m->lock);
+    clock_gettime(CLOCK_MONOTONIC, &m->t1);
+    pthread_mutex_unlock(&m->lock);
     atomic_store(&m->complete, true);
     zl_info("mirror: copy complete (%llu bytes); writes are mirrored synchronously",
             (unsigned long long)m->size);
@@ -399,6 +426,7 @@ zl_io_mirror_start(int fd, const char *remote)
   s->m = m;
   pthread_rwlock_unlock(&s->lock);
 
+  clock_gettime(CLOCK_MONOTONIC, &m->t0);
   atomic_store(&m->running, NCOPY);
   for (int i = 0; i < NCOPY; i++) {
     struct copier_arg *a = malloc(sizeof *a);
@@ -426,6 +454,9 @@ zl_mirror_stat(struct zl_mirror *m, struct zl_mirror_stat *out)
   out->progress = m->size ? (double)atomic_load(&m->copied) / (double)m->size : 1.0;
   if (out->progress > 1.0)
     out->progress = 1.0;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  out->copy_seconds = seconds(&m->t0, atomic_load(&m->complete) ? &m->t1 : &now);
   snprintf(out->error, sizeof out->error, "%s",
            out->cancelled && !m->error[0] ? "cancelled" : m->error);
   pthread_mutex_unlock(&m->lock);

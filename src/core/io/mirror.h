@@ -34,6 +34,7 @@ struct zl_mirror_stat {
   bool failed;     /* the remote failed, or the mirror was cancelled */
   bool cancelled;  /* zl_mirror_cancel */
   double progress; /* 0..1 of the copy */
+  double copy_seconds; /* from the start to complete (or to now) */
   char error[256]; /* why it failed, "" */
 };
 void zl_mirror_stat(struct zl_mirror *m, struct zl_mirror_stat *out);
