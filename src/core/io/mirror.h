@@ -30,12 +30,12 @@ struct zl_mirror;
 struct zl_mirror *zl_io_mirror_start(int fd, const char *remote);
 
 struct zl_mirror_stat {
-  bool complete;   /* copied, and every write is now mirrored synchronously */
-  bool failed;     /* the remote failed, or the mirror was cancelled */
-  bool cancelled;  /* zl_mirror_cancel */
-  double progress; /* 0..1 of the copy */
+  bool complete;       /* copied, and every write is now mirrored synchronously */
+  bool failed;         /* the remote failed, or the mirror was cancelled */
+  bool cancelled;      /* zl_mirror_cancel */
+  double progress;     /* 0..1 of the copy */
   double copy_seconds; /* from the start to complete (or to now) */
-  char error[256]; /* why it failed, "" */
+  char error[256];     /* why it failed, "" */
 };
 void zl_mirror_stat(struct zl_mirror *m, struct zl_mirror_stat *out);
 /* Stop copying and forwarding (the remote is left as it is); the volume
