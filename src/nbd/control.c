@@ -16,6 +16,7 @@
  *   {"op":"mirror-cancel","id":ID}             -> {}
  *   {"op":"mirror-destroy","id":ID}            -> {}  (unknown id: ok)
  *   {"op":"mirror-ls"}                         -> {"ids":[ID...]}
+ *   {"op":"mirror-release","export":E}         -> {}  (destroys E's mirrors)
  *   {"op":"import","export":E}                 -> {"socket":PATH}
  *
  * A mirror holds its export (and so the volume's one write path, which
@@ -96,6 +97,18 @@ op_mirror(const json_t *req)
     zl_error(EROFS, "export %s is read-only: there is nothing to mirror", name);
     return NULL;
   }
+  /* a mirror of this export that failed or was cancelled (xapi never
+   * destroys one) gives way: it leaves the write path, keeps its stat */
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < MAX_MIRRORS; i++) {
+    struct zl_mirror_stat st;
+    if (mirrors[i].m && mirrors[i].exp == e) {
+      zl_mirror_stat(mirrors[i].m, &st);
+      if (st.failed)
+        zl_mirror_cancel(mirrors[i].m);
+    }
+  }
+  pthread_mutex_unlock(&lock);
   struct zl_mirror *m = zl_io_mirror_start(e->fd, remote);
   if (!m) {
     nbd_export_put(e);
@@ -164,6 +177,33 @@ op_mirror_end(const json_t *req, bool destroy)
   zl_mirror_free(m);
   nbd_export_put(e);
   return json_object();
+}
+
+/* Destroy every mirror of an export (its volume is being detached:
+ * nothing will write it any more, and xapi never calls Data.destroy). */
+static json_t *
+op_mirror_release(const json_t *req)
+{
+  const char *name;
+  if (zl_json_string(req, "export", "request", &name) == -1)
+    return NULL;
+  for (;;) {
+    struct zl_mirror *m = NULL;
+    struct nbd_export *e = NULL;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_MIRRORS && !m; i++) {
+      if (mirrors[i].m && strcmp(mirrors[i].exp->name, name) == 0) {
+        m = mirrors[i].m, e = mirrors[i].exp;
+        mirrors[i].m = NULL, mirrors[i].exp = NULL;
+      }
+    }
+    pthread_mutex_unlock(&lock);
+    if (!m)
+      return json_object();
+    zl_info("mirror of %s: released (the volume is detached)", name);
+    zl_mirror_free(m);
+    nbd_export_put(e);
+  }
 }
 
 static json_t *
@@ -355,6 +395,8 @@ dispatch(const json_t *req)
     return op_mirror_end(req, true);
   if (strcmp(op, "mirror-ls") == 0)
     return op_mirror_ls();
+  if (strcmp(op, "mirror-release") == 0)
+    return op_mirror_release(req);
   if (strcmp(op, "import") == 0)
     return op_import(req);
   zl_error(EINVAL, "unknown op '%s'", op);

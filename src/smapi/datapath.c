@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/host/control.h"
 #include "smapi/smapi.h"
+#include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -138,11 +141,36 @@ smapi_dp_deactivate(struct smapi_call *c)
   return with_domain(c, zl_dp_deactivate);
 }
 
+/* Destroy the volume's mirrors (SXM, smapi/data.c) on this host's server:
+ * logged, never fails. */
+static void
+release_mirrors(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_FREE char *name = zl_export_name(sr, key);
+  if (!name || access(zl_control_socket(), F_OK) != 0)
+    return; /* no server, no mirrors */
+  CLEANUP_JSON json_t *req =
+      json_pack("{s:s, s:s}", "op", "mirror-release", "export", name);
+  CLEANUP_JSON json_t *a = req ? zl_control_call(req) : NULL;
+  if (!a)
+    zl_warn("detach: the mirrors of %s: %s", key, zl_error_msg());
+}
+
+static int
+detach(struct zl_sr *sr, const char *key, const char *domain)
+{
+  int r = zl_dp_detach(sr, key, domain);
+  /* the last domain gone: nothing writes the volume here any more */
+  if (r == 0 && !zl_dp_in_use(sr, key))
+    release_mirrors(sr, key);
+  return r;
+}
+
 json_t *
 smapi_dp_detach(struct smapi_call *c)
 {
   /* "should never fail": what cannot be released is logged */
-  json_t *r = with_domain(c, zl_dp_detach);
+  json_t *r = with_domain(c, detach);
   if (!r && zl_error_get_kind() != ZL_ERR_INVALID) {
     zl_warn("detach: %s", zl_error_msg());
     return json_null();

@@ -32,6 +32,7 @@ class Proxy:
     here, so that stall() holds them and kill() cuts every connection."""
 
     def __init__(self, tmp_path, import_socket, relay=False):
+        os.makedirs(tmp_path, exist_ok=True)
         self.path = str(tmp_path / "proxy.sock")
         self.import_socket = import_socket
         self.relay = relay
@@ -285,6 +286,25 @@ def test_remote_dying_fails_the_mirror_not_the_guest(datapath, pair, tmp_path):
         proxy.close()
     assert not writer.errors
     check_source(src, writer)
+    # xapi retries with a new mirror (it never destroys the failed one)
+    proxy = Proxy(tmp_path / "again", imp)
+    op2 = datapath.ok("Data.mirror", uri=src.uri, domain="1", remote=proxy.uri)
+    assert op2 != op
+    wait_for(lambda: stat(datapath, op2)["complete"], "the second mirror to complete",
+             timeout=120)
+    assert stat(datapath, op)["failed"]
+    assert sha(src.sr.img(src.vol["key"])) == sha(sr2.img(d["key"]))
+    proxy.close()
+
+
+def test_detach_releases_the_mirror(datapath, pair, tmp_path):
+    src, sr2, d, imp = pair
+    proxy = Proxy(tmp_path, imp)
+    op = datapath.ok("Data.mirror", uri=src.uri, domain="1", remote=proxy.uri)
+    wait_for(lambda: stat(datapath, op)["complete"], "the mirror to complete", timeout=120)
+    src.detach()  # the guest has moved: nothing writes the source here
+    assert op not in datapath.ok("Data.ls")
+    proxy.close()
 
 
 def test_mirror_refuses_a_volume_on_a_block_device(plugin, datapath, tmp_path):
