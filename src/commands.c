@@ -68,6 +68,13 @@ const struct command commands[] = {
   { "Datapath.deactivate", D, smapi_dp_deactivate, NULL, NULL, NULL },
   { "Datapath.detach", D, smapi_dp_detach, NULL, NULL, NULL },
   { "Datapath.close", D, smapi_dp_close, NULL, NULL, NULL },
+  { "Datapath.import_activate", D, smapi_dp_import_activate, NULL, "VDI_MIRROR_IN", NULL },
+  /* SXM (smapi/data.c) */
+  { "Data.mirror", D | FEATURE_OF_VOLUME, smapi_data_mirror, NULL, "VDI_MIRROR", NULL },
+  { "Data.stat", D, smapi_data_stat, NULL, NULL, NULL },
+  { "Data.cancel", D, smapi_data_cancel, NULL, NULL, NULL },
+  { "Data.destroy", D, smapi_data_destroy, NULL, NULL, NULL },
+  { "Data.ls", D, smapi_data_ls, NULL, NULL, NULL },
 
   /* Ganeti ExtStorage: the provider's scripts (ganeti/extstorage.c) */
   { "create", G, NULL, gnt_create, NULL, NULL },
@@ -155,7 +162,8 @@ command_smapi_target(const char *method, enum plugin_kind kind, struct smapi_tar
   size_t n = 0;
   zl_platform_detect(&p);
   for (const struct command *c = commands; c->name && n < MAX_FEATURES; c++) {
-    if (c->feature && (c->where & where) && zl_platform_feature_ok(&p, c->feature))
+    unsigned declared_in = (c->where & FEATURE_OF_VOLUME) ? IN_VOLUME : c->where;
+    if (c->feature && (declared_in & where) && zl_platform_feature_ok(&p, c->feature))
       f[n++] = c->feature;
   }
   f[n] = NULL;

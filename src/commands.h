@@ -30,6 +30,10 @@ typedef int (*cli_fn)(int argc, char **argv);
  * the SR their first argument names open (cli_sr, cli_run_sr). */
 #define NEEDS_SR  (1u << 4)
 #define NEEDS_KEY (1u << 5)
+/* The row's feature is declared by the volume plugins, not by the plugin
+ * whose method it is (Data.mirror: xapi reads VDI_MIRROR from the SR's
+ * volume plugin, the method is the datapath's). */
+#define FEATURE_OF_VOLUME (1u << 6)
 
 struct command {
   const char *name;

@@ -17,7 +17,7 @@
 #define SERVE_USAGE                                                                      \
   "zfs-live serve [--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"          \
   "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"               \
-  "                [--pidfile FILE] [--no-uring]"
+  "                [--pidfile FILE] [--no-uring] [--control PATH]"
 
 static int
 parse_tls(const char *v, enum tls_mode *m)
@@ -47,7 +47,7 @@ cli_serve(int argc, char **argv)
 {
   struct nbd_config cfg = {
       .tls_unix = TLS_ON, .tls_tcp = TLS_REQUIRE, .threads_io_depth = 256};
-  const char *tls = NULL, *sock = NULL, *type = NULL;
+  const char *tls = NULL, *sock = NULL, *type = NULL, *ctl_opt = NULL;
   char pid[PATH_MAX];
 
   argc = cli_common_opts(argc, argv, &type);
@@ -56,7 +56,8 @@ cli_serve(int argc, char **argv)
       cli_take(&argc, argv, "--tls", &tls) == -1 ||
       cli_take(&argc, argv, "--tls-psk", &cfg.tls_psk) == -1 ||
       cli_take(&argc, argv, "--tls-certificates", &cfg.tls_certs) == -1 ||
-      cli_take(&argc, argv, "--pidfile", &cfg.pidfile) == -1)
+      cli_take(&argc, argv, "--pidfile", &cfg.pidfile) == -1 ||
+      cli_take(&argc, argv, "--control", &ctl_opt) == -1)
     return cli_fail();
   cfg.daemon = cli_flag(&argc, argv, "--daemon");
   cfg.no_uring = cli_flag(&argc, argv, "--no-uring");
@@ -78,6 +79,15 @@ cli_serve(int argc, char **argv)
     return cli_fail();
   close(rfd);
   cfg.socket_path = sock ? (sock[0] ? sock : NULL) : nbd_default_socket();
+  /* the host's server (the default socket) has the control channel */
+  char ctl[PATH_MAX];
+  snprintf(ctl, sizeof ctl, "%s/control.sock", zl_run_dir());
+  if (!ctl_opt)
+    cfg.control_path = sock ? NULL : ctl;
+  else
+    cfg.control_path = ctl_opt[0] ? ctl_opt : NULL;
+  cfg.started = nbd_control_start;
+  cfg.stopping = nbd_control_stop;
   if (!cfg.pidfile && cfg.daemon) {
     snprintf(pid, sizeof pid, "%s/nbd.pid", zl_run_dir());
     cfg.pidfile = pid;

@@ -144,7 +144,7 @@ opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
     return reply_error(c, opt, NBD_REP_ERR_INVALID, "the export name %s", why);
 
   int64_t size;
-  struct nbd_export *e = nbd_export_get(name, &size);
+  struct nbd_export *e = nbd_export_get(c->import ? c->import : name, &size);
   if (!e)
     return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
   int r = send_info_export(c, opt, e, size);
@@ -245,7 +245,7 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *p, uint32_t len,
   if (nq == 0 && !set)
     base = all_dirty = true; /* LIST with no query lists everything */
 
-  struct nbd_export *e = nbd_export_get(name, NULL);
+  struct nbd_export *e = nbd_export_get(c->import ? c->import : name, NULL);
   if (!e) {
     free(dirty);
     return reply_error(c, opt, NBD_REP_ERR_UNKNOWN, "%s", zl_error_msg());
@@ -329,7 +329,7 @@ opt_export_name(struct nbd_conn *c, const uint8_t *p, uint32_t len)
     zl_info("NBD_OPT_EXPORT_NAME: the export name %s: disconnecting", why);
     return -1;
   }
-  struct nbd_export *e = nbd_export_get(name, &size);
+  struct nbd_export *e = nbd_export_get(c->import ? c->import : name, &size);
   if (!e) {
     zl_info("NBD_OPT_EXPORT_NAME %s: %s: disconnecting", name, zl_error_msg());
     return -1;

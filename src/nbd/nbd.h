@@ -30,8 +30,14 @@
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
 
 struct nbd_config {
-  const char *socket_path; /* Unix socket, NULL: none */
-  const char *tcp;         /* "host:port" or ":port", NULL: none */
+  const char *socket_path;  /* Unix socket, NULL: none */
+  const char *control_path; /* control channel (control.c), NULL: none */
+  /* The caller's hooks (NULL: none): once serving (after daemonising, so
+   * they may start threads), and when stopping, before the connections
+   * finish.  cli/serve.c starts the control channel with them. */
+  int (*started)(const struct nbd_config *cfg);
+  void (*stopping)(const struct nbd_config *cfg);
+  const char *tcp; /* "host:port" or ":port", NULL: none */
   enum tls_mode tls_unix, tls_tcp;
   const char *tls_psk;   /* psktool file */
   const char *tls_certs; /* dir with server-cert.pem, server-key.pem [ca-cert.pem] */
@@ -122,6 +128,7 @@ struct nbd_conn {
   int64_t size; /* of the export when it was opened (GO, EXPORT_NAME): fixed */
   const struct nbd_config *cfg;
   const atomic_bool *stopping; /* the server is shutting down */
+  const char *import;          /* an import's export: served whatever the client asks */
 };
 /* Negotiate; 0: transmission may start (c->exp set), -1: close. */
 int nbd_handshake(struct nbd_conn *c);
@@ -158,6 +165,15 @@ int nbd_listen_unix(const char *path);
  * pidfile): the caller's process exits once the child writes 1 to
  * *ready_fd.  0 in the child, -1 on error. */
 int nbd_daemonize(const char *pidfile, const char *tag, int *ready_fd);
+/* Serve NBD on the connected fd (owned from here on) for export only (an
+ * import, control.c), in a thread of its own; -1 with a message. */
+int nbd_serve_fd(int fd, const char *export);
+
+/* control.c: the control channel at cfg->control_path (a started hook:
+ * after daemonising, it starts threads); stop (a stopping hook): close
+ * it, free the mirrors, close the imports. */
+int nbd_control_start(const struct nbd_config *cfg);
+void nbd_control_stop(const struct nbd_config *cfg);
 /* errno -> NBD error */
 uint32_t nbd_errno(int e);
 

@@ -81,7 +81,11 @@ struct conn_arg {
   int fd;
   bool tcp;
   const struct nbd_config *cfg;
+  char *import; /* an import's export (nbd_serve_fd), or NULL */
 };
+
+static const struct nbd_config *serving; /* for nbd_serve_fd */
+static void tune_socket(int fd, bool tcp);
 
 static void
 conn_track(int fd, bool add)
@@ -137,8 +141,11 @@ static void *
 conn_thread(void *arg)
 {
   struct conn_arg a = *(struct conn_arg *)arg;
-  struct nbd_conn c = {
-      .st = {.fd = a.fd}, .tcp = a.tcp, .cfg = a.cfg, .stopping = &shutting_down};
+  struct nbd_conn c = {.st = {.fd = a.fd},
+                       .tcp = a.tcp,
+                       .cfg = a.cfg,
+                       .stopping = &shutting_down,
+                       .import = a.import};
 
   free(arg);
   c.tls = tls_mode_of(a.cfg, a.tcp);
@@ -154,7 +161,47 @@ conn_thread(void *arg)
   conn_track(a.fd, false);
   nbd_stream_close(&c.st);
   nbd_tls_free(c.creds); /* the last session of replaced credentials frees them */
+  free(a.import);
   return NULL;
+}
+
+/* Start a connection's thread; fd and a (with a->import) are owned. */
+static int
+conn_start(struct conn_arg *a)
+{
+  pthread_t th;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  conn_track(a->fd, true);
+  int r = pthread_create(&th, &attr, conn_thread, a);
+  pthread_attr_destroy(&attr);
+  if (r != 0) {
+    conn_track(a->fd, false);
+    close(a->fd);
+    free(a->import);
+    free(a);
+    zl_error(r, "cannot start a connection's thread");
+    return -1;
+  }
+  return 0;
+}
+
+int
+nbd_serve_fd(int fd, const char *export)
+{
+  struct conn_arg *a = malloc(sizeof *a);
+  char *name = strdup(export);
+  if (!a || !name || !serving || atomic_load(&shutting_down)) {
+    free(a);
+    free(name);
+    close(fd);
+    zl_error(serving ? ENOMEM : ESHUTDOWN, "cannot serve an import of %s", export);
+    return -1;
+  }
+  tune_socket(fd, false);
+  *a = (struct conn_arg){fd, false, serving, name};
+  return conn_start(a);
 }
 
 /* Listen on the Unix socket path.  Servers starting at the same time
@@ -416,6 +463,10 @@ nbd_serve(const struct nbd_config *cfg)
   sigaddset(&sigs, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  /* threads started from here on inherit the mask: no SIGPIPE kills */
+  serving = cfg;
+  if (cfg->started && cfg->started(cfg) == -1)
+    zl_warn("%s", zl_error_msg());
   zl_info("serving NBD on %d listener%s%s%s", nl, nl == 1 ? "" : "s",
           cfg->socket_path ? ", unix " : "", cfg->socket_path ? cfg->socket_path : "");
   if (ready >= 0) {
@@ -463,25 +514,17 @@ nbd_serve(const struct nbd_config *cfg)
         continue;
       tune_socket(fd, ls[i].tcp);
       struct conn_arg *a = malloc(sizeof *a);
-      pthread_t th;
-      pthread_attr_t attr;
-      pthread_attr_init(&attr);
-      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
       if (!a) {
         close(fd);
         continue;
       }
-      *a = (struct conn_arg){fd, ls[i].tcp, cfg};
-      conn_track(fd, true);
-      if (pthread_create(&th, &attr, conn_thread, a) != 0) {
-        conn_track(fd, false);
-        close(fd);
-        free(a);
-      }
-      pthread_attr_destroy(&attr);
+      *a = (struct conn_arg){fd, ls[i].tcp, cfg, NULL};
+      conn_start(a);
     }
   }
   atomic_store(&shutting_down, true);
+  if (cfg->stopping)
+    cfg->stopping(cfg);
   if (leasing) {
     pthread_mutex_lock(&lease_lock);
     pthread_cond_signal(&lease_cond);

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/host/control.h"
 #include "smapi/smapi.h"
+#include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -14,8 +17,8 @@
 #define SCHEME "zfs-live://"
 
 /* zfs-live://<sr type>/<sr key>|<volume key> (zl_volume_uri) */
-static struct zl_sr *
-open_uri(struct smapi_call *c, char *key, size_t keylen)
+struct zl_sr *
+smapi_dp_open_uri(struct smapi_call *c, char *key, size_t keylen)
 {
   const char *uri;
   char type[64], sr[4096];
@@ -48,7 +51,7 @@ smapi_dp_open(struct smapi_call *c)
   struct zl_sr *sr;
 
   if (smapi_bool(c, "persistent", &persistent) == -1 ||
-      !(sr = open_uri(c, key, sizeof key)))
+      !(sr = smapi_dp_open_uri(c, key, sizeof key)))
     return NULL;
   int r = zl_dp_open(sr, key, persistent);
   zl_sr_close(sr);
@@ -63,7 +66,8 @@ smapi_dp_attach(struct smapi_call *c)
   struct zl_attach_result a;
   struct zl_sr *sr;
 
-  if (smapi_str(c, "domain", &domain) == -1 || !(sr = open_uri(c, key, sizeof key)))
+  if (smapi_str(c, "domain", &domain) == -1 ||
+      !(sr = smapi_dp_open_uri(c, key, sizeof key)))
     return NULL;
   int r = zl_dp_attach(sr, key, domain, &a);
   zl_sr_close(sr);
@@ -99,7 +103,8 @@ with_domain(struct smapi_call *c, int (*fn)(struct zl_sr *, const char *, const 
   const char *domain;
   struct zl_sr *sr;
 
-  if (smapi_str(c, "domain", &domain) == -1 || !(sr = open_uri(c, key, sizeof key)))
+  if (smapi_str(c, "domain", &domain) == -1 ||
+      !(sr = smapi_dp_open_uri(c, key, sizeof key)))
     return NULL;
   int r = fn(sr, key, domain);
   zl_sr_close(sr);
@@ -136,11 +141,36 @@ smapi_dp_deactivate(struct smapi_call *c)
   return with_domain(c, zl_dp_deactivate);
 }
 
+/* Destroy the volume's mirrors (SXM, smapi/data.c) on this host's server:
+ * logged, never fails. */
+static void
+release_mirrors(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_FREE char *name = zl_export_name(sr, key);
+  if (!name || access(zl_control_socket(), F_OK) != 0)
+    return; /* no server, no mirrors */
+  CLEANUP_JSON json_t *req =
+      json_pack("{s:s, s:s}", "op", "mirror-release", "export", name);
+  CLEANUP_JSON json_t *a = req ? zl_control_call(req) : NULL;
+  if (!a)
+    zl_warn("detach: the mirrors of %s: %s", key, zl_error_msg());
+}
+
+static int
+detach(struct zl_sr *sr, const char *key, const char *domain)
+{
+  int r = zl_dp_detach(sr, key, domain);
+  /* the last domain gone: nothing writes the volume here any more */
+  if (r == 0 && !zl_dp_in_use(sr, key))
+    release_mirrors(sr, key);
+  return r;
+}
+
 json_t *
 smapi_dp_detach(struct smapi_call *c)
 {
   /* "should never fail": what cannot be released is logged */
-  json_t *r = with_domain(c, zl_dp_detach);
+  json_t *r = with_domain(c, detach);
   if (!r && zl_error_get_kind() != ZL_ERR_INVALID) {
     zl_warn("detach: %s", zl_error_msg());
     return json_null();
@@ -152,7 +182,7 @@ json_t *
 smapi_dp_close(struct smapi_call *c)
 {
   char key[256];
-  struct zl_sr *sr = open_uri(c, key, sizeof key);
+  struct zl_sr *sr = smapi_dp_open_uri(c, key, sizeof key);
 
   if (!sr)
     return NULL;

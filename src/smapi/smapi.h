@@ -132,5 +132,14 @@ json_t *smapi_dp_activate_readonly(struct smapi_call *c);
 json_t *smapi_dp_deactivate(struct smapi_call *c);
 json_t *smapi_dp_detach(struct smapi_call *c);
 json_t *smapi_dp_close(struct smapi_call *c);
+/* The SR of the "uri" parameter (open) and its volume key into key. */
+struct zl_sr *smapi_dp_open_uri(struct smapi_call *c, char *key, size_t keylen);
+/* data.c: SXM */
+json_t *smapi_data_mirror(struct smapi_call *c);
+json_t *smapi_data_stat(struct smapi_call *c);
+json_t *smapi_data_cancel(struct smapi_call *c);
+json_t *smapi_data_destroy(struct smapi_call *c);
+json_t *smapi_data_ls(struct smapi_call *c);
+json_t *smapi_dp_import_activate(struct smapi_call *c);
 
 #endif

@@ -14,7 +14,8 @@ from conftest import DP_ROOT, RUN_DIR, Attached, Datapath, cli, stop_nbd_server_
 
 DP_METHODS = {"Plugin.Query", "Plugin.diagnostics", "Datapath.open", "Datapath.attach",
               "Datapath.activate", "Datapath.activate_readonly", "Datapath.deactivate",
-              "Datapath.detach", "Datapath.close"}
+              "Datapath.detach", "Datapath.close", "Datapath.import_activate",
+              "Data.mirror", "Data.stat", "Data.cancel", "Data.destroy", "Data.ls"}
 
 
 def test_plugin_directory_and_query(datapath):

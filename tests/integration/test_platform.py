@@ -14,6 +14,7 @@ INVENTORY = os.path.join(os.path.dirname(__file__), "..", "unit", "data", "inven
 
 BASE = ["SR_PROBE", "VDI_CREATE", "VDI_SNAPSHOT", "VDI_CLONE", "VDI_DESTROY", "VDI_RESIZE"]
 EXTRA = ["THIN_PROVISIONING", "LARGE_VDI"]
+MIRROR = ["VDI_MIRROR"]  # XAPI >= 25.20 (Data.mirror, Data.stat)
 
 
 def under(monkeypatch, inventory, xapi=None):
@@ -25,14 +26,15 @@ def under(monkeypatch, inventory, xapi=None):
 
 
 @pytest.mark.parametrize("inventory,xapi,features", [
-    ("no-such-file", None, BASE + ["VDI_REVERT", "VDI_CONFIG_CBT"] + EXTRA),
+    ("no-such-file", None, BASE + ["VDI_REVERT", "VDI_CONFIG_CBT"] + MIRROR + EXTRA),
     ("xcp-ng-8.2", None, BASE + EXTRA),
     ("xcp-ng-8.2", "1.249.37", BASE + EXTRA),
-    ("xcp-ng-8.3", None, BASE + ["VDI_CONFIG_CBT"] + EXTRA),  # assumed 26.1
+    ("xcp-ng-8.3", None, BASE + ["VDI_CONFIG_CBT"] + MIRROR + EXTRA),  # assumed 26.1
     ("xcp-ng-8.3", "24.19.2", BASE + ["VDI_CONFIG_CBT"] + EXTRA),
-    ("xcp-ng-8.3", "26.1.11", BASE + ["VDI_CONFIG_CBT"] + EXTRA),
-    ("xenserver-8.4", None, BASE + ["VDI_CONFIG_CBT"] + EXTRA),  # platform 3.4
-    ("xenserver-8.4", "26.16.0", BASE + ["VDI_REVERT", "VDI_CONFIG_CBT"] + EXTRA),
+    ("xcp-ng-8.3", "26.1.11", BASE + ["VDI_CONFIG_CBT"] + MIRROR + EXTRA),
+    ("xenserver-8.4", None, BASE + ["VDI_CONFIG_CBT"] + MIRROR + EXTRA),  # platform 3.4
+    ("xenserver-8.4", "26.16.0", BASE + ["VDI_REVERT", "VDI_CONFIG_CBT"] + MIRROR
+     + EXTRA),
 ])
 def test_query_features_per_platform(plugin, monkeypatch, inventory, xapi, features):
     under(monkeypatch, inventory, xapi)

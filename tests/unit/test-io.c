@@ -116,21 +116,21 @@ test_stack_has_test_layers_only_when_configured(void **state)
   char *key = make(sr);
   (void)state;
 
-  assert_stack(sr, key, false, "fence>tracking>storage");
+  assert_stack(sr, key, false, "fence>mirror>tracking>storage");
   assert_stack(sr, key, true, "passthrough>storage");
   setenv("ZFS_LIVE_TEST_WRITE_DELAY_US", "1000", 1);
-  assert_stack(sr, key, false, "fence>tracking>delay>storage");
+  assert_stack(sr, key, false, "fence>mirror>tracking>delay>storage");
   setenv("ZFS_LIVE_TEST_IO_FAULT", "write:EIO", 1);
-  assert_stack(sr, key, false, "fence>tracking>delay>fault>storage");
+  assert_stack(sr, key, false, "fence>mirror>tracking>delay>fault>storage");
   assert_stack(sr, key, true, "passthrough>delay>fault>storage");
   for (const char *const *bad = (const char *const[]){"0", "-5", "2000000", "1x", NULL};
        *bad; bad++) {
     setenv("ZFS_LIVE_TEST_WRITE_DELAY_US", *bad, 1);
-    assert_stack(sr, key, false, "fence>tracking>fault>storage");
+    assert_stack(sr, key, false, "fence>mirror>tracking>fault>storage");
   }
   unsetenv("ZFS_LIVE_TEST_WRITE_DELAY_US");
   unsetenv("ZFS_LIVE_TEST_IO_FAULT");
-  assert_stack(sr, key, false, "fence>tracking>storage");
+  assert_stack(sr, key, false, "fence>mirror>tracking>storage");
 
   /* a fault setting that cannot be understood fails the open */
   int fd = zl_vol_open(sr, key, O_RDWR);

@@ -355,17 +355,17 @@ test_query_features_per_version(void **state)
       /* not a XAPI host (Debian, Ganeti): today's list, unchanged */
       {INV("no-such-file"), NULL,
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE VDI_REVERT "
-       "VDI_CONFIG_CBT THIN_PROVISIONING LARGE_VDI"},
+       "VDI_CONFIG_CBT VDI_MIRROR THIN_PROVISIONING LARGE_VDI"},
       /* daemon not given: what the platform ships (8.2: 1.249, 3.4: 26.1) */
       {INV("xcp-ng-8.2"), NULL,
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE "
        "THIN_PROVISIONING LARGE_VDI"},
       {INV("xcp-ng-8.3"), NULL,
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE "
-       "VDI_CONFIG_CBT THIN_PROVISIONING LARGE_VDI"},
+       "VDI_CONFIG_CBT VDI_MIRROR THIN_PROVISIONING LARGE_VDI"},
       {INV("xenserver-8.4"), NULL,
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE "
-       "VDI_CONFIG_CBT THIN_PROVISIONING LARGE_VDI"},
+       "VDI_CONFIG_CBT VDI_MIRROR THIN_PROVISIONING LARGE_VDI"},
       /* XCP-ng 8.2's xapi 1.249: no CBT forwarding, no revert */
       {INV("xcp-ng-8.2"), "1.249.37",
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE "
@@ -377,11 +377,11 @@ test_query_features_per_version(void **state)
       /* what 8.3 hosts reported in 2026: still no Volume.revert */
       {INV("xcp-ng-8.3"), "26.1.11",
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE "
-       "VDI_CONFIG_CBT THIN_PROVISIONING LARGE_VDI"},
+       "VDI_CONFIG_CBT VDI_MIRROR THIN_PROVISIONING LARGE_VDI"},
       /* revert from 26.16.0 */
       {INV("xenserver-8.4"), "26.16.0",
        "SR_PROBE VDI_CREATE VDI_SNAPSHOT VDI_CLONE VDI_DESTROY VDI_RESIZE VDI_REVERT "
-       "VDI_CONFIG_CBT THIN_PROVISIONING LARGE_VDI"},
+       "VDI_CONFIG_CBT VDI_MIRROR THIN_PROVISIONING LARGE_VDI"},
   };
   (void)state;
 

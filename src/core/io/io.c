@@ -10,7 +10,7 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-#define MAX_LAYERS 6
+#define MAX_LAYERS 8
 
 struct zl_io {
   size_t n;
@@ -49,6 +49,7 @@ zl_io_open(struct zl_sr *sr, const char *key, int fd, bool readonly)
   }
   /* top first; the test layers only when configured */
   if ((zl_io_fence.wanted(&t) && push(io, &zl_io_fence, &t) == -1) ||
+      (zl_io_mirror.wanted(&t) && push(io, &zl_io_mirror, &t) == -1) ||
       push(io, zl_io_tracking.wanted(&t) ? &zl_io_tracking : &zl_io_passthrough, &t) ==
           -1 ||
       (zl_io_delay.wanted(&t) && push(io, &zl_io_delay, &t) == -1) ||

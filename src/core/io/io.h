@@ -7,6 +7,9 @@
  *
  *   fence                    refuses the writes of a host the volume is not
  *                            active on (fence.h); writable stacks only
+ *   mirror                   writable stacks: when a mirror is attached
+ *                            (SXM, core/io/mirror.h), forwards every change
+ *                            and flush to the remote before it completes
  *   tracking | passthrough   CBT (core/cbt.c): marks every changed range
  *                            before and after the layer below ran it, and
  *                            makes the bits durable before a FLUSH or FUA
@@ -138,6 +141,7 @@ zl_io_next(struct zl_io_layer *self, struct zl_io_queue *q, struct zl_io_req *r,
 
 /* The layers (one file each). */
 extern const struct zl_io_layer_ops zl_io_fence;       /* fence.c */
+extern const struct zl_io_layer_ops zl_io_mirror;      /* mirror.c */
 extern const struct zl_io_layer_ops zl_io_tracking;    /* tracking.c */
 extern const struct zl_io_layer_ops zl_io_passthrough; /* passthrough.c */
 extern const struct zl_io_layer_ops zl_io_delay;       /* delay.c */
