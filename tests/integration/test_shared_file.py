@@ -545,3 +545,45 @@ def test_a_host_killed_while_active_is_taken_over(shared, guest_image, tmp_path)
               f"after the takeover on b; the VM restarted on b wrote 10 more", flush=True)
     finally:
         run.stop()
+
+
+def test_an_aborted_migration_leaves_the_guest_writing_on_its_host(shared, guest_image,
+                                                                     tmp_path):
+    """migrate_cancel while the migration to host b is active: the guest
+    stays on host a and keeps writing (a's activation untouched), b's QEMU
+    never ran nor wrote, b detaches; every record is on the storage."""
+    import guest as guestlib
+    from test_migration import AFTER, BEFORE, VOL_SIZE, WRITES, Run, check_all_reported
+    from test_migration import volume_reader
+    sa, sb = shared
+    v = sa.create(size=VOL_SIZE, name="guest")
+    da, db = sa.host.datapath(), sb.host.datapath()
+    run = Run(guest_image, str(tmp_path))
+    att_a = Attached(sa, v, da, domain="1")
+    try:
+        da.ok("Datapath.activate", uri=att_a.uri, domain="1")
+        src = run.guest(att_a, prefix=sa.host.argv([]), name="src")
+        src.wait_boot()
+        src.wait_records(BEFORE)
+        att_b = Attached(sb, v, db, domain="1")
+        dst = run.guest(att_b, prefix=sb.host.argv([]), name="dst", incoming=True,
+                        records=src.records)
+        src.start_migration(dst, uri=f"tcp:{sb.host.ip}:0", max_bandwidth=1 << 20)
+        src.wait_migration(states=("active",))
+        src.wait_record(src.last_record() + 10)  # the guest runs on a meanwhile
+        src.cancel_migration()
+        assert src.status() == "running"
+        dst.stop()
+        att_b.detach()
+        src.wait_records(src.last_record() + 1 + AFTER)
+        run.stop()
+        da.ok("Datapath.deactivate", uri=att_a.uri, domain="1")
+        att_a.detach()
+        assert not any(w == "dst" for _, w in src.records.recs.values())
+        assert not [r for r in dst.nbd_requests() if r[1] in WRITES]
+        idx = check_all_reported(src.records)
+        n = guestlib.verify(volume_reader(sa, v), idx, run.run_id)
+        print(f"\naborted migration a -> b (GlusterFS): {n} records verified, all written "
+              f"on a", flush=True)
+    finally:
+        run.stop()
