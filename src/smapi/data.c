@@ -42,11 +42,13 @@ attached_export(struct smapi_call *c, bool mirror)
   if (!sr)
     return NULL;
   if (mirror && zl_dp_blockdev_attached(sr, key)) {
-    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
-                  "volume %s is attached through a block device on this host, whose "
-                  "writes the NBD server cannot see: a mirrored volume must be served "
-                  "through NBD only",
-                  key);
+    zl_error_kind(
+        ZL_ERR_UNSUPPORTED, ENOTSUP,
+        "volume %s is attached through a block device on this host, whose "
+        "writes the NBD server cannot see: a mirrored volume must be served "
+        "through NBD only (an SR made with device-config datapath=nbd, a shared "
+        "SR, or a volume with changed block tracking on)",
+        key);
     zl_sr_close(sr);
     return NULL;
   }

@@ -325,3 +325,49 @@ def test_features(plugin, datapath):
     import v5
     assert "VDI_MIRROR_IN" in v5.query(datapath.ok("Plugin.Query"))["features"]
     assert "VDI_MIRROR" in v5.query(plugin.ok("Plugin.Query"))["features"]
+
+
+def test_an_sr_made_with_datapath_nbd_mirrors_any_volume(plugin, datapath, tmp_path):
+    """device-config datapath=nbd: every guest attach is NBD only (qdisk),
+    so storage migration can mirror a plain volume (no CBT) of a local SR;
+    a bad value is refused at SR.create."""
+    from conftest import SR as BaseSR
+
+    class NbdSR(FileSR):
+        def __init__(self, plugin, path):
+            BaseSR.__init__(self, plugin, {"path": path, "datapath": "nbd"})
+
+    err = plugin.err("SR.create", {"dbg": "x", "uuid": "6d3c4a1e-7b1f-4c55-9d0e-0c1d2e3f4a5b",
+                                   "configuration": {"path": str(tmp_path / "bad"),
+                                                     "datapath": "loop"},
+                                   "name": "x", "description": ""})
+    assert "datapath" in str(err)
+    sr1 = NbdSR(plugin, str(tmp_path / "sr1"))
+    sr2 = FileSR(plugin, str(tmp_path / "sr2"))
+    v = sr1.create(size=SIZE, name="plain")
+    src = Attached(sr1, v, datapath)
+    d = sr2.create(size=SIZE, name="destination")
+    imp = datapath.ok("Datapath.import_activate", uri=d["uri"][0], domain="1")
+    proxy = Proxy(tmp_path, imp)
+    try:
+        impls = dict((i[0], i[1]) for i in src.backend["implementations"])
+        assert src.blockdev is None and impls["XenDisk"]["backend_type"] == "qdisk"
+        fill(src.nbd_uri)
+        writer = Writer(src.nbd_uri)
+        try:
+            op = datapath.ok("Data.mirror", uri=src.uri, domain="1", remote=proxy.uri)
+            wait_for(lambda: stat(datapath, op)["complete"] or stat(datapath, op)["failed"],
+                     "the mirror to complete", timeout=120)
+            assert stat(datapath, op) == {"failed": False, "complete": True, "progress": 1.0}
+            n = writer.count
+            wait_for(lambda: writer.count > n + 100, "writes after the copy completed")
+        finally:
+            writer.stop()
+        assert not writer.errors
+        assert sha(sr1.img(v["key"])) == sha(sr2.img(d["key"]))
+        datapath.ok("Data.destroy", operation=op)
+    finally:
+        proxy.close()
+        datapath.ok("Datapath.deactivate", uri=d["uri"][0], domain="1")
+        datapath.ok("Datapath.detach", uri=d["uri"][0], domain="1")
+        src.detach()

@@ -440,7 +440,9 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
 
   /* a block device: the zvol itself, or a loop device over the file; NBD
    * only where the server must see every write: a volume whose changes are
-   * tracked (the tracking layer), a shared SR's volume (the fence layer:
+   * tracked (the tracking layer), an SR made with datapath=nbd (so that
+   * storage migration can mirror every guest's writes), a shared SR's
+   * volume (the fence layer:
    * no other host's activation may overlap, and writes through a local
    * device would pass it by), a peer's attach on a storage host (it reads
    * over TLS, never a device here) */
@@ -452,6 +454,9 @@ zl_dp_attach(struct zl_sr *sr, const char *key, const char *domain,
     why = "attached for another host";
   else if (zl_sr_clustered(sr))
     why = "the SR is shared";
+  else if (zl_meta_str(sr->info, "datapath") &&
+           !strcmp(zl_meta_str(sr->info, "datapath"), "nbd"))
+    why = "the SR's datapath is nbd";
   bool tracked = why != NULL;
   CLEANUP_CLOSE int fd =
       tracked ? -1 : zl_vol_open(sr, key, out->readonly ? O_RDONLY : O_RDWR);

@@ -26,7 +26,7 @@
 #include "util/banned.h" /* last: after every declaration */
 
 /* device-config keys every SR type understands */
-static const char *const common_config[] = {"provisioning", NULL};
+static const char *const common_config[] = {"provisioning", "datapath", NULL};
 /* keys toolstacks add on their own, accepted and ignored */
 static const char *const ignored_config[] = {"SRmaster", "sr_uuid", NULL};
 
@@ -61,12 +61,17 @@ check_config(const struct zl_backend *be, const json_t *config)
     const char *hk;
     json_t *hv;
     json_object_foreach(help, hk, hv) zl_sb_addf(&b, "%s, ", hk);
-    zl_sb_add(&b, "provisioning");
+    zl_sb_add(&b, "provisioning, datapath");
     CLEANUP_FREE char *known = zl_sb_take(&b);
     if (!known)
       return -1;
     zl_error(EINVAL, "unknown device-config key '%s' for an SR of type %s (known: %s)", k,
              be->sr_type, known);
+    return -1;
+  }
+  const char *dp = json_string_value(json_object_get(config, "datapath"));
+  if (dp && strcmp(dp, "auto") != 0 && strcmp(dp, "nbd") != 0) {
+    zl_error(EINVAL, "device-config datapath must be 'auto' or 'nbd', not '%s'", dp);
     return -1;
   }
   const char *prov = json_string_value(json_object_get(config, "provisioning"));
@@ -148,6 +153,9 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   info = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "format", 1, "uuid", uuid,
                    "type", be->sr_type, "name", name, "description", description,
                    "provisioning", prov ? prov : "thin", "created", created);
+  const char *dpath = json_string_value(json_object_get(cfg, "datapath"));
+  if (info && dpath) /* nbd: every guest's writes through the NBD server */
+    json_object_set_new(info, "datapath", json_string(dpath));
   const char *shost = json_string_value(json_object_get(cfg, "storage-host"));
   if (info && shost) /* a shared SR (a zfs-live pool served to other hosts) */
     json_object_set_new(info, "storage_host", json_string(shost));
