@@ -587,3 +587,105 @@ def test_an_aborted_migration_leaves_the_guest_writing_on_its_host(shared, guest
               f"on a", flush=True)
     finally:
         run.stop()
+
+
+# --- a shared zfs-live SR seen from hosts in their own namespaces ----------------
+
+def test_live_migration_on_a_shared_zfs_sr_between_namespaced_hosts(cluster, guest_image,
+                                                                      tmp_path,
+                                                                      tmp_path_factory):
+    """The storage host S (the cluster's storage network namespace, 10.213.0.1;
+    the machine's zfs-fuse pool) serves a zfs-live SR over NBD with TLS;
+    hosts a and b, each in its own network and mount namespaces with its own
+    inventory and PSK, use it remotely: every call runs on S, each QEMU
+    reaches the volume through its host's relay.  A live migration a -> b
+    over TCP in xenopsd's order; the old source resumed afterwards is refused
+    by S's fence; every record verified on S."""
+    import guest as guestlib
+    from conftest import CLI, zfs_cmd, zfs_pool
+    from test_migration import AFTER, BEFORE, VOL_SIZE, Run, check_all_reported
+    pool = zfs_pool(tmp_path_factory)
+    a, b = cluster["a"], cluster["b"]
+    s_uuid, s_run = str(uuid.uuid4()), str(tmp_path / "run-s")
+    os.makedirs(s_run, mode=0o700)
+    s_env = ["env", f"ZFS_LIVE_RUN={s_run}", f"ZFS_LIVE_HOST_UUID={s_uuid}"]
+    s_prefix = ["nsenter", f"--net=/run/netns/{cluster.storage.netns}", *s_env]
+    keys = str(tmp_path / "keys.psk")
+    with open(keys, "w") as f:
+        for h in (a, b):
+            h.psk = os.urandom(32).hex()
+            f.write(f"{h.uuid}:{h.psk}\n")
+            with open(h.path("/run/zfs-live/host.psk"), "w") as hf:
+                hf.write(f"{h.uuid}:{h.psk}\n")
+    port = 10809
+    subprocess.run([*s_prefix, *WRAP, CLI, "serve", "--daemon", "--socket",
+                    f"{s_run}/nbd.sock", "--tcp", f"10.213.0.1:{port}", "--tls", "require",
+                    "--tls-psk", keys, "--pidfile", f"{s_run}/nbd.pid"], check=True, timeout=60)
+    ds = f"{pool}/ns{uuid.uuid4().hex[:6]}"
+    run = Run(guest_image, str(tmp_path))
+    sp = a.plugin("zfs-live")
+    sp.wrap = [*s_prefix, *WRAP]  # the storage host's own plugin
+    pa, pb = a.plugin("zfs-live"), b.plugin("zfs-live")
+    da, db = a.datapath(), b.datapath()
+    try:
+        config = {"path": ds, "storage-host": f"10.213.0.1:{port}",
+                  "storage-host-uuid": s_uuid, "tls-psk": "/run/zfs-live/host.psk"}
+        out = pa.ok("SR.create", uuid=str(uuid.uuid4()), configuration=config,
+                    name="shared zfs", description="")  # from host a: runs on S
+        key = sp.ok("SR.attach", configuration=out)
+        assert pa.ok("SR.attach", configuration=out) == key
+        assert pb.ok("SR.attach", configuration=out) == key
+        assert pb.ok("SR.stat", sr=key)["clustered"] is True
+        v = v5.volume(pa.ok("Volume.create", sr=key, name="guest", description="",
+                            size=VOL_SIZE, sharable=False))
+        uri = v["uri"][0]
+        att_a = Attached(None, v, da, domain="1")
+        assert att_a.socket.startswith("/run/zfs-live/remote/")  # a's relay, in a
+        da.ok("Datapath.activate", uri=uri, domain="1")
+        src = run.guest(att_a, prefix=a.argv([]), name="src")
+        boot = src.wait_boot()
+        src.wait_records(BEFORE)
+        att_b = Attached(None, v, db, domain="1")
+        dst = run.guest(att_b, prefix=b.argv([]), name="dst", incoming=True,
+                        records=src.records)
+        hand = {}
+
+        def handoff():
+            import time
+            t0 = time.monotonic()
+            da.ok("Datapath.deactivate", uri=uri, domain="1")
+            db.ok("Datapath.activate", uri=uri, domain="1")
+            hand["s"] = time.monotonic() - t0
+        src.migrate_to(dst, handoff=handoff, uri=f"tcp:{b.ip}:0")
+        dst.wait_first_record_after_migration()
+        src.resume()
+        _, line = src.records.wait_line(r"ERR \d+ \d+", who="src", timeout=60)
+        target = src.records.last() + AFTER
+        src.records.wait(lambda: max(src.records.recs) >= target, f"record {target}", 120,
+                         fail_on_error=False)
+        assert [e for e in src.records.errors() if e[0] == "dst"] == []
+        run.stop()
+        att_a.detach()
+        db.ok("Datapath.deactivate", uri=uri, domain="1")
+        att_b.detach()
+        idx = check_all_reported(src.records)
+        on_a = [i for i in idx if src.records.recs[i][1] == "src"]
+        on_b = [i for i in idx if src.records.recs[i][1] == "dst"]
+        assert len(on_a) >= BEFORE and len(on_b) >= AFTER and max(on_a) < min(on_b)
+        data = subprocess.run([*s_prefix, *WRAP, CLI, "vol", "read", key, v["key"]],
+                              capture_output=True, check=True, timeout=120).stdout
+        n = guestlib.verify(lambda off, ln: data[off:off + ln], idx, run.run_id)
+        pa.ok("Volume.destroy", sr=key, key=v["key"])
+        print(f"\nmigration (shared zfs-live SR, S and hosts a, b in their own namespaces, "
+              f"TLS between them): boot {boot:.2f} s, handoff {hand['s']:.3f} s, the old "
+              f"source's {line!r} refused, {len(on_a)} records on a, {len(on_b)} on b, {n} "
+              f"verified on S", flush=True)
+    finally:
+        run.stop()
+        try:
+            pid = int(open(f"{s_run}/nbd.pid").read())
+            os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "S's server to stop")
+        except (OSError, ValueError):
+            pass
+        zfs_cmd("zfs", "destroy", "-r", ds, check=False)
