@@ -43,30 +43,33 @@ method_ok(const char *m)
 static int
 link_of(const char *path, char *out, size_t len)
 {
-  char self[PATH_MAX], kind[16], dir[64], method[80];
+  char self[PATH_MAX], kind[16], plugdir[64], method[80];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 
-  if (n <= 0 || sscanf(path, "%15[a-z]/%63[a-z.-]/%79s", kind, dir, method) != 3) {
+  if (n <= 0 || sscanf(path, "%15[a-z]/%63[a-z.-]/%79s", kind, plugdir, method) != 3) {
     zl_error(EINVAL, "call path '%s' is not <kind>/<plugin>/<Method>", path);
     return -1;
   }
   self[n] = '\0';
   bool allowed =
-      (!strcmp(kind, "volume") && !strcmp(dir, "org.xen.xapi.storage.zfs-live")) ||
-      (!strcmp(kind, "datapath") && !strcmp(dir, "zfs-live"));
+      (!strcmp(kind, "volume") && !strcmp(plugdir, "org.xen.xapi.storage.zfs-live")) ||
+      (!strcmp(kind, "datapath") && !strcmp(plugdir, "zfs-live"));
   if (!allowed || !method_ok(method) || strchr(method, '/')) {
-    zl_error(EPERM, "call path '%s' is not a zfs-live plugin method", path);
+    zl_error(EACCES, "call path '%s' is not a zfs-live plugin method", path);
     return -1;
   }
-  /* self is <libexec>/zfs-live/zfs-live */
-  char *libexec = dirname(dirname(self));
-  snprintf(out, len, "%s/xapi-storage-script/%s/%s/%s", libexec, kind, dir, method);
+  /* self is <libexec>/zfs-live/zfs-live (or a launcher's real binary one
+   * level further down): the plugin links are in <libexec>/xapi-storage-script */
+  char *dir = dirname(self);
   struct stat st;
-  if (stat(out, &st) == -1) {
-    zl_error(ENOENT, "no plugin method %s here", path);
-    return -1;
+  for (int up = 0; up < 3; up++) {
+    dir = dirname(dir);
+    snprintf(out, len, "%s/xapi-storage-script/%s/%s/%s", dir, kind, plugdir, method);
+    if (stat(out, &st) == 0)
+      return 0;
   }
-  return 0;
+  zl_error(ENOENT, "no plugin method %s here", path);
+  return -1;
 }
 
 /* "cli/vol-takeover" {sr, key, domain}: the operator's takeover on a host

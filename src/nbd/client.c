@@ -168,7 +168,7 @@ nbd_remote_call(const char *hostport, const char *psk_file, const json_t *req,
   if (type == -1)
     goto out;
   if (type != NBD_REP_ZL_RESULT) {
-    zl_error(EPERM, "the storage host %s refused the call: %s", hostport,
+    zl_error(EACCES, "the storage host %s refused the call: %s", hostport,
              answer && *answer ? answer : "?");
     goto out;
   }
