@@ -146,6 +146,7 @@ bench: all
 	scripts/zpool-scratch.sh /usr/bin/python3 bench/zfs.py --root $(CURDIR)/$(BUILD)/root
 	/usr/bin/python3 bench/nbd.py --zfs-live $(BUILD)/zfs-live
 	/usr/bin/python3 bench/mirror.py --root $(CURDIR)/$(BUILD)/root
+	/usr/bin/python3 bench/handoff.py --root $(CURDIR)/$(BUILD)/root
 	scripts/zpool-scratch.sh /usr/bin/python3 bench/cbt.py --root $(CURDIR)/$(BUILD)/root
 
 FUZZ_TIME ?= 60
