@@ -72,6 +72,20 @@ void zl_sr_stat_free(struct zl_sr_stat *s);
 /* Do several hosts use the SR at once (SR.stat's clustered)? */
 bool zl_sr_clustered(struct zl_sr *sr);
 
+/* --- progress of long operations ---------------------------------------- */
+
+/* Long operations (copy, replicate, export, import, adopt, revert by copy)
+ * report how far they are: done of total bytes (total 0: unknown).  Called
+ * from the operating thread, at most a few times a second and once at the
+ * end (done == total); the front end decides what to show (cli/progress.c:
+ * a bar on a TTY, JSON lines with --json, nothing otherwise).  NULL fn:
+ * nobody listens. */
+typedef void (*zl_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+struct zl_progress {
+  zl_progress_fn fn;
+  void *opaque;
+};
+
 /* --- SR types and backends (backend/registry.c) -------------------------- */
 
 /* The SR types this binary knows, NULL-terminated ("file-live", ...). */
