@@ -113,6 +113,7 @@ const struct command commands[] = {
     "print a volume's Xen disk spec (--driver phy|file|tap|tap2)" },
   { "vol takeover", C, NULL, cli_vol_takeover, NULL,
     "open a volume exclusively on this node, dropping other nodes' opens" },
+  { "vol copy", C | SR, NULL, NULL, NULL, "copy a volume into an SR (--to SR2, --name)", ON_VOL(cli_vol_copy, -1) },
   { "vol write", C | SR, NULL, NULL, NULL, "write stdin into a volume (--offset)", ON_VOL(cli_vol_write, -1) },
   { "vol read", C | SR, NULL, NULL, NULL, "read a volume to stdout", ON_VOL(cli_vol_read, -1) },
   { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)" },

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/progress.h"
+
 /* What a backend sees of an open SR (the core's struct zl_sr holds one).
  * The backend fills dirfd, privfd, statefd and be_data in sr_open; the
  * core gives it back to every operation. */
@@ -148,6 +150,15 @@ struct zl_backend {
   int (*vol_revert)(struct zl_store *sr, const char *key, const char *snap, bool thick);
   int (*vol_set_meta)(struct zl_store *sr, const char *key, const json_t *meta);
   int (*vol_open)(struct zl_store *sr, const char *key, int flags);
+  /* Make dst in this SR a copy of src in src_sr (an open SR of the same
+   * backend, maybe this one) without the core moving the data: 1 done,
+   * with meta stored last (the commit, as vol_create); 0 when this pair
+   * has no such path (nothing done: the core copies the data); -1 on error
+   * (what was made is left for vol_discard).  src may be written meanwhile:
+   * the copy is of one instant of it.  NULL: never. */
+  int (*vol_copy_native)(struct zl_store *sr, const char *dst, struct zl_store *src_sr,
+                         const char *src, bool thick, const json_t *meta,
+                         const struct zl_progress *p, struct zl_vol_info *out);
   /* Number of objects that keep key's storage alive (clones of a snapshot);
    * NULL when the backend has no such dependencies. */
   int (*vol_dependents)(struct zl_store *sr, const char *key);

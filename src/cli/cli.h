@@ -78,5 +78,29 @@ int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 const char *nbd_default_socket(void);
+/* Print a volume (a table, or JSON with --json). */
+int cli_vol_show(struct zl_sr *sr, struct zl_volume *v);
+/* copy.c */
+int cli_vol_copy(struct zl_sr *sr, int argc, char **argv);
+
+/* progress.c: how long operations show their progress (core.h struct
+ * zl_progress).  On a terminal (stderr a TTY, no --json): one line on
+ * stderr redrawn with \r -- what, percent, rate in MiB/s, ETA -- ended by
+ * cli_progress_done.  With --json: JSON lines on stderr (stdout keeps the
+ * command's one result, or the data), at most 4 a second and the last,
+ *   {"progress": {"what": W, "done": N, "total": N, "rate": B/s, "eta_s": S}}
+ * Otherwise nothing.  Use:
+ *   struct cli_progress st; struct zl_progress p;
+ *   cli_progress_init(&p, &st, "export");
+ *   ... core call with &p ...
+ *   cli_progress_done(&st);   (also after a failure: ends the line) */
+struct cli_progress {
+  const char *what;
+  int mode; /* 0 nothing, 1 a bar, 2 JSON lines */
+  long long start_ns;
+  bool drawn;
+};
+void cli_progress_init(struct zl_progress *p, struct cli_progress *st, const char *what);
+void cli_progress_done(struct cli_progress *st);
 
 #endif

@@ -29,8 +29,9 @@ const char cli_vol_usage[] =
     "  (SIZE: bytes or with K, M, G, T; --json for JSON output)";
 #define VOL_USAGE cli_vol_usage
 
-static int
-show(struct zl_sr *sr, struct zl_volume *v)
+#define show cli_vol_show
+int
+cli_vol_show(struct zl_sr *sr, struct zl_volume *v)
 {
   char vs[32], pu[32];
 

@@ -20,6 +20,7 @@
 #include "util/bitmap.h"
 #include "util/fault.h"
 #include "util/keys.h"
+#include "util/progress.h"
 #include "util/rundir.h"
 
 struct zl_sr; /* an open SR: see zl_sr_open */
@@ -71,20 +72,6 @@ struct zl_sr_stat {
 void zl_sr_stat_free(struct zl_sr_stat *s);
 /* Do several hosts use the SR at once (SR.stat's clustered)? */
 bool zl_sr_clustered(struct zl_sr *sr);
-
-/* --- progress of long operations ---------------------------------------- */
-
-/* Long operations (copy, replicate, export, import, adopt, revert by copy)
- * report how far they are: done of total bytes (total 0: unknown).  Called
- * from the operating thread, at most a few times a second and once at the
- * end (done == total); the front end decides what to show (cli/progress.c:
- * a bar on a TTY, JSON lines with --json, nothing otherwise).  NULL fn:
- * nobody listens. */
-typedef void (*zl_progress_fn)(void *opaque, uint64_t done, uint64_t total);
-struct zl_progress {
-  zl_progress_fn fn;
-  void *opaque;
-};
 
 /* --- SR types and backends (backend/registry.c) -------------------------- */
 
@@ -175,6 +162,33 @@ int zl_vol_unset(struct zl_sr *sr, const char *key, const char *k);
 /* Open the volume's data for I/O (O_RDONLY or O_RDWR); writes to read-only
  * volumes are refused.  Returns an fd (O_CLOEXEC) or -1. */
 int zl_vol_open(struct zl_sr *sr, const char *key, int flags);
+
+/* --- copies and receiving (core/model/copy.c) ------------------------------ */
+
+/* A volume being filled that nobody sees until zl_recv_commit (import,
+ * replication): made like zl_vol_create (a->key NULL: a new uuid), with
+ * keys (may be NULL) as its keys map.  If the process dies before the
+ * commit, the next call on the SR removes it.  Fields are private. */
+struct zl_recv;
+struct zl_recv *zl_recv_begin(struct zl_sr *sr, const struct zl_create_args *a,
+                              const json_t *keys);
+const char *zl_recv_key(const struct zl_recv *r);
+int zl_recv_open(struct zl_recv *r); /* its data, O_RDWR: an fd or -1 */
+/* Make it visible (its storage tunables applied); out may be NULL.  Both
+ * end r (freed), whatever happens. */
+int zl_recv_commit(struct zl_recv *r, struct zl_volume *out);
+void zl_recv_abort(struct zl_recv *r); /* remove what was made */
+
+struct zl_copy_args {
+  const char *key;         /* the copy's key; NULL: a new uuid */
+  const char *name;        /* NULL: the source's */
+  const char *description; /* NULL: the source's */
+};
+/* Copy key of src into dst (src itself allowed), the cheapest correct way
+ * (see copy.c); p may be NULL. */
+int zl_vol_copy(struct zl_sr *src, const char *key, struct zl_sr *dst,
+                const struct zl_copy_args *a, const struct zl_progress *p,
+                struct zl_volume *out);
 
 /* --- the export registry (core/exports.c) --------------------------------- */
 

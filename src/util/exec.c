@@ -296,3 +296,86 @@ fail_fds:
   }
   return -1;
 }
+
+int
+zl_exec_start(const char *const *argv, struct zl_exec_child *c)
+{
+  int in[2] = {-1, -1}, err[2] = {-1, -1}, null = -1;
+  pid_t pid;
+
+  c->pid = -1;
+  c->in = c->err = -1;
+  c->name = argv[0];
+  if (pipe2(in, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1 ||
+      (null = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1) {
+    zl_error_sys(errno, "%s: pipe", argv[0]);
+    goto fail;
+  }
+  int sr = spawn(argv, in[0], null, err[1], &pid);
+  if (sr != 0) {
+    if (sr == ENOENT)
+      zl_error(ENOENT, "%s is not installed (not found in PATH)", argv[0]);
+    else
+      zl_error_sys(sr, "cannot run %s", argv[0]);
+    goto fail;
+  }
+  close(in[0]);
+  close(err[1]);
+  close(null);
+  c->pid = pid;
+  c->in = in[1];
+  c->err = err[0];
+  return 0;
+
+fail:
+  for (int i = 0; i < 2; i++) {
+    if (in[i] >= 0)
+      close(in[i]);
+    if (err[i] >= 0)
+      close(err[i]);
+  }
+  if (null >= 0)
+    close(null);
+  return -1;
+}
+
+int
+zl_exec_finish(struct zl_exec_child *c, struct zl_exec_result *res)
+{
+  size_t errcap = 0;
+  char buf[4096];
+  int wstatus;
+
+  memset(res, 0, sizeof *res);
+  if (c->in >= 0)
+    close(c->in);
+  c->in = -1;
+  for (;;) {
+    ssize_t r = read(c->err, buf, sizeof buf);
+    if (r > 0) {
+      if (append(&res->err, &res->errlen, &errcap, buf, (size_t)r) == -1)
+        break;
+    } else if (r == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  close(c->err);
+  c->err = -1;
+  while (waitpid(c->pid, &wstatus, 0) == -1) {
+    if (errno != EINTR) {
+      zl_error_sys(errno, "%s: waitpid", c->name);
+      zl_exec_result_free(res);
+      return -1;
+    }
+  }
+  c->pid = -1;
+  res->status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  size_t outcap = 0;
+  if (append(&res->out, &res->outlen, &outcap, "", 0) == -1 ||
+      (!res->err && append(&res->err, &res->errlen, &errcap, "", 0) == -1)) {
+    zl_exec_result_free(res);
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
+  return 0;
+}

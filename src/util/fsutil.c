@@ -52,6 +52,25 @@ zl_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 }
 
 int
+zl_write_all(int fd, const void *buf, size_t len)
+{
+  const char *p = buf;
+
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      zl_error_sys(errno, "write");
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int
 zl_pread_all(int fd, void *buf, size_t len, off_t off)
 {
   char *p = buf;
@@ -300,11 +319,18 @@ cfr_unsupported(int e)
   return e == EXDEV || e == ENOSYS || e == EOPNOTSUPP || e == EINVAL || e == EBADF;
 }
 
+#define ZERO_BLOCK (64u << 10)
+static bool
+all_zero(const char *p, size_t n)
+{
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
 /* Copy [off, off+len) from in to out at the same offset. */
 #define COPY_BUF (1 << 20)
 
 static int
-copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp)
+copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp, bool fresh)
 {
 
   while (len > 0) {
@@ -335,8 +361,12 @@ copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp)
     size_t chunk = len > COPY_BUF ? COPY_BUF : (size_t)len;
     if (zl_pread_all(in, *bufp, chunk, off) == -1)
       return -1;
-    if (zl_pwrite_all(out, *bufp, chunk, off) == -1)
-      return -1;
+    for (size_t b = 0; b < chunk; b += ZERO_BLOCK) { /* fresh: zeros stay holes */
+      size_t n = chunk - b < ZERO_BLOCK ? chunk - b : ZERO_BLOCK;
+      if (!(fresh && all_zero(*bufp + b, n)) &&
+          zl_pwrite_all(out, *bufp + b, n, off + (off_t)b) == -1)
+        return -1;
+    }
     off += (off_t)chunk;
     len -= (off_t)chunk;
   }
@@ -374,13 +404,78 @@ zl_copy_sparse(int in, int out, off_t size, uint64_t *copied)
       hole = size;
     if (hole > size)
       hole = size;
-    if (copy_range(in, out, data, hole - data, &use_cfr, &buf) == -1)
+    if (copy_range(in, out, data, hole - data, &use_cfr, &buf, false) == -1)
       return -1;
     total += (uint64_t)(hole - data);
     pos = hole;
   }
   if (copied)
     *copied = total;
+  return 0;
+}
+
+/* The next data segment of in at or after pos, below size: 1 (in *d, *h),
+ * 0 when only a hole remains, -1 on error.  A file without SEEK_DATA (a
+ * block device) is one segment. */
+static int
+next_segment(int in, uint64_t pos, uint64_t size, uint64_t *d, uint64_t *h)
+{
+  off_t data = lseek(in, (off_t)pos, SEEK_DATA);
+
+  if (data == -1) {
+    if (errno == ENXIO)
+      return 0;
+    if (errno != EINVAL) {
+      zl_error_sys(errno, "seek data");
+      return -1;
+    }
+    data = (off_t)pos;
+  }
+  if ((uint64_t)data >= size)
+    return 0;
+  off_t hole = lseek(in, data, SEEK_HOLE);
+  *d = (uint64_t)data;
+  *h = hole == -1 || (uint64_t)hole > size ? size : (uint64_t)hole;
+  return 1;
+}
+
+#define PROGRESS_STEP (8u << 20) /* copy in pieces this large between reports */
+
+int
+zl_copy_data(int in, int out, uint64_t size, const struct zl_copy_opts *o,
+             uint64_t *copied)
+{
+  bool use_cfr = true; /* where it fails (a block device), a buffered copy */
+  uint64_t pos, d, h, total = 0, done = 0;
+  CLEANUP_FREE char *buf = NULL;
+  int r;
+
+  if (!o->fresh && (ftruncate(out, 0) == -1 || ftruncate(out, (off_t)size) == -1)) {
+    zl_error_sys(errno, "truncate copy");
+    return -1;
+  }
+  if (o->cb) {
+    for (pos = 0; (r = next_segment(in, pos, size, &d, &h)) == 1; pos = h)
+      total += h - d;
+    if (r == -1)
+      return -1;
+    o->cb(o->opaque, 0, total);
+  }
+  for (pos = 0; (r = next_segment(in, pos, size, &d, &h)) == 1; pos = h) {
+    for (uint64_t off = d; off < h;) {
+      uint64_t n = h - off > PROGRESS_STEP ? PROGRESS_STEP : h - off;
+      if (copy_range(in, out, (off_t)off, (off_t)n, &use_cfr, &buf, o->fresh) == -1)
+        return -1;
+      off += n;
+      done += n;
+      if (o->cb)
+        o->cb(o->opaque, done, total > done ? total : done);
+    }
+  }
+  if (r == -1)
+    return -1;
+  if (copied)
+    *copied = done;
   return 0;
 }
 

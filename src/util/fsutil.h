@@ -41,6 +41,7 @@ int zl_fsync_dir(int dirfd);
 /* Full read/write, retrying on EINTR and short transfers. */
 int zl_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 int zl_pread_all(int fd, void *buf, size_t len, off_t off); /* short file -> EIO */
+int zl_write_all(int fd, const void *buf, size_t len); /* pipes, sockets */
 
 /* Share the extents of in with out (FICLONE).  Returns 0, or -1 with errno
  * EOPNOTSUPP/EXDEV/EINVAL/ENOTTY when the filesystem cannot reflink (no error
@@ -52,6 +53,21 @@ int zl_reflink(int in, int out);
  * read/write otherwise; out ends up exactly size bytes long.  *copied (may
  * be NULL) receives the number of data bytes copied. */
 int zl_copy_sparse(int in, int out, off_t size, uint64_t *copied);
+
+/* A copy that reports progress and may write into storage that already
+ * reads as zeros (a new thin volume, a zvol: "fresh"): then zero blocks of
+ * the source are not written (they stay holes) and out is never truncated
+ * (it may be a block device).  Otherwise as zl_copy_sparse.  cb, if set,
+ * gets the data bytes done so far and the total found by a first pass over
+ * the source's data segments (cheap: SEEK_DATA/SEEK_HOLE only). */
+typedef void (*zl_copy_cb)(void *opaque, uint64_t done, uint64_t total);
+struct zl_copy_opts {
+  bool fresh;
+  zl_copy_cb cb;
+  void *opaque;
+};
+int zl_copy_data(int in, int out, uint64_t size, const struct zl_copy_opts *o,
+                 uint64_t *copied);
 
 /* Reflink when possible, else zl_copy_sparse.  *reflinked (may be NULL)
  * tells which happened. */

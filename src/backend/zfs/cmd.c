@@ -167,6 +167,18 @@ zcmd_send_incremental(struct zargv *a, const struct zb_caps *c, const char *from
 }
 
 void
+zcmd_receive(struct zargv *a, const struct zb_caps *c, const char *ds)
+{
+  za_init(a, "zfs");
+  za_add(a, "receive");
+  if (c->flavour == ZB_OPENZFS) /* zfs-fuse's receive has neither */
+    za_add(a, "-u");
+  if (c->recv_s)
+    za_add(a, "-s");
+  za_add(a, ds);
+}
+
+void
 zcmd_clone(struct zargv *a, const struct zb_caps *c, const char *origin, const char *ds,
            const struct zprop *props, int nprops)
 {

@@ -457,6 +457,7 @@ const struct zl_backend zl_backend_zfs = {
     .vol_get = zb_vol_get,
     .vol_create = zb_vol_create,
     .vol_copy = zb_vol_copy,
+    .vol_copy_native = zb_vol_copy_native,
     .vol_discard = zb_vol_discard,
     .vol_destroy = zb_vol_destroy,
     .vol_resize = zb_vol_resize,

@@ -351,9 +351,10 @@ zb_vol_dependents(struct zl_store *sr, const char *key)
   if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
 
     return -1;
-  const char *targets[] = {snap ? z->dataset : name, NULL};
-  /* a snapshot is kept by its clones (not by the internal read clone); a
-   * volume by its snapshots (user ones, hidden ones, clone origins) */
+  /* a snapshot is kept by its clones, in any SR of the pool (vol copy),
+   * but not by its internal read clone; a volume by its snapshots (user
+   * ones, hidden ones, clone origins) */
+  const char *targets[] = {snap ? z->pool : name, NULL};
   if (zget(&z->caps, true, "origin", targets, &objs, "dependents") == -1)
     return errno == ENOENT ? 0 : -1;
   json_object_foreach(objs, n, o)
@@ -361,8 +362,8 @@ zb_vol_dependents(struct zl_store *sr, const char *key)
     const char *rel = zb_rel_name(z, n);
     if (snap) {
       const char *org = zb_obj_value(o, "origin");
-      if (org && strcmp(org, name) == 0 && rel &&
-          strncmp(rel, ZB_RO_PREFIX, strlen(ZB_RO_PREFIX)) != 0)
+      if (org && strcmp(org, name) == 0 &&
+          !(rel && strncmp(rel, ZB_RO_PREFIX, strlen(ZB_RO_PREFIX)) == 0))
         count++;
     } else if (strncmp(n, name, strlen(name)) == 0 && n[strlen(name)] == '@') {
       count++;

@@ -25,7 +25,11 @@
  *                                     at about 1,000)
  *   <sr>/<vol>@<key>                  a snapshot volume
  *   <sr>/<vol>@_zl-origin-<clone>     internal: origin of a clone of a
- *                                     writable volume (clone-on-boot)
+ *                                     writable volume (clone-on-boot);
+ *                                     the clone may be in another SR of
+ *                                     the pool (vol copy)
+ *   <sr>/<vol>@_zl-send-<copy>        internal: what a copy to another pool
+ *                                     sends (copy.c); gone with the copy
  *   <sr>/_zl-ro-<snap>                internal: read-only clone through which
  *                                     a snapshot is read where ZFS has no
  *                                     .zfs directory (zfs-fuse)
@@ -158,6 +162,9 @@ void zcmd_snapshot(struct zargv *a, const struct zb_caps *c, const char *snap,
                    const struct zprop *props, int nprops);
 void zcmd_send_incremental(struct zargv *a, const struct zb_caps *c, const char *from,
                            const char *to);
+/* zfs receive into ds: not mounted (-u) and resumable (-s) where the tools
+ * have them. */
+void zcmd_receive(struct zargv *a, const struct zb_caps *c, const char *ds);
 void zcmd_clone(struct zargv *a, const struct zb_caps *c, const char *origin,
                 const char *ds, const struct zprop *props, int nprops);
 void zcmd_destroy(struct zargv *a, const struct zb_caps *c, const char *name);
@@ -339,6 +346,12 @@ int zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool t
 
 int zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_fn cb,
                    void *opaque);
+
+/* --- copy.c: copies between SRs of this backend (backend.h vol_copy_native) --- */
+
+int zb_vol_copy_native(struct zl_store *sr, const char *dst, struct zl_store *src_sr,
+                       const char *src, bool thick, const json_t *meta,
+                       const struct zl_progress *p, struct zl_vol_info *out);
 
 /* --- adopt.c ------------------------------------------------------------------ */
 

@@ -110,7 +110,13 @@ broken_to_volume(const char *key, const json_t *meta, const struct zl_vol_info *
 bool
 zl_meta_hidden(const json_t *meta)
 {
-  return json_is_true(json_object_get(meta, "hidden"));
+  return json_is_true(json_object_get(meta, "hidden")) || zl_meta_transient(meta);
+}
+
+bool
+zl_meta_transient(const json_t *meta)
+{
+  return json_is_true(json_object_get(meta, ZL_META_TRANSIENT));
 }
 
 bool

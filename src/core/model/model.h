@@ -129,7 +129,14 @@ json_t *zl_meta_new(const char *key, const char *uuid, const char *name,
                     const char *clone_of);
 int zl_meta_to_volume(const char *key, const json_t *meta, const struct zl_vol_info *info,
                       struct zl_volume *out);
+/* Not seen by users: hidden (destroyed, kept for its dependents) or
+ * transient (being made by a copy: see copy.c). */
 bool zl_meta_hidden(const json_t *meta);
+#define ZL_META_TRANSIENT "transient"
+/* Being made by a copy, import or receive whose maker holds the intent
+ * record that names it: never collected; the maker's commit clears it,
+ * the recovery of its dead record removes the volume (copy.c). */
+bool zl_meta_transient(const json_t *meta);
 /* Why meta could not be read (ZL_META_BROKEN), or NULL. */
 const char *zl_meta_broken(const json_t *meta);
 /* Set a ZL_ERR_DAMAGED error for key whose metadata meta is broken. */
@@ -187,6 +194,11 @@ bool zl_users_writer_blockdev(struct zl_sr *sr, const char *key);
 int zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source);
 
 /* snapshot.c */
+/* 1 (error set, naming the writer: active on a host, open on a node, a
+ * writable block device here) if something may write key; 0 if not.  op
+ * ends the message (what to do). */
+int zl_in_use_writers(struct zl_sr *sr, const char *key, const json_t *meta,
+                      const char *op);
 /* A snapshot only the core sees (hidden from the first moment), e.g. the
  * reset point of a non-persistent disk. */
 int zl_vol_snapshot_hidden(struct zl_sr *sr, const char *key, char **new_key);

@@ -59,6 +59,12 @@ in_use(struct zl_sr *sr, const char *key, const json_t *meta, int what, const ch
   return 1;
 }
 
+int
+zl_in_use_writers(struct zl_sr *sr, const char *key, const json_t *meta, const char *op)
+{
+  return in_use(sr, key, meta, USE_WRITERS, op);
+}
+
 static int
 copy_volume(struct zl_sr *sr, const char *key, const char *new_key,
             enum zl_copy_kind kind, bool hidden, struct zl_volume *out)
@@ -324,7 +330,7 @@ hidden_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info 
 {
   struct hidden_ctx *c = opaque;
   (void)info;
-  if (!zl_meta_hidden(meta))
+  if (!zl_meta_hidden(meta) || zl_meta_transient(meta)) /* its maker is alive */
     return 0;
   char **nk = realloc(c->keys, (c->n + 1) * sizeof *nk);
   if (!nk || !(nk[c->n] = strdup(key))) {

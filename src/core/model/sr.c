@@ -377,7 +377,7 @@ zl_sr_stat_free(struct zl_sr_stat *s)
 }
 
 struct any_ctx {
-  size_t visible, hidden, broken, foreign;
+  size_t visible, hidden, broken, foreign, transient;
   char first[256];    /* a visible volume */
   char damaged[256];  /* a volume whose metadata cannot be read */
   char unknown[1024]; /* what is not a volume */
@@ -391,6 +391,8 @@ any_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *in
   if (zl_meta_broken(meta)) {
     if (c->broken++ == 0)
       snprintf(c->damaged, sizeof c->damaged, "%s", key);
+  } else if (zl_meta_transient(meta)) {
+    c->transient++; /* recovery ran first: its maker is alive */
   } else if (zl_meta_hidden(meta)) {
     c->hidden++;
   } else if (c->visible++ == 0) {
@@ -423,6 +425,13 @@ check_empty(struct zl_sr *sr, struct any_ctx *c)
                   "SR %s still holds %zu volume%s (%s%s); destroy them first", sr->st.key,
                   c->visible, c->visible == 1 ? "" : "s", c->first,
                   c->visible > 1 ? ", ..." : "");
+    return -1;
+  }
+  if (c->transient) {
+    zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                  "SR %s is receiving %zu volume%s (a copy or import in progress); try "
+                  "again when it is done",
+                  sr->st.key, c->transient, c->transient == 1 ? "" : "s");
     return -1;
   }
   if (c->broken) {
@@ -459,6 +468,21 @@ zl_sr_destroy(struct zl_sr *sr)
     return -1;
   if (c.hidden && zl_collect_hidden(sr) == -1)
     return -1;
+  if (c.hidden) {
+    /* what is left is still shared: a copy in another SR of the pool
+     * (vol copy) is a clone of it */
+    struct any_ctx left = {0};
+    if (sr->st.be->vol_list(&sr->st, any_cb, &left) == -1)
+      return -1;
+    if (left.hidden) {
+      zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                    "SR %s keeps %zu destroyed volume%s whose data copies in other SRs "
+                    "still share (copies made by vol copy in the same pool); destroy "
+                    "those copies first",
+                    sr->st.key, left.hidden, left.hidden == 1 ? "" : "s");
+      return -1;
+    }
+  }
   /* The backend's removal makes the SR cease to exist in one step (the
    * private area renamed away, the SR dataset destroyed) and then clears
    * what is left; a crash before that step leaves the SR as it was. */
