@@ -47,6 +47,15 @@ static const char *const points[] = {
   "set-meta:chunks",       /* ZFS: big metadata's chunks written, header not yet */
   "adopt:linked",          /* file SR: image linked in, no metadata yet */
   "adopt:committed",       /* metadata stored, the source name not yet gone */
+  "copy:source-journaled", /* copy: intent for the source snapshot, none made */
+  "copy:origin",           /* ZFS same pool: the clone's origin made, no clone */
+  "copy:snapshot",         /* ZFS other pool: the snapshot to send made */
+  "copy:received",         /* ZFS other pool: received, its metadata not stored */
+  "copy:data",             /* streamed: the data copied, not yet flushed */
+  "receive:journaled",     /* intent recorded, nothing made */
+  "receive:made",          /* the transient volume made (and filled, if native) */
+  "receive:tuned",         /* its tunables applied, still transient */
+  "receive:committed",     /* visible, intent not yet removed */
   NULL,
 };/* clang-format on */
 

@@ -356,6 +356,12 @@ class ZfsSR(SR):
     def check_state_dir(self):
         assert os.path.isdir(self.journal_dir()) or not self.journal()
 
+    def pool_origins(self):
+        """The origins of every clone in the pool."""
+        out = zfs_cmd("zfs", "get", "-Hr", "-o", "value", "origin",
+                      self.dataset.split("/")[0]).stdout
+        return {v for v in out.split() if v != "-"}
+
     def check_consistent(self):
         listed = self.ls()
         assert not self.journal(), f"unrecovered intent records: {self.journal()}"
@@ -373,7 +379,9 @@ class ZfsSR(SR):
                 assert last[len("_zl-ro-"):] in snaps, f"stray read clone {name}"
                 continue
             if last.startswith("_zl-origin-"):
-                assert last[len("_zl-origin-"):] in clones, f"stray clone origin {name}"
+                # its clone may be a copy in another SR of the pool (vol copy)
+                assert last[len("_zl-origin-"):] in clones or name in self.pool_origins(), \
+                    f"stray clone origin {name}"
                 continue
             meta = self.meta_of(props)
             assert meta is not None, f"object without metadata (partial): {name}"

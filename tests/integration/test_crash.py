@@ -68,8 +68,10 @@ def test_every_fault_point_is_covered():
     # CBT's in test_cbt.py (test_crash_during_cbt_*)
     # set-meta's (ZFS) in test_accounting.py (test_crash_between_metadata_chunks);
     # every point on both SR types in test_leftovers.py
+    # copy's and receive's in test_copy.py (test_copy_killed)
     assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
-                              "data-destroy", "set-meta", "write-file"}
+                              "data-destroy", "set-meta", "write-file", "copy",
+                              "receive"}
     for op in OPS:
         assert f"{op}:journaled" in points
 

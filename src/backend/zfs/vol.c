@@ -179,24 +179,37 @@ zb_vol_copy(struct zl_store *sr, const char *src, const char *dst, enum zl_copy_
 
 /* --- removing volumes -------------------------------------------------------- */
 
-/* The internal origin snapshot of clone key, wherever it is ("" if none). */
+/* The internal origin snapshot of clone key that no clone uses any more
+ * ("" if none), anywhere in the pool: a copy into another SR of the pool
+ * (copy.c) leaves it in the source's SR.  One still in use is the origin
+ * of a live clone of the same key in another SR: never taken. */
 static int
 find_origin_snapshot(struct zb_sr *z, const char *key, char *out, size_t len)
 {
   CLEANUP_JSON json_t *objs = NULL;
-  const char *targets[] = {z->dataset, NULL};
+  const char *targets[] = {z->pool, NULL};
   char want[300];
   const char *n;
   json_t *o;
 
   out[0] = '\0';
-  if (zget(&z->caps, true, "type", targets, &objs, "look for origins") == -1)
+  if (zget(&z->caps, true, "origin", targets, &objs, "look for origins") == -1)
     return -1;
   snprintf(want, sizeof want, "@" ZB_ORIGIN_PREFIX "%s", key);
   json_object_foreach(objs, n, o)
   {
     const char *at = strchr(n, '@');
-    if (at && strcmp(at, want) == 0)
+    if (!at || strcmp(at, want) != 0)
+      continue;
+    const char *m;
+    json_t *p;
+    bool used = false;
+    json_object_foreach(objs, m, p)
+    {
+      const char *org = zb_obj_value(p, "origin");
+      used = used || (org && strcmp(org, n) == 0);
+    }
+    if (!used)
       snprintf(out, len, "%s", n);
   }
   return 0;
