@@ -34,10 +34,10 @@ int zl_exec_stream(const char *const *argv, const char *stdin_data, zl_exec_sink
                    void *opaque, struct zl_exec_result *res);
 /* A child that reads what we write: zl_exec_start runs argv with its
  * stdin a pipe (c->in, ours to write: a caller that may outlive the child
- * ignores SIGPIPE meanwhile and handles EPIPE), its stdout discarded and its stderr kept for the
- * result; zl_exec_finish closes c->in (if still open), waits, and fills
- * res as zl_exec does (out empty).  Used to feed one program from another
- * (zfs send | zfs receive through zl_exec_stream's sink). */
+ * ignores SIGPIPE meanwhile and handles EPIPE), its stdout discarded and its stderr kept
+ * for the result; zl_exec_finish closes c->in (if still open), waits, and fills res as
+ * zl_exec does (out empty).  Used to feed one program from another (zfs send | zfs
+ * receive through zl_exec_stream's sink). */
 struct zl_exec_child {
   int pid;
   int in;  /* write end of the child's stdin, or -1 */

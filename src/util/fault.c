@@ -48,8 +48,7 @@ static const char *const points[] = {
   "adopt:linked",          /* file SR: image linked in, no metadata yet */
   "adopt:committed",       /* metadata stored, the source name not yet gone */
   "copy:source-journaled", /* copy: intent for the source snapshot, none made */
-  "copy:origin",           /* ZFS same pool: the clone's origin made, no clone */
-  "copy:snapshot",         /* ZFS other pool: the snapshot to send made */
+  "copy:cloned",           /* ZFS same pool: cloned, the copy still transient */
   "copy:received",         /* ZFS other pool: received, its metadata not stored */
   "copy:data",             /* streamed: the data copied, not yet flushed */
   "receive:journaled",     /* intent recorded, nothing made */

@@ -41,7 +41,7 @@ int zl_fsync_dir(int dirfd);
 /* Full read/write, retrying on EINTR and short transfers. */
 int zl_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 int zl_pread_all(int fd, void *buf, size_t len, off_t off); /* short file -> EIO */
-int zl_write_all(int fd, const void *buf, size_t len); /* pipes, sockets */
+int zl_write_all(int fd, const void *buf, size_t len);      /* pipes, sockets */
 
 /* Share the extents of in with out (FICLONE).  Returns 0, or -1 with errno
  * EOPNOTSUPP/EXDEV/EINVAL/ENOTTY when the filesystem cannot reflink (no error

@@ -354,6 +354,19 @@ test_command_lines(void **state)
   expect(&a, "zfs send -c -L -e -i tank/sr/k@a tank/sr/k@b");
   zcmd_send_incremental(&a, fuse, "tank/sr/k@a", "tank/sr/k@_zl-cbt-U");
   expect(&a, "zfs send -i tank/sr/k@a tank/sr/k@_zl-cbt-U");
+
+  /* vol copy to another pool: compressed, large and embedded blocks and a
+   * resumable, unmounted receive where the tools have them */
+  zcmd_send(&a, z22, "tank/sr/k@s", NULL);
+  expect(&a, "zfs send -c -L -e tank/sr/k@s");
+  zcmd_send(&a, z22, "tank/sr/k@s", "1-abc-def");
+  expect(&a, "zfs send -t 1-abc-def");
+  zcmd_send(&a, fuse, "tank/sr/k@s", NULL);
+  expect(&a, "zfs send tank/sr/k@s");
+  zcmd_receive(&a, z22, "pool2/sr/c");
+  expect(&a, "zfs receive -u -s pool2/sr/c");
+  zcmd_receive(&a, fuse, "pool2/sr/c");
+  expect(&a, "zfs receive pool2/sr/c");
 }
 
 static void

@@ -167,6 +167,25 @@ zcmd_send_incremental(struct zargv *a, const struct zb_caps *c, const char *from
 }
 
 void
+zcmd_send(struct zargv *a, const struct zb_caps *c, const char *snap, const char *token)
+{
+  za_init(a, "zfs");
+  za_add(a, "send");
+  if (token && *token) { /* the stream resumes as it began: flags come with it */
+    za_add(a, "-t");
+    za_add(a, token);
+    return;
+  }
+  if (c->send_c)
+    za_add(a, "-c");
+  if (c->send_L)
+    za_add(a, "-L");
+  if (c->send_e)
+    za_add(a, "-e");
+  za_add(a, snap);
+}
+
+void
 zcmd_receive(struct zargv *a, const struct zb_caps *c, const char *ds)
 {
   za_init(a, "zfs");

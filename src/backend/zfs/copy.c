@@ -1,20 +1,18 @@
 /* copy.c: copies between zfs-live SRs without the data passing through
  * the core (backend.h vol_copy_native).
  *
- *   same pool      a clone of the source, in the destination SR: instant,
- *                  blocks shared.  A writable source is cloned through an
- *                  internal snapshot <src>@_zl-origin-<dst> (destroyed with
- *                  the copy: zb_vol_destroy follows the clone's origin), so
- *                  the source stays destroyable: the core hides it while
- *                  the copy needs its blocks and collects it after.
- *   other pools    zfs send of one snapshot | zfs receive, with -c -L -e
+ * The source is a snapshot: the core reads a writable volume through a
+ * snapshot it makes for the copy (core/model/copy.c), and keeps it, hidden,
+ * while a clone needs it.
+ *   same pool      a clone of the snapshot, in the destination SR: instant,
+ *                  blocks shared
+ *   other pools    zfs send of the snapshot | zfs receive, with -c -L -e
  *                  where the tools have them; where receive has -s, a
  *                  stream cut off part-way is resumed from the receive
  *                  resume token (twice at most), else sent again whole
- *                  (zfs-fuse).  The source snapshot is internal
- *                  (<src>@_zl-send-<dst>) unless the source is one.
- * Layouts must match (a zvol is not received into a dataset SR): else the
- * core streams the data.
+ *                  (zfs-fuse)
+ * Otherwise (a writable source, layouts that differ: a zvol is not
+ * received into a dataset SR) 0: the core streams the data.
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,8 +28,6 @@
 #include "util/log.h"
 
 #include "util/banned.h" /* last: after every declaration */
-
-#define ZB_SEND_PREFIX "_zl-send-"
 
 /* Properties the volume needs in its SR that a clone or a received stream
  * does not bring: size and mount policy (dataset layout), reservation. */
@@ -56,47 +52,26 @@ add_local_props(struct zb_sr *z, int64_t size, bool thick, struct zprop *props, 
 }
 
 static int
-clone_across(struct zl_store *sr, const char *dst, struct zl_store *src_sr,
-             const char *src, bool thick, const json_t *meta,
-             const struct zl_vol_info *src_info)
+clone_across(struct zl_store *sr, const char *dst, const char *origin, bool thick,
+             const json_t *meta, const struct zl_vol_info *src_info)
 {
-  struct zb_sr *z = zb_of(sr), *zs = zb_of(src_sr);
-  char srcname[600], origin[700], ds[600], size[32], res[64];
+  struct zb_sr *z = zb_of(sr);
+  char ds[600], size[32], res[64];
   struct zprop props[ZB_META_CHUNKS + 4];
   CLEANUP_FREE char *buf = NULL;
-  bool src_snap, made_origin = false;
+  struct zargv a;
   int n;
 
-  if (zb_name_of(src_sr, src, srcname, sizeof srcname, &src_snap) == -1)
-    return -1;
-  if (src_snap) {
-    snprintf(origin, sizeof origin, "%s", srcname);
-  } else {
-    if (zs->layout == LAYOUT_DATASET)
-      zb_flush_file(src_sr, src);
-    snprintf(origin, sizeof origin, "%s@" ZB_ORIGIN_PREFIX "%s", srcname, dst);
-    if (zb_snapshot_cmd(zs, origin, NULL, 0) == -1)
-      return -1;
-    made_origin = true;
-  }
-  zl_fault("copy", "origin");
   if (zb_meta_encode(meta, 'a', props, &n, &buf) == -1)
-    goto fail;
+    return -1;
   add_local_props(z, src_info->virtual_size, thick, props, &n, size, sizeof size, res,
                   sizeof res);
   snprintf(ds, sizeof ds, "%s/%s", z->dataset, dst);
-  struct zargv a;
   zcmd_clone(&a, &z->caps, origin, ds, props, n);
-  if (zrun_free(&a, "clone") == 0)
-    return 1;
-fail:
-  if (made_origin) {
-    struct zl_error_saved saved;
-    zl_error_save(&saved);
-    zb_destroy_object(zs, origin);
-    zl_error_restore(&saved);
-  }
-  return -1;
+  if (zrun_free(&a, "clone") == -1)
+    return -1;
+  zl_fault("copy", "cloned");
+  return 1;
 }
 
 /* --- send | receive ------------------------------------------------------- */
@@ -132,20 +107,7 @@ send_once(struct zb_sr *z, const char *snap, const char *ds, const char *token,
   struct sigaction ign = {.sa_handler = SIG_IGN}, old;
   int rc = -1;
 
-  za_init(&s, "zfs");
-  za_add(&s, "send");
-  if (token && *token) {
-    za_add(&s, "-t");
-    za_add(&s, token);
-  } else {
-    if (z->caps.send_c)
-      za_add(&s, "-c");
-    if (z->caps.send_L)
-      za_add(&s, "-L");
-    if (z->caps.send_e)
-      za_add(&s, "-e");
-    za_add(&s, snap);
-  }
+  zcmd_send(&s, &z->caps, snap, token);
   zcmd_receive(&r, &z->caps, ds);
   if (zl_exec_start(r.v, &child) == -1)
     goto out;
@@ -196,47 +158,32 @@ resume_token(struct zb_sr *z, const char *ds, char *tok, size_t len)
 }
 
 static int
-send_receive(struct zl_store *sr, const char *dst, struct zl_store *src_sr,
-             const char *src, bool thick, const json_t *meta,
-             const struct zl_vol_info *src_info, const struct zl_progress *p)
+send_receive(struct zl_store *sr, const char *dst, const char *snap, bool thick,
+             const json_t *meta, const struct zl_vol_info *src_info,
+             const struct zl_progress *p)
 {
-  struct zb_sr *z = zb_of(sr), *zs = zb_of(src_sr);
-  char srcname[600], snap[700], ds[600], recvd[700], size[32], res[64];
-  bool src_snap;
-  int rc = -1;
-
-  if (zb_name_of(src_sr, src, srcname, sizeof srcname, &src_snap) == -1)
-    return -1;
-  snprintf(ds, sizeof ds, "%s/%s", z->dataset, dst);
-  if (src_snap) {
-    snprintf(snap, sizeof snap, "%s", srcname);
-  } else {
-    if (zs->layout == LAYOUT_DATASET)
-      zb_flush_file(src_sr, src);
-    snprintf(snap, sizeof snap, "%s@" ZB_SEND_PREFIX "%s", srcname, dst);
-    if (zb_snapshot_cmd(zs, snap, NULL, 0) == -1)
-      return -1;
-  }
-  zl_fault("copy", "snapshot");
+  struct zb_sr *z = zb_of(sr);
+  char ds[600], recvd[700], size[32], res[64], tok[4096] = "";
   struct feed f = {.p = p, .total = (uint64_t)src_info->physical_utilisation};
-  char tok[4096] = "";
+
+  snprintf(ds, sizeof ds, "%s/%s", z->dataset, dst);
   for (int attempt = 0;; attempt++) {
     f.done = 0;
     if (send_once(z, snap, ds, tok, &f) == 0)
       break;
     if (!z->caps.recv_s || attempt == 2)
-      goto out;
+      return -1;
     resume_token(z, ds, tok, sizeof tok);
     if (!tok[0])
-      goto out;
-    zl_warn("copy of %s: the stream was cut off; resuming (%s)", src, zl_error_msg());
+      return -1;
+    zl_warn("copy of %s: the stream was cut off; resuming (%s)", snap, zl_error_msg());
     zl_error_clear();
   }
   zl_fault("copy", "received");
   /* the received snapshot is not a volume of this SR */
   snprintf(recvd, sizeof recvd, "%s%s", ds, strchr(snap, '@'));
   if (zb_destroy_object(z, recvd) == -1)
-    goto out;
+    return -1;
   struct zprop props[4];
   int n = 0;
   add_local_props(z, src_info->virtual_size, thick, props, &n, size, sizeof size, res,
@@ -245,20 +192,18 @@ send_receive(struct zl_store *sr, const char *dst, struct zl_store *src_sr,
     struct zargv a;
     zcmd_set(&a, &z->caps, ds, props[i].name, props[i].value);
     if (zrun_free(&a, "set properties of the copy") == -1)
-      goto out;
+      return -1;
   }
-  if (zb_meta_store(&z->caps, ds, meta) == -1)
-    goto out;
-  rc = 1;
-out:
-  if (!src_snap) {
-    struct zl_error_saved saved;
-    zl_error_save(&saved);
-    if (zb_destroy_object(zs, snap) == -1)
-      zl_warn("copy of %s: %s stays: %s", src, snap, zl_error_msg());
-    zl_error_restore(&saved);
+  if (z->caps.flavour != ZB_OPENZFS) {
+    /* zfs-fuse's receive mounts what it made (no -u): a volume's dataset is
+     * mounted when its data is first opened, not before */
+    struct zargv a;
+    zcmd_mount(&a, &z->caps, ds, false);
+    zrun(&a, "unmount", NULL);
+    za_free(&a);
+    zl_error_clear();
   }
-  return rc;
+  return zb_meta_store(&z->caps, ds, meta) == 0 ? 1 : -1;
 }
 
 int
@@ -268,14 +213,20 @@ zb_vol_copy_native(struct zl_store *sr, const char *dst, struct zl_store *src_sr
 {
   struct zb_sr *z = zb_of(sr), *zs = zb_of(src_sr);
   struct zl_vol_info info;
+  char name[600];
+  bool snap;
 
   if (z->layout != zs->layout)
     return 0; /* a zvol into a dataset SR or back: the core streams it */
+  if (zb_name_of(src_sr, src, name, sizeof name, &snap) == -1)
+    return -1;
+  if (!snap)
+    return 0; /* only one instant of a source is copied natively */
   if (zb_vol_get(src_sr, src, NULL, &info) == -1)
     return -1;
   out->virtual_size = info.virtual_size;
   out->physical_utilisation = 0;
   if (strcmp(z->pool, zs->pool) == 0)
-    return clone_across(sr, dst, src_sr, src, thick, meta, &info);
-  return send_receive(sr, dst, src_sr, src, thick, meta, &info, p);
+    return clone_across(sr, dst, name, thick, meta, &info);
+  return send_receive(sr, dst, name, thick, meta, &info, p);
 }

@@ -84,11 +84,7 @@ zb_boot_recovery(struct zl_store *sr)
       continue;
     const char *rel = n + dl + 1, *at = strchr(rel, '@');
     char other[700];
-    if (at && strncmp(at + 1, "_zl-send-", 9) == 0) {
-      /* what a copy to another pool was sending: no copy outlives a boot */
-      zl_info("recovery: removing %s (a copy cut off by a restart)", n);
-      zb_destroy_object(z, n);
-    } else if (at && strncmp(at + 1, ZB_ORIGIN_PREFIX, strlen(ZB_ORIGIN_PREFIX)) == 0) {
+    if (at && strncmp(at + 1, ZB_ORIGIN_PREFIX, strlen(ZB_ORIGIN_PREFIX)) == 0) {
       /* the origin of a clone of a writable volume: orphaned if the clone
        * is gone (a destroy cut off between its two steps) */
       snprintf(other, sizeof other, "%s/%s", z->dataset,

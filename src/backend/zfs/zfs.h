@@ -25,11 +25,8 @@
  *                                     at about 1,000)
  *   <sr>/<vol>@<key>                  a snapshot volume
  *   <sr>/<vol>@_zl-origin-<clone>     internal: origin of a clone of a
- *                                     writable volume (clone-on-boot);
- *                                     the clone may be in another SR of
- *                                     the pool (vol copy)
- *   <sr>/<vol>@_zl-send-<copy>        internal: what a copy to another pool
- *                                     sends (copy.c); gone with the copy
+ *                                     writable volume (clone-on-boot)
+
  *   <sr>/_zl-ro-<snap>                internal: read-only clone through which
  *                                     a snapshot is read where ZFS has no
  *                                     .zfs directory (zfs-fuse)
@@ -162,6 +159,10 @@ void zcmd_snapshot(struct zargv *a, const struct zb_caps *c, const char *snap,
                    const struct zprop *props, int nprops);
 void zcmd_send_incremental(struct zargv *a, const struct zb_caps *c, const char *from,
                            const char *to);
+/* The full stream of snap (a copy to another pool), or the rest of one a
+ * receive -s was cut off in (token). */
+void zcmd_send(struct zargv *a, const struct zb_caps *c, const char *snap,
+               const char *token);
 /* zfs receive into ds: not mounted (-u) and resumable (-s) where the tools
  * have them. */
 void zcmd_receive(struct zargv *a, const struct zb_caps *c, const char *ds);

@@ -74,9 +74,9 @@ static json_t *
 new_meta(const char *key, const char *uuid, const struct zl_create_args *a, bool thick,
          const json_t *keys)
 {
-  json_t *m = zl_meta_new(key, uuid, a->name, a->description ? a->description : "",
-                          a->sharable, false, thick ? ZL_PROV_THICK : ZL_PROV_THIN, NULL,
-                          NULL);
+  json_t *m =
+      zl_meta_new(key, uuid, a->name, a->description ? a->description : "", a->sharable,
+                  false, thick ? ZL_PROV_THICK : ZL_PROV_THIN, NULL, NULL);
   if (!m)
     return NULL;
   if (keys && json_object_update(json_object_get(m, "keys"), (json_t *)keys) == -1) {
@@ -160,7 +160,11 @@ static int
 make_empty(struct zl_sr *sr, const char *key, int64_t size, bool thick,
            const json_t *meta, struct zl_vol_info *info, void *arg)
 {
-  (void)arg;
+  const json_t *extra = arg;
+  if (extra && json_object_update((json_t *)meta, (json_t *)extra) == -1) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
   if (sr->st.be->vol_create(&sr->st, key, size, thick, meta, info) == -1) {
     zl_error_prefix("create volume %s: ", key);
     return -1;
@@ -169,7 +173,8 @@ make_empty(struct zl_sr *sr, const char *key, int64_t size, bool thick,
 }
 
 struct zl_recv *
-zl_recv_begin(struct zl_sr *sr, const struct zl_create_args *a, const json_t *keys)
+zl_recv_begin_meta(struct zl_sr *sr, const struct zl_create_args *a, const json_t *keys,
+                   const json_t *extra)
 {
   struct zl_recv *r = malloc(sizeof *r);
 
@@ -177,11 +182,17 @@ zl_recv_begin(struct zl_sr *sr, const struct zl_create_args *a, const json_t *ke
     zl_error(ENOMEM, "out of memory");
     return NULL;
   }
-  if (begin(sr, a, keys, make_empty, NULL, r) != 1) {
+  if (begin(sr, a, keys, make_empty, (void *)extra, r) != 1) {
     free(r);
     return NULL;
   }
   return r;
+}
+
+struct zl_recv *
+zl_recv_begin(struct zl_sr *sr, const struct zl_create_args *a, const json_t *keys)
+{
+  return zl_recv_begin_meta(sr, a, keys, NULL);
 }
 
 const char *
@@ -301,8 +312,8 @@ snapshot_source(struct zl_sr *sr, const char *key, const json_t *meta,
   if (begin_record(sr, "copy-source", s->snap, &s->in) == -1)
     return -1;
   zl_fault("copy", "source-journaled");
-  if (sr->st.be->vol_copy(&sr->st, key, s->snap, ZL_COPY_SNAPSHOT, false, m, info, &made) ==
-      -1) {
+  if (sr->st.be->vol_copy(&sr->st, key, s->snap, ZL_COPY_SNAPSHOT, false, m, info,
+                          &made) == -1) {
     zl_error_prefix("snapshot of %s for the copy: ", key);
     struct zl_error_saved saved;
     zl_error_save(&saved);
@@ -345,6 +356,31 @@ source_open(struct zl_sr *sr, const char *key, const json_t *meta,
              : 0;
 }
 
+/* Under LOCK_EX: the snapshot a copy read from goes, or, when the copy
+ * is a clone of it (ZFS, same pool), becomes hidden: kept for the copy,
+ * collected with it (snapshot.c). */
+static int
+source_drop(struct zl_sr *sr, const char *snap)
+{
+  int deps = sr->st.be->vol_dependents ? sr->st.be->vol_dependents(&sr->st, snap) : 0;
+  CLEANUP_JSON json_t *meta = NULL;
+
+  if (deps == -1)
+    return -1;
+  if (deps == 0) {
+    if (sr->st.be->vol_destroy(&sr->st, snap) == -1)
+      return -1;
+    zl_vol_lock_forget(sr, snap);
+    return 0;
+  }
+  if (sr->st.be->vol_get(&sr->st, snap, &meta, NULL) == -1)
+    return -1;
+  json_object_del(meta, ZL_META_TRANSIENT);
+  json_object_del(meta, ZL_META_STORAGE);
+  json_object_set_new(meta, "hidden", json_true());
+  return sr->st.be->vol_set_meta(&sr->st, snap, meta);
+}
+
 static void
 source_close(struct source *s)
 {
@@ -353,8 +389,7 @@ source_close(struct source *s)
   struct zl_error_saved saved;
   zl_error_save(&saved);
   struct zl_sr *held = zl_sr_hold(s->sr, LOCK_EX);
-  if (held && s->sr->st.be->vol_destroy(&s->sr->st, s->snap) == 0) {
-    zl_vol_lock_forget(s->sr, s->snap);
+  if (held && source_drop(s->sr, s->snap) == 0) {
     zl_intent_end(&s->in);
   } else {
     zl_warn("copy: cannot remove the snapshot %s it read from: %s; the next call "
@@ -454,38 +489,37 @@ zl_vol_copy(struct zl_sr *src, const char *key, struct zl_sr *dst,
   if (!a.description)
     a.description = "";
   struct zl_recv *r = NULL;
+  struct source s;
   int made = 0;
 
+  if (source_open(src, key, meta, &info, &s) == -1)
+    return -1;
   if (dst->st.be == src->st.be && dst->st.be->vol_copy_native) {
-    struct native_arg n = {src, key, p};
+    struct native_arg n = {src, s.read, p};
     if (!(r = malloc(sizeof *r))) {
       zl_error(ENOMEM, "out of memory");
+      source_close(&s);
       return -1;
     }
     made = begin(dst, &a, keys, make_native, &n, r);
     if (made != 1)
       free(TAKE_PTR(r));
-    if (made == -1)
-      return -1;
     if (made == 1)
       zl_info("copy of %s into SR %s as %s: native", key, dst->st.key, r->key);
   }
   if (made == 0) {
-    struct source s;
-    if (source_open(src, key, meta, &info, &s) == -1)
-      return -1;
-    if (!(r = zl_recv_begin(dst, &a, keys))) {
-      source_close(&s);
-      return -1;
+    if (!(r = zl_recv_begin(dst, &a, keys)))
+      made = -1;
+    else if (stream(&s, r, info.virtual_size, p) == -1) {
+      zl_recv_abort(TAKE_PTR(r));
+      made = -1;
+    } else {
+      zl_info("copy of %s into SR %s as %s: streamed", key, dst->st.key, r->key);
     }
-    int rc = stream(&s, r, info.virtual_size, p);
-    source_close(&s);
-    if (rc == -1) {
-      zl_recv_abort(r);
-      return -1;
-    }
-    zl_info("copy of %s into SR %s as %s: streamed", key, dst->st.key, r->key);
   }
+  source_close(&s);
+  if (made == -1)
+    return -1;
   return zl_recv_commit(r, out);
 }
 
@@ -524,10 +558,7 @@ recover_source(struct zl_sr *sr, const json_t *rec, const char *key)
     return sr->st.be->vol_discard(&sr->st, key); /* half made */
   }
   zl_info("recovery: removing snapshot %s a dead copy read from", key);
-  if (sr->st.be->vol_destroy(&sr->st, key) == -1)
-    return -1;
-  zl_vol_lock_forget(sr, key);
-  return 0;
+  return source_drop(sr, key);
 }
 
 static const struct zl_recovery recoveries[] = {

@@ -193,6 +193,10 @@ bool zl_users_writer_blockdev(struct zl_sr *sr, const char *key);
 /* adopt.c: recovery of an adopt cut off by a crash (see backend.h). */
 int zl_adopt_recover(struct zl_sr *sr, const char *key, const char *source);
 
+/* copy.c: zl_recv_begin with extra fields merged into the metadata. */
+struct zl_recv *zl_recv_begin_meta(struct zl_sr *sr, const struct zl_create_args *a,
+                                   const json_t *keys, const json_t *extra);
+
 /* snapshot.c */
 /* 1 (error set, naming the writer: active on a host, open on a node, a
  * writable block device here) if something may write key; 0 if not.  op
