@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "nbd/nbd.h"
@@ -57,6 +58,7 @@ struct tx {
   struct zl_io_req ios[MAX_BATCH];
   struct iovec iov[4 * MAX_BATCH];
   uint32_t extents[2 * MAX_STATUS][2 * MAX_EXTENTS]; /* two contexts each */
+  bool idle; /* no request came within the linger: park the connection */
 };
 
 uint32_t
@@ -149,6 +151,13 @@ need_bytes(struct tx *t, size_t want)
       t->rpos = 0;
     }
     ssize_t n = nbd_read_some(&t->c->st, t->rbuf + t->rlen, RBUF_SIZE - t->rlen);
+    if (n == -1 && errno == EAGAIN && t->c->st.idle_return) {
+      if (t->rlen == t->rpos) { /* idle between requests: park it */
+        t->idle = true;
+        return -1;
+      }
+      continue; /* the rest of a request is owed */
+    }
     if (n <= 0)
       return -1;
     t->rlen += (size_t)n;
@@ -415,10 +424,24 @@ send_replies(struct tx *t, size_t nb)
   return n ? nbd_writev_full(&t->c->st, t->iov, n) : 0;
 }
 
-void
+/* Linger: a connection with no request for this long gives its thread
+ * back (SO_RCVTIMEO; no extra system call per request). */
+static void
+set_linger(struct nbd_conn *c)
+{
+  if (c->linger_ms <= 0 || c->st.idle_return)
+    return;
+  struct timeval tv = {.tv_sec = c->linger_ms / 1000,
+                       .tv_usec = c->linger_ms % 1000 * 1000};
+  if (setsockopt(c->st.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0)
+    c->st.idle_return = true;
+}
+
+bool
 nbd_transmission(struct nbd_conn *c)
 {
   struct tx *t = calloc(1, sizeof *t);
+  bool park = false;
 
   if (!t || !(t->rbuf = malloc(RBUF_SIZE)) ||
       !(t->q = zl_io_queue_new((unsigned)c->cfg->threads_io_depth, c->cfg->no_uring))) {
@@ -438,6 +461,7 @@ nbd_transmission(struct nbd_conn *c)
     }
   }
   t->c = c;
+  set_linger(c);
   for (;;) {
     bool disc = false;
     size_t nb = parse(t, &disc);
@@ -446,8 +470,10 @@ nbd_transmission(struct nbd_conn *c)
       if (send_replies(t, nb) == -1)
         break;
     }
-    if (disc || !nb)
+    if (disc || !nb) {
+      park = !nb && t->idle && !atomic_load(c->stopping);
       break;
+    }
     if (t->rpos == t->rlen)
       t->rpos = t->rlen = 0;
   }
@@ -459,4 +485,5 @@ out:
     free(t->big);
     free(t);
   }
+  return park;
 }
