@@ -158,7 +158,7 @@ done:
   pthread_mutex_lock(&L.lock);
   if (park && !atomic_load(&stopping)) {
     k->state = PARKED;
-    k->t0 = now_ms();
+    k->t0 = now_ms() - (k->c.linger_ms > 0 ? k->c.linger_ms : 0); /* idle since */
     bool armed = arm_locked(k) == 0; /* k may be another thread's from here */
     pthread_mutex_unlock(&L.lock);
     if (armed)

@@ -149,7 +149,7 @@ nbd_listen_unix(const char *path)
   mode_t old = umask(0177); /* 0600 */
   int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
   umask(old);
-  if (r == -1 || listen(fd, 128) == -1) {
+  if (r == -1 || listen(fd, SOMAXCONN) == -1) {
     zl_error_sys(errno, "listen on %s", path);
     close(fd);
     close(lock);
@@ -192,7 +192,7 @@ listen_tcp(const char *spec, struct nbd_listener *out, int max)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (a->ai_family == AF_INET6)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) == -1 || listen(fd, 128) == -1) {
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == -1 || listen(fd, SOMAXCONN) == -1) {
       zl_error_sys(errno, "listen on %s", spec);
       close(fd);
       continue;
