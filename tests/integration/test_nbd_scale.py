@@ -336,3 +336,24 @@ def test_fd_limit(env, attacker):
     finally:
         flood.stop()
         srv.stop()
+
+
+def test_soak(env):
+    """bench/soak.py for 30 s (CI): 64 clients writing known patterns and
+    reading them back, going quiet (the server parks their connections)
+    and reconnecting now and then; no corruption, RSS flat."""
+    srv = Server(env["base"], env["env"], free_port(), env["psk"])
+    try:
+        uri = f"nbd+unix:///{env['export']}?socket={srv.sock}"
+        r = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "bench", "soak.py"),
+                            "--uri", uri, "--clients", "64", "--duration",
+                            os.environ.get("ZFS_LIVE_SOAK_SECONDS", "30"), "--pid",
+                            str(srv.pid)], capture_output=True, text=True, timeout=900)
+        print("\n" + r.stdout + r.stderr)
+        assert r.returncode == 0, r.stdout + r.stderr
+        line = [x for x in r.stdout.splitlines() if x.startswith("server RSS")][0]
+        first_q = float(line.split("first quarter ")[1].split(",")[0])
+        last_q = float(line.split("last quarter ")[1].split(",")[0])
+        assert last_q <= first_q * 1.25 + 32, f"server memory grew: {line}"
+    finally:
+        srv.stop()
