@@ -357,3 +357,27 @@ def test_soak(env):
         assert last_q <= first_q * 1.25 + 32, f"server memory grew: {line}"
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_idle_connection_parks_and_resumes(env, tls):
+    """A client that goes quiet gives its thread back (the server parks the
+    connection, TLS session and all) and is served again when it speaks."""
+    import nbd
+    port = free_port()
+    srv = Server(env["base"], env["env"], port, env["psk"])
+    try:
+        threads0 = proc_stat(srv.pid)[1]
+        h = nbd.NBD()
+        h.connect_uri(tls_uri(env, port) if tls else
+                      f"nbd+unix:///{env['export']}?socket={srv.sock}")
+        data = os.urandom(64 << 10)
+        for i in range(3):
+            h.pwrite(data, i << 20)
+            # while it is served it has a thread; quiet, it gives it back
+            wait_for(lambda: proc_stat(srv.pid)[1] == threads0,
+                     lambda: f"the connection to park ({proc_stat(srv.pid)[1]} threads)")
+            assert h.pread(len(data), i << 20) == data
+        h.shutdown()
+    finally:
+        srv.stop()
