@@ -2,7 +2,7 @@
  * source file.
  *
  * Threads: the main thread accepts connections, handles signals and holds
- * the connections waiting for their clients (loop.c); a connection whose
+ * the connections waiting for their clients (conns.c); a connection whose
  * client is talking has one thread that negotiates (handshake.c) and then
  * runs the transmission loop (transmission.c): it reads every request that has
  * arrived, runs their I/O as one batch down the volume's write path
@@ -46,7 +46,7 @@ struct nbd_config {
   const char *pidfile;
   int threads_io_depth; /* io_uring entries per connection */
   bool no_uring;        /* testing: the pread/pwrite engine */
-  /* Connection limits (loop.c).  A client has handshake_ms from its
+  /* Connection limits (conns.c).  A client has handshake_ms from its
    * connect to finish negotiating (TLS included); an established one idle
    * for idle_ms (0: never) is closed.  At most max_unauth connections are
    * negotiating at once, max_unauth_source of them from one TCP address
@@ -143,7 +143,7 @@ struct nbd_conn {
   const struct nbd_config *cfg;
   const atomic_bool *stopping; /* the server is shutting down */
   const char *import;          /* an import's export: served whatever the client asks */
-  bool greeted;                /* the greeting was sent already (loop.c) */
+  bool greeted;                /* the greeting was sent already (conns.c) */
   int linger_ms;               /* park after this long without a request (0: never) */
 };
 /* The server's 18-byte greeting. */
@@ -176,7 +176,7 @@ char *nbd_call_run(const char *peer, const char *body, size_t len);
 int nbd_relay_main(const char *listen_path, const char *hostport, const char *psk_file,
                    const char *pidfile);
 
-/* loop.c: the connections.  One thread (nbd_serve's) runs an epoll loop:
+/* conns.c: the connections.  One thread (nbd_serve's) runs an epoll loop:
  * it accepts, sends the greeting, enforces the limits and deadlines and
  * holds every connection that is waiting for its client (before the first
  * option, or idle between requests) at the cost of a file descriptor and a
@@ -189,20 +189,26 @@ struct nbd_listener {
 };
 /* Serve until a signal on sfd makes on_signal return true; then stop
  * accepting (new requests are refused with ESHUTDOWN from then on). */
-int nbd_loop_run(const struct nbd_config *cfg, const struct nbd_listener *ls, int nl,
-                 int sfd, bool (*on_signal)(const struct nbd_config *, int signo));
-/* After nbd_loop_run: close the idle connections, let the others finish
+int nbd_conns_run(const struct nbd_config *cfg, const struct nbd_listener *ls, int nl,
+                  int sfd, bool (*on_signal)(const struct nbd_config *, int signo));
+/* After nbd_conns_run: close the idle connections, let the others finish
  * the round in flight, wait for them (30 s at most). */
-void nbd_loop_stop(void);
+void nbd_conns_stop(void);
 /* Carry a connected fd (owned); import: its only export (or NULL). */
-int nbd_loop_add(int fd, bool tcp, const char *import);
+int nbd_conns_add(int fd, bool tcp, const char *import);
+
+/* The TLS mode of a connection: TCP demands TLS unless it was turned off;
+ * a Unix socket offers or demands it as configured. */
+enum tls_mode nbd_tls_mode_of(const struct nbd_config *cfg, bool tcp);
+/* The current TLS credentials: a connection takes a reference when it
+ * starts; set (a reload) drops the server's reference to the old ones,
+ * which go when their last session ends. */
+struct nbd_tls *nbd_creds_get(void);
+void nbd_creds_set(struct nbd_tls *t);
+void nbd_tune_socket(int fd, bool tcp);
 
 /* server.c */
 int nbd_serve(const struct nbd_config *cfg);
-/* A connection's TLS mode and a reference to the current credentials. */
-enum tls_mode nbd_tls_mode_of(const struct nbd_config *cfg, bool tcp);
-struct nbd_tls *nbd_creds_get(void);
-void nbd_tune_socket(int fd, bool tcp);
 /* Listen on a Unix socket (0600), replacing a stale one, never a live one:
  * the fd, or -1. */
 int nbd_listen_unix(const char *path);

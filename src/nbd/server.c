@@ -12,8 +12,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,44 +36,6 @@
 
 static atomic_bool shutting_down; /* the lease thread's stop */
 
-/* The current TLS credentials.  A connection takes a reference when it
- * starts; a reload swaps in new ones and drops the server's reference to
- * the old, which go when their last session ends. */
-static struct {
-  pthread_mutex_t lock;
-  struct nbd_tls *cur;
-} creds = {PTHREAD_MUTEX_INITIALIZER, NULL};
-
-struct nbd_tls *
-nbd_creds_get(void)
-{
-  pthread_mutex_lock(&creds.lock);
-  struct nbd_tls *t = nbd_tls_ref(creds.cur);
-  pthread_mutex_unlock(&creds.lock);
-  return t;
-}
-
-static void
-creds_set(struct nbd_tls *t)
-{
-  pthread_mutex_lock(&creds.lock);
-  struct nbd_tls *old = creds.cur;
-  creds.cur = t;
-  pthread_mutex_unlock(&creds.lock);
-  nbd_tls_free(old);
-}
-
-/* The TLS mode of a connection.  TCP demands TLS unless it was turned off
- * (`--tls=on` does not make plain NBD over the network acceptable); a Unix
- * socket offers or demands it as configured. */
-enum tls_mode
-nbd_tls_mode_of(const struct nbd_config *cfg, bool tcp)
-{
-  if (tcp)
-    return cfg->tls_tcp == TLS_OFF ? TLS_OFF : TLS_REQUIRE;
-  return cfg->tls_unix;
-}
-
 /* Refuse to start where a listener would demand TLS without credentials:
  * every client would be turned away (or, before, served in clear). */
 static int
@@ -99,7 +59,7 @@ check_tls(const struct nbd_config *cfg, const struct nbd_tls *t, bool tcp, bool 
 int
 nbd_serve_fd(int fd, const char *export)
 {
-  return nbd_loop_add(fd, false, export);
+  return nbd_conns_add(fd, false, export);
 }
 
 /* Listen on the Unix socket path.  Servers starting at the same time
@@ -225,16 +185,6 @@ listen_activated(struct nbd_listener *out, int max)
   return n;
 }
 
-void
-nbd_tune_socket(int fd, bool tcp)
-{
-  int one = 1, buf = 4 << 20;
-  if (tcp)
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-}
-
 /* Detach from the caller: fork, new session, stdio on /dev/null; the
  * parent returns once the child listens (ready != 0 read from the pipe). */
 int
@@ -304,7 +254,7 @@ on_signal(const struct nbd_config *cfg, int signo)
   if (signo == SIGHUP) {
     struct nbd_tls *nt = nbd_tls_new(cfg);
     if (nt) {
-      creds_set(nt); /* sessions keep theirs until they end */
+      nbd_creds_set(nt); /* sessions keep theirs until they end */
       zl_info("reloaded: TLS credentials read again");
     } else {
       zl_warn("reload failed, keeping the old credentials: %s", zl_error_msg());
@@ -350,7 +300,7 @@ nbd_serve(const struct nbd_config *cfg)
       close(ls[i].fd);
     return -1;
   }
-  creds_set(t);
+  nbd_creds_set(t);
   if (nl == 0 && cfg->socket_path) {
     int fd = nbd_listen_unix(cfg->socket_path);
     if (fd == -1)
@@ -396,7 +346,7 @@ nbd_serve(const struct nbd_config *cfg)
   if (!leasing)
     zl_warn("no lease thread: a takeover by another host is not noticed here");
 
-  nbd_loop_run(cfg, ls, nl, sfd, on_signal); /* until SIGTERM/SIGINT */
+  nbd_conns_run(cfg, ls, nl, sfd, on_signal); /* until SIGTERM/SIGINT */
   atomic_store(&shutting_down, true);
   if (cfg->stopping)
     cfg->stopping(cfg);
@@ -410,9 +360,9 @@ nbd_serve(const struct nbd_config *cfg)
     close(ls[i].fd);
   if (cfg->socket_path && !activated)
     unlink(cfg->socket_path);
-  nbd_loop_stop();
+  nbd_conns_stop();
   close(sfd);
-  creds_set(NULL);
+  nbd_creds_set(NULL);
   if (cfg->pidfile)
     unlink(cfg->pidfile);
   zl_info("stopped");

@@ -1,4 +1,4 @@
-/* loop.c: the connections (nbd.h).
+/* conns.c: the connections (nbd.h).
  *
  * States of a connection:
  *   WAIT    greeted, waiting for the client's first bytes     (epoll, no thread)
@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
@@ -55,6 +56,54 @@ struct conn {
   int64_t t0; /* ms: accepted (unauth) or parked */
   char *import;
 };
+
+/* The current TLS credentials.  A connection takes a reference when it
+ * starts; a reload swaps in new ones and drops the server's reference to
+ * the old, which go when their last session ends. */
+static struct {
+  pthread_mutex_t lock;
+  struct nbd_tls *cur;
+} creds = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+struct nbd_tls *
+nbd_creds_get(void)
+{
+  pthread_mutex_lock(&creds.lock);
+  struct nbd_tls *t = nbd_tls_ref(creds.cur);
+  pthread_mutex_unlock(&creds.lock);
+  return t;
+}
+
+void
+nbd_creds_set(struct nbd_tls *t)
+{
+  pthread_mutex_lock(&creds.lock);
+  struct nbd_tls *old = creds.cur;
+  creds.cur = t;
+  pthread_mutex_unlock(&creds.lock);
+  nbd_tls_free(old);
+}
+
+/* The TLS mode of a connection.  TCP demands TLS unless it was turned off
+ * (`--tls=on` does not make plain NBD over the network acceptable); a Unix
+ * socket offers or demands it as configured. */
+enum tls_mode
+nbd_tls_mode_of(const struct nbd_config *cfg, bool tcp)
+{
+  if (tcp)
+    return cfg->tls_tcp == TLS_OFF ? TLS_OFF : TLS_REQUIRE;
+  return cfg->tls_unix;
+}
+
+void
+nbd_tune_socket(int fd, bool tcp)
+{
+  int one = 1, buf = 4 << 20;
+  if (tcp)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+}
 
 static atomic_bool stopping;
 
@@ -318,7 +367,7 @@ admit(int fd, bool tcp, const struct sockaddr_storage *ss, socklen_t sl,
 }
 
 int
-nbd_loop_add(int fd, bool tcp, const char *import)
+nbd_conns_add(int fd, bool tcp, const char *import)
 {
   if (admit(fd, tcp, NULL, 0, import) == -1) {
     zl_error(errno == EAGAIN ? ESHUTDOWN : errno, "cannot serve an import of %s",
@@ -486,8 +535,8 @@ stop_all(void)
 }
 
 int
-nbd_loop_run(const struct nbd_config *cfg, const struct nbd_listener *ls, int nl, int sfd,
-             bool (*on_signal)(const struct nbd_config *, int signo))
+nbd_conns_run(const struct nbd_config *cfg, const struct nbd_listener *ls, int nl,
+              int sfd, bool (*on_signal)(const struct nbd_config *, int signo))
 {
   struct loop lp = {ls, nl, open("/dev/null", O_RDONLY | O_CLOEXEC), 0};
   int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -554,7 +603,7 @@ nbd_loop_run(const struct nbd_config *cfg, const struct nbd_listener *ls, int nl
 }
 
 void
-nbd_loop_stop(void)
+nbd_conns_stop(void)
 {
   stop_all();
   pthread_mutex_lock(&L.lock);
