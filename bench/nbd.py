@@ -174,19 +174,30 @@ def clients(n):
     return fn
 
 
+def recv_exact(s, n):
+    """n bytes from s (MSG_WAITALL does not wait on a socket with a timeout)."""
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError(f"the server closed after {len(b)} of {n} bytes")
+        b += c
+    return b
+
+
 def go(path, export):
     """A plain client through NBD_OPT_GO over a Unix socket, left idle."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
     s.connect(path)
-    s.recv(18, socket.MSG_WAITALL)
+    recv_exact(s, 18)
     name = export.encode()
     s.sendall(struct.pack(">I", 3) + b"IHAVEOPT" + struct.pack(">II", 7, 4 + len(name) + 2) +
               struct.pack(">I", len(name)) + name + b"\0\0")
     while True:
-        _, _, rtype, rlen = struct.unpack(">QIII", s.recv(20, socket.MSG_WAITALL))
+        _, _, rtype, rlen = struct.unpack(">QIII", recv_exact(s, 20))
         if rlen:
-            s.recv(rlen, socket.MSG_WAITALL)
+            recv_exact(s, rlen)
         if rtype == 1:
             return s
         if rtype != 3:
@@ -210,7 +221,17 @@ def idle_cost(servers, n=1000):
         export = s.uri.split("///")[1].split("?")[0]
         pid = s.procs[0].pid
         t0, r0 = proc_cost(pid)
-        conns = [go(sock, export) for _ in range(n)]
+        conns = []
+        try:
+            for _ in range(n):
+                conns.append(go(sock, export))
+        except (OSError, EOFError) as e:
+            print(f"{s.name:12}  refused connection {len(conns) + 1}: {e!r}")
+            continue
+        finally:
+            if len(conns) < n:
+                for c in conns:
+                    c.close()
         time.sleep(3)  # a measurement: let per-connection threads park or settle
         t1, r1 = proc_cost(pid)
         for c in conns:

@@ -59,20 +59,31 @@ def cpu_over(pid, seconds):
     return (proc_stat(pid)[0] - c0) / (time.monotonic() - t0)
 
 
+def recv_exact(s, n):
+    """n bytes from s (MSG_WAITALL does not wait on a socket with a timeout)."""
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError(f"the server closed after {len(b)} of {n} bytes")
+        b += c
+    return b
+
+
 def go(path, export):
     """A plain client over the Unix socket through NBD_OPT_GO, then idle."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
     s.connect(path)
-    assert s.recv(18, socket.MSG_WAITALL)[:16] == b"NBDMAGICIHAVEOPT"
+    assert recv_exact(s, 18)[:16] == b"NBDMAGICIHAVEOPT"
     name = export.encode()
     s.sendall(struct.pack(">I", 3) + b"IHAVEOPT" +
               struct.pack(">II", OPT_GO, 4 + len(name) + 2) + struct.pack(">I", len(name)) +
               name + b"\0\0")
     while True:
-        magic, _, rtype, rlen = struct.unpack(">QIII", s.recv(20, socket.MSG_WAITALL))
+        magic, _, rtype, rlen = struct.unpack(">QIII", recv_exact(s, 20))
         if rlen:
-            s.recv(rlen, socket.MSG_WAITALL)
+            recv_exact(s, rlen)
         if rtype == 1:  # ACK
             return s
         assert rtype == 3, f"GO refused: {rtype:#x}"  # INFO
@@ -234,9 +245,9 @@ def test_idle_clients_and_a_flood(env, attacker):
         # the idle clients are still served
         for s in idle[:: IDLE // 20]:
             s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 7, 0, 4096))  # READ 4k
-            hdr = s.recv(16, socket.MSG_WAITALL)
+            hdr = recv_exact(s, 16)
             assert struct.unpack(">IIQ", hdr) == (0x67446698, 0, 7)
-            assert len(s.recv(4096, socket.MSG_WAITALL)) == 4096
+            assert len(recv_exact(s, 4096)) == 4096
     finally:
         if flood:
             flood.stop()
@@ -253,11 +264,11 @@ def test_handshake_deadline(env):
     try:
         t0 = time.monotonic()
         silent = socket.create_connection(("127.0.0.1", port))
-        assert silent.recv(18, socket.MSG_WAITALL)[:8] == b"NBDMAGIC"
+        assert recv_exact(silent, 18)[:8] == b"NBDMAGIC"
         tls = socket.create_connection(("127.0.0.1", port))
-        assert tls.recv(18, socket.MSG_WAITALL)[:8] == b"NBDMAGIC"
+        assert recv_exact(tls, 18)[:8] == b"NBDMAGIC"
         tls.sendall(struct.pack(">I", 3) + b"IHAVEOPT" + struct.pack(">II", 5, 0))  # STARTTLS
-        assert struct.unpack(">QIII", tls.recv(20, socket.MSG_WAITALL))[2] == 1  # ACK
+        assert struct.unpack(">QIII", recv_exact(tls, 20))[2] == 1  # ACK
         tls.sendall(b"\x16\x03\x01")  # a TLS record header, never finished
         for what, s in (("silent", silent), ("stuck in TLS", tls)):
             took = closed_after(s, 15, t0)
