@@ -380,6 +380,7 @@ def test_idle_connection_parks_and_resumes(env, tls):
     try:
         threads0 = proc_stat(srv.pid)[1]
         h = nbd.NBD()
+        h.set_uri_allow_local_file(True)  # tls-psk-file
         h.connect_uri(tls_uri(env, port) if tls else
                       f"nbd+unix:///{env['export']}?socket={srv.sock}")
         data = os.urandom(64 << 10)
