@@ -49,7 +49,8 @@ struct conn {
   struct nbd_conn c;
   struct conn *prev, *next;
   enum cstate state;
-  bool unauth; /* counted in the caps, under the handshake deadline */
+  bool unauth; /* negotiating: under the handshake deadline */
+  bool capped; /* and counted in the caps (TCP only: the Unix socket is 0600) */
   bool cut;    /* its socket was shut down at the deadline */
   struct sockaddr_storage peer;
   socklen_t peerlen;
@@ -111,18 +112,14 @@ static struct {
   pthread_mutex_t lock;
   pthread_cond_t done;
   struct conn head; /* sentinel of the list of every connection */
-  int n, unauth;
+  int n, unauth, capped;
   int ep; /* the epoll fd, -1: not serving */
   const struct nbd_config *cfg;
   int max_unauth;
-} L = {PTHREAD_MUTEX_INITIALIZER,
-       PTHREAD_COND_INITIALIZER,
-       {.prev = &L.head, .next = &L.head},
-       0,
-       0,
-       -1,
-       NULL,
-       0};
+} L = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .done = PTHREAD_COND_INITIALIZER,
+       .head = {.prev = &L.head, .next = &L.head},
+       .ep = -1};
 
 static int64_t
 now_ms(void)
@@ -163,8 +160,8 @@ unlink_locked(struct conn *k)
   k->prev->next = k->next;
   k->next->prev = k->prev;
   L.n--;
-  if (k->unauth)
-    L.unauth--;
+  L.unauth -= k->unauth;
+  L.capped -= k->capped;
   if (L.ep >= 0)
     epoll_ctl(L.ep, EPOLL_CTL_DEL, k->c.st.fd, NULL);
   pthread_cond_broadcast(&L.done);
@@ -188,10 +185,9 @@ conn_thread(void *arg)
   if (!k->c.exp) {
     int r = nbd_handshake(&k->c);
     pthread_mutex_lock(&L.lock);
-    if (k->unauth) {
-      k->unauth = false;
-      L.unauth--;
-    }
+    L.unauth -= k->unauth;
+    L.capped -= k->capped;
+    k->unauth = k->capped = false;
     if (r == 0 && k->cut)
       r = -1; /* finished after the deadline: its socket is shut */
     if (r == 0)
@@ -276,13 +272,13 @@ same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 static bool
 admissible_locked(const struct sockaddr_storage *ss, bool tcp)
 {
-  if (L.max_unauth > 0 && L.unauth >= L.max_unauth)
+  if (L.max_unauth > 0 && L.capped >= L.max_unauth)
     return false;
   int cap = L.cfg->max_unauth_source, n = 0;
   if (!tcp || cap <= 0)
     return true;
   for (struct conn *k = L.head.next; k != &L.head; k = k->next)
-    if (k->unauth && same_source(&k->peer, ss) && ++n >= cap)
+    if (k->capped && same_source(&k->peer, ss) && ++n >= cap)
       return false;
   return true;
 }
@@ -324,14 +320,15 @@ admit(int fd, bool tcp, const struct sockaddr_storage *ss, socklen_t sl,
     memcpy(&k->peer, ss, sl);
   k->peerlen = sl;
   k->unauth = !import;
+  k->capped = k->unauth && tcp;
   k->state = WAIT;
   k->t0 = now_ms();
 
   pthread_mutex_lock(&L.lock);
   if (L.ep < 0 || atomic_load(&stopping) ||
-      (k->unauth && !admissible_locked(&k->peer, tcp))) {
+      (k->capped && !admissible_locked(&k->peer, tcp))) {
     bool capped = L.ep >= 0 && !atomic_load(&stopping);
-    int unauth = L.unauth;
+    int unauth = L.capped;
     pthread_mutex_unlock(&L.lock);
     if (capped && warn_due(&last_cap))
       zl_warn("%d connections negotiating: turning new ones away (%s)", unauth,
@@ -362,6 +359,7 @@ admit(int fd, bool tcp, const struct sockaddr_storage *ss, socklen_t sl,
   L.head.prev = k;
   L.n++;
   L.unauth += k->unauth;
+  L.capped += k->capped;
   pthread_mutex_unlock(&L.lock);
   return 0;
 }

@@ -49,7 +49,8 @@ struct nbd_config {
   /* Connection limits (conns.c).  A client has handshake_ms from its
    * connect to finish negotiating (TLS included); an established one idle
    * for idle_ms (0: never) is closed.  At most max_unauth connections are
-   * negotiating at once, max_unauth_source of them from one TCP address
+   * negotiating over TCP at once (the Unix socket is 0600: its clients
+   * are local and root), max_unauth_source of them from one address
    * (<= 0: no limit; at most half the file descriptors); more are closed
    * on arrival.  handshake_ms, idle_ms, linger_ms <= 0: none. */
   int handshake_ms, idle_ms;
