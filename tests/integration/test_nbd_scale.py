@@ -32,6 +32,7 @@ NET = f"10.214.{os.getpid() % 250}"
 HOST_IP, ATTACKER_IP = f"{NET}.1", f"{NET}.2"
 OPT_GO = 7
 IDLE = 2000
+SERVER_THREADS = 2  # the server's own: the main thread (epoll) and the lease
 
 
 def free_port():
@@ -120,6 +121,7 @@ class Server:
                  "the server to listen")
         assert self.p.poll() is None, self.stderr()
         self.pid = self.p.pid
+        wait_for(lambda: proc_stat(self.pid)[1] >= SERVER_THREADS, "the lease thread")
 
     def stderr(self):
         self.log.seek(0)
@@ -378,7 +380,7 @@ def test_idle_connection_parks_and_resumes(env, tls):
     port = free_port()
     srv = Server(env["base"], env["env"], port, env["psk"])
     try:
-        threads0 = proc_stat(srv.pid)[1]
+        threads0 = SERVER_THREADS
         h = nbd.NBD()
         h.set_uri_allow_local_file(True)  # tls-psk-file
         h.connect_uri(tls_uri(env, port) if tls else
