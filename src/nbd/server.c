@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -281,21 +280,6 @@ raise_nofile(void)
   }
 }
 
-/* Connections allocate their buffers (4 MiB receive buffer, ~0.6 MiB of
- * round state) when they wake and free them when they park.  glibc raises
- * its mmap threshold to the largest block freed, after which those come
- * from the heap: calloc then zeroes (touches) recycled memory and freed
- * buffers stay resident, 240 KiB for each idle connection measured.  A
- * fixed threshold keeps them mmap()ed: untouched pages cost nothing and a
- * park gives them back. */
-static void
-fix_mmap_threshold(void)
-{
-#ifdef M_MMAP_THRESHOLD
-  mallopt(M_MMAP_THRESHOLD, 256 << 10);
-#endif
-}
-
 int
 nbd_serve(const struct nbd_config *cfg)
 {
@@ -309,7 +293,6 @@ nbd_serve(const struct nbd_config *cfg)
   for (int i = 0; i < nl; i++)
     *(ls[i].tcp ? &tcp : &unix_sock) = true;
   raise_nofile();
-  fix_mmap_threshold();
   struct nbd_tls *t = nbd_tls_new(cfg);
   if (!t || check_tls(cfg, t, tcp, unix_sock) == -1) {
     nbd_tls_free(t);

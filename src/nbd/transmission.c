@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -437,10 +438,23 @@ set_linger(struct nbd_conn *c)
     c->st.idle_return = true;
 }
 
+/* A connection's round state (~0.6 MiB, mostly extent buffers that few
+ * rounds touch) is mapped, not calloc()ed: a connection that wakes from
+ * parking would otherwise have it zeroed (touched) from recycled heap
+ * memory once glibc's mmap threshold has grown past it, and 1,000 idle
+ * connections held 239 MiB.  Fresh mappings cost only the pages used. */
+static struct tx *
+tx_new(void)
+{
+  void *p = mmap(NULL, sizeof(struct tx), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
 bool
 nbd_transmission(struct nbd_conn *c)
 {
-  struct tx *t = calloc(1, sizeof *t);
+  struct tx *t = tx_new();
   bool park = false;
 
   if (!t || !(t->rbuf = malloc(RBUF_SIZE)) ||
@@ -483,7 +497,7 @@ out:
     free(t->rbuf);
     free(t->arena);
     free(t->big);
-    free(t);
+    munmap(t, sizeof *t);
   }
   return park;
 }
