@@ -22,20 +22,27 @@ every workload (alternating, so drift hits all alike):
   fio nbd 4k randwrite QD32    (IOPS)
   fio nbd 64k read     QD16    (MiB/s)
   nbdcopy over TLS-PSK read    (MiB/s; each server with --tls=require)
+  fio nbd 4k randread, 100 and 1,000 clients at QD1 each (one connection
+      per fio thread): total IOPS and p99 completion latency (issue 16)
 
 plus fio psync directly on the file as the ceiling.  Medians over the
 rounds, [min-max], and the ratios to each peer.  Targets (issue 4):
 >= 1.2x nbdkit on 4k random read and write IOPS, >= 1.0x nbdkit on
 sequential throughput, >= 2x nbdkit's TLS throughput.  This script
 reports; it does not fail a build (timings are not tests).  The data
-each server returns is checked (sha256) before anything is timed."""
+each server returns is checked (sha256) before anything is timed.
+
+Before the rounds, the cost of 1,000 idle connections to each server
+(threads and RSS of its process, after they settled)."""
 import argparse
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -135,7 +142,7 @@ def start_servers(zl, work, srdir, img, env, baseline=None):
                           f"nbds+unix://alice@/?socket={s2}&tls-psk-file={psk}", [p1, p2]))
 
     s1, s2 = os.path.join(work, "qemu.sock"), os.path.join(work, "qemu-tls.sock")
-    q = ["qemu-nbd", "-f", "raw", "--persistent", "--shared=16", "--cache=writeback",
+    q = ["qemu-nbd", "-f", "raw", "--persistent", "--shared=0", "--cache=writeback",
          "--aio=io_uring"]
     p1 = start(q + ["-k", s1, img], s1, "qemu-nbd")
     p2 = start(q + ["-k", s2, "--object",
@@ -144,6 +151,93 @@ def start_servers(zl, work, srdir, img, env, baseline=None):
     servers.append(Server("qemu-nbd", f"nbd+unix:///?socket={s1}",
                           f"nbds+unix://alice@/?socket={s2}&tls-psk-file={psk}", [p1, p2]))
     return servers
+
+
+def pct(job, rw, p):
+    """A completion latency percentile of job, in ms."""
+    return job[rw]["clat_ns"]["percentile"][f"{p:.6f}"] / 1e6
+
+
+def clients(n):
+    """n connections at QD1 each doing 4k random reads: (IOPS, p99 ms)."""
+    def fn(s, a):
+        try:
+            job = fio(["--rw=randread", "--bs=4k", "--iodepth=1", f"--numjobs={n}",
+                       "--thread", "--percentile_list=99"], a.runtime, s.uri)
+        except subprocess.CalledProcessError as e:  # a server that turns clients away
+            err = [x for x in e.stderr.decode(errors="replace").splitlines()
+                   if "connected to NBD" not in x]
+            print(f"bench/nbd: {s.name}, {n} clients: fio failed: "
+                  f"{err[0] if err else e}", file=sys.stderr)
+            return (float("nan"), float("nan"))
+        return (iops(job, "read"), pct(job, "read", 99))
+    return fn
+
+
+def recv_exact(s, n):
+    """n bytes from s (MSG_WAITALL does not wait on a socket with a timeout)."""
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError(f"the server closed after {len(b)} of {n} bytes")
+        b += c
+    return b
+
+
+def go(path, export):
+    """A plain client through NBD_OPT_GO over a Unix socket, left idle."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(path)
+    recv_exact(s, 18)
+    name = export.encode()
+    s.sendall(struct.pack(">I", 3) + b"IHAVEOPT" + struct.pack(">II", 7, 4 + len(name) + 2) +
+              struct.pack(">I", len(name)) + name + b"\0\0")
+    while True:
+        _, _, rtype, rlen = struct.unpack(">QIII", recv_exact(s, 20))
+        if rlen:
+            recv_exact(s, rlen)
+        if rtype == 1:
+            return s
+        if rtype != 3:
+            raise OSError(f"GO refused ({rtype:#x})")
+
+
+def proc_cost(pid):
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    return int(status["Threads"]), int(status["VmRSS"].split()[0]) / 1024
+
+
+def idle_cost(servers, n=1000):
+    """Threads and RSS of each plain server process with n idle clients."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"\n{n} idle connections (Unix socket, through NBD_OPT_GO, then silent):")
+    print(f"{'server':12}{'threads':>16}{'RSS MiB':>20}")
+    for s in servers:
+        sock = s.uri.split("socket=")[1]
+        export = s.uri.split("///")[1].split("?")[0]
+        pid = s.procs[0].pid
+        t0, r0 = proc_cost(pid)
+        conns = []
+        try:
+            for _ in range(n):
+                conns.append(go(sock, export))
+        except (OSError, EOFError) as e:
+            print(f"{s.name:12}  refused connection {len(conns) + 1}: {e!r}")
+            continue
+        finally:
+            if len(conns) < n:
+                for c in conns:
+                    c.close()
+        time.sleep(3)  # a measurement: let per-connection threads park or settle
+        t1, r1 = proc_cost(pid)
+        for c in conns:
+            c.close()
+        print(f"{s.name:12}{f'{t0} -> {t1}':>16}{f'{r0:.0f} -> {r1:.0f}':>20}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def timed(argv):
@@ -189,6 +283,9 @@ WORKLOADS = [
                        "read")),
     ("nbdcopy TLS-PSK read", "MiB/s",
      lambda s, a: SIZE / MiB / timed(["nbdcopy", s.tls_uri, "null:"])),
+    # connection scaling: (IOPS, p99 ms) -> two rows each
+    ("100 clients 4k randread", "IOPS+p99", clients(100)),
+    ("1000 clients 4k randread", "IOPS+p99", clients(1000)),
 ]
 
 CEILING = [  # psync: one job, one request at a time, on the file itself
@@ -204,6 +301,7 @@ TARGETS = {  # workload: minimum ratio to nbdkit
     "nbdcopy write": 1.0,
     "fio 64k seq read QD16": 1.0,
     "nbdcopy TLS-PSK read": 2.0,
+    # connection scaling: no target in issue 16, ratios reported
 }
 
 
@@ -221,7 +319,7 @@ def check_data(servers, img, work):
 
 
 def fmt(v, unit):
-    return f"{v:,.0f}" if unit == "IOPS" else f"{v:,.1f}"
+    return f"{v:,.0f}" if unit == "IOPS" else f"{v:,.2f}" if unit == "ms" else f"{v:,.1f}"
 
 
 def main():
@@ -250,6 +348,8 @@ def main():
         servers = start_servers(zl, work, srdir, img, env,
                                 os.path.abspath(a.baseline) if a.baseline else None)
         check_data(servers, img, work)
+        if not a.only or "idle" in a.only:
+            idle_cost(servers)
         results = {(w[0], s.name): [] for w in WORKLOADS for s in servers}
         ceiling = {c[0]: [] for c in CEILING}
         for r in range(a.rounds):
@@ -276,30 +376,43 @@ def main():
 def report(results, ceiling, servers, a):
     print(f"\nbench/nbd: 1 GiB file, Unix sockets, {a.rounds} rounds, fio {a.runtime} s per job,"
           f" {os.cpu_count()} CPUs shared by clients and servers")
-    print("median [min-max]; ratio = zfs-live / peer\n")
+    print("median [min-max]; ratio = zfs-live / peer (latency: peer / zfs-live)\n")
     names = [s.name for s in servers]
-    head = f"{'workload':24} {'unit':6}" + "".join(f"{n:>26}" for n in names) + \
+    head = f"{'workload':28} {'unit':6}" + "".join(f"{n:>26}" for n in names) + \
         f"{'psync ceiling':>16}{'vs nbdkit':>11}{'vs qemu':>9}" + \
         (f"{'vs base':>9}" if "baseline" in names else "") + "  target"
     print(head)
     print("-" * len(head))
     verdicts = []
+    rows = []
     for name, unit, _ in WORKLOADS:
+        if unit != "IOPS+p99":
+            rows.append((name, unit, lambda v: v, False))
+            continue
+        rows.append((name, "IOPS", lambda v: v[0], False))
+        rows.append((name + " p99", "ms", lambda v: v[1], True))
+    for name, unit, pick, lower in rows:
+        base = name[:-4] if lower else name
         cells, med = "", {}
         for n in names:
-            v = results[(name, n)]
+            v = [pick(x) for x in results[(base, n)]]
             med[n] = statistics.median(v)
             cells += f"{fmt(med[n], unit) + ' [' + fmt(min(v), unit) + '-' + fmt(max(v), unit) + ']':>26}"
         ceil = f"{fmt(statistics.median(ceiling[name]), unit):>16}" if name in ceiling \
             else f"{'':>16}"
-        rk = med["zfs-live"] / med["nbdkit"]
-        rq = med["zfs-live"] / med["qemu-nbd"]
-        rb = f"{med['zfs-live'] / med['baseline']:>8.2f}x" if "baseline" in med else ""
-        want = TARGETS[name]
-        ok = "met" if rk >= want else "MISSED"
-        verdicts.append(ok)
-        print(f"{name:24} {unit:6}{cells}{ceil}{rk:>10.2f}x{rq:>8.2f}x{rb}"
-              f"  >= {want}x nbdkit: {ok}")
+        # ratios: > 1 is better for zfs-live (latency: peer / zfs-live)
+        r = (lambda x, y: y / x) if lower else (lambda x, y: x / y)
+        rk = r(med["zfs-live"], med["nbdkit"])
+        rq = r(med["zfs-live"], med["qemu-nbd"])
+        rb = f"{r(med['zfs-live'], med['baseline']):>8.2f}x" if "baseline" in med else ""
+        want = TARGETS.get(name)
+        if want is None:
+            verdict = "(no target)"
+        else:
+            ok = "met" if rk >= want else "MISSED"
+            verdicts.append(ok)
+            verdict = f">= {want}x nbdkit: {ok}"
+        print(f"{name:28} {unit:6}{cells}{ceil}{rk:>10.2f}x{rq:>8.2f}x{rb}  {verdict}")
     print(f"\n{verdicts.count('met')}/{len(verdicts)} targets met")
 
 

@@ -17,7 +17,9 @@
 #define SERVE_USAGE                                                                      \
   "zfs-live serve [--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"          \
   "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"               \
-  "                [--pidfile FILE] [--no-uring] [--control PATH]"
+  "                [--pidfile FILE] [--no-uring] [--control PATH]\n"                     \
+  "                [--handshake-timeout SECONDS] [--idle-timeout SECONDS]\n"             \
+  "                [--max-handshakes N] [--max-handshakes-per-address N]"
 
 static int
 parse_tls(const char *v, enum tls_mode *m)
@@ -33,6 +35,29 @@ parse_tls(const char *v, enum tls_mode *m)
   return 0;
 }
 
+/* A number option: *out = value * scale (seconds to ms: 1000), kept when
+ * absent; 0 absent or valid, -1 (usage printed) if not a number >= 0. */
+static int
+take_number(int *argc, char **argv, const char *flag, double scale, int *out)
+{
+  const char *v = NULL;
+  char *end;
+  if (cli_take(argc, argv, flag, &v) == -1) {
+    cli_fail();
+    return -1;
+  }
+  if (!v)
+    return 0;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || end == v || *end || d < 0 || d * scale > INT_MAX) {
+    cli_usage(SERVE_USAGE, "%s wants a number >= 0, not '%s'", flag, v);
+    return -1;
+  }
+  *out = (int)(d * scale + 0.5);
+  return 0;
+}
+
 /* The default socket: <run>/nbd.sock. */
 const char *
 nbd_default_socket(void)
@@ -45,8 +70,19 @@ nbd_default_socket(void)
 int
 cli_serve(int argc, char **argv)
 {
-  struct nbd_config cfg = {
-      .tls_unix = TLS_ON, .tls_tcp = TLS_REQUIRE, .threads_io_depth = 256};
+  /* Limits: 10 s to negotiate (qemu-nbd's default too; TLS included);
+   * established connections are never timed out by default, since an
+   * attached VM may be idle for hours and its kernel or qemu client does
+   * not reconnect by itself.  512 negotiating connections (16 from one
+   * address) hold a small fraction of the file descriptors. */
+  struct nbd_config cfg = {.tls_unix = TLS_ON,
+                           .tls_tcp = TLS_REQUIRE,
+                           .threads_io_depth = 256,
+                           .handshake_ms = 10000,
+                           .idle_ms = 0,
+                           .max_unauth = 512,
+                           .max_unauth_source = 16,
+                           .linger_ms = 1000};
   const char *tls = NULL, *sock = NULL, *type = NULL, *ctl_opt = NULL;
   char pid[PATH_MAX];
 
@@ -59,6 +95,12 @@ cli_serve(int argc, char **argv)
       cli_take(&argc, argv, "--pidfile", &cfg.pidfile) == -1 ||
       cli_take(&argc, argv, "--control", &ctl_opt) == -1)
     return cli_fail();
+  if (take_number(&argc, argv, "--handshake-timeout", 1000, &cfg.handshake_ms) == -1 ||
+      take_number(&argc, argv, "--idle-timeout", 1000, &cfg.idle_ms) == -1 ||
+      take_number(&argc, argv, "--max-handshakes", 1, &cfg.max_unauth) == -1 ||
+      take_number(&argc, argv, "--max-handshakes-per-address", 1,
+                  &cfg.max_unauth_source) == -1)
+    return 2;
   cfg.daemon = cli_flag(&argc, argv, "--daemon");
   cfg.no_uring = cli_flag(&argc, argv, "--no-uring");
   if (cli_no_more_options(argc, argv) == -1)

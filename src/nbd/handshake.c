@@ -345,6 +345,14 @@ opt_export_name(struct nbd_conn *c, const uint8_t *p, uint32_t len)
   return 1;
 }
 
+void
+nbd_greeting(uint8_t out[18])
+{
+  put64(out, NBD_MAGIC);
+  put64(out + 8, NBD_IHAVEOPT);
+  put16(out + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+}
+
 int
 nbd_handshake(struct nbd_conn *c)
 {
@@ -352,10 +360,8 @@ nbd_handshake(struct nbd_conn *c)
   char *meta_export = NULL;
   int result = -1;
 
-  put64(hello, NBD_MAGIC);
-  put64(hello + 8, NBD_IHAVEOPT);
-  put16(hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-  if (nbd_write_full(&c->st, hello, sizeof hello) == -1 ||
+  nbd_greeting(hello);
+  if ((!c->greeted && nbd_write_full(&c->st, hello, sizeof hello) == -1) ||
       nbd_read_full(&c->st, cflags, sizeof cflags) == -1)
     return -1;
   uint32_t cf = be32(cflags);

@@ -1,9 +1,10 @@
 /* nbd.h: the NBD server (`zfs-live serve`).  Private header, grouped by
  * source file.
  *
- * Threads: the main thread accepts connections and handles signals; each
- * connection has one thread that negotiates (handshake.c) and then runs
- * the transmission loop (transmission.c): it reads every request that has
+ * Threads: the main thread accepts connections, handles signals and holds
+ * the connections waiting for their clients (conns.c); a connection whose
+ * client is talking has one thread that negotiates (handshake.c) and then
+ * runs the transmission loop (transmission.c): it reads every request that has
  * arrived, runs their I/O as one batch down the volume's write path
  * (core/io/io.h: tracking, then the storage through the connection's
  * io_uring or pread/pwrite), and sends all replies with one write.
@@ -45,6 +46,16 @@ struct nbd_config {
   const char *pidfile;
   int threads_io_depth; /* io_uring entries per connection */
   bool no_uring;        /* testing: the pread/pwrite engine */
+  /* Connection limits (conns.c).  A client has handshake_ms from its
+   * connect to finish negotiating (TLS included); an established one idle
+   * for idle_ms (0: never) is closed.  At most max_unauth connections are
+   * negotiating over TCP at once (the Unix socket is 0600: its clients
+   * are local and root), max_unauth_source of them from one address
+   * (<= 0: no limit; at most half the file descriptors); more are closed
+   * on arrival.  handshake_ms, idle_ms, linger_ms <= 0: none. */
+  int handshake_ms, idle_ms;
+  int max_unauth, max_unauth_source;
+  int linger_ms; /* an idle connection keeps its thread this long */
 };
 
 /* tls-gnutls.c or tls-openssl.c (-Dtls=): credentials and sessions */
@@ -59,6 +70,9 @@ struct nbd_stream {
   int fd;
   void *session; /* the TLS library's session when TLS is up */
   bool corked;
+  /* A receive timeout (SO_RCVTIMEO) ends a read with EAGAIN instead of
+   * being retried: the transmission loop parks an idle connection. */
+  bool idle_return;
 };
 /* The client side (client.c, relay.c): credentials from a psktool file
  * whose first line is this host's "identity:hex key" (the identity: its
@@ -71,10 +85,11 @@ bool nbd_tls_pending(void *session);
 const char *nbd_tls_peer(void *session);
 /* Start TLS on the stream (after NBD_OPT_STARTTLS was acked). */
 int nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t);
-/* A session's records: what was read (>0, 0 at EOF, -1 with errno); all
+/* A session's records: what was read (>0, 0 at EOF, -1 with errno;
+ * again: a receive timeout is -1 with EAGAIN, else retried); all
  * of iov sent in as few records as the library allows (0, -1 with errno);
  * close_notify and free. */
-ssize_t nbd_tls_recv(void *session, void *buf, size_t max);
+ssize_t nbd_tls_recv(void *session, void *buf, size_t max, bool again);
 int nbd_tls_sendv(void *session, const struct iovec *iov, int n);
 void nbd_tls_end(void *session);
 /* Read exactly len bytes (0) or fail (-1: EOF, error). */
@@ -129,12 +144,18 @@ struct nbd_conn {
   const struct nbd_config *cfg;
   const atomic_bool *stopping; /* the server is shutting down */
   const char *import;          /* an import's export: served whatever the client asks */
+  bool greeted;                /* the greeting was sent already (conns.c) */
+  int linger_ms;               /* park after this long without a request (0: never) */
 };
+/* The server's 18-byte greeting. */
+void nbd_greeting(uint8_t out[18]);
 /* Negotiate; 0: transmission may start (c->exp set), -1: close. */
 int nbd_handshake(struct nbd_conn *c);
 
-/* transmission.c */
-void nbd_transmission(struct nbd_conn *c);
+/* transmission.c: serve requests until the client leaves (false) or sends
+ * nothing for c->linger_ms (true: the connection is idle, its state is in
+ * c; call again when it is readable). */
+bool nbd_transmission(struct nbd_conn *c);
 
 /* client.c: this host as a TLS client of a storage host's server */
 /* Connect to HOST:PORT and read the server's greeting (18 bytes): the
@@ -155,6 +176,37 @@ char *nbd_call_run(const char *peer, const char *body, size_t len);
  * carried to the storage host's server over TLS.  Exit status. */
 int nbd_relay_main(const char *listen_path, const char *hostport, const char *psk_file,
                    const char *pidfile);
+
+/* conns.c: the connections.  One thread (nbd_serve's) runs an epoll loop:
+ * it accepts, sends the greeting, enforces the limits and deadlines and
+ * holds every connection that is waiting for its client (before the first
+ * option, or idle between requests) at the cost of a file descriptor and a
+ * few hundred bytes.  A connection whose client has sent something gets a
+ * thread of its own, which negotiates and serves requests until the client
+ * goes quiet for linger_ms, then hands the connection back. */
+struct nbd_listener {
+  int fd;
+  bool tcp;
+};
+/* Serve until a signal on sfd makes on_signal return true; then stop
+ * accepting (new requests are refused with ESHUTDOWN from then on). */
+int nbd_conns_run(const struct nbd_config *cfg, const struct nbd_listener *ls, int nl,
+                  int sfd, bool (*on_signal)(const struct nbd_config *, int signo));
+/* After nbd_conns_run: close the idle connections, let the others finish
+ * the round in flight, wait for them (30 s at most). */
+void nbd_conns_stop(void);
+/* Carry a connected fd (owned); import: its only export (or NULL). */
+int nbd_conns_add(int fd, bool tcp, const char *import);
+
+/* The TLS mode of a connection: TCP demands TLS unless it was turned off;
+ * a Unix socket offers or demands it as configured. */
+enum tls_mode nbd_tls_mode_of(const struct nbd_config *cfg, bool tcp);
+/* The current TLS credentials: a connection takes a reference when it
+ * starts; set (a reload) drops the server's reference to the old ones,
+ * which go when their last session ends. */
+struct nbd_tls *nbd_creds_get(void);
+void nbd_creds_set(struct nbd_tls *t);
+void nbd_tune_socket(int fd, bool tcp);
 
 /* server.c */
 int nbd_serve(const struct nbd_config *cfg);

@@ -12,14 +12,13 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,89 +32,9 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-static atomic_bool shutting_down; /* connections see it as c->stopping */
-
 #define MAX_LISTEN 8
-#define MAX_CONNS  1024
 
-struct listener {
-  int fd;
-  bool tcp;
-};
-
-static struct {
-  pthread_mutex_t lock;
-  int fds[MAX_CONNS];
-  int n;
-  pthread_cond_t done;
-} conns = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, PTHREAD_COND_INITIALIZER};
-
-/* The current TLS credentials.  A connection takes a reference when it
- * starts; a reload swaps in new ones and drops the server's reference to
- * the old, which go when their last session ends. */
-static struct {
-  pthread_mutex_t lock;
-  struct nbd_tls *cur;
-} creds = {PTHREAD_MUTEX_INITIALIZER, NULL};
-
-static struct nbd_tls *
-creds_get(void)
-{
-  pthread_mutex_lock(&creds.lock);
-  struct nbd_tls *t = nbd_tls_ref(creds.cur);
-  pthread_mutex_unlock(&creds.lock);
-  return t;
-}
-
-static void
-creds_set(struct nbd_tls *t)
-{
-  pthread_mutex_lock(&creds.lock);
-  struct nbd_tls *old = creds.cur;
-  creds.cur = t;
-  pthread_mutex_unlock(&creds.lock);
-  nbd_tls_free(old);
-}
-
-struct conn_arg {
-  int fd;
-  bool tcp;
-  const struct nbd_config *cfg;
-  char *import; /* an import's export (nbd_serve_fd), or NULL */
-};
-
-static const struct nbd_config *serving; /* for nbd_serve_fd */
-static void tune_socket(int fd, bool tcp);
-
-static void
-conn_track(int fd, bool add)
-{
-  pthread_mutex_lock(&conns.lock);
-  if (add) {
-    if (conns.n < MAX_CONNS)
-      conns.fds[conns.n++] = fd;
-  } else {
-    for (int i = 0; i < conns.n; i++) {
-      if (conns.fds[i] == fd) {
-        conns.fds[i] = conns.fds[--conns.n];
-        break;
-      }
-    }
-    pthread_cond_broadcast(&conns.done);
-  }
-  pthread_mutex_unlock(&conns.lock);
-}
-
-/* The TLS mode of a connection.  TCP demands TLS unless it was turned off
- * (`--tls=on` does not make plain NBD over the network acceptable); a Unix
- * socket offers or demands it as configured. */
-static enum tls_mode
-tls_mode_of(const struct nbd_config *cfg, bool tcp)
-{
-  if (tcp)
-    return cfg->tls_tcp == TLS_OFF ? TLS_OFF : TLS_REQUIRE;
-  return cfg->tls_unix;
-}
+static atomic_bool shutting_down; /* the lease thread's stop */
 
 /* Refuse to start where a listener would demand TLS without credentials:
  * every client would be turned away (or, before, served in clear). */
@@ -124,64 +43,14 @@ check_tls(const struct nbd_config *cfg, const struct nbd_tls *t, bool tcp, bool 
 {
   if (nbd_tls_configured(t))
     return 0;
-  if (tcp && tls_mode_of(cfg, true) == TLS_REQUIRE) {
+  if (tcp && nbd_tls_mode_of(cfg, true) == TLS_REQUIRE) {
     zl_error(EINVAL, "TLS is required on TCP: give --tls-psk or --tls-certificates "
                      "(or --tls=off to allow plain TCP)");
     return -1;
   }
-  if (unix_sock && tls_mode_of(cfg, false) == TLS_REQUIRE) {
+  if (unix_sock && nbd_tls_mode_of(cfg, false) == TLS_REQUIRE) {
     zl_error(EINVAL, "--tls=require needs credentials: give --tls-psk or "
                      "--tls-certificates");
-    return -1;
-  }
-  return 0;
-}
-
-static void *
-conn_thread(void *arg)
-{
-  struct conn_arg a = *(struct conn_arg *)arg;
-  struct nbd_conn c = {.st = {.fd = a.fd},
-                       .tcp = a.tcp,
-                       .cfg = a.cfg,
-                       .stopping = &shutting_down,
-                       .import = a.import};
-
-  free(arg);
-  c.tls = tls_mode_of(a.cfg, a.tcp);
-  c.creds = creds_get();
-  zl_log_set_tag("nbd");
-  if (nbd_handshake(&c) == 0) {
-    zl_debug("transmission: export %s", c.exp->name);
-    nbd_transmission(&c);
-  }
-  nbd_export_put(c.exp);
-  free(c.dirty_from);
-  zl_bitmap_free(&c.dirty);
-  conn_track(a.fd, false);
-  nbd_stream_close(&c.st);
-  nbd_tls_free(c.creds); /* the last session of replaced credentials frees them */
-  free(a.import);
-  return NULL;
-}
-
-/* Start a connection's thread; fd and a (with a->import) are owned. */
-static int
-conn_start(struct conn_arg *a)
-{
-  pthread_t th;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  conn_track(a->fd, true);
-  int r = pthread_create(&th, &attr, conn_thread, a);
-  pthread_attr_destroy(&attr);
-  if (r != 0) {
-    conn_track(a->fd, false);
-    close(a->fd);
-    free(a->import);
-    free(a);
-    zl_error(r, "cannot start a connection's thread");
     return -1;
   }
   return 0;
@@ -190,18 +59,7 @@ conn_start(struct conn_arg *a)
 int
 nbd_serve_fd(int fd, const char *export)
 {
-  struct conn_arg *a = malloc(sizeof *a);
-  char *name = strdup(export);
-  if (!a || !name || !serving || atomic_load(&shutting_down)) {
-    free(a);
-    free(name);
-    close(fd);
-    zl_error(serving ? ENOMEM : ESHUTDOWN, "cannot serve an import of %s", export);
-    return -1;
-  }
-  tune_socket(fd, false);
-  *a = (struct conn_arg){fd, false, serving, name};
-  return conn_start(a);
+  return nbd_conns_add(fd, false, export);
 }
 
 /* Listen on the Unix socket path.  Servers starting at the same time
@@ -251,7 +109,7 @@ nbd_listen_unix(const char *path)
   mode_t old = umask(0177); /* 0600 */
   int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
   umask(old);
-  if (r == -1 || listen(fd, 128) == -1) {
+  if (r == -1 || listen(fd, SOMAXCONN) == -1) {
     zl_error_sys(errno, "listen on %s", path);
     close(fd);
     close(lock);
@@ -262,7 +120,7 @@ nbd_listen_unix(const char *path)
 }
 
 static int
-listen_tcp(const char *spec, struct listener *out, int max)
+listen_tcp(const char *spec, struct nbd_listener *out, int max)
 {
   char host[256] = "", port[32];
   const char *colon = strrchr(spec, ':');
@@ -294,12 +152,12 @@ listen_tcp(const char *spec, struct listener *out, int max)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (a->ai_family == AF_INET6)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) == -1 || listen(fd, 128) == -1) {
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == -1 || listen(fd, SOMAXCONN) == -1) {
       zl_error_sys(errno, "listen on %s", spec);
       close(fd);
       continue;
     }
-    out[n++] = (struct listener){fd, true};
+    out[n++] = (struct nbd_listener){fd, true};
   }
   freeaddrinfo(res);
   return n ? n : -1;
@@ -307,7 +165,7 @@ listen_tcp(const char *spec, struct listener *out, int max)
 
 /* systemd socket activation (LISTEN_PID/LISTEN_FDS): the fds from 3 on. */
 static int
-listen_activated(struct listener *out, int max)
+listen_activated(struct nbd_listener *out, int max)
 {
   const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
   int n = 0;
@@ -320,21 +178,11 @@ listen_activated(struct listener *out, int max)
     socklen_t len = sizeof ss;
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-      out[n++] = (struct listener){fd, ss.ss_family != AF_UNIX};
+      out[n++] = (struct nbd_listener){fd, ss.ss_family != AF_UNIX};
   }
   unsetenv("LISTEN_PID");
   unsetenv("LISTEN_FDS");
   return n;
-}
-
-static void
-tune_socket(int fd, bool tcp)
-{
-  int one = 1, buf = 4 << 20;
-  if (tcp)
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
 }
 
 /* Detach from the caller: fork, new session, stdio on /dev/null; the
@@ -375,22 +223,6 @@ nbd_daemonize(const char *pidfile, const char *tag, int *ready_fd)
   return 0;
 }
 
-static void
-shutdown_connections(void)
-{
-  struct timespec until;
-  pthread_mutex_lock(&conns.lock);
-  for (int i = 0; i < conns.n; i++)
-    shutdown(conns.fds[i], SHUT_RD); /* the round in flight still completes */
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 30;
-  while (conns.n > 0) {
-    if (pthread_cond_timedwait(&conns.done, &conns.lock, &until) == ETIMEDOUT)
-      break;
-  }
-  pthread_mutex_unlock(&conns.lock);
-}
-
 static pthread_mutex_t lease_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t lease_cond = PTHREAD_COND_INITIALIZER;
 
@@ -415,10 +247,43 @@ lease_thread(void *arg)
   return NULL;
 }
 
+/* SIGHUP: read the TLS credentials again; SIGTERM, SIGINT: stop (true). */
+static bool
+on_signal(const struct nbd_config *cfg, int signo)
+{
+  if (signo == SIGHUP) {
+    struct nbd_tls *nt = nbd_tls_new(cfg);
+    if (nt) {
+      nbd_creds_set(nt); /* sessions keep theirs until they end */
+      zl_info("reloaded: TLS credentials read again");
+    } else {
+      zl_warn("reload failed, keeping the old credentials: %s", zl_error_msg());
+    }
+    return false;
+  }
+  if (signo == SIGPIPE)
+    return false;
+  zl_info("shutting down (signal %d): finishing requests in flight", signo);
+  return true;
+}
+
+/* As many file descriptors as the hard limit allows: an on-demand server
+ * inherits its caller's soft limit (often 1,024). */
+static void
+raise_nofile(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+      zl_warn("cannot raise the file descriptor limit: %s", strerror(errno));
+  }
+}
+
 int
 nbd_serve(const struct nbd_config *cfg)
 {
-  struct listener ls[MAX_LISTEN];
+  struct nbd_listener ls[MAX_LISTEN];
   int nl = listen_activated(ls, MAX_LISTEN), ready = -1;
   bool activated = nl > 0; /* systemd owns the sockets: no others, no unlink */
   sigset_t sigs;
@@ -427,6 +292,7 @@ nbd_serve(const struct nbd_config *cfg)
   bool tcp = !activated && cfg->tcp, unix_sock = !activated && cfg->socket_path;
   for (int i = 0; i < nl; i++)
     *(ls[i].tcp ? &tcp : &unix_sock) = true;
+  raise_nofile();
   struct nbd_tls *t = nbd_tls_new(cfg);
   if (!t || check_tls(cfg, t, tcp, unix_sock) == -1) {
     nbd_tls_free(t);
@@ -434,12 +300,12 @@ nbd_serve(const struct nbd_config *cfg)
       close(ls[i].fd);
     return -1;
   }
-  creds_set(t);
+  nbd_creds_set(t);
   if (nl == 0 && cfg->socket_path) {
     int fd = nbd_listen_unix(cfg->socket_path);
     if (fd == -1)
       return -1;
-    ls[nl++] = (struct listener){fd, false};
+    ls[nl++] = (struct nbd_listener){fd, false};
   }
   if (!activated && cfg->tcp) {
     int n = listen_tcp(cfg->tcp, ls + nl, MAX_LISTEN - nl);
@@ -464,7 +330,6 @@ nbd_serve(const struct nbd_config *cfg)
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
   /* threads started from here on inherit the mask: no SIGPIPE kills */
-  serving = cfg;
   if (cfg->started && cfg->started(cfg) == -1)
     zl_warn("%s", zl_error_msg());
   zl_info("serving NBD on %d listener%s%s%s", nl, nl == 1 ? "" : "s",
@@ -481,47 +346,7 @@ nbd_serve(const struct nbd_config *cfg)
   if (!leasing)
     zl_warn("no lease thread: a takeover by another host is not noticed here");
 
-  struct pollfd p[MAX_LISTEN + 1];
-  for (;;) {
-    for (int i = 0; i < nl; i++)
-      p[i] = (struct pollfd){.fd = ls[i].fd, .events = POLLIN};
-    p[nl] = (struct pollfd){.fd = sfd, .events = POLLIN};
-    if (poll(p, (nfds_t)nl + 1, -1) == -1 && errno != EINTR)
-      break;
-    if (p[nl].revents & POLLIN) {
-      struct signalfd_siginfo si;
-      if (read(sfd, &si, sizeof si) == sizeof si) {
-        if (si.ssi_signo == SIGHUP) {
-          struct nbd_tls *nt = nbd_tls_new(cfg);
-          if (nt) {
-            creds_set(nt); /* sessions keep theirs until they end */
-            zl_info("reloaded: TLS credentials read again");
-          } else {
-            zl_warn("reload failed, keeping the old credentials: %s", zl_error_msg());
-          }
-        } else if (si.ssi_signo != SIGPIPE) {
-          zl_info("shutting down (signal %u): finishing requests in flight",
-                  si.ssi_signo);
-          break;
-        }
-      }
-    }
-    for (int i = 0; i < nl; i++) {
-      if (!(p[i].revents & POLLIN))
-        continue;
-      int fd = accept4(ls[i].fd, NULL, NULL, SOCK_CLOEXEC);
-      if (fd == -1)
-        continue;
-      tune_socket(fd, ls[i].tcp);
-      struct conn_arg *a = malloc(sizeof *a);
-      if (!a) {
-        close(fd);
-        continue;
-      }
-      *a = (struct conn_arg){fd, ls[i].tcp, cfg, NULL};
-      conn_start(a);
-    }
-  }
+  nbd_conns_run(cfg, ls, nl, sfd, on_signal); /* until SIGTERM/SIGINT */
   atomic_store(&shutting_down, true);
   if (cfg->stopping)
     cfg->stopping(cfg);
@@ -535,8 +360,9 @@ nbd_serve(const struct nbd_config *cfg)
     close(ls[i].fd);
   if (cfg->socket_path && !activated)
     unlink(cfg->socket_path);
-  shutdown_connections();
-  creds_set(NULL);
+  nbd_conns_stop();
+  close(sfd);
+  nbd_creds_set(NULL);
   if (cfg->pidfile)
     unlink(cfg->pidfile);
   zl_info("stopped");

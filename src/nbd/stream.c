@@ -15,7 +15,7 @@ ssize_t
 nbd_read_some(struct nbd_stream *s, void *buf, size_t max)
 {
   if (s->session)
-    return nbd_tls_recv(s->session, buf, max);
+    return nbd_tls_recv(s->session, buf, max, s->idle_return);
   for (;;) {
     ssize_t n = recv(s->fd, buf, max, 0);
     if (n >= 0 || errno != EINTR)
@@ -29,6 +29,8 @@ nbd_read_full(struct nbd_stream *s, void *buf, size_t len)
   char *p = buf;
   while (len > 0) {
     ssize_t n = nbd_read_some(s, p, len);
+    if (n == -1 && errno == EAGAIN && s->idle_return)
+      continue; /* the linger expired mid-message: the rest is owed */
     if (n <= 0)
       return -1;
     p += n;

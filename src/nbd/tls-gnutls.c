@@ -170,12 +170,16 @@ nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t)
 }
 
 ssize_t
-nbd_tls_recv(void *session, void *buf, size_t max)
+nbd_tls_recv(void *session, void *buf, size_t max, bool again)
 {
   for (;;) {
     ssize_t n = gnutls_record_recv(session, buf, max);
     if (n >= 0)
       return n;
+    if (n == GNUTLS_E_AGAIN && again) {
+      errno = EAGAIN;
+      return -1;
+    }
     if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
       continue;
     if (n == GNUTLS_E_PREMATURE_TERMINATION)

@@ -326,7 +326,7 @@ nbd_stream_starttls(struct nbd_stream *s, struct nbd_tls *t)
 }
 
 ssize_t
-nbd_tls_recv(void *session, void *buf, size_t max)
+nbd_tls_recv(void *session, void *buf, size_t max, bool again)
 {
   struct session *ss = session;
   size_t n = 0;
@@ -335,6 +335,11 @@ nbd_tls_recv(void *session, void *buf, size_t max)
     if (SSL_read_ex(ss->ssl, buf, max, &n) == 1)
       return (ssize_t)n;
     int e = SSL_get_error(ss->ssl, 0);
+    if (e == SSL_ERROR_WANT_READ && again && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      ERR_clear_error();
+      errno = EAGAIN;
+      return -1;
+    }
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
       continue;
     ERR_clear_error();

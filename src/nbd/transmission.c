@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "nbd/nbd.h"
@@ -57,6 +59,7 @@ struct tx {
   struct zl_io_req ios[MAX_BATCH];
   struct iovec iov[4 * MAX_BATCH];
   uint32_t extents[2 * MAX_STATUS][2 * MAX_EXTENTS]; /* two contexts each */
+  bool idle; /* no request came within the linger: park the connection */
 };
 
 uint32_t
@@ -149,6 +152,13 @@ need_bytes(struct tx *t, size_t want)
       t->rpos = 0;
     }
     ssize_t n = nbd_read_some(&t->c->st, t->rbuf + t->rlen, RBUF_SIZE - t->rlen);
+    if (n == -1 && errno == EAGAIN && t->c->st.idle_return) {
+      if (t->rlen == t->rpos) { /* idle between requests: park it */
+        t->idle = true;
+        return -1;
+      }
+      continue; /* the rest of a request is owed */
+    }
     if (n <= 0)
       return -1;
     t->rlen += (size_t)n;
@@ -415,10 +425,37 @@ send_replies(struct tx *t, size_t nb)
   return n ? nbd_writev_full(&t->c->st, t->iov, n) : 0;
 }
 
-void
+/* Linger: a connection with no request for this long gives its thread
+ * back (SO_RCVTIMEO; no extra system call per request). */
+static void
+set_linger(struct nbd_conn *c)
+{
+  if (c->linger_ms <= 0 || c->st.idle_return)
+    return;
+  struct timeval tv = {.tv_sec = c->linger_ms / 1000,
+                       .tv_usec = c->linger_ms % 1000 * 1000};
+  if (setsockopt(c->st.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0)
+    c->st.idle_return = true;
+}
+
+/* A connection's round state (~0.6 MiB, mostly extent buffers that few
+ * rounds touch) is mapped, not calloc()ed: a connection that wakes from
+ * parking would otherwise have it zeroed (touched) from recycled heap
+ * memory once glibc's mmap threshold has grown past it, and 1,000 idle
+ * connections held 239 MiB.  Fresh mappings cost only the pages used. */
+static struct tx *
+tx_new(void)
+{
+  void *p = mmap(NULL, sizeof(struct tx), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+bool
 nbd_transmission(struct nbd_conn *c)
 {
-  struct tx *t = calloc(1, sizeof *t);
+  struct tx *t = tx_new();
+  bool park = false;
 
   if (!t || !(t->rbuf = malloc(RBUF_SIZE)) ||
       !(t->q = zl_io_queue_new((unsigned)c->cfg->threads_io_depth, c->cfg->no_uring))) {
@@ -438,6 +475,7 @@ nbd_transmission(struct nbd_conn *c)
     }
   }
   t->c = c;
+  set_linger(c);
   for (;;) {
     bool disc = false;
     size_t nb = parse(t, &disc);
@@ -446,8 +484,10 @@ nbd_transmission(struct nbd_conn *c)
       if (send_replies(t, nb) == -1)
         break;
     }
-    if (disc || !nb)
+    if (disc || !nb) {
+      park = !nb && t->idle && !atomic_load(c->stopping);
       break;
+    }
     if (t->rpos == t->rlen)
       t->rpos = t->rlen = 0;
   }
@@ -457,6 +497,7 @@ out:
     free(t->rbuf);
     free(t->arena);
     free(t->big);
-    free(t);
+    munmap(t, sizeof *t);
   }
+  return park;
 }
