@@ -299,3 +299,42 @@ zb_vol_get(struct zl_store *sr, const char *key, json_t **metap,
     json_decref(meta);
   return 0;
 }
+
+int
+zb_vol_get_many(struct zl_store *sr, size_t n, const char *const *keys, json_t **metas,
+                struct zl_vol_info *infos)
+{
+  struct zb_sr *z = zb_of(sr);
+  char names[ZB_GET_MANY][600];
+  const char *targets[ZB_GET_MANY + 1];
+  CLEANUP_JSON json_t *objs = NULL;
+  bool snap;
+  size_t i;
+
+  if (n > ZB_GET_MANY) {
+    zl_error(E2BIG, "at most %d volumes in one query", ZB_GET_MANY);
+    return -1;
+  }
+  for (i = 0; i < n; i++) {
+    if (zb_name_of(sr, keys[i], names[i], sizeof names[i], &snap) == -1)
+      return -1;
+    targets[i] = names[i];
+  }
+  targets[n] = NULL;
+  if (zget(&z->caps, false, zb_props_to_get(z), targets, &objs, "stat") == -1)
+    return -1;
+  for (i = 0; i < n; i++) {
+    const json_t *o = json_object_get(objs, names[i]);
+    if (!o || zb_describe(sr, names[i], o, &metas[i], &infos[i]) != 0) {
+      zl_error(ENOENT, "volume %s does not exist (or was never completed)", keys[i]);
+      break;
+    }
+  }
+  if (i == n)
+    return 0;
+  while (i-- > 0) {
+    json_decref(metas[i]);
+    metas[i] = NULL;
+  }
+  return -1;
+}

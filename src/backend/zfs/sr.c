@@ -455,6 +455,7 @@ const struct zl_backend zl_backend_zfs = {
     .sr_summary = zb_sr_summary,
     .vol_list = zb_vol_list,
     .vol_get = zb_vol_get,
+    .vol_get_many = zb_vol_get_many,
     .vol_create = zb_vol_create,
     .vol_copy = zb_vol_copy,
     .vol_discard = zb_vol_discard,

@@ -290,6 +290,9 @@ int zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque);
 int zb_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque);
 int zb_vol_get(struct zl_store *sr, const char *key, json_t **meta,
                struct zl_vol_info *info);
+#define ZB_GET_MANY 4 /* most keys one zb_vol_get_many asks for */
+int zb_vol_get_many(struct zl_store *sr, size_t n, const char *const *keys,
+                    json_t **metas, struct zl_vol_info *infos);
 
 /* --- vol.c: making, removing and changing volumes ------------------------------ */
 
