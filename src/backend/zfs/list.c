@@ -127,6 +127,11 @@ zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
   const char *name;
   json_t *o;
 
+  CLEANUP_JSON json_t *seen = json_object();
+  if (!seen) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
   if (zget(&z->caps, true, zb_props_to_get(z), targets, &objs, "list the SR") == -1)
     return -1;
   json_object_foreach(objs, name, o)
@@ -148,12 +153,13 @@ zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
     if (r == 1)
       continue;
     const char *key = json_string_value(json_object_get(meta, "key"));
+    json_object_set_new(seen, key, json_true());
     r = cb(opaque, key, meta, &info);
     json_decref(meta);
     if (r == -1)
       return -1;
   }
-  return 0;
+  return zb_bm_list(sr, seen, cb, opaque); /* snapshots whose data was destroyed */
 }
 
 static bool
@@ -279,6 +285,9 @@ zb_vol_get(struct zl_store *sr, const char *key, json_t **metap,
     o = json_incref(json_object_get(objs, name));
   } else if (errno != ENOENT) {
     return -1;
+  } else if (zb_bm_exists(sr, key)) {
+    zl_error_clear(); /* its data was destroyed: the record has its metadata */
+    return zb_bm_get(sr, key, metap, infop);
   } else if (snap && find_snapshot(sr, key, &o, name, sizeof name) == -1) {
     zb_index_remove(sr, key);
     return -1;

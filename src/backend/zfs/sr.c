@@ -443,6 +443,7 @@ const struct zl_backend zl_backend_zfs = {
     .features = zb_features,
     .caps = zb_caps_bits,
     .vol_changes = zb_vol_changes,
+    .vol_data_destroy = zb_vol_data_destroy,
     .sr_key_valid = zl_path_key_valid,
     .sr_prepare = zb_sr_prepare,
     .sr_locate = zb_sr_locate,
