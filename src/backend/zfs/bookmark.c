@@ -235,9 +235,10 @@ int
 zb_vol_data_destroy(struct zl_store *sr, const char *key)
 {
   struct zb_sr *z = zb_of(sr);
-  char name[600], ro[600];
+  char name[600], ro[600], parent[300];
   struct zargv cmds[2];
   bool snap;
+  CLEANUP_JSON json_t *objs = NULL;
   json_t *meta = NULL;
   struct zl_vol_info info;
 
@@ -245,31 +246,38 @@ zb_vol_data_destroy(struct zl_store *sr, const char *key)
     zl_debug("snapshot %s keeps its data: pool %s has no bookmarks", key, z->pool);
     return 0;
   }
+  bool recorded = zb_bm_exists(sr, key);
   if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
     return -1;
+  if (!snap && recorded)
+    return 0; /* done before (and the index forgot the snapshot) */
   if (!snap) {
-    if (zb_bm_exists(sr, key))
-      return 0; /* done before */
     zl_error(EINVAL, "volume %s is not a snapshot", key);
     return -1;
   }
-  /* a snapshot with clones of its own keeps its data (ZFS cannot free it) */
-  int deps = zb_vol_dependents(sr, key);
-  if (deps == -1)
-    return -1;
-  if (deps > 0) {
-    zl_info("snapshot %s keeps its data: %d clone(s) depend on it", key, deps);
-    return 0;
-  }
-  if (zb_vol_get(sr, key, &meta, &info) == -1) {
-    if (errno == ENOENT && zb_bm_exists(sr, key)) {
+  /* the snapshot itself, not the record vol_get would fall back to */
+  const char *targets[] = {name, NULL};
+  if (zget(&z->caps, false, zb_props_to_get(z), targets, &objs, "stat") == -1) {
+    if (errno == ENOENT && recorded) {
       zl_error_clear();
       return 0; /* the snapshot went after the bookmark: done */
     }
     return -1;
   }
+  const json_t *o = json_object_get(objs, name);
+  if (!o || zb_describe(sr, name, o, &meta, &info) != 0) {
+    zl_error(ENOENT, "snapshot %s does not exist", key);
+    return -1;
+  }
+  /* a snapshot with clones of its own keeps its data (ZFS cannot free it) */
+  int deps = zb_vol_dependents(sr, key);
+  if (deps != 0) {
+    json_decref(meta);
+    if (deps > 0)
+      zl_info("snapshot %s keeps its data: %d clone(s) depend on it", key, deps);
+    return deps > 0 ? 0 : -1;
+  }
   json_object_del(meta, ZL_META_STORAGE);
-  char parent[300];
   const char *rel = zb_rel_name(z, name);
   snprintf(parent, sizeof parent, "%.*s", rel ? (int)strcspn(rel, "@") : 0,
            rel ? rel : "");
