@@ -348,7 +348,8 @@ int zb_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool t
 int zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_fn cb,
                    void *opaque);
 
-/* --- bookmark.c: data_destroy with bookmarks ------------------------------------ */
+/* --- bookmark.c: data-destroyed snapshots: records, bookmarks
+ * ------------------------------------ */
 
 /* pool/ds@key -> pool/ds#zl-key (pure). */
 void zb_bookmark_name(const char *snap, char *out, size_t len);
@@ -356,7 +357,10 @@ void zb_bookmark_name(const char *snap, char *out, size_t len);
  * cmds[0..n) (the caller frees them): bookmark it, destroy it; none where
  * the pool has no bookmarks (its data stays).  Returns n (pure). */
 int zb_data_destroy_plan(const struct zb_caps *c, const char *snap, struct zargv *cmds);
-int zb_vol_data_destroy(struct zl_store *sr, const char *key);
+/* Write key's record: meta (its "_storage" dropped), the volume component
+ * parent, the size. */
+int zb_bm_record(struct zl_store *sr, const char *key, json_t *meta, const char *parent,
+                 int64_t size);
 /* Is key a snapshot reduced to its CBT metadata (a record, and a bookmark)? */
 bool zb_bm_exists(struct zl_store *sr, const char *key);
 /* Its bookmark's full name (the send source). */
@@ -368,6 +372,10 @@ int zb_bm_list(struct zl_store *sr, const json_t *seen, zl_vol_cb cb, void *opaq
 int zb_bm_set_meta(struct zl_store *sr, const char *key, const json_t *meta);
 /* The bookmark and the record go (a gone bookmark is fine). */
 int zb_bm_destroy(struct zl_store *sr, const char *key);
+
+/* --- datadestroy.c ------------------------------------------------------------- */
+
+int zb_vol_data_destroy(struct zl_store *sr, const char *key);
 
 /* --- adopt.c ------------------------------------------------------------------ */
 
