@@ -175,7 +175,8 @@ def main():
     ap.add_argument("--samples", type=int, default=7)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runtime", type=int, default=8, help="seconds per fio job")
-    ap.add_argument("--only", choices=["list", "fio"], help="run one part")
+    ap.add_argument("--only", choices=["list", "fio", "zfs"],
+                    help="run one part (zfs: only the ZFS list row)")
     a = ap.parse_args()
     cli = os.path.join(a.root, "usr/sbin/zfs-live")
     work = tempfile.mkdtemp(prefix="zl-bench-cbt.", dir="/var/tmp")
@@ -185,6 +186,8 @@ def main():
     try:
         file_p = Plugin(a.root, "file-live", env)
         for kind in ("btrfs", "xfs", "ext4"):
+            if a.only == "zfs":
+                break
             if a.only == "fio" and kind != "ext4":
                 continue
             mnt = loop_fs(kind, work)
@@ -216,7 +219,7 @@ def main():
         # tracking overhead: one volume of an ext4 SR, CBT switched on and
         # off between runs (the server notices within a second)
         fio_res, tracked_blocks = None, 0
-        if a.only == "list":
+        if a.only in ("list", "zfs"):
             return report(a, rows, fio_res, tracked_blocks)
         mnt = mounts[-1]
         _, cfg = file_p.call("SR.create", uuid=str(uuid.uuid4()), name="fio",

@@ -136,6 +136,11 @@ struct zl_backend {
    * committed.  meta: new reference, may be NULL if not wanted. */
   int (*vol_get)(struct zl_store *sr, const char *key, json_t **meta,
                  struct zl_vol_info *info);
+  /* vol_get of n keys in one query (metas: new references, required);
+   * -1 if any of them fails, with nothing returned (the core then asks
+   * one at a time).  NULL: the core asks one at a time. */
+  int (*vol_get_many)(struct zl_store *sr, size_t n, const char *const *keys,
+                      json_t **metas, struct zl_vol_info *infos);
   /* Make a volume; *out receives its size and allocation as made (so the
    * caller need not ask the storage again). */
   int (*vol_create)(struct zl_store *sr, const char *key, int64_t size, bool thick,

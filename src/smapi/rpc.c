@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,11 +68,74 @@ read_stdin(char **bufp, size_t *lenp)
   return 0;
 }
 
+/* A string written as is in JSON: printable ASCII without quote or
+ * backslash (a base64 bitmap). */
+static bool
+plain_string(const char *s, size_t len)
+{
+  /* eight bytes at a time: a byte of x is zero -> its high bit in zero() */
+#define ONES        0x0101010101010101ull
+#define HIGHS       0x8080808080808080ull
+#define zero(x)     (((x)-ONES) & ~(x)&HIGHS)
+#define below(x, n) (((x)-ONES * (n)) & ~(x)&HIGHS) /* a byte < n (all < 0x80) */
+  size_t i = 0;
+  uint64_t bad = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    bad |= (x & HIGHS) | below(x, 0x20) | zero(x ^ (ONES * '"')) |
+           zero(x ^ (ONES * '\\')) | zero(x ^ (ONES * 0x7f));
+  }
+#undef ONES
+#undef HIGHS
+#undef zero
+#undef below
+  for (; i < len; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    bad |= ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\';
+  }
+  return !bad;
+}
+
+#define PLAIN_MIN 4096 /* below this jansson's own dump is as quick */
+
+/* json_dumpf(value, JSON_COMPACT | JSON_ENCODE_ANY), byte for byte, but a
+ * long plain string (directly in the reply or one of its members) is
+ * written straight from jansson's buffer: jansson decodes every character
+ * of a string it dumps, ~30 ms for the 2.8 MB bitmap of a 1 TiB volume. */
+static int
+dump(json_t *value, FILE *out, bool top)
+{
+  const char *s = json_string_value(value);
+  size_t len = json_string_length(value);
+  if (s && len >= PLAIN_MIN && plain_string(s, len))
+    return fputc('"', out) == EOF || fwrite(s, 1, len, out) != len ||
+                   fputc('"', out) == EOF
+               ? -1
+               : 0;
+  if (!top || !json_is_object(value))
+    return json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY);
+  const char *k;
+  json_t *v;
+  bool first = true;
+  if (fputc('{', out) == EOF)
+    return -1;
+  json_object_foreach(value, k, v)
+  {
+    CLEANUP_JSON json_t *name = json_string(k);
+    if (!name || (!first && fputc(',', out) == EOF) ||
+        json_dumpf(name, out, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
+        fputc(':', out) == EOF || dump(v, out, false) == -1)
+      return -1;
+    first = false;
+  }
+  return fputc('}', out) == EOF ? -1 : 0;
+}
+
 static int
 emit(json_t *value, FILE *out)
 {
-  if (json_dumpf(value, out, JSON_COMPACT | JSON_ENCODE_ANY) == -1 ||
-      fputc('\n', out) == EOF || fflush(out) == EOF) {
+  if (dump(value, out, true) == -1 || fputc('\n', out) == EOF || fflush(out) == EOF) {
     zl_err("cannot write the reply: %s", strerror(errno));
     return -1;
   }

@@ -182,7 +182,8 @@ static json_t *
 bitmap_b64(const struct zl_bitmap *m, uint64_t first, uint64_t n)
 {
   char *b64 = zl_bitmap_base64(m, first, n);
-  json_t *j = b64 ? json_string(b64) : NULL;
+  /* base64 is ASCII: no UTF-8 check (one copy, into jansson's string) */
+  json_t *j = b64 ? json_string_nocheck(b64) : NULL;
   if (b64 && !j)
     zl_error(ENOMEM, "out of memory");
   free(b64);

@@ -392,6 +392,9 @@ class ZfsSR(SR):
                 disk = os.path.join(self.path, rel, "disk.img")
                 if os.path.isfile(disk):  # made on first use
                     assert os.path.getsize(disk) == int(props["zfs-live:size"]), name
+        bm = os.path.join(self.key, ".zfs-live", "bookmarked")
+        if os.path.isdir(bm):  # data destroyed where the pool has bookmarks
+            visible |= {n[:-5] for n in os.listdir(bm) if n.endswith(".json")}
         assert {v["key"] for v in listed} == visible
         self.check_stats(listed)
         return listed

@@ -312,6 +312,34 @@ def test_doctor(zpool):
     assert z["flavour"] == "zfs-fuse" and z["raw"]["zvols"] is False
     assert z["default_compression"] == "on"
     assert {r["capability"] for r in z["capabilities"]} >= {"zvols", "lz4", "zstd", "sync_prop"}
+    # pool v23 has no bookmarks: doctor says what that means for data_destroy
+    assert "bookmarks        no     none: data_destroy keeps the snapshot's data on this " \
+        "pool (no bookmarks)" in out
+    bm = next(r for r in z["capabilities"] if r["capability"] == "bookmarks")
+    assert bm["value"] is False and "keeps the snapshot's data" in bm["use"]
+
+
+def test_data_destroy_keeps_the_snapshot_without_bookmarks(zplugin, zpool):
+    """zfs-fuse (pool v23) has no bookmarks: data_destroy marks the snapshot
+    CBT metadata only, and its ZFS snapshot (and data) stays, so that its
+    changes can still be sent; no bookmark record is made.  The bookmark
+    path runs on OpenZFS in test_zvol.py."""
+    s = ZfsSR(zplugin, f"{zpool}/b{uuid.uuid4().hex[:6]}")
+    v = s.create(size=4 * MiB)
+    s.call("Volume.enable_cbt", key=v["key"])
+    a = s.call("Volume.snapshot", key=v["key"])["key"]
+    s.write(v["key"], b"x" * 10, offset=2 << 20)
+    b = s.call("Volume.snapshot", key=v["key"])["key"]
+    before = s.call("Volume.list_changed_blocks", key=a, key2=b, offset=0, length=-1)
+    assert s.call("Volume.data_destroy", key=a) is None
+    assert s.call("Volume.stat", key=a)["volume_type"] == "CBT_Metadata"
+    assert f"{s.dataset}/{v['key']}@{a}" in names_under(s.dataset)
+    assert not os.path.exists(os.path.join(s.key, ".zfs-live", "bookmarked"))
+    assert s.call("Volume.list_changed_blocks", key=a, key2=b, offset=0,
+                  length=-1) == before
+    for k in (a, b, v["key"]):
+        s.call("Volume.destroy", key=k)
+    assert s.check_consistent() == []
 
 
 def test_sr_destroy_clears_internal_objects(zplugin, zpool):

@@ -104,6 +104,32 @@ test_set_blocks_across_bytes(void **state)
   zl_bitmap_free(&m);
 }
 
+/* Long ranges (whole words at a time) set exactly the blocks asked, from
+ * any start to any end, and keep the bits around them. */
+static void
+test_set_blocks_long_ranges(void **state)
+{
+  (void)state;
+  struct zl_bitmap m;
+  const uint64_t n = 1000;
+  assert_int_equal(zl_bitmap_alloc(&m, n, 1), 0);
+  for (uint64_t first = 0; first < 140; first += 7) {
+    for (uint64_t count = 0; count < 400; count += 13) {
+      zl_bitmap_clear(&m);
+      zl_bitmap_set_blocks(&m, 999, 1);
+      zl_bitmap_set_blocks(&m, first, count);
+      for (uint64_t b = 0; b < n; b++)
+        assert_int_equal(zl_bitmap_test(&m, b),
+                         (b >= first && b < first + count) || b == 999);
+    }
+  }
+  zl_bitmap_clear(&m);
+  zl_bitmap_set_blocks(&m, 3, UINT64_MAX); /* to the end */
+  for (uint64_t b = 0; b < n; b++)
+    assert_int_equal(zl_bitmap_test(&m, b), b >= 3);
+  zl_bitmap_free(&m);
+}
+
 static void
 test_set_bytes(void **state)
 {
@@ -337,6 +363,7 @@ main(void)
       cmocka_unit_test(test_sizes),
       cmocka_unit_test(test_empty),
       cmocka_unit_test(test_set_blocks_across_bytes),
+      cmocka_unit_test(test_set_blocks_long_ranges),
       cmocka_unit_test(test_set_bytes),
       cmocka_unit_test(test_runs),
       cmocka_unit_test(test_runs_match_test),

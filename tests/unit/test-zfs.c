@@ -369,6 +369,51 @@ test_command_lines(void **state)
   expect(&a, "zfs receive pool2/sr/c");
 }
 
+/* data_destroy per version row: where the pool has bookmarks the
+ * snapshot is bookmarked, then destroyed, and later changes are sent from
+ * the bookmark; on zfs-fuse (pool v23) nothing runs: the snapshot and its
+ * data stay, and doctor says so. */
+static void
+test_data_destroy_per_row(void **state)
+{
+  (void)state;
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    const struct row *r = &rows[i];
+    struct zb_caps c;
+    struct zargv cmds[2], a;
+    print_message("row: %s\n", r->name);
+    assert_int_equal(zb_caps_decide(&r->probe, &c), 0);
+    int n = zb_data_destroy_plan(&c, "tank/sr/v@s1", cmds);
+    if (r->flavour == ZB_FUSE) {
+      assert_false(c.bookmarks);
+      assert_int_equal(n, 0);
+      assert_non_null(strstr(zb_bookmarks_use(&c), "keeps the snapshot's data"));
+      continue;
+    }
+    assert_true(c.bookmarks);
+    assert_int_equal(n, 2);
+    expect(&cmds[0], "zfs bookmark tank/sr/v@s1 tank/sr/v#zl-s1");
+    expect(&cmds[1], "zfs destroy tank/sr/v@s1");
+    assert_non_null(strstr(zb_bookmarks_use(&c), "frees a snapshot's space"));
+    /* the changes since s1 come from its bookmark */
+    zcmd_send_incremental(&a, &c, "tank/sr/v#zl-s1", "tank/sr/v@s2");
+    expect(&a, "zfs send -c -L -e -i tank/sr/v#zl-s1 tank/sr/v@s2");
+    /* the bookmark goes with the snapshot's CBT metadata */
+    zcmd_destroy(&a, &c, "tank/sr/v#zl-s1");
+    expect(&a, "zfs destroy tank/sr/v#zl-s1");
+  }
+  /* an OpenZFS pool without the feature (a legacy pool) keeps the data */
+  struct zb_probe legacy = {0, "zfs-2.2.2-1\n", NULL, NULL, "size\t1073741824\n", true};
+  struct zb_caps c;
+  struct zargv cmds[2];
+  assert_int_equal(zb_caps_decide(&legacy, &c), 0);
+  assert_false(c.bookmarks);
+  assert_int_equal(zb_data_destroy_plan(&c, "tank/sr/v@s1", cmds), 0);
+  char bm[64];
+  zb_bookmark_name("tank/sr/v@s1", bm, sizeof bm);
+  assert_string_equal(bm, "tank/sr/v#zl-s1");
+}
+
 static void
 test_thick_reservation(void **state)
 {
@@ -498,6 +543,7 @@ main(void)
       cmocka_unit_test(test_unknown_zfs_is_refused),
       cmocka_unit_test(test_tunables_per_row),
       cmocka_unit_test(test_command_lines),
+      cmocka_unit_test(test_data_destroy_per_row),
       cmocka_unit_test(test_thick_reservation),
       cmocka_unit_test(test_metadata_properties),
   };

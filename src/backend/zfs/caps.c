@@ -407,6 +407,16 @@ zb_thick_reservation(int64_t size, int64_t blocksize, int copies)
   return size * copies + meta;
 }
 
+const char *
+zb_bookmarks_use(const struct zb_caps *c)
+{
+  return c->bookmarks ? "data_destroy frees a snapshot's space: a bookmark keeps its "
+                        "changed blocks (zfs send -i #bookmark)"
+                      : "none: data_destroy keeps the snapshot's data on this pool "
+                        "(no bookmarks); its space is freed when the snapshot is "
+                        "destroyed";
+}
+
 /* What each capability decides, for the operator. */
 static const struct {
   const char *name, *use;
@@ -445,10 +455,14 @@ zb_host_report(const char *pool)
     return json_pack("{s:b, s:s}", "present", 0, "reason", zl_error_msg());
   }
   caps = zb_caps_to_json(&c);
-  for (size_t i = 0; i < sizeof cap_rows / sizeof cap_rows[0]; i++)
+  for (size_t i = 0; i < sizeof cap_rows / sizeof cap_rows[0]; i++) {
+    const char *use = cap_rows[i].use;
+    if (strcmp(cap_rows[i].name, "bookmarks") == 0)
+      use = zb_bookmarks_use(&c);
     json_array_append_new(
         rows, json_pack("{s:s, s:O, s:s}", "capability", cap_rows[i].name, "value",
-                        json_object_get(caps, cap_rows[i].name), "use", cap_rows[i].use));
+                        json_object_get(caps, cap_rows[i].name), "use", use));
+  }
   json_t *r = json_pack("{s:b, s:s, s:s, s:i, s:I, s:s, s:b, s:o, s:o}", "present", 1,
                         "flavour", c.flavour == ZB_FUSE ? "zfs-fuse" : "openzfs",
                         "version", c.version, "pool_version", c.pool_version,

@@ -145,6 +145,32 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
     return -1;
   if (zb_name_of(sr, to, tname, sizeof tname, &tsnap) == -1)
     return -1;
+  /* a snapshot whose data was destroyed: its bookmark is the source (it
+   * cannot be the target: swap, the changes are the same set) */
+  bool fbm = zb_bm_exists(sr, from), tbm = zb_bm_exists(sr, to);
+  if (fbm && tbm) {
+    zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP,
+                  "the data of both %s and %s was destroyed: ZFS cannot compare two "
+                  "bookmarks",
+                  from, to);
+    return -1;
+  }
+  if (tbm) {
+    const char *k = from;
+    from = to;
+    to = k;
+    char t[600];
+    memcpy(t, fname, sizeof t);
+    memcpy(fname, tname, sizeof fname);
+    memcpy(tname, t, sizeof tname);
+    tsnap = fsnap;
+    fbm = true;
+  }
+  if (fbm) {
+    if (zb_bm_source(sr, from, fname, sizeof fname) == -1)
+      return -1;
+    fsnap = true;
+  }
   if (!fsnap && tsnap) { /* the volume and one of its snapshots: the same set */
     char t[600];
     memcpy(t, fname, sizeof t);
@@ -153,8 +179,8 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
     fsnap = true;
     tsnap = false;
   }
-  /* both in one dataset: <sr>/<comp>@from and <sr>/<comp>[@to] */
-  size_t dl = strcspn(fname, "@");
+  /* both in one dataset: <sr>/<comp>{@,#zl-}from and <sr>/<comp>[@to] */
+  size_t dl = strcspn(fname, "@#");
   if (!fsnap || strncmp(fname, tname, dl) != 0 ||
       (tname[dl] != '@' && tname[dl] != '\0')) {
     zl_error(EINVAL, "%s and %s are not snapshots of one ZFS volume", from, to);
@@ -162,7 +188,7 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
   }
   const char *comp = fname + strlen(z->dataset) + 1;
   char comp_only[300];
-  snprintf(comp_only, sizeof comp_only, "%.*s", (int)strcspn(comp, "@"), comp);
+  snprintf(comp_only, sizeof comp_only, "%.*s", (int)strcspn(comp, "@#"), comp);
   if (data_object(sr, comp_only, &obj) == -1)
     return -1;
   if (obj == 0)
@@ -187,7 +213,7 @@ zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_range_f
 
   struct changes ch = {.cb = cb, .opaque = opaque};
   r = send_changes(z, obj, fname, tname, &ch);
-  if (r == -1 && ch.empty && tsnap) {
+  if (r == -1 && ch.empty && tsnap && !fbm) {
     /* to may be the older of the two: the changes are the same set */
     struct zl_error_saved saved;
     zl_error_save(&saved);

@@ -210,6 +210,17 @@ zcmd_clone(struct zargv *a, const struct zb_caps *c, const char *origin, const c
 }
 
 void
+zcmd_bookmark(struct zargv *a, const struct zb_caps *c, const char *snap,
+              const char *bookmark)
+{
+  (void)c;
+  za_init(a, "zfs");
+  za_add(a, "bookmark");
+  za_add(a, snap);
+  za_add(a, bookmark);
+}
+
+void
 zcmd_destroy(struct zargv *a, const struct zb_caps *c, const char *name)
 {
   (void)c;

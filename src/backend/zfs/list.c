@@ -127,6 +127,11 @@ zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
   const char *name;
   json_t *o;
 
+  CLEANUP_JSON json_t *seen = json_object();
+  if (!seen) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
   if (zget(&z->caps, true, zb_props_to_get(z), targets, &objs, "list the SR") == -1)
     return -1;
   json_object_foreach(objs, name, o)
@@ -148,12 +153,13 @@ zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque)
     if (r == 1)
       continue;
     const char *key = json_string_value(json_object_get(meta, "key"));
+    json_object_set_new(seen, key, json_true());
     r = cb(opaque, key, meta, &info);
     json_decref(meta);
     if (r == -1)
       return -1;
   }
-  return 0;
+  return zb_bm_list(sr, seen, cb, opaque); /* snapshots whose data was destroyed */
 }
 
 static bool
@@ -279,6 +285,9 @@ zb_vol_get(struct zl_store *sr, const char *key, json_t **metap,
     o = json_incref(json_object_get(objs, name));
   } else if (errno != ENOENT) {
     return -1;
+  } else if (zb_bm_exists(sr, key)) {
+    zl_error_clear(); /* its data was destroyed: the record has its metadata */
+    return zb_bm_get(sr, key, metap, infop);
   } else if (snap && find_snapshot(sr, key, &o, name, sizeof name) == -1) {
     zb_index_remove(sr, key);
     return -1;
@@ -298,4 +307,43 @@ zb_vol_get(struct zl_store *sr, const char *key, json_t **metap,
   else
     json_decref(meta);
   return 0;
+}
+
+int
+zb_vol_get_many(struct zl_store *sr, size_t n, const char *const *keys, json_t **metas,
+                struct zl_vol_info *infos)
+{
+  struct zb_sr *z = zb_of(sr);
+  char names[ZB_GET_MANY][600];
+  const char *targets[ZB_GET_MANY + 1];
+  CLEANUP_JSON json_t *objs = NULL;
+  bool snap;
+  size_t i;
+
+  if (n > ZB_GET_MANY) {
+    zl_error(E2BIG, "at most %d volumes in one query", ZB_GET_MANY);
+    return -1;
+  }
+  for (i = 0; i < n; i++) {
+    if (zb_name_of(sr, keys[i], names[i], sizeof names[i], &snap) == -1)
+      return -1;
+    targets[i] = names[i];
+  }
+  targets[n] = NULL;
+  if (zget(&z->caps, false, zb_props_to_get(z), targets, &objs, "stat") == -1)
+    return -1;
+  for (i = 0; i < n; i++) {
+    const json_t *o = json_object_get(objs, names[i]);
+    if (!o || zb_describe(sr, names[i], o, &metas[i], &infos[i]) != 0) {
+      zl_error(ENOENT, "volume %s does not exist (or was never completed)", keys[i]);
+      break;
+    }
+  }
+  if (i == n)
+    return 0;
+  while (i-- > 0) {
+    json_decref(metas[i]);
+    metas[i] = NULL;
+  }
+  return -1;
 }

@@ -46,9 +46,13 @@ zrun(struct zargv *a, const char *what, struct zl_exec_result *res)
     struct timespec ts = {0, (long)(25 + attempt * 25) * 1000000L};
     nanosleep(&ts, NULL);
   }
-  int e = strstr(r->err, "does not exist") ? ENOENT
-          : busy(r)                        ? EBUSY
-          : strstr(r->err, "out of space") ? ENOSPC
+  /* OpenZFS says of a snapshot that is gone "could not find any snapshots
+   * to destroy", of a bookmark made before "bookmark exists" */
+  int e = strstr(r->err, "does not exist")                            ? ENOENT
+          : strstr(r->err, "could not find any snapshots to destroy") ? ENOENT
+          : strstr(r->err, "bookmark exists")                         ? EEXIST
+          : busy(r)                                                   ? EBUSY
+          : strstr(r->err, "out of space")                            ? ENOSPC
           /* a reservation larger than the pool (zfs set refreservation) */
           : strstr(r->err, "greater than available space") ? ENOSPC
           : strstr(r->err, "already exists")               ? EEXIST

@@ -246,6 +246,20 @@ zb_vol_destroy(struct zl_store *sr, const char *key)
   if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
 
     return -1;
+  if (zb_bm_exists(sr, key)) {
+    /* data destroyed: the snapshot (if a crash left it), then its bookmark
+     * and record */
+    if (zb_bm_source(sr, key, name, sizeof name) == -1)
+      return -1;
+    name[strcspn(name, "#")] = '\0';
+    snprintf(name + strlen(name), sizeof name - strlen(name), "@%s", key);
+    snprintf(ro, sizeof ro, "%s/" ZB_RO_PREFIX "%s", z->dataset, key);
+    if (zb_destroy_object(z, ro) == -1 || zb_destroy_object(z, name) == -1 ||
+        zb_bm_destroy(sr, key) == -1)
+      return -1;
+    zb_index_remove(sr, key);
+    return 0;
+  }
   if (snap) {
     /* the read-only clone a snapshot may have been read through goes first */
     snprintf(ro, sizeof ro, "%s/" ZB_RO_PREFIX "%s", z->dataset, key);
@@ -294,6 +308,16 @@ zb_vol_set_meta(struct zl_store *sr, const char *key, const json_t *meta)
   if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
 
     return -1;
+  if (zb_bm_exists(sr, key)) {
+    /* data destroyed: the record (and the snapshot, if a crash left it) */
+    if (zb_bm_set_meta(sr, key, meta) == -1)
+      return -1;
+    if (!snap || zb_meta_store(&zb_of(sr)->caps, name, meta) == 0 || errno == ENOENT) {
+      zl_error_clear();
+      return 0;
+    }
+    return -1;
+  }
   return zb_meta_store(&zb_of(sr)->caps, name, meta);
 }
 

@@ -51,20 +51,21 @@
 #include "util/rundir.h"
 #include "util/exec.h"
 
-#define ZB_SR_PROP       "zfs-live:sr"
-#define ZB_META_PROP     "zfs-live:meta"
-#define ZB_META_CHUNKS   8
-#define ZB_META_CHUNK    7900
-#define ZB_REVERT_OLD    "zfs-live:revert-old"
-#define ZB_SIZE_PROP     "zfs-live:size" /* dataset layout: the volume size */
-#define ZB_INTERNAL      "_zl-"
-#define ZB_ORIGIN_PREFIX "_zl-origin-"
-#define ZB_RO_PREFIX     "_zl-ro-"
-#define ZB_RV_PREFIX     "_zl-rv-"
-#define ZB_CBT_PREFIX    "_zl-cbt-" /* temporary snapshot of a comparison */
-#define ZB_DISK          "disk.img"
-#define ZB_MOUNT_BASE    "/run/sr-mount"
-#define ZB_STATE         "zfs.json"
+#define ZB_SR_PROP         "zfs-live:sr"
+#define ZB_META_PROP       "zfs-live:meta"
+#define ZB_META_CHUNKS     8
+#define ZB_META_CHUNK      7900
+#define ZB_REVERT_OLD      "zfs-live:revert-old"
+#define ZB_SIZE_PROP       "zfs-live:size" /* dataset layout: the volume size */
+#define ZB_INTERNAL        "_zl-"
+#define ZB_ORIGIN_PREFIX   "_zl-origin-"
+#define ZB_RO_PREFIX       "_zl-ro-"
+#define ZB_RV_PREFIX       "_zl-rv-"
+#define ZB_CBT_PREFIX      "_zl-cbt-" /* temporary snapshot of a comparison */
+#define ZB_BOOKMARK_PREFIX "zl-"      /* <vol>#zl-<key>: a data-destroyed snapshot */
+#define ZB_DISK            "disk.img"
+#define ZB_MOUNT_BASE      "/run/sr-mount"
+#define ZB_STATE           "zfs.json"
 
 /* --- caps.c: what the host's ZFS can do ------------------------------ */
 
@@ -169,6 +170,8 @@ void zcmd_receive(struct zargv *a, const struct zb_caps *c, const char *ds);
 void zcmd_clone(struct zargv *a, const struct zb_caps *c, const char *origin,
                 const char *ds, const struct zprop *props, int nprops);
 void zcmd_destroy(struct zargv *a, const struct zb_caps *c, const char *name);
+void zcmd_bookmark(struct zargv *a, const struct zb_caps *c, const char *snap,
+                   const char *bookmark);
 void zcmd_get(struct zargv *a, const struct zb_caps *c, bool recursive, const char *props,
               const char *const *targets);
 void zcmd_set(struct zargv *a, const struct zb_caps *c, const char *ds, const char *prop,
@@ -252,6 +255,8 @@ zb_of(struct zl_store *sr)
 
 /* caps.c: what this host offers (zfs-live doctor) */
 json_t *zb_host_report(const char *pool);
+/* What bookmarks (or their absence) mean for data_destroy (doctor). */
+const char *zb_bookmarks_use(const struct zb_caps *c);
 
 /* --- place.c: where an SR is ---------------------------------------------------- */
 
@@ -298,6 +303,9 @@ int zb_vol_list(struct zl_store *sr, zl_vol_cb cb, void *opaque);
 int zb_sr_foreign(struct zl_store *sr, zl_foreign_cb cb, void *opaque);
 int zb_vol_get(struct zl_store *sr, const char *key, json_t **meta,
                struct zl_vol_info *info);
+#define ZB_GET_MANY 4 /* most keys one zb_vol_get_many asks for */
+int zb_vol_get_many(struct zl_store *sr, size_t n, const char *const *keys,
+                    json_t **metas, struct zl_vol_info *infos);
 
 /* --- vol.c: making, removing and changing volumes ------------------------------ */
 
@@ -353,6 +361,35 @@ int zb_vol_changes(struct zl_store *sr, const char *from, const char *to, zl_ran
 int zb_vol_copy_native(struct zl_store *sr, const char *dst, struct zl_store *src_sr,
                        const char *src, bool thick, const json_t *meta,
                        const struct zl_progress *p, struct zl_vol_info *out);
+
+/* --- bookmark.c: data-destroyed snapshots: records, bookmarks
+ * ------------------------------------ */
+
+/* pool/ds@key -> pool/ds#zl-key (pure). */
+void zb_bookmark_name(const char *snap, char *out, size_t len);
+/* The commands data_destroy runs for snapshot snap on this ZFS, into
+ * cmds[0..n) (the caller frees them): bookmark it, destroy it; none where
+ * the pool has no bookmarks (its data stays).  Returns n (pure). */
+int zb_data_destroy_plan(const struct zb_caps *c, const char *snap, struct zargv *cmds);
+/* Write key's record: meta (its "_storage" dropped), the volume component
+ * parent, the size. */
+int zb_bm_record(struct zl_store *sr, const char *key, json_t *meta, const char *parent,
+                 int64_t size);
+/* Is key a snapshot reduced to its CBT metadata (a record, and a bookmark)? */
+bool zb_bm_exists(struct zl_store *sr, const char *key);
+/* Its bookmark's full name (the send source). */
+int zb_bm_source(struct zl_store *sr, const char *key, char *out, size_t len);
+int zb_bm_get(struct zl_store *sr, const char *key, json_t **meta,
+              struct zl_vol_info *info);
+/* cb for each such key not in seen (keys vol_list found in ZFS). */
+int zb_bm_list(struct zl_store *sr, const json_t *seen, zl_vol_cb cb, void *opaque);
+int zb_bm_set_meta(struct zl_store *sr, const char *key, const json_t *meta);
+/* The bookmark and the record go (a gone bookmark is fine). */
+int zb_bm_destroy(struct zl_store *sr, const char *key);
+
+/* --- datadestroy.c ------------------------------------------------------------- */
+
+int zb_vol_data_destroy(struct zl_store *sr, const char *key);
 
 /* --- adopt.c ------------------------------------------------------------------ */
 

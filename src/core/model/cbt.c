@@ -234,6 +234,96 @@ add_range(void *opaque, uint64_t offset, uint64_t length)
   return 0;
 }
 
+/* vol_changes run in a thread of its own while the core looks the two
+ * volumes up (storage that answers for any two snapshots: the answer does
+ * not depend on what the lookups find).  The ranges are kept, merged where
+ * they touch, until the size of the bitmap is known. */
+struct early {
+  struct zl_sr *sr;
+  const char *from, *to;
+  pthread_t thread;
+  uint64_t (*r)[2]; /* [offset, end) */
+  size_t n, cap;
+  int rc, err;
+  struct zl_error_saved saved;
+};
+
+static int
+keep_range(void *opaque, uint64_t offset, uint64_t length)
+{
+  struct early *e = opaque;
+  uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
+  if (length == 0)
+    return 0;
+  if (e->n && offset <= e->r[e->n - 1][1] && offset >= e->r[e->n - 1][0]) {
+    if (end > e->r[e->n - 1][1])
+      e->r[e->n - 1][1] = end;
+    return 0;
+  }
+  if (e->n == e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 1024;
+    void *nr = realloc(e->r, cap * sizeof *e->r);
+    if (!nr) {
+      zl_error(ENOMEM, "out of memory");
+      return -1;
+    }
+    e->r = nr;
+    e->cap = cap;
+  }
+  e->r[e->n][0] = offset;
+  e->r[e->n][1] = end;
+  e->n++;
+  return 0;
+}
+
+static void *
+early_run(void *arg)
+{
+  struct early *e = arg;
+  e->rc = e->sr->st.be->vol_changes(&e->sr->st, e->from, e->to, keep_range, e);
+  if (e->rc == -1) {
+    e->err = errno;
+    zl_error_save(&e->saved);
+  }
+  return NULL;
+}
+
+/* Start vol_changes early where its answer needs no lookup; false: not
+ * started (the caller calls it in turn). */
+static bool
+early_start(struct zl_sr *sr, const char *from, const char *to, struct early *e)
+{
+  memset(e, 0, sizeof *e);
+  if (!sr->st.be->vol_changes || !(sr->st.be->caps(&sr->st) & ZL_CAP_CHANGES_ALWAYS) ||
+      strcmp(from, to) == 0)
+    return false;
+  e->sr = sr;
+  e->from = from;
+  e->to = to;
+  return pthread_create(&e->thread, NULL, early_run, e) == 0;
+}
+
+/* Wait for it; on success its ranges into out (if not NULL).  Its result,
+ * with its error. */
+static int
+early_finish(struct early *e, struct zl_bitmap *out)
+{
+  pthread_join(e->thread, NULL);
+  int rc = e->rc;
+  if (rc == 0 && out)
+    for (size_t i = 0; i < e->n; i++)
+      zl_bitmap_set_bytes(out, e->r[i][0],
+                          e->r[i][1] == UINT64_MAX ? UINT64_MAX
+                                                   : e->r[i][1] - e->r[i][0]);
+  free(e->r);
+  e->r = NULL;
+  if (rc == -1 && out) {
+    zl_error_restore(&e->saved);
+    errno = e->err;
+  }
+  return rc;
+}
+
 int
 zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
                       struct zl_bitmap *out)
@@ -249,7 +339,9 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
   CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_SH);
   if (!held)
     return -1;
-  if (zl_vol_lookup(sr, from, &fm, &fi) == -1 || zl_vol_lookup(sr, to, &tm, &ti) == -1)
+  struct early e;
+  bool early = early_start(sr, from, to, &e);
+  if (zl_vol_lookup2(sr, from, &fm, &fi, to, &tm, &ti) == -1)
     goto out;
   const char *base = zl_meta_read_only(tm) ? zl_meta_str(tm, "snapshot_of") : to;
   const char *fbase = zl_meta_read_only(fm) ? zl_meta_str(fm, "snapshot_of") : from;
@@ -266,7 +358,15 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
   bool have_data = (!zl_meta_data_destroyed(fm) && !zl_meta_data_destroyed(tm)) ||
                    !cbt_tracked(sr); /* such storage keeps what it needs */
   int got = -1;
-  if (have_data && sr->st.be->vol_changes) {
+  if (early) {
+    early = false;
+    got = early_finish(&e, out);
+    if (got == -1 && errno != ENOTSUP)
+      goto fail;
+    if (got == -1)
+      zl_debug("changed blocks %s..%s: %s; using the tracked record", from, to,
+               zl_error_msg());
+  } else if (have_data && sr->st.be->vol_changes) {
     got = sr->st.be->vol_changes(&sr->st, from, to, add_range, out);
     if (got == -1 && errno != ENOTSUP)
       goto fail;
@@ -304,5 +404,11 @@ zl_vol_changed_blocks(struct zl_sr *sr, const char *from, const char *to,
 fail:
   zl_bitmap_free(out);
 out:
+  if (early) { /* a lookup failed: its error is the answer */
+    struct zl_error_saved saved;
+    zl_error_save(&saved);
+    early_finish(&e, NULL);
+    zl_error_restore(&saved);
+  }
   return r;
 }

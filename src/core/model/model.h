@@ -170,6 +170,10 @@ int zl_cbt_sr_remove(struct zl_sr *sr); /* SR destroy: the records go */
 /* Fetch meta and info of a visible volume; ENOENT/NO_VOLUME otherwise. */
 int zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta,
                   struct zl_vol_info *info);
+/* zl_vol_lookup of two keys, in one query where the backend can
+ * (vol_get_many).  m1 and m2 are required (new references). */
+int zl_vol_lookup2(struct zl_sr *sr, const char *k1, json_t **m1, struct zl_vol_info *i1,
+                   const char *k2, json_t **m2, struct zl_vol_info *i2);
 
 /* Read-modify-write a volume's metadata under its lock: fn returns 1 if it
  * changed meta (then stored), 0 if not, -1 on error (error set). */

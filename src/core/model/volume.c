@@ -15,20 +15,11 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-int
-zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_info *info)
+/* The checks of a volume's metadata m (owned: freed on error or when meta
+ * is NULL) that every lookup makes. */
+static int
+lookup_checked(const char *key, struct zl_sr *sr, json_t *m, json_t **meta)
 {
-  json_t *m = NULL;
-
-  if (zl_check_key(key) == -1)
-    return -1;
-  if (sr->st.be->vol_get(&sr->st, key, &m, info) == -1) {
-    if (errno == ENOENT)
-      zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
-                    sr->st.key);
-    zl_error_subject(key);
-    return -1;
-  }
   if (zl_meta_hidden(m)) {
     json_decref(m);
     zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
@@ -45,6 +36,60 @@ zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_in
     *meta = m;
   else
     json_decref(m);
+  return 0;
+}
+
+int
+zl_vol_lookup(struct zl_sr *sr, const char *key, json_t **meta, struct zl_vol_info *info)
+{
+  json_t *m = NULL;
+
+  if (zl_check_key(key) == -1)
+    return -1;
+  if (sr->st.be->vol_get(&sr->st, key, &m, info) == -1) {
+    if (errno == ENOENT)
+      zl_error_kind(ZL_ERR_NO_VOLUME, ENOENT, "volume %s does not exist in SR %s", key,
+                    sr->st.key);
+    zl_error_subject(key);
+    return -1;
+  }
+  return lookup_checked(key, sr, m, meta);
+}
+
+int
+zl_vol_lookup2(struct zl_sr *sr, const char *k1, json_t **m1, struct zl_vol_info *i1,
+               const char *k2, json_t **m2, struct zl_vol_info *i2)
+{
+  const char *keys[2] = {k1, k2};
+  json_t *m[2] = {NULL, NULL};
+  struct zl_vol_info info[2];
+
+  if (zl_check_key(k1) == -1 || zl_check_key(k2) == -1)
+    return -1;
+  if (!sr->st.be->vol_get_many ||
+      sr->st.be->vol_get_many(&sr->st, 2, keys, m, info) == -1) {
+    /* one at a time, for the error of the one that fails */
+    zl_error_clear();
+    if (zl_vol_lookup(sr, k1, m1, i1) == -1)
+      return -1;
+    if (zl_vol_lookup(sr, k2, m2, i2) == -1) {
+      json_decref(*m1);
+      *m1 = NULL;
+      return -1;
+    }
+    return 0;
+  }
+  if (lookup_checked(k1, sr, m[0], m1) == -1) {
+    json_decref(m[1]);
+    return -1;
+  }
+  if (lookup_checked(k2, sr, m[1], m2) == -1) {
+    json_decref(*m1);
+    *m1 = NULL;
+    return -1;
+  }
+  *i1 = info[0];
+  *i2 = info[1];
   return 0;
 }
 
