@@ -63,13 +63,13 @@ int cli_vol_set(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_unset(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_write(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_read(struct zl_sr *sr, int argc, char **argv);
-int cli_vol_export(int argc, char **argv);
+int cli_vol_share(int argc, char **argv);
 /* vol-ganeti.c: the file-storage workflows of Ganeti's design */
 int cli_vol_adopt(int argc, char **argv);
 int cli_vol_xen_disk(int argc, char **argv);
 int cli_vol_takeover(int argc, char **argv);
 int cli_relay(int argc, char **argv);
-int cli_vol_unexport(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_unshare(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_cbt_enable(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_cbt_disable(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv);
@@ -78,5 +78,31 @@ int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 const char *nbd_default_socket(void);
+
+/* transfer.c: images out of and into volumes; the old spelling of
+ * share/unshare (export without --format, unexport) with a note */
+int cli_vol_export(int argc, char **argv);
+int cli_vol_import(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_unexport(struct zl_sr *sr, int argc, char **argv);
+
+/* progress.c: how long operations show their progress (core.h struct
+ * zl_progress).  On a terminal (stderr a TTY, no --json): one line on
+ * stderr redrawn with \r -- what, percent, rate in MiB/s, ETA -- ended by
+ * cli_progress_done.  With --json: JSON lines on stderr (stdout keeps the
+ * command's one result, or the data), at most 4 a second and the last,
+ *   {"progress": {"what": W, "done": N, "total": N, "rate": B/s, "eta_s": S}}
+ * Otherwise nothing.  Use:
+ *   struct cli_progress st; struct zl_progress p;
+ *   cli_progress_init(&p, &st, "export");
+ *   ... core call with &p ...
+ *   cli_progress_done(&st);   (also after a failure: ends the line) */
+struct cli_progress {
+  const char *what;
+  int mode; /* 0 nothing, 1 a bar, 2 JSON lines */
+  long long start_ns;
+  bool drawn;
+};
+void cli_progress_init(struct zl_progress *p, struct cli_progress *st, const char *what);
+void cli_progress_done(struct cli_progress *st);
 
 #endif

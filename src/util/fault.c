@@ -47,6 +47,11 @@ static const char *const points[] = {
   "set-meta:chunks",       /* ZFS: big metadata's chunks written, header not yet */
   "adopt:linked",          /* file SR: image linked in, no metadata yet */
   "adopt:committed",       /* metadata stored, the source name not yet gone */
+  "import:journaled",      /* intent recorded, no volume yet */
+  "import:created",        /* the volume made hidden, empty */
+  "import:filled",         /* its data written, not yet verified */
+  "import:committed",      /* the volume visible, intent not yet removed */
+  "export:written",        /* the image complete beside its name, not renamed */
   NULL,
 };/* clang-format on */
 

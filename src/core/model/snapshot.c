@@ -324,7 +324,8 @@ hidden_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info 
 {
   struct hidden_ctx *c = opaque;
   (void)info;
-  if (!zl_meta_hidden(meta))
+  /* an import in progress is hidden too, but its own (import.c) */
+  if (!zl_meta_hidden(meta) || json_object_get(meta, "importing"))
     return 0;
   char **nk = realloc(c->keys, (c->n + 1) * sizeof *nk);
   if (!nk || !(nk[c->n] = strdup(key))) {
