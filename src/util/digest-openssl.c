@@ -23,7 +23,8 @@ zl_sha256_new(void)
     zl_error(ENOMEM, "out of memory");
     return NULL;
   }
-  if (!(c->ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(c->ctx, EVP_sha256(), NULL) != 1) {
+  if (!(c->ctx = EVP_MD_CTX_new()) ||
+      EVP_DigestInit_ex(c->ctx, EVP_sha256(), NULL) != 1) {
     zl_error(EIO, "SHA-256: OpenSSL cannot start a digest");
     zl_sha256_free(c);
     return NULL;

@@ -67,9 +67,11 @@ def test_every_fault_point_is_covered():
     # adopt's points are exercised in test_ganeti.py (test_adopt_crash_*),
     # CBT's in test_cbt.py (test_crash_during_cbt_*)
     # set-meta's (ZFS) in test_accounting.py (test_crash_between_metadata_chunks);
-    # every point on both SR types in test_leftovers.py
+    # import's and export's in test_export.py (test_import_killed,
+    # test_export_killed); every point on both SR types in test_leftovers.py
     assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
-                              "data-destroy", "set-meta", "write-file"}
+                              "data-destroy", "set-meta", "write-file", "import",
+                              "export"}
     for op in OPS:
         assert f"{op}:journaled" in points
 

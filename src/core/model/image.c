@@ -47,8 +47,8 @@
 
 #include "util/banned.h" /* last: after every declaration */
 
-#define CHUNK   (1u << 20)
-#define ZBLOCK  4096u
+#define CHUNK    (1u << 20)
+#define ZBLOCK   4096u
 #define METER_NS (250 * 1000 * 1000LL) /* at most 4 reports a second */
 
 static const char zeros[CHUNK];
@@ -291,7 +291,8 @@ zl_raw_copy(const struct zl_raw_copy *c)
       return -1;
     off = end;
   }
-  if (c->out >= 0 && !c->out_stream && !c->out_volume && ftruncate(c->out, c->size) == -1) {
+  if (c->out >= 0 && !c->out_stream && !c->out_volume &&
+      ftruncate(c->out, c->size) == -1) {
     zl_error_sys(errno, "set the size of the output");
     return -1;
   }
@@ -348,21 +349,46 @@ qemu_sink(void *opaque, const void *data, size_t len)
   return 0;
 }
 
+/* qemu-img's message with our /proc/<pid>/fd/<n> names as "the image"
+ * (the caller's prefix names the file). */
+static void
+readable_reason(const char *in, char *out, size_t len)
+{
+  char prefix[40];
+  size_t n = (size_t)snprintf(prefix, sizeof prefix, "/proc/%ld/fd/", (long)getpid());
+  size_t o = 0;
+
+  while (*in && o + 1 < len) {
+    if (strncmp(in, prefix, n) == 0) {
+      for (in += n; *in >= '0' && *in <= '9'; in++)
+        ;
+      o += (size_t)snprintf(out + o, len - o, "the image");
+      if (o >= len)
+        o = len - 1;
+      continue;
+    }
+    out[o++] = *in++;
+  }
+  out[o] = '\0';
+}
+
 int
 zl_qemu_img(const char *const *argv, struct zl_meter *m, uint64_t base, uint64_t span,
             char **out)
 {
   struct zl_exec_result res;
   struct qemu_progress q = {.m = m, .base = base, .span = span};
-  int r = out ? zl_exec(argv, NULL, &res)
-              : zl_exec_stream(argv, NULL, qemu_sink, &q, &res);
+  int r =
+      out ? zl_exec(argv, NULL, &res) : zl_exec_stream(argv, NULL, qemu_sink, &q, &res);
 
   if (r == -1) {
     zl_error_prefix("qemu-img %s: ", argv[1]);
     return -1;
   }
   if (res.status != 0) {
-    zl_error_kind(ZL_ERR_INVALID, EIO, "qemu-img %s: %s", argv[1], zl_exec_reason(&res));
+    char why[512];
+    readable_reason(zl_exec_reason(&res), why, sizeof why);
+    zl_error_kind(ZL_ERR_INVALID, EIO, "qemu-img %s: %s", argv[1], why);
     zl_exec_result_free(&res);
     return -1;
   }
@@ -409,8 +435,9 @@ convert_out(int fd, enum zl_image_format f, const char *path, struct zl_meter *m
   char src[64];
   zl_fd_path(fd, src, sizeof src);
   const char *opts = f == ZL_IMG_VHD ? "subformat=dynamic,force_size=on" : "compat=1.1";
-  const char *argv[] = {"qemu-img", "convert", "-p",    "-f", "raw", "-O",
-                        zl_image_qemu_format(f), "-o",  opts, src,  path, NULL};
+  const char *argv[] = {
+      "qemu-img", "convert", "-p", "-f", "raw", "-O", zl_image_qemu_format(f),
+      "-o",       opts,      src,  path, NULL};
   return zl_qemu_img(argv, m, base, span, NULL);
 }
 
@@ -512,8 +539,12 @@ zl_vol_export_image(struct zl_sr *sr, const char *key, const struct zl_export_ar
     r = export_file(fd, a, info.virtual_size, &m, sha256);
   else if (!twice) {
     struct zl_sha256 *h = zl_sha256_new();
-    struct zl_raw_copy c = {.in = fd, .size = info.virtual_size, .out = a->out_fd,
-                            .out_stream = true, .hash = h, .meter = &m};
+    struct zl_raw_copy c = {.in = fd,
+                            .size = info.virtual_size,
+                            .out = a->out_fd,
+                            .out_stream = true,
+                            .hash = h,
+                            .meter = &m};
     r = !h || zl_raw_copy(&c) == -1 || zl_sha256_hex(h, sha256) == -1 ? -1 : 0;
     zl_sha256_free(h);
   } else

@@ -60,11 +60,10 @@ probe_image(int fd, const struct zl_import_args *a, int64_t limit, int64_t *size
     zl_error_kind(ZL_ERR_INVALID, EINVAL, "qemu-img info gave no virtual size");
     return -1;
   }
-  json_t *data = json_object_get(json_object_get(json_object_get(j, "format-specific"),
-                                                 "data"),
-                                 "data-file");
-  if (json_object_get(j, "backing-filename") || json_object_get(j, "full-backing-filename") ||
-      data) {
+  json_t *data = json_object_get(
+      json_object_get(json_object_get(j, "format-specific"), "data"), "data-file");
+  if (json_object_get(j, "backing-filename") ||
+      json_object_get(j, "full-backing-filename") || data) {
     zl_error_kind(ZL_ERR_INVALID, EINVAL,
                   "the image refers to another file (a backing or data file); only "
                   "self-contained images are imported");
@@ -73,8 +72,8 @@ probe_image(int fd, const struct zl_import_args *a, int64_t limit, int64_t *size
   *size = json_integer_value(vs);
   if (*size > limit) {
     zl_error_kind(ZL_ERR_SIZE, EFBIG,
-                  "the image's virtual size %" PRId64 " is over the limit %" PRId64, *size,
-                  limit);
+                  "the image's virtual size %" PRId64 " is over the limit %" PRId64,
+                  *size, limit);
     return -1;
   }
   if (a->format != ZL_IMG_QCOW2)
@@ -86,7 +85,8 @@ probe_image(int fd, const struct zl_import_args *a, int64_t limit, int64_t *size
     return -1;
   int st = res.status;
   if (st != 0 && st != 3) {
-    zl_error_kind(ZL_ERR_INVALID, EIO, "the image is corrupt or truncated (qemu-img check: %s)",
+    zl_error_kind(ZL_ERR_INVALID, EIO,
+                  "the image is corrupt or truncated (qemu-img check: %s)",
                   zl_exec_reason(&res));
     zl_exec_result_free(&res);
     return -1;
@@ -156,8 +156,8 @@ make_hidden(struct zl_sr *sr, const char *key, const char *uuid, const char *nam
   }
   zl_error_clear();
   bool thick = zl_sr_thick_default(sr) && (sr->st.be->caps(&sr->st) & ZL_CAP_THICK);
-  meta = zl_meta_new(key, uuid, name, "", false, false, thick ? ZL_PROV_THICK : ZL_PROV_THIN,
-                     NULL, NULL);
+  meta = zl_meta_new(key, uuid, name, "", false, false,
+                     thick ? ZL_PROV_THICK : ZL_PROV_THIN, NULL, NULL);
   rec = json_pack("{s:s, s:s}", "op", "import", "key", key);
   if (!meta || !rec) {
     zl_error(ENOMEM, "out of memory");
@@ -236,8 +236,18 @@ convert_in(int in, int vfd, const struct zl_import_args *a, int64_t size,
   char src[64], dst[64];
   zl_fd_path(in, src, sizeof src);
   zl_fd_path(vfd, dst, sizeof dst);
-  const char *argv[] = {"qemu-img", "convert", "-p", "-n", "--target-is-zero", "-f",
-                        zl_image_qemu_format(a->format), "-O", "raw", src, dst, NULL};
+  const char *argv[] = {"qemu-img",
+                        "convert",
+                        "-p",
+                        "-n",
+                        "--target-is-zero",
+                        "-f",
+                        zl_image_qemu_format(a->format),
+                        "-O",
+                        "raw",
+                        src,
+                        dst,
+                        NULL};
   if (zl_qemu_img(argv, m, 0, (uint64_t)size, NULL) == -1)
     return -1;
   zl_meter_set(m, (uint64_t)size);
@@ -245,8 +255,8 @@ convert_in(int in, int vfd, const struct zl_import_args *a, int64_t size,
 }
 
 static int
-fill(struct zl_sr *sr, const char *key, int in, bool stream, const struct zl_import_args *a,
-     int64_t size, struct zl_meter *m, char sha[65])
+fill(struct zl_sr *sr, const char *key, int in, bool stream,
+     const struct zl_import_args *a, int64_t size, struct zl_meter *m, char sha[65])
 {
   CLEANUP_CLOSE int vfd = sr->st.be->vol_open(&sr->st, key, O_RDWR);
   if (vfd == -1)
@@ -254,8 +264,13 @@ fill(struct zl_sr *sr, const char *key, int in, bool stream, const struct zl_imp
   if (a->format != ZL_IMG_RAW)
     return convert_in(in, vfd, a, size, m, sha);
   struct zl_sha256 *h = zl_sha256_new();
-  struct zl_raw_copy c = {.in = in, .in_stream = stream, .size = size, .out = vfd,
-                          .out_volume = true, .hash = h, .meter = m};
+  struct zl_raw_copy c = {.in = in,
+                          .in_stream = stream,
+                          .size = size,
+                          .out = vfd,
+                          .out_volume = true,
+                          .hash = h,
+                          .meter = m};
   int r = !h || zl_raw_copy(&c) == -1 || zl_sha256_hex(h, sha) == -1 || fsync(vfd) == -1
               ? -1
               : 0;

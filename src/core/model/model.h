@@ -224,7 +224,7 @@ struct zl_raw_copy {
   int64_t size;
   int out;
   bool out_stream;
-  bool out_volume; /* a volume, already of its size and zero: never truncated */
+  bool out_volume;        /* a volume, already of its size and zero: never truncated */
   struct zl_sha256 *hash; /* or NULL */
   struct zl_meter *meter;
 };
