@@ -26,6 +26,7 @@ SIZE = 64 * MiB
 # scattered data: (offset, length); the rest of the volume is a hole
 EXTENTS = [(0, MiB), (17 * MiB + 4096, 300 * 1024), (40 * MiB, 2 * MiB), (SIZE - MiB, MiB)]
 DATA_BYTES = sum(n for _, n in EXTENTS)
+ZEROS = (50 * MiB, 2 * MiB)  # written as zeros: a hole in every image
 QEMU_FMT = {"raw": "raw", "qcow2": "qcow2", "vhd": "vpc"}
 FORMATS = ["raw", "qcow2", "vhd"]
 
@@ -58,6 +59,7 @@ def filled(sr, key="src"):
         data = os.urandom(n)
         sr.write(key, data, offset=off)
         content[off:off + n] = data
+    sr.write(key, bytes(ZEROS[1]), offset=ZEROS[0])  # allocated, but zeros
     return bytes(content)
 
 
@@ -140,6 +142,7 @@ def test_round_trip(xsr, fmt, tmp_path):
         assert segs and segs[0][0] == 0 and segs[-1][1] == SIZE
         assert any(s <= 40 * MiB < e for s, e in segs)
         assert not any(s <= 30 * MiB < e for s, e in segs), segs  # a hole stays one
+        assert not any(s < ZEROS[0] + ZEROS[1] and e > ZEROS[0] for s, e in segs), segs
     if fmt == "vhd" and shutil.which("vhdiinfo"):
         out = subprocess.run(["vhdiinfo", img], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
@@ -152,6 +155,8 @@ def test_round_trip(xsr, fmt, tmp_path):
     assert sr.read("back") == content
     if isinstance(sr, FileSR):
         assert allocated(sr.img("back")) < DATA_BYTES + 4 * MiB
+        segs = data_segments(sr.img("back"))
+        assert not any(s < ZEROS[0] + ZEROS[1] and e > ZEROS[0] for s, e in segs), segs
     assert sorted(v["key"] for v in sr.ls()) == ["back", "src"]
     assert not sr.journal()
 
@@ -174,6 +179,8 @@ def test_raw_stream_through_a_pipe(file_sr):
     assert f"sha256       {sha}" in imp.stdout
     assert sr.read("piped") == content
     assert allocated(sr.img("piped")) < DATA_BYTES + 4 * MiB  # zeros not written
+    segs = data_segments(sr.img("piped"))
+    assert not any(s < ZEROS[0] + ZEROS[1] and e > ZEROS[0] for s, e in segs), segs
 
     out = cli("vol", "export", sr.key, "src", "--format", "raw", "-o", "-")
     assert out.stdout == content
@@ -428,3 +435,35 @@ def test_share_and_the_old_spelling(file_sr, tmp_path):
     finally:
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: gone(pid), "the NBD server to stop")
+
+
+@pytest.mark.parametrize("kind", ["dir", "zfs"])
+def test_other_calls_during_an_import(kind, plugin, tmp_path, tmp_path_factory):
+    """While data flows the SR is not locked: a destroy (which on ZFS
+    collects hidden volumes nothing depends on) and a create go through,
+    the import in progress is not listed and not taken, and completes."""
+    if kind == "dir":
+        sr = FileSR(plugin, str(tmp_path / "sr"))
+    else:
+        sr = ZfsSR(Plugin("zfs-live"), f"{zfs_pool(tmp_path_factory)}/c{uuid.uuid4().hex[:8]}")
+    doomed = sr.create(size=MiB, name="doomed")
+    imp = subprocess.Popen([CLI, "vol", "import", sr.key, "-", "--format", "raw", "--size",
+                            str(4 * MiB), "--key", "slow"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = os.urandom(MiB)
+    imp.stdin.write(first)
+    imp.stdin.flush()
+    # the volume exists, hidden, once the import holds its record
+    wait_for(lambda: sr.journal(), "the import's intent record")
+    assert "slow" not in [v["key"] for v in sr.ls()]
+    assert cli("vol", "stat", sr.key, "slow", check=False).returncode != 0
+    sr.call("Volume.destroy", key=doomed["key"])
+    sr.create(size=MiB, name="made meanwhile")
+    rest = os.urandom(3 * MiB)
+    imp.stdin.write(rest)
+    imp.stdin.close()
+    imp.stdout.read()
+    err = imp.stderr.read()
+    assert imp.wait() == 0, err
+    assert sr.read("slow") == first + rest
+    assert not sr.journal()
