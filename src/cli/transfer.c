@@ -21,11 +21,13 @@
 #include "util/banned.h" /* last: after every declaration */
 
 #define EXPORT_USAGE                                                                     \
-  "zfs-live vol export SR KEY --format raw|qcow2|vhd -o FILE|-  [--json]\n"              \
-  "  (-o -: the image on stdout; raw and qcow2/vhd alike)"
+  "zfs-live vol export SR KEY --format raw|qcow2|vhd -o FILE|- [--no-checksum] "         \
+  "[--json]\n"                                                                           \
+  "  (-o -: the image on stdout; --no-checksum: no SHA-256, which reads the\n"           \
+  "   holes too and so costs time in proportion to the size)"
 #define IMPORT_USAGE                                                                     \
   "zfs-live vol import SR FILE|- --format raw|qcow2|vhd [--name N] [--key K]\n"          \
-  "                    [--size S] [--sha256 HEX] [--json]\n"                             \
+  "                    [--size S] [--sha256 HEX | --no-checksum] [--json]\n"             \
   "  (-: raw from stdin, --size its exact length; for a file --size is the\n"            \
   "   largest virtual size accepted)"
 
@@ -57,11 +59,13 @@ static int
 print_sha(const char *sha, int64_t size, const char *format, const char *file, FILE *to)
 {
   if (!cli_json) {
-    fprintf(to, "sha256 %s\n", sha);
+    if (*sha)
+      fprintf(to, "sha256 %s\n", sha);
     return 0;
   }
-  json_t *j = json_pack("{s:s, s:I, s:s, s:s}", "sha256", sha, "size", (json_int_t)size,
-                        "format", format, "file", file);
+  json_t *j =
+      json_pack("{s:o, s:I, s:s, s:s}", "sha256", *sha ? json_string(sha) : json_null(),
+                "size", (json_int_t)size, "format", format, "file", file);
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   if (s)
     fprintf(to, "%s\n", s);
@@ -83,6 +87,7 @@ cli_vol_export(int argc, char **argv)
     return cli_vol_share(argc, argv);
   }
   argc = cli_common_opts(argc, argv, &type);
+  a.no_checksum = cli_flag(&argc, argv, "--no-checksum");
   if (cli_take(&argc, argv, "--format", &format) == -1 ||
       cli_take(&argc, argv, "-o", &out) == -1 || cli_no_more_options(argc, argv) == -1)
     return cli_fail();
@@ -123,6 +128,7 @@ cli_vol_import(struct zl_sr *sr, int argc, char **argv)
   struct zl_volume v;
   char sha[65];
 
+  a.no_checksum = cli_flag(&argc, argv, "--no-checksum");
   if (cli_take(&argc, argv, "--format", &format) == -1 ||
       cli_take(&argc, argv, "--name", &a.name) == -1 ||
       cli_take(&argc, argv, "--key", &a.key) == -1 ||
@@ -145,12 +151,13 @@ cli_vol_import(struct zl_sr *sr, int argc, char **argv)
     return cli_fail();
   if (cli_json) {
     json_t *j = zl_volume_json(&v, zl_sr_type(sr), zl_sr_key(sr));
-    json_object_set_new(j, "sha256", json_string(sha));
+    json_object_set_new(j, "sha256", *sha ? json_string(sha) : json_null());
     zl_volume_free(&v);
     return cli_print_json(j);
   }
-  printf("key          %s\nsize         %lld bytes\nsha256       %s\n", v.key,
-         (long long)v.virtual_size, sha);
+  printf("key          %s\nsize         %lld bytes\n", v.key, (long long)v.virtual_size);
+  if (*sha)
+    printf("sha256       %s\n", sha);
   zl_volume_free(&v);
   return 0;
 }

@@ -24,9 +24,9 @@ const char cli_vol_usage[] =
     "       zfs-live vol write SR KEY [--offset N] < data\n"
     "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"
     "       zfs-live vol share SR KEY [--readonly] | vol unshare SR KEY\n"
-    "       zfs-live vol export SR KEY --format raw|qcow2|vhd -o FILE|-\n"
+    "       zfs-live vol export SR KEY --format raw|qcow2|vhd -o FILE|- [--no-checksum]\n"
     "       zfs-live vol import SR FILE|- --format raw|qcow2|vhd [--name N] [--key K]\n"
-    "                       [--size S] [--sha256 HEX]\n"
+    "                       [--size S] [--sha256 HEX | --no-checksum]\n"
     "       zfs-live vol cbt-enable SR KEY | vol cbt-disable SR KEY\n"
     "       zfs-live vol changed-blocks SR FROM TO | vol data-destroy SR SNAPSHOT\n"
     "  (SIZE: bytes or with K, M, G, T; --json for JSON output)";

@@ -101,6 +101,9 @@ struct zl_export_args {
   const char *path; /* the image file to write (replaced atomically), or NULL:
                      * the image goes to out_fd, a stream (a pipe) */
   int out_fd;
+  bool no_checksum; /* no SHA-256 (sha256 ""): hashing reads the holes too,
+                     * as zeros, so it costs time in proportion to the size
+                     * (about 1 s per GiB here), not to the data */
 };
 /* Write key's data as an image: raw is sparse in a file (holes, never
  * zeros written) and every byte on a stream; qcow2 and VHD dynamic are
@@ -120,6 +123,7 @@ struct zl_import_args {
   int64_t size;       /* raw stream: its exact length (required); files: the
                        * largest virtual size accepted (0: ZL_IMPORT_MAX_SIZE) */
   const char *sha256; /* the expected SHA-256 of the data (hex), or NULL */
+  bool no_checksum;   /* none computed (sha256 ""); not with sha256 */
 };
 /* A new volume holding the image's data, visible only once it is complete
  * and verified: it is made hidden under an intent record ("import"), so a

@@ -467,3 +467,23 @@ def test_other_calls_during_an_import(kind, plugin, tmp_path, tmp_path_factory):
     assert imp.wait() == 0, err
     assert sr.read("slow") == first + rest
     assert not sr.journal()
+
+
+def test_no_checksum(file_sr, tmp_path):
+    """--no-checksum: no SHA-256 printed (JSON: null), the same image; an
+    import that both skips and verifies a checksum is refused."""
+    sr = file_sr
+    content = filled(sr)
+    img = str(tmp_path / "n.qcow2")
+    res = export(sr, "src", "qcow2", img, "--no-checksum")
+    assert res.stdout == b"" and res.stderr == b""
+    res = json.loads(export(sr, "src", "raw", str(tmp_path / "n.raw"), "--no-checksum",
+                            "--json").stdout)
+    assert res["sha256"] is None
+    out = cli("vol", "import", sr.key, img, "--format", "qcow2", "--no-checksum", "--key",
+              "n").stdout.decode()
+    assert "sha256" not in out
+    assert sr.read("n") == content
+    res = cli("vol", "import", sr.key, img, "--format", "qcow2", "--no-checksum",
+              "--sha256", hashlib.sha256(content).hexdigest(), check=False)
+    assert res.returncode == 1 and b"none to compute" in res.stderr

@@ -18,8 +18,10 @@
  * the limit, no backing or external data file) and, for qcow2, `qemu-img
  * check` (a truncated qcow2 converts "successfully" with zeros where its
  * clusters were; check reports them as corruptions; qemu's VHD reader
- * refuses a truncated file by itself).  The data stored is then read back
- * and hashed; a SHA-256 given is compared with it.
+ * refuses a truncated file by itself).  The SHA-256 is of the virtual
+ * disk data (as `vol export` prints it): raw, of the input's bytes as they
+ * are read; qcow2/VHD, of the data stored, read back (the image's virtual
+ * size).  One given is compared with it; a mismatch refuses the import.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -251,7 +253,8 @@ convert_in(int in, int vfd, const struct zl_import_args *a, int64_t size,
   if (zl_qemu_img(argv, m, 0, (uint64_t)size, NULL) == -1)
     return -1;
   zl_meter_set(m, (uint64_t)size);
-  return zl_image_hash_fd(vfd, size, m, sha);
+  sha[0] = '\0';
+  return a->no_checksum ? 0 : zl_image_hash_fd(vfd, size, m, sha);
 }
 
 static int
@@ -263,7 +266,8 @@ fill(struct zl_sr *sr, const char *key, int in, bool stream,
     return -1;
   if (a->format != ZL_IMG_RAW)
     return convert_in(in, vfd, a, size, m, sha);
-  struct zl_sha256 *h = zl_sha256_new();
+  bool failed;
+  struct zl_sha256 *h = zl_digest_start(!a->no_checksum, &failed);
   struct zl_raw_copy c = {.in = in,
                           .in_stream = stream,
                           .size = size,
@@ -271,10 +275,9 @@ fill(struct zl_sr *sr, const char *key, int in, bool stream,
                           .out_volume = true,
                           .hash = h,
                           .meter = m};
-  int r = !h || zl_raw_copy(&c) == -1 || zl_sha256_hex(h, sha) == -1 || fsync(vfd) == -1
-              ? -1
-              : 0;
-  zl_sha256_free(h);
+  int r = failed || zl_raw_copy(&c) == -1 || fsync(vfd) == -1 ? -1 : 0;
+  if (zl_digest_finish(h, sha) == -1)
+    r = -1;
   return r;
 }
 
@@ -303,6 +306,10 @@ zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
   struct zl_intent in;
   struct zl_meter m;
 
+  if (a->sha256 && a->no_checksum) {
+    zl_error_kind(ZL_ERR_INVALID, EINVAL, "a checksum to verify, but none to compute");
+    return -1;
+  }
   if (check_sha(a->sha256) == -1 || zl_check_name(name, "volume name") == -1 ||
       (a->key && zl_check_key(a->key) == -1) || zl_uuid_generate(uuid) == -1)
     return -1;
@@ -315,19 +322,14 @@ zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
   }
   if (make_hidden(sr, key, uuid, name, vsize, &in) == -1)
     return -1;
-  zl_meter_init(&m, p, (uint64_t)(a->format == ZL_IMG_RAW ? size : 2 * vsize));
+  /* qcow2/VHD: qemu-img, then the data read back for its hash */
+  bool twice = a->format != ZL_IMG_RAW && !a->no_checksum;
+  zl_meter_init(&m, p, (uint64_t)size * (twice ? 2 : 1));
   if (fill(sr, key, fd, stream, a, size, &m, sha256) == -1) {
     zl_error_prefix("import %s: ", a->path ? a->path : "stdin");
     return abandon(sr, key, &in);
   }
   zl_fault("import", "filled");
-  if (a->format == ZL_IMG_RAW && vsize != size) {
-    /* the data's hash is over the volume: its tail past the input is zeros */
-    CLEANUP_CLOSE int vfd = sr->st.be->vol_open(&sr->st, key, O_RDONLY);
-    zl_meter_init(&m, NULL, 0);
-    if (vfd == -1 || zl_image_hash_fd(vfd, vsize, &m, sha256) == -1)
-      return abandon(sr, key, &in);
-  }
   if (a->sha256 && strcasecmp(a->sha256, sha256) != 0) {
     zl_error_kind(ZL_ERR_INVALID, EIO,
                   "import %s: the data does not match its checksum (sha256 %s, expected "
@@ -344,7 +346,7 @@ zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
   zl_meter_end(&m);
   zl_info("imported %s (%s) as volume %s of SR %s (sha256 %s)",
           a->path ? a->path : "stdin", zl_image_format_name(a->format), key, sr->st.key,
-          sha256);
+          *sha256 ? sha256 : "not computed");
   return zl_meta_to_volume(key, meta, &info, out);
 }
 

@@ -229,6 +229,10 @@ struct zl_raw_copy {
   struct zl_meter *meter;
 };
 int zl_raw_copy(const struct zl_raw_copy *c);
+/* A digest when on (*failed: it could not be had, error set), or NULL;
+ * finish: its hex into hex ("" for NULL), and the context freed. */
+struct zl_sha256 *zl_digest_start(bool on, bool *failed);
+int zl_digest_finish(struct zl_sha256 *h, char hex[65]);
 /* The SHA-256 of size bytes of fd's data (holes as zeros). */
 int zl_image_hash_fd(int fd, int64_t size, struct zl_meter *m, char hex[65]);
 /* "/proc/<pid>/fd/<fd>": fd by a name another program can open. */
