@@ -298,7 +298,12 @@ cli_vol_revert(struct zl_sr *sr, int argc, char **argv)
     return cli_fail();
   if (!to || argc != 1)
     return cli_usage(VOL_USAGE, "vol revert SR KEY --to SNAPSHOT");
-  return TRY(zl_vol_revert(sr, to, argv[0]));
+  struct cli_progress st;
+  struct zl_progress p;
+  cli_progress_init(&p, &st, "revert");
+  int r = zl_vol_revert_progress(sr, to, argv[0], &p);
+  cli_progress_done(&st);
+  return TRY(r);
 }
 
 int

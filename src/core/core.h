@@ -215,6 +215,10 @@ int zl_vol_stat(struct zl_sr *sr, const char *key, struct zl_volume *out);
 int zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size);
 /* key takes snapshot's content (snapshot must be a snapshot of key). */
 int zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key);
+/* The same, reporting the progress of a copy where the storage copies (a
+ * file SR without reflinks); nothing where it does not. */
+int zl_vol_revert_progress(struct zl_sr *sr, const char *snapshot, const char *key,
+                           const struct zl_progress *p);
 int zl_vol_set_name(struct zl_sr *sr, const char *key, const char *name);
 int zl_vol_set_description(struct zl_sr *sr, const char *key, const char *description);
 /* The SMAPIv3 keys map. */

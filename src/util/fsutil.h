@@ -57,6 +57,19 @@ int zl_copy_sparse(int in, int out, off_t size, uint64_t *copied);
  * tells which happened. */
 int zl_clone_or_copy(int in, int out, off_t size, bool *reflinked);
 
+/* Progress of a copy: fn(opaque, done, total) with the bytes of in
+ * covered so far (holes count), after each piece of at most 64 MiB and at
+ * the end; never for a reflink.  fn NULL: nobody listens.  The listener
+ * decides how often to show it. */
+struct zl_copy_progress {
+  void (*fn)(void *opaque, uint64_t done, uint64_t total);
+  void *opaque;
+};
+int zl_copy_sparse_progress(int in, int out, off_t size, uint64_t *copied,
+                            const struct zl_copy_progress *p);
+int zl_clone_or_copy_progress(int in, int out, off_t size, bool *reflinked,
+                              const struct zl_copy_progress *p);
+
 /* A unique temporary name for dirfd: ".<base>.tmp.<pid>.<random>".  Names
  * starting with '.' are never volume keys. */
 /* This boot's id (/proc/sys/kernel/random/boot_id), "" if unknown. */

@@ -487,3 +487,23 @@ def test_no_checksum(file_sr, tmp_path):
     res = cli("vol", "import", sr.key, img, "--format", "qcow2", "--no-checksum",
               "--sha256", hashlib.sha256(content).hexdigest(), check=False)
     assert res.returncode == 1 and b"none to compute" in res.stderr
+
+
+def test_revert_by_copy_shows_progress(plugin, ext4, tmp_path):
+    """ext4 has no reflinks: revert copies the snapshot's data, and says how
+    far it is (a bar on a terminal, JSON lines with --json)."""
+    sr = FileSR(plugin, os.path.join(ext4, uuid.uuid4().hex[:8]))
+    content = filled(sr)
+    snap = json.loads(cli("vol", "snapshot", sr.key, "src", "--json").stdout)["key"]
+    sr.write("src", b"changed" * 1000, offset=0)
+    res = cli("vol", "revert", sr.key, "src", "--to", snap, "--json")
+    prog = [json.loads(ln)["progress"] for ln in res.stderr.decode().splitlines()]
+    assert prog and prog[-1] == dict(prog[-1], what="revert", done=SIZE, total=SIZE)
+    assert sr.read("src") == content
+    sr.write("src", b"changed" * 1000, offset=0)
+    screen, _ = run_in_pty([CLI, "vol", "revert", sr.key, "src", "--to", snap])
+    line = last_line(screen)
+    assert line.startswith("revert 100% [") and "MiB/s" in line, screen
+    assert sr.read("src") == content
+    res = cli("vol", "revert", sr.key, "src", "--to", snap)  # not a terminal
+    assert res.stderr == b""
