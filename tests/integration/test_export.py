@@ -462,9 +462,14 @@ def test_other_calls_during_an_import(kind, plugin, tmp_path, tmp_path_factory):
     rest = os.urandom(3 * MiB)
     imp.stdin.write(rest)
     imp.stdin.close()
-    imp.stdout.read()
+    try:
+        rc = imp.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        imp.kill()  # e.g. blocked on a dataset destroyed under it
+        imp.wait()
+        raise
     err = imp.stderr.read()
-    assert imp.wait() == 0, err
+    assert rc == 0, err
     assert sr.read("slow") == first + rest
     assert not sr.journal()
 
