@@ -120,8 +120,13 @@ const struct command commands[] = {
   /* internal: Datapath.attach of a remote volume starts it (nbd/relay.c) */
   { "relay", C, NULL, cli_relay, NULL, NULL },
   { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)" },
-  { "vol export", C, NULL, cli_vol_export, NULL, "serve a volume over NBD (--readonly)" },
-  { "vol unexport", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unexport, 1) },
+  { "vol share", C, NULL, cli_vol_share, NULL, "serve a volume over NBD (--readonly)" },
+  { "vol unshare", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unshare, 1) },
+  { "vol export", C, NULL, cli_vol_export, NULL,
+    "write a volume as an image (--format raw|qcow2|vhd -o FILE|-)" },
+  { "vol import", C | SR, NULL, NULL, NULL, "a new volume from an image (--format)", ON_VOL(cli_vol_import, -1) },
+  /* the old spelling of share/unshare, with a note, for one release */
+  { "vol unexport", C | SR, NULL, NULL, NULL, "deprecated: vol unshare", ON_VOL(cli_vol_unexport, 1) },
   { "vol cbt-enable", C | SR, NULL, NULL, NULL, "track a volume's changed blocks", ON_VOL(cli_vol_cbt_enable, 1) },
   { "vol cbt-disable", C | SR, NULL, NULL, NULL, "stop tracking changed blocks", ON_VOL(cli_vol_cbt_disable, 1) },
   { "vol changed-blocks", C | SR, NULL, NULL, NULL, "byte ranges changed between two snapshots (FROM TO)", ON_VOL(cli_vol_changed_blocks, 2) },

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "util/progress.h"
+#include "util/fsutil.h"
 
 /* What a backend sees of an open SR (the core's struct zl_sr holds one).
  * The backend fills dirfd, privfd, statefd and be_data in sr_open; the
@@ -37,6 +38,10 @@ struct zl_store {
   int statefd;   /* runtime state: lock, locks/, journal/ (the private area
                   * itself unless the backend keeps it host-local) */
   void *be_data; /* backend-private */
+  /* Set by the core around an operation that may copy data (revert), for
+   * the backend to pass to the copy (zl_clone_or_copy_progress); fn NULL
+   * otherwise. */
+  struct zl_copy_progress copy_progress;
 };
 
 /* The layout every SR shares. */

@@ -63,13 +63,13 @@ int cli_vol_set(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_unset(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_write(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_read(struct zl_sr *sr, int argc, char **argv);
-int cli_vol_export(int argc, char **argv);
+int cli_vol_share(int argc, char **argv);
 /* vol-ganeti.c: the file-storage workflows of Ganeti's design */
 int cli_vol_adopt(int argc, char **argv);
 int cli_vol_xen_disk(int argc, char **argv);
 int cli_vol_takeover(int argc, char **argv);
 int cli_relay(int argc, char **argv);
-int cli_vol_unexport(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_unshare(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_cbt_enable(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_cbt_disable(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv);
@@ -82,6 +82,12 @@ const char *nbd_default_socket(void);
 int cli_vol_show(struct zl_sr *sr, struct zl_volume *v);
 /* copy.c */
 int cli_vol_copy(struct zl_sr *sr, int argc, char **argv);
+
+/* transfer.c: images out of and into volumes; the old spelling of
+ * share/unshare (export without --format, unexport) with a note */
+int cli_vol_export(int argc, char **argv);
+int cli_vol_import(struct zl_sr *sr, int argc, char **argv);
+int cli_vol_unexport(struct zl_sr *sr, int argc, char **argv);
 
 /* progress.c: how long operations show their progress (core.h struct
  * zl_progress).  On a terminal (stderr a TTY, no --json): one line on
@@ -98,6 +104,7 @@ struct cli_progress {
   const char *what;
   int mode; /* 0 nothing, 1 a bar, 2 JSON lines */
   long long start_ns;
+  long long last_ns; /* the last line shown: at most 4 a second */
   bool drawn;
 };
 void cli_progress_init(struct zl_progress *p, struct cli_progress *st, const char *what);

@@ -48,6 +48,11 @@ report(void *opaque, uint64_t done, uint64_t total)
   double secs = (double)(now_ns() - st->start_ns) / 1e9;
   double rate = secs > 0 ? (double)done / secs : 0;
   double eta = rate > 0 ? (double)(total - done) / rate : -1;
+  long long t = now_ns();
+
+  if (done < total && t - st->last_ns < 250000000LL)
+    return; /* producers may report often; a person reads a few a second */
+  st->last_ns = t;
 
   if (st->mode == 1) {
     bar(st, done, total, rate, eta);
@@ -70,6 +75,7 @@ cli_progress_init(struct zl_progress *p, struct cli_progress *st, const char *wh
   st->what = what;
   st->mode = cli_json ? 2 : isatty(STDERR_FILENO) ? 1 : 0;
   st->start_ns = now_ns();
+  st->last_ns = 0;
   st->drawn = false;
   p->fn = st->mode ? report : NULL;
   p->opaque = st;

@@ -23,7 +23,10 @@ const char cli_vol_usage[] =
     "       zfs-live vol set SR KEY K V | vol unset SR KEY K\n"
     "       zfs-live vol write SR KEY [--offset N] < data\n"
     "       zfs-live vol read SR KEY [--offset N] [--length N] > data\n"
-    "       zfs-live vol export SR KEY [--readonly] | vol unexport SR KEY\n"
+    "       zfs-live vol share SR KEY [--readonly] | vol unshare SR KEY\n"
+    "       zfs-live vol export SR KEY --format raw|qcow2|vhd -o FILE|- [--no-checksum]\n"
+    "       zfs-live vol import SR FILE|- --format raw|qcow2|vhd [--name N] [--key K]\n"
+    "                       [--size S] [--sha256 HEX | --no-checksum]\n"
     "       zfs-live vol cbt-enable SR KEY | vol cbt-disable SR KEY\n"
     "       zfs-live vol changed-blocks SR FROM TO | vol data-destroy SR SNAPSHOT\n"
     "  (SIZE: bytes or with K, M, G, T; --json for JSON output)";
@@ -296,7 +299,12 @@ cli_vol_revert(struct zl_sr *sr, int argc, char **argv)
     return cli_fail();
   if (!to || argc != 1)
     return cli_usage(VOL_USAGE, "vol revert SR KEY --to SNAPSHOT");
-  return TRY(zl_vol_revert(sr, to, argv[0]));
+  struct cli_progress st;
+  struct zl_progress p;
+  cli_progress_init(&p, &st, "revert");
+  int r = zl_vol_revert_progress(sr, to, argv[0], &p);
+  cli_progress_done(&st);
+  return TRY(r);
 }
 
 int
@@ -328,7 +336,7 @@ cli_vol_unset(struct zl_sr *sr, int argc, char **argv)
 }
 
 int
-cli_vol_export(int argc, char **argv)
+cli_vol_share(int argc, char **argv)
 {
   struct zl_sr *sr;
   const char *type = NULL;
@@ -339,7 +347,7 @@ cli_vol_export(int argc, char **argv)
   if (cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 2)
-    return cli_usage(VOL_USAGE, "vol export SR KEY [--readonly]");
+    return cli_usage(VOL_USAGE, "vol share SR KEY [--readonly]");
   if (!(sr = cli_open_sr(type, argv[0])))
     return cli_fail();
   char *name = zl_vol_export(sr, argv[1], ro);
@@ -352,7 +360,7 @@ cli_vol_export(int argc, char **argv)
 }
 
 int
-cli_vol_unexport(struct zl_sr *sr, int argc, char **argv)
+cli_vol_unshare(struct zl_sr *sr, int argc, char **argv)
 {
   (void)argc;
   return TRY(zl_vol_unexport(sr, argv[0]));

@@ -73,6 +73,55 @@ void zl_sr_stat_free(struct zl_sr_stat *s);
 /* Do several hosts use the SR at once (SR.stat's clustered)? */
 bool zl_sr_clustered(struct zl_sr *sr);
 
+/* --- export and import of images (core/model/image.c, import.c) ---------- */
+
+enum zl_image_format { ZL_IMG_RAW, ZL_IMG_QCOW2, ZL_IMG_VHD };
+/* "raw", "qcow2", "vhd" (also "vpc", qemu's name for VHD). */
+int zl_image_format_parse(const char *s, enum zl_image_format *out);
+const char *zl_image_format_name(enum zl_image_format f);
+
+/* The largest virtual size import accepts unless told a smaller limit. */
+#define ZL_IMPORT_MAX_SIZE (INT64_C(64) << 40)
+
+struct zl_export_args {
+  enum zl_image_format format;
+  const char *path; /* the image file to write (replaced atomically), or NULL:
+                     * the image goes to out_fd, a stream (a pipe) */
+  int out_fd;
+  bool no_checksum; /* no SHA-256 (sha256 ""): hashing reads the holes too,
+                     * as zeros, so it costs time in proportion to the size
+                     * (about 1 s per GiB here), not to the data */
+};
+/* Write key's data as an image: raw is sparse in a file (holes, never
+ * zeros written) and every byte on a stream; qcow2 and VHD dynamic are
+ * made by qemu-img (see image.c for why), to a stream through a temporary
+ * file.  sha256: the SHA-256 of the virtual disk data (size bytes, holes as
+ * zeros), *size its length.  Takes no lock: export a snapshot for a
+ * consistent image of a volume in use.  A failure leaves no file at path. */
+int zl_vol_export_image(struct zl_sr *sr, const char *key, const struct zl_export_args *a,
+                        const struct zl_progress *p, char sha256[65], int64_t *size);
+
+struct zl_import_args {
+  enum zl_image_format format;
+  const char *path; /* the image, or NULL: raw from the stream in_fd */
+  int in_fd;
+  const char *key;    /* NULL: a new uuid */
+  const char *name;   /* "" if NULL */
+  int64_t size;       /* raw stream: its exact length (required); files: the
+                       * largest virtual size accepted (0: ZL_IMPORT_MAX_SIZE) */
+  const char *sha256; /* the expected SHA-256 of the data (hex), or NULL */
+  bool no_checksum;   /* none computed (sha256 ""); not with sha256 */
+};
+/* A new volume holding the image's data, visible only once it is complete
+ * and verified: it is made hidden under an intent record ("import"), so a
+ * failure or a crash at any point leaves no volume (recovery removes it).
+ * qcow2/VHD are read by qemu-img with the format forced, never probed;
+ * images with a backing or data file, truncated or failing qemu-img's
+ * check are refused.  sha256 receives the digest of the data stored. */
+int zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
+                        const struct zl_progress *p, struct zl_volume *out,
+                        char sha256[65]);
+
 /* --- SR types and backends (backend/registry.c) -------------------------- */
 
 /* The SR types this binary knows, NULL-terminated ("file-live", ...). */
@@ -153,6 +202,10 @@ int zl_vol_stat(struct zl_sr *sr, const char *key, struct zl_volume *out);
 int zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size);
 /* key takes snapshot's content (snapshot must be a snapshot of key). */
 int zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key);
+/* The same, reporting the progress of a copy where the storage copies (a
+ * file SR without reflinks); nothing where it does not. */
+int zl_vol_revert_progress(struct zl_sr *sr, const char *snapshot, const char *key,
+                           const struct zl_progress *p);
 int zl_vol_set_name(struct zl_sr *sr, const char *key, const char *name);
 int zl_vol_set_description(struct zl_sr *sr, const char *key, const char *description);
 /* The SMAPIv3 keys map. */

@@ -55,6 +55,11 @@ static const char *const points[] = {
   "receive:made",          /* the transient volume made (and filled, if native) */
   "receive:tuned",         /* its tunables applied, still transient */
   "receive:committed",     /* visible, intent not yet removed */
+  "import:journaled",      /* intent recorded, no volume yet */
+  "import:created",        /* the volume made hidden, empty */
+  "import:filled",         /* its data written, not yet verified */
+  "import:committed",      /* the volume visible, intent not yet removed */
+  "export:written",        /* the image complete beside its name, not renamed */
   NULL,
 };/* clang-format on */
 

@@ -376,6 +376,22 @@ copy_range(int in, int out, off_t off, off_t len, bool *use_cfr, char **bufp, bo
 int
 zl_copy_sparse(int in, int out, off_t size, uint64_t *copied)
 {
+  return zl_copy_sparse_progress(in, out, size, copied, NULL);
+}
+
+#define PROGRESS_PIECE ((off_t)64 << 20)
+
+static void
+tell(const struct zl_copy_progress *p, off_t done, off_t size)
+{
+  if (p && p->fn)
+    p->fn(p->opaque, (uint64_t)done, (uint64_t)size);
+}
+
+int
+zl_copy_sparse_progress(int in, int out, off_t size, uint64_t *copied,
+                        const struct zl_copy_progress *p)
+{
   bool use_cfr = true;
   off_t pos = 0;
   uint64_t total = 0;
@@ -404,11 +420,17 @@ zl_copy_sparse(int in, int out, off_t size, uint64_t *copied)
       hole = size;
     if (hole > size)
       hole = size;
-    if (copy_range(in, out, data, hole - data, &use_cfr, &buf, false) == -1)
-      return -1;
+    for (off_t at = data; at < hole;) {
+      off_t len = hole - at < PROGRESS_PIECE ? hole - at : PROGRESS_PIECE;
+      if (copy_range(in, out, at, len, &use_cfr, &buf, false) == -1)
+        return -1;
+      at += len;
+      tell(p, at, size);
+    }
     total += (uint64_t)(hole - data);
     pos = hole;
   }
+  tell(p, size, size);
   if (copied)
     *copied = total;
   return 0;
@@ -482,6 +504,13 @@ zl_copy_data(int in, int out, uint64_t size, const struct zl_copy_opts *o,
 int
 zl_clone_or_copy(int in, int out, off_t size, bool *reflinked)
 {
+  return zl_clone_or_copy_progress(in, out, size, reflinked, NULL);
+}
+
+int
+zl_clone_or_copy_progress(int in, int out, off_t size, bool *reflinked,
+                          const struct zl_copy_progress *p)
+{
   if (zl_reflink(in, out) == 0) {
     if (reflinked)
       *reflinked = true;
@@ -494,7 +523,7 @@ zl_clone_or_copy(int in, int out, off_t size, bool *reflinked)
   }
   if (reflinked)
     *reflinked = false;
-  return zl_copy_sparse(in, out, size, NULL);
+  return zl_copy_sparse_progress(in, out, size, NULL, p);
 }
 
 void

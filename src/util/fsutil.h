@@ -73,6 +73,19 @@ int zl_copy_data(int in, int out, uint64_t size, const struct zl_copy_opts *o,
  * tells which happened. */
 int zl_clone_or_copy(int in, int out, off_t size, bool *reflinked);
 
+/* Progress of a copy: fn(opaque, done, total) with the bytes of in
+ * covered so far (holes count), after each piece of at most 64 MiB and at
+ * the end; never for a reflink.  fn NULL: nobody listens.  The listener
+ * decides how often to show it. */
+struct zl_copy_progress {
+  void (*fn)(void *opaque, uint64_t done, uint64_t total);
+  void *opaque;
+};
+int zl_copy_sparse_progress(int in, int out, off_t size, uint64_t *copied,
+                            const struct zl_copy_progress *p);
+int zl_clone_or_copy_progress(int in, int out, off_t size, bool *reflinked,
+                              const struct zl_copy_progress *p);
+
 /* A unique temporary name for dirfd: ".<base>.tmp.<pid>.<random>".  Names
  * starting with '.' are never volume keys. */
 /* This boot's id (/proc/sys/kernel/random/boot_id), "" if unknown. */

@@ -67,11 +67,12 @@ def test_every_fault_point_is_covered():
     # adopt's points are exercised in test_ganeti.py (test_adopt_crash_*),
     # CBT's in test_cbt.py (test_crash_during_cbt_*)
     # set-meta's (ZFS) in test_accounting.py (test_crash_between_metadata_chunks);
-    # every point on both SR types in test_leftovers.py
-    # copy's and receive's in test_copy.py (test_copy_killed)
+    # import's and export's in test_export.py (test_import_killed,
+    # test_export_killed); copy's and receive's in test_copy.py
+    # (test_copy_killed); every point on both SR types in test_leftovers.py
     assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
-                              "data-destroy", "set-meta", "write-file", "copy",
-                              "receive"}
+                              "data-destroy", "set-meta", "write-file", "import",
+                              "export", "copy", "receive"}
     for op in OPS:
         assert f"{op}:journaled" in points
 

@@ -138,13 +138,23 @@ def drive(sr, point, tmp_path):
                               env=dict(os.environ, ZFS_LIVE_FAULT=point),
                               capture_output=True)
         return proc.returncode == -9
+    elif op == "import":
+        img = os.path.join(str(tmp_path), "import.raw")
+        with open(img, "wb") as f:
+            f.truncate(2 * MiB)
+            f.seek(MiB)
+            f.write(b"imported" * 512)
+        proc = subprocess.run([CLI, "vol", "import", sr.key, img, "--format", "raw"],
+                              env=dict(os.environ, ZFS_LIVE_FAULT=point),
+                              capture_output=True)
+        return proc.returncode == -9
     else:
         raise AssertionError(f"no operation reaches {point}")
     return res.killed
 
 
 VOLUME_OPS = {"create", "snapshot", "clone", "destroy", "resize", "revert", "set-meta",
-              "write-file", "cbt-rotate", "data-destroy", "adopt"}
+              "write-file", "cbt-rotate", "data-destroy", "adopt", "import"}
 
 
 @pytest.mark.parametrize("point", [p for p in points() if p.split(":")[0] in VOLUME_OPS])

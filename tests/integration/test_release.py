@@ -100,7 +100,7 @@ def test_nbd_server_with_tls_in_an_empty_root(root, tmp_path):
     r = chroot(root, ["/usr/sbin/zfs-live", "vol", "create", "/srv/sr", "--name", "d",
                       "--size", "8M", "--key", "d"])
     assert r.returncode == 0, r.stderr
-    r = chroot(root, ["/usr/sbin/zfs-live", "vol", "export", "/srv/sr", "d"])
+    r = chroot(root, ["/usr/sbin/zfs-live", "vol", "share", "/srv/sr", "d"])
     assert r.returncode == 0, r.stderr
     export = r.stdout.split("///", 1)[1].split("?", 1)[0]
     sock = root / "run/nbd.sock"
@@ -126,3 +126,30 @@ def test_nbd_server_with_tls_in_an_empty_root(root, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_export_checksum_in_an_empty_root(root):
+    """The release build's SHA-256 (OpenSSL EVP): what `vol export` prints
+    is hashlib's digest of the image, and `vol import --sha256` verifies
+    with it (raw: qemu-img is not in the empty root)."""
+    zl = "/usr/sbin/zfs-live"
+    assert chroot(root, [zl, "sr", "create", "--type", "file-live", "--path",
+                         "/srv/sr"]).returncode == 0
+    assert chroot(root, [zl, "vol", "create", "/srv/sr", "--name", "d", "--size", "8M",
+                         "--key", "d"]).returncode == 0
+    data = os.urandom(1 << 19).hex()  # text: chroot() speaks text
+    r = chroot(root, [zl, "vol", "write", "/srv/sr", "d", "--offset", "3M"], stdin=data)
+    assert r.returncode == 0, r.stderr
+    r = chroot(root, [zl, "vol", "export", "/srv/sr", "d", "--format", "raw", "-o",
+                      "/srv/d.raw"])
+    assert r.returncode == 0, r.stderr
+    image = (root / "srv/d.raw").read_bytes()
+    assert image == bytes(3 << 20) + data.encode() + bytes(4 << 20)
+    sha = hashlib.sha256(image).hexdigest()
+    assert r.stdout.strip() == f"sha256 {sha}"
+    r = chroot(root, [zl, "vol", "import", "/srv/sr", "/srv/d.raw", "--format", "raw",
+                      "--key", "e", "--sha256", sha])
+    assert r.returncode == 0, r.stderr
+    r = chroot(root, [zl, "vol", "import", "/srv/sr", "/srv/d.raw", "--format", "raw",
+                      "--key", "f", "--sha256", "0" * 64])
+    assert r.returncode != 0 and "does not match" in r.stderr

@@ -15,6 +15,7 @@
 
 #include "util/beneath.h"
 #include "util/cleanup.h"
+#include "util/digest.h"
 #include "util/error.h"
 #include "util/fsutil.h"
 #include "util/paths.h"
@@ -214,6 +215,79 @@ test_fd_fstype(void **state)
     assert_false(zl_fstype_shared(*t));
 }
 
+struct seen {
+  uint64_t last, total;
+  int calls;
+  bool monotonic;
+};
+
+static void
+seen_fn(void *opaque, uint64_t done, uint64_t total)
+{
+  struct seen *s = opaque;
+  if (done < s->last || done > total)
+    s->monotonic = false;
+  s->last = done, s->total = total;
+  s->calls++;
+}
+
+/* The copy reports how far it is: pieces of at most 64 MiB, then the end. */
+static void
+test_copy_progress(void **state)
+{
+  const off_t size = 200 << 20;
+  static char block[1 << 20];
+  struct seen s = {.monotonic = true};
+  struct zl_copy_progress p = {seen_fn, &s};
+  (void)state;
+
+  CLEANUP_CLOSE int src = openat(dfd, "psrc", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CLEANUP_CLOSE int dst = openat(dfd, "pdst", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  assert_true(src >= 0 && dst >= 0);
+  assert_int_equal(ftruncate(src, size), 0);
+  memset(block, 0x33, sizeof block);
+  for (off_t off = 0; off < 130 << 20; off += sizeof block)
+    assert_int_equal(zl_pwrite_all(src, block, sizeof block, 10 * (1 << 20) + off), 0);
+  assert_int_equal(zl_copy_sparse_progress(src, dst, size, NULL, &p), 0);
+  assert_true(s.monotonic);
+  assert_true(s.calls >= 4); /* 130 MiB of data: 3 pieces, then the end */
+  assert_int_equal(s.last, (uint64_t)size);
+  assert_int_equal(s.total, (uint64_t)size);
+  unlinkat(dfd, "psrc", 0);
+  unlinkat(dfd, "pdst", 0);
+}
+
+static void
+sha_of(const void *buf, size_t len, size_t times, char hex[ZL_SHA256_HEX])
+{
+  struct zl_sha256 *h = zl_sha256_new();
+  assert_non_null(h);
+  for (size_t i = 0; i < times; i++)
+    assert_int_equal(zl_sha256_update(h, buf, len), 0);
+  assert_int_equal(zl_sha256_hex(h, hex), 0);
+  zl_sha256_free(h);
+}
+
+/* FIPS 180-2 test vectors, through whichever library the build links. */
+static void
+test_sha256(void **state)
+{
+  char hex[ZL_SHA256_HEX];
+  static char a[1000];
+  (void)state;
+
+  sha_of("", 0, 1, hex);
+  assert_string_equal(hex,
+                      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  sha_of("abc", 3, 1, hex);
+  assert_string_equal(hex,
+                      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  memset(a, 'a', sizeof a);
+  sha_of(a, sizeof a, 1000, hex);
+  assert_string_equal(hex,
+                      "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 int
 main(void)
 {
@@ -224,6 +298,8 @@ main(void)
       cmocka_unit_test(test_beneath),
       cmocka_unit_test(test_uuid),
       cmocka_unit_test(test_fd_fstype),
+      cmocka_unit_test(test_copy_progress),
+      cmocka_unit_test(test_sha256),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -485,7 +485,7 @@ file_vol_revert(struct zl_store *sr, const char *key, const char *snap, bool thi
   out = zl_file_beneath(sr->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL, 0600);
   if (out == -1)
     return -1;
-  if (zl_clone_or_copy(in, out, st.st_size, NULL) == -1 ||
+  if (zl_clone_or_copy_progress(in, out, st.st_size, NULL, &sr->copy_progress) == -1 ||
       (thick && reserve(out, st.st_size, false, key) == -1) || sync_data(out, key) == -1)
     goto fail;
   zl_fault("revert", "copied");

@@ -424,14 +424,13 @@ make_native(struct zl_sr *sr, const char *key, int64_t size, bool thick,
   return r;
 }
 
-struct stream_progress {
-  const struct zl_progress *p;
-};
-
+/* zl_copy_data's reports through the meter (a few a second at most) */
 static void
 stream_cb(void *opaque, uint64_t done, uint64_t total)
 {
-  zl_progress_report(((struct stream_progress *)opaque)->p, done, total);
+  struct zl_meter *m = opaque;
+  m->total = total;
+  zl_meter_set(m, done);
 }
 
 /* Copy the data of s into the transient volume r. */
@@ -444,13 +443,15 @@ stream(struct source *s, struct zl_recv *r, int64_t size, const struct zl_progre
   CLEANUP_CLOSE int out = zl_recv_open(r);
   if (out == -1)
     return -1;
-  struct stream_progress sp = {p};
-  struct zl_copy_opts o = {.fresh = true, .cb = p ? stream_cb : NULL, .opaque = &sp};
+  struct zl_meter m;
+  zl_meter_init(&m, p, 0);
+  struct zl_copy_opts o = {.fresh = true, .cb = m.p ? stream_cb : NULL, .opaque = &m};
   uint64_t copied;
   if (zl_copy_data(in, out, (uint64_t)size, &o, &copied) == -1) {
     zl_error_prefix("copy of %s: ", s->read);
     return -1;
   }
+  zl_meter_end(&m);
   zl_fault("copy", "data");
   if (fsync(out) == -1) {
     zl_error_sys(errno, "copy of %s: fsync", s->read);

@@ -220,4 +220,47 @@ int zl_vol_remove_unlocked(struct zl_sr *sr, const char *key);
 /* Under LOCK_EX: destroy hidden volumes without dependents. */
 int zl_collect_hidden(struct zl_sr *sr);
 
+/* image.c: what export and import share */
+const char *zl_image_qemu_format(enum zl_image_format f); /* qemu-img's -f name */
+/* Progress reports, at most 4 a second and once at the end. */
+struct zl_meter {
+  const struct zl_progress *p; /* NULL: nobody listens */
+  uint64_t done, total;
+  long long last_ns;
+};
+void zl_meter_init(struct zl_meter *m, const struct zl_progress *p, uint64_t total);
+void zl_meter_set(struct zl_meter *m, uint64_t done);
+void zl_meter_add(struct zl_meter *m, uint64_t n);
+void zl_meter_end(struct zl_meter *m);
+/* Copy size bytes of raw data from in to out, hashing them: in a file
+ * (in_stream false) only its data segments are read, holes hashed as
+ * zeros; from a stream exactly size bytes (fewer: "truncated", more: an
+ * error).  out -1: only hash; a stream gets every byte, a file only the
+ * blocks that are not zero, then its size set. */
+struct zl_sha256;
+struct zl_raw_copy {
+  int in;
+  bool in_stream;
+  int64_t size;
+  int out;
+  bool out_stream;
+  bool out_volume;        /* a volume, already of its size and zero: never truncated */
+  struct zl_sha256 *hash; /* or NULL */
+  struct zl_meter *meter;
+};
+int zl_raw_copy(const struct zl_raw_copy *c);
+/* A digest when on (*failed: it could not be had, error set), or NULL;
+ * finish: its hex into hex ("" for NULL), and the context freed. */
+struct zl_sha256 *zl_digest_start(bool on, bool *failed);
+int zl_digest_finish(struct zl_sha256 *h, char hex[65]);
+/* The SHA-256 of size bytes of fd's data (holes as zeros). */
+int zl_image_hash_fd(int fd, int64_t size, struct zl_meter *m, char hex[65]);
+/* "/proc/<pid>/fd/<fd>": fd by a name another program can open. */
+void zl_fd_path(int fd, char *out, size_t len);
+/* Run qemu-img (argv[0] "qemu-img"); its -p progress moves m from base
+ * over span; out non-NULL: its stdout instead (malloc()ed).  A non-zero
+ * exit is an error (kind INVALID) with qemu-img's message. */
+int zl_qemu_img(const char *const *argv, struct zl_meter *m, uint64_t base, uint64_t span,
+                char **out);
+
 #endif

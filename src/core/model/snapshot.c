@@ -203,18 +203,36 @@ lookup_any(struct zl_sr *sr, const char *key, json_t **meta)
   return 0;
 }
 
-static int revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any);
+static int revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any,
+                  const struct zl_progress *p);
 
 int
 zl_vol_revert(struct zl_sr *sr, const char *snapshot, const char *key)
 {
-  return revert(sr, snapshot, key, false);
+  return revert(sr, snapshot, key, false, NULL);
+}
+
+int
+zl_vol_revert_progress(struct zl_sr *sr, const char *snapshot, const char *key,
+                       const struct zl_progress *p)
+{
+  return revert(sr, snapshot, key, false, p);
 }
 
 int
 zl_vol_revert_any(struct zl_sr *sr, const char *snapshot, const char *key)
 {
-  return revert(sr, snapshot, key, true);
+  return revert(sr, snapshot, key, true, NULL);
+}
+
+/* The backend's copy reports to the meter (which shows at most 4 a
+ * second). */
+static void
+copy_meter(void *opaque, uint64_t done, uint64_t total)
+{
+  struct zl_meter *m = opaque;
+  m->total = total;
+  zl_meter_set(m, done);
 }
 
 int
@@ -234,7 +252,8 @@ zl_vol_remove(struct zl_sr *sr, const char *key)
 }
 
 static int
-revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
+revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any,
+       const struct zl_progress *p)
 {
   struct zl_intent in;
   CLEANUP_JSON json_t *vol = NULL;
@@ -272,12 +291,20 @@ revert(struct zl_sr *sr, const char *snapshot, const char *key, bool any)
   if (!rec || zl_intent_begin(sr, rec, &in) == -1)
     return -1;
   zl_fault("revert", "journaled");
-  if (sr->st.be->vol_revert(&sr->st, key, snapshot, thick) == -1) {
+  struct zl_meter m;
+  zl_meter_init(&m, p, 0);
+  if (m.p)
+    sr->st.copy_progress = (struct zl_copy_progress){copy_meter, &m};
+  int r = sr->st.be->vol_revert(&sr->st, key, snapshot, thick);
+  sr->st.copy_progress = (struct zl_copy_progress){NULL, NULL};
+  if (r == -1) {
     /* backends leave the volume as it was when they fail */
     zl_error_prefix("revert volume %s to %s: ", key, snapshot);
     zl_intent_end(&in);
     return -1;
   }
+  if (m.total) /* it copied */
+    zl_meter_end(&m);
   zl_intent_end(&in);
   /* the volume now differs from its last snapshot in unknown blocks */
   if (zl_cbt_mark_all(sr, key) == -1) {
@@ -330,7 +357,10 @@ hidden_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info 
 {
   struct hidden_ctx *c = opaque;
   (void)info;
-  if (!zl_meta_hidden(meta) || zl_meta_transient(meta)) /* its maker is alive */
+  /* a volume being made (a copy's, an import's) is its maker's: recovery
+   * ran first, so the maker is alive */
+  if (!zl_meta_hidden(meta) || zl_meta_transient(meta) ||
+      json_object_get(meta, "importing"))
     return 0;
   char **nk = realloc(c->keys, (c->n + 1) * sizeof *nk);
   if (!nk || !(nk[c->n] = strdup(key))) {
