@@ -23,8 +23,12 @@ static int install_layout(int argc, char **argv);
 #define KEY NEEDS_KEY
 /* CLI rows on an SR: the handler, how many arguments follow the SR (-1:
  * the handler takes its own options) and the usage text (cli_run_sr). */
-#define ON_SR(fn, n)  .cli_sr = fn, .nargs = n, .usage = cli_sr_usage
-#define ON_VOL(fn, n) .cli_sr = fn, .nargs = n, .usage = cli_vol_usage
+#define ON_SR(fn, n, u) .cli_sr = fn, .nargs = n, .usage = u
+#define ON_VOL          ON_SR
+/* A CLI row's usage: what follows its name; its options are read from it
+ * (cli/opts.c). */
+#define U(u)   .usage = u
+#define HIDDEN CLI_HIDDEN
 
 /* Rows name the fields they use; the rest are zero. */
 #pragma GCC diagnostic push
@@ -88,49 +92,71 @@ const struct command commands[] = {
   { "open", G, NULL, gnt_open, NULL, NULL },
   { "close", G, NULL, gnt_close, NULL, NULL },
 
-  { "sr create", C, NULL, cli_sr_create, NULL, "create an SR (--type, --path)" },
-  { "sr probe", C, NULL, cli_sr_probe, NULL, "look for SRs at a place (--type, --path)" },
-  { "sr stat", C | SR, NULL, NULL, NULL, "show an SR", ON_SR(cli_sr_stat, 0) },
-  { "sr ls", C | SR, NULL, NULL, NULL, "list an SR's volumes", ON_VOL(cli_vol_list, 0) },
-  { "sr set-name", C | SR, NULL, NULL, NULL, "rename an SR", ON_SR(cli_sr_set_name, 1) },
-  { "sr set-description", C | SR, NULL, NULL, NULL, "describe an SR", ON_SR(cli_sr_set_description, 1) },
-  { "sr destroy", C | SR, NULL, NULL, NULL, "destroy an empty SR", ON_SR(cli_sr_destroy, 0) },
-  { "vol create", C | SR, NULL, NULL, NULL, "create a volume (--name, --size)", ON_VOL(cli_vol_create, -1) },
-  { "vol list", C | SR, NULL, NULL, NULL, "list volumes", ON_VOL(cli_vol_list, 0) },
-  { "vol stat", C | SR, NULL, NULL, NULL, "show a volume", ON_VOL(cli_vol_stat, 1) },
-  { "vol snapshot", C | SR, NULL, NULL, NULL, "snapshot a volume (read-only)", ON_VOL(cli_vol_snapshot, -1) },
-  { "vol clone", C | SR, NULL, NULL, NULL, "clone a volume (writable)", ON_VOL(cli_vol_clone, -1) },
-  { "vol destroy", C | SR, NULL, NULL, NULL, "destroy a volume", ON_VOL(cli_vol_destroy, 1) },
-  { "vol resize", C | SR, NULL, NULL, NULL, "grow a volume", ON_VOL(cli_vol_resize, 2) },
-  { "vol revert", C | SR, NULL, NULL, NULL, "revert a volume to a snapshot (--to)", ON_VOL(cli_vol_revert, -1) },
-  { "vol rename", C | SR, NULL, NULL, NULL, "set a volume's name", ON_VOL(cli_vol_rename, 2) },
-  { "vol set-description", C | SR, NULL, NULL, NULL, "set a volume's description", ON_VOL(cli_vol_set_description, 2) },
-  { "vol set", C | SR, NULL, NULL, NULL, "set a key (as XAPI's Volume.set)", ON_VOL(cli_vol_set, 3) },
-  { "vol unset", C | SR, NULL, NULL, NULL, "remove a key", ON_VOL(cli_vol_unset, 2) },
+  { "sr create", C, NULL, cli_sr_create, NULL, "create an SR (--type, --path)",
+    U("--type TYPE --path DIR [--name N] [--description D] [--uuid UUID]\n"
+    "                   [--provisioning thin|thick]") },
+  { "sr probe", C, NULL, cli_sr_probe, NULL, "look for SRs at a place (--type, --path)",
+    U("--type TYPE --path DIR") },
+  { "sr stat", C | SR, NULL, NULL, NULL, "show an SR", ON_SR(cli_sr_stat, 0, "SR") },
+  { "sr ls", C | SR, NULL, NULL, NULL, "list an SR's volumes", ON_VOL(cli_vol_list, 0, "SR") },
+  { "sr set-name", C | SR, NULL, NULL, NULL, "rename an SR", ON_SR(cli_sr_set_name, 1, "SR NAME") },
+  { "sr set-description", C | SR, NULL, NULL, NULL, "describe an SR", ON_SR(cli_sr_set_description, 1, "SR TEXT") },
+  { "sr destroy", C | SR, NULL, NULL, NULL, "destroy an empty SR", ON_SR(cli_sr_destroy, 0, "SR") },
+  { "vol create", C | SR, NULL, NULL, NULL, "create a volume (--name, --size)", ON_VOL(cli_vol_create, -1, "SR --name N --size SIZE [--description D] [--key K]\n"
+    "                       [--thin|--thick] [--sharable]") },
+  { "vol list", C | SR, NULL, NULL, NULL, "list volumes", ON_VOL(cli_vol_list, 0, "SR") },
+  { "vol stat", C | SR, NULL, NULL, NULL, "show a volume", ON_VOL(cli_vol_stat, 1, "SR KEY") },
+  { "vol snapshot", C | SR, NULL, NULL, NULL, "snapshot a volume (read-only)", ON_VOL(cli_vol_snapshot, -1, "SR KEY [--key NEW]") },
+  { "vol clone", C | SR, NULL, NULL, NULL, "clone a volume (writable)", ON_VOL(cli_vol_clone, -1, "SR KEY [--key NEW]") },
+  { "vol destroy", C | SR, NULL, NULL, NULL, "destroy a volume", ON_VOL(cli_vol_destroy, 1, "SR KEY") },
+  { "vol resize", C | SR, NULL, NULL, NULL, "grow a volume", ON_VOL(cli_vol_resize, 2, "SR KEY SIZE") },
+  { "vol revert", C | SR, NULL, NULL, NULL, "revert a volume to a snapshot (--to)", ON_VOL(cli_vol_revert, -1, "SR KEY --to SNAPSHOT") },
+  { "vol rename", C | SR, NULL, NULL, NULL, "set a volume's name", ON_VOL(cli_vol_rename, 2, "SR KEY NAME") },
+  { "vol set-description", C | SR, NULL, NULL, NULL, "set a volume's description", ON_VOL(cli_vol_set_description, 2, "SR KEY TEXT") },
+  { "vol set", C | SR, NULL, NULL, NULL, "set a key (as XAPI's Volume.set)", ON_VOL(cli_vol_set, 3, "SR KEY NAME VALUE") },
+  { "vol unset", C | SR, NULL, NULL, NULL, "remove a key", ON_VOL(cli_vol_unset, 2, "SR KEY NAME") },
   { "vol adopt", C, NULL, cli_vol_adopt, NULL,
-    "take an existing raw file, zvol or dataset into an SR (no copy)" },
+    "take an existing raw file, zvol or dataset into an SR (no copy)",
+    U("SR SOURCE [--key K] [--name N] [--description D]\n"
+    "  SOURCE: a raw file on the file SR's filesystem (moved in, not copied), or a\n"
+    "  zvol or dataset (holding disk.img) of the ZFS SR's pool (renamed into it)") },
   { "vol xen-disk", C, NULL, cli_vol_xen_disk, NULL,
-    "print a volume's Xen disk spec (--driver phy|file|tap|tap2)" },
+    "print a volume's Xen disk spec (--driver phy|file|tap|tap2)",
+    U("SR KEY [--driver phy|file|tap|tap2] [--vdev VDEV] [--readonly]") },
   { "vol takeover", C, NULL, cli_vol_takeover, NULL,
-    "open a volume exclusively on this node, dropping other nodes' opens" },
-  { "vol write", C | SR, NULL, NULL, NULL, "write stdin into a volume (--offset)", ON_VOL(cli_vol_write, -1) },
-  { "vol read", C | SR, NULL, NULL, NULL, "read a volume to stdout", ON_VOL(cli_vol_read, -1) },
-  { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)" },
+    "open a volume exclusively on this node, dropping other nodes' opens",
+    U("SR KEY [--node NAME] [--domain D] [--as-host UUID]\n"
+    "  for a node or host that died with the volume in use: drops other Ganeti nodes'\n"
+    "  opens, and takes over an XAPI activation held by another host (a new\n"
+    "  generation; that host's server fences itself within the lease)") },
+  { "vol write", C | SR, NULL, NULL, NULL, "write stdin into a volume (--offset)", ON_VOL(cli_vol_write, -1, "SR KEY [--offset OFFSET] < DATA") },
+  { "vol read", C | SR, NULL, NULL, NULL, "read a volume to stdout", ON_VOL(cli_vol_read, -1, "SR KEY [--offset OFFSET] [--length LENGTH] > DATA") },
+  { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)",
+    U("[--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"
+    "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"
+    "                [--pidfile FILE] [--no-uring] [--control PATH]") },
   /* internal: Datapath.attach of a remote volume starts it (nbd/relay.c) */
-  { "relay", C, NULL, cli_relay, NULL, NULL },
-  { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)" },
-  { "vol export", C, NULL, cli_vol_export, NULL, "serve a volume over NBD (--readonly)" },
-  { "vol unexport", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unexport, 1) },
-  { "vol cbt-enable", C | SR, NULL, NULL, NULL, "track a volume's changed blocks", ON_VOL(cli_vol_cbt_enable, 1) },
-  { "vol cbt-disable", C | SR, NULL, NULL, NULL, "stop tracking changed blocks", ON_VOL(cli_vol_cbt_disable, 1) },
-  { "vol changed-blocks", C | SR, NULL, NULL, NULL, "byte ranges changed between two snapshots (FROM TO)", ON_VOL(cli_vol_changed_blocks, 2) },
-  { "vol data-destroy", C | SR, NULL, NULL, NULL, "keep only a snapshot's CBT metadata", ON_VOL(cli_vol_data_destroy, 1) },
-  { "fault-points", C, NULL, cli_fault_points, NULL, "list fault-injection points" },
-  { "install-layout", C, NULL, install_layout, NULL,
-    "list the plugin links to install" },
-  { "version", C, NULL, command_version, NULL, "print the version" },
-  { "help", C, NULL, command_help, NULL, "this list" },
-  { NULL, 0, NULL, NULL, NULL, NULL },
+  { "relay", C | HIDDEN, NULL, cli_relay, NULL, NULL,
+    U("--listen SOCKET --to HOST:PORT --psk FILE [--pidfile FILE]") },
+  { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)",
+    U("[--pool POOL]") },
+  { "vol export", C, NULL, cli_vol_export, NULL, "serve a volume over NBD (--readonly)",
+    U("SR KEY [--readonly]") },
+  { "vol unexport", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unexport, 1, "SR KEY") },
+  { "vol cbt-enable", C | SR, NULL, NULL, NULL, "track a volume's changed blocks", ON_VOL(cli_vol_cbt_enable, 1, "SR KEY") },
+  { "vol cbt-disable", C | SR, NULL, NULL, NULL, "stop tracking changed blocks", ON_VOL(cli_vol_cbt_disable, 1, "SR KEY") },
+  { "vol changed-blocks", C | SR, NULL, NULL, NULL, "byte ranges changed between two snapshots (FROM TO)", ON_VOL(cli_vol_changed_blocks, 2, "SR FROM TO") },
+  { "vol data-destroy", C | SR, NULL, NULL, NULL, "keep only a snapshot's CBT metadata", ON_VOL(cli_vol_data_destroy, 1, "SR SNAPSHOT") },
+  { "fault-points", C | HIDDEN, NULL, cli_fault_points, NULL, "list fault-injection points",
+    U("") },
+  { "install-layout", C | HIDDEN, NULL, install_layout, NULL,
+    "list the plugin links to install",
+    U("[--ganeti | --ganeti-parameters]") },
+  { "version", C, NULL, command_version, NULL, "print the version",
+    U("") },
+  { "help", C, NULL, command_help, NULL, "this list",
+    U("[COMMAND]") },
+{ NULL, 0, NULL, NULL, NULL, NULL },
 };
 /* clang-format on */
 #pragma GCC diagnostic pop
@@ -175,30 +201,6 @@ command_smapi_target(const char *method, enum plugin_kind kind, struct smapi_tar
   return 0;
 }
 
-int
-command_version(int argc, char **argv)
-{
-  (void)argc, (void)argv;
-  printf("zfs-live %s\n", ZFS_LIVE_VERSION);
-  return 0;
-}
-
-int
-command_help(int argc, char **argv)
-{
-  (void)argc, (void)argv;
-  printf("zfs-live %s: storage driver for Xen toolstacks (XAPI SMAPIv3, Ganeti)\n\n"
-         "usage: zfs-live COMMAND [ARGS...]   (--json for JSON output)\n\n",
-         ZFS_LIVE_VERSION);
-  for (const struct command *c = commands; c->name; c++) {
-    if (c->where & IN_CLI)
-      printf("  %-22s %s\n", c->name, c->summary);
-  }
-  printf("\nAs an XAPI plugin it runs under the method names (SR.create, ...);\n"
-         "see zfs-live(8).\n");
-  return 0;
-}
-
 /* The plugin directories and their links, relative to the
  * xapi-storage-script root, generated from the dispatch table:
  * "volume/org.xen.xapi.storage.<type>/<Method>" and
@@ -209,6 +211,8 @@ install_layout(int argc, char **argv)
 {
   bool any_datapath = false;
 
+  if (cli_json) /* internal: lines for scripts/install.sh */
+    return cli_usage(NULL, "install-layout prints lines, not JSON");
   if (argc == 1 && strcmp(argv[0], "--ganeti") == 0) {
     for (const struct command *c = commands; c->name; c++) {
       if (c->where & IN_GANETI)
@@ -216,6 +220,7 @@ install_layout(int argc, char **argv)
     }
     return 0;
   }
+
   if (argc == 1 && strcmp(argv[0], "--ganeti-parameters") == 0) {
     char *list = gnt_parameters_list();
     if (!list)
