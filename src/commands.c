@@ -138,8 +138,8 @@ const struct command commands[] = {
   /* internal: Datapath.attach of a remote volume starts it (nbd/relay.c) */
   { "relay", C | HIDDEN, NULL, cli_relay, NULL, NULL,
     U("--listen SOCKET --to HOST:PORT --psk FILE [--pidfile FILE]") },
-  { "doctor", C, NULL, cli_doctor, NULL, "what this host offers (--pool P, --json)",
-    U("[--pool POOL]") },
+  { "doctor", C, NULL, cli_doctor, NULL, "check the host: plugins, provider, NBD, TLS, kernel, ZFS",
+    U("[--pool POOL] [--root DIR]") },
   { "vol export", C, NULL, cli_vol_export, NULL, "serve a volume over NBD (--readonly)",
     U("SR KEY [--readonly]") },
   { "vol unexport", C | SR, NULL, NULL, NULL, "stop serving a volume", ON_VOL(cli_vol_unexport, 1, "SR KEY") },

@@ -97,6 +97,10 @@ int cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_changed_blocks(struct zl_sr *sr, int argc, char **argv);
 int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
+/* checks.c: the host's checks for doctor: [{check, status: ok|warn|problem,
+ * message}]; rep is zl_host_report's, root the install root or NULL (found
+ * from this binary's place). */
+json_t *cli_doctor_checks(json_t *rep, const char *pool, const char *root);
 int cli_serve(int argc, char **argv);
 const char *nbd_default_socket(void);
 

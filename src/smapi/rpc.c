@@ -206,6 +206,15 @@ smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE *out
   return 1;
 }
 
+/* Every log line of the call carries its dbg (xapi's task), whether the
+ * call runs here or is forwarded. */
+static void
+log_dbg(const char *in, size_t len)
+{
+  CLEANUP_JSON json_t *p = json_loadb(in, len, 0, NULL);
+  zl_log_set_dbg(json_string_value(json_object_get(p, "dbg")));
+}
+
 int
 smapi_run(const struct smapi_target *t)
 {
@@ -216,6 +225,7 @@ smapi_run(const struct smapi_target *t)
 
   zl_log_set_tag(t->method);
   if (read_stdin(&input, &len) == 0) {
+    log_dbg(input, len);
     /* a shared SR's call may be its storage host's to run (remote.c) */
     int fwd = smapi_remote(t, input, len, stdout, &rc);
     if (fwd == 0) {
@@ -228,6 +238,7 @@ smapi_run(const struct smapi_target *t)
     smapi_emit_error(stdout);
     rc = 1;
   }
+  /* the line that ends the call: its outcome and duration */
   if (rc == 0)
     zl_info("ok in %.1f ms", now_ms() - t0);
   else
