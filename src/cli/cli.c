@@ -16,6 +16,9 @@
 bool cli_json;
 bool cli_json_written;
 static const char *cmd_name, *cmd_usage;
+/* The current error is the command line's (a bad size, an unknown
+ * option): cli_fail reports it as a usage error. */
+static bool usage_error;
 
 void
 cli_set_command(const char *name, const char *usage)
@@ -74,6 +77,8 @@ report(const char *code, const char *msg, int status)
 int
 cli_fail(void)
 {
+  if (usage_error)
+    return report("usage", zl_error_msg(), 2);
   return report(error_code(zl_error_get_kind()), zl_error_msg(), 1);
 }
 
@@ -135,6 +140,7 @@ cli_parse_size(const char *s, int64_t *out)
   if (!mult)
     goto bad;
   if (scale > 1 && mult == 1) {
+    usage_error = true;
     zl_error(EINVAL, "'%s' is not a size (a fraction of a byte)", s);
     return -1;
   }
@@ -147,9 +153,11 @@ cli_parse_size(const char *s, int64_t *out)
   *out = (int64_t)v;
   return 0;
 big:
+  usage_error = true;
   zl_error_kind(ZL_ERR_SIZE, EINVAL, "size '%s' is too large", s);
   return -1;
 bad:
+  usage_error = true;
   zl_error_kind(
       ZL_ERR_SIZE, EINVAL,
       "'%s' is not a size (bytes, or a number with a unit: 1.5G, 512M, 10GiB, 4k;"
@@ -252,6 +260,7 @@ cli_take(int *argc, char **argv, const char *flag, const char **value)
   for (int i = 0; i < *argc; i++) {
     if (strcmp(argv[i], flag) == 0) {
       if (i + 1 >= *argc) {
+        usage_error = true;
         zl_error(EINVAL, "option %s needs a value", flag);
         return -1;
       }
@@ -285,6 +294,7 @@ cli_no_more_options(int argc, char **argv)
 {
   for (int i = 0; i < argc; i++) {
     if (strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
+      usage_error = true;
       zl_error(EINVAL, "unknown option %s", argv[i]);
       return -1;
     }
