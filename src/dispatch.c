@@ -208,8 +208,6 @@ command_cli_main(int argc, char **argv)
   argv++;
   if (argc >= 1 && strcmp(argv[0], "--version") == 0)
     return command_version(0, NULL);
-  if (argc >= 1 && strcmp(argv[0], "help") == 0)
-    return help_for(argc - 1, argv + 1, true);
   const struct command *c = find(argc, argv, &words);
   if (!c || help)
     return help_for(c ? words : argc, argv, help);

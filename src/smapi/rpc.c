@@ -179,8 +179,8 @@ call(const struct smapi_target *t, const char *in, size_t len)
   /* a call another host forwarded to this storage host (nbd/call.c puts
    * the authenticated identity there): it acts for that host */
   zl_dp_set_peer(json_string_value(json_object_get(params, "zfs-live-peer")));
-  /* in is not NUL-terminated */
-  zl_debug("dbg=%s params=%.*s", c.dbg, (int)(len < INT_MAX ? len : INT_MAX), in);
+  /* in is not NUL-terminated; the dbg is on every line already */
+  zl_debug("params=%.*s", (int)(len < INT_MAX ? len : INT_MAX), in);
   if ((t->needs & SMAPI_NEEDS_KEY) && smapi_str(&c, "key", &c.key) == -1)
     return NULL;
   if ((t->needs & SMAPI_NEEDS_SR) && !(c.sr = smapi_open_sr(&c)))
