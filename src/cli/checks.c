@@ -35,8 +35,8 @@
 #include "util/banned.h" /* last: after every declaration */
 
 struct where {
-  char libexec[PATH_MAX]; /* <root><prefix>/libexec */
-  char root[PATH_MAX];    /* "" for / */
+  char libexec[PATH_MAX];     /* <root><prefix>/libexec */
+  char root[PATH_MAX];        /* "" for / */
   char binary[PATH_MAX + 32]; /* <libexec>/zfs-live/zfs-live, what links point to */
   struct stat bin;
   bool have_bin;
