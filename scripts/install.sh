@@ -62,7 +62,10 @@ for unit in zfs-live-nbd.service zfs-live-nbd.socket; do
   mv -f "$unitdir/$unit.new" "$unitdir/$unit"
 done
 
-install -D -m 0644 "$top/docs/zfs-live.8" "$destdir$prefix/share/man/man8/zfs-live.8"
+install -d "$destdir$prefix/share/man/man8"
+for page in "$top"/docs/*.8; do
+  install -m 0644 "$page" "$destdir$prefix/share/man/man8/"
+done
 install -d "$destdir$prefix/share/doc/zfs-live"
 install -m 0644 "$top/README.md" "$top/LICENSE" "$top/docs/design.md" \
   "$destdir$prefix/share/doc/zfs-live/"

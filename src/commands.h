@@ -34,6 +34,9 @@ typedef int (*cli_fn)(int argc, char **argv);
  * whose method it is (Data.mirror: xapi reads VDI_MIRROR from the SR's
  * volume plugin, the method is the datapath's). */
 #define FEATURE_OF_VOLUME (1u << 6)
+/* An internal CLI command (run by zfs-live itself or its tests): not in
+ * the help list. */
+#define CLI_HIDDEN (1u << 7)
 
 struct command {
   const char *name;
@@ -43,9 +46,12 @@ struct command {
   const char *feature; /* SMAPIv3 feature the method provides, or NULL */
   const char *summary; /* one line, for help */
   /* NEEDS_SR CLI rows: the handler instead of cli, the number of
-   * arguments after the SR (-1: its own options) and the usage text */
+   * arguments after the SR (-1: its own options) */
   cli_sr_fn cli_sr;
   int nargs;
+  /* CLI rows: the synopsis after the name ("SR KEY [--key NEW]"); the
+   * options the command accepts are read from it (cli/opts.c), and help
+   * prints it.  NULL: the handler parses its own arguments. */
   const char *usage;
 };
 
@@ -54,6 +60,9 @@ const struct command *command_find(const char *name, unsigned where);
 /* The table's own CLI commands: help lists it, version. */
 int command_help(int argc, char **argv);
 int command_version(int argc, char **argv);
+/* The CLI front end: `zfs-live [--json] COMMAND [SUBCOMMAND] ARGS...`
+ * with options anywhere; the exit status (0 ok, 1 failed, 2 usage). */
+int command_cli_main(int argc, char **argv);
 /* What the SMAPIv3 front end needs to run method in a plugin of that kind
  * (an smapi_lookup_fn); -1 if that plugin has no such method. */
 int command_smapi_target(const char *method, enum plugin_kind kind,

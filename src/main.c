@@ -31,7 +31,6 @@ main(int argc, char **argv)
 {
   char self[PATH_MAX];
   const struct command *cmd = NULL;
-  int skip = 1;
 
   snprintf(self, sizeof self, "%s", argc > 0 ? argv[0] : "zfs-live");
   const char *base = basename(self);
@@ -44,27 +43,5 @@ main(int argc, char **argv)
     return smapi_main(argc, argv, base, command_smapi_target);
 
   zl_log_init("zfs-live", LOG_WARNING);
-  if (argc < 2)
-    return command_help(0, NULL) == 0 ? 2 : 1;
-  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
-    return command_help(0, NULL);
-  if (strcmp(argv[1], "--version") == 0)
-    return command_version(0, NULL);
-  if (argc >= 3) {
-    char two[128];
-    snprintf(two, sizeof two, "%s %s", argv[1], argv[2]);
-    if ((cmd = command_find(two, IN_CLI)))
-      skip = 3;
-  }
-  if (!cmd && (cmd = command_find(argv[1], IN_CLI)))
-    skip = 2;
-  if (!cmd) {
-    fprintf(stderr, "zfs-live: unknown command '%s'%s%s; try 'zfs-live help'\n", argv[1],
-            argc >= 3 ? " " : "", argc >= 3 ? argv[2] : "");
-    return 2;
-  }
-  zl_log_set_tag(cmd->name);
-  if (cmd->where & NEEDS_SR)
-    return cli_run_sr(cmd->cli_sr, cmd->nargs, cmd->usage, argc - skip, argv + skip);
-  return cmd->cli(argc - skip, argv + skip);
+  return command_cli_main(argc, argv);
 }

@@ -1,5 +1,6 @@
 /* cli.c: helpers shared by the CLI subcommands, and the one place where
  * errors become CLI output (a line on stderr and exit status 1). */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,56 +14,156 @@
 #include "util/banned.h" /* last: after every declaration */
 
 bool cli_json;
+bool cli_json_written;
+static const char *cmd_name, *cmd_usage;
+/* The current error is the command line's (a bad size, an unknown
+ * option): cli_fail reports it as a usage error. */
+static bool usage_error;
+
+void
+cli_set_command(const char *name, const char *usage)
+{
+  cmd_name = name;
+  cmd_usage = usage;
+}
+
+/* The one place where CLI errors become output: a line on stderr, and with
+ * --json the object {"error": {"code", "message", "status"}} on stdout.
+ * code is "usage" for a usage error (status 2), else the failure's kind. */
+static const char *
+error_code(enum zl_errkind k)
+{
+  static const char *const codes[] = {
+      [ZL_ERR_NONE] = "internal",
+      [ZL_ERR_INTERNAL] = "internal",
+      [ZL_ERR_INVALID] = "invalid",
+      [ZL_ERR_NO_VOLUME] = "no-volume",
+      [ZL_ERR_NO_SR] = "no-sr",
+      [ZL_ERR_EXISTS] = "exists",
+      [ZL_ERR_BUSY] = "busy",
+      [ZL_ERR_NO_SPACE] = "no-space",
+      [ZL_ERR_READ_ONLY] = "read-only",
+      [ZL_ERR_SIZE] = "size",
+      [ZL_ERR_UNSUPPORTED] = "unsupported",
+      [ZL_ERR_ACTIVE_ELSEWHERE] = "active-elsewhere",
+      [ZL_ERR_DAMAGED] = "damaged",
+  };
+  return (unsigned)k < sizeof codes / sizeof codes[0] && codes[k] ? codes[k] : "internal";
+}
+
+static int
+report(const char *code, const char *msg, int status)
+{
+  fprintf(stderr, "zfs-live: %s\n", msg);
+  if (status == 2 && cmd_usage)
+    fprintf(stderr, "usage: zfs-live %s %s\n(zfs-live %s --help for more)\n", cmd_name,
+            cmd_usage, cmd_name);
+  if (cli_json) {
+    json_t *e = json_pack("{s:{s:s, s:s, s:i}}", "error", "code", code, "message", msg,
+                          "status", status);
+    if (e && !(zl_error_errno() == 0 || strcmp(code, "usage") == 0))
+      json_object_set_new(json_object_get(e, "error"), "errno",
+                          json_integer(zl_error_errno()));
+    if (e)
+      json_dumpf(e, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    fflush(stdout);
+    json_decref(e);
+    cli_json_written = true;
+  }
+  return status;
+}
 
 int
 cli_fail(void)
 {
-  fprintf(stderr, "zfs-live: %s\n", zl_error_msg());
-  return 1;
+  if (usage_error)
+    return report("usage", zl_error_msg(), 2);
+  return report(error_code(zl_error_get_kind()), zl_error_msg(), 1);
 }
 
 int
 cli_usage(const char *usage, const char *fmt, ...)
 {
+  char msg[1024];
   va_list ap;
 
-  fputs("zfs-live: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "\nusage: %s\n", usage);
+  report("usage", msg, 2);
+  if (!cmd_usage && usage)
+    fprintf(stderr, "usage: %s\n", usage);
   return 2;
+}
+
+/* The multiplier of a size's unit (qemu-img and nbdkit's: powers of 1024;
+ * "b" bytes; "K", "KB", "KiB" alike), or 0 if it is none. */
+static int64_t
+unit_of(const char *u)
+{
+  static const char units[] = "bkmgtpe";
+  const char *p = *u ? strchr(units, tolower((unsigned char)*u)) : units;
+  int64_t m = 1;
+
+  if (!p ||
+      (*u && u[1] &&
+       (p == units || (strcasecmp(u + 1, "iB") != 0 && strcasecmp(u + 1, "B") != 0))))
+    return 0;
+  for (const char *q = units; q < p; q++)
+    m *= 1024;
+  return m;
 }
 
 int
 cli_parse_size(const char *s, int64_t *out)
 {
-  char *end;
-  int64_t mult = 1;
+  const char *p = s;
+  uint64_t whole = 0, frac = 0, scale = 1;
 
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || v < 0) {
-    zl_error(EINVAL, "'%s' is not a size (a number of bytes, or with K, M, G, T)", s);
-    return -1;
+  if (!isdigit((unsigned char)*p) && !(*p == '.' && isdigit((unsigned char)p[1])))
+    goto bad;
+  for (; isdigit((unsigned char)*p); p++) {
+    if (__builtin_mul_overflow(whole, 10, &whole) ||
+        __builtin_add_overflow(whole, (uint64_t)(*p - '0'), &whole))
+      goto big;
   }
-  if (*end) {
-    static const char *const units = "KMGTP";
-    const char *u = strchr(units, *end >= 'a' ? *end - 32 : *end);
-    if (!u ||
-        (end[1] && strcasecmp(end + 1, "iB") != 0 && strcasecmp(end + 1, "B") != 0)) {
-      zl_error(EINVAL, "'%s' is not a size (unknown unit '%s')", s, end);
-      return -1;
+  if (*p == '.') {
+    for (p++; isdigit((unsigned char)*p); p++) {
+      if (scale < UINT64_C(1000000000000000000)) {
+        frac = frac * 10 + (uint64_t)(*p - '0');
+        scale *= 10;
+      }
     }
-    for (const char *p = units; p <= u; p++)
-      mult *= 1024;
   }
-  if (v > INT64_MAX / mult) {
-    zl_error(EINVAL, "size '%s' is too large", s);
+  int64_t mult = unit_of(p);
+  if (!mult)
+    goto bad;
+  if (scale > 1 && mult == 1) {
+    usage_error = true;
+    zl_error(EINVAL, "'%s' is not a size (a fraction of a byte)", s);
     return -1;
   }
-  *out = v * mult;
+  uint64_t v;
+  if (__builtin_mul_overflow(whole, (uint64_t)mult, &v) ||
+      __builtin_add_overflow(
+          v, (uint64_t)((unsigned __int128)frac * (uint64_t)mult / scale), &v) ||
+      v > INT64_MAX)
+    goto big;
+  *out = (int64_t)v;
   return 0;
+big:
+  usage_error = true;
+  zl_error_kind(ZL_ERR_SIZE, EINVAL, "size '%s' is too large", s);
+  return -1;
+bad:
+  usage_error = true;
+  zl_error_kind(
+      ZL_ERR_SIZE, EINVAL,
+      "'%s' is not a size (bytes, or a number with a unit: 1.5G, 512M, 10GiB, 4k;"
+      " units b k M G T P E)",
+      s);
+  return -1;
 }
 
 void
@@ -92,6 +193,7 @@ cli_print_json(json_t *j)
   json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
   fputc('\n', stdout);
   json_decref(j);
+  cli_json_written = true;
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -158,6 +260,7 @@ cli_take(int *argc, char **argv, const char *flag, const char **value)
   for (int i = 0; i < *argc; i++) {
     if (strcmp(argv[i], flag) == 0) {
       if (i + 1 >= *argc) {
+        usage_error = true;
         zl_error(EINVAL, "option %s needs a value", flag);
         return -1;
       }
@@ -191,6 +294,7 @@ cli_no_more_options(int argc, char **argv)
 {
   for (int i = 0; i < argc; i++) {
     if (strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
+      usage_error = true;
       zl_error(EINVAL, "unknown option %s", argv[i]);
       return -1;
     }

@@ -9,13 +9,22 @@
 #include "core/core.h"
 
 /* cli.c */
-extern bool cli_json; /* --json given */
-/* Report the current error (util/error.h) on stderr; returns 1. */
+extern bool cli_json;         /* --json given */
+extern bool cli_json_written; /* a JSON value went to stdout */
+/* The command running (its name and the usage text of its row), for
+ * usage errors. */
+void cli_set_command(const char *name, const char *usage);
+/* Report the current error (util/error.h) on stderr, and with --json as
+ * {"error": {"code", "message", "status", "errno"}} on stdout; returns 1. */
 int cli_fail(void);
-/* Usage error: message on stderr; returns 2. */
+/* Usage error: the message and the command's usage on stderr (usage: the
+ * text to show when the command has none of its own), with --json the
+ * error object with code "usage"; returns 2. */
 int cli_usage(const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* "10G", "512MiB", "4096" -> bytes.  -1 with error set if malformed. */
+/* A size as qemu-img and nbdkit take it: "4096", "1.5G", "512M", "10GiB",
+ * "4k"; units b k M G T P E (powers of 1024, case-insensitive, optional
+ * "B"/"iB").  -1 with error set if malformed, negative or too large. */
 int cli_parse_size(const char *s, int64_t *out);
 /* Human form "10.0 GiB". */
 void cli_human(int64_t bytes, char *buf, size_t len);
@@ -41,6 +50,18 @@ int cli_take(int *argc, char **argv, const char *flag, const char **value);
 bool cli_flag(int *argc, char **argv, const char *flag);
 /* -1 (error set) if an unknown "--option" remains. */
 int cli_no_more_options(int argc, char **argv);
+
+/* opts.c: options read from a command's usage text (see there).
+ * Parse argv (argv[0] is not an operand) with getopt_long: operands in
+ * order, then each option as "--name=value" or "--flag", into *out (free
+ * with cli_argv_free); -h/--help set *help.  0, or the exit status of the
+ * usage error reported (2). */
+int cli_parse_options(const char *usage, int argc, char **argv, char ***out, bool *help);
+void cli_argv_free(char **argv);
+/* The options of a usage text as JSON [{option, value}]. */
+json_t *cli_usage_options(const char *usage);
+/* Does the usage text take an SR (and so --type)? */
+bool cli_usage_takes_sr(const char *usage);
 
 /* sr.c, vol.c, misc.c: subcommands (rows of commands.c) */
 int cli_sr_create(int argc, char **argv);
@@ -76,6 +97,10 @@ int cli_vol_data_destroy(struct zl_sr *sr, int argc, char **argv);
 int cli_vol_changed_blocks(struct zl_sr *sr, int argc, char **argv);
 int cli_fault_points(int argc, char **argv);
 int cli_doctor(int argc, char **argv);
+/* checks.c: the host's checks for doctor: [{check, status: ok|warn|problem,
+ * message}]; rep is zl_host_report's, root the install root or NULL (found
+ * from this binary's place). */
+json_t *cli_doctor_checks(json_t *rep, const char *pool, const char *root);
 int cli_serve(int argc, char **argv);
 const char *nbd_default_socket(void);
 /* Print a volume (a table, or JSON with --json). */

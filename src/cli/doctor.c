@@ -1,4 +1,5 @@
-/* doctor.c: `zfs-live doctor [--pool POOL] [--json]`: what this host offers,
+/* doctor.c: `zfs-live doctor [--pool POOL] [--root DIR]`: the host's checks
+ * (checks.c; exit 1 when any is a problem), and what this host offers,
  * as detected (the same detection the SRs use and cache), and which way
  * this process takes where the kernel may be older than the code (JSON
  * key "host": Linux 4.19 on XCP-ng 8.3 has no io_uring, LOOP_CONFIGURE,
@@ -83,32 +84,79 @@ print_host(json_t *h)
   }
 }
 
+/* The checks, one line each; the number of problems. */
+static int
+print_checks(json_t *checks)
+{
+  size_t i;
+  json_t *c;
+  int problems = 0, warnings = 0;
+
+  printf("\nchecks:\n");
+  json_array_foreach(checks, i, c)
+  {
+    const char *st = json_string_value(json_object_get(c, "status"));
+    problems += strcmp(st, "problem") == 0;
+    warnings += strcmp(st, "warn") == 0;
+    printf("  %-8s %-20s %s\n", strcmp(st, "problem") == 0 ? "PROBLEM" : st,
+           json_string_value(json_object_get(c, "check")),
+           json_string_value(json_object_get(c, "message")));
+  }
+  printf("\n%d problem%s, %d warning%s\n", problems, problems == 1 ? "" : "s", warnings,
+         warnings == 1 ? "" : "s");
+  return problems;
+}
+
+static int
+count_problems(json_t *checks)
+{
+  size_t i;
+  json_t *c;
+  int n = 0;
+  json_array_foreach(checks, i, c)
+  {
+    n += strcmp(json_string_value(json_object_get(c, "status")), "problem") == 0;
+  }
+  return n;
+}
+
 int
 cli_doctor(int argc, char **argv)
 {
-  const char *type = NULL, *pool = NULL;
-  json_t *rep;
+  const char *type = NULL, *pool = NULL, *root = NULL;
+  json_t *rep, *checks;
 
   argc = cli_common_opts(argc, argv, &type);
   if (cli_take(&argc, argv, "--pool", &pool) == -1 ||
+      cli_take(&argc, argv, "--root", &root) == -1 ||
       cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 0)
-    return cli_usage("zfs-live doctor [--pool POOL] [--json]", "unexpected argument");
+    return cli_usage("zfs-live doctor [--pool POOL] [--root DIR]", "unexpected argument");
   if (!(rep = zl_host_report(pool)))
     return cli_fail();
+  if (!(checks = cli_doctor_checks(rep, pool, root))) {
+    json_decref(rep);
+    zl_error(ENOMEM, "out of memory");
+    return cli_fail();
+  }
+  int problems = count_problems(checks);
   struct zl_platform platform;
   zl_platform_detect(&platform);
   json_t *host = host_paths();
   if (!host) {
     json_decref(rep);
+    json_decref(checks);
     zl_error(ENOMEM, "out of memory");
     return cli_fail();
   }
   if (cli_json) {
     json_object_set_new(rep, "xapi", zl_platform_json(&platform));
     json_object_set_new(rep, "host", host);
-    return cli_print_json(rep);
+    json_object_set_new(rep, "checks", checks);
+    json_object_set_new(rep, "problems", json_integer(problems));
+    int r = cli_print_json(rep);
+    return r ? r : problems ? 1 : 0;
   }
 
   printf("zfs-live %s\n", ZFS_LIVE_VERSION);
@@ -148,5 +196,7 @@ cli_doctor(int argc, char **argv)
     }
   }
   json_decref(rep);
-  return 0;
+  print_checks(checks);
+  json_decref(checks);
+  return problems ? 1 : 0;
 }

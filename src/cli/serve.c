@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "core/core.h"
 #include "nbd/nbd.h"
+#include "util/config.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -101,6 +102,20 @@ cli_serve(int argc, char **argv)
       take_number(&argc, argv, "--max-handshakes-per-address", 1,
                   &cfg.max_unauth_source) == -1)
     return 2;
+  /* what the options leave unsaid, the configuration file says */
+  static struct zl_config conf;
+  if (zl_config_load(&conf) == -1)
+    return cli_fail();
+  if (!sock && conf.nbd_socket[0])
+    sock = conf.nbd_socket;
+  if (!cfg.tcp && conf.nbd_tcp[0])
+    cfg.tcp = conf.nbd_tcp;
+  if (!tls && conf.nbd_tls[0])
+    tls = conf.nbd_tls;
+  if (!cfg.tls_psk && conf.tls_psk[0])
+    cfg.tls_psk = conf.tls_psk;
+  if (!cfg.tls_certs && conf.tls_certificates[0])
+    cfg.tls_certs = conf.tls_certificates;
   cfg.daemon = cli_flag(&argc, argv, "--daemon");
   cfg.no_uring = cli_flag(&argc, argv, "--no-uring");
   if (cli_no_more_options(argc, argv) == -1)

@@ -89,7 +89,8 @@ cli_vol_export(int argc, char **argv)
   argc = cli_common_opts(argc, argv, &type);
   a.no_checksum = cli_flag(&argc, argv, "--no-checksum");
   if (cli_take(&argc, argv, "--format", &format) == -1 ||
-      cli_take(&argc, argv, "-o", &out) == -1 || cli_no_more_options(argc, argv) == -1)
+      cli_take(&argc, argv, "--output", &out) == -1 ||
+      cli_no_more_options(argc, argv) == -1)
     return cli_fail();
   if (argc != 2 || !out)
     return cli_usage(EXPORT_USAGE, "vol export needs SR, KEY, --format and -o");

@@ -104,6 +104,8 @@ cli_vol_xen_disk(int argc, char **argv)
   zl_sr_close(sr);
   if (r == -1)
     return cli_fail();
+  if (cli_json)
+    return cli_print_json(json_pack("{s:s}", "disk", spec));
   printf("%s\n", spec);
   return 0;
 }

@@ -214,6 +214,8 @@ cli_vol_read(struct zl_sr *sr, int argc, char **argv)
   int64_t off, len;
   static char buf[1 << 20];
 
+  if (cli_json)
+    return cli_usage(NULL, "vol read writes the volume's bytes; --json does not apply");
   if (cli_take(&argc, argv, "--offset", &off_s) == -1 ||
       cli_take(&argc, argv, "--length", &len_s) == -1 ||
       cli_no_more_options(argc, argv) == -1 || cli_parse_size(off_s, &off) == -1 ||
@@ -354,9 +356,15 @@ cli_vol_share(int argc, char **argv)
   zl_sr_close(sr);
   if (!name)
     return cli_fail();
-  printf("nbd+unix:///%s?socket=%s\n", name, nbd_default_socket());
+  int r = 0;
+  if (cli_json)
+    r = cli_print_json(json_pack("{s:s, s:s, s:s+++}", "export", name, "socket",
+                                 nbd_default_socket(), "uri", "nbd+unix:///", name,
+                                 "?socket=", nbd_default_socket()));
+  else
+    printf("nbd+unix:///%s?socket=%s\n", name, nbd_default_socket());
   free(name);
-  return 0;
+  return r;
 }
 
 int
@@ -397,12 +405,24 @@ changed_blocks(struct zl_sr *sr, const char *from, const char *to)
   if (zl_vol_changed_blocks(sr, from, to, &m) == -1)
     return cli_fail();
   uint64_t total = 0, pos = 0, first, count;
+  json_t *ranges = cli_json ? json_array() : NULL;
   while (zl_bitmap_next_run(&m, &pos, &first, &count)) {
     uint64_t off = first * ZL_CBT_GRANULARITY, end = (first + count) * ZL_CBT_GRANULARITY;
     if (end > (uint64_t)m.size)
       end = (uint64_t)m.size;
-    printf("%llu %llu\n", (unsigned long long)off, (unsigned long long)(end - off));
+    if (ranges)
+      json_array_append_new(ranges, json_pack("{s:I, s:I}", "offset", (json_int_t)off,
+                                              "length", (json_int_t)(end - off)));
+    else
+      printf("%llu %llu\n", (unsigned long long)off, (unsigned long long)(end - off));
     total += count;
+  }
+  if (cli_json) {
+    json_t *j = json_pack("{s:o, s:I, s:I, s:i}", "ranges", ranges ? ranges : json_null(),
+                          "changed_blocks", (json_int_t)total, "blocks",
+                          (json_int_t)m.nblocks, "block_size", ZL_CBT_GRANULARITY);
+    zl_bitmap_free(&m);
+    return cli_print_json(j);
   }
   fprintf(stderr, "%llu of %llu blocks of %d bytes changed\n", (unsigned long long)total,
           (unsigned long long)m.nblocks, ZL_CBT_GRANULARITY);

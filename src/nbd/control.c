@@ -8,7 +8,8 @@
  * Every request has "op"; every answer has "ok": true and the op's
  * fields, or "ok": false, "errno" (a number) and "error" (a message).
  *
- *   {"op":"ping"}                              -> {}
+ *   {"op":"ping"}                              -> {"version","pid"} (the
+ *                                                  server's; doctor compares)
  *   {"op":"mirror","export":E,"remote":URI}    -> {"id":ID}
  *   {"op":"mirror-stat","id":ID}               -> {"failed","complete",
  *                                                  "cancelled","progress",
@@ -384,7 +385,7 @@ dispatch(const json_t *req)
   if (zl_json_string(req, "op", "request", &op) == -1)
     return NULL;
   if (strcmp(op, "ping") == 0)
-    return json_object();
+    return json_pack("{s:s, s:i}", "version", ZFS_LIVE_VERSION, "pid", (int)getpid());
   if (strcmp(op, "mirror") == 0)
     return op_mirror(req);
   if (strcmp(op, "mirror-stat") == 0)

@@ -243,8 +243,8 @@ call(const struct smapi_target *t, const char *in, size_t len)
   /* a call another host forwarded to this storage host (nbd/call.c puts
    * the authenticated identity there): it acts for that host */
   zl_dp_set_peer(json_string_value(json_object_get(params, "zfs-live-peer")));
-  /* in is not NUL-terminated */
-  zl_debug("dbg=%s params=%.*s", c.dbg, (int)(len < INT_MAX ? len : INT_MAX), in);
+  /* in is not NUL-terminated; the dbg is on every line already */
+  zl_debug("params=%.*s", (int)(len < INT_MAX ? len : INT_MAX), in);
   if ((t->needs & SMAPI_NEEDS_KEY) && smapi_str(&c, "key", &c.key) == -1)
     return NULL;
   if ((t->needs & SMAPI_NEEDS_SR) && !(c.sr = smapi_open_sr(&c)))
@@ -270,6 +270,15 @@ smapi_handle(const struct smapi_target *t, const char *in, size_t len, FILE *out
   return 1;
 }
 
+/* Every log line of the call carries its dbg (xapi's task), whether the
+ * call runs here or is forwarded. */
+static void
+log_dbg(const char *in, size_t len)
+{
+  CLEANUP_JSON json_t *p = json_loadb(in, len, 0, NULL);
+  zl_log_set_dbg(json_string_value(json_object_get(p, "dbg")));
+}
+
 int
 smapi_run(const struct smapi_target *t)
 {
@@ -280,6 +289,7 @@ smapi_run(const struct smapi_target *t)
 
   zl_log_set_tag(t->method);
   if (read_stdin(&input, &len) == 0) {
+    log_dbg(input, len);
     /* a shared SR's call may be its storage host's to run (remote.c) */
     int fwd = smapi_remote(t, input, len, stdout, &rc);
     if (fwd == 0) {
@@ -292,6 +302,7 @@ smapi_run(const struct smapi_target *t)
     smapi_emit_error(stdout);
     rc = 1;
   }
+  /* the line that ends the call: its outcome and duration */
   if (rc == 0)
     zl_info("ok in %.1f ms", now_ms() - t0);
   else

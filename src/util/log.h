@@ -10,13 +10,20 @@
 #include <stdbool.h>
 #include <syslog.h>
 
-/* stderr_min: the least severe level also copied to stderr (LOG_DEBUG = all,
+/* The level written is the configuration's log_level (util/config.h;
+ * default LOG_INFO; ZFS_LIVE_DEBUG=1: LOG_DEBUG); a bad configuration
+ * file is logged as a warning and ignored.
+ * stderr_min: the least severe level also copied to stderr (LOG_DEBUG = all,
  * LOG_WARNING = warnings and errors only, -1 = never).  ident NULL: no
  * syslog (in-process harnesses; lines are still formatted). */
 void zl_log_init(const char *ident, int stderr_min);
 
 /* Attach a per-call tag (e.g. the method name) to every following line. */
 void zl_log_set_tag(const char *tag);
+
+/* Attach the call's dbg (SMAPIv3's opaque request id; NULL: none) to
+ * every following line as " dbg=<it, on one line>". */
+void zl_log_set_dbg(const char *dbg);
 
 /* Would a line of this level be written anywhere? */
 bool zl_log_enabled(int level);
