@@ -225,6 +225,24 @@ zb_vol_discard(struct zl_store *sr, const char *key)
   if (zb_name_of(sr, key, name, sizeof name, &snap) == -1)
 
     return -1;
+  /* a volume never committed has no snapshots of its users; one a copy
+   * received brings the stream's (copy.c): they go first */
+  struct zargv a;
+  struct zl_exec_result res;
+  if (!snap) {
+    zcmd_list_snapshots(&a, &z->caps, name);
+    int rc = zrun(&a, "list snapshots", &res);
+    za_free(&a);
+    char *save = NULL;
+    for (char *line = rc == 0 ? strtok_r(res.out, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save))
+      if (strchr(line, '@') && (rc = zb_destroy_object(z, line)) == -1)
+        break;
+    zl_exec_result_free(&res);
+    if (rc == -1 && errno != ENOENT)
+      return -1;
+    zl_error_clear();
+  }
   if (zb_destroy_object(z, name) == -1)
     return -1;
   if (snap) {
