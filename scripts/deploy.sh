@@ -2,10 +2,14 @@
 # zfs-live-deploy: install, upgrade, roll back and remove zfs-live on a host
 # in one command, atomically.
 #
-#   zfs-live-deploy [--root R] install [--takeover] [--pool P]... [--side S] BINARY|PACKAGE
+#   zfs-live-deploy [--root R] install [--takeover [--pool P]... [--no-adopt]] [--side S] BINARY|PACKAGE
+#     --takeover  replace the Python predecessor, adopting its SRs in the
+#                 pools named by --pool (default: every imported pool);
+#                 --no-adopt: its files only
 #   zfs-live-deploy [--root R] rollback
 #   zfs-live-deploy [--root R] uninstall
 #   zfs-live-deploy [--root R] status
+#   zfs-live-deploy [--root R] recover     (finish what a crash cut off)
 #
 # Layout (under R, default /):
 #   usr/libexec/zfs-live/versions/<version>-<sha>/   one directory per version:
@@ -49,13 +53,14 @@ PROG=zfs-live-deploy
 ROOT=/
 SIDE=both
 TAKEOVER=0
+NO_ADOPT=0
 POOLS=()
 
 die() { echo "$PROG: $*" >&2; exit 1; }
 usage() {
   cat >&2 <<EOF
-usage: $PROG [--root R] install [--takeover] [--pool POOL]... [--side xapi|ganeti|both] BINARY|PACKAGE
-       $PROG [--root R] rollback | uninstall | status
+usage: $PROG [--root R] install [--takeover [--pool POOL]... | --no-adopt] [--side xapi|ganeti|both] BINARY|PACKAGE
+       $PROG [--root R] rollback | uninstall | status | recover
 EOF
   exit 2
 }
@@ -159,7 +164,7 @@ txn_begin() {
   } | LC_ALL=C sort -ru >"$WORK/created-dirs"
   mkdir -p "$TXN.new/files"
   cp "$WORK/created-dirs" "$TXN.new/created-dirs"
-  { managed_paths; printf '%s\n' "$@"; } | LC_ALL=C sort -u >"$TXN.new/paths"
+  { managed_paths; printf '%s\n' "$@"; } | sed '/^$/d' | LC_ALL=C sort -u >"$TXN.new/paths"
   while read -r p; do
     [ -e "$p" ] || [ -L "$p" ] || continue
     mkdir -p "$TXN.new/files$(dirname "$p")"
@@ -178,9 +183,10 @@ txn_new_version() { printf '%s\n' "$1" >>"$TXN/new-versions"; }
 
 # Put every path back as it was, remove what the transaction made.
 txn_restore() {
-  local p v d
+  local p v d dirs
   [ -d "$TXN" ] || return 0
   while read -r p; do
+    [ -n "$p" ] || continue
     rm -rf "$p"
     if [ -e "$TXN/files$p" ] || [ -L "$TXN/files$p" ]; then
       mkdir -p "$(dirname "$p")"
@@ -193,11 +199,10 @@ txn_restore() {
   rm -rf "$VERS"/.trash-* "$VERS"/*.new
   rm -rf "$PRED"
   [ -d "$TXN/predecessor" ] && cp -a "$TXN/predecessor" "$PRED"
-  cp "$TXN/created-dirs" "$TXN.dirs"
+  dirs=$(cat "$TXN/created-dirs")
   rm -rf "$TXN"
   # the directories the transaction made (deepest first), if empty
-  while read -r d; do rmdir "$d" 2>/dev/null || true; done <"$TXN.dirs"
-  rm -f "$TXN.dirs"
+  for d in $dirs; do rmdir "$d" 2>/dev/null || true; done
   return 0
 }
 
@@ -210,6 +215,7 @@ txn_commit() {
 on_exit() {
   local rc=$?
   trap - EXIT
+  [ -n "${WORK:-}" ] && rm -rf "$WORK"
   if [ $rc -ne 0 ] && [ -d "$TXN" ] && [ "${IN_TXN:-0}" = 1 ]; then
     echo "$PROG: step '${STEP:-?}' failed: restoring the previous installation" >&2
     txn_restore
@@ -225,7 +231,7 @@ recover() {
     echo "$PROG: an earlier run was interrupted: restoring the installation it started from" >&2
     txn_restore
   fi
-  rm -rf "$TXN.new" "$TXN.dirs"
+  rm -rf "$TXN.new"
 }
 
 # --- building blocks ----------------------------------------------------------
@@ -409,8 +415,9 @@ prune_versions() {
 # xcp:sr=<uuid>) in place: mark it zfs-live:sr=<uuid> too, let our
 # SR.create with that uuid make its state (it takes an existing marked
 # dataset as it is), then take its volumes (children <sr>/<vdi-uuid>) with
-# `zfs-live vol adopt --key <vdi-uuid>`: renamed out of the SR and back
-# under the same name with our metadata.  No data is copied; the
+# `zfs-live vol adopt --key <vdi-uuid>` in place (same name, our metadata
+# added; volumes with snapshots or clones are left and named).  No data is
+# copied or moved; the
 # predecessor's own marks and files stay, so its rollback still works.
 adopt_srs() {
   local pools ds uuid parent mnt layout key
@@ -420,7 +427,7 @@ adopt_srs() {
   fi
   [ ${#pools[@]} -gt 0 ] || return 0
   command -v zfs >/dev/null 2>&1 || return 0
-  zfs get -H -r -t filesystem -s local -o name,value xcp:sr "${pools[@]}" >"$WORK/srs" ||
+  zfs get -H -r -s local -o name,value xcp:sr "${pools[@]}" | grep -v @ >"$WORK/srs" ||
     { echo "$PROG: cannot list the predecessor's SRs" >&2; return 1; }
   while IFS=$'\t' read -r ds uuid; do
     [ "$(basename "$ds")" = "$uuid" ] || {
@@ -429,40 +436,50 @@ adopt_srs() {
     }
     parent=$(dirname "$ds")
     zfs set "zfs-live:sr=$uuid" "$ds" || return 1
-    if [ -n "$(zfs list -H -d1 -t volume -o name "$ds" 2>/dev/null)" ]; then layout=zvol; else layout=dataset; fi
-    printf '{"dbg": "%s", "uuid": "%s", "name": "%s", "description": "adopted from the Python driver", "configuration": {"path": "%s", "layout": "%s"}}' \
-      "$PROG" "$uuid" "$uuid" "$parent" "$layout" |
-      "$XSS/volume/org.xen.xapi.storage.zfs-live/SR.create" --json >"$WORK/sr.json" ||
-      { echo "$PROG: SR.create over $ds failed: $(cat "$WORK/sr.json")" >&2; return 1; }
-    mnt=$(zfs get -H -o value mountpoint "$ds")
+    if [ -n "$(zfs list -H -r -t volume -o name "$ds" 2>/dev/null)" ]; then layout=zvol; else layout=dataset; fi
+    # our SR over it: made by SR.create with its uuid (which takes the
+    # marked dataset as it is), unless an earlier takeover made it already
+    printf '{"path": "%s", "layout": "%s", "sr_uuid": "%s"}' "$parent" "$layout" "$uuid" >"$WORK/sr.json"
+    if ! mnt=$(sr_call SR.attach "$(printf '"configuration": %s' "$(cat "$WORK/sr.json")")" 2>/dev/null); then
+      printf '{"path": "%s", "layout": "%s"}' "$parent" "$layout" >"$WORK/sr.json"
+      sr_call SR.create "$(printf '"uuid": "%s", "name": "%s", "description": "%s", "configuration": %s' \
+        "$uuid" "$uuid" "taken over from the Python driver" "$(cat "$WORK/sr.json")")" >/dev/null ||
+        return 1
+      mnt=$(sr_call SR.attach "$(printf '"configuration": %s' "$(cat "$WORK/sr.json")")") || return 1
+    fi
+    mnt=$(printf '%s' "$mnt" | sed 's/^"//; s/"$//')
     while read -r key; do
       key=$(basename "$key")
       adopt_volume "$ds" "$mnt" "$key" || return 1
-    done < <(zfs list -H -d1 -t volume,filesystem -o name "$ds" | tail -n +2)
+    done < <(zfs list -H -r -t volume,filesystem -o name "$ds" | awk -v p="$ds/" 'index($0, p) == 1 && substr($0, length(p) + 1) !~ /\//')
     say "adopted SR $uuid ($ds)"
   done <"$WORK/srs"
 }
 
+# A call of our zfs-live volume plugin, as xapi-storage-script makes it;
+# its answer on stdout.  $2: the JSON members after dbg.
+sr_call() {
+  local out
+  out=$(printf '{"dbg": "%s", %s}' "$PROG" "$2" |
+    "$XSS/volume/org.xen.xapi.storage.zfs-live/$1" --json 2>"$WORK/call.err") ||
+    { echo "$PROG: $1 failed: $out $(cat "$WORK/call.err")" >&2; return 1; }
+  printf '%s\n' "$out"
+}
+
 adopt_volume() {
-  local ds=$1 mnt=$2 key=$3 pool tmp
+  local ds=$1 mnt=$2 key=$3
   case $key in
     *[!0-9a-f-]* | "") echo "$PROG: $ds/$key: not a volume of the driver: left as it is" >&2; return 0 ;;
   esac
-  [ "$(zfs get -H -o value zfs-live:meta "$ds/$key")" = "-" ] || return 0 # ours already
-  if [ -n "$(zfs list -H -t snapshot -d1 -o name "$ds/$key" 2>/dev/null)" ] ||
+  [ -z "$(zfs get -H -s local -o value zfs-live:meta "$ds/$key")" ] || return 0 # ours already
+  if [ -n "$(zfs list -H -r -t snapshot -o name "$ds/$key" 2>/dev/null)" ] ||
     [ "$(zfs get -H -o value origin "$ds/$key")" != "-" ]; then
     echo "$PROG: $ds/$key has snapshots or is a clone: not adopted (its data stays; adopt by hand)" >&2
     return 0
   fi
-  pool=${ds%%/*}
-  tmp=$pool/zfs-live-takeover-$key
-  zfs rename "$ds/$key" "$tmp" || return 1
-  if ! "$R/usr/sbin/zfs-live" vol adopt --type zfs-live --key "$key" --name "$key" "$mnt" "$tmp" >/dev/null; then
-    zfs rename "$tmp" "$ds/$key" || true
-    echo "$PROG: adopting $ds/$key failed" >&2
-    return 1
-  fi
-  return 0
+  # in place: the volume keeps its name and its data, and gains our metadata
+  "$R/usr/sbin/zfs-live" vol adopt --type zfs-live --key "$key" --name "$key" "$mnt" "$ds/$key" >/dev/null ||
+    { echo "$PROG: adopting $ds/$key failed" >&2; return 1; }
 }
 
 # --- commands -------------------------------------------------------------------
@@ -485,7 +502,7 @@ cmd_install() {
     exit 3
   fi
   WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"; on_exit' EXIT
+  trap on_exit EXIT
   bin=$WORK/zfs-live
   extract_binary "$src" "$bin"
   chmod 0755 "$bin"
@@ -536,7 +553,7 @@ cmd_install() {
   step verify-installed
   verify_installed
   step adopt-srs
-  [ -n "$found" ] && adopt_srs
+  [ -n "$found" ] && [ $NO_ADOPT = 0 ] && adopt_srs
   step restart
   restart_services
   step prune
@@ -546,6 +563,7 @@ cmd_install() {
     rm -rf "$PRED"
     mkdir -p "$PRED"
     cp -a "$TXN/files" "$PRED/files"
+    cp "$TXN/created-dirs" "$PRED/created-dirs"
     printf '%s\n' $found >"$PRED/paths"
     managed_paths >>"$PRED/paths"
     rm -f "$LIB/previous"
@@ -572,7 +590,7 @@ cmd_rollback() {
   local cur prev
   [ $# -eq 0 ] || usage
   WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"; on_exit' EXIT
+  trap on_exit EXIT
   cur=$(current_version || true)
   prev=$(previous_version || true)
   if [ -z "$prev" ] && [ -d "$PRED" ]; then
@@ -618,8 +636,11 @@ rollback_to_predecessor() {
   rmdir "$LIB" 2>/dev/null || true
   step restart
   restart_services
+  cp "$PRED/created-dirs" "$WORK/created-dirs"
   rm -rf "$PRED"
   txn_commit
+  # the directories the takeover made, deepest first, if empty
+  while read -r d; do rmdir "$d" 2>/dev/null || true; done <"$WORK/created-dirs"
   IN_TXN=0
   say "rolled back to the Python driver (its files restored; zfs-live removed)"
 }
@@ -627,7 +648,7 @@ rollback_to_predecessor() {
 cmd_uninstall() {
   [ $# -eq 0 ] || usage
   WORK=$(mktemp -d)
-  trap 'rm -rf "$WORK"; on_exit' EXIT
+  trap on_exit EXIT
   [ -d "$LIB" ] || [ -L "$R/usr/sbin/zfs-live" ] || { say "zfs-live is not installed"; return 0; }
   if [ "$R" = "" ] && [ -d /run/systemd/system ]; then
     systemctl stop zfs-live-nbd.socket zfs-live-nbd.service 2>/dev/null || true
@@ -688,6 +709,7 @@ main() {
   while [ $# -gt 0 ]; do
     case $1 in
       --takeover) TAKEOVER=1 ;;
+      --no-adopt) NO_ADOPT=1 ;;
       --pool) [ $# -ge 2 ] || usage; POOLS+=("$2"); shift ;;
       --side) [ $# -ge 2 ] || usage; SIDE=$2; shift ;;
       --root) [ $# -ge 2 ] || usage; ROOT=$2; shift ;;
@@ -706,6 +728,7 @@ main() {
     rollback) cmd_rollback "${args[@]}" ;;
     uninstall) cmd_uninstall "${args[@]}" ;;
     status) cmd_status "${args[@]}" ;;
+    recover) ;; # done above
     *) usage ;;
   esac
 }
