@@ -268,12 +268,14 @@ extract_binary() {
   return 0
 }
 
-# Where the unit files come from: beside this script in a source tree, or
-# what the package installed.
+# Where the unit files come from (for a bare binary; a package brings its
+# own): $ZFS_LIVE_DEPLOY_UNITS, systemd/ beside this script (the Ansible
+# role's copy), the source tree, or what the package installed.
 units_source() {
   local here
   here=$(cd "$(dirname "$0")" && pwd)
-  for d in "$here/../packaging/systemd" "$here/../share/zfs-live/systemd" /usr/share/zfs-live/systemd; do
+  for d in ${ZFS_LIVE_DEPLOY_UNITS:-} "$here/systemd" "$here/../packaging/systemd" \
+    "$here/../share/zfs-live/systemd" /usr/share/zfs-live/systemd; do
     [ -f "$d/zfs-live-nbd.service" ] && { echo "$d"; return 0; }
   done
   return 1
@@ -711,6 +713,8 @@ main() {
       --takeover) TAKEOVER=1 ;;
       --no-adopt) NO_ADOPT=1 ;;
       --pool) [ $# -ge 2 ] || usage; POOLS+=("$2"); shift ;;
+      --pool=*) POOLS+=("${1#--pool=}") ;;
+      --side=*) SIDE=${1#--side=} ;;
       --side) [ $# -ge 2 ] || usage; SIDE=$2; shift ;;
       --root) [ $# -ge 2 ] || usage; ROOT=$2; shift ;;
       -h | --help) usage ;;
