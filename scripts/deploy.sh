@@ -135,6 +135,21 @@ is_predecessor_dir() {
   return 1
 }
 
+# The package that owns our binary's path, if a package manager installed
+# it (then that package manager upgrades and removes it, not this).
+package_owner() {
+  local f=/usr/libexec/zfs-live/zfs-live
+  [ -f "$R$f" ] && [ ! -L "$R$f" ] || return 0
+  if command -v rpm >/dev/null 2>&1 && rpm --root "${R:-/}" -qf "$f" >/dev/null 2>&1; then
+    rpm --root "${R:-/}" -qf --qf '%{NAME}\n' "$f"
+    return 0
+  fi
+  if command -v dpkg >/dev/null 2>&1 && [ -f "$R/var/lib/dpkg/status" ]; then
+    dpkg --root="${R:-/}" -S "$f" 2>/dev/null | cut -d: -f1 && return 0
+  fi
+  return 0
+}
+
 # --- fault points and the transaction -----------------------------------------
 
 step() {
@@ -487,10 +502,16 @@ adopt_volume() {
 # --- commands -------------------------------------------------------------------
 
 cmd_install() {
-  local src bin v sum ver found old prev
+  local src bin v sum ver found old prev owner
   [ $# -eq 1 ] || usage
   src=$(realpath "$1") || die "no such file: $1"
   [ -f "$src" ] || die "no such file: $1"
+  owner=$(package_owner)
+  if [ -n "$owner" ]; then
+    echo "$PROG: refusing to install: zfs-live is installed here by the package $owner;" \
+      "upgrade it with the package manager, or remove it first" >&2
+    exit 3
+  fi
   found=$(predecessor_paths)
   if [ -n "$found" ] && [ $TAKEOVER = 0 ]; then
     {

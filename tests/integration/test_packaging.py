@@ -133,9 +133,18 @@ def test_rpm_install_and_erase_in_a_throwaway_root(rpms, tmp_path, layout):
     assert os.path.realpath(link) == str(root / "usr/libexec/zfs-live/zfs-live")
     got = run(str(root / "usr/sbin/zfs-live"), "version").stdout
     assert VERSION in got
+    refused_over_the_package(root, rpms["zfs-live"])
     run("rpm", "--root", str(root), "-e", "zfs-live-xapi", "zfs-live")
     assert not os.path.lexists(root / "usr/libexec/zfs-live/zfs-live")
     assert not os.path.lexists(link)
+
+
+def refused_over_the_package(root, pkg):
+    """zfs-live-deploy leaves files a package owns to the package manager."""
+    proc = subprocess.run(["bash", os.path.join(TOP, "scripts/deploy.sh"), "--root", str(root),
+                           "install", pkg], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert "installed here by the package zfs-live" in proc.stderr
 
 
 def deb_files(path):
@@ -183,6 +192,7 @@ def test_deb_install_remove_purge_in_a_throwaway_root(debs, layout, tmp_path):
         assert os.access(share / a, os.X_OK)
     assert (share / "parameters.list").read_text()
     assert (root / "var/log/ganeti/extstorage").is_dir()
+    refused_over_the_package(root, debs["zfs-live"])
     run("dpkg", f"--root={root}", "-r", "zfs-live-ganeti", "zfs-live")
     assert not os.path.lexists(root / "usr/libexec/zfs-live/zfs-live")
     assert not os.path.lexists(share)
