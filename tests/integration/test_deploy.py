@@ -403,3 +403,20 @@ def test_takeover_adopts_the_predecessors_srs_in_place(binaries, tmp_path, tmp_p
         assert os.path.exists(f"{mnt}/meta.json")
     finally:
         zfs_cmd("zfs", "destroy", "-r", f"{pool}/{parent}", check=False)
+
+
+def test_attach_takes_the_predecessors_device_config(plugin, tmp_path):
+    """xapi keeps in each PBD the configuration the Python driver's
+    SR.create returned (path plus zpool, dataset, its datapath value...);
+    after a takeover SR.attach gets it and must accept it.  SR.create still
+    refuses those keys."""
+    config = plugin.ok("SR.create", uuid=str(uuidlib.uuid4()),
+                       configuration={"path": str(tmp_path / "sr")}, name="s", description="")
+    old = dict(config, zpool="tank", dataset="pp/x", datapath="raw-qdisk", adopt="true",
+               auto_cleanup_orphans="false", orphan_grace_period_seconds="3600")
+    assert plugin.ok("SR.attach", configuration=old) == plugin.ok("SR.attach",
+                                                                  configuration=config)
+    err = plugin.err("SR.create", {"dbg": "t", "uuid": str(uuidlib.uuid4()),
+                                   "configuration": dict(old, path=str(tmp_path / "sr2")),
+                                   "name": "s", "description": ""})
+    assert "zpool" in json.dumps(err)
