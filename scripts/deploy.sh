@@ -140,7 +140,9 @@ is_predecessor_dir() {
 package_owner() {
   local f=/usr/libexec/zfs-live/zfs-live
   [ -f "$R$f" ] && [ ! -L "$R$f" ] || return 0
-  if command -v rpm >/dev/null 2>&1 && rpm --root "${R:-/}" -qf "$f" >/dev/null 2>&1; then
+  # (only where an rpm database is: a query would make one)
+  if command -v rpm >/dev/null 2>&1 && [ -d "$R$(rpm --eval '%{_dbpath}')" ] &&
+    rpm --root "${R:-/}" -qf "$f" >/dev/null 2>&1; then
     rpm --root "${R:-/}" -qf --qf '%{NAME}\n' "$f"
     return 0
   fi
@@ -332,8 +334,8 @@ stage_version() {
 # exec of the link, --json, the parameters as JSON on stdin.
 query() {
   local dir=$1 want=$2 out
-  out=$(printf '{"dbg": "%s"}' "$PROG" | "$dir/Plugin.Query" --json) ||
-    { echo "$PROG: $dir/Plugin.Query failed" >&2; return 1; }
+  out=$(printf '{"dbg": "%s"}' "$PROG" | "$dir/Plugin.Query" --json 2>"$WORK/query.err") ||
+    { echo "$PROG: $dir/Plugin.Query failed: $out $(cat "$WORK/query.err")" >&2; return 1; }
   case $out in
     *"\"plugin\": \"$want\""* | *"\"plugin\":\"$want\""*) return 0 ;;
   esac
