@@ -306,6 +306,22 @@ def test_predecessor_is_refused_with_what_was_found(binaries, tmp_path):
     assert tree(root) == before
 
 
+def test_make_install_refuses_the_predecessor_and_deploys_layout(binaries, tmp_path):
+    """scripts/install.sh (make install) wrote through the predecessor's
+    plugin directory and deleted two of its links; now it refuses, as it
+    does over zfs-live-deploy's layout, and changes nothing."""
+    a, _ = binaries
+    install = os.path.join(TOP, "scripts/install.sh")
+    for make in (make_predecessor, lambda r: deploy(r, "install", a)):
+        root = tmp_path / f"root{id(make)}"
+        make(root)
+        before = tree(root)
+        proc = subprocess.run([install, a, str(root), "/usr"], capture_output=True, text=True)
+        assert proc.returncode == 3, proc.stderr
+        assert "refusing" in proc.stderr and "zfs-live-deploy" in proc.stderr
+        assert tree(root) == before
+
+
 @pytest.mark.parametrize("step", INSTALL_STEPS)
 def test_takeover_fault_restores_the_predecessor(binaries, tmp_path, step):
     a, _ = binaries
