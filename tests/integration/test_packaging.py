@@ -268,3 +268,8 @@ def test_units_exposure_is_checked(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1, bad.stdout
     assert "ABOVE 4.0" in bad.stdout
+    # a misspelt directive (systemd ignores it, and its protection with it)
+    unit.write_text(src.replace("ProtectClock=yes", "ProtectClok=yes"))
+    bad = subprocess.run([os.path.join(TOP, "scripts/check-units.sh"), str(unit)],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "ProtectClok" in bad.stdout + bad.stderr
