@@ -5,7 +5,8 @@
 #   zfs-live-deploy [--root R] install [--takeover [--pool P]... [--no-adopt]] [--side S] BINARY|PACKAGE
 #     --takeover  replace the Python predecessor, adopting its SRs in the
 #                 pools named by --pool (default: every imported pool);
-#                 --no-adopt: its files only
+#                 --no-adopt: its files only; refused if a volume cannot
+#                 be adopted (snapshots, clones) unless --force
 #   zfs-live-deploy [--root R] rollback
 #   zfs-live-deploy [--root R] uninstall
 #   zfs-live-deploy [--root R] status
@@ -54,12 +55,13 @@ ROOT=/
 SIDE=both
 TAKEOVER=0
 NO_ADOPT=0
+FORCE=0
 POOLS=()
 
 die() { echo "$PROG: $*" >&2; exit 1; }
 usage() {
   cat >&2 <<EOF
-usage: $PROG [--root R] install [--takeover [--pool POOL]... | --no-adopt] [--side xapi|ganeti|both] BINARY|PACKAGE
+usage: $PROG [--root R] install [--takeover [--pool POOL]... [--force] | --no-adopt] [--side xapi|ganeti|both] BINARY|PACKAGE
        $PROG [--root R] rollback | uninstall | status | recover
 EOF
   exit 2
@@ -438,8 +440,30 @@ prune_versions() {
 # added; volumes with snapshots or clones are left and named).  No data is
 # copied or moved; the
 # predecessor's own marks and files stay, so its rollback still works.
-adopt_srs() {
-  local pools ds uuid parent mnt layout key
+# Before any change: the predecessor's volumes that cannot be adopted.  xapi
+# forgets, at the next SR scan, a VDI that SR.ls does not list: so these
+# refuse the takeover unless --force.
+check_adoptable() {
+  local ds uuid bad=0 key
+  list_predecessor_srs || return 1
+  while IFS=$'\t' read -r ds uuid; do
+    while read -r key; do
+      adopt_volume "$ds" - "$(basename "$key")" check || bad=1
+    done < <(sr_children "$ds")
+  done <"$WORK/srs"
+  if [ $bad = 1 ] && [ $FORCE = 0 ]; then
+    echo "$PROG: refusing the takeover: xapi would forget the VDIs above at its next SR scan." >&2
+    echo "  Delete or consolidate their snapshots first, or --force to leave them out." >&2
+    exit 3
+  fi
+  return 0
+}
+
+# The predecessor's SRs in the pools (--pool, or every imported pool) into
+# $WORK/srs: "<dataset><tab><uuid>" lines.
+list_predecessor_srs() {
+  local pools
+  : >"$WORK/srs"
   if [ ${#POOLS[@]} -gt 0 ]; then pools=("${POOLS[@]}"); else
     command -v zpool >/dev/null 2>&1 || return 0
     mapfile -t pools < <(zpool list -H -o name 2>/dev/null)
@@ -448,6 +472,17 @@ adopt_srs() {
   command -v zfs >/dev/null 2>&1 || return 0
   zfs get -H -r -s local -o name,value xcp:sr "${pools[@]}" | grep -v @ >"$WORK/srs" ||
     { echo "$PROG: cannot list the predecessor's SRs" >&2; return 1; }
+}
+
+# The volumes and datasets directly under a dataset.
+sr_children() {
+  zfs list -H -r -t volume,filesystem -o name "$1" |
+    awk -v p="$1/" 'index($0, p) == 1 && substr($0, length(p) + 1) !~ /\//'
+}
+
+adopt_srs() {
+  local ds uuid parent mnt layout key
+  list_predecessor_srs || return 1
   while IFS=$'\t' read -r ds uuid; do
     [ "$(basename "$ds")" = "$uuid" ] || {
       echo "$PROG: SR $uuid at $ds is not named <parent>/<uuid>: not adopted (adopt it by hand)" >&2
@@ -470,7 +505,7 @@ adopt_srs() {
     while read -r key; do
       key=$(basename "$key")
       adopt_volume "$ds" "$mnt" "$key" || return 1
-    done < <(zfs list -H -r -t volume,filesystem -o name "$ds" | awk -v p="$ds/" 'index($0, p) == 1 && substr($0, length(p) + 1) !~ /\//')
+    done < <(sr_children "$ds")
     say "adopted SR $uuid ($ds)"
   done <"$WORK/srs"
 }
@@ -485,17 +520,21 @@ sr_call() {
   printf '%s\n' "$out"
 }
 
+# adopt_volume DS MNT KEY [check]: with check, only say (and return 1)
+# whether the volume cannot be adopted.
 adopt_volume() {
-  local ds=$1 mnt=$2 key=$3
+  local ds=$1 mnt=$2 key=$3 mode=${4:-do}
   case $key in
     *[!0-9a-f-]* | "") echo "$PROG: $ds/$key: not a volume of the driver: left as it is" >&2; return 0 ;;
   esac
   [ -z "$(zfs get -H -s local -o value zfs-live:meta "$ds/$key")" ] || return 0 # ours already
   if [ -n "$(zfs list -H -r -t snapshot -o name "$ds/$key" 2>/dev/null)" ] ||
     [ "$(zfs get -H -o value origin "$ds/$key")" != "-" ]; then
-    echo "$PROG: $ds/$key has snapshots or is a clone: not adopted (its data stays; adopt by hand)" >&2
+    echo "$PROG: $ds/$key has snapshots or is a clone: cannot be adopted (its data stays)" >&2
+    [ "$mode" = check ] && return 1
     return 0
   fi
+  [ "$mode" = check ] && return 0
   # in place: the volume keeps its name and its data, and gains our metadata
   "$R/usr/sbin/zfs-live" vol adopt --type zfs-live --key "$key" --name "$key" "$mnt" "$ds/$key" >/dev/null ||
     { echo "$PROG: adopting $ds/$key failed" >&2; return 1; }
@@ -540,6 +579,7 @@ cmd_install() {
     return 0
   fi
 
+  if [ -n "$found" ] && [ $NO_ADOPT = 0 ]; then check_adoptable; fi
   IN_TXN=1
   step backup
   # shellcheck disable=SC2086
@@ -735,6 +775,7 @@ main() {
     case $1 in
       --takeover) TAKEOVER=1 ;;
       --no-adopt) NO_ADOPT=1 ;;
+      --force) FORCE=1 ;;
       --pool) [ $# -ge 2 ] || usage; POOLS+=("$2"); shift ;;
       --pool=*) POOLS+=("${1#--pool=}") ;;
       --side=*) SIDE=${1#--side=} ;;

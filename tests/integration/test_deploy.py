@@ -379,12 +379,22 @@ def test_takeover_adopts_the_predecessors_srs_in_place(binaries, tmp_path, tmp_p
     data = os.urandom(1 << 20)
     parent = "old" + uuidlib.uuid4().hex[:6]
     sr, vdi, ds, mnt = make_predecessor_sr(pool, parent, data)
+    # a VDI with a snapshot (as its snapshot VDIs leave): cannot be adopted
+    snapped = str(uuidlib.uuid4())
+    zfs_cmd("zfs", "create", f"{ds}/{snapped}")
+    with open(f"{mnt}/{snapped}/disk.img", "wb") as f:
+        f.write(data[:65536])
+    zfs_cmd("zfs", "snapshot", f"{ds}/{snapped}@{uuidlib.uuid4()}")
     try:
+        # refused before any change: xapi would forget that VDI
+        proc = deploy(root, "install", "--takeover", "--pool", pool, a, check=False)
+        assert proc.returncode == 3 and snapped in proc.stderr and "--force" in proc.stderr
+        assert tree(root) == before
         # a failure while adopting: files restored, the data where it was
-        proc = deploy(root, "install", "--takeover", "--pool", pool, a, fault="adopt-srs",
-                      check=False)
+        proc = deploy(root, "install", "--takeover", "--force", "--pool", pool, a,
+                      fault="adopt-srs", check=False)
         assert proc.returncode == 1 and tree(root) == before
-        deploy(root, "install", "--takeover", "--pool", pool, a)
+        deploy(root, "install", "--takeover", "--force", "--pool", pool, a)
         # the PBD's device-config as the predecessor's SR.create returned it
         plug = root / "usr/libexec/xapi-storage-script/volume/org.xen.xapi.storage.zfs-live"
 
@@ -409,7 +419,9 @@ def test_takeover_adopts_the_predecessors_srs_in_place(binaries, tmp_path, tmp_p
         assert got.stdout == data
         # same objects, same names: nothing copied, nothing moved for good
         names = zfs_cmd("zfs", "list", "-H", "-r", "-o", "name", ds).stdout.split()
-        assert names == [ds, f"{ds}/{vdi}"]
+        assert sorted(names) == sorted([ds, f"{ds}/{vdi}", f"{ds}/{snapped}"])
+        with open(f"{mnt}/{snapped}/disk.img", "rb") as f:
+            assert f.read() == data[:65536]
         assert zfs_cmd("zfs", "get", "-H", "-o", "value", "xcp:sr", ds).stdout.strip() == sr
         # rollback: the predecessor's files back byte for byte, its SR intact
         deploy(root, "rollback")
