@@ -6,6 +6,9 @@
 #   make check      install test packages, ASan+UBSan build, every test
 #   make demo       the main job on the embedded default (a file SR)
 #   make install    DESTDIR=... PREFIX=/usr
+#   make rpm        XCP-ng 8.3 RPMs of the release binary into $(PKGOUT)/rpm
+#   make deb        Debian packages (Ganeti nodes) into $(PKGOUT)/deb
+#   make units      systemd-analyze security exposure of the units (<= 4.0)
 #   make bench      benchmarks against the named peers (bench/)
 #   make fuzz       libFuzzer: send stream parser, SMAPIv3 requests, Ganeti env
 #                   (clang; FUZZ_TIME=60 seconds per harness, run in turn)
@@ -17,7 +20,7 @@ ASAN ?= build-asan
 RELEASE ?= build-release
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check release format format-check unit graph integration integration-k419 integration-emptyroot demo demo-clean install bench fuzz clean
+.PHONY: all check release format format-check units rpm deb unit graph integration integration-k419 integration-emptyroot demo demo-clean install bench fuzz clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -33,7 +36,7 @@ $(ASAN)/build.ninja:
 
 check:
 	scripts/deps.sh test
-	$(MAKE) format-check unit release integration integration-k419 integration-emptyroot
+	$(MAKE) format-check units unit release integration integration-k419 integration-emptyroot
 
 # The self-contained binary: glibc linked statically (no NSS, no dlopen
 # needed), OpenSSL for TLS (GnuTLS does not link statically on Debian), the
@@ -47,6 +50,21 @@ $(RELEASE)/build.ninja:
 release: $(RELEASE)/build.ninja
 	ninja -C $(RELEASE)
 	scripts/check-release.sh $(RELEASE)/zfs-live
+
+# systemd-analyze security --offline: each service's exposure, <= 4.0
+units:
+	scripts/check-units.sh
+
+# Packages, built from a copy of the tree (git archive, or the files
+# themselves outside git) in a temporary directory: nothing is written into
+# the source tree.  The RPM carries the static release binary (XCP-ng 8.3's
+# glibc 2.17); the .debs are built from source by dpkg-buildpackage.
+PKGOUT ?= $(CURDIR)/build-pkg
+rpm: release
+	scripts/build-packages.sh rpm $(RELEASE)/zfs-live $(PKGOUT)/rpm
+
+deb:
+	scripts/build-packages.sh deb - $(PKGOUT)/deb
 
 SOURCES = $(shell git ls-files 'src/*.[ch]' 'tests/unit/*.c' 'tests/tools/*.c' 'fuzz/*.c' 2>/dev/null || \
             find src tests/unit tests/tools fuzz -name '*.[ch]')
@@ -154,4 +172,4 @@ fuzz:
 	scripts/fuzz.sh $(FUZZ_TIME)
 
 clean:
-	rm -rf $(BUILD) $(ASAN) build-fuzz
+	rm -rf $(BUILD) $(ASAN) build-fuzz build-pkg

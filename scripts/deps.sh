@@ -12,7 +12,8 @@ build_pkgs="gcc make pkg-config meson ninja-build libjansson-dev libgnutls28-dev
 test_pkgs="clang-format zfs-fuse libcmocka-dev python3 python3-pytest btrfs-progs xfsprogs e2fsprogs
   util-linux mount nbdkit libnbd-bin python3-libnbd qemu-utils fio gnutls-bin fuse3
   procps iproute2 file libseccomp-dev glusterfs-server glusterfs-client qemu-system-x86
-  linux-image-amd64 busybox-static libvhdi-utils"
+  linux-image-amd64 busybox-static libvhdi-utils
+  rpm rpm2cpio cpio debhelper dpkg-dev fakeroot ansible-core systemd"
 bench_pkgs="zfs-fuse"
 
 case "${1:-build}" in

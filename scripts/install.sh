@@ -15,6 +15,28 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 libexec="$destdir$prefix/libexec"
 root="$libexec/xapi-storage-script"
 
+# Never write through someone else's plugin directory: the Python zfs-live
+# driver's (same SR type; its files are links into zfs-live-plugins or
+# scripts) or zfs-live-deploy's (links through zfs-live/current).
+refuse() {
+  echo "install.sh: refusing: $1" >&2
+  echo "  zfs-live-deploy install [--takeover] handles this (scripts/deploy.sh)" >&2
+  exit 3
+}
+[ -e "$libexec/zfs-live-plugins" ] &&
+  refuse "the Python zfs-live driver is installed ($libexec/zfs-live-plugins)"
+[ -L "$libexec/zfs-live/current" ] && refuse "zfs-live-deploy manages $libexec/zfs-live"
+for d in "$root"/volume/org.xen.xapi.storage.zfs-live "$root"/volume/org.xen.xapi.storage.file-live \
+  "$root"/datapath/zfs-live; do
+  [ -L "$d" ] && refuse "$d is a link to $(readlink "$d"), not a directory of ours"
+  [ -d "$d" ] || continue
+  for f in "$d"/*; do
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    [ -L "$f" ] || refuse "$f is a file of another driver"
+    case $(readlink "$f") in */zfs-live/zfs-live) ;; *) refuse "$f leads to $(readlink "$f")" ;; esac
+  done
+done
+
 install -d "$libexec/zfs-live" "$destdir$prefix/sbin"
 install -m 0755 "$binary" "$libexec/zfs-live/zfs-live.new"
 mv -f "$libexec/zfs-live/zfs-live.new" "$libexec/zfs-live/zfs-live"

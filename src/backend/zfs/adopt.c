@@ -8,7 +8,12 @@
  * extra user properties; adopting it again completes.  The source must be
  * in the SR's pool, outside every SR, without snapshots or children (they
  * would carry its metadata), and of the SR's layout: a zvol for
- * layout=zvol, a filesystem holding one raw disk.img for layout=dataset. */
+ * layout=zvol, a filesystem holding one raw disk.img for layout=dataset.
+ *
+ * In place: a source that is already the SR's child <sr>/<key> (a volume
+ * of the Python driver this one replaces, taken over by zfs-live-deploy)
+ * only gets the metadata; no rename, and storing the metadata is the
+ * commit (recovery then finds the volume, or the source without it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -100,7 +105,9 @@ zb_vol_adopt(struct zl_store *sr, const char *key, const char *source, const jso
              z->pool);
     return -1;
   }
-  if (strncmp(source, z->dataset, strlen(z->dataset)) == 0) {
+  snprintf(target, sizeof target, "%s/%s", z->dataset, key);
+  bool in_place = strcmp(source, target) == 0;
+  if (!in_place && strncmp(source, z->dataset, strlen(z->dataset)) == 0) {
     zl_error(EINVAL, "%s is inside the SR already", source);
     return -1;
   }
@@ -113,7 +120,7 @@ zb_vol_adopt(struct zl_store *sr, const char *key, const char *source, const jso
     zl_error(ENOENT, "%s does not exist", source);
     return -1;
   }
-  if (zb_obj_value(o, ZB_SR_PROP)) {
+  if (!in_place && zb_obj_value(o, ZB_SR_PROP)) {
     zl_error(EINVAL, "%s is (or is inside) a zfs-live SR", source);
     return -1;
   }
@@ -170,7 +177,8 @@ zb_vol_adopt(struct zl_store *sr, const char *key, const char *source, const jso
   }
   if (zb_meta_store(&z->caps, source, meta) == -1)
     return -1;
-  snprintf(target, sizeof target, "%s/%s", z->dataset, key);
+  if (in_place)
+    return zb_vol_get(sr, key, NULL, out);
   struct zargv a;
   if (!zvol) { /* volumes are mounted on first use (zfs-fuse renames no mounted one) */
     zcmd_mount(&a, &z->caps, source, false);

@@ -169,12 +169,45 @@ zl_sr_create(const char *type, const char *uuid, const json_t *config, const cha
   return 0;
 }
 
+/* The device-config keys of the Python zfs-live driver this one replaces
+ * (same SR type, same `path`): its PBDs keep them after a takeover
+ * (zfs-live-deploy install --takeover), so attach accepts and ignores
+ * them.  SR.create still refuses them. */
+static const char *const predecessor_config[] = {
+    "zpool", "dataset", "adopt", "auto_cleanup_orphans", "orphan_grace_period_seconds",
+    NULL};
+
+/* config without the predecessor's keys (and its datapath values), or
+ * NULL (ENOMEM). */
+static json_t *
+without_predecessor_keys(const json_t *config)
+{
+  json_t *c = json_deep_copy(config);
+  const char *dp = json_string_value(json_object_get(config, "datapath"));
+
+  if (!c) {
+    zl_error(ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (const char *const *k = predecessor_config; *k; k++)
+    json_object_del(c, *k);
+  if (dp && (strcmp(dp, "raw-qdisk") == 0 || strcmp(dp, "tapdisk") == 0))
+    json_object_del(c, "datapath");
+  return c;
+}
+
 char *
 zl_sr_attach(const char *type, const json_t *config)
 {
   const struct zl_backend *be = zl_backend_or_error(type);
   char *key = NULL;
+  CLEANUP_JSON json_t *cfg =
+      json_is_object(config) ? without_predecessor_keys(config) : NULL;
 
+  if (json_is_object(config) && !cfg)
+    return NULL;
+  if (cfg)
+    config = cfg;
   if (!be || check_config(be, config) == -1 || be->sr_locate(config, &key) == -1)
     return NULL;
   struct zl_sr *sr = zl_sr_open(type, key);
