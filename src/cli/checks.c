@@ -140,10 +140,10 @@ check_links(const struct where *w, const char *dir, char *list, int *total, int 
     (*total)++;
     if (stat(p, &st) == -1) {
       if (!(*missing)++ && !*wrong)
-        snprintf(first, len, "%s is missing or broken", p);
+        snprintf(first, len, "%.1024s is missing or broken", p);
     } else if (!w->have_bin || st.st_dev != w->bin.st_dev || st.st_ino != w->bin.st_ino) {
       if (!(*wrong)++ && !*missing)
-        snprintf(first, len, "%s does not lead to %s", p, w->binary);
+        snprintf(first, len, "%.1024s does not lead to %.1024s", p, w->binary);
     }
   }
 }
@@ -273,7 +273,7 @@ nbd_answers(const char *path, char *why, size_t len)
   char buf[8];
   CLEANUP_CLOSE int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  snprintf(a.sun_path, sizeof a.sun_path, "%.107s", path);
   if (fd == -1 || connect(fd, (struct sockaddr *)&a, sizeof a) == -1) {
     snprintf(why, len, "connect: %s", strerror(errno));
     return 0;
