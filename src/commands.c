@@ -141,7 +141,9 @@ const struct command commands[] = {
   { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)",
     U("[--socket PATH] [--tcp [HOST]:PORT] [--tls=off|on|require]\n"
     "                [--tls-psk FILE] [--tls-certificates DIR] [--daemon]\n"
-    "                [--pidfile FILE] [--no-uring] [--control PATH]") },
+    "                [--pidfile FILE] [--no-uring] [--control PATH]\n"
+    "                [--handshake-timeout SECONDS] [--idle-timeout SECONDS]\n"
+    "                [--max-handshakes N] [--max-handshakes-per-address N]") },
   /* internal: Datapath.attach of a remote volume starts it (nbd/relay.c) */
   { "relay", C | HIDDEN, NULL, cli_relay, NULL, NULL,
     U("--listen SOCKET --to HOST:PORT --psk FILE [--pidfile FILE]") },

@@ -69,6 +69,9 @@ print_sha(const char *sha, int64_t size, const char *format, const char *file, F
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   if (s)
     fprintf(to, "%s\n", s);
+  /* the result is said (on stderr when stdout is the image): the front
+   * end adds nothing to stdout */
+  cli_json_written = true;
   free(s);
   json_decref(j);
   return s ? 0 : 1;

@@ -51,7 +51,7 @@ zl_vol_adopt(struct zl_sr *sr, const char *source, const char *key, const char *
     key = uuid;
   if (zl_check_key(key) == -1)
     return -1;
-  if (zl_uuid_valid(key)) /* a volume named by its UUID keeps it */
+  if (key != uuid && zl_uuid_valid(key)) /* a volume named by its UUID keeps it */
     snprintf(uuid, sizeof uuid, "%s", key);
   if (!sr->st.be->vol_adopt) {
     zl_error_kind(ZL_ERR_UNSUPPORTED, ENOTSUP, "%s SRs cannot adopt existing images",
