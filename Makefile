@@ -166,6 +166,7 @@ bench: all
 	/usr/bin/python3 bench/mirror.py --root $(CURDIR)/$(BUILD)/root
 	/usr/bin/python3 bench/handoff.py --root $(CURDIR)/$(BUILD)/root
 	scripts/zpool-scratch.sh /usr/bin/python3 bench/cbt.py --root $(CURDIR)/$(BUILD)/root
+	/usr/bin/python3 bench/copy.py --zfs-live $(BUILD)/zfs-live
 
 FUZZ_TIME ?= 60
 fuzz:
