@@ -134,8 +134,19 @@ const struct command commands[] = {
   { "vol copy", C | SR, NULL, NULL, NULL, "copy a volume into an SR (--to SR2)",
     ON_VOL(cli_vol_copy, -1, "SR KEY --to SR2 [--to-type TYPE] [--name NAME]\n"
     "                [--description TEXT] [--key NEW]\n"
+    "                [--to-host HOST:PORT [--tls-psk FILE]]\n"
     "  the cheapest correct way: a clone in one ZFS pool, zfs send | receive\n"
-    "  across pools, else a sparse copy of the data only") },
+    "  across pools, else a sparse copy of the data only; --to-host: into SR2\n"
+    "  on that host, through its NBD server over TLS with this host's PSK") },
+  { "replicate", C | SR, NULL, NULL, NULL,
+    "keep a replica of a volume on another host (--to-host, --to)",
+    ON_VOL(cli_replicate, -1, "SR KEY --to-host HOST:PORT --to SR2 [--to-type TYPE]\n"
+    "                [--tls-psk FILE]\n"
+    "  the first run copies the volume; each later run sends only the blocks\n"
+    "  changed since the last one (ZFS: zfs send -i between the points; file\n"
+    "  SRs: CBT, turned on by the first run).  Over the destination's NBD server\n"
+    "  with TLS and this host's PSK; an interrupted run leaves the replica as\n"
+    "  the last complete run made it") },
   { "vol write", C | SR, NULL, NULL, NULL, "write stdin into a volume (--offset)", ON_VOL(cli_vol_write, -1, "SR KEY [--offset OFFSET] < DATA") },
   { "vol read", C | SR, NULL, NULL, NULL, "read a volume to stdout", ON_VOL(cli_vol_read, -1, "SR KEY [--offset OFFSET] [--length LENGTH] > DATA") },
   { "serve", C, NULL, cli_serve, NULL, "the NBD server (--socket, --tcp, --tls...)",

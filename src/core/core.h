@@ -232,6 +232,50 @@ int zl_recv_open(struct zl_recv *r); /* its data, O_RDWR: an fd or -1 */
 int zl_recv_commit(struct zl_recv *r, struct zl_volume *out);
 void zl_recv_abort(struct zl_recv *r); /* remove what was made */
 
+/* --- replication (core/model/replica.c; the transport: nbd/replicate.c) -- */
+
+/* The sending side.  zl_repl_prepare takes a point of key (a snapshot,
+ * marked as this replication's when dest is not NULL; a snapshot key is
+ * read as it is when dest is NULL: a one-off copy) and describes it:
+ * source {"uuid", "point", "name", "description", "size", "keys"}, points
+ * (uuid -> key) the earlier points for dest the destination may hold.
+ * zl_repl_changes: the blocks that differ between one of those and the
+ * new point.  zl_repl_finish(ok): the other points for dest go (ok), or
+ * the new one (not ok); s is freed either way. */
+struct zl_repl_source {
+  char *point; /* key of what is sent */
+  bool own_point;
+  bool cbt_turned_on; /* this call turned CBT on (file SRs) */
+  int64_t size;
+  json_t *source;
+  json_t *points;
+};
+int zl_repl_prepare(struct zl_sr *sr, const char *key, const char *dest,
+                    struct zl_repl_source *out);
+int zl_repl_changes(struct zl_sr *sr, const struct zl_repl_source *s, const char *from_uuid,
+                    struct zl_bitmap *out);
+void zl_repl_finish(struct zl_sr *sr, struct zl_repl_source *s, bool ok);
+void zl_repl_source_free(struct zl_repl_source *s);
+
+/* The receiving side.  A volume of another host (host: its identity)
+ * arrives, described by source (above); points (array of uuids, may be
+ * NULL) the points the sender can send changes from.  replica: keep it as
+ * a replica of the source that later replications update; false: a plain
+ * copy (a new volume).  *plan (new reference) answers {"mode":
+ * "full"|"incremental", "from"?: the point changes are sent from,
+ * "replica": the key written}; the sender's data then goes into
+ * zl_replica_fd: every block of the source (full; the volume starts
+ * zeroed) or the changed ones (incremental).  Nothing of it is seen until
+ * zl_replica_commit; zl_replica_abort, or the death of the process, leaves
+ * the destination as it was.  Both end r. */
+struct zl_replica;
+struct zl_replica *zl_replica_begin(struct zl_sr *sr, const char *host,
+                                    const json_t *source, const json_t *points,
+                                    bool replica, json_t **plan);
+int zl_replica_fd(struct zl_replica *r);
+int zl_replica_commit(struct zl_replica *r, struct zl_volume *out);
+void zl_replica_abort(struct zl_replica *r);
+
 struct zl_copy_args {
   const char *key;         /* the copy's key; NULL: a new uuid */
   const char *name;        /* NULL: the source's */

@@ -149,6 +149,7 @@ conn_free(struct conn *k)
   nbd_stream_close(&k->c.st);
   nbd_tls_free(k->c.creds); /* the last session of replaced credentials frees them */
   free(k->import);
+  free(k->c.recv_req);
   free(k);
 }
 
@@ -188,11 +189,13 @@ conn_thread(void *arg)
     L.unauth -= k->unauth;
     L.capped -= k->capped;
     k->unauth = k->capped = false;
-    if (r == 0 && k->cut)
+    if (r >= 0 && k->cut)
       r = -1; /* finished after the deadline: its socket is shut */
-    if (r == 0)
+    if (r >= 0)
       k->state = ACTIVE;
     pthread_mutex_unlock(&L.lock);
+    if (r == 1) /* a replication: authenticated, its own timeouts */
+      nbd_recv_serve(&k->c, nbd_tls_peer(k->c.st.session));
     if (r == 0)
       zl_debug("transmission: export %s", k->c.exp->name);
     else

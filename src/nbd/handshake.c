@@ -7,6 +7,7 @@
 
 #include "core/core.h"
 #include "nbd/nbd.h"
+#include "util/cleanup.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -28,6 +29,13 @@ reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data, uint32_
   put32(h + 12, type);
   put32(h + 16, len);
   return nbd_writev_full(&c->st, iov, len ? 2 : 1);
+}
+
+int
+nbd_option_reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data,
+                 uint32_t len)
+{
+  return reply(c, opt, type, data, len);
 }
 
 static int reply_error(struct nbd_conn *c, uint32_t opt, uint32_t err, const char *fmt,
@@ -458,14 +466,24 @@ nbd_handshake(struct nbd_conn *c)
         free(res);
         break;
       }
+      case NBD_OPT_ZL_RECV:
+        if (!c->st.session || !nbd_tls_peer(c->st.session)) {
+          r = reply_error(c, opt, NBD_REP_ERR_POLICY,
+                          "replications need TLS with a host's PSK");
+        } else { /* replicate.c answers, after the handshake's deadline is off */
+          c->recv_req = (char *)TAKE_PTR(p);
+          c->recv_len = len;
+          r = 2;
+        }
+        break;
       default:
         r = reply_error(c, opt, NBD_REP_ERR_UNSUP, "option %u is not supported", opt);
         break;
       }
     }
     free(p);
-    if (r == 1) {
-      result = 0;
+    if (r == 1 || r == 2) {
+      result = r - 1;
       break;
     }
     if (r == -1)

@@ -146,11 +146,34 @@ struct nbd_conn {
   const char *import;          /* an import's export: served whatever the client asks */
   bool greeted;                /* the greeting was sent already (conns.c) */
   int linger_ms;               /* park after this long without a request (0: never) */
+  char *recv_req;              /* NBD_OPT_ZL_RECV's request (replicate.c) */
+  uint32_t recv_len;
 };
 /* The server's 18-byte greeting. */
 void nbd_greeting(uint8_t out[18]);
-/* Negotiate; 0: transmission may start (c->exp set), -1: close. */
+/* Negotiate; 0: transmission may start (c->exp set), 1: a replication
+ * arrives (c->recv_req set: nbd_recv_serve), -1: close. */
 int nbd_handshake(struct nbd_conn *c);
+/* An option reply (header, then len bytes of data). */
+int nbd_option_reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *data,
+                     uint32_t len);
+
+/* replicate.c: replication between hosts (protocol in the file).  The
+ * server side: serve the replication c->recv_req asks for (peer: the
+ * sending host's PSK identity); the connection ends after. */
+void nbd_recv_serve(struct nbd_conn *c, const char *peer);
+/* The sending side: connect to the destination's server with this host's
+ * PSK, send the request; *plan is the destination's answer (new
+ * reference).  Then DATA and ZERO records, and nbd_repl_end (the result,
+ * new reference, or NULL with the error) or nbd_repl_abort; then close. */
+struct nbd_repl;
+struct nbd_repl *nbd_repl_open(const char *hostport, const char *psk_file,
+                               const json_t *req, json_t **plan);
+int nbd_repl_data(struct nbd_repl *r, const void *buf, size_t len, uint64_t off);
+int nbd_repl_zero(struct nbd_repl *r, uint64_t off, uint64_t len);
+json_t *nbd_repl_end(struct nbd_repl *r);
+void nbd_repl_abort(struct nbd_repl *r); /* keeps the error set */
+void nbd_repl_close(struct nbd_repl *r);
 
 /* transmission.c: serve requests until the client leaves (false) or sends
  * nothing for c->linger_ms (true: the connection is idle, its state is in

@@ -33,6 +33,16 @@
  * method on the storage host; answered with NBD_REP_ZL_RESULT */
 #define NBD_OPT_ZL_CALL   UINT32_C(0x5a4c0001)
 #define NBD_REP_ZL_RESULT UINT32_C(0x5a4c0001)
+/* and a replication into an SR of the server's host (replicate.c): the
+ * plan, then records (ZL_REC_*), then the result, as NBD_REP_ZL_RESULT */
+#define NBD_OPT_ZL_RECV  UINT32_C(0x5a4c0002)
+#define ZL_REC_MAGIC     UINT32_C(0x5a4c5245) /* "ZLRE" */
+#define ZL_REC_DATA      1
+#define ZL_REC_ZERO      2
+#define ZL_REC_END       3
+#define ZL_REC_ABORT     4
+#define ZL_REC_MAX       (4u << 20) /* bytes of one DATA record */
+#define ZL_REC_TIMEOUT_S 120        /* a sender silent this long is gone */
 
 /* option replies */
 #define NBD_REP_ACK                 1

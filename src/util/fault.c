@@ -60,6 +60,11 @@ static const char *const points[] = {
   "import:filled",         /* its data written, not yet verified */
   "import:committed",      /* the volume visible, intent not yet removed */
   "export:written",        /* the image complete beside its name, not renamed */
+  "replicate:sent",        /* sender: a chunk sent, more to come */
+  "replica:receiving",     /* replica marked receiving, nothing written */
+  "replica:data",          /* a block written into the replica */
+  "replica:received",      /* every block written, not committed */
+  "replica:committed",     /* replica's point moved, intent not yet removed */
   NULL,
 };/* clang-format on */
 

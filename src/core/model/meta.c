@@ -113,6 +113,22 @@ zl_meta_hidden(const json_t *meta)
   return json_is_true(json_object_get(meta, "hidden")) || zl_meta_transient(meta);
 }
 
+int
+zl_meta_receiving_error(const char *key, const json_t *meta)
+{
+  json_t *r = json_object_get(meta, "replica");
+  const char *host = json_string_value(json_object_get(r, "host"));
+
+  if (!json_object_get(meta, ZL_META_RECEIVING))
+    return 0;
+  zl_error_kind(ZL_ERR_BUSY, EBUSY,
+                "volume %s is a replica taking changes from host %s: try again when the "
+                "replication has finished",
+                key, host ? host : "?");
+  zl_error_subject(key);
+  return -1;
+}
+
 bool
 zl_meta_transient(const json_t *meta)
 {

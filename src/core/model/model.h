@@ -137,6 +137,12 @@ bool zl_meta_hidden(const json_t *meta);
  * record that names it: never collected; the maker's commit clears it,
  * the recovery of its dead record removes the volume (copy.c). */
 bool zl_meta_transient(const json_t *meta);
+/* A replica taking changes (replica.c): listed, but nothing opens,
+ * snapshots, reverts, resizes or destroys it until the commit; the value
+ * is the key of the replica point the recovery reverts it to. */
+#define ZL_META_RECEIVING "receiving"
+/* -1 (ZL_ERR_BUSY, naming what it waits for) if meta is receiving. */
+int zl_meta_receiving_error(const char *key, const json_t *meta);
 /* Why meta could not be read (ZL_META_BROKEN), or NULL. */
 const char *zl_meta_broken(const json_t *meta);
 /* Set a ZL_ERR_DAMAGED error for key whose metadata meta is broken. */

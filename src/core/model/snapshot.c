@@ -42,6 +42,8 @@ in_use(struct zl_sr *sr, const char *key, const json_t *meta, int what, const ch
   json_t *opened = json_object_get(meta, "opened");
   char who[512] = "";
 
+  if (zl_meta_receiving_error(key, meta) == -1)
+    return 1;
   if (host && *host) /* "": deactivated, nobody holds it */
     snprintf(who, sizeof who, "it is active on host %s", host);
   else if (json_object_size(opened)) {

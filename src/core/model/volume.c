@@ -282,6 +282,8 @@ zl_vol_resize(struct zl_sr *sr, const char *key, int64_t new_size)
                   "volume %s is a snapshot and cannot be resized", key);
     return -1;
   }
+  if (zl_meta_receiving_error(key, meta) == -1)
+    return -1;
   if (size < info.virtual_size) {
     zl_error_kind(ZL_ERR_SIZE, EINVAL,
                   "shrinking not allowed: volume %s is %lld bytes, asked for %lld", key,
@@ -318,6 +320,8 @@ zl_vol_open(struct zl_sr *sr, const char *key, int flags)
   CLEANUP_JSON json_t *meta = NULL;
 
   if (zl_vol_lookup(sr, key, &meta, NULL) == -1)
+    return -1;
+  if (zl_meta_receiving_error(key, meta) == -1)
     return -1;
   if (zl_meta_data_destroyed(meta)) {
     zl_error_kind(ZL_ERR_INVALID, ENODATA,
