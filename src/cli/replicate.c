@@ -27,6 +27,7 @@
 #include "util/banned.h" /* last: after every declaration */
 
 #define CHUNK (1u << 20)
+#define BLOCK (64u << 10) /* zeroes are found (and skipped) in these */
 
 struct sender {
   struct nbd_repl *c;
@@ -54,15 +55,23 @@ send_range(struct sender *s, uint64_t off, uint64_t len, bool zeroes)
     size_t n = len > CHUNK ? CHUNK : (size_t)len;
     if (zl_pread_all(s->fd, s->buf, n, (off_t)off) == -1)
       return -1;
-    int r = 0;
-    if (!is_zero(s->buf, n)) {
-      r = nbd_repl_data(s->c, s->buf, n, off);
-      s->sent += n;
+    /* runs of blocks alike: data, or zeroes (skipped or sent as ZERO) */
+    for (size_t i = 0; i < n;) {
+      bool z = is_zero(s->buf + i, n - i < BLOCK ? n - i : BLOCK);
+      size_t j = i;
+      while (j < n && is_zero(s->buf + j, n - j < BLOCK ? n - j : BLOCK) == z)
+        j += n - j < BLOCK ? n - j : BLOCK;
+      int r = 0;
+      if (!z) {
+        r = nbd_repl_data(s->c, s->buf + i, j - i, off + i);
+        s->sent += j - i;
+      } else if (zeroes) {
+        r = nbd_repl_zero(s->c, off + i, j - i);
+      }
+      if (r == -1)
+        return -1;
+      i = j;
     }
-    else if (zeroes)
-      r = nbd_repl_zero(s->c, off, n);
-    if (r == -1)
-      return -1;
     zl_fault("replicate", "sent");
     off += n;
     len -= n;
@@ -158,7 +167,8 @@ send_volume(struct zl_sr *sr, const char *key, const struct remote_args *a,
   CLEANUP_JSON json_t *points = json_array();
   const char *uuid;
   json_t *v;
-  json_object_foreach(src.points, uuid, v) json_array_append_new(points, json_string(uuid));
+  json_object_foreach(src.points, uuid, v)
+      json_array_append_new(points, json_string(uuid));
   CLEANUP_JSON json_t *req =
       json_pack("{s:s, s:s?, s:b, s:O, s:O}", "sr", a->sr, "type", a->type, "replica",
                 a->replica, "source", src.source, "points", points);
@@ -172,8 +182,7 @@ send_volume(struct zl_sr *sr, const char *key, const struct remote_args *a,
   const char *mode = json_string_value(json_object_get(plan, "mode"));
   const char *from = json_string_value(json_object_get(plan, "from"));
   s.size = (uint64_t)src.size;
-  if (!(s.buf = malloc(CHUNK)) ||
-      (s.fd = zl_vol_open(sr, src.point, O_RDONLY)) == -1) {
+  if (!(s.buf = malloc(CHUNK)) || (s.fd = zl_vol_open(sr, src.point, O_RDONLY)) == -1) {
     if (!s.buf)
       zl_error(ENOMEM, "out of memory");
     nbd_repl_abort(s.c);
@@ -196,8 +205,12 @@ send_volume(struct zl_sr *sr, const char *key, const struct remote_args *a,
     nbd_repl_abort(s.c);
     goto out;
   }
-  if (!(res = nbd_repl_end(s.c)))
+  if (!(res = nbd_repl_end(s.c))) {
+    /* the destination may have committed before the reply was lost: keep
+     * the point (a replication's), the next run offers it with the others */
+    src.own_point = !src.keep_point;
     goto out;
+  }
   json_object_set_new(res, "from", from ? json_string(from) : json_null());
   json_object_set_new(res, "sent", json_integer((json_int_t)s.sent));
   ok = true;

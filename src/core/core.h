@@ -243,8 +243,9 @@ void zl_recv_abort(struct zl_recv *r); /* remove what was made */
  * new point.  zl_repl_finish(ok): the other points for dest go (ok), or
  * the new one (not ok); s is freed either way. */
 struct zl_repl_source {
-  char *point; /* key of what is sent */
-  bool own_point;
+  char *point;        /* key of what is sent */
+  bool own_point;     /* a snapshot taken for this */
+  bool keep_point;    /* a replication's: kept for the next one */
   bool cbt_turned_on; /* this call turned CBT on (file SRs) */
   int64_t size;
   json_t *source;
@@ -252,8 +253,8 @@ struct zl_repl_source {
 };
 int zl_repl_prepare(struct zl_sr *sr, const char *key, const char *dest,
                     struct zl_repl_source *out);
-int zl_repl_changes(struct zl_sr *sr, const struct zl_repl_source *s, const char *from_uuid,
-                    struct zl_bitmap *out);
+int zl_repl_changes(struct zl_sr *sr, const struct zl_repl_source *s,
+                    const char *from_uuid, struct zl_bitmap *out);
 void zl_repl_finish(struct zl_sr *sr, struct zl_repl_source *s, bool ok);
 void zl_repl_source_free(struct zl_repl_source *s);
 

@@ -162,8 +162,9 @@ receive(struct nbd_conn *c, struct zl_replica *r, uint64_t size)
     }
     if ((type != ZL_REC_DATA && type != ZL_REC_ZERO) || off > size || len > size - off ||
         (type == ZL_REC_DATA && len > ZL_REC_MAX)) {
-      zl_error(EPROTO, "replication: a bad record (type %u, %llu+%llu of %llu bytes)", type,
-               (unsigned long long)off, (unsigned long long)len, (unsigned long long)size);
+      zl_error(EPROTO, "replication: a bad record (type %u, %llu+%llu of %llu bytes)",
+               type, (unsigned long long)off, (unsigned long long)len,
+               (unsigned long long)size);
       return -1;
     }
     if (type == ZL_REC_DATA) {

@@ -634,8 +634,24 @@ zl_dp_close(struct zl_sr *sr, const char *key)
 
 /* --- what the model asks about this host's users (model/users.c) -------- */
 
+/* Published by vol share (its export name is the SR's and the key's). */
+static bool
+shared(struct zl_sr *sr, const char *key)
+{
+  CLEANUP_FREE char *name = zl_export_name(sr, key);
+  struct zl_export_info e;
+
+  if (!name || zl_export_lookup(name, &e) == -1) {
+    zl_error_clear();
+    return false;
+  }
+  zl_export_info_free(&e);
+  return true;
+}
+
 static const struct zl_users host_users = {
     .attached = zl_dp_in_use,
+    .shared = shared,
     .blockdev = zl_dp_blockdev_attached,
     .writer_blockdev = zl_vol_blockdev_active,
 };

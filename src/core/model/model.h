@@ -194,10 +194,12 @@ struct zl_users {
   bool (*attached)(struct zl_sr *sr, const char *key);        /* any attachment */
   bool (*blockdev)(struct zl_sr *sr, const char *key);        /* a loop device */
   bool (*writer_blockdev)(struct zl_sr *sr, const char *key); /* Ganeti's device */
+  bool (*shared)(struct zl_sr *sr, const char *key);          /* vol share */
 };
 void zl_users_register(const struct zl_users *u);
 bool zl_users_attached(struct zl_sr *sr, const char *key);
 bool zl_users_blockdev(struct zl_sr *sr, const char *key);
+bool zl_users_shared(struct zl_sr *sr, const char *key);
 bool zl_users_writer_blockdev(struct zl_sr *sr, const char *key);
 
 /* adopt.c: recovery of an adopt cut off by a crash (see backend.h). */

@@ -15,7 +15,10 @@
  * Receiving.  A replica is a volume whose metadata says "replica": {"of":
  * the source volume's uuid, "host": the sending host, "point": the uuid of
  * the source's point its content equals}; one snapshot of it, marked with
- * the same "replica", is the replica point to fall back to.
+ * the same "replica", is the replica point to fall back to.  A replica is
+ * read-only: only replication changes it, so its content is always its
+ * point's, exactly; to use it (disaster recovery), clone it.  A plain copy
+ * (vol copy --to-host) is an ordinary volume.
  *
  *   full         a new transient volume (copy.c's zl_recv), committed
  *                with its "replica"; the replica of the same source it
@@ -137,6 +140,7 @@ zl_repl_prepare(struct zl_sr *sr, const char *key, const char *dest,
       return -1;
     out->point = TAKE_PTR(snap.key);
     out->own_point = true;
+    out->keep_point = dest != NULL;
     zl_volume_free(&snap);
     if (dest && zl_vol_update(sr, out->point, set_point_mark, (void *)dest) == -1) {
       zl_error_prefix("replication point %s: ", out->point);
@@ -195,7 +199,7 @@ zl_repl_changes(struct zl_sr *sr, const struct zl_repl_source *s, const char *fr
 void
 zl_repl_finish(struct zl_sr *sr, struct zl_repl_source *s, bool ok)
 {
-  if (!ok) {
+  if (!ok || !s->keep_point) {
     if (s->own_point && zl_vol_destroy(sr, s->point) == -1) {
       zl_warn("replication: the point %s stays: %s", s->point, zl_error_msg());
       zl_error_clear();
@@ -257,8 +261,8 @@ find_replica(struct zl_sr *sr, struct find *f)
   json_object_foreach(f->metas, k, m)
   {
     const char *of = replica_field(m, "of"), *host = replica_field(m, "host");
-    if (zl_meta_read_only(m) || zl_meta_hidden(m) || zl_meta_broken(m) || !of || !host ||
-        strcmp(of, f->of) != 0 || strcmp(host, f->host) != 0)
+    if (zl_meta_str(m, "snapshot_of") || zl_meta_hidden(m) || zl_meta_broken(m) || !of ||
+        !host || strcmp(of, f->of) != 0 || strcmp(host, f->host) != 0)
       continue;
     snprintf(f->key, sizeof f->key, "%s", k);
     snprintf(f->point, sizeof f->point, "%s",
@@ -306,11 +310,11 @@ begin_incremental(struct zl_replica *r, struct find *f, int64_t size, json_t **p
   if (zl_in_use_writers(r->sr, f->key, meta,
                         "a replica takes changes only while nothing uses it"))
     return -1;
-  if (zl_users_attached(r->sr, f->key)) {
+  if (zl_users_attached(r->sr, f->key) || zl_users_shared(r->sr, f->key)) {
     zl_error_kind(ZL_ERR_BUSY, EBUSY,
-                  "replica %s is attached on this host: a replica takes changes only "
-                  "while nothing uses it",
-                  f->key);
+                  "replica %s is in use: it is %s on this host; a replica takes changes "
+                  "only while nothing uses it",
+                  f->key, zl_users_shared(r->sr, f->key) ? "shared" : "attached");
     return -1;
   }
   snprintf(r->key, sizeof r->key, "%s", f->key);
@@ -352,12 +356,15 @@ in_list(const json_t *list, const char *s)
 
 static void replica_free(struct zl_replica *r);
 static int fall_back(struct zl_sr *sr, const char *key, const char *base);
+static void new_point(struct zl_sr *sr, const char *key, json_t *replica,
+                      const char *old_snap, const char *old_replica);
 
 struct zl_replica *
 zl_replica_begin(struct zl_sr *sr, const char *host, const json_t *source,
                  const json_t *points, bool replica, json_t **plan)
 {
-  struct find f = {.of = json_string_value(json_object_get(source, "uuid")), .host = host};
+  struct find f = {.of = json_string_value(json_object_get(source, "uuid")),
+                   .host = host};
   const char *point = json_string_value(json_object_get(source, "point"));
   json_int_t size = json_integer_value(json_object_get(source, "size"));
   struct zl_replica *r = calloc(1, sizeof *r);
@@ -379,7 +386,16 @@ zl_replica_begin(struct zl_sr *sr, const char *host, const json_t *source,
     if (!r->replica || find_replica(sr, &f) == -1)
       goto fail;
   }
-  CLEANUP_JSON json_t *rmeta = json_incref(json_object_get(f.metas, f.key));
+  if (replica && f.key[0] && !f.snap[0] && points && in_list(points, f.point)) {
+    /* committed, then cut off before its replica point was taken: the
+     * replica (read-only) still holds exactly its point's content */
+    new_point(sr, f.key, json_object_get(json_object_get(f.metas, f.key), "replica"),
+              NULL, NULL);
+    json_decref(f.metas);
+    f.metas = NULL;
+    if (find_replica(sr, &f) == -1)
+      goto fail;
+  }
   struct zl_vol_info rinfo = {0};
   if (f.key[0] && sr->st.be->vol_get(&sr->st, f.key, NULL, &rinfo) == -1)
     goto fail;
@@ -397,8 +413,8 @@ zl_replica_begin(struct zl_sr *sr, const char *host, const json_t *source,
     }
     if (rc == -1)
       goto fail;
-    zl_info("replica %s of %s from host %s: incremental from point %s", r->key, f.of, host,
-            f.point);
+    zl_info("replica %s of %s from host %s: incremental from point %s", r->key, f.of,
+            host, f.point);
   } else {
     struct zl_create_args a = {
         .key = NULL,
@@ -414,7 +430,8 @@ zl_replica_begin(struct zl_sr *sr, const char *host, const json_t *source,
     r->full = true;
     snprintf(r->old, sizeof r->old, "%s", f.key);
     CLEANUP_JSON json_t *extra =
-        r->replica ? json_pack("{s:O}", "replica", r->replica) : json_object();
+        r->replica ? json_pack("{s:O, s:b}", "replica", r->replica, "read_only", true)
+                   : json_object();
     r->recv =
         extra ? zl_recv_begin_meta(sr, &a, json_object_get(source, "keys"), extra) : NULL;
     if (!r->recv)
@@ -442,7 +459,8 @@ zl_replica_fd(struct zl_replica *r)
 {
   if (r->fd >= 0)
     return r->fd;
-  r->fd = r->full ? zl_recv_open(r->recv) : r->sr->st.be->vol_open(&r->sr->st, r->key, O_RDWR);
+  r->fd = r->full ? zl_recv_open(r->recv)
+                  : r->sr->st.be->vol_open(&r->sr->st, r->key, O_RDWR);
   return r->fd;
 }
 
@@ -481,8 +499,50 @@ destroy_tree(struct zl_sr *sr, const char *key)
   return rc == 0 ? zl_vol_destroy(sr, key) : -1;
 }
 
-/* After the commit: a new replica point, then the old point (or the
- * replica superseded) goes.  Failures are warnings: the replica is
+struct stale_ctx {
+  const char *key, *keep;
+  json_t *found; /* keys */
+};
+
+static int
+stale_cb(void *opaque, const char *key, json_t *meta, const struct zl_vol_info *info)
+{
+  struct stale_ctx *c = opaque;
+  const char *of = zl_meta_str(meta, "snapshot_of");
+  (void)info;
+  if (!of || strcmp(of, c->key) != 0 || strcmp(key, c->keep) == 0 ||
+      !json_object_get(meta, "replica") || zl_meta_hidden(meta))
+    return 0;
+  return json_array_append_new(c->found, json_string(key));
+}
+
+/* The replica points of key but keep (a commit cut off before its old
+ * point went leaves two). */
+static void
+drop_stale_points(struct zl_sr *sr, const char *key, const char *keep)
+{
+  struct stale_ctx c = {key, keep, json_array()};
+  size_t i;
+  json_t *k;
+
+  if (!c.found || sr->st.be->vol_list(&sr->st, stale_cb, &c) == -1) {
+    zl_error_clear();
+    json_decref(c.found);
+    return;
+  }
+  json_array_foreach(c.found, i, k)
+  {
+    if (zl_vol_destroy(sr, json_string_value(k)) == -1) {
+      zl_warn("replica %s: the old replica point %s stays: %s", key, json_string_value(k),
+              zl_error_msg());
+      zl_error_clear();
+    }
+  }
+  json_decref(c.found);
+}
+
+/* After the commit: a new replica point, then the old points (or the
+ * replica superseded) go.  Failures are warnings: the replica is
  * complete, and the next replication is a full one if no point is left. */
 static void
 new_point(struct zl_sr *sr, const char *key, json_t *replica, const char *old_snap,
@@ -499,12 +559,9 @@ new_point(struct zl_sr *sr, const char *key, json_t *replica, const char *old_sn
     zl_volume_free(&snap);
     return;
   }
+  (void)old_snap;
+  drop_stale_points(sr, key, snap.key);
   zl_volume_free(&snap);
-  if (old_snap && *old_snap && zl_vol_destroy(sr, old_snap) == -1) {
-    zl_warn("replica %s: the old replica point %s stays: %s", key, old_snap,
-            zl_error_msg());
-    zl_error_clear();
-  }
   if (old_replica && *old_replica && destroy_tree(sr, old_replica) == -1) {
     zl_warn("replica %s: the replica it supersedes (%s) stays: %s", key, old_replica,
             zl_error_msg());

@@ -28,6 +28,12 @@ zl_users_attached(struct zl_sr *sr, const char *key)
 }
 
 bool
+zl_users_shared(struct zl_sr *sr, const char *key)
+{
+  return users && users->shared && users->shared(sr, key);
+}
+
+bool
 zl_users_blockdev(struct zl_sr *sr, const char *key)
 {
   return users && users->blockdev && users->blockdev(sr, key);
