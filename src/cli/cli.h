@@ -109,9 +109,9 @@ int cli_vol_show(struct zl_sr *sr, struct zl_volume *v);
 int cli_vol_copy(struct zl_sr *sr, int argc, char **argv);
 /* replicate.c: replicate, and vol copy --to-host */
 int cli_replicate(struct zl_sr *sr, int argc, char **argv);
-int cli_vol_copy_remote(struct zl_sr *sr, const char *key, const char *host, const char *to,
-                        const char *to_type, const char *psk, const char *name,
-                        const char *description);
+int cli_vol_copy_remote(struct zl_sr *sr, const char *key, const char *host,
+                        const char *to, const char *to_type, const char *psk,
+                        const char *name, const char *description);
 
 /* transfer.c: images out of and into volumes; the old spelling of
  * share/unshare (export without --format, unexport) with a note */
