@@ -243,6 +243,7 @@ void zl_recv_abort(struct zl_recv *r); /* remove what was made */
  * new point.  zl_repl_finish(ok): the other points for dest go (ok), or
  * the new one (not ok); s is freed either way. */
 struct zl_repl_source {
+  char *of;           /* the volume */
   char *point;        /* key of what is sent */
   bool own_point;     /* a snapshot taken for this */
   bool keep_point;    /* a replication's: kept for the next one */

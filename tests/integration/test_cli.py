@@ -246,6 +246,11 @@ def test_json_on_every_command(file_sr, tmp_path):
     err = json_error(run("serve", "--tls=require", "--socket", str(tmp_path / "s"),
                          "--control", "", "--json"), 1)
     assert "credentials" in err["message"]
+    done.add("replicate")  # its results: test_replicate.py; its errors are JSON
+    err = json_error(run("replicate", sr, k, "--to-host", "127.0.0.1:1", "--to", sr,
+                         "--json"), 1)
+    assert "127.0.0.1:1" in err["message"]
+    assert not ok("vol stat", sr, k)["cbt_enabled"]  # a failed run changed nothing
     done.add("sr destroy")
     json_error(run("sr", "destroy", sr, "--json"), 1)  # not empty
     missing = {c["command"] for c in listed_commands()} - done

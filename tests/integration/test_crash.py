@@ -69,10 +69,12 @@ def test_every_fault_point_is_covered():
     # set-meta's (ZFS) in test_accounting.py (test_crash_between_metadata_chunks);
     # import's and export's in test_export.py (test_import_killed,
     # test_export_killed); copy's and receive's in test_copy.py
-    # (test_copy_killed); every point on both SR types in test_leftovers.py
+    # (test_copy_killed); replicate's and replica's in test_replicate.py
+    # (test_sender_killed_across_namespaces, test_receiver_killed); every
+    # point on both SR types in test_leftovers.py
     assert ops == set(OPS) | {"sr-create", "sr-destroy", "adopt", "cbt-rotate",
                               "data-destroy", "set-meta", "write-file", "import",
-                              "export", "copy", "receive"}
+                              "export", "copy", "receive", "replicate", "replica"}
     for op in OPS:
         assert f"{op}:journaled" in points
 

@@ -229,6 +229,7 @@ def test_refusals_change_nothing(pair, tmp_path):
               "--to", dst.key, check=False)
     assert p.returncode == 1 and b"refused" in p.stderr.lower(), p.stderr
     assert b.vols(dst) == {} and sorted(a.vols(src)) == before_a
+    assert not a.vols(src)[v["key"]]["cbt_enabled"]  # the failed runs turned it off
     # plain NBD without TLS: the option is refused before anything happens
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         assert s.recv(18)[:8] == b"NBDMAGIC"

@@ -100,7 +100,8 @@ void
 zl_repl_source_free(struct zl_repl_source *s)
 {
   free(s->point);
-  s->point = NULL;
+  free(s->of);
+  s->point = s->of = NULL;
   json_decref(s->source);
   json_decref(s->points);
   s->source = s->points = NULL;
@@ -117,6 +118,10 @@ zl_repl_prepare(struct zl_sr *sr, const char *key, const char *dest,
   memset(out, 0, sizeof *out);
   if (zl_check_key(key) == -1 || zl_vol_lookup(sr, key, &meta, &info) == -1)
     return -1;
+  if (!(out->of = strdup(key))) {
+    zl_error(ENOMEM, "out of memory");
+    return -1;
+  }
   if (zl_meta_read_only(meta)) {
     if (dest) {
       zl_error_kind(ZL_ERR_INVALID, EINVAL,
@@ -178,6 +183,8 @@ fail:;
   zl_error_save(&saved);
   if (out->own_point && out->point && zl_vol_destroy(sr, out->point) == -1)
     zl_warn("replication: the point %s stays: %s", out->point, zl_error_msg());
+  if (out->cbt_turned_on && zl_vol_disable_cbt(sr, key) == -1)
+    zl_warn("replication: CBT of %s stays on: %s", key, zl_error_msg());
   zl_error_restore(&saved);
   zl_repl_source_free(out);
   return -1;
@@ -202,6 +209,11 @@ zl_repl_finish(struct zl_sr *sr, struct zl_repl_source *s, bool ok)
   if (!ok || !s->keep_point) {
     if (s->own_point && zl_vol_destroy(sr, s->point) == -1) {
       zl_warn("replication: the point %s stays: %s", s->point, zl_error_msg());
+      zl_error_clear();
+    }
+    /* a first run that failed changes nothing: CBT goes off again */
+    if (!ok && s->cbt_turned_on && zl_vol_disable_cbt(sr, s->of) == -1) {
+      zl_warn("replication: CBT of %s stays on: %s", s->of, zl_error_msg());
       zl_error_clear();
     }
   } else {
