@@ -55,10 +55,8 @@ static const char *const points[] = {
   "receive:made",          /* the transient volume made (and filled, if native) */
   "receive:tuned",         /* its tunables applied, still transient */
   "receive:committed",     /* visible, intent not yet removed */
-  "import:journaled",      /* intent recorded, no volume yet */
-  "import:created",        /* the volume made hidden, empty */
+  "import:created",        /* the volume made (transient), empty */
   "import:filled",         /* its data written, not yet verified */
-  "import:committed",      /* the volume visible, intent not yet removed */
   "export:written",        /* the image complete beside its name, not renamed */
   "replicate:sent",        /* sender: a chunk sent, more to come */
   "replica:receiving",     /* replica marked receiving, nothing written */

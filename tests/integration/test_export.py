@@ -279,7 +279,8 @@ def test_bad_input_refused(kind, case, plugin, tmp_path, tmp_path_factory):
     assert sr_state(sr) == before
 
 
-IMPORT_POINTS = ["import:journaled", "import:created", "import:filled", "import:committed"]
+# an import is a zl_recv (core/model/copy.c): receive:* around its own steps
+IMPORT_POINTS = ["receive:journaled", "import:created", "import:filled", "receive:committed"]
 
 
 @pytest.mark.parametrize("point", IMPORT_POINTS)
@@ -294,15 +295,15 @@ def test_import_killed(file_sr, point, fmt, tmp_path):
     res = cli("vol", "import", sr.key, img, "--format", fmt, "--key", "new", check=False,
               env={"ZFS_LIVE_FAULT": point})
     assert res.returncode == -9, res.stderr
-    # before any other call: the metadata says hidden until committed
+    # before any other call: the metadata says transient until committed
     meta = os.path.join(sr.path, "new.meta.json")
     if point in ("import:created", "import:filled"):
         with open(meta) as f:
-            assert json.load(f)["hidden"] is True
+            assert json.load(f)["transient"] is True
     assert sr.journal()
     keys = sorted(v["key"] for v in sr.ls())  # the next call: recovery
     assert not sr.journal()
-    if point == "import:committed":
+    if point == "receive:committed":
         assert keys == ["new", "src"]
         assert sr.read("new") == content
     else:

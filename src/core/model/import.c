@@ -1,17 +1,14 @@
 /* import.c: a new volume from an image (raw, qcow2, VHD dynamic).
  *
- * Steps, each a fault point, under one intent record {"op": "import",
- * "key"} held from before the volume exists until it is visible:
- *   import:journaled  the record, nothing made
- *   import:created    the volume made *hidden* ("hidden" and "importing"
- *                     in its metadata: not in SR.ls, not found by stat,
- *                     never collected as a hidden snapshot), empty
+ * The new volume is a zl_recv (copy.c): transient, under the intent
+ * record "receive", until the one metadata write that commits it; a
+ * failure removes it at once, a crash leaves it to the next call on the
+ * SR, whose recovery removes it (kept once committed).  Steps, each a
+ * fault point: receive:journaled, receive:made, then
+ *   import:created    the volume made (transient), empty
  *   import:filled     the data written, not yet verified
- *   import:committed  the volume visible, the record not yet removed
- * A failure removes the volume at once; a crash leaves the record to the
- * next call on the SR, whose recovery removes a volume still importing
- * and keeps one already visible.  The SR lock is held only to make and to
- * publish the volume, not while the data flows.
+ * then receive:tuned, receive:committed.  The SR lock is held only to make
+ * and to publish the volume, not while the data flows.
  *
  * Untrusted images: qcow2 and VHD are read by qemu-img with the format
  * forced (-f, never probed), after `qemu-img info` (its virtual size within
@@ -139,95 +136,14 @@ open_input(const struct zl_import_args *a, int *fd, bool *stream, int64_t *size)
   return 0;
 }
 
-/* Under the SR lock: the record, then the volume, hidden. */
-static int
-make_hidden(struct zl_sr *sr, const char *key, const char *uuid, const char *name,
-            int64_t size, struct zl_intent *in)
-{
-  CLEANUP_JSON json_t *meta = NULL;
-  CLEANUP_JSON json_t *rec = NULL;
-  struct zl_vol_info info;
-
-  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
-  if (!held)
-    return -1;
-  if (sr->st.be->vol_get(&sr->st, key, NULL, NULL) == 0) {
-    zl_error_kind(ZL_ERR_EXISTS, EEXIST, "volume %s already exists in SR %s", key,
-                  sr->st.key);
-    return -1;
-  }
-  zl_error_clear();
-  bool thick = zl_sr_thick_default(sr) && (sr->st.be->caps(&sr->st) & ZL_CAP_THICK);
-  meta = zl_meta_new(key, uuid, name, "", false, false,
-                     thick ? ZL_PROV_THICK : ZL_PROV_THIN, NULL, NULL);
-  rec = json_pack("{s:s, s:s}", "op", "import", "key", key);
-  if (!meta || !rec) {
-    zl_error(ENOMEM, "out of memory");
-    return -1;
-  }
-  json_object_set_new(meta, "hidden", json_true());
-  json_object_set_new(meta, "importing", json_true());
-  if (zl_intent_begin(sr, rec, in) == -1)
-    return -1;
-  zl_fault("import", "journaled");
-  if (sr->st.be->vol_create(&sr->st, key, size, thick, meta, &info) == -1) {
-    zl_error_prefix("create volume %s: ", key);
-    struct zl_error_saved saved;
-    zl_error_save(&saved);
-    if (sr->st.be->vol_discard(&sr->st, key) == 0)
-      zl_intent_end(in);
-    else
-      close(in->fd); /* the record stays: the next call cleans up */
-    zl_error_restore(&saved);
-    return -1;
-  }
-  zl_fault("import", "created");
-  return 0;
-}
-
-/* Remove a volume still importing (a failure, or recovery). */
+/* A volume an older version was importing ("hidden" and "importing" in
+ * its metadata, intent record "import"): removed by recovery. */
 static int
 remove_importing(struct zl_sr *sr, const char *key)
 {
   if (sr->st.be->vol_destroy(&sr->st, key) == -1 && errno != ENOENT)
     return -1;
   return sr->st.be->vol_discard(&sr->st, key);
-}
-
-static int
-abandon(struct zl_sr *sr, const char *key, struct zl_intent *in)
-{
-  struct zl_error_saved saved;
-  zl_error_save(&saved);
-  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
-  if (held && remove_importing(sr, key) == 0)
-    zl_intent_end(in);
-  else {
-    zl_warn("import of %s: cannot remove the partial volume (the next call will): %s",
-            key, zl_error_msg());
-    close(in->fd); /* the record stays for recovery */
-    in->fd = -1;
-  }
-  zl_error_restore(&saved);
-  return -1;
-}
-
-/* Under the SR lock: the volume becomes visible, the record goes. */
-static int
-publish(struct zl_sr *sr, const char *key, struct zl_intent *in, json_t **meta,
-        struct zl_vol_info *info)
-{
-  CLEANUP_SR_UNLOCK struct zl_sr *held = zl_sr_hold(sr, LOCK_EX);
-  if (!held || sr->st.be->vol_get(&sr->st, key, meta, info) == -1)
-    return -1;
-  json_object_del(*meta, "hidden");
-  json_object_del(*meta, "importing");
-  json_object_del(*meta, ZL_META_STORAGE);
-  if (sr->st.be->vol_set_meta(&sr->st, key, *meta) == -1)
-    return -1;
-  zl_fault("import", "committed");
-  zl_intent_end(in);
-  return 0;
 }
 
 /* qemu-img convert of the image into the volume's fd, then its hash. */
@@ -258,10 +174,10 @@ convert_in(int in, int vfd, const struct zl_import_args *a, int64_t size,
 }
 
 static int
-fill(struct zl_sr *sr, const char *key, int in, bool stream,
-     const struct zl_import_args *a, int64_t size, struct zl_meter *m, char sha[65])
+fill(struct zl_recv *recv, int in, bool stream, const struct zl_import_args *a,
+     int64_t size, struct zl_meter *m, char sha[65])
 {
-  CLEANUP_CLOSE int vfd = sr->st.be->vol_open(&sr->st, key, O_RDWR);
+  CLEANUP_CLOSE int vfd = zl_recv_open(recv);
   if (vfd == -1)
     return -1;
   if (a->format != ZL_IMG_RAW)
@@ -298,12 +214,10 @@ int
 zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
                     const struct zl_progress *p, struct zl_volume *out, char sha256[65])
 {
-  char uuid[ZL_UUID_LEN + 1];
   const char *name = a->name ? a->name : "";
-  int64_t size, vsize;
+  int64_t size;
   bool stream;
   int fd = -1;
-  struct zl_intent in;
   struct zl_meter m;
 
   if (a->sha256 && a->no_checksum) {
@@ -311,23 +225,34 @@ zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
     return -1;
   }
   if (check_sha(a->sha256) == -1 || zl_check_name(name, "volume name") == -1 ||
-      (a->key && zl_check_key(a->key) == -1) || zl_uuid_generate(uuid) == -1)
+      (a->key && zl_check_key(a->key) == -1))
     return -1;
-  const char *key = a->key ? a->key : uuid;
-  int r = open_input(a, &fd, &stream, &size);
+  int rc = open_input(a, &fd, &stream, &size);
   CLEANUP_CLOSE int own = a->path ? fd : -1;
-  if (r == -1 || zl_round_size(size, sr->st.be->size_granularity, &vsize) == -1) {
+  if (rc == -1) {
     zl_error_prefix("import %s: ", a->path ? a->path : "stdin");
     return -1;
   }
-  if (make_hidden(sr, key, uuid, name, vsize, &in) == -1)
+  struct zl_create_args ca = {.key = a->key,
+                              .name = name,
+                              .description = "",
+                              .size = size,
+                              .provisioning = ZL_PROV_DEFAULT};
+  struct zl_recv *r = zl_recv_begin(sr, &ca, NULL);
+  if (!r) {
+    zl_error_prefix("import %s: ", a->path ? a->path : "stdin");
     return -1;
+  }
+  zl_fault("import", "created");
+  char key[256];
+  snprintf(key, sizeof key, "%s", zl_recv_key(r));
   /* qcow2/VHD: qemu-img, then the data read back for its hash */
   bool twice = a->format != ZL_IMG_RAW && !a->no_checksum;
   zl_meter_init(&m, p, (uint64_t)size * (twice ? 2 : 1));
-  if (fill(sr, key, fd, stream, a, size, &m, sha256) == -1) {
+  if (fill(r, fd, stream, a, size, &m, sha256) == -1) {
     zl_error_prefix("import %s: ", a->path ? a->path : "stdin");
-    return abandon(sr, key, &in);
+    zl_recv_abort(r);
+    return -1;
   }
   zl_fault("import", "filled");
   if (a->sha256 && strcasecmp(a->sha256, sha256) != 0) {
@@ -335,24 +260,24 @@ zl_vol_import_image(struct zl_sr *sr, const struct zl_import_args *a,
                   "import %s: the data does not match its checksum (sha256 %s, expected "
                   "%s): the image is corrupt or truncated",
                   a->path ? a->path : "stdin", sha256, a->sha256);
-    return abandon(sr, key, &in);
+    zl_recv_abort(r);
+    return -1;
   }
-  CLEANUP_JSON json_t *meta = NULL;
-  struct zl_vol_info info;
-  if (publish(sr, key, &in, &meta, &info) == -1) {
+  if (zl_recv_commit(r, out) == -1) {
     zl_error_prefix("import: publish volume %s: ", key);
-    return abandon(sr, key, &in);
+    return -1;
   }
   zl_meter_end(&m);
   zl_info("imported %s (%s) as volume %s of SR %s (sha256 %s)",
           a->path ? a->path : "stdin", zl_image_format_name(a->format), key, sr->st.key,
           *sha256 ? sha256 : "not computed");
-  return zl_meta_to_volume(key, meta, &info, out);
+  return 0;
 }
 
 /* --- recovery (registered in recover.c) ------------------------------------- */
 
-/* import: visible (committed) -> kept; still importing or partial -> removed */
+/* import records of older versions (imports are zl_recv's now): visible
+ * (committed) -> kept; still importing or partial -> removed */
 static int
 recover_import(struct zl_sr *sr, const json_t *rec, const char *key)
 {
